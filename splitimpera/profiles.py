@@ -1,0 +1,354 @@
+"""Device and network profiles: schema, YAML loading and a registry.
+
+Profiles live as YAML files in ``profiles/devices/*.yaml`` and ``profiles/networks/*.yaml``
+at the top of the repository, plus any folders named in ``$SPLITIMPERA_PROFILES``
+(``os.pathsep``-separated; each holds ``devices/`` and/or ``networks/``). The YAML edge uses
+the units named in the keys (``peak_gflops``, ``uplink_mbps``, ``rtt_ms``); the methods of
+the profile classes return SI values (FLOP/s, bit/s, seconds, watts).
+
+FLOP convention: ``peak_gflops`` counts 2 FLOP per multiply-add, as datasheets do. The
+model profile (fvcore) counts 1 per multiply-add, so :meth:`DeviceProfile.macs_per_s`
+halves the datasheet rate.
+
+Registry API in the style of torchvision's ``models/_api.py``::
+
+    list_devices(include="jetson*")   get_device("rpi4")   register_device(profile)
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+OP_CLASSES = ("conv", "linear", "other")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Efficiency(_Strict):
+    """Fraction of peak sustained by the framework at batch 1, per op class, in (0, 1]."""
+
+    conv: float = Field(gt=0, le=1)
+    linear: float = Field(gt=0, le=1)
+    other: float = Field(gt=0, le=1)
+
+
+class Compute(_Strict):
+    peak_gflops: float = Field(gt=0, description="fp32 peak, 2 FLOP per multiply-add, GFLOP/s")
+    efficiency: Efficiency
+    layer_overhead_us: float = Field(ge=0, description="fixed cost per executed layer, µs")
+
+
+class Memory(_Strict):
+    capacity_gb: float = Field(gt=0, description="usable memory, GB (1e9 bytes)")
+    bandwidth_gbps: float = Field(gt=0, description="sustained memory bandwidth, GB/s")
+
+
+class Power(_Strict):
+    idle_w: float = Field(ge=0)
+    active_w: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _active_above_idle(self) -> "Power":
+        if self.active_w < self.idle_w:
+            raise ValueError(f"active_w ({self.active_w}) must be >= idle_w ({self.idle_w})")
+        return self
+
+
+class DeviceProfile(_Strict):
+    """A compute platform (edge device or server)."""
+
+    name: str = Field(min_length=1)
+    kind: Literal["device", "server"] = "device"
+    description: str = ""
+    compute: Compute
+    memory: Memory
+    power: Power
+    sources: list[str] = Field(default_factory=list)
+    estimates: list[str] = Field(default_factory=list)
+
+    def macs_per_s(self, op_class: str) -> float:
+        """Sustained multiply-adds per second for an op class (``conv``, ``linear``, ``other``)."""
+        eff = getattr(self.compute.efficiency, op_class)
+        return self.compute.peak_gflops * 1e9 * eff / 2.0
+
+    @property
+    def layer_overhead_s(self) -> float:
+        return self.compute.layer_overhead_us * 1e-6
+
+    @property
+    def memory_bytes(self) -> float:
+        return self.memory.capacity_gb * 1e9
+
+
+class Radio(_Strict):
+    """Huang et al. (MobiSys 2012) power model: P = a_up*t_up + a_down*t_down + beta (mW, Mbit/s)."""
+
+    alpha_up_mw_per_mbps: float = Field(ge=0)
+    alpha_down_mw_per_mbps: float = Field(ge=0)
+    beta_mw: float = Field(ge=0)
+
+
+class NetworkProfile(_Strict):
+    """A link between the devices and the server."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    uplink_mbps: float = Field(gt=0)
+    downlink_mbps: float = Field(gt=0)
+    rtt_ms: float = Field(ge=0)
+    jitter_ms: float = Field(default=0.0, ge=0)
+    loss: float = Field(default=0.0, ge=0, lt=1)
+    mtu_bytes: int = Field(default=1500, gt=0)
+    header_bytes: int = Field(default=40, ge=0)
+    radio: Radio = Radio(alpha_up_mw_per_mbps=0.0, alpha_down_mw_per_mbps=0.0, beta_mw=0.0)
+    contention: list[tuple[int, float]] = Field(default_factory=lambda: [(1, 1.0)])
+    sources: list[str] = Field(default_factory=list)
+    estimates: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> "NetworkProfile":
+        if self.header_bytes >= self.mtu_bytes:
+            raise ValueError(f"header_bytes ({self.header_bytes}) must be < mtu_bytes ({self.mtu_bytes})")
+        pts = self.contention
+        if not pts or pts[0] != (1, 1.0):
+            raise ValueError("contention must start with [1, 1.0]")
+        for (n0, f0), (n1, f1) in zip(pts, pts[1:]):
+            if n1 <= n0 or not (0 < f1 <= f0):
+                raise ValueError(
+                    "contention: stations must increase and fractions must be non-increasing in (0, 1]"
+                )
+        return self
+
+    @property
+    def uplink_bps(self) -> float:
+        return self.uplink_mbps * 1e6
+
+    @property
+    def downlink_bps(self) -> float:
+        return self.downlink_mbps * 1e6
+
+    @property
+    def rtt_s(self) -> float:
+        return self.rtt_ms * 1e-3
+
+    @property
+    def payload_per_packet(self) -> int:
+        return self.mtu_bytes - self.header_bytes
+
+    def radio_power_w(self, direction: Literal["up", "down"]) -> float:
+        """Radio power while transferring at this profile's own rate, watts."""
+        r = self.radio
+        if direction == "up":
+            return (r.alpha_up_mw_per_mbps * self.uplink_mbps + r.beta_mw) * 1e-3
+        return (r.alpha_down_mw_per_mbps * self.downlink_mbps + r.beta_mw) * 1e-3
+
+
+# --------------------------------------------------------------------------------------------
+# YAML loading and the registry
+
+_REPO_PROFILES = Path(__file__).resolve().parent.parent / "profiles"
+_KINDS = {"devices": DeviceProfile, "networks": NetworkProfile}
+
+
+def profile_dirs() -> list[Path]:
+    """Folders searched for profiles, in order: ``$SPLITIMPERA_PROFILES``, then the repo's."""
+    extra = [Path(p) for p in os.environ.get("SPLITIMPERA_PROFILES", "").split(os.pathsep) if p]
+    return [*extra, _REPO_PROFILES]
+
+
+def format_validation_error(err: ValidationError, prefix: str = "") -> tuple[str, str]:
+    """(dotted field, message) of the first error; the count of others is appended."""
+    errors = err.errors()
+    first = errors[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    field = ".".join(p for p in (prefix, loc) if p)
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif "input" in first and first["type"] not in ("missing",) and not isinstance(first["input"], dict):
+        msg = f"{msg} (got {first['input']!r})"
+    if len(errors) > 1:
+        msg += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
+    return field, msg
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file; a missing file or a syntax error is a one-line UserError."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError("file not found", source=str(path)) from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read: {e.__class__.__name__}", source=str(path)) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UserError(f"malformed YAML: {where}{problem}", source=str(path)) from None
+
+
+def parse_profile(kind: str, data: Any, source: str, prefix: str = "") -> DeviceProfile | NetworkProfile:
+    cls = _KINDS[kind]
+    if not isinstance(data, dict):
+        raise UserError(f"expected a mapping, got {type(data).__name__}", source=source, field=prefix or None)
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        field, msg = format_validation_error(e, prefix)
+        raise UserError(msg, source=source, field=field) from None
+
+
+class _Registry:
+    """Named profiles of one kind, loaded lazily from the profile folders."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, DeviceProfile | NetworkProfile] = {}
+        self._raw: dict[str, dict] = {}
+        self._files: dict[str, Path] = {}
+        self._loaded = False
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        for folder in profile_dirs():
+            for path in sorted((folder / self.kind).glob("*.yaml")):
+                if path.stem in self._files:
+                    log.debug("profile %s in %s shadowed by %s", path.stem, path, self._files[path.stem])
+                    continue
+                data = read_yaml(path)
+                prof = parse_profile(self.kind, data, str(path))
+                if prof.name != path.stem:
+                    raise UserError(f"name {prof.name!r} must equal the file stem {path.stem!r}",
+                                    source=str(path), field="name")
+                self._add(prof, data, path)
+
+    def _add(self, prof, raw: dict, path: Path | None) -> None:
+        self._items[prof.name] = prof
+        self._raw[prof.name] = raw
+        if path is not None:
+            self._files[prof.name] = path
+
+    def register(self, profile, *, overwrite: bool = False) -> None:
+        self._load()
+        if profile.name in self._items and not overwrite:
+            raise ValueError(f"a {self.kind[:-1]} profile named {profile.name!r} is already registered")
+        self._add(profile, profile.model_dump(), None)
+
+    def get(self, name: str):
+        self._load()
+        try:
+            return self._items[name]
+        except KeyError:
+            known = ", ".join(sorted(self._items)) or "none"
+            raise UserError(f"unknown {self.kind[:-1]} profile {name!r} (known: {known})") from None
+
+    def raw(self, name: str) -> dict:
+        self.get(name)
+        return dict(self._raw[name])
+
+    def names(self, include: str | list[str] | None = None, exclude: str | list[str] | None = None) -> list[str]:
+        self._load()
+        names = sorted(self._items)
+        if include is not None:
+            pats = [include] if isinstance(include, str) else include
+            names = [n for n in names if any(fnmatch.fnmatch(n, p) for p in pats)]
+        if exclude is not None:
+            pats = [exclude] if isinstance(exclude, str) else exclude
+            names = [n for n in names if not any(fnmatch.fnmatch(n, p) for p in pats)]
+        return names
+
+    def path(self, name: str) -> Path | None:
+        self.get(name)
+        return self._files.get(name)
+
+    def reset(self) -> None:
+        """Forget everything (re-read the folders on next use)."""
+        self.__init__(self.kind)
+
+
+DEVICES = _Registry("devices")
+NETWORKS = _Registry("networks")
+
+
+def register_device(profile: DeviceProfile, *, overwrite: bool = False) -> None:
+    DEVICES.register(profile, overwrite=overwrite)
+
+
+def register_network(profile: NetworkProfile, *, overwrite: bool = False) -> None:
+    NETWORKS.register(profile, overwrite=overwrite)
+
+
+def get_device(name: str) -> DeviceProfile:
+    return DEVICES.get(name)
+
+
+def get_network(name: str) -> NetworkProfile:
+    return NETWORKS.get(name)
+
+
+def list_devices(include=None, exclude=None) -> list[str]:
+    return DEVICES.names(include, exclude)
+
+
+def list_networks(include=None, exclude=None) -> list[str]:
+    return NETWORKS.names(include, exclude)
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def resolve_profile(kind: str, spec: Any, source: str, field: str):
+    """A scenario's ``device``/``server``/``network`` entry → profile.
+
+    ``spec`` is a profile name, or a mapping: a full inline profile, or ``base: <name>`` plus
+    the keys to change (deep-merged over the named profile).
+    """
+    reg = DEVICES if kind == "devices" else NETWORKS
+    if isinstance(spec, str):
+        try:
+            return reg.get(spec)
+        except UserError as e:
+            raise e.at(source=source, field=field) from None
+    if not isinstance(spec, dict):
+        raise UserError(f"expected a profile name or a mapping, got {type(spec).__name__}",
+                        source=source, field=field)
+    spec = dict(spec)
+    base = spec.pop("base", None)
+    if base is not None:
+        if not isinstance(base, str):
+            raise UserError("expected a profile name", source=source, field=f"{field}.base")
+        try:
+            raw = reg.raw(base)
+        except UserError as e:
+            raise e.at(source=source, field=f"{field}.base") from None
+        raw.setdefault("name", base)
+        if "name" not in spec:
+            spec["name"] = f"{base}*" if spec else base
+        spec = deep_merge(raw, spec)
+    elif "name" not in spec:
+        spec["name"] = "inline"
+    return parse_profile(kind, spec, source, prefix=field)
