@@ -1,1 +1,28 @@
-"""splitimpera"""
+"""splitimpera: a design-space simulator for split computing.
+
+Public API (see DESIGN.md §3)::
+
+    import splitimpera as si
+    sc = si.load_scenario("scenarios/demo.yaml", overrides={"network.uplink_mbps": 5})
+    res = si.run(sc)            # res.table: one row per split, ranked
+    res.save("results")         # results/<scenario name>/
+"""
+
+__version__ = "0.1.0"
+
+from .errors import UserError  # noqa: E402
+from .models import load_model  # noqa: E402
+from .pipeline import Result, run  # noqa: E402
+from .profile import profile_model, profile_nodes  # noqa: E402
+from .profiles import (  # noqa: E402
+    DeviceProfile, NetworkProfile, get_device, get_network, list_devices, list_networks,
+    register_device, register_network,
+)
+from .scenario import Scenario, load_scenario  # noqa: E402
+from .splits import SplitPoint, find_splits, split_model  # noqa: E402
+
+__all__ = [
+    "UserError", "load_model", "Result", "run", "profile_model", "profile_nodes", "DeviceProfile",
+    "NetworkProfile", "get_device", "get_network", "list_devices", "list_networks", "register_device",
+    "register_network", "Scenario", "load_scenario", "SplitPoint", "find_splits", "split_model",
+]

@@ -55,3 +55,38 @@ def synthetic(n: int, shape: tuple[int, ...], num_classes: int, seed: int = 0) -
     x = torch.randn((n, *shape), generator=g)
     y = torch.randint(0, num_classes, (n,), generator=g)
     return TensorDataset(x, y)
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def load_dataset(spec, input_shape: tuple[int, ...], num_classes: int | None = None, seed: int = 0):
+    """The scenario's ``data`` section → a Dataset of (image, label), or None for ``source: none``.
+
+    ``imagefolder`` reads torchvision's ``ImageFolder`` layout (``root/<class>/<image>``),
+    resized and centre-cropped to ``input_shape`` and normalised with ImageNet statistics.
+    """
+    from torch.utils.data import Subset
+
+    if spec.source == "none":
+        return None
+    if spec.source == "digits":
+        ds = digits(spec.split, size=input_shape[-1])
+    elif spec.source == "synthetic":
+        ds = synthetic(spec.limit or 256, input_shape, num_classes or 10, seed=seed)
+    else:
+        from torchvision import datasets, transforms
+
+        h, w = input_shape[-2], input_shape[-1]
+        tf = transforms.Compose([
+            transforms.Resize(int(round(max(h, w) * 256 / 224))),
+            transforms.CenterCrop((h, w)),
+            transforms.Grayscale(1) if input_shape[0] == 1 else transforms.Lambda(lambda im: im.convert("RGB")),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN[: input_shape[0]], IMAGENET_STD[: input_shape[0]]),
+        ])
+        ds = datasets.ImageFolder(spec.path, transform=tf)
+    if spec.limit is not None and spec.limit < len(ds):
+        ds = Subset(ds, range(spec.limit))
+    return ds

@@ -1,0 +1,142 @@
+"""Command-line interface: a thin shell over the public API.
+
+Exit codes: 0 success, 2 bad user input (one line naming the file and the field), 1 internal
+error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+
+from .errors import UserError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own usage errors: one line, exit 2
+        raise UserError(message, source=self.prog)
+
+
+def _cmd_simulate(args) -> int:
+    from .pipeline import run
+    from .report import render_result
+    from .scenario import load_scenario, parse_overrides
+
+    sc = load_scenario(args.scenario, parse_overrides(args.set))
+    res = run(sc)
+    print(render_result(res, top=args.top))
+    if args.output is not None:
+        folder = res.save(args.output)
+        print(f"\nwrote {folder}/ (splits.csv, result.json, scenario.yaml)")
+    return EXIT_OK if res.recommended is not None or not args.strict else 3
+
+
+def _cmd_splits(args) -> int:
+    from .models import default_input_shape, load_model
+    from .profile import profile_model
+    from .report import render_profile
+    from .splits import normalize_input_shape, trace
+
+    try:
+        model = load_model(args.model, args.weights, args.num_classes)
+    except UserError as e:
+        raise e.at(source="splits", field="MODEL") from None
+    try:
+        shape = normalize_input_shape(args.input) if args.input else default_input_shape(args.model, model)
+    except UserError as e:
+        raise e.at(source="splits", field="--input") from None
+    if shape is None:
+        raise UserError("required for user models (e.g. --input 3x224x224)", source="splits", field="--input")
+    try:
+        tm = trace(model, shape)
+    except UserError as e:
+        raise UserError(e.message, source="splits", field="--input" if e.field else None) from None
+    prof = profile_model(tm)
+    if args.csv:
+        prof.to_csv(sys.stdout, index_label="split")
+        return EXIT_OK
+    total = prof["head_flops"].iloc[-1]
+    print(f"{args.model} at {'x'.join(map(str, shape))}: {len(prof)} candidate splits, "
+          f"{total / 1e9:.3f} GFLOPs (1 FLOP = 1 multiply-add, fvcore)")
+    print(render_profile(prof))
+    return EXIT_OK
+
+
+def _cmd_profiles(args) -> int:
+    from .profiles import get_device, get_network, list_devices, list_networks
+
+    if args.kind in (None, "devices"):
+        print("devices:")
+        for n in list_devices(args.include):
+            d = get_device(n)
+            eff = d.compute.peak_gflops * d.compute.efficiency.conv
+            print(f"  {n:<18} {d.kind:<7} {eff:8.1f} GFLOP/s conv  {d.memory.capacity_gb:6.1f} GB  "
+                  f"{d.power.active_w:6.1f} W  {d.description.splitlines()[0][:60] if d.description else ''}")
+    if args.kind in (None, "networks"):
+        print("networks:")
+        for n in list_networks(args.include):
+            p = get_network(n)
+            print(f"  {n:<12} up {p.uplink_mbps:8.2f} Mbit/s  down {p.downlink_mbps:8.2f} Mbit/s  "
+                  f"RTT {p.rtt_ms:6.1f} ms  loss {p.loss:.3%}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="splitimpera", description="Design-space simulator for split computing: where to cut "
+                "a DNN, on which device, over which link.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("simulate", help="run the pipeline on a scenario and rank every split",
+                       description="Run the whole pipeline on SCENARIO and print the ranked splits.")
+    s.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file")
+    s.add_argument("-o", "--output", metavar="DIR",
+                   help="write splits.csv, result.json and the resolved scenario to DIR/<name>/")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="override a scenario field by its dotted key (repeatable), e.g. network.uplink_mbps=5")
+    s.add_argument("--top", type=int, default=None, help="rows to show (default: output.top)")
+    s.add_argument("--strict", action="store_true", help="exit with code 3 when no split meets the QoS")
+    s.set_defaults(func=_cmd_simulate)
+
+    s = sub.add_parser("splits", help="list a model's candidate splits with FLOPs and bytes",
+                       description="List the candidate splits of MODEL (torchvision name, zoo name, or "
+                                   "package.module:function).")
+    s.add_argument("model", metavar="MODEL")
+    s.add_argument("--input", metavar="CxHxW", help="per-sample input shape, e.g. 3x224x224")
+    s.add_argument("--weights", default="none", help="none (default), default, or a state-dict path")
+    s.add_argument("--num-classes", type=int, default=None)
+    s.add_argument("--csv", action="store_true", help="print the full profile as CSV")
+    s.set_defaults(func=_cmd_splits)
+
+    s = sub.add_parser("profiles", help="list device and network profiles",
+                       description="List the device and network profiles.")
+    s.add_argument("kind", nargs="?", choices=["devices", "networks"])
+    s.add_argument("--include", default=None, help="glob filter, e.g. 'jetson*'")
+    s.set_defaults(func=_cmd_profiles)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    # fvcore.nn imports torch.jit.script, deprecated in recent torch: noise for our users.
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+    try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s")
+        return args.func(args)
+    except UserError as e:
+        print(f"error: {e.line()}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

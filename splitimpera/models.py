@@ -1,0 +1,192 @@
+"""Model loading: torchvision by name, the bundled zoo, and user models (``package.module:function``).
+
+``weights``:
+
+- ``none``: random initialisation (seeded by the caller);
+- ``default``: torchvision's default weights, which must already be in the torch hub cache
+  (nothing is downloaded at run time), or the zoo model's bundled weights;
+- a torchvision weights name (``IMAGENET1K_V1`` or ``ResNet50_Weights.IMAGENET1K_V1``);
+- a path to a state dict (loaded with ``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import logging
+import os
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from .errors import UserError
+from .zoo import get_zoo_entry, list_zoo_models
+
+log = logging.getLogger(__name__)
+
+WEIGHT_KEYWORDS = ("none", "default")
+
+
+def _torchvision_names() -> list[str]:
+    import torchvision.models as tvm
+
+    return tvm.list_models(module=tvm)
+
+
+def model_kind(name: str) -> str:
+    """``zoo``, ``torchvision`` or ``user``; raises UserError for an unknown name."""
+    if name in list_zoo_models():
+        return "zoo"
+    if ":" in name:
+        return "user"
+    if name in _torchvision_names():
+        return "torchvision"
+    known = list_zoo_models() + _torchvision_names()
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise UserError(f"unknown model {name!r}: not a zoo model ({', '.join(list_zoo_models())}), "
+                    f"not a torchvision classification model, not package.module:function{hint}")
+
+
+def _user_builder(name: str):
+    mod_name, _, fn_name = name.partition(":")
+    if not mod_name or not fn_name:
+        raise UserError(f"user model {name!r} must be written package.module:function")
+    try:
+        mod = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise UserError(f"cannot import module {mod_name!r} for user model: {e}") from None
+    try:
+        return getattr(mod, fn_name)
+    except AttributeError:
+        raise UserError(f"module {mod_name!r} has no attribute {fn_name!r}") from None
+
+
+def check_model(name: str, weights: str | None) -> None:
+    """Cheap checks done when a scenario is loaded, before any heavy work."""
+    kind = model_kind(name)
+    if kind == "user":
+        _user_builder(name)
+    w = _weights_keyword(weights)
+    if w in WEIGHT_KEYWORDS:
+        return
+    if kind == "torchvision" and _tv_weights_enum(name, w) is not None:
+        return
+    if not Path(w).is_file():
+        raise UserError(f"weights file not found: {w}")
+
+
+def _weights_keyword(weights) -> str:
+    if weights is None:
+        return "none"
+    return str(weights)
+
+
+def _tv_weights_enum(name: str, w: str):
+    from torchvision.models import get_model_weights
+
+    enum = get_model_weights(name)
+    short = w.split(".")[-1]
+    if "." in w and w.split(".")[0] != enum.__name__:
+        return None
+    return enum.__members__.get(short)
+
+
+def hub_checkpoint_path(url: str) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+def load_model(name: str, weights: str | None = None, num_classes: int | None = None) -> nn.Module:
+    """Build a model by name and load its weights; returns it in eval mode on the CPU.
+
+    Raises :class:`UserError` (naming what to do) for unknown names, unreadable weights, and
+    torchvision weights that are not in the local cache.
+    """
+    kind = model_kind(name)
+    w = _weights_keyword(weights)
+    if kind == "zoo":
+        entry = get_zoo_entry(name)
+        model = entry.builder(num_classes=num_classes or entry.num_classes)
+        if w == "default":
+            if entry.weights_path is None:
+                raise UserError(f"zoo model {name!r} ships no weights; use weights: none or a path")
+            if num_classes not in (None, entry.num_classes):
+                raise UserError(f"bundled weights of {name!r} have {entry.num_classes} classes, "
+                                f"not {num_classes}")
+            _load_state(model, entry.weights_path)
+        elif w != "none":
+            _load_state(model, Path(w))
+    elif kind == "torchvision":
+        model = _load_torchvision(name, w, num_classes)
+    else:
+        builder = _user_builder(name)
+        kwargs = {"num_classes": num_classes} if num_classes is not None else {}
+        try:
+            model = builder(**kwargs)
+        except Exception as e:  # user code: report, don't crash
+            raise UserError(f"user model {name!r} failed to build: {e.__class__.__name__}: {e}") from None
+        if not isinstance(model, nn.Module):
+            raise UserError(f"user model {name!r} returned {type(model).__name__}, not a torch.nn.Module")
+        if w == "default":
+            raise UserError("user models have no default weights; use weights: none or a path")
+        if w != "none":
+            _load_state(model, Path(w))
+    return model.eval()
+
+
+def _load_torchvision(name: str, w: str, num_classes: int | None) -> nn.Module:
+    import torchvision.models as tvm
+
+    kwargs = {"num_classes": num_classes} if num_classes is not None else {}
+    if w == "none":
+        return tvm.get_model(name, weights=None, **kwargs)
+    enum_member = tvm.get_model_weights(name).DEFAULT if w == "default" else _tv_weights_enum(name, w)
+    if enum_member is None:  # a state-dict path
+        model = tvm.get_model(name, weights=None, **kwargs)
+        _load_state(model, Path(w))
+        return model
+    ckpt = hub_checkpoint_path(enum_member.url)
+    if not ckpt.is_file():
+        raise UserError(
+            f"torchvision weights {enum_member} for {name!r} are not in the local cache ({ckpt}) and "
+            f"nothing is downloaded at run time: download {enum_member.url} on a connected machine "
+            f"and copy it to {ckpt}, or set weights to a state-dict path, or to none"
+        )
+    try:
+        return tvm.get_model(name, weights=enum_member, **kwargs)
+    except ValueError as e:  # e.g. num_classes that disagrees with the weights' categories
+        raise UserError(f"cannot load {enum_member} for {name!r}: {e}") from None
+    except RuntimeError as e:
+        raise UserError(f"cannot load cached weights {ckpt}: {str(e).splitlines()[0]}") from None
+
+
+def _load_state(model: nn.Module, path: Path) -> None:
+    if not path.is_file():
+        raise UserError(f"weights file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(f"cannot read weights {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise UserError(f"weights {path} hold a {type(state).__name__}, not a state dict")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).splitlines()
+        raise UserError(f"weights {path} do not fit the model: {' '.join(first[:2])}") from None
+
+
+def default_input_shape(name: str, model: nn.Module | None = None) -> tuple[int, ...] | None:
+    """(C, H, W) a model expects when the scenario does not say; None for user models."""
+    kind = model_kind(name)
+    if kind == "zoo":
+        return tuple(get_zoo_entry(name).input_shape)
+    if kind == "torchvision":
+        size = getattr(model, "image_size", None) if model is not None else None
+        if size is None:
+            size = 299 if name.startswith("inception") else 224
+        return (3, int(size), int(size))
+    return None

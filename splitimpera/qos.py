@@ -1,0 +1,109 @@
+"""QoS matching: feasibility with a reason for every violated constraint, and a ranking.
+
+A split is feasible when it meets every constraint the scenario sets. Feasible splits are
+ranked by the objective (latency, device energy or bytes sent), ties broken by latency,
+then bytes sent, then topological position (the earlier cut, which keeps less on the device).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+OBJECTIVE_COLUMN = {"latency": "latency_s", "energy": "energy_j", "bytes": "bytes_sent"}
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``column`` must be ``<=`` (or ``>=``) ``limit``; ``fmt`` renders a value for reasons."""
+
+    name: str
+    column: str
+    limit: float
+    upper: bool
+    fmt: Callable[[float], str]
+
+    def ok(self, values: pd.Series) -> pd.Series:
+        return values <= self.limit if self.upper else values >= self.limit
+
+    def margin(self, values: pd.Series) -> pd.Series:
+        """Room left before the limit, in the column's unit (negative: violated)."""
+        return (self.limit - values) if self.upper else (values - self.limit)
+
+    def reason(self, value: float) -> str:
+        op = ">" if self.upper else "<"
+        return f"{self.name} {self.fmt(value)} {op} {self.fmt(self.limit)}"
+
+
+def _ms(v: float) -> str:
+    return f"{v * 1e3:.4g} ms"
+
+
+def _mj(v: float) -> str:
+    return f"{v * 1e3:.4g} mJ"
+
+
+def _bytes(v: float) -> str:
+    return human_bytes(v)
+
+
+def _pct(v: float) -> str:
+    return f"{v * 100:.2f} %"
+
+
+def human_bytes(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+def constraints(qos, device=None) -> list[Constraint]:
+    cs = []
+    if qos.max_latency_s is not None:
+        cs.append(Constraint("latency", "latency_s", qos.max_latency_s, True, _ms))
+    if qos.max_energy_j is not None:
+        cs.append(Constraint("energy", "energy_j", qos.max_energy_j, True, _mj))
+    if qos.max_tx_bytes is not None:
+        cs.append(Constraint("bytes sent", "bytes_sent", float(qos.max_tx_bytes), True, _bytes))
+    if qos.min_accuracy is not None:
+        cs.append(Constraint("accuracy", "accuracy", qos.min_accuracy, False, _pct))
+    if qos.fit_device_memory and device is not None:
+        cs.append(Constraint("device memory", "head_mem_bytes", device.memory_bytes, True, _bytes))
+    return cs
+
+
+def rank(table: pd.DataFrame, qos, device=None) -> pd.DataFrame:
+    """``table`` plus ``feasible``, ``reason``, ``rank`` (1 = recommended; NA when infeasible),
+    ``margin_<constraint>_…`` columns, and ``violation`` (worst relative overshoot, 0 if feasible)."""
+    out = table.copy()
+    cs = constraints(qos, device)
+    feasible = pd.Series(True, index=out.index)
+    reasons = pd.Series([[] for _ in range(len(out))], index=out.index, dtype=object)
+    violation = pd.Series(0.0, index=out.index)
+    for c in cs:
+        vals = out[c.column].astype(float)
+        ok = c.ok(vals) & vals.notna()
+        feasible &= ok
+        for name in out.index[~ok]:
+            reasons[name] = reasons[name] + [c.reason(vals[name])]
+        rel = (-c.margin(vals) / abs(c.limit)).clip(lower=0).fillna(np.inf)
+        violation = np.maximum(violation, rel)
+        out[f"margin_{c.column}"] = c.margin(vals)
+    out["feasible"] = feasible
+    out["reason"] = reasons.map("; ".join)
+    out["violation"] = violation
+    key = OBJECTIVE_COLUMN[qos.objective]
+    order = out[feasible].sort_values([key, "latency_s", "bytes_sent", "index"], kind="stable").index
+    out["rank"] = pd.Series(pd.NA, index=out.index, dtype="Int64")
+    out.loc[order, "rank"] = np.arange(1, len(order) + 1)
+    return out
+
+
+def closest(table: pd.DataFrame, n: int = 3) -> pd.DataFrame:
+    """The ``n`` infeasible splits nearest to feasibility (smallest worst relative overshoot)."""
+    bad = table[~table["feasible"]]
+    return bad.sort_values(["violation", "latency_s", "index"], kind="stable").head(n)

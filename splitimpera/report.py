@@ -1,0 +1,114 @@
+"""Human-readable renderings of results (strings only; the CLI prints them)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .qos import closest, constraints, human_bytes
+
+
+def _ms(v: float) -> str:
+    return "—" if v == 0 else f"{v * 1e3:.3g}" if v * 1e3 < 100 else f"{v * 1e3:.0f}"
+
+
+def _flops(v: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if v >= scale:
+            return f"{v / scale:.3g}{unit}"
+    return f"{int(v)}"
+
+
+def _grid(header: list[str], rows: list[list[str]], align: str) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+
+    def fmt(cells):
+        return "  ".join(c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(cells, widths, align))
+
+    return "\n".join([fmt(header), fmt(["─" * w for w in widths]), *(fmt(r) for r in rows)])
+
+
+def split_rows(table: pd.DataFrame, with_reason: bool = True) -> tuple[list[str], list[list[str]], str]:
+    header = ["rank", "split", "sent", "device ms", "uplink ms", "server ms", "downlink ms", "latency ms",
+              "energy mJ"]
+    align = "rlrrrrrrr"
+    if with_reason:
+        header.append("verdict")
+        align += "l"
+    rows = []
+    for name, r in table.iterrows():
+        rank = "" if pd.isna(r["rank"]) else str(int(r["rank"]))
+        row = [rank, str(name), human_bytes(r["bytes_sent"]), _ms(r["device_compute_s"]), _ms(r["uplink_s"]),
+               _ms(r["server_compute_s"]), _ms(r["downlink_s"]), _ms(r["latency_s"]), f"{r['energy_j'] * 1e3:.3g}"]
+        if with_reason:
+            row.append("ok" if r["feasible"] else r["reason"])
+        rows.append(row)
+    return header, rows, align
+
+
+def render_result(result, top: int | None = None) -> str:
+    """The terminal view of a :class:`~splitimpera.pipeline.Result`."""
+    sc, t = result.scenario, result.table
+    top = top or sc.output.top
+    shape = "x".join(map(str, result.input_shape))
+    lines = [
+        f"splitimpera · {sc.name}: {sc.model.name} ({shape}) on {sc.device.name} ─[{sc.network.name}]→ "
+        f"{sc.server.name}",
+    ]
+    cs = constraints(sc.qos, sc.device)
+    if cs:
+        lines.append("QoS: " + ", ".join(
+            f"{c.name} {'≤' if c.upper else '≥'} {c.fmt(c.limit)}" for c in cs)
+            + f"; objective: min {sc.qos.objective}")
+    wl = sc.workload
+    lines.append(f"payload {wl.payload_dtype}, result at the {wl.result_at}, {wl.num_devices} device(s); "
+                 f"FLOPs: 1 per multiply-add (fvcore)")
+    if result.full_accuracy is not None:
+        lines.append(f"accuracy of the full model on {sc.data.source} ({sc.data.split}): "
+                     f"{result.full_accuracy * 100:.2f} % (no bottleneck: the same at every split)")
+    lines.append("")
+    ranked = t[t["feasible"]].sort_values("rank")
+    shown = ranked.head(top)
+    n_feas = len(ranked)
+    if n_feas:
+        header, rows, align = split_rows(shown, with_reason=False)
+        lines.append(f"{n_feas} of {len(t)} splits meet the QoS; top {len(shown)}:")
+        lines.append(_grid(header, rows, align))
+        rec = result.recommended
+        r = t.loc[rec]
+        lines.append("")
+        lat_margin = ""
+        if sc.qos.max_latency_s is not None:
+            lat_margin = f", {(sc.qos.max_latency_s - r['latency_s']) * 1e3:.3g} ms under the limit"
+        lines.append(
+            f"Recommended: {rec} — latency {r['latency_s'] * 1e3:.3g} ms{lat_margin}; the device runs "
+            f"{_flops(r['head_flops'])} of {_flops(r['head_flops'] + r['tail_flops'])} FLOPs and sends "
+            f"{human_bytes(r['bytes_sent'])} ({r['energy_j'] * 1e3:.3g} mJ on the device)."
+        )
+        runners = list(ranked.index[1:3])
+        if runners:
+            lines.append("Runners-up: " + ", ".join(
+                f"{n} ({t.loc[n, 'latency_s'] * 1e3:.3g} ms)" for n in runners))
+    else:
+        lines.append(f"No split meets the QoS ({len(t)} evaluated). Closest:")
+        header, rows, align = split_rows(closest(t, 3), with_reason=True)
+        lines.append(_grid(header, rows, align))
+    bad = t[~t["feasible"]]
+    if n_feas and len(bad):
+        lines.append("")
+        lines.append(f"{len(bad)} infeasible: " + "; ".join(
+            f"{n} ({r})" for n, r in bad["reason"].head(4).items()) + ("; …" if len(bad) > 4 else ""))
+    return "\n".join(lines)
+
+
+def render_profile(profile: pd.DataFrame) -> str:
+    """The ``splitimpera splits`` table: one row per candidate split."""
+    header = ["#", "split", "op", "shape", "head FLOPs", "tail FLOPs", "sent fp32", "head params",
+              "head peak act"]
+    rows = []
+    for i, (name, r) in enumerate(profile.iterrows()):
+        rows.append([str(i), str(name), str(r["op"]), str(r["shape"]), _flops(r["head_flops"]),
+                     _flops(r["tail_flops"]), human_bytes(r["tx_bytes"]), _flops(r["head_params"]),
+                     human_bytes(r["head_peak_act_bytes"])])
+    return _grid(header, rows, "rllrrrrrr")

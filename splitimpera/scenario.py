@@ -1,0 +1,245 @@
+"""Scenario files: YAML → validated, fully resolved :class:`Scenario`.
+
+Units are explicit at the YAML edge (``max_latency_ms``, ``rate_hz``); the pipeline reads
+them through SI properties (``max_latency_s``). Device, server and network entries are a
+profile name or a mapping (a full profile, or ``base: <name>`` plus the keys to change).
+Every error is a :class:`~splitimpera.errors.UserError` naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from .errors import UserError
+from .profiles import DeviceProfile, NetworkProfile, format_validation_error, read_yaml, resolve_profile
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Strict):
+    name: str = Field(min_length=1, description="torchvision name, zoo name, or package.module:function")
+    weights: str = Field("default", description="none | default | torchvision weights name | state-dict path")
+    num_classes: int | None = Field(None, gt=0)
+    input_shape: tuple[int, ...] | None = Field(None, description="per-sample shape (C, H, W); default: the model's")
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _weights_none(cls, v):
+        return "none" if v is None else v
+
+    @field_validator("input_shape", mode="before")
+    @classmethod
+    def _shape(cls, v):
+        if isinstance(v, str):
+            try:
+                v = [int(p) for p in v.lower().split("x")]
+            except ValueError:
+                raise ValueError("write the shape as a list [3, 224, 224] or a string 3x224x224") from None
+        return v
+
+    @field_validator("input_shape")
+    @classmethod
+    def _positive(cls, v):
+        if v is not None and (not 1 <= len(v) <= 4 or any(d <= 0 for d in v)):
+            raise ValueError("must have 1 to 4 positive dimensions, without the batch dimension")
+        return v
+
+
+class DataSpec(_Strict):
+    source: Literal["digits", "synthetic", "imagefolder", "none"] = "none"
+    path: str | None = None
+    split: Literal["train", "test", "all"] = "test"
+    limit: int | None = Field(None, gt=0, description="use at most this many samples")
+    batch_size: int = Field(64, gt=0)
+
+
+class AnalysisSpec(_Strict):
+    splits: Literal["all"] = Field("all", description="which splits to simulate and rank")
+
+
+class WorkloadSpec(_Strict):
+    num_devices: int = Field(1, ge=1)
+    rate_hz: float = Field(1.0, gt=0, description="requests per second per device")
+    arrival: Literal["periodic", "poisson"] = "periodic"
+    num_requests: int = Field(200, gt=0)
+    payload_dtype: Literal["float32", "float16", "int8"] = "float32"
+    result_at: Literal["server", "device"] = Field(
+        "server", description="where the prediction is consumed; 'device' adds the downlink of the result")
+
+
+class QoSSpec(_Strict):
+    max_latency_ms: float | None = Field(None, gt=0)
+    max_energy_mj: float | None = Field(None, gt=0, description="device energy per inference, mJ")
+    max_tx_bytes: int | None = Field(None, gt=0)
+    min_accuracy: float | None = Field(None, ge=0, le=1)
+    fit_device_memory: bool = True
+    objective: Literal["latency", "energy", "bytes"] = "latency"
+
+    @property
+    def max_latency_s(self) -> float | None:
+        return None if self.max_latency_ms is None else self.max_latency_ms * 1e-3
+
+    @property
+    def max_energy_j(self) -> float | None:
+        return None if self.max_energy_mj is None else self.max_energy_mj * 1e-3
+
+
+class OutputSpec(_Strict):
+    dir: str = "results"
+    top: int = Field(10, gt=0, description="rows shown in the terminal table")
+
+
+class Scenario(_Strict):
+    name: str
+    seed: int = Field(0, ge=0)
+    description: str = ""
+    model: ModelSpec
+    data: DataSpec = DataSpec()
+    analysis: AnalysisSpec = AnalysisSpec()
+    device: DeviceProfile
+    server: DeviceProfile
+    network: NetworkProfile
+    workload: WorkloadSpec = WorkloadSpec()
+    qos: QoSSpec = QoSSpec()
+    output: OutputSpec = OutputSpec()
+
+    _source: str = PrivateAttr(default="<scenario>")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v):
+        if not _NAME_RE.match(v):
+            raise ValueError("use letters, digits, '.', '_' and '-' only (it names the output folder)")
+        return v
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    def resolved(self) -> dict:
+        """The fully resolved scenario as plain data (profiles expanded), reloadable as is."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.resolved(), sort_keys=False)
+
+
+_PROFILE_FIELDS = {"device": "devices", "server": "devices", "network": "networks"}
+
+
+def parse_overrides(items) -> dict[str, Any]:
+    """``["a.b=1", ...]`` (CLI ``--set``) → ``{"a.b": 1}``; values are parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not p for p in key.split(".")):
+            raise UserError(f"expected key=value with a dotted key, got {item!r}", source="--set")
+        try:
+            out[key] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            out[key] = value
+    return out
+
+
+def _apply_override(data: dict, key: str, value: Any, source: str) -> None:
+    parts = key.split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if i == 0 and part in _PROFILE_FIELDS and isinstance(child, str):
+            child = {"base": child}  # --set network.uplink_mbps=5 on a named profile
+        if child is None:
+            child = {}
+        if not isinstance(child, dict):
+            raise UserError(f"cannot set {key}: {'.'.join(parts[:i + 1])} is not a mapping",
+                            source=source, field=key)
+        node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def scenario_from_dict(data: Any, source: str = "<scenario>", overrides: dict[str, Any] | None = None,
+                       base_dir: Path | None = None) -> Scenario:
+    """Validate and resolve a scenario given as plain data."""
+    if not isinstance(data, dict):
+        what = "an empty file" if data is None else f"a {type(data).__name__}"
+        raise UserError(f"a scenario must be a YAML mapping, got {what}", source=source)
+    data = copy.deepcopy(data)
+    for key, value in (overrides or {}).items():
+        _apply_override(data, key, value, source)
+    over_keys = list(overrides or {})
+
+    def src_for(field: str) -> str:
+        hits = [k for k in over_keys if field == k or field.startswith(k + ".") or k.startswith(field + ".")]
+        return f"{source} (--set {hits[0]})" if hits else source
+
+    resolved = dict(data)
+    for field, kind in _PROFILE_FIELDS.items():
+        if field not in data:
+            raise UserError("missing required field (a profile name or a mapping)", source=source, field=field)
+        try:
+            resolved[field] = resolve_profile(kind, data[field], source, field)
+        except UserError as e:
+            raise UserError(e.message, source=src_for(e.field or field), field=e.field) from None
+    if base_dir is not None:
+        _resolve_paths(resolved, base_dir)
+    try:
+        sc = Scenario.model_validate(resolved)
+    except ValidationError as e:
+        field, msg = format_validation_error(e)
+        raise UserError(msg, source=src_for(field), field=field) from None
+    _semantic_checks(sc, src_for)
+    sc._source = source
+    return sc
+
+
+def _resolve_paths(data: dict, base_dir: Path) -> None:
+    """Relative file paths in a scenario are relative to the scenario file's folder."""
+    model = data.get("model")
+    if isinstance(model, dict):
+        w = model.get("weights")
+        if isinstance(w, str) and ("/" in w or w.endswith((".pt", ".pth", ".bin"))) and not Path(w).is_absolute():
+            model["weights"] = str((base_dir / w).resolve())
+    dat = data.get("data")
+    if isinstance(dat, dict) and isinstance(dat.get("path"), str) and not Path(dat["path"]).is_absolute():
+        dat["path"] = str((base_dir / dat["path"]).resolve())
+
+
+def _semantic_checks(sc: Scenario, src_for) -> None:
+    from .models import check_model, model_kind
+
+    try:
+        check_model(sc.model.name, sc.model.weights)
+    except UserError as e:
+        field = "model.weights" if "weights" in e.message else "model.name"
+        raise UserError(e.message, source=src_for(field), field=field) from None
+    if model_kind(sc.model.name) == "user" and sc.model.input_shape is None:
+        raise UserError("required for user models (e.g. [3, 224, 224])", source=src_for("model.input_shape"),
+                        field="model.input_shape")
+    if sc.data.source == "imagefolder":
+        if not sc.data.path:
+            raise UserError("required when data.source is imagefolder", source=src_for("data.path"),
+                            field="data.path")
+        if not Path(sc.data.path).is_dir():
+            raise UserError(f"folder not found: {sc.data.path}", source=src_for("data.path"), field="data.path")
+    if sc.qos.min_accuracy is not None and sc.data.source in ("none", "synthetic"):
+        raise UserError("needs labelled data (data.source: digits or imagefolder)",
+                        source=src_for("qos.min_accuracy"), field="qos.min_accuracy")
+
+
+def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
+    """Read, override (dotted keys, as CLI ``--set``), validate and resolve a scenario file."""
+    path = Path(path)
+    data = read_yaml(path)
+    return scenario_from_dict(data, source=str(path), overrides=overrides, base_dir=path.parent.resolve())
