@@ -25,14 +25,15 @@ from .splits import INPUT, OUTPUT, PREDICTION_BYTES, TracedModel, trace
 
 log = logging.getLogger(__name__)
 
-PROFILE_VERSION = 1
-CONV_OPS = {"aten::_convolution", "aten::conv1d", "aten::conv2d", "aten::conv3d"}
-LINEAR_OPS = {"aten::addmm", "aten::mm", "aten::matmul", "aten::bmm", "aten::linear", "aten::einsum",
-              "aten::scaled_dot_product_attention"}
+PROFILE_VERSION = 2
+# fvcore reports operators by short name ("conv" for aten::_convolution, "linear" …).
+CONV_OPS = {"conv", "_convolution", "conv1d", "conv2d", "conv3d"}
+LINEAR_OPS = {"addmm", "mm", "matmul", "bmm", "linear", "einsum", "scaled_dot_product_attention"}
 OP_CLASSES = ("conv", "linear", "other")
 
 
 def _op_class(op: str) -> str:
+    op = op.removeprefix("aten::")
     if op in CONV_OPS:
         return "conv"
     if op in LINEAR_OPS:
@@ -105,7 +106,7 @@ def _node_flops(tm: TracedModel) -> dict[int, dict[str, int]]:
         ops = per.get(wname, {})
         cls = defaultdict(int)
         for op, f in ops.items():
-            cls[_op_class(op if op.startswith("aten::") else f"aten::{op}")] += int(f)
+            cls[_op_class(op)] += int(f)
         out[pos] = dict(cls)
     return out
 

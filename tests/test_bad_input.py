@@ -1,0 +1,418 @@
+"""Bad input: exit code 2, one ``error: <file>: <field>: <message>`` line, no traceback, nothing written.
+
+Every bad scenario starts from ``scenarios/demo.yaml`` and changes one thing. Most cases run
+in-process through :func:`splitimpera.cli.main` (fast); a representative handful also runs
+as a real subprocess (``python -m splitimpera.cli``) to prove the exit code is the process's
+and that no traceback reaches the terminal. A positive control keeps the checks honest.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+
+import splitimpera as si
+from splitimpera.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_PATH = REPO / "scenarios" / "demo.yaml"
+DEMO = yaml.safe_load(DEMO_PATH.read_text())
+
+MISSING = object()  # "write no file at all"
+
+
+# ---------------------------------------------------------------------------------------------
+# Building bad scenarios
+
+
+def _set(d: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = d
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[leaf] = value
+
+
+def _del(d: dict, dotted: str) -> None:
+    *parents, leaf = dotted.split(".")
+    node = d
+    for p in parents:
+        node = node[p]
+    del node[leaf]
+
+
+def setting(**changes) -> Callable[[dict], None]:
+    """Mutator: ``setting(**{"qos.min_accuracy": 2})`` sets dotted keys on the demo dict."""
+
+    def mutate(d: dict) -> None:
+        for k, v in changes.items():
+            _set(d, k, v)
+
+    return mutate
+
+
+def deleting(*keys: str) -> Callable[[dict], None]:
+    def mutate(d: dict) -> None:
+        for k in keys:
+            _del(d, k)
+
+    return mutate
+
+
+def chain(*mutators: Callable[[dict], None]) -> Callable[[dict], None]:
+    def mutate(d: dict) -> None:
+        for m in mutators:
+            m(d)
+
+    return mutate
+
+
+INLINE_DEVICE_WITHOUT_POWER = {
+    "name": "my_board",
+    "kind": "device",
+    "compute": {"peak_gflops": 10.0, "efficiency": {"conv": 0.5, "linear": 0.3, "other": 0.1},
+                "layer_overhead_us": 20},
+    "memory": {"capacity_gb": 1.0, "bandwidth_gbps": 2.0},
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One kind of bad input.
+
+    ``mutate`` edits a deep copy of the demo dict; ``raw`` is written verbatim instead (or,
+    when it is ``MISSING``, no file is written). ``fields``: the dotted field(s) the error line
+    may name (first is the expected one; None: a file-level error with no field).
+    ``needle``: extra text the line must contain. ``source``: what the line must start with
+    after ``error: `` (default: the scenario path). ``setup`` prepares files in tmp_path.
+    """
+
+    id: str
+    fields: tuple[str, ...] | None
+    mutate: Callable[[dict], None] | None = None
+    raw: Any = None
+    args: tuple[str, ...] = ()
+    needle: str | None = None
+    source: str | None = None
+    setup: Callable[[Path], None] | None = None
+    marks: tuple = field(default_factory=tuple)
+
+
+def _make_empty_imagefolder(tmp: Path) -> None:
+    (tmp / "images").mkdir()
+
+
+def _make_corrupt_imagefolder(tmp: Path) -> None:
+    (tmp / "images" / "cat").mkdir(parents=True)
+    (tmp / "images" / "cat" / "0.png").write_bytes(b"this is not a PNG file\n")
+
+
+CASES: list[Case] = [
+    # --- schema: keys, types, ranges, enums --------------------------------------------------
+    Case("unknown-top-level-key", ("modle",), setting(modle={"name": "digits_cnn"}), needle="unknown key"),
+    Case("unknown-nested-key", ("qos.max_latncy_ms",), setting(**{"qos.max_latncy_ms": 50}),
+         needle="unknown key"),
+    Case("string-for-number", ("qos.max_latency_ms",), setting(**{"qos.max_latency_ms": "fast"})),
+    Case("zero-rate", ("workload.rate_hz",), setting(**{"workload.rate_hz": 0})),
+    Case("invalid-enum-arrival", ("workload.arrival",), setting(**{"workload.arrival": "bursty"})),
+    Case("min-accuracy-above-1", ("qos.min_accuracy",), setting(**{"qos.min_accuracy": 1.5})),
+    Case("min-accuracy-without-data", ("qos.min_accuracy",), setting(**{"data.source": "none"})),
+    Case("name-with-slash", ("name",), setting(name="results/demo")),
+    Case("negative-seed", ("seed",), setting(seed=-1)),
+    Case("zero-output-top", ("output.top",), setting(**{"output.top": 0})),
+    Case("missing-model-section", ("model",), deleting("model")),
+    Case("imagefolder-without-path", ("data.path",), setting(**{"data.source": "imagefolder"})),
+    Case("imagefolder-path-not-found", ("data.path",),
+         setting(**{"data.source": "imagefolder", "data.path": "no_such_folder"})),
+    # --- profiles: names, inline mappings, base: ---------------------------------------------
+    Case("unknown-device-profile", ("device",), setting(device="rpi9"), needle="rpi9"),
+    Case("unknown-server-profile", ("server",), setting(server="server_z80"), needle="server_z80"),
+    Case("unknown-network-profile", ("network",), setting(network="6g"), needle="6g"),
+    Case("base-names-unknown-profile", ("device.base",),
+         setting(device={"base": "rpi9", "memory": {"capacity_gb": 2}}), needle="rpi9"),
+    Case("inline-negative-bandwidth", ("network.uplink_mbps",),
+         setting(network={"base": "lte", "uplink_mbps": -5})),
+    Case("inline-loss-1.0", ("network.loss",), setting(network={"base": "lte", "loss": 1.0})),
+    # A model-level validator: pydantic reports the profile, the message names the key.
+    Case("contention-not-starting-at-1", ("network", "network.contention"),
+         setting(network={"base": "lte", "contention": [[2, 1.0], [4, 0.5]]}), needle="contention"),
+    Case("inline-device-missing-key", ("device.power",), setting(device=INLINE_DEVICE_WITHOUT_POWER)),
+    Case("inline-efficiency-above-1", ("device.compute.efficiency.conv",),
+         setting(device={"base": "rpi4", "compute": {"efficiency": {"conv": 1.5}}})),
+    Case("active-power-below-idle", ("device.power", "device.power.active_w"),
+         setting(device={"base": "rpi4", "power": {"idle_w": 10.0}}), needle="active_w"),
+    # --- the file itself ---------------------------------------------------------------------
+    Case("missing-file", None, raw=MISSING, needle="not found"),
+    Case("malformed-yaml", None, raw="name: demo\nmodel: {name: digits_cnn, weights: default\ndevice: rpi4\n",
+         needle="malformed YAML"),
+    Case("empty-file", None, raw="", needle="empty"),
+    Case("yaml-list-not-mapping", None, raw="- name: demo\n- device: rpi4\n", needle="mapping"),
+    # --- models ------------------------------------------------------------------------------
+    Case("unknown-model-name", ("model.name",), setting(**{"model.name": "resnet9000"}), needle="resnet9000"),
+    Case("user-model-module-not-found", ("model.name",), setting(**{"model.name": "no.such.module:fn"}),
+         needle="no.such.module"),
+    Case("missing-weights-file", ("model.weights",), setting(**{"model.weights": "weights/missing.pt"}),
+         needle="missing.pt"),
+    Case("input-shape-zero-dim", ("model.input_shape",), setting(**{"model.input_shape": [1, 0, 32]})),
+    # Only detected when the pipeline runs (the model has to be traced).
+    Case("input-shape-wrong-channels", ("model.input_shape",), setting(**{"model.input_shape": [3, 32, 32]}),
+         needle="3x32x32"),
+    # --- --set overrides ---------------------------------------------------------------------
+    Case("set-without-equals", None, args=("--set", "network.uplink_mbps"), source="--set",
+         needle="key=value"),
+    Case("set-unknown-key", ("qos.max_latncy_ms",), args=("--set", "qos.max_latncy_ms=50"), needle="--set"),
+    Case("set-negative-uplink-on-named-profile", ("network.uplink_mbps",),
+         args=("--set", "network.uplink_mbps=-1"), needle="--set"),
+    Case("set-through-a-scalar", ("name.x",), args=("--set", "name.x=1"), needle="not a mapping"),
+    # --- product bugs found while writing these tests (see the reasons) ----------------------
+    Case("unknown-model-name-containing-weights", ("model.name",),
+         setting(**{"model.name": "resnet_weights"}), needle="resnet_weights",
+         marks=(pytest.mark.xfail(strict=True, reason=(
+             "BUG: scenario._semantic_checks and pipeline.run pick the field with "
+             "`'weights' in e.message`, so an unknown model whose NAME contains 'weights' is reported "
+             "as model.weights instead of model.name")),)),
+    Case("imagefolder-without-classes", ("data", "data.path"),
+         setting(**{"data.source": "imagefolder", "data.path": "images"}), setup=_make_empty_imagefolder,
+         marks=(pytest.mark.xfail(strict=True, reason=(
+             "BUG: pipeline.run calls profile_model (which writes the flops cache) before "
+             "load_dataset, so an empty image folder exits 2 but leaves a file in $SPLITIMPERA_CACHE")),)),
+    Case("imagefolder-corrupt-image", ("data", "data.path"),
+         setting(**{"data.source": "imagefolder", "data.path": "images"}), setup=_make_corrupt_imagefolder,
+         marks=(pytest.mark.xfail(strict=True, reason=(
+             "BUG: evaluate_accuracy runs outside pipeline.run's try block: an unreadable image "
+             "escapes as PIL.UnidentifiedImageError (traceback, exit 1)")),)),
+    Case("digits-data-for-3-channel-model", ("data", "data.source", "model.input_shape"),
+         setting(**{"model.name": "mobilenet_v3_small", "model.weights": "none",
+                    "model.input_shape": [3, 32, 32], "data.limit": 4}),
+         marks=(pytest.mark.xfail(strict=True, reason=(
+             "BUG: digits data is 1-channel; a 3-channel model fails inside evaluate_accuracy, "
+             "outside any UserError handling: RuntimeError traceback, exit 1")),)),
+]
+
+CASES_BY_ID = {c.id: c for c in CASES}
+assert len(CASES_BY_ID) == len(CASES), "duplicate case ids"
+
+# Run as real processes too: one per layer (schema, profile, file, model at pipeline time, --set).
+SUBPROCESS_IDS = [
+    "unknown-nested-key",
+    "inline-negative-bandwidth",
+    "malformed-yaml",
+    "missing-file",
+    "input-shape-wrong-channels",
+    "set-without-equals",
+    "set-negative-uplink-on-named-profile",
+]
+
+
+def write_case(case: Case, tmp: Path) -> Path:
+    """Write the case's scenario into ``tmp``; returns its path (which may not exist)."""
+    if case.setup is not None:
+        case.setup(tmp)
+    path = tmp / "scenario.yaml"
+    if case.raw is MISSING:
+        return tmp / "no_such_scenario.yaml"
+    if case.raw is not None:
+        path.write_text(case.raw)
+        return path
+    data = copy.deepcopy(DEMO)
+    if case.mutate is not None:
+        case.mutate(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks
+
+
+def _entries(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*")) if folder.exists() else []
+
+
+def assert_user_error(rc, stdout: str, stderr: str, *, source: str, fields, needle: str | None,
+                      untouched: list[Path]) -> None:
+    report = f"rc={rc}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+    assert "Traceback" not in stdout + stderr, report
+    assert rc == 2, report
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, report
+    line = lines[0]
+    assert line.startswith(f"error: {source}"), report
+    if fields is None:
+        # File-level error: "error: <file>: <message>", the file right after "error: ".
+        assert line.startswith(f"error: {source}: "), report
+    else:
+        assert any(f": {f}: " in line for f in fields), f"expected field {fields[0]!r}\n{report}"
+    if needle is not None:
+        assert needle in line, f"expected {needle!r} in the error line\n{report}"
+    for folder in untouched:
+        assert _entries(folder) == [], f"{folder} gained {_entries(folder)}\n{report}"
+
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch):
+    """(scenario folder, -o folder, cache folder, cwd): out exists and is empty; the cache does not exist."""
+    scen, out, cache, cwd = (tmp_path / n for n in ("scen", "out", "cache", "cwd"))
+    for d in (scen, out, cwd):
+        d.mkdir()
+    monkeypatch.setenv("SPLITIMPERA_CACHE", str(cache))
+    monkeypatch.delenv("SPLITIMPERA_PROFILES", raising=False)
+    monkeypatch.chdir(cwd)  # a relative output.dir must not be written either
+    return scen, out, cache, cwd
+
+
+def run_main(argv: list[str], capsys) -> tuple[int, str, str]:
+    """``cli.main`` in-process; an escaping exception counts as exit 1 with its traceback on stderr."""
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    except BaseException:  # noqa: BLE001 - this is what the user would see
+        rc = 1
+        print(traceback.format_exc(), file=sys.stderr)
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def _params(cases):
+    return [pytest.param(c, id=c.id, marks=c.marks) for c in cases]
+
+
+# ---------------------------------------------------------------------------------------------
+# In-process: every case
+
+
+@pytest.mark.parametrize("case", _params(CASES))
+def test_bad_scenario_in_process(case: Case, dirs, capsys):
+    scen, out, cache, cwd = dirs
+    path = write_case(case, scen)
+    rc, stdout, stderr = run_main(["simulate", str(path), "-o", str(out), *case.args], capsys)
+    assert_user_error(rc, stdout, stderr, source=case.source or str(path), fields=case.fields,
+                      needle=case.needle, untouched=[out, cache, cwd])
+
+
+def test_enough_kinds_of_bad_input():
+    assert len(CASES) >= 20
+    assert all(i in CASES_BY_ID for i in SUBPROCESS_IDS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Subprocesses: a representative handful, started together to keep the suite fast
+
+
+def _subprocess_env(cache: Path) -> dict:
+    env = dict(os.environ)
+    env.pop("SPLITIMPERA_PROFILES", None)
+    env["SPLITIMPERA_CACHE"] = str(cache)
+    env["PYTHONWARNINGS"] = "ignore"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return env
+
+
+@pytest.fixture(scope="module")
+def subprocess_runs(tmp_path_factory):
+    """id → (rc, stdout, stderr, scenario path, out, cache, cwd), all processes run concurrently."""
+    jobs = {}
+    for cid in [*SUBPROCESS_IDS, "__demo__"]:
+        root = tmp_path_factory.mktemp(cid)
+        scen, out, cache, cwd = (root / n for n in ("scen", "out", "cache", "cwd"))
+        for d in (scen, out, cwd):
+            d.mkdir()
+        if cid == "__demo__":
+            path, args = DEMO_PATH, ()
+        else:
+            case = CASES_BY_ID[cid]
+            path, args = write_case(case, scen), case.args
+        cmd = [sys.executable, "-m", "splitimpera.cli", "simulate", str(path), "-o", str(out), *args]
+        proc = subprocess.Popen(cmd, cwd=cwd, env=_subprocess_env(cache), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        jobs[cid] = (proc, path, out, cache, cwd)
+    results = {}
+    for cid, (proc, path, out, cache, cwd) in jobs.items():
+        try:
+            stdout, stderr = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+        results[cid] = (proc.returncode, stdout, stderr, path, out, cache, cwd)
+    return results
+
+
+@pytest.mark.parametrize("cid", SUBPROCESS_IDS)
+def test_bad_scenario_subprocess(cid, subprocess_runs):
+    case = CASES_BY_ID[cid]
+    rc, stdout, stderr, path, out, cache, cwd = subprocess_runs[cid]
+    assert_user_error(rc, stdout, stderr, source=case.source or str(path), fields=case.fields,
+                      needle=case.needle, untouched=[out, cache, cwd])
+    assert stdout == "", stdout
+
+
+def test_demo_subprocess_positive_control(subprocess_runs):
+    rc, stdout, stderr, path, out, cache, cwd = subprocess_runs["__demo__"]
+    assert rc == 0, stderr
+    assert "Traceback" not in stdout + stderr
+    assert (out / "demo" / "splits.csv").is_file()
+    assert _entries(cwd) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Positive control in-process: the same harness does see a successful run
+
+
+def test_demo_in_process_positive_control(dirs, capsys):
+    scen, out, cache, cwd = dirs
+    rc, stdout, stderr = run_main(["simulate", str(DEMO_PATH), "-o", str(out)], capsys)
+    assert rc == 0, stderr
+    assert "Traceback" not in stdout + stderr
+    assert (out / "demo" / "splits.csv").is_file()
+    assert (out / "demo" / "result.json").is_file()
+    assert _entries(cwd) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# `splitimpera splits`
+
+
+@pytest.mark.parametrize("argv, fld, needle", [
+    pytest.param(["splits", "resnet9000"], "MODEL", "resnet9000", id="unknown-model"),
+    pytest.param(["splits", "digits_cnn", "--input", "3x0x224"], "--input", "3x0x224", id="zero-dim-input"),
+])
+def test_splits_bad_input(argv, fld, needle, dirs, capsys):
+    scen, out, cache, cwd = dirs
+    rc, stdout, stderr = run_main(argv, capsys)
+    assert_user_error(rc, stdout, stderr, source="splits", fields=(fld,), needle=needle,
+                      untouched=[cache, cwd])
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+
+
+@pytest.mark.parametrize("overrides, fld", [
+    pytest.param({"network.uplink_mbps": -1}, "network.uplink_mbps", id="negative-uplink-on-named-profile"),
+    pytest.param({"qos.max_latncy_ms": 50}, "qos.max_latncy_ms", id="unknown-nested-key"),
+])
+def test_load_scenario_raises_user_error_with_field(overrides, fld, tmp_path):
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(DEMO, sort_keys=False))
+    with pytest.raises(si.UserError) as info:
+        si.load_scenario(path, overrides=overrides)
+    assert info.value.field == fld
+    assert str(path) in info.value.source
+
+
+def test_load_scenario_accepts_good_overrides(tmp_path):
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(DEMO, sort_keys=False))
+    sc = si.load_scenario(path, overrides={"network.uplink_mbps": 2.5})
+    assert sc.network.uplink_mbps == 2.5
+    assert sc.network.rtt_ms == si.get_network("lte").rtt_ms
