@@ -1,0 +1,77 @@
+"""The analytic latency model against closed forms."""
+
+import math
+
+import numpy as np
+import pytest
+
+import splitimpera as si
+from splitimpera.analytic import analytic_latency
+from splitimpera.network import contention_share, transfer_time_s, wire_bytes
+
+
+@pytest.fixture(scope="module")
+def prof():
+    return si.profile_model(si.load_model("digits_cnn", "none"), (1, 32, 32))
+
+
+def _scenario(repo_root, **over):
+    return si.load_scenario(repo_root / "scenarios/demo.yaml", overrides=over)
+
+
+def test_closed_form_ideal_device_and_link(prof, repo_root):
+    """Efficiency 1, no overhead, no loss, MTU ≫ payload: every term has a textbook value."""
+    sc = _scenario(repo_root, **{
+        "device": {"name": "ideal", "compute": {"peak_gflops": 10, "efficiency": {"conv": 1, "linear": 1, "other": 1},
+                                                 "layer_overhead_us": 0},
+                   "memory": {"capacity_gb": 1, "bandwidth_gbps": 1}, "power": {"idle_w": 0, "active_w": 2}},
+        "server": {"base": "server_t4", "compute": {"layer_overhead_us": 0,
+                                                     "efficiency": {"conv": 1, "linear": 1, "other": 1}}},
+        "network": {"name": "ideal", "uplink_mbps": 8, "downlink_mbps": 16, "rtt_ms": 10, "mtu_bytes": 1_000_000,
+                    "header_bytes": 0},
+        "workload.result_at": "device",
+    })
+    lat = analytic_latency(prof, sc)
+    srv = si.get_device("server_t4").compute.peak_gflops * 1e9 / 2
+    for split in ["input", "features_9", "classifier_1"]:
+        r, p = lat.loc[split], prof.loc[split]
+        assert r["device_compute_s"] == pytest.approx(p["head_flops"] / 5e9)  # 10 GFLOP/s = 5 G MAC/s
+        assert r["uplink_s"] == pytest.approx(p["tx_bytes"] * 8 / 8e6 + 0.005)
+        assert r["server_compute_s"] == pytest.approx(p["tail_flops"] / srv)
+        assert r["downlink_s"] == pytest.approx(8 * 8 / 16e6 + 0.005)
+        assert r["latency_s"] == pytest.approx(r[["device_compute_s", "uplink_s", "server_compute_s",
+                                                  "downlink_s"]].sum())
+        assert r["energy_j"] == pytest.approx(2 * r["device_compute_s"])  # no radio power given
+    out = lat.loc["output"]
+    assert out["uplink_s"] == 0 and out["downlink_s"] == 0 and out["bytes_sent"] == 0
+    assert lat.loc["input", "device_compute_s"] == 0
+
+
+def test_packetisation_loss_and_contention():
+    net = si.get_network("wifi5")
+    payload = net.payload_per_packet * 3 + 1  # four packets
+    assert wire_bytes(payload, net) == payload + 4 * net.header_bytes
+    lossy = net.model_copy(update={"loss": 0.2})
+    assert transfer_time_s(payload, lossy) == pytest.approx(transfer_time_s(payload, net) * (1 - net.loss) / 0.8)
+    # The contention curve is interpolated between its points and starts at 1.
+    pts = dict(net.contention)
+    assert contention_share(net, 1) == 1.0
+    assert contention_share(net, 2) == pytest.approx(pts[2])
+    assert contention_share(net, 3) == pytest.approx((pts[2] + pts[4]) / 2)
+    assert transfer_time_s(1e6, net, stations=4) == pytest.approx(transfer_time_s(1e6, net) / pts[4])
+
+
+def test_payload_dtype_and_result_location(prof, repo_root):
+    fp32 = analytic_latency(prof, _scenario(repo_root))
+    int8 = analytic_latency(prof, _scenario(repo_root, **{"workload.payload_dtype": "int8"}))
+    assert (int8.loc["features_4", "bytes_sent"] * 4 == fp32.loc["features_4", "bytes_sent"])
+    assert int8.loc["features_4", "uplink_s"] < fp32.loc["features_4", "uplink_s"]
+    # Result at the server (default): no downlink, and `output` sends the 8-byte prediction.
+    assert (fp32["downlink_s"] == 0).all() and fp32.loc["output", "bytes_sent"] == 8
+
+
+def test_more_bandwidth_never_hurts(prof, repo_root):
+    slow = analytic_latency(prof, _scenario(repo_root, **{"network.uplink_mbps": 1}))
+    fast = analytic_latency(prof, _scenario(repo_root, **{"network.uplink_mbps": 100}))
+    assert (fast["latency_s"] <= slow["latency_s"]).all()
+    assert (fast.loc["input", "latency_s"] < slow.loc["input", "latency_s"])

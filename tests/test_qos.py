@@ -1,0 +1,65 @@
+"""QoS ranking: property-based checks on random tables."""
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from splitimpera.qos import constraints, rank
+from splitimpera.scenario import QoSSpec
+
+
+class _Dev:
+    def __init__(self, mem):
+        self.memory_bytes = mem
+
+
+@st.composite
+def cases(draw):
+    n = draw(st.integers(1, 25))
+    fl = st.floats(1e-4, 1.0, allow_nan=False)
+    table = pd.DataFrame({
+        "index": np.arange(n),
+        "latency_s": draw(st.lists(fl, min_size=n, max_size=n)),
+        "energy_j": draw(st.lists(fl, min_size=n, max_size=n)),
+        "bytes_sent": draw(st.lists(st.integers(1, 10**7), min_size=n, max_size=n)),
+        "accuracy": draw(st.lists(st.floats(0, 1), min_size=n, max_size=n)),
+        "head_mem_bytes": draw(st.lists(st.integers(1, 10**9), min_size=n, max_size=n)),
+    }, index=[f"s{i}" for i in range(n)])
+    opt = lambda s: st.none() | s  # noqa: E731
+    qos = QoSSpec(
+        max_latency_ms=draw(opt(st.floats(0.1, 1000))),
+        max_energy_mj=draw(opt(st.floats(0.1, 1000))),
+        max_tx_bytes=draw(opt(st.integers(1, 10**7))),
+        min_accuracy=draw(opt(st.floats(0, 1))),
+        fit_device_memory=draw(st.booleans()),
+        objective=draw(st.sampled_from(["latency", "energy", "bytes"])),
+    )
+    return table, qos, _Dev(draw(st.integers(1, 10**9)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(cases())
+def test_feasibility_reasons_and_order(case):
+    table, qos, dev = case
+    out = rank(table, qos, dev)
+    cs = constraints(qos, dev)
+    lim = {"latency_s": qos.max_latency_s, "energy_j": qos.max_energy_j, "bytes_sent": qos.max_tx_bytes,
+           "accuracy": qos.min_accuracy, "head_mem_bytes": dev.memory_bytes if qos.fit_device_memory else None}
+    for name, r in out.iterrows():
+        violated = [c for c in cs if not (r[c.column] <= c.limit if c.upper else r[c.column] >= c.limit)]
+        # Independent re-check of each limit from the QoS spec itself.
+        indep = [col for col, l in lim.items() if l is not None and
+                 ((r[col] < l) if col == "accuracy" else (r[col] > l))]
+        assert sorted(c.column for c in violated) == sorted(indep)
+        if r["feasible"]:
+            assert not violated and r["reason"] == "" and not pd.isna(r["rank"])
+        else:
+            assert violated and pd.isna(r["rank"])
+            for c in violated:  # every violated constraint is named in the reason
+                assert c.name in r["reason"]
+            assert r["reason"].count(";") == len(violated) - 1
+    feas = out[out["feasible"]].sort_values("rank")
+    assert list(feas["rank"]) == list(range(1, len(feas) + 1))
+    key = {"latency": "latency_s", "energy": "energy_j", "bytes": "bytes_sent"}[qos.objective]
+    assert feas[key].is_monotonic_increasing
