@@ -43,8 +43,9 @@ def _cmd_splits(args) -> int:
 
     try:
         model = load_model(args.model, args.weights, args.num_classes)
-    except UserError as e:
-        raise e.at(source="splits", field="MODEL") from None
+    except UserError as e:  # name the command-line argument, not the scenario field
+        arg = "--weights" if e.field == "model.weights" else "--num-classes" if e.field == "model.num_classes" else "MODEL"
+        raise UserError(e.message, source="splits", field=arg) from None
     try:
         shape = normalize_input_shape(args.input) if args.input else default_input_shape(args.model, model)
     except UserError as e:

@@ -26,6 +26,7 @@ from .zoo import get_zoo_entry, list_zoo_models
 log = logging.getLogger(__name__)
 
 WEIGHT_KEYWORDS = ("none", "default")
+NAME_FIELD, WEIGHTS_FIELD = "model.name", "model.weights"
 
 
 def _torchvision_names() -> list[str]:
@@ -46,21 +47,22 @@ def model_kind(name: str) -> str:
     close = difflib.get_close_matches(name, known, n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise UserError(f"unknown model {name!r}: not a zoo model ({', '.join(list_zoo_models())}), "
-                    f"not a torchvision classification model, not package.module:function{hint}")
+                    f"not a torchvision classification model, not package.module:function{hint}",
+                    field=NAME_FIELD)
 
 
 def _user_builder(name: str):
     mod_name, _, fn_name = name.partition(":")
     if not mod_name or not fn_name:
-        raise UserError(f"user model {name!r} must be written package.module:function")
+        raise UserError(f"user model {name!r} must be written package.module:function", field=NAME_FIELD)
     try:
         mod = importlib.import_module(mod_name)
     except ImportError as e:
-        raise UserError(f"cannot import module {mod_name!r} for user model: {e}") from None
+        raise UserError(f"cannot import module {mod_name!r} for user model: {e}", field=NAME_FIELD) from None
     try:
         return getattr(mod, fn_name)
     except AttributeError:
-        raise UserError(f"module {mod_name!r} has no attribute {fn_name!r}") from None
+        raise UserError(f"module {mod_name!r} has no attribute {fn_name!r}", field=NAME_FIELD) from None
 
 
 def check_model(name: str, weights: str | None) -> None:
@@ -74,7 +76,7 @@ def check_model(name: str, weights: str | None) -> None:
     if kind == "torchvision" and _tv_weights_enum(name, w) is not None:
         return
     if not Path(w).is_file():
-        raise UserError(f"weights file not found: {w}")
+        raise UserError(f"weights file not found: {w}", field=WEIGHTS_FIELD)
 
 
 def _weights_keyword(weights) -> str:
@@ -110,10 +112,10 @@ def load_model(name: str, weights: str | None = None, num_classes: int | None = 
         model = entry.builder(num_classes=num_classes or entry.num_classes)
         if w == "default":
             if entry.weights_path is None:
-                raise UserError(f"zoo model {name!r} ships no weights; use weights: none or a path")
+                raise UserError(f"zoo model {name!r} ships no weights; use weights: none or a path", field=WEIGHTS_FIELD)
             if num_classes not in (None, entry.num_classes):
                 raise UserError(f"bundled weights of {name!r} have {entry.num_classes} classes, "
-                                f"not {num_classes}")
+                                f"not {num_classes}", field="model.num_classes")
             _load_state(model, entry.weights_path)
         elif w != "none":
             _load_state(model, Path(w))
@@ -125,11 +127,13 @@ def load_model(name: str, weights: str | None = None, num_classes: int | None = 
         try:
             model = builder(**kwargs)
         except Exception as e:  # user code: report, don't crash
-            raise UserError(f"user model {name!r} failed to build: {e.__class__.__name__}: {e}") from None
+            raise UserError(f"user model {name!r} failed to build: {e.__class__.__name__}: {e}",
+                            field=NAME_FIELD) from None
         if not isinstance(model, nn.Module):
-            raise UserError(f"user model {name!r} returned {type(model).__name__}, not a torch.nn.Module")
+            raise UserError(f"user model {name!r} returned {type(model).__name__}, not a torch.nn.Module",
+                            field=NAME_FIELD)
         if w == "default":
-            raise UserError("user models have no default weights; use weights: none or a path")
+            raise UserError("user models have no default weights; use weights: none or a path", field=WEIGHTS_FIELD)
         if w != "none":
             _load_state(model, Path(w))
     return model.eval()
@@ -151,32 +155,34 @@ def _load_torchvision(name: str, w: str, num_classes: int | None) -> nn.Module:
         raise UserError(
             f"torchvision weights {enum_member} for {name!r} are not in the local cache ({ckpt}) and "
             f"nothing is downloaded at run time: download {enum_member.url} on a connected machine "
-            f"and copy it to {ckpt}, or set weights to a state-dict path, or to none"
+            f"and copy it to {ckpt}, or set weights to a state-dict path, or to none",
+            field=WEIGHTS_FIELD,
         )
     try:
         return tvm.get_model(name, weights=enum_member, **kwargs)
     except ValueError as e:  # e.g. num_classes that disagrees with the weights' categories
-        raise UserError(f"cannot load {enum_member} for {name!r}: {e}") from None
+        raise UserError(f"cannot load {enum_member} for {name!r}: {e}", field=WEIGHTS_FIELD) from None
     except RuntimeError as e:
-        raise UserError(f"cannot load cached weights {ckpt}: {str(e).splitlines()[0]}") from None
+        raise UserError(f"cannot load cached weights {ckpt}: {str(e).splitlines()[0]}", field=WEIGHTS_FIELD) from None
 
 
 def _load_state(model: nn.Module, path: Path) -> None:
     if not path.is_file():
-        raise UserError(f"weights file not found: {path}")
+        raise UserError(f"weights file not found: {path}", field=WEIGHTS_FIELD)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise UserError(f"cannot read weights {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"cannot read weights {path}: {first}", field=WEIGHTS_FIELD) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise UserError(f"weights {path} hold a {type(state).__name__}, not a state dict")
+        raise UserError(f"weights {path} hold a {type(state).__name__}, not a state dict", field=WEIGHTS_FIELD)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
         first = str(e).splitlines()
-        raise UserError(f"weights {path} do not fit the model: {' '.join(first[:2])}") from None
+        raise UserError(f"weights {path} do not fit the model: {' '.join(first[:2])}", field=WEIGHTS_FIELD) from None
 
 
 def default_input_shape(name: str, model: nn.Module | None = None) -> tuple[int, ...] | None:

@@ -143,6 +143,34 @@ def evaluate_accuracy(model: torch.nn.Module, dataset, batch_size: int = 64) -> 
     return correct / total if total else float("nan")
 
 
+def _measure_full_accuracy(scenario: Scenario, model: torch.nn.Module, shape: tuple[int, ...]) -> float | None:
+    """Top-1 accuracy of the whole model on the scenario's data (None without labelled data).
+
+    Runs before anything is profiled or cached, so that bad data leaves nothing behind.
+    """
+    spec, src = scenario.data, scenario.source
+    if spec.source in ("none", "synthetic"):
+        return None
+    try:
+        ds = load_dataset(spec, shape, scenario.model.num_classes, seed=scenario.seed)
+        if len(ds) == 0:
+            raise UserError("the data set is empty", source=src, field="data")
+        got = tuple(ds[0][0].shape)
+    except UserError:
+        raise
+    except Exception as e:  # torchvision/PIL report unreadable folders and images in many ways
+        raise UserError(f"cannot read the data: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+                        source=src, field="data.path" if spec.path else "data") from None
+    if got != tuple(shape):
+        raise UserError(f"samples of shape {'x'.join(map(str, got))} do not fit model.input_shape "
+                        f"{'x'.join(map(str, shape))}", source=src, field="data.source")
+    try:
+        return evaluate_accuracy(model, ds, spec.batch_size)
+    except Exception as e:
+        raise UserError(f"cannot evaluate the model on the data: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+                        source=src, field="data.path" if spec.path else "data") from None
+
+
 def run(scenario: Scenario) -> Result:
     """Run the pipeline on a validated scenario: model → splits → profile → latency → QoS."""
     torch.manual_seed(scenario.seed)
@@ -150,13 +178,13 @@ def run(scenario: Scenario) -> Result:
     try:
         model = load_model(ms.name, ms.weights, ms.num_classes)
     except UserError as e:
-        field = "model.weights" if "weights" in e.message else "model.name"
-        raise e.at(source=scenario.source, field=field) from None
+        raise e.at(source=scenario.source, field="model.name") from None
     shape = tuple(ms.input_shape) if ms.input_shape else default_input_shape(ms.name, model)
     try:
         tm = trace(model, shape)
     except UserError as e:
         raise e.at(source=scenario.source, field="model.input_shape") from None
+    full_acc = _measure_full_accuracy(scenario, model, shape)
     prof = profile_model(tm)
     lat = analytic_latency(prof, scenario)
     table = pd.DataFrame(index=prof.index)
@@ -165,13 +193,6 @@ def run(scenario: Scenario) -> Result:
     # At batch 1 the head must hold its weights and its peak of live activations.
     table["head_mem_bytes"] = prof["head_state_bytes"] + prof["head_peak_act_bytes"]
     table = table.join(lat)
-    full_acc = None
-    try:
-        ds = load_dataset(scenario.data, shape, ms.num_classes, seed=scenario.seed)
-    except (OSError, RuntimeError, FileNotFoundError) as e:
-        raise UserError(str(e).splitlines()[0], source=scenario.source, field="data") from None
-    if ds is not None and scenario.data.source != "synthetic":
-        full_acc = evaluate_accuracy(model, ds, scenario.data.batch_size)
     # No bottleneck on the sent tensor: every split computes exactly the full model.
     table["accuracy"] = full_acc if full_acc is not None else np.nan
     table = rank(table[TABLE_COLUMNS], scenario.qos, scenario.device)

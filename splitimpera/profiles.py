@@ -122,15 +122,17 @@ class NetworkProfile(_Strict):
     def _check(self) -> "NetworkProfile":
         if self.header_bytes >= self.mtu_bytes:
             raise ValueError(f"header_bytes ({self.header_bytes}) must be < mtu_bytes ({self.mtu_bytes})")
-        pts = self.contention
-        if not pts or pts[0] != (1, 1.0):
-            raise ValueError("contention must start with [1, 1.0]")
+        return self
+
+    @field_validator("contention")
+    @classmethod
+    def _contention(cls, pts):
+        if not pts or tuple(pts[0]) != (1, 1.0):
+            raise ValueError("must start with [1, 1.0]")
         for (n0, f0), (n1, f1) in zip(pts, pts[1:]):
             if n1 <= n0 or not (0 < f1 <= f0):
-                raise ValueError(
-                    "contention: stations must increase and fractions must be non-increasing in (0, 1]"
-                )
-        return self
+                raise ValueError("stations must increase and fractions must be non-increasing in (0, 1]")
+        return pts
 
     @property
     def uplink_bps(self) -> float:

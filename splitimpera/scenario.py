@@ -222,7 +222,7 @@ def _semantic_checks(sc: Scenario, src_for) -> None:
     try:
         check_model(sc.model.name, sc.model.weights)
     except UserError as e:
-        field = "model.weights" if "weights" in e.message else "model.name"
+        field = e.field or "model.name"
         raise UserError(e.message, source=src_for(field), field=field) from None
     if model_kind(sc.model.name) == "user" and sc.model.input_shape is None:
         raise UserError("required for user models (e.g. [3, 224, 224])", source=src_for("model.input_shape"),

@@ -174,29 +174,16 @@ CASES: list[Case] = [
     Case("set-negative-uplink-on-named-profile", ("network.uplink_mbps",),
          args=("--set", "network.uplink_mbps=-1"), needle="--set"),
     Case("set-through-a-scalar", ("name.x",), args=("--set", "name.x=1"), needle="not a mapping"),
-    # --- product bugs found while writing these tests (see the reasons) ----------------------
+    # --- regressions: bugs these tests found (field from a substring; data errors after caching) --
     Case("unknown-model-name-containing-weights", ("model.name",),
-         setting(**{"model.name": "resnet_weights"}), needle="resnet_weights",
-         marks=(pytest.mark.xfail(strict=True, reason=(
-             "BUG: scenario._semantic_checks and pipeline.run pick the field with "
-             "`'weights' in e.message`, so an unknown model whose NAME contains 'weights' is reported "
-             "as model.weights instead of model.name")),)),
+         setting(**{"model.name": "resnet_weights"}), needle="resnet_weights"),
     Case("imagefolder-without-classes", ("data", "data.path"),
-         setting(**{"data.source": "imagefolder", "data.path": "images"}), setup=_make_empty_imagefolder,
-         marks=(pytest.mark.xfail(strict=True, reason=(
-             "BUG: pipeline.run calls profile_model (which writes the flops cache) before "
-             "load_dataset, so an empty image folder exits 2 but leaves a file in $SPLITIMPERA_CACHE")),)),
+         setting(**{"data.source": "imagefolder", "data.path": "images"}), setup=_make_empty_imagefolder),
     Case("imagefolder-corrupt-image", ("data", "data.path"),
-         setting(**{"data.source": "imagefolder", "data.path": "images"}), setup=_make_corrupt_imagefolder,
-         marks=(pytest.mark.xfail(strict=True, reason=(
-             "BUG: evaluate_accuracy runs outside pipeline.run's try block: an unreadable image "
-             "escapes as PIL.UnidentifiedImageError (traceback, exit 1)")),)),
+         setting(**{"data.source": "imagefolder", "data.path": "images"}), setup=_make_corrupt_imagefolder),
     Case("digits-data-for-3-channel-model", ("data", "data.source", "model.input_shape"),
          setting(**{"model.name": "mobilenet_v3_small", "model.weights": "none",
-                    "model.input_shape": [3, 32, 32], "data.limit": 4}),
-         marks=(pytest.mark.xfail(strict=True, reason=(
-             "BUG: digits data is 1-channel; a 3-channel model fails inside evaluate_accuracy, "
-             "outside any UserError handling: RuntimeError traceback, exit 1")),)),
+                    "model.input_shape": [3, 32, 32], "data.limit": 4})),
 ]
 
 CASES_BY_ID = {c.id: c for c in CASES}

@@ -1,0 +1,96 @@
+"""End-to-end through the CLI (in process; the bad-input suite also runs subprocesses)."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from splitimpera.cli import main
+
+
+def test_demo_end_to_end(repo_root, tmp_path, capsys):
+    rc = main(["simulate", str(repo_root / "scenarios/demo.yaml"), "-o", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    folder = tmp_path / "demo"
+    assert sorted(p.name for p in folder.iterdir()) == ["result.json", "scenario.yaml", "splits.csv"]
+    table = pd.read_csv(folder / "splits.csv", index_col="split")
+    doc = json.loads((folder / "result.json").read_text())
+    rec = doc["summary"]["recommended"]
+    # The recommendation is the feasible split of least latency, and the terminal says so.
+    feas = table[table["feasible"]]
+    assert rec == feas["latency_s"].idxmin() or feas.loc[rec, "latency_s"] == feas["latency_s"].min()
+    assert f"Recommended: {rec}" in out
+    assert list(table.index[:1]) == ["input"] and table.index[-1] == "output"
+    assert doc["summary"]["num_splits"] == len(table) and len(doc["splits"]) == len(table)
+    # Every infeasible row says why.
+    assert (table.loc[~table["feasible"], "reason"].str.len() > 0).all()
+    # Latency is the sum of its parts.
+    parts = table[["device_compute_s", "uplink_s", "server_compute_s", "downlink_s"]].sum(axis=1)
+    assert (parts - table["latency_s"]).abs().max() < 1e-12
+    assert not list(tmp_path.glob(".*"))  # no temporary folder left behind
+
+
+def test_same_scenario_same_bytes(repo_root, tmp_path, capsys):
+    for d in ("a", "b"):
+        assert main(["simulate", str(repo_root / "scenarios/demo.yaml"), "-o", str(tmp_path / d)]) == 0
+    for f in ("splits.csv", "result.json", "scenario.yaml"):
+        assert (tmp_path / "a/demo" / f).read_bytes() == (tmp_path / "b/demo" / f).read_bytes()
+
+
+def test_set_changes_the_answer_and_rewrites_atomically(repo_root, tmp_path, capsys):
+    sc = str(repo_root / "scenarios/demo.yaml")
+    assert main(["simulate", sc, "-o", str(tmp_path)]) == 0
+    before = pd.read_csv(tmp_path / "demo/splits.csv", index_col="split")
+    assert main(["simulate", sc, "-o", str(tmp_path), "--set", "network.uplink_mbps=0.5",
+                 "--set", "qos.max_latency_ms=1"]) == 0
+    after = pd.read_csv(tmp_path / "demo/splits.csv", index_col="split")
+    assert (after.loc["input", "uplink_s"] > before.loc["input", "uplink_s"])
+    assert not after["feasible"].any()
+    out = capsys.readouterr().out
+    assert "No split meets the QoS" in out and "Closest" in out
+    assert "uplink_mbps: 0.5" in (tmp_path / "demo/scenario.yaml").read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["demo"]
+
+
+def test_strict_exit_code_when_nothing_is_feasible(repo_root, tmp_path, capsys):
+    rc = main(["simulate", str(repo_root / "scenarios/demo.yaml"), "--strict", "--set", "qos.max_latency_ms=1"])
+    assert rc == 3
+
+
+def test_splits_command_lists_resnet50(capsys):
+    assert main(["splits", "resnet50", "--input", "3x224x224"]) == 0
+    out = capsys.readouterr().out
+    rows = [ln.split()[1] for ln in out.splitlines()[3:] if ln.strip()]
+    for name in ["input", "conv1", "maxpool", "layer1_0_relu_2", "layer4_2_relu_2", "avgpool", "flatten", "fc",
+                 "output"]:
+        assert name in rows
+    assert "4.112 GFLOPs" in out
+
+
+def test_splits_csv(capsys):
+    assert main(["splits", "digits_cnn", "--csv"]) == 0
+    from io import StringIO
+
+    df = pd.read_csv(StringIO(capsys.readouterr().out), index_col="split")
+    assert df.loc["output", "head_flops"] == df.loc["input", "tail_flops"] > 0
+
+
+def test_profiles_command(capsys):
+    assert main(["profiles", "devices", "--include", "jetson*"]) == 0
+    out = capsys.readouterr().out
+    assert "jetson_nano" in out and "rpi4" not in out
+
+
+@pytest.mark.parametrize("name", ["vgg16_wifi5", "resnet50_lte"])
+def test_bundled_scenarios_run(repo_root, name, capsys):
+    assert main(["simulate", str(repo_root / "scenarios" / f"{name}.yaml")]) == 0
+    assert "splitimpera · " + name in capsys.readouterr().out
+
+
+def test_help_on_every_command(capsys):
+    for cmd in (["--help"], ["simulate", "--help"], ["splits", "--help"], ["profiles", "--help"]):
+        with pytest.raises(SystemExit) as e:
+            main(cmd)
+        assert e.value.code == 0
+    assert "usage" in capsys.readouterr().out
