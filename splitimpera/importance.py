@@ -30,7 +30,7 @@ import torch.fx as fx
 import torch.nn as nn
 
 from .errors import UserError
-from .splits import INPUT, OUTPUT, TracedModel, trace
+from .splits import INPUT, OUTPUT, TracedModel, eval_mode, trace
 
 log = logging.getLogger(__name__)
 
@@ -171,14 +171,17 @@ def _tapped_module(tm: TracedModel, names: Sequence[str]) -> tuple[fx.GraphModul
 
 
 def default_map_splits(tm: TracedModel) -> list[str]:
-    """Candidate splits a map can be computed at: not ``input``/``output``, 2-D or 4-D outputs."""
-    out = []
-    for sp in tm.candidates:
-        if sp.name in (INPUT, OUTPUT):
-            continue
-        if len(sp.shape) in (1, 3):  # per-sample (C,) or (C, h, w)
-            out.append(sp.name)
-    return out
+    """Candidate splits with spatial maps: per-sample outputs (C, h, w), not ``input``/``output``.
+
+    Vector outputs (C,) get a map too when named explicitly (as a 1×1 map), but are left out
+    by default: a spatial mean over one pixel is not comparable with one over h×w pixels and
+    would dominate the curve.
+    """
+    return [sp.name for sp in tm.candidates if sp.name not in (INPUT, OUTPUT) and len(sp.shape) == 3]
+
+
+def _mappable(tm: TracedModel) -> set[str]:
+    return {sp.name for sp in tm.candidates if sp.name not in (INPUT, OUTPUT) and len(sp.shape) in (1, 3)}
 
 
 def reference_splits(tm: TracedModel) -> list[str]:
@@ -204,18 +207,6 @@ def reference_splits(tm: TracedModel) -> list[str]:
 
 
 @contextmanager
-def _eval_mode(module: nn.Module):
-    """Eval mode for the duration, then every submodule's own mode back (they may be shared)."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
-
-
-@contextmanager
 def _frozen_parameters(module: nn.Module):
     """Parameters need no gradients here (only activations do): skip that work, then restore."""
     params = list(module.parameters())
@@ -237,7 +228,7 @@ class MapEngine:
         if reduction not in ("sum", "mean"):
             raise UserError(f"channel reduction must be 'sum' or 'mean', got {reduction!r}")
         self.tm = model if isinstance(model, TracedModel) else trace(model, input_shape)
-        allowed = set(default_map_splits(self.tm))
+        allowed = _mappable(self.tm)
         names = list(splits) if splits is not None else default_map_splits(self.tm)
         bad = [n for n in names if n not in allowed]
         if bad:
@@ -257,7 +248,7 @@ class MapEngine:
         taps = _Taps(self.engine, self.reduction, x)
         self._state["taps"] = taps
         try:
-            with _eval_mode(self.gm), _frozen_parameters(self.gm), torch.enable_grad():
+            with eval_mode(self.gm), _frozen_parameters(self.gm), torch.enable_grad():
                 xin = x.detach().requires_grad_(True)
                 logits = self.gm(xin)
                 if targets is None:

@@ -12,6 +12,7 @@ Shapes in :class:`SplitPoint` are per sample (no batch dimension); bytes are at 
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,7 +140,23 @@ def trace(model: nn.Module, input_shape) -> TracedModel:
     Runs the model once on a seeded random input of shape ``(1, *input_shape)``.
     """
     shape = normalize_input_shape(input_shape)
-    model.eval()
+    with eval_mode(model):  # the graph is traced in eval mode; the caller's modes come back
+        return _trace(model, shape)
+
+
+@contextmanager
+def eval_mode(module: nn.Module):
+    """Eval mode for the duration, then every submodule's own mode back (they may be shared)."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def _trace(model: nn.Module, shape: tuple[int, ...]) -> TracedModel:
     gm = _symbolic_trace(model)
     nodes = list(gm.graph.nodes)
     placeholders = [n for n in nodes if n.op == "placeholder"]
