@@ -19,10 +19,11 @@ from .profiles import (  # noqa: E402
     register_device, register_network,
 )
 from .scenario import Scenario, load_scenario  # noqa: E402
+from .sim import SimResult, simulate  # noqa: E402
 from .splits import SplitPoint, find_splits, split_model  # noqa: E402
 
 __all__ = [
     "UserError", "load_model", "Result", "run", "profile_model", "profile_nodes", "DeviceProfile",
     "NetworkProfile", "get_device", "get_network", "list_devices", "list_networks", "register_device",
-    "register_network", "Scenario", "load_scenario", "SplitPoint", "find_splits", "split_model",
+    "register_network", "Scenario", "load_scenario", "SimResult", "simulate", "SplitPoint", "find_splits", "split_model",
 ]

@@ -259,6 +259,8 @@ def cui(model: nn.Module | TracedModel, data, *, input_shape=None, preset: str =
         hit = cache.load("cui", key)
         if hit is not None:
             per_image = pd.DataFrame(hit["rows"], columns=hit["columns"])
+            per_image = per_image.astype({c: np.int64 for c in ("label", "target", "predicted")})
+            per_image.index.name = "image"
             res = _assemble(per_image, names, s)
             return res.for_classes(classes) if classes else res
     engine = MapEngine(tm, splits=names, method=s["method"], reduction=s["reduction"])

@@ -23,7 +23,7 @@ from .models import default_input_shape, load_model
 from .profile import profile_model
 from .qos import closest, rank
 from .scenario import Scenario
-from .splits import trace
+from .splits import TracedModel, trace
 
 log = logging.getLogger(__name__)
 
@@ -173,17 +173,8 @@ def _measure_full_accuracy(scenario: Scenario, model: torch.nn.Module, shape: tu
 
 def run(scenario: Scenario) -> Result:
     """Run the pipeline on a validated scenario: model → splits → profile → latency → QoS."""
-    torch.manual_seed(scenario.seed)
-    ms = scenario.model
-    try:
-        model = load_model(ms.name, ms.weights, ms.num_classes)
-    except UserError as e:
-        raise e.at(source=scenario.source, field="model.name") from None
-    shape = tuple(ms.input_shape) if ms.input_shape else default_input_shape(ms.name, model)
-    try:
-        tm = trace(model, shape)
-    except UserError as e:
-        raise e.at(source=scenario.source, field="model.input_shape") from None
+    tm = load_traced(scenario)
+    model, shape = tm.model, tm.input_shape
     full_acc = _measure_full_accuracy(scenario, model, shape)
     prof = profile_model(tm)
     lat = analytic_latency(prof, scenario)
@@ -197,3 +188,27 @@ def run(scenario: Scenario) -> Result:
     table["accuracy"] = full_acc if full_acc is not None else np.nan
     table = rank(table[TABLE_COLUMNS], scenario.qos, scenario.device)
     return Result(scenario=scenario, table=table, profile=prof, input_shape=shape, full_accuracy=full_acc)
+
+
+def load_traced(scenario: Scenario) -> TracedModel:
+    """The scenario's model, loaded (seeded) and traced at its input shape."""
+    torch.manual_seed(scenario.seed)
+    ms = scenario.model
+    try:
+        model = load_model(ms.name, ms.weights, ms.num_classes)
+    except UserError as e:
+        raise e.at(source=scenario.source, field="model.name") from None
+    shape = tuple(ms.input_shape) if ms.input_shape else default_input_shape(ms.name, model)
+    try:
+        return trace(model, shape)
+    except UserError as e:
+        raise e.at(source=scenario.source, field="model.input_shape") from None
+
+
+def model_profile(scenario: Scenario) -> pd.DataFrame:
+    """Load, trace and profile the scenario's model (as :func:`run` does), no data needed.
+
+    Returns the per-split profile (:func:`~splitimpera.profile.profile_model`); its
+    ``attrs["input_shape"]`` is the per-sample input shape used.
+    """
+    return profile_model(load_traced(scenario))

@@ -75,6 +75,17 @@ class WorkloadSpec(_Strict):
     payload_dtype: Literal["float32", "float16", "int8"] = "float32"
     result_at: Literal["server", "device"] = Field(
         "server", description="where the prediction is consumed; 'device' adds the downlink of the result")
+    # Discrete-event simulation (splitimpera.sim); the analytic model ignores these.
+    server_workers: int = Field(1, ge=1, description="parallel server workers (e.g. GPUs), each at the profile's rate")
+    max_batch: int = Field(1, ge=1, description="largest dynamic batch on a server worker; 1 = no batching")
+    batch_timeout_ms: float = Field(
+        0.0, ge=0, description="longest a request waits for its batch to fill before a free worker runs it")
+    batch_cost_fraction: float = Field(
+        0.3, gt=0, le=1, description="time of each extra request in a batch, as a fraction of the batch-1 tail time")
+    warmup_fraction: float = Field(
+        0.1, ge=0, lt=1, description="first floor(fraction × num_requests) requests of each device are dropped")
+    stochastic_network: bool = Field(
+        True, description="sample jitter and retransmissions; false: no jitter, mean retransmission overhead")
 
 
 class QoSSpec(_Strict):

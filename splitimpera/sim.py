@@ -1,0 +1,480 @@
+"""Discrete-event simulation (SimPy) of split computing: devices, a shared link, a server.
+
+One request's path (times in seconds, SI)::
+
+    Source ─► Processor (device, FIFO, 1 worker) ─► SharedLink (uplink) ─► Processor (server,
+    K workers, dynamic batching) ─► SharedLink (downlink, only with result_at: device) ─► Sink
+
+Components hold ``env``, take requests through ``put(rid)`` and serve them in a ``run()``
+process; each is wired to the next one's ``put``. A request is an integer id ``rid``;
+per-request quantities live in preallocated arrays indexed by it (no per-request objects,
+no DataFrame appends).
+
+Semantics, chosen to equal :func:`splitimpera.analytic.analytic_latency` exactly when
+nothing queues and nothing is random:
+
+* **Arrivals.** ``workload.num_requests`` requests *per device*; ``periodic``: one every
+  ``1/rate_hz`` from a phase drawn uniformly in ``[0, 1/rate_hz)`` per device; ``poisson``:
+  exponential gaps of mean ``1/rate_hz`` per device.
+* **Device.** FIFO, one request at a time; service = the analytic head time
+  (:func:`~splitimpera.compute.compute_time_s`).
+* **Link.** The medium is shared by the stations (devices) that have something to send:
+  each station sends its transfers one after another, and the ``n`` stations with a
+  backlog are served in processor sharing, each at ``rate × contention_share(net, n)``;
+  rates change only when a station starts or stops sending. A payload is
+  ``network.wire_bytes`` on the air; retransmissions are drawn in bulk per transfer: with
+  ``P`` packets and loss ``p``, the extra transmissions are ``NegBin(P, 1 - p)`` (failures
+  before ``P`` successes), each of the mean packet size — mean ``wire/(1 - p)``, as in the
+  analytic model. After the last bit, the link delivers after ``rtt/2 + J``, with jitter
+  ``J ~ Normal(0, jitter_ms)`` clipped so the delay stays ≥ 0. With
+  ``workload.stochastic_network: false`` there is no jitter and every transfer carries the
+  mean retransmission overhead (fractional), so times are deterministic.
+* **Server.** ``server_workers`` workers, each at the profile's rate, one shared FIFO. A
+  free worker takes ``min(queue, max_batch)`` requests; with ``batch_timeout_ms > 0`` and a
+  partly filled queue it first waits until the queue holds ``max_batch`` or the oldest
+  request has waited ``batch_timeout_ms`` (Triton's dynamic batcher). A batch of ``b`` takes
+
+      t(b) = t1 · (1 + c · (b − 1)),   c = ``workload.batch_cost_fraction``
+
+  with ``t1`` the analytic batch-1 tail time, so ``b = 1`` is exactly the analytic time.
+  Batch latency affine in ``b`` is the model GPU-serving systems fit to measurements
+  (Nexus, SOSP 2019: ℓ(b) = αb + β; Inoue, "Queueing analysis of GPU-based inference
+  servers with dynamic batching", 2021, linear batch times); ``c`` is the marginal
+  per-request cost over the fixed one. The default 0.3 is an estimate for PyTorch fp32 on a
+  T4-class GPU (ResNet-50: ~7.7 ms at batch 1, ~2.3 ms per extra image once saturated);
+  ``c = 1`` means no batching gain (CPU-like). Every request of a batch leaves at its end.
+* **Result.** ``result_at: server`` ends a request when its prediction exists on the
+  server; the ``output`` split sends the prediction up and skips the server.
+  ``result_at: device`` sends the 8-byte prediction back over the downlink (a second shared
+  link; stations are the devices); ``output`` then sends nothing.
+* **Energy** per request, as in the analytic model: device active power × head time, plus
+  radio energy ``(α · Mbit sent + β · transfer time) · 1e-3`` per direction, which is the
+  integral of Huang et al.'s ``P = α·throughput + β`` over the transfer whatever the share.
+* **Warm-up.** The first ``floor(warmup_fraction · num_requests)`` requests of each device
+  (in arrival order) are dropped from the results.
+
+Each split is an independent simulation with its own ``numpy.random.Generator``,
+``default_rng([scenario.seed, crc32(split name)])``, so results do not depend on which
+other splits were simulated.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import zlib
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from .analytic import PAYLOAD_COLUMN
+from .compute import compute_energy_j, compute_time_s
+from .errors import UserError
+from .network import contention_share, wire_bytes
+from .scenario import Scenario
+from .splits import OUTPUT, PREDICTION_BYTES
+
+log = logging.getLogger(__name__)
+
+REQUEST_COLUMNS = [
+    "split", "device_id", "t_arrival_s", "device_wait_s", "device_compute_s", "uplink_s", "server_wait_s",
+    "server_compute_s", "downlink_s", "latency_s", "energy_j", "bytes_sent",
+]
+SUMMARY_COLUMNS = [
+    "requests", "latency_mean_s", "latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_rps",
+    "deadline_miss_ratio", "energy_j", "bytes_sent",
+]
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """Outcome of :func:`simulate`.
+
+    ``requests``: one row per simulated request after warm-up, columns
+    :data:`REQUEST_COLUMNS` (seconds, joules, bytes; ``uplink_s`` includes waiting for the
+    shared medium and propagation), ordered by split (topological), then arrival time.
+    ``summary``: one row per split (index: split name, topological order), columns
+    :data:`SUMMARY_COLUMNS`: kept ``requests``, latency mean and percentiles (numpy's
+    linear interpolation), ``throughput_rps`` (kept requests / time from the first kept
+    arrival to the last kept completion), ``deadline_miss_ratio`` (fraction with
+    ``latency_s > qos.max_latency_ms``, NaN without one), mean ``energy_j`` and mean
+    ``bytes_sent`` per request.
+    """
+
+    scenario: Scenario
+    requests: pd.DataFrame
+    summary: pd.DataFrame
+
+
+# --------------------------------------------------------------------------------------------
+# Components
+
+
+class Sink:
+    """End of a request's path: stamps its completion time."""
+
+    def __init__(self, env: simpy.Environment, done: list):
+        self.env, self.done = env, done
+
+    def put(self, rid: int) -> None:
+        self.done[rid] = self.env.now
+
+
+class Source:
+    """Feeds one device's requests to ``out`` at given absolute arrival times (seconds)."""
+
+    def __init__(self, env: simpy.Environment, rids: Sequence[int], times: Sequence[float], out):
+        self.env, self.rids, self.times, self.out = env, rids, times, out
+        self.proc = env.process(self.run())
+
+    def run(self):
+        env, put = self.env, self.out.put
+        for rid, t in zip(self.rids, self.times):
+            dt = t - env.now
+            if dt > 0:
+                yield env.timeout(dt)
+            put(rid)
+
+
+class Processor:
+    """A FIFO queue served by ``workers`` identical workers, with optional dynamic batching.
+
+    ``service_s`` is the batch-1 time (seconds). A batch of ``b`` takes
+    ``service_s · (1 + batch_cost_fraction · (b − 1))``; with ``service="exponential"``
+    (for queueing checks: M/M/c) that is the mean of an exponential draw from ``rng``.
+    Stamps ``enter``, ``start`` and ``end`` times into the given per-request arrays.
+    """
+
+    def __init__(self, env: simpy.Environment, service_s: float, out, *, enter: list, start: list, end: list,
+                 workers: int = 1, max_batch: int = 1, batch_timeout_s: float = 0.0,
+                 batch_cost_fraction: float = 1.0, service: str = "deterministic",
+                 rng: np.random.Generator | None = None):
+        if service not in ("deterministic", "exponential"):
+            raise ValueError(f"service must be 'deterministic' or 'exponential', got {service!r}")
+        if service == "exponential" and rng is None:
+            raise ValueError("exponential service needs an rng")
+        self.env, self.service_s, self.out = env, float(service_s), out
+        self.enter, self.start, self.end = enter, start, end
+        self.max_batch, self.timeout_s = int(max_batch), float(batch_timeout_s)
+        self.cost, self.service, self.rng = float(batch_cost_fraction), service, rng
+        self.queue: deque[int] = deque()
+        self._idle: list[simpy.Event] = []     # workers waiting for work
+        self._filling: list[simpy.Event] = []  # workers waiting for a batch to fill
+        self.procs = [env.process(self.run()) for _ in range(int(workers))]
+
+    def put(self, rid: int) -> None:
+        self.enter[rid] = self.env.now
+        q = self.queue
+        q.append(rid)
+        if self._filling:
+            if len(q) >= self.max_batch:
+                for ev in self._filling:
+                    ev.succeed()
+                self._filling.clear()
+        elif self._idle:
+            self._idle.pop().succeed()
+
+    def batch_time_s(self, b: int) -> float:
+        t = self.service_s if b == 1 else self.service_s * (1.0 + self.cost * (b - 1))
+        return self.rng.exponential(t) if self.service == "exponential" else t
+
+    def run(self):
+        env, q, start, end = self.env, self.queue, self.start, self.end
+        batching = self.max_batch > 1 and self.timeout_s > 0
+        while True:
+            if not q:
+                ev = env.event()
+                self._idle.append(ev)
+                yield ev
+                continue
+            if batching and len(q) < self.max_batch:
+                wait = self.enter[q[0]] + self.timeout_s - env.now
+                if wait > 1e-12:
+                    ev = env.event()
+                    self._filling.append(ev)
+                    yield env.timeout(wait) | ev
+                    if ev in self._filling:
+                        self._filling.remove(ev)
+                    continue
+            now = env.now
+            if self.max_batch == 1:
+                rid = q.popleft()
+                start[rid] = now
+                yield env.timeout(self.batch_time_s(1))
+                end[rid] = env.now
+                self.out.put(rid)
+            else:
+                batch = [q.popleft() for _ in range(min(len(q), self.max_batch))]
+                if q and self._idle and not self._filling:
+                    self._idle.pop().succeed()  # leftovers for another free worker
+                for rid in batch:
+                    start[rid] = now
+                yield env.timeout(self.batch_time_s(len(batch)))
+                for rid in batch:
+                    end[rid] = env.now
+                    self.out.put(rid)
+
+
+class SharedLink:
+    """A medium shared by stations: processor sharing with a contention-dependent rate.
+
+    Each station sends its transfers in FIFO order; while ``n`` stations have a transfer
+    under way, each progresses at ``rate_bps · share(n)`` bit/s. The rate is recomputed only
+    when a station starts or stops sending: a virtual clock ``V`` counts the bits every
+    active station has received since the link was last idle, and a transfer of ``B`` bits
+    started at ``V0`` ends when ``V`` reaches ``V0 + B``.
+
+    Per request ``rid`` (arrays indexed by it): ``bits`` on the air (retransmissions
+    included), propagation ``delay_s`` (RTT/2 plus jitter; the link holds it), ``station``.
+    After the propagation delay the request goes to ``out.put``. Radio energy
+    ``(alpha_mw_per_mbps · bits/1e6 + beta_mw · transfer time) · 1e-3`` J is added to ``radio_j``.
+    """
+
+    def __init__(self, env: simpy.Environment, rate_bps: float, share: Callable[[int], float], out, *,
+                 bits: Sequence[float], delay_s: Sequence[float], station: Sequence[int], radio_j: list,
+                 alpha_mw_per_mbps: float = 0.0, beta_mw: float = 0.0):
+        self.env, self.rate, self.out = env, float(rate_bps), out
+        self.bits, self.delay_s, self.station, self.radio_j = bits, delay_s, station, radio_j
+        self.alpha, self.beta = alpha_mw_per_mbps, beta_mw
+        self._share = share
+        self._rates: dict[int, float] = {}
+        self.queues: dict[int, deque[int]] = {}
+        self.head_start: dict[int, float] = {}
+        self.heads: list[tuple[float, int, int]] = []  # (finish tag, seq, station)
+        self.V, self.t_last, self._seq, self._gen = 0.0, 0.0, 0, 0
+        self._wake: simpy.Event | None = None
+        self.proc = env.process(self.run())
+
+    def station_rate_bps(self, n: int) -> float:
+        r = self._rates.get(n)
+        if r is None:
+            r = self._rates[n] = self.rate * self._share(n)
+        return r
+
+    def _advance(self) -> None:
+        now = self.env.now
+        if self.heads:
+            self.V += (now - self.t_last) * self.station_rate_bps(len(self.heads))
+        self.t_last = now
+
+    def _start(self, s: int, rid: int) -> None:
+        self._seq += 1
+        heapq.heappush(self.heads, (self.V + self.bits[rid], self._seq, s))
+        self.head_start[s] = self.env.now
+
+    def put(self, rid: int) -> None:
+        s = self.station[rid]
+        q = self.queues.get(s)
+        if q is None:
+            q = self.queues[s] = deque()
+        q.append(rid)
+        if len(q) == 1:  # the station starts sending: every active station's rate changes
+            self._advance()
+            self._start(s, rid)
+            self._gen += 1
+            w = self._wake
+            if w is not None and not w.triggered:
+                w.succeed(-1)
+
+    def _on_timer(self, ev: simpy.Event) -> None:
+        w = self._wake
+        if ev.value == self._gen and w is not None and not w.triggered:
+            w.succeed(ev.value)
+
+    def run(self):
+        env, heads = self.env, self.heads
+        while True:
+            self._wake = env.event()
+            if heads:
+                dt = (heads[0][0] - self.V) / self.station_rate_bps(len(heads))
+                timer = env.timeout(dt if dt > 0 else 0.0, value=self._gen)
+                timer.callbacks.append(self._on_timer)
+            else:
+                self.V = 0.0  # idle: restart the virtual clock to keep its rounding small
+            woken_by = yield self._wake
+            if woken_by < 0:
+                continue  # a station started sending; put() has advanced the clock
+            # The earliest transfer ends now: set the clock to its tag exactly.
+            self.V, self.t_last = heads[0][0], env.now
+            while heads and heads[0][0] <= self.V:
+                _, _, s = heapq.heappop(heads)
+                self._finish(s)
+
+    def _finish(self, s: int) -> None:
+        env = self.env
+        q = self.queues[s]
+        rid = q.popleft()
+        tx_s = env.now - self.head_start[s]
+        self.radio_j[rid] += (self.alpha * self.bits[rid] * 1e-6 + self.beta * tx_s) * 1e-3
+        if q:
+            self._start(s, q[0])
+        ev = env.timeout(self.delay_s[rid])
+        ev.callbacks.append(lambda _e, rid=rid: self.out.put(rid))
+
+
+# --------------------------------------------------------------------------------------------
+# One split
+
+
+def split_rng(seed: int, split: str) -> np.random.Generator:
+    """The generator of one split's simulation: depends on the seed and the split name only."""
+    return np.random.default_rng([int(seed), zlib.crc32(split.encode("utf-8"))])
+
+
+def _arrivals(wl, rng: np.random.Generator) -> np.ndarray:
+    """Arrival times, shape (num_devices, num_requests), seconds, increasing along axis 1."""
+    n_dev, n, period = wl.num_devices, wl.num_requests, 1.0 / wl.rate_hz
+    if wl.arrival == "periodic":
+        phase = rng.uniform(0.0, period, size=(n_dev, 1))
+        return phase + np.arange(n)[None, :] * period
+    return np.cumsum(rng.exponential(period, size=(n_dev, n)), axis=1)
+
+
+def _transfer(payload_bytes: float, net, n_total: int, rng: np.random.Generator, stochastic: bool,
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Bits on the air (retransmissions included) and propagation delay of ``n_total`` transfers."""
+    wire = float(wire_bytes(payload_bytes, net))
+    packets = math.ceil(payload_bytes / net.payload_per_packet)
+    half_rtt, p = net.rtt_s / 2.0, net.loss
+    if stochastic and p > 0:
+        extra = rng.negative_binomial(packets, 1.0 - p, size=n_total)
+        bits = (wire + extra * (wire / packets)) * 8.0
+    else:
+        bits = np.full(n_total, wire * 8.0 / (1.0 - p))
+    if stochastic and net.jitter_ms > 0:
+        delay = np.maximum(half_rtt + rng.normal(0.0, net.jitter_ms * 1e-3, size=n_total), 0.0)
+    else:
+        delay = np.full(n_total, half_rtt)
+    return bits, delay
+
+
+def warmup_requests(wl) -> int:
+    """Requests dropped at the start of each device: ``floor(warmup_fraction × num_requests)``."""
+    return int(math.floor(wl.warmup_fraction * wl.num_requests + 1e-9))
+
+
+def simulate_split(split: str, profile: pd.DataFrame, scenario: Scenario, rng: np.random.Generator | None = None,
+                   ) -> pd.DataFrame:
+    """Simulate one split of ``profile``; its requests, warm-up dropped (columns :data:`REQUEST_COLUMNS`).
+
+    ``rng`` defaults to :func:`split_rng` of the scenario's seed and the split name.
+    """
+    dev, srv, net, wl = scenario.device, scenario.server, scenario.network, scenario.workload
+    rng = split_rng(scenario.seed, split) if rng is None else rng
+    n_dev, n_req = wl.num_devices, wl.num_requests
+    total = n_dev * n_req
+    frame = profile.loc[[split]]
+    row = frame.iloc[0]
+    head_s = float(compute_time_s(frame, "head", dev).iloc[0])
+    tail_s = float(compute_time_s(frame, "tail", srv).iloc[0])
+    is_output = split == OUTPUT
+    sent = 0 if (is_output and wl.result_at == "device") else int(row[PAYLOAD_COLUMN[wl.payload_dtype]])
+    has_server = not is_output
+    has_down = wl.result_at == "device" and not is_output
+
+    arrivals = _arrivals(wl, rng)
+    station = np.repeat(np.arange(n_dev), n_req).tolist()
+    nan = [math.nan] * total
+    t_dev_in, t_dev_start, t_dev_end = list(nan), list(nan), list(nan)
+    t_srv_in, t_srv_start, t_srv_end, t_done = list(nan), list(nan), list(nan), list(nan)
+    radio_j = [0.0] * total
+
+    env = simpy.Environment()
+    share = lambda n: contention_share(net, n)  # noqa: E731
+    stoch = wl.stochastic_network
+    nxt = Sink(env, t_done)
+    if has_down:
+        bits, delay = _transfer(PREDICTION_BYTES, net, total, rng, stoch)
+        nxt = SharedLink(env, net.downlink_bps, share, nxt, bits=bits.tolist(), delay_s=delay.tolist(),
+                         station=station, radio_j=radio_j, alpha_mw_per_mbps=net.radio.alpha_down_mw_per_mbps,
+                         beta_mw=net.radio.beta_mw)
+    if has_server:
+        nxt = Processor(env, tail_s, nxt, enter=t_srv_in, start=t_srv_start, end=t_srv_end,
+                        workers=wl.server_workers, max_batch=wl.max_batch, batch_timeout_s=wl.batch_timeout_ms * 1e-3,
+                        batch_cost_fraction=wl.batch_cost_fraction)
+    if sent > 0:
+        bits, delay = _transfer(sent, net, total, rng, stoch)
+        nxt = SharedLink(env, net.uplink_bps, share, nxt, bits=bits.tolist(), delay_s=delay.tolist(),
+                         station=station, radio_j=radio_j, alpha_mw_per_mbps=net.radio.alpha_up_mw_per_mbps,
+                         beta_mw=net.radio.beta_mw)
+    for d in range(n_dev):
+        device = Processor(env, head_s, nxt, enter=t_dev_in, start=t_dev_start, end=t_dev_end)
+        Source(env, range(d * n_req, (d + 1) * n_req), arrivals[d].tolist(), device)
+    env.run()
+
+    # Stage boundaries; a skipped stage takes the next boundary's time, so it lasts 0 s.
+    b = np.array([t_dev_in, t_dev_start, t_dev_end, t_srv_in, t_srv_start, t_srv_end, t_done])
+    if np.isnan(b[-1]).any():
+        raise RuntimeError(f"simulation of split {split!r} ended with unfinished requests")
+    for k in range(len(b) - 2, -1, -1):
+        b[k] = np.where(np.isnan(b[k]), b[k + 1], b[k])
+    keep = np.tile(np.arange(n_req) >= warmup_requests(wl), n_dev)
+    device_s = b[2] - b[1]
+    out = pd.DataFrame({
+        "split": split,
+        "device_id": np.asarray(station, dtype=np.int64),
+        "t_arrival_s": arrivals.ravel(),
+        "device_wait_s": b[1] - b[0],
+        "device_compute_s": device_s,
+        "uplink_s": b[3] - b[2],
+        "server_wait_s": b[4] - b[3],
+        "server_compute_s": b[5] - b[4],
+        "downlink_s": b[6] - b[5],
+        "latency_s": b[6] - arrivals.ravel(),
+        "energy_j": compute_energy_j(device_s, dev) + np.asarray(radio_j),
+        "bytes_sent": np.full(total, sent, dtype=np.int64),
+    })[keep]
+    return out.sort_values(["t_arrival_s", "device_id"], kind="stable").reset_index(drop=True)
+
+
+def summarize(requests: pd.DataFrame, splits: Sequence[str], max_latency_s: float | None) -> pd.DataFrame:
+    """One row per split (in the order given) from a requests table; see :class:`SimResult`."""
+    rows = []
+    for name in splits:
+        r = requests[requests["split"] == name]
+        lat = r["latency_s"].to_numpy()
+        done = r["t_arrival_s"].to_numpy() + lat
+        span = done.max() - r["t_arrival_s"].min() if len(r) else math.nan
+        p50, p95, p99 = np.percentile(lat, [50, 95, 99]) if len(r) else (math.nan,) * 3
+        rows.append({
+            "requests": len(r),
+            "latency_mean_s": lat.mean() if len(r) else math.nan,
+            "latency_p50_s": p50, "latency_p95_s": p95, "latency_p99_s": p99,
+            "throughput_rps": len(r) / span if span > 0 else math.nan,
+            "deadline_miss_ratio": math.nan if max_latency_s is None else float(np.mean(lat > max_latency_s)),
+            "energy_j": r["energy_j"].mean(),
+            "bytes_sent": r["bytes_sent"].mean(),
+        })
+    return pd.DataFrame(rows, index=pd.Index(list(splits), name="split"), columns=SUMMARY_COLUMNS)
+
+
+def simulate(scenario: Scenario, splits: Sequence[str] | None = None, profile: pd.DataFrame | None = None) -> SimResult:
+    """Simulate every split of the scenario's model (or ``splits``), each independently.
+
+    ``profile`` is the model's per-split profile (:func:`~splitimpera.profile.profile_model`);
+    without it the model is loaded, traced and profiled as :func:`splitimpera.run` does.
+    """
+    if profile is None:
+        from .pipeline import model_profile
+
+        profile = model_profile(scenario)
+    if splits is None:
+        names = list(profile.index)
+    else:
+        wanted = [splits] if isinstance(splits, str) else list(splits)
+        unknown = [s for s in wanted if s not in profile.index]
+        if unknown:
+            raise UserError(f"unknown split {unknown[0]!r}; the model's splits are {', '.join(profile.index)}",
+                            source=scenario.source, field="splits")
+        names = [s for s in profile.index if s in set(wanted)]  # topological order
+    parts = [simulate_split(name, profile, scenario) for name in names]
+    requests = (pd.concat(parts, ignore_index=True) if parts
+                else pd.DataFrame({c: pd.Series(dtype=float) for c in REQUEST_COLUMNS}))
+    requests = requests[REQUEST_COLUMNS]
+    summary = summarize(requests, names, scenario.qos.max_latency_s)
+    return SimResult(scenario=scenario, requests=requests, summary=summary)
