@@ -35,6 +35,21 @@ def _cmd_simulate(args) -> int:
     return EXIT_OK if res.recommended is not None or not args.strict else 3
 
 
+def _cmd_analyze(args) -> int:
+    from .pipeline import analyze, load_traced, save_analysis
+    from .report import render_analysis
+    from .scenario import load_scenario, parse_overrides
+
+    sc = load_scenario(args.scenario, parse_overrides(args.set))
+    tm = load_traced(sc)
+    res = analyze(sc, tm, progress=not args.quiet and sys.stderr.isatty())
+    print(render_analysis(sc, res, tm.input_shape))
+    if args.output is not None:
+        folder = save_analysis(sc, res, args.output)
+        print(f"\nwrote {folder}/ (cui.csv, cui_per_image.parquet, cui_per_class.csv, nominations.json, cui.png)")
+    return EXIT_OK
+
+
 def _cmd_splits(args) -> int:
     from .models import default_input_shape, load_model
     from .profile import profile_model
@@ -102,6 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top", type=int, default=None, help="rows to show (default: output.top)")
     s.add_argument("--strict", action="store_true", help="exit with code 3 when no split meets the QoS")
     s.set_defaults(func=_cmd_simulate)
+
+    s = sub.add_parser("analyze", help="I-SPLIT importance: Grad-CAM CUI curve, nominated splits, per class",
+                       description="Compute the CUI curve of SCENARIO's model on its data, nominate splits, "
+                                   "and find the best split per class (settings: analysis.cui).")
+    s.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file")
+    s.add_argument("-o", "--output", metavar="DIR", help="write cui.csv, cui_per_image.parquet, "
+                   "cui_per_class.csv, nominations.json and cui.png to DIR/<name>/")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="override a scenario field, e.g. analysis.cui.classes=[3,5,8]")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_analyze)
 
     s = sub.add_parser("splits", help="list a model's candidate splits with FLOPs and bytes",
                        description="List the candidate splits of MODEL (torchvision name, zoo name, or "

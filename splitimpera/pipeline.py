@@ -17,6 +17,7 @@ import torch
 
 from . import __version__
 from .analytic import analytic_latency
+from .cui import cui
 from .data import load_dataset
 from .errors import UserError
 from .models import default_input_shape, load_model
@@ -48,6 +49,7 @@ class Result:
     profile: pd.DataFrame
     input_shape: tuple[int, ...]
     full_accuracy: float | None = None
+    importance: object | None = None  # CUIResult when analysis.splits is "nominated"
     meta: dict = field(default_factory=dict)
 
     @property
@@ -86,33 +88,40 @@ class Result:
     def save(self, out_dir: str | Path | None = None) -> Path:
         """Write ``<out_dir>/<scenario name>/`` atomically: ``splits.csv``, ``result.json``,
         ``scenario.yaml`` (fully resolved). Returns the folder."""
-        out_dir = Path(out_dir if out_dir is not None else self.scenario.output.dir)
-        final = out_dir / self.scenario.name
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise UserError(f"cannot create output folder: {e.strerror}", source=str(out_dir)) from None
-        tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{self.scenario.name}.tmp-"))
+        doc = {"summary": self.summary(),
+               "splits": [dict(split=str(n), **_row_dict(r)) for n, r in self.table.iterrows()]}
+        return write_outputs(out_dir if out_dir is not None else self.scenario.output.dir, self.scenario, {
+            "splits.csv": lambda p: self.table.to_csv(p, index_label="split"),
+            "result.json": lambda p: p.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n"),
+        })
+
+
+def write_outputs(out_dir: str | Path, scenario: Scenario, writers: dict) -> Path:
+    """Write ``<out_dir>/<scenario name>/`` files plus the resolved ``scenario.yaml``.
+
+    Every file is written in a temporary folder first and then moved into place with an
+    atomic rename, so a failure leaves no half-written file; files other commands wrote in
+    the same folder (``analyze`` beside ``simulate``) are kept.
+    """
+    out_dir = Path(out_dir)
+    final = out_dir / scenario.name
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create output folder: {e.strerror}", source=str(out_dir)) from None
+    tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{scenario.name}.tmp-"))
+    try:
+        for name, write in {**writers, "scenario.yaml": lambda p: p.write_text(scenario.to_yaml())}.items():
+            write(tmp / name)
+        final.mkdir(exist_ok=True)
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; results are ordinary files
-        try:
-            self.table.to_csv(tmp / "splits.csv", index_label="split")
-            doc = {"summary": self.summary(),
-                   "splits": [dict(split=str(n), **_row_dict(r)) for n, r in self.table.iterrows()]}
-            (tmp / "result.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
-            (tmp / "scenario.yaml").write_text(self.scenario.to_yaml())
-            old = None
-            if final.exists():
-                old = out_dir / f".{self.scenario.name}.old-{os.getpid()}"
-                os.replace(final, old)
-            os.replace(tmp, final)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        return final
+        for f in tmp.iterdir():
+            os.chmod(f, 0o666 & ~umask)  # mkstemp-style private modes are not wanted for results
+            os.replace(f, final / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
 
 
 def _jsonable(v):
@@ -143,39 +152,72 @@ def evaluate_accuracy(model: torch.nn.Module, dataset, batch_size: int = 64) -> 
     return correct / total if total else float("nan")
 
 
-def _measure_full_accuracy(scenario: Scenario, model: torch.nn.Module, shape: tuple[int, ...]) -> float | None:
-    """Top-1 accuracy of the whole model on the scenario's data (None without labelled data).
+def load_data(scenario: Scenario, shape: tuple[int, ...]):
+    """The scenario's data set, checked against the model's input shape (None for ``none``).
 
     Runs before anything is profiled or cached, so that bad data leaves nothing behind.
     """
     spec, src = scenario.data, scenario.source
-    if spec.source in ("none", "synthetic"):
-        return None
+    where = "data.path" if spec.path else "data"
     try:
         ds = load_dataset(spec, shape, scenario.model.num_classes, seed=scenario.seed)
+        if ds is None:
+            return None
         if len(ds) == 0:
             raise UserError("the data set is empty", source=src, field="data")
         got = tuple(ds[0][0].shape)
     except UserError:
         raise
     except Exception as e:  # torchvision/PIL report unreadable folders and images in many ways
-        raise UserError(f"cannot read the data: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-                        source=src, field="data.path" if spec.path else "data") from None
+        raise UserError(f"cannot read the data: {_first_line(e)}", source=src, field=where) from None
     if got != tuple(shape):
         raise UserError(f"samples of shape {'x'.join(map(str, got))} do not fit model.input_shape "
                         f"{'x'.join(map(str, shape))}", source=src, field="data.source")
+    return ds
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def _measure_full_accuracy(scenario: Scenario, model: torch.nn.Module, ds) -> float | None:
+    """Top-1 accuracy of the whole model on labelled data (None without it)."""
+    if ds is None or scenario.data.source == "synthetic":
+        return None
     try:
-        return evaluate_accuracy(model, ds, spec.batch_size)
+        return evaluate_accuracy(model, ds, scenario.data.batch_size)
     except Exception as e:
-        raise UserError(f"cannot evaluate the model on the data: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-                        source=src, field="data.path" if spec.path else "data") from None
+        raise UserError(f"cannot evaluate the model on the data: {_first_line(e)}", source=scenario.source,
+                        field="data.path" if scenario.data.path else "data") from None
+
+
+def analyze(scenario: Scenario, tm: TracedModel | None = None, data=None, *, progress: bool = False):
+    """I-SPLIT importance analysis of the scenario: its :class:`~splitimpera.cui.CUIResult`.
+
+    Settings come from ``analysis.cui``; the curve covers ``analysis.cui.classes`` when set.
+    """
+    tm = tm if tm is not None else load_traced(scenario)
+    ds = data if data is not None else load_data(scenario, tm.input_shape)
+    if ds is None:
+        raise UserError("the importance analysis needs data (set data.source)", source=scenario.source,
+                        field="data.source")
+    c = scenario.analysis.cui
+    try:
+        res = cui(tm, ds, preset=c.preset, method=c.method, target=c.target, reduction=c.reduction,
+                  aggregate=c.aggregate, splits=c.splits, trim=c.trim, prominence=c.prominence, top_k=c.top_k,
+                  batch_size=scenario.data.batch_size, progress=progress)
+        return res.for_classes(c.classes) if c.classes else res
+    except UserError as e:
+        raise e.at(source=scenario.source, field="analysis.cui") from None
 
 
 def run(scenario: Scenario) -> Result:
     """Run the pipeline on a validated scenario: model → splits → profile → latency → QoS."""
     tm = load_traced(scenario)
     model, shape = tm.model, tm.input_shape
-    full_acc = _measure_full_accuracy(scenario, model, shape)
+    ds = load_data(scenario, shape)
+    full_acc = _measure_full_accuracy(scenario, model, ds)
+    importance = analyze(scenario, tm, ds) if scenario.analysis.splits == "nominated" else None
     prof = profile_model(tm)
     lat = analytic_latency(prof, scenario)
     table = pd.DataFrame(index=prof.index)
@@ -186,8 +228,13 @@ def run(scenario: Scenario) -> Result:
     table = table.join(lat)
     # No bottleneck on the sent tensor: every split computes exactly the full model.
     table["accuracy"] = full_acc if full_acc is not None else np.nan
-    table = rank(table[TABLE_COLUMNS], scenario.qos, scenario.device)
-    return Result(scenario=scenario, table=table, profile=prof, input_shape=shape, full_accuracy=full_acc)
+    table = table[TABLE_COLUMNS]
+    if importance is not None:
+        table = table.loc[list(importance.nominated["split"])].sort_values("index")
+        table["log10_cui"] = importance.curve.loc[table.index, "log10_cui"]
+    table = rank(table, scenario.qos, scenario.device)
+    return Result(scenario=scenario, table=table, profile=prof, input_shape=shape, full_accuracy=full_acc,
+                  importance=importance)
 
 
 def load_traced(scenario: Scenario) -> TracedModel:
@@ -212,3 +259,25 @@ def model_profile(scenario: Scenario) -> pd.DataFrame:
     ``attrs["input_shape"]`` is the per-sample input shape used.
     """
     return profile_model(load_traced(scenario))
+
+
+def save_analysis(scenario: Scenario, res, out_dir: str | Path | None = None) -> Path:
+    """Write the importance analysis to ``<out_dir>/<scenario name>/``: ``cui.csv``,
+    ``cui_per_image.parquet``, ``cui_per_class.csv``, ``nominations.json``, ``cui.png``."""
+    from .report import plot_cui
+
+    best = res.best_per_class()
+    doc = {
+        "scenario": scenario.name,
+        "settings": res.settings,
+        "best": res.best,
+        "nominated": [{k: _jsonable(v) for k, v in r.items()} for _, r in res.nominated.iterrows()],
+        "best_per_class": [{"class": int(c), **{k: _jsonable(v) for k, v in r.items()}} for c, r in best.iterrows()],
+    }
+    return write_outputs(out_dir if out_dir is not None else scenario.output.dir, scenario, {
+        "cui.csv": lambda p: res.curve.to_csv(p),
+        "cui_per_image.parquet": lambda p: res.per_image.to_parquet(p),
+        "cui_per_class.csv": lambda p: res.per_class.to_csv(p),
+        "nominations.json": lambda p: p.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n"),
+        "cui.png": lambda p: plot_cui(res, p, title=f"{scenario.name}: {scenario.model.name}"),
+    })

@@ -112,3 +112,81 @@ def render_profile(profile: pd.DataFrame) -> str:
                      _flops(r["tail_flops"]), human_bytes(r["tx_bytes"]), _flops(r["head_params"]),
                      human_bytes(r["head_peak_act_bytes"])])
     return _grid(header, rows, "rllrrrrrr")
+
+
+def plot_cui(res, path, title: str = "") -> None:
+    """PNG of the log10 CUI curve with the nominated splits marked (and per-class curves, faint)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import numpy as np
+
+    from .cui import LOG_FLOOR
+
+    curve = res.curve
+    x = range(len(curve))
+    # All-zero maps sit at log10(LOG_FLOOR); keep the axis on real values and pin those to its floor.
+    floor = np.log10(LOG_FLOOR) + 1
+    vals = np.concatenate([curve["log10_cui"].to_numpy(), res.per_class.to_numpy().ravel()])
+    real = vals[vals > floor]
+    lo, hi = (real.min(), real.max()) if len(real) else (-1.0, 1.0)
+    margin = 0.08 * max(hi - lo, 0.5)
+    bottom = lo - margin
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.32 * len(curve) + 2), 4.2), dpi=120)
+    try:
+        for c, row in res.per_class.iterrows():
+            ax.plot(x, np.maximum(row.to_numpy(), bottom), color="0.8", lw=0.8, zorder=1)
+        ax.plot(x, curve["log10_cui"], "o-", color="tab:blue", lw=1.8, ms=4, zorder=2, label="CUI (all images)")
+        pos = {s: i for i, s in enumerate(curve.index)}
+        for _, r in res.nominated.iterrows():
+            i = pos[r["split"]]
+            ax.plot([i], [r["log10_cui"]], marker="*", ms=16, color="tab:red" if r["kind"] == "global" else "tab:orange",
+                    zorder=3)
+            ax.annotate(f"#{r['rank']} {r['split']}", (i, r["log10_cui"]), textcoords="offset points",
+                        xytext=(4, 8), fontsize=8)
+        if len(res.per_class):
+            ax.plot([], [], color="0.8", lw=0.8, label="per class")
+        ax.plot([], [], "*", color="tab:red", ms=10, label="nominated (global / local)")
+        ax.set_xticks(list(x), list(curve.index), rotation=70, ha="right", fontsize=7)
+        ax.set_ylim(bottom, hi + 3 * margin)
+        ax.set_ylabel("log10 CUI")
+        s = res.settings
+        ax.set_title(title or f"CUI curve: {s['method']}, target {s['target']}, channel {s['reduction']}, "
+                              f"{s['aggregate']} over {int(curve['n_images'].iloc[0])} images", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+        fig.tight_layout()
+        fig.savefig(path, format="png")
+    finally:
+        plt.close(fig)
+
+
+def render_analysis(scenario, res, input_shape) -> str:
+    """The terminal view of ``splitimpera analyze``."""
+    s = res.settings
+    n = int(res.curve["n_images"].iloc[0])
+    lines = [
+        f"splitimpera analyze · {scenario.name}: {scenario.model.name} ({'x'.join(map(str, input_shape))}), "
+        f"{scenario.data.source} ({scenario.data.split})",
+        f"Grad-CAM method {s['method']}, target {s['target']}, channel {s['reduction']}, {s['aggregate']} over "
+        f"{n} images, {len(res.curve)} splits (preset {s['preset']})"
+        + (f", classes {s['classes']}" if s.get("classes") else ""),
+        "",
+        "Nominated splits (log10 CUI; local maxima must stand out by "
+        f"{s['prominence']:g}):",
+    ]
+    header = ["#", "split", "log10 CUI", "prominence", "kind"]
+    rows = [[str(r["rank"]), r["split"], f"{r['log10_cui']:.3f}", f"{r['prominence']:.3f}", r["kind"]]
+            for _, r in res.nominated.iterrows()]
+    lines.append(_grid(header, rows, "rlrrl"))
+    best = res.best_per_class()
+    lines += ["", "Best split per class:"]
+    rows = [[str(c), str(int(r["n_images"])), r["best_split"], f"{r['log10_cui']:.3f}"] for c, r in best.iterrows()]
+    lines.append(_grid(["class", "images", "best split", "log10 CUI"], rows, "rrlr"))
+    moved = sorted({b for b in best["best_split"] if b != res.best})
+    if moved:
+        lines.append(f"Classes whose best split differs from {res.best}: " + ", ".join(
+            f"{b} ({', '.join(str(c) for c in best.index[best['best_split'] == b])})" for b in moved))
+    return "\n".join(lines)

@@ -63,8 +63,28 @@ class DataSpec(_Strict):
     batch_size: int = Field(64, gt=0)
 
 
+class CUISpec(_Strict):
+    """I-SPLIT importance analysis (see :mod:`splitimpera.cui`). Unset keys come from the preset."""
+
+    preset: Literal["default", "reference"] = "default"
+    method: str | None = Field(None, description="gradcam, gradcam++, xgradcam, hirescam, layercam, …")
+    target: Literal["label", "predicted"] | None = None
+    reduction: Literal["sum", "mean"] | None = None
+    aggregate: Literal["mean", "median", "trimmed"] | None = None
+    trim: float = Field(0.1, ge=0, lt=0.5, description="fraction cut at each end by the trimmed mean")
+    splits: Literal["all", "reference"] | list[str] | None = None
+    prominence: float = Field(0.1, ge=0, description="log10 units a local maximum must stand out by")
+    top_k: int = Field(3, ge=1)
+    classes: list[int] | None = Field(None, min_length=1, description="restrict curve and nominations to these labels")
+
+    def settings(self) -> dict:
+        return self.model_dump(exclude={"classes"})
+
+
 class AnalysisSpec(_Strict):
-    splits: Literal["all"] = Field("all", description="which splits to simulate and rank")
+    splits: Literal["all", "nominated"] = Field(
+        "all", description="rank every split, or only those the CUI curve nominates")
+    cui: CUISpec = CUISpec()
 
 
 class WorkloadSpec(_Strict):
@@ -244,6 +264,16 @@ def _semantic_checks(sc: Scenario, src_for) -> None:
                             field="data.path")
         if not Path(sc.data.path).is_dir():
             raise UserError(f"folder not found: {sc.data.path}", source=src_for("data.path"), field="data.path")
+    if sc.analysis.splits == "nominated" and sc.data.source == "none":
+        raise UserError("nominated splits need data for the importance analysis (set data.source)",
+                        source=src_for("analysis.splits"), field="analysis.splits")
+    if sc.analysis.cui.method is not None:
+        from .importance import get_method
+
+        try:
+            get_method(sc.analysis.cui.method)
+        except UserError as e:
+            raise UserError(e.message, source=src_for("analysis.cui.method"), field="analysis.cui.method") from None
     if sc.qos.min_accuracy is not None and sc.data.source in ("none", "synthetic"):
         raise UserError("needs labelled data (data.source: digits or imagefolder)",
                         source=src_for("qos.min_accuracy"), field="qos.min_accuracy")

@@ -94,3 +94,51 @@ def test_help_on_every_command(capsys):
             main(cmd)
         assert e.value.code == 0
     assert "usage" in capsys.readouterr().out
+
+
+def test_analyze_writes_every_output(repo_root, tmp_path, capsys):
+    assert main(["simulate", str(repo_root / "scenarios/demo.yaml"), "-o", str(tmp_path)]) == 0
+    assert main(["analyze", str(repo_root / "scenarios/demo.yaml"), "-o", str(tmp_path), "-q"]) == 0
+    out = capsys.readouterr().out
+    folder = tmp_path / "demo"
+    names = {p.name for p in folder.iterdir()}
+    # analyze adds its files beside simulate's, it does not replace them
+    assert names == {"splits.csv", "result.json", "scenario.yaml", "cui.csv", "cui_per_image.parquet",
+                     "cui_per_class.csv", "nominations.json", "cui.png"}
+    curve = pd.read_csv(folder / "cui.csv", index_col="split")
+    per_image = pd.read_parquet(folder / "cui_per_image.parquet")
+    per_class = pd.read_csv(folder / "cui_per_class.csv", index_col="class")
+    noms = json.loads((folder / "nominations.json").read_text())
+    assert len(per_image) == 360 and list(per_class.index) == list(range(10))
+    # The curve is the log10 of the per-image mean, and the best split is its maximum.
+    import numpy as np
+
+    assert np.allclose(curve["log10_cui"], np.log10(per_image[list(curve.index)].mean()))
+    assert noms["best"] == curve["log10_cui"].idxmax() == noms["nominated"][0]["split"]
+    assert f"1  {noms['best']}" in out and "Best split per class" in out
+    assert (folder / "cui.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # per-class best splits in the JSON are the maxima of the per-class table
+    for row in noms["best_per_class"]:
+        assert row["best_split"] == per_class.loc[row["class"]].idxmax()
+
+
+def test_class_subset_through_the_cli(repo_root, tmp_path, capsys):
+    sc = str(repo_root / "scenarios/demo.yaml")
+    assert main(["analyze", sc, "-q", "-o", str(tmp_path / "all")]) == 0
+    best_all = json.loads((tmp_path / "all/demo/nominations.json").read_text())["best"]
+    per_class = json.loads((tmp_path / "all/demo/nominations.json").read_text())["best_per_class"]
+    other = [r["class"] for r in per_class if r["best_split"] != best_all]
+    assert other, "the demo model has classes whose best split differs (0 and 6 with the shipped weights)"
+    assert main(["analyze", sc, "-q", "-o", str(tmp_path / "sub"), "--set", f"analysis.cui.classes={other}"]) == 0
+    sub = json.loads((tmp_path / "sub/demo/nominations.json").read_text())
+    assert sub["best"] != best_all and sub["settings"]["classes"] == other
+
+
+def test_simulate_ranks_only_nominated_splits(repo_root, tmp_path, capsys):
+    sc = str(repo_root / "scenarios/demo.yaml")
+    assert main(["analyze", sc, "-q", "-o", str(tmp_path)]) == 0
+    noms = [r["split"] for r in json.loads((tmp_path / "demo/nominations.json").read_text())["nominated"]]
+    assert main(["simulate", sc, "-o", str(tmp_path), "--set", "analysis.splits=nominated"]) == 0
+    table = pd.read_csv(tmp_path / "demo/splits.csv", index_col="split")
+    assert sorted(table.index) == sorted(noms)
+    assert table["index"].is_monotonic_increasing and "log10_cui" in table.columns
