@@ -17,7 +17,7 @@ import torch
 
 from . import __version__
 from .analytic import analytic_latency
-from .cui import cui
+from .curve import cui
 from .data import load_dataset
 from .errors import UserError
 from .models import default_input_shape, load_model
@@ -192,7 +192,7 @@ def _measure_full_accuracy(scenario: Scenario, model: torch.nn.Module, ds) -> fl
 
 
 def analyze(scenario: Scenario, tm: TracedModel | None = None, data=None, *, progress: bool = False):
-    """I-SPLIT importance analysis of the scenario: its :class:`~splitimpera.cui.CUIResult`.
+    """I-SPLIT importance analysis of the scenario: its :class:`~splitimpera.curve.CUIResult`.
 
     Settings come from ``analysis.cui``; the curve covers ``analysis.cui.classes`` when set.
     """

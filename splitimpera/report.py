@@ -123,7 +123,7 @@ def plot_cui(res, path, title: str = "") -> None:
 
     import numpy as np
 
-    from .cui import LOG_FLOOR
+    from .curve import LOG_FLOOR
 
     curve = res.curve
     x = range(len(curve))

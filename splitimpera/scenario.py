@@ -64,7 +64,7 @@ class DataSpec(_Strict):
 
 
 class CUISpec(_Strict):
-    """I-SPLIT importance analysis (see :mod:`splitimpera.cui`). Unset keys come from the preset."""
+    """I-SPLIT importance analysis (see :mod:`splitimpera.curve`). Unset keys come from the preset."""
 
     preset: Literal["default", "reference"] = "default"
     method: str | None = Field(None, description="gradcam, gradcam++, xgradcam, hirescam, layercam, …")
