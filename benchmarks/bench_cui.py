@@ -12,15 +12,14 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import subprocess
 import sys
-import time
 import warnings
 
 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
 
 import torch  # noqa: E402
+from _timing import median_time  # noqa: E402
 import torchvision  # noqa: E402
 from pytorch_grad_cam import GradCAM  # noqa: E402
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
@@ -29,13 +28,6 @@ from splitimpera.importance import MapEngine, reference_splits  # noqa: E402
 from splitimpera.splits import trace  # noqa: E402
 
 
-def timed(fn, repeats):
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 def _status_mb(field: str) -> float:
@@ -131,10 +123,10 @@ def timing(args) -> None:
     print(f"VGG16, {len(splits)} split points, batch {args.batch}, 3x224x224, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
     ours()  # warm-up
-    t_ours = timed(ours, args.repeats)
-    t_bare_act = timed(bare(False), args.repeats)
-    t_bare_all = timed(bare(True), args.repeats)
-    t_lib = timed(library_loop, max(1, args.repeats // 3))
+    t_ours = median_time(ours, args.repeats)
+    t_bare_act = median_time(bare(False), args.repeats)
+    t_bare_all = median_time(bare(True), args.repeats)
+    t_lib = median_time(library_loop, max(1, args.repeats // 3))
     print(f"{'':<44}{'median s':>10}{'ours is':>12}")
     print(f"{'ours: one forward+backward, 18 maps':<44}{t_ours:>10.2f}")
     print(f"{'pytorch-grad-cam, once per layer (18 calls)':<44}{t_lib:>10.2f}{t_lib / t_ours:>11.1f}x faster")

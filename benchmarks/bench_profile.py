@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
 import warnings
 
 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
 
 import torch  # noqa: E402
+from _timing import median_time  # noqa: E402
 import torchvision  # noqa: E402
 from fvcore.nn import FlopCountAnalysis  # noqa: E402
 
@@ -24,13 +23,6 @@ from splitimpera import profile as prof_mod  # noqa: E402
 from splitimpera.splits import trace  # noqa: E402
 
 
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def naive(tm) -> list[float]:
