@@ -77,7 +77,8 @@ def constraints(qos, device=None) -> list[Constraint]:
 
 
 def rank(table: pd.DataFrame, qos, device=None) -> pd.DataFrame:
-    """``table`` plus ``feasible``, ``reason``, ``rank`` (1 = recommended; NA when infeasible),
+    """``table`` plus ``feasible``, ``pareto`` (on the accuracy/latency/energy front), ``reason``,
+    ``rank`` (1 = recommended; NA when infeasible),
     ``margin_<constraint>_…`` columns, and ``violation`` (worst relative overshoot, 0 if feasible)."""
     out = table.copy()
     cs = constraints(qos, device)
@@ -94,6 +95,7 @@ def rank(table: pd.DataFrame, qos, device=None) -> pd.DataFrame:
         violation = np.maximum(violation, rel)
         out[f"margin_{c.column}"] = c.margin(vals)
     out["feasible"] = feasible
+    out["pareto"] = pareto_front(out)
     out["reason"] = reasons.map("; ".join)
     out["violation"] = violation
     key = OBJECTIVE_COLUMN[qos.objective]
@@ -101,6 +103,30 @@ def rank(table: pd.DataFrame, qos, device=None) -> pd.DataFrame:
     out["rank"] = pd.Series(pd.NA, index=out.index, dtype="Int64")
     out.loc[order, "rank"] = np.arange(1, len(order) + 1)
     return out
+
+
+PARETO_OBJECTIVES = {"latency_s": "min", "accuracy": "max", "energy_j": "min"}
+
+
+def pareto_front(table: pd.DataFrame, objectives: dict[str, str] | None = None) -> pd.Series:
+    """True for the splits no other split dominates on ``objectives`` ({column: "min"|"max"}).
+
+    A split dominates another when it is at least as good on every objective and strictly
+    better on one. Objectives whose column is missing or entirely NaN are left out (accuracy
+    before any is measured); a NaN elsewhere counts as the worst value.
+    """
+    objectives = dict(objectives or PARETO_OBJECTIVES)
+    cols = [c for c in objectives if c in table.columns and table[c].notna().any()]
+    if not cols or table.empty:
+        return pd.Series(True, index=table.index, name="pareto")
+    # Turn every objective into "smaller is better".
+    v = np.column_stack([
+        (table[c].astype(float) if objectives[c] == "min" else -table[c].astype(float)).fillna(np.inf).to_numpy()
+        for c in cols])
+    le = (v[:, None, :] <= v[None, :, :]).all(axis=2)   # le[j, i]: j at least as good as i everywhere
+    lt = (v[:, None, :] < v[None, :, :]).any(axis=2)    # lt[j, i]: j strictly better somewhere
+    dominated = (le & lt).any(axis=0)
+    return pd.Series(~dominated, index=table.index, name="pareto")
 
 
 def closest(table: pd.DataFrame, n: int = 3) -> pd.DataFrame:

@@ -63,3 +63,39 @@ def test_feasibility_reasons_and_order(case):
     assert list(feas["rank"]) == list(range(1, len(feas) + 1))
     key = {"latency": "latency_s", "energy": "energy_j", "bytes": "bytes_sent"}[qos.objective]
     assert feas[key].is_monotonic_increasing
+
+
+@st.composite
+def objective_tables(draw):
+    n = draw(st.integers(1, 30))
+    # Few distinct values so that ties and duplicates are common.
+    vals = st.sampled_from([0.1, 0.2, 0.3, 0.5, 1.0])
+    cols = {c: draw(st.lists(vals, min_size=n, max_size=n)) for c in ("latency_s", "accuracy", "energy_j")}
+    return pd.DataFrame(cols, index=[f"s{i}" for i in range(n)])
+
+
+def _dominates(a, b):
+    better_eq = a.latency_s <= b.latency_s and a.accuracy >= b.accuracy and a.energy_j <= b.energy_j
+    strictly = a.latency_s < b.latency_s or a.accuracy > b.accuracy or a.energy_j < b.energy_j
+    return better_eq and strictly
+
+
+@settings(max_examples=300, deadline=None)
+@given(objective_tables())
+def test_pareto_front_is_non_dominated_and_complete(table):
+    from splitimpera.qos import pareto_front
+
+    front = pareto_front(table)
+    rows = list(table.itertuples())
+    for r, on in zip(rows, front):
+        dominated = any(_dominates(o, r) for o in rows if o.Index != r.Index)
+        assert on == (not dominated)  # non-dominated ⇔ on the front (completeness both ways)
+    assert front.any()
+
+
+def test_pareto_ignores_unmeasured_accuracy():
+    from splitimpera.qos import pareto_front
+
+    t = pd.DataFrame({"latency_s": [1.0, 2.0, 3.0], "energy_j": [3.0, 1.0, 2.0], "accuracy": [np.nan] * 3},
+                     index=["a", "b", "c"])
+    assert list(pareto_front(t)) == [True, True, False]
