@@ -7,7 +7,7 @@ import pytest
 os.environ.setdefault("SPLITIMPERA_CACHE", tempfile.mkdtemp(prefix="splitimpera-test-cache-"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def repo_root():
     from pathlib import Path
 

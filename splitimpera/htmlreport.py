@@ -1,0 +1,364 @@
+"""Self-contained HTML reports from result folders (``splitimpera report DIR… -o FILE``).
+
+A result folder is what ``simulate -o`` / ``analyze -o`` write: ``splits.csv``,
+``result.json``, ``scenario.yaml`` and, when present, ``cui.csv``, ``nominations.json``.
+The report opens offline: plots are PNGs embedded as data URIs, no script, no external
+asset. One folder gives a single-scenario report; several add a comparison of the
+recommended split across scenarios.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from .errors import UserError
+from .qos import human_bytes
+
+log = logging.getLogger(__name__)
+
+BREAKDOWN = [("device_wait_s", "device wait"), ("device_compute_s", "device compute"), ("uplink_s", "uplink"),
+             ("server_wait_s", "server wait"), ("server_compute_s", "server compute"), ("downlink_s", "downlink")]
+
+
+@dataclass(frozen=True)
+class ResultDir:
+    path: Path
+    table: pd.DataFrame
+    summary: dict
+    scenario: dict
+    scenario_text: str
+    cui: pd.DataFrame | None = None
+    nominations: dict | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.scenario.get("name", self.path.name))
+
+
+def load_result_dir(path: str | Path) -> ResultDir:
+    """Read a result folder; a missing or unreadable file is a one-line UserError."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError("not a result folder (run `splitimpera simulate SCENARIO -o DIR` first)", source=str(path))
+    need = ["splits.csv", "result.json", "scenario.yaml"]
+    missing = [n for n in need if not (path / n).is_file()]
+    if missing:
+        raise UserError(f"missing {', '.join(missing)}: not a simulate result folder", source=str(path))
+    try:
+        table = pd.read_csv(path / "splits.csv", index_col="split")
+        summary = json.loads((path / "result.json").read_text())["summary"]
+        text = (path / "scenario.yaml").read_text()
+        scenario = yaml.safe_load(text)
+        cui = pd.read_csv(path / "cui.csv", index_col="split") if (path / "cui.csv").is_file() else None
+        noms = json.loads((path / "nominations.json").read_text()) if (path / "nominations.json").is_file() else None
+    except (ValueError, KeyError, OSError, yaml.YAMLError) as e:
+        raise UserError(f"unreadable result folder: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+                        source=str(path)) from None
+    return ResultDir(path, table, summary, scenario, text, cui, noms)
+
+
+# --------------------------------------------------------------------------------------------
+# Plots (matplotlib → PNG bytes)
+
+
+def _fig():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    plt = _fig()
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def plot_breakdown(rd: ResultDir) -> bytes:
+    """Stacked latency breakdown per split (ms), topological order; QoS limit dashed."""
+    plt = _fig()
+    t = rd.table.sort_values("index")
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(t) + 2), 3.8))
+    bottom = np.zeros(len(t))
+    x = np.arange(len(t))
+    for col, label in BREAKDOWN:
+        if col in t.columns:
+            v = t[col].fillna(0).to_numpy() * 1e3
+            ax.bar(x, v, bottom=bottom, label=label, width=0.8)
+            bottom += v
+    limit = (rd.scenario.get("qos") or {}).get("max_latency_ms")
+    if limit:
+        ax.axhline(limit, color="k", ls="--", lw=1, label=f"limit {limit:g} ms")
+    rec = rd.summary.get("recommended")
+    ax.set_xticks(x, [f"★ {n}" if n == rec else n for n in t.index], rotation=70, ha="right", fontsize=7)
+    ax.set_ylabel("latency (ms)")
+    ax.set_title("Latency breakdown per split", fontsize=10)
+    ax.legend(fontsize=7, ncol=3)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def plot_tradeoff(rd: ResultDir) -> bytes:
+    """Accuracy (or energy, when accuracy is unmeasured) vs latency, Pareto front, QoS region."""
+    plt = _fig()
+    t = rd.table
+    qos = rd.scenario.get("qos") or {}
+    # Accuracy only separates splits once a bottleneck changes it; until then energy does.
+    has_acc = "accuracy" in t.columns and t["accuracy"].nunique(dropna=True) > 1
+    ycol, ylabel = ("accuracy", "accuracy") if has_acc else ("energy_j", "device energy (mJ)")
+    y = t[ycol] * (100 if has_acc else 1e3)
+    xms = t["latency_s"] * 1e3
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    lim = qos.get("max_latency_ms")
+    ymin = (qos.get("min_accuracy") or 0) * 100 if has_acc else None
+    ymax = qos.get("max_energy_mj") if not has_acc else None
+    x_hi = max(float(xms.max()) * 1.1, (lim or 0) * 1.1)
+    if lim:
+        lo_y, hi_y = float(y.min()), float(y.max())
+        span = max(hi_y - lo_y, 1e-6)
+        ax.axvspan(0, lim, color="tab:green", alpha=0.08, label="QoS region")
+        if ymin:
+            ax.axhline(ymin, color="tab:green", ls=":", lw=1)
+        if ymax:
+            ax.axhline(ymax, color="tab:green", ls=":", lw=1)
+        ax.set_ylim(lo_y - 0.1 * span, hi_y + 0.15 * span)
+    feas = t.get("feasible", pd.Series(True, index=t.index)).astype(bool)
+    ax.scatter(xms[~feas], y[~feas], marker="x", color="tab:gray", label="infeasible")
+    ax.scatter(xms[feas], y[feas], color="tab:blue", label="feasible")
+    if "pareto" in t.columns:
+        front = t[t["pareto"].astype(bool)].sort_values("latency_s")
+        ax.plot(front["latency_s"] * 1e3, front[ycol] * (100 if has_acc else 1e3), "-", color="tab:red", lw=1.2,
+                label="Pareto front")
+    rec = rd.summary.get("recommended")
+    if rec in t.index:
+        ax.scatter([xms[rec]], [y[rec]], marker="*", s=220, color="tab:red", zorder=5, label=f"recommended: {rec}")
+    ax.set_xlim(0, x_hi)
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel(ylabel + (" (%)" if has_acc else ""))
+    note = "" if has_acc or "accuracy" not in t.columns or t["accuracy"].isna().all() else (
+        f" (accuracy {t['accuracy'].dropna().iloc[0] * 100:.2f} % at every split)")
+    ax.set_title(f"{ylabel[0].upper() + ylabel[1:]} vs latency{note}", fontsize=10)
+    ax.ticklabel_format(axis="y", useOffset=False)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def plot_bytes(rd: ResultDir) -> bytes:
+    plt = _fig()
+    t = rd.table.sort_values("index")
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(t) + 2), 3.2))
+    ax.bar(np.arange(len(t)), t["bytes_sent"].clip(lower=1), color="tab:purple")
+    ax.set_yscale("log")
+    ax.set_xticks(np.arange(len(t)), list(t.index), rotation=70, ha="right", fontsize=7)
+    ax.set_ylabel("bytes sent per inference")
+    ax.set_title("Bytes on the wire per split", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def plot_cui(rd: ResultDir) -> bytes:
+    plt = _fig()
+    c = rd.cui
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(c) + 2), 3.4))
+    x = np.arange(len(c))
+    ax.plot(x, c["log10_cui"], "o-", color="tab:blue", ms=4)
+    pos = {s: i for i, s in enumerate(c.index)}
+    for r in (rd.nominations or {}).get("nominated", []):
+        i = pos.get(r["split"])
+        if i is not None:
+            ax.plot([i], [r["log10_cui"]], "*", ms=15, color="tab:red" if r["kind"] == "global" else "tab:orange")
+            ax.annotate(f"#{r['rank']} {r['split']}", (i, r["log10_cui"]), xytext=(4, 6),
+                        textcoords="offset points", fontsize=7)
+    ax.set_xticks(x, list(c.index), rotation=70, ha="right", fontsize=7)
+    ax.set_ylabel("log10 CUI")
+    ax.set_title("I-SPLIT CUI curve with nominated splits", fontsize=10)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+# --------------------------------------------------------------------------------------------
+# HTML
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
+h1{font-size:1.6rem;margin-bottom:.2rem} h2{font-size:1.25rem;border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2.2rem}
+h3{font-size:1.05rem;margin-top:1.4rem} .muted{color:#666;font-size:.9rem}
+table{border-collapse:collapse;font-size:.82rem;margin:.6rem 0} th,td{padding:.25rem .55rem;border-bottom:1px solid #eee;text-align:right;white-space:nowrap} td.l{white-space:normal}
+th{background:#f6f6f6} td.l,th.l{text-align:left} tr.rec td{background:#fff4d6;font-weight:600} tr.bad td{color:#888}
+.verdict{padding:.7rem 1rem;border-radius:6px;margin:.8rem 0} .ok{background:#e9f7ef;border:1px solid #b7e1c7} .no{background:#fdecea;border:1px solid #f5c2bd}
+img{max-width:100%;height:auto;display:block;margin:.5rem 0} pre{background:#f7f7f7;padding:.8rem;overflow:auto;font-size:.78rem}
+"""
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _fmt_ms(v) -> str:
+    return "" if pd.isna(v) else f"{v * 1e3:.3g}"
+
+
+def _verdict(rd: ResultDir) -> str:
+    s, t = rd.summary, rd.table
+    rec = s.get("recommended")
+    if rec:
+        r = t.loc[rec]
+        lim = (rd.scenario.get("qos") or {}).get("max_latency_ms")
+        margin = f", {lim - r['latency_s'] * 1e3:.3g} ms under the {lim:g} ms limit" if lim else ""
+        return (f'<div class="verdict ok"><b>Recommended split: {html.escape(rec)}</b> — latency '
+                f"{r['latency_s'] * 1e3:.3g} ms{margin}; sends {human_bytes(r['bytes_sent'])}; "
+                f"{int(s['num_feasible'])} of {int(s['num_splits'])} splits meet the QoS.</div>")
+    close = ", ".join(f"{html.escape(c['split'])} ({html.escape(str(c.get('reason', '')))})"
+                      for c in s.get("closest", []))
+    return (f'<div class="verdict no"><b>No split meets the QoS</b> ({int(s["num_splits"])} evaluated). '
+            f"Closest: {close}</div>")
+
+
+def _table(rd: ResultDir) -> str:
+    t = rd.table.copy()
+    t["_order"] = t["rank"].fillna(10**9) if "rank" in t.columns else 0
+    t = t.sort_values(["_order", "latency_s"])
+    rec = rd.summary.get("recommended")
+    cols = [("rank", "rank"), ("split", "split"), ("bytes_sent", "sent"), ("device_compute_s", "device ms"),
+            ("uplink_s", "uplink ms"), ("server_compute_s", "server ms"), ("downlink_s", "downlink ms"),
+            ("latency_s", "latency ms"), ("energy_j", "energy mJ"), ("pareto", "Pareto"), ("reason", "verdict")]
+    head = "".join(f'<th class="{"l" if k in ("split", "reason") else ""}">{h}</th>' for k, h in cols)
+    rows = []
+    for name, r in t.iterrows():
+        cls = "rec" if name == rec else ("" if r.get("feasible", True) else "bad")
+        cells = []
+        for k, _ in cols:
+            if k == "split":
+                cells.append(f'<td class="l">{html.escape(str(name))}</td>')
+            elif k == "rank":
+                cells.append(f"<td>{'' if pd.isna(r.get('rank')) else int(r['rank'])}</td>")
+            elif k == "bytes_sent":
+                cells.append(f"<td>{human_bytes(r['bytes_sent'])}</td>")
+            elif k == "energy_j":
+                cells.append(f"<td>{r['energy_j'] * 1e3:.3g}</td>")
+            elif k == "pareto":
+                cells.append(f"<td>{'●' if r.get('pareto') in (True, 'True') else ''}</td>")
+            elif k == "reason":
+                txt = "ok" if r.get("feasible", True) in (True, "True") else str(r.get("reason", ""))
+                cells.append(f'<td class="l">{html.escape(txt)}</td>')
+            else:
+                cells.append(f"<td>{_fmt_ms(r.get(k, np.nan))}</td>")
+        rows.append(f'<tr class="{cls}">{"".join(cells)}</tr>')
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _section(rd: ResultDir, level: int = 2) -> str:
+    s, sc = rd.summary, rd.scenario
+    h = f"h{level}"
+    qos = sc.get("qos") or {}
+    qos_txt = ", ".join(f"{k} = {v}" for k, v in qos.items() if v not in (None, False))
+    parts = [
+        f"<{h} id=\"{html.escape(rd.name)}\">{html.escape(rd.name)}</{h}>",
+        f'<p class="muted">{html.escape(str(s.get("model")))} on {html.escape(str(s.get("device")))} → '
+        f'{html.escape(str(s.get("network")))} → {html.escape(str(s.get("server")))}; '
+        f'{(sc.get("workload") or {}).get("num_devices", 1)} device(s); QoS: {html.escape(qos_txt)}</p>',
+        _verdict(rd),
+        _table(rd),
+        _img(plot_breakdown(rd), "latency breakdown"),
+        _img(plot_tradeoff(rd), "trade-off"),
+        _img(plot_bytes(rd), "bytes per split"),
+    ]
+    if rd.cui is not None:
+        parts.append(_img(plot_cui(rd), "CUI curve"))
+    parts.append(f"<details><summary>Scenario (fully resolved)</summary><pre>{html.escape(rd.scenario_text)}</pre>"
+                 "</details>")
+    return "\n".join(parts)
+
+
+def comparison(rds: list[ResultDir]) -> pd.DataFrame:
+    """One row per scenario: the knobs that usually differ and the recommended split."""
+    rows = []
+    for rd in rds:
+        sc, s = rd.scenario, rd.summary
+        net, wl, q = sc.get("network") or {}, sc.get("workload") or {}, sc.get("qos") or {}
+        rec = s.get("recommended")
+        r = rd.table.loc[rec] if rec in rd.table.index else None
+        rows.append({
+            "scenario": rd.name, "model": s.get("model"), "device": s.get("device"), "network": s.get("network"),
+            "uplink_mbps": net.get("uplink_mbps"), "num_devices": wl.get("num_devices", 1),
+            "max_latency_ms": q.get("max_latency_ms"), "recommended": rec or "— none —",
+            "latency_ms": None if r is None else float(r["latency_s"]) * 1e3,
+            "margin_ms": None if (r is None or not q.get("max_latency_ms")) else
+            q["max_latency_ms"] - float(r["latency_s"]) * 1e3,
+            "feasible": f"{int(s['num_feasible'])}/{int(s['num_splits'])}",
+        })
+    return pd.DataFrame(rows)
+
+
+def _comparison_html(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    head = "".join(f"<th class=\"l\">{html.escape(c)}</th>" for c in cols)
+    body = []
+    for _, r in df.iterrows():
+        cells = []
+        for c in cols:
+            v = r[c]
+            txt = "" if v is None or (isinstance(v, float) and np.isnan(v)) else (
+                f"{v:.4g}" if isinstance(v, float) else str(v))
+            if c == "scenario":
+                txt = f'<a href="#{html.escape(str(v))}">{html.escape(str(v))}</a>'
+            else:
+                txt = html.escape(txt)
+            cells.append(f'<td class="l">{txt}</td>')
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def render_report(dirs: list[str | Path], title: str | None = None) -> str:
+    """The HTML text of a report over one or more result folders."""
+    rds = [load_result_dir(d) for d in dirs]
+    if not rds:
+        raise UserError("no result folder given", source="report")
+    title = title or (f"splitimpera report: {rds[0].name}" if len(rds) == 1 else
+                      f"splitimpera report: {len(rds)} scenarios")
+    parts = [f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+             '<p class="muted">Split computing design-space report. FLOPs count one per multiply-add '
+             "(fvcore). Latency and energy per inference.</p>"]
+    if len(rds) > 1:
+        parts += ["<h2>Comparison</h2>", _comparison_html(comparison(rds))]
+    for rd in rds:
+        parts.append(_section(rd))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(dirs: list[str | Path], out_file: str | Path, title: str | None = None) -> Path:
+    """Render and write the report atomically (temporary file, then rename)."""
+    text = render_report(dirs, title)
+    out = Path(out_file)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, out)
+    except OSError as e:
+        raise UserError(f"cannot write the report: {e.strerror}", source=str(out)) from None
+    return out
