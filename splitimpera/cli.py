@@ -82,6 +82,31 @@ def _cmd_splits(args) -> int:
     return EXIT_OK
 
 
+def _cmd_calibrate(args) -> int:
+    from pathlib import Path
+
+    from .calibrate import calibrate, check_model_names, default_name, render_calibration, write_profile
+
+    models = [m for arg in args.models for m in arg.split(",") if m]
+    holdout = [m for arg in args.holdout for m in arg.split(",") if m]
+    check_model_names(models, holdout)  # before minutes of measuring
+    out = Path(args.output) if args.output else None
+    name = args.name or (out.stem if out else default_name())
+    if out is None:
+        out = Path(f"{name}.yaml")
+    if out.stem != name:  # the registry requires it
+        raise UserError(f"profile name {name!r} must equal the file stem of -o {out.name!r}",
+                        source="calibrate", field="--name")
+    cal = calibrate(models, holdout, input_shape=args.input, name=name, kind=args.kind, repeats=args.repeats,
+                    warmup=args.warmup, peak_gflops=args.peak_gflops, idle_w=args.idle_w, active_w=args.active_w,
+                    threads=args.threads)
+    print(render_calibration(cal))
+    path = write_profile(cal.data, out)
+    print(f"\nwrote {path} ({cal.seconds:.0f} s); use it from profiles/devices/ or a folder named in "
+          "$SPLITIMPERA_PROFILES (as <folder>/devices/" + path.name + ")")
+    return EXIT_OK
+
+
 def _cmd_profiles(args) -> int:
     from .profiles import get_device, get_network, list_devices, list_networks
 
@@ -138,6 +163,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-classes", type=int, default=None)
     s.add_argument("--csv", action="store_true", help="print the full profile as CSV")
     s.set_defaults(func=_cmd_splits)
+
+    from .calibrate import (DEFAULT_FIT_MODELS, DEFAULT_HOLDOUT_MODELS, DEFAULT_INPUT_SHAPE, DEFAULT_REPEATS,
+                             DEFAULT_WARMUP)
+
+    s = sub.add_parser("calibrate", help="measure this machine layer by layer and write a device profile",
+                       description="Time every layer of a few torchvision models (random weights, fp32, batch 1, "
+                                   "CPU), fit the per-layer roofline (efficiency per op class, per-layer overhead, "
+                                   "memory bandwidth), print its error on held-out models and write a device "
+                                   "profile YAML.")
+    s.add_argument("-o", "--output", metavar="FILE", help="profile YAML to write (default: NAME.yaml)")
+    s.add_argument("--models", nargs="+", default=list(DEFAULT_FIT_MODELS), metavar="MODEL",
+                   help=f"models to fit on (default: {' '.join(DEFAULT_FIT_MODELS)})")
+    s.add_argument("--holdout", nargs="*", default=list(DEFAULT_HOLDOUT_MODELS), metavar="MODEL",
+                   help=f"models to check the fit on, never fitted (default: {' '.join(DEFAULT_HOLDOUT_MODELS)})")
+    s.add_argument("--name", help="profile name (default: the stem of -o, else calibrated_<hostname>)")
+    s.add_argument("--kind", choices=["device", "server"], default="device")
+    shape = "x".join(map(str, DEFAULT_INPUT_SHAPE))
+    s.add_argument("--input", default=shape, metavar="CxHxW", help=f"input shape of every model (default: {shape})")
+    s.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
+                   help=f"timed runs per model, median taken (default: {DEFAULT_REPEATS})")
+    s.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help=f"untimed runs first (default: {DEFAULT_WARMUP})")
+    s.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's default)")
+    s.add_argument("--peak-gflops", type=float, default=None,
+                   help="fp32 peak, 2 FLOP per multiply-add (default: measured with a large matmul)")
+    s.add_argument("--idle-w", type=float, default=None, help="idle power, W (default: placeholder, marked estimate)")
+    s.add_argument("--active-w", type=float, default=None,
+                   help="active power, W (default: placeholder, marked estimate)")
+    s.set_defaults(func=_cmd_calibrate)
 
     s = sub.add_parser("profiles", help="list device and network profiles",
                        description="List the device and network profiles.")

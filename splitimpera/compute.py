@@ -1,25 +1,91 @@
-"""Compute latency and energy of a model part on a device profile.
+"""Compute latency and energy of a model part on a device profile: a per-layer roofline.
 
-First model (issue 5 refines it into a per-layer roofline): each op class runs at the
-profile's sustained rate (peak × efficiency), plus a fixed overhead per executed layer::
+Each graph node (fx node) takes, at batch 1::
 
-    time_s = Σ_class flops_class / macs_per_s(class) + layers × layer_overhead_s
+    node_time_s = max(Σ_class flops_class / macs_per_s(class),  bytes_moved / bandwidth_Bps)
+                  + is_layer × layer_overhead_s
+
+— the slower of its arithmetic and its memory traffic (input activations read, output
+written, parameters and buffers read, fp32; see :mod:`splitimpera.profile`), plus a fixed
+per-layer cost (framework dispatch, Python). The head of a split is the sum over the nodes
+up to and including the cut, the tail the rest (prefix sums, so head + tail is the whole
+model for every split).
 
 FLOPs here are multiply-adds (fvcore); profiles quote peaks at 2 FLOP per multiply-add and
-:meth:`DeviceProfile.macs_per_s` converts.
+:meth:`DeviceProfile.macs_per_s` converts. ``memory.bandwidth_gbps`` is GB/s (1e9 bytes).
+
+Data flow: :func:`splitimpera.profile.profile_model` attaches the per-node inputs as
+``profile.attrs["nodes"]`` (device independent, plain lists); :func:`compute_time_s` turns
+them into node times for a device and picks each row's prefix by its ``index`` column. A
+profile without them (built by hand, or by an older version) falls back to the first,
+flop-only model (:func:`flop_only_time_s`) with a logged warning.
 """
 
 from __future__ import annotations
 
+import logging
+from typing import Mapping
+
 import numpy as np
 import pandas as pd
 
-from .profile import OP_CLASSES
+from .profile import OP_CLASSES, ROOFLINE_COLUMNS
 from .profiles import DeviceProfile
+
+log = logging.getLogger(__name__)
+
+
+def memory_bytes_per_s(device: DeviceProfile) -> float:
+    """Sustained memory bandwidth of ``device``, bytes/s."""
+    return device.memory.bandwidth_gbps * 1e9
+
+
+def node_time_s(nodes: Mapping | pd.DataFrame, device: DeviceProfile) -> np.ndarray:
+    """Roofline seconds of each node on ``device`` (batch 1), shape ``(n_nodes,)``.
+
+    ``nodes`` has the columns :data:`~splitimpera.profile.ROOFLINE_COLUMNS` (a
+    :func:`~splitimpera.profile.profile_nodes` table or ``profile.attrs["nodes"]``).
+    """
+    compute = sum(np.asarray(nodes[f"flops_{c}"], dtype=float) / device.macs_per_s(c) for c in OP_CLASSES)
+    memory = np.asarray(nodes["bytes_moved"], dtype=float) / memory_bytes_per_s(device)
+    layer = np.asarray(nodes["is_layer"], dtype=float)
+    return np.maximum(compute, memory) + layer * device.layer_overhead_s
+
+
+def bound(nodes: Mapping | pd.DataFrame, device: DeviceProfile) -> np.ndarray:
+    """Which roofline bound limits each node: ``"compute"`` or ``"memory"`` (ties: compute)."""
+    compute = sum(np.asarray(nodes[f"flops_{c}"], dtype=float) / device.macs_per_s(c) for c in OP_CLASSES)
+    memory = np.asarray(nodes["bytes_moved"], dtype=float) / memory_bytes_per_s(device)
+    return np.where(memory > compute, "memory", "compute")
+
+
+def _has_nodes(profile: pd.DataFrame) -> bool:
+    nodes = profile.attrs.get("nodes")
+    return (isinstance(nodes, Mapping) and all(c in nodes for c in ROOFLINE_COLUMNS)
+            and "index" in profile.columns)
 
 
 def compute_time_s(profile: pd.DataFrame, side: str, device: DeviceProfile) -> pd.Series:
-    """Seconds to run the ``side`` ("head" or "tail") of every split on ``device``, batch 1."""
+    """Seconds to run the ``side`` ("head" or "tail") of every split on ``device``, batch 1.
+
+    ``profile`` is (a row selection of) :func:`~splitimpera.profile.profile_model`'s table.
+    """
+    if side not in ("head", "tail"):
+        raise ValueError(f"side must be 'head' or 'tail', got {side!r}")
+    if not _has_nodes(profile):
+        log.warning("profile has no per-node table (attrs['nodes']); using the flop-only compute model")
+        return flop_only_time_s(profile, side, device)
+    nodes = profile.attrs["nodes"]
+    cum = np.concatenate([[0.0], np.cumsum(node_time_s(nodes, device))])
+    # Nodes at positions <= index are in the head; `output`'s index is past every node.
+    k = np.searchsorted(np.asarray(nodes["pos"]), profile["index"].to_numpy(), side="right")
+    head = cum[k]
+    t = head if side == "head" else cum[-1] - head
+    return pd.Series(t, index=profile.index, name=f"{side}_compute_s")
+
+
+def flop_only_time_s(profile: pd.DataFrame, side: str, device: DeviceProfile) -> pd.Series:
+    """The first compute model: no memory bound, ``Σ_class flops / rate + layers × overhead``."""
     t = np.zeros(len(profile))
     for c in OP_CLASSES:
         t = t + profile[f"{side}_flops_{c}"].to_numpy(dtype=float) / device.macs_per_s(c)

@@ -7,6 +7,13 @@ counts two. Element-wise ops (ReLU, add) count zero, as in fvcore.
 All figures are per sample (batch 1). Bytes sent: ``tx_bytes`` at fp32, ``tx_bytes_fp16``,
 ``tx_bytes_int8`` (one byte per element; the ``input`` split sends raw 8-bit pixels);
 ``output`` always sends the int64 top-1 label.
+
+Memory traffic per node (for the roofline in :mod:`splitimpera.compute`), fp32 batch 1:
+``bytes_moved = in_bytes + out_bytes + param_bytes`` — every distinct activation input read
+once, the output written once, every floating-point parameter and buffer the node uses
+read once (get_attr inputs included). Nodes that only make a view (flatten, reshape,
+getitem, eval-mode dropout, identity …, and whose output shares an input's storage) move
+nothing; in-place ops (``ReLU(inplace=True)``) read and write their tensor.
 """
 
 from __future__ import annotations
@@ -30,6 +37,15 @@ PROFILE_VERSION = 2
 CONV_OPS = {"conv", "_convolution", "conv1d", "conv2d", "conv3d"}
 LINEAR_OPS = {"addmm", "mm", "matmul", "bmm", "linear", "einsum", "scaled_dot_product_attention"}
 OP_CLASSES = ("conv", "linear", "other")
+# Columns of the per-node table that profile_model attaches as ``attrs["nodes"]``: all the
+# device-independent inputs of the roofline (compute.node_time_s).
+ROOFLINE_COLUMNS = ("pos", *(f"flops_{c}" for c in OP_CLASSES), "bytes_moved", "is_layer")
+# Ops that return a view of their input (no data moved) when their output aliases an input.
+_VIEW_FUNCTIONS = {"getitem", "flatten", "reshape", "transpose", "permute", "squeeze", "unsqueeze", "narrow",
+                   "chunk", "split", "unbind", "view", "view_as", "expand", "expand_as", "unflatten", "t",
+                   "detach", "contiguous", "movedim", "select", "identity", "dropout"}
+_VIEW_MODULES = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+                 nn.AlphaDropout)
 
 
 def _op_class(op: str) -> str:
@@ -111,6 +127,51 @@ def _node_flops(tm: TracedModel) -> dict[int, dict[str, int]]:
     return out
 
 
+def _tensor_of(gm: fx.GraphModule, target: str):
+    t = gm
+    for part in target.split("."):
+        t = getattr(t, part)
+    return t
+
+
+def _state_bytes(tensors) -> int:
+    """Bytes of the distinct floating-point tensors (``num_batches_tracked`` and the like are not read)."""
+    seen = {}
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and t.is_floating_point():
+            seen[id(t)] = t.numel() * t.element_size()
+    return int(sum(seen.values()))
+
+
+def _is_view(n: fx.Node, tm: TracedModel) -> bool:
+    """True when ``n`` only reinterprets an input: a view-like op whose output aliases an input."""
+    if n.op == "call_module":
+        if not isinstance(tm.gm.get_submodule(n.target), _VIEW_MODULES):
+            return False
+    elif getattr(n.target, "__name__", str(n.target)) not in _VIEW_FUNCTIONS:
+        return False
+    ins = [tm.info[a] for a in n.all_input_nodes if a.op != "get_attr"]
+    if any(not i.is_tensor for i in ins):  # getitem of a tuple of views (chunk, split)
+        return True
+    return tm.info[n].storage_key in {i.storage_key for i in ins}
+
+
+def _node_bytes(n: fx.Node, tm: TracedModel) -> tuple[int, int, int]:
+    """(activation bytes read, parameter/buffer bytes read, bytes moved) of one node, fp32, batch 1."""
+    ni = tm.info[n]
+    if n.op not in ("call_module", "call_function", "call_method") or not ni.is_tensor:
+        return 0, 0, 0
+    acts = [a for a in n.all_input_nodes if a.op != "get_attr" and tm.info[a].is_tensor]
+    in_bytes = sum(tm.info[a].numel * 4 for a in dict.fromkeys(acts))
+    state = [_tensor_of(tm.gm, a.target) for a in n.all_input_nodes if a.op == "get_attr"]
+    if n.op == "call_module":
+        mod = tm.gm.get_submodule(n.target)
+        state += [*mod.parameters(), *mod.buffers()]
+    param_bytes = _state_bytes(state)
+    moved = 0 if _is_view(n, tm) else in_bytes + ni.numel * 4 + param_bytes
+    return int(in_bytes), param_bytes, int(moved)
+
+
 def _cache_key(tm: TracedModel) -> str:
     shapes = [(k, list(v.shape)) for k, v in tm.model.state_dict().items()]
     return cache.key("profile", PROFILE_VERSION, torch.__version__, tm.gm.code, shapes, list(tm.input_shape))
@@ -120,9 +181,11 @@ def profile_nodes(model: nn.Module | TracedModel, input_shape=None, *, use_cache
     """One row per graph node (topological order), indexed by node name.
 
     Columns: ``pos``, ``op``, ``flops_conv``, ``flops_linear``, ``flops_other``, ``flops``
-    (multiply-adds), ``out_bytes`` (fp32 output, per sample), ``live_bytes`` (all activations
-    alive while the node runs, aliasing counted once), ``is_layer`` (counts toward per-layer
-    overhead).
+    (multiply-adds), ``out_bytes`` (fp32 output, per sample), ``in_bytes`` (activation inputs
+    read, fp32), ``param_bytes`` (floating-point parameters and buffers read),
+    ``bytes_moved`` (memory traffic of the node: in + out + params, 0 for views; see the
+    module docstring), ``live_bytes`` (all activations alive while the node runs, aliasing
+    counted once), ``is_layer`` (counts toward per-layer overhead).
     """
     tm = model if isinstance(model, TracedModel) else trace(model, input_shape)
     k = _cache_key(tm)
@@ -140,10 +203,12 @@ def profile_nodes(model: nn.Module | TracedModel, input_shape=None, *, use_cache
         alive = [m for m in tm.nodes[:ni.pos + 1]
                  if m.op != "get_attr" and tm.info[m].is_tensor and tm.last_use[m] >= ni.pos]
         storages = {tm.info[m].storage_key: tm.info[m].storage_bytes for m in alive}
+        in_bytes, param_bytes, moved = _node_bytes(n, tm)
         rows.append({
             "node": n.name, "pos": ni.pos, "op": n.op,
             **{f"flops_{c}": int(f.get(c, 0)) for c in OP_CLASSES},
             "out_bytes": ni.numel * 4 if ni.is_tensor else 0,
+            "in_bytes": in_bytes, "param_bytes": param_bytes, "bytes_moved": moved,
             "live_bytes": int(sum(storages.values())),
             "is_layer": n.op in ("call_module", "call_function", "call_method") and ni.is_tensor,
         })
@@ -187,6 +252,12 @@ def profile_model(model: nn.Module | TracedModel, input_shape=None, *, use_cache
     ``tail_params`` (parameter counts; a parameter used on both sides counts on both),
     ``head_state_bytes``/``tail_state_bytes`` (parameters and buffers, bytes),
     ``head_peak_act_bytes`` (peak of live activations while the head runs, fp32, batch 1).
+
+    ``attrs["nodes"]`` carries the per-node roofline inputs (:data:`ROOFLINE_COLUMNS` of
+    :func:`profile_nodes`, as plain lists so that pandas can copy and compare them): the
+    head of a split is every node whose ``pos`` is at most the split's ``index`` (``output``:
+    all of them), so :func:`splitimpera.compute.compute_time_s` can sum device-dependent
+    node times over any selection of rows (``.loc``, ``.copy()`` keep ``attrs``).
     """
     tm = model if isinstance(model, TracedModel) else trace(model, input_shape)
     nodes = profile_nodes(tm, use_cache=use_cache)
@@ -228,4 +299,5 @@ def profile_model(model: nn.Module | TracedModel, input_shape=None, *, use_cache
     df = pd.DataFrame(rows).set_index("split")
     df.attrs["flop_convention"] = "fvcore: 1 FLOP = 1 multiply-add"
     df.attrs["input_shape"] = list(tm.input_shape)
+    df.attrs["nodes"] = {c: nodes[c].tolist() for c in ROOFLINE_COLUMNS}
     return df

@@ -20,13 +20,15 @@ def _scenario(repo_root, **over):
 
 
 def test_closed_form_ideal_device_and_link(prof, repo_root):
-    """Efficiency 1, no overhead, no loss, MTU ≫ payload: every term has a textbook value."""
+    """Efficiency 1, no overhead, unbounded memory (the roofline is compute bound), no loss,
+    MTU ≫ payload: every term has a textbook value."""
     sc = _scenario(repo_root, **{
         "device": {"name": "ideal", "compute": {"peak_gflops": 10, "efficiency": {"conv": 1, "linear": 1, "other": 1},
                                                  "layer_overhead_us": 0},
-                   "memory": {"capacity_gb": 1, "bandwidth_gbps": 1}, "power": {"idle_w": 0, "active_w": 2}},
+                   "memory": {"capacity_gb": 1, "bandwidth_gbps": 1e12}, "power": {"idle_w": 0, "active_w": 2}},
         "server": {"base": "server_t4", "compute": {"layer_overhead_us": 0,
-                                                     "efficiency": {"conv": 1, "linear": 1, "other": 1}}},
+                                                     "efficiency": {"conv": 1, "linear": 1, "other": 1}},
+                   "memory": {"bandwidth_gbps": 1e12}},
         "network": {"name": "ideal", "uplink_mbps": 8, "downlink_mbps": 16, "rtt_ms": 10, "mtu_bytes": 1_000_000,
                     "header_bytes": 0},
         "workload.result_at": "device",
