@@ -13,7 +13,9 @@ Per split (seconds, SI)::
 tail's prediction exists on the server; the ``output`` split then sends the prediction up.
 ``result_at: device`` adds the prediction's trip back; ``output`` then sends nothing.
 With several devices, each gets the link's contention share of the rate (no queueing: the
-discrete-event simulation models that).
+discrete-event simulation models that). A network with a rate trace (``trace_csv``) is seen
+at the trace's time-weighted mean rate, which its profile's ``uplink_mbps``/``downlink_mbps``
+hold (:mod:`splitimpera.trace`); only the simulation follows the rate over time.
 """
 
 from __future__ import annotations

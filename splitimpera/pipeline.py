@@ -24,15 +24,19 @@ from .models import default_input_shape, load_model
 from .profile import profile_model
 from .qos import closest, rank
 from .scenario import Scenario
+from .sim import SimResult, simulate, split_table
 from .splits import TracedModel, trace
 
 log = logging.getLogger(__name__)
 
 TABLE_COLUMNS = [
     "index", "op", "shape", "head_flops", "tail_flops", "head_params", "tail_params", "head_mem_bytes",
-    "bytes_sent", "device_compute_s", "uplink_s", "server_compute_s", "downlink_s", "latency_s", "energy_j",
-    "accuracy",
+    "bytes_sent", "device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s",
+    "downlink_s", "latency_s", "latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_rps",
+    "deadline_miss_ratio", "energy_j", "accuracy",
 ]
+# Columns only the simulation measures; the analytic engine (one request, no queueing) leaves them NaN.
+SIM_ONLY_COLUMNS = ["latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_rps", "deadline_miss_ratio"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,12 @@ class Result:
     ``table`` columns: see :data:`TABLE_COLUMNS`, plus ``feasible``, ``reason``, ``rank``
     (1 = recommended, NA when infeasible), ``margin_<column>`` per QoS constraint and
     ``violation`` (worst relative overshoot). ``profile`` is the full per-split profile.
+
+    The latency columns come from ``scenario.analysis.engine``: with ``simpy`` (default) they
+    are means over the simulated requests (``latency_s`` is the mean latency, the sum of the
+    mean stages including ``device_wait_s`` and ``server_wait_s``) and ``sim`` holds the
+    :class:`~splitimpera.sim.SimResult`; with ``analytic`` they are the one-request closed
+    form, the waits are 0, the percentile, throughput and deadline columns NaN, ``sim`` None.
     """
 
     scenario: Scenario
@@ -51,6 +61,7 @@ class Result:
     full_accuracy: float | None = None
     importance: object | None = None  # CUIResult when analysis.splits is "nominated"
     meta: dict = field(default_factory=dict)
+    sim: SimResult | None = None  # the simulation behind the table (engine: simpy)
 
     @property
     def recommended(self) -> str | None:
@@ -78,6 +89,8 @@ class Result:
             "recommended": rec,
             "full_model_accuracy": self.full_accuracy,
             "flop_convention": "1 FLOP = 1 multiply-add (fvcore)",
+            "engine": sc.analysis.engine,
+            "simulated_requests": None if self.sim is None else int(len(self.sim.requests)),
         }
         if rec is not None:
             out["recommendation"] = _row_dict(t.loc[rec])
@@ -87,13 +100,17 @@ class Result:
 
     def save(self, out_dir: str | Path | None = None) -> Path:
         """Write ``<out_dir>/<scenario name>/`` atomically: ``splits.csv``, ``result.json``,
-        ``scenario.yaml`` (fully resolved). Returns the folder."""
+        ``scenario.yaml`` (fully resolved) and, when simulated, ``requests.parquet`` (one row
+        per simulated request, :data:`~splitimpera.sim.REQUEST_COLUMNS`). Returns the folder."""
         doc = {"summary": self.summary(),
                "splits": [dict(split=str(n), **_row_dict(r)) for n, r in self.table.iterrows()]}
-        return write_outputs(out_dir if out_dir is not None else self.scenario.output.dir, self.scenario, {
+        writers = {
             "splits.csv": lambda p: self.table.to_csv(p, index_label="split"),
             "result.json": lambda p: p.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n"),
-        })
+        }
+        if self.sim is not None:
+            writers["requests.parquet"] = lambda p: self.sim.requests.to_parquet(p, index=False)
+        return write_outputs(out_dir if out_dir is not None else self.scenario.output.dir, self.scenario, writers)
 
 
 def write_outputs(out_dir: str | Path, scenario: Scenario, writers: dict) -> Path:
@@ -212,15 +229,24 @@ def analyze(scenario: Scenario, tm: TracedModel | None = None, data=None, *, pro
 
 
 def run(scenario: Scenario) -> Result:
-    """Run the pipeline on a validated scenario: model → splits → profile → latency → QoS."""
+    """Run the pipeline on a validated scenario: model → splits → profile → latency → QoS.
+
+    The latency model is ``scenario.analysis.engine``: ``simpy`` simulates the ranked splits
+    (only the nominated ones with ``analysis.splits: nominated``) on the profile computed
+    here; ``analytic`` is the closed form (see :class:`Result`).
+    """
     tm = load_traced(scenario)
     model, shape = tm.model, tm.input_shape
     ds = load_data(scenario, shape)
     full_acc = _measure_full_accuracy(scenario, model, ds)
     importance = analyze(scenario, tm, ds) if scenario.analysis.splits == "nominated" else None
     prof = profile_model(tm)
-    lat = analytic_latency(prof, scenario)
-    table = pd.DataFrame(index=prof.index)
+    names = list(prof.index)
+    if importance is not None:
+        nominated = set(importance.nominated["split"])
+        names = [n for n in names if n in nominated]  # topological order
+    sim, lat = latency_table(scenario, prof, names)
+    table = pd.DataFrame(index=prof.index[prof.index.isin(names)])
     for col in ("index", "op", "shape", "head_flops", "tail_flops", "head_params", "tail_params"):
         table[col] = prof[col]
     # At batch 1 the head must hold its weights and its peak of live activations.
@@ -230,11 +256,29 @@ def run(scenario: Scenario) -> Result:
     table["accuracy"] = full_acc if full_acc is not None else np.nan
     table = table[TABLE_COLUMNS]
     if importance is not None:
-        table = table.loc[list(importance.nominated["split"])].sort_values("index")
         table["log10_cui"] = importance.curve.loc[table.index, "log10_cui"]
+    # QoS ranks on the mean latency_s; percentile constraints (issue 6) can use latency_p95_s/p99_s.
     table = rank(table, scenario.qos, scenario.device)
     return Result(scenario=scenario, table=table, profile=prof, input_shape=shape, full_accuracy=full_acc,
-                  importance=importance)
+                  importance=importance, sim=sim)
+
+
+def latency_table(scenario: Scenario, profile: pd.DataFrame, splits: list[str] | None = None,
+                  ) -> tuple[SimResult | None, pd.DataFrame]:
+    """Latency columns of :data:`TABLE_COLUMNS` for ``splits`` (default: all) by the scenario's engine.
+
+    Returns ``(SimResult or None, table indexed by split)``; the simulation reuses ``profile``.
+    """
+    names = list(profile.index) if splits is None else list(splits)
+    if scenario.analysis.engine == "simpy":
+        sim = simulate(scenario, splits=names, profile=profile)
+        return sim, split_table(sim)
+    lat = analytic_latency(profile.loc[names], scenario)
+    lat["device_wait_s"] = 0.0  # one request alone: nothing queues
+    lat["server_wait_s"] = 0.0
+    for col in SIM_ONLY_COLUMNS:
+        lat[col] = np.nan
+    return None, lat
 
 
 def load_traced(scenario: Scenario) -> TracedModel:

@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .errors import UserError
+from .trace import RateTrace, read_trace_csv
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +103,20 @@ class Radio(_Strict):
 
 
 class NetworkProfile(_Strict):
-    """A link between the devices and the server."""
+    """A link between the devices and the server.
+
+    ``trace_csv`` (optional) names a rate trace (:mod:`splitimpera.trace`): the simulation
+    replays it as the link's rate over time, and ``uplink_mbps`` (and ``downlink_mbps`` when
+    the trace has that column) are set to the trace's time-weighted mean, which the analytic
+    model uses; values given for them are replaced. A relative path is relative to the YAML
+    file that names it (resolved when that file is loaded); the file is read and checked when
+    the profile is validated.
+    """
 
     name: str = Field(min_length=1)
     description: str = ""
+    # Before the rates: a bad trace is the first error reported, not a missing uplink_mbps.
+    trace_csv: str | None = Field(None, description="CSV of time_s, uplink_mbps[, downlink_mbps] the link follows")
     uplink_mbps: float = Field(gt=0)
     downlink_mbps: float = Field(gt=0)
     rtt_ms: float = Field(ge=0)
@@ -118,11 +129,43 @@ class NetworkProfile(_Strict):
     sources: list[str] = Field(default_factory=list)
     estimates: list[str] = Field(default_factory=list)
 
+    _trace: RateTrace | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rates_from_trace(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("trace_csv"), str):
+            try:
+                tr = read_trace_csv(data["trace_csv"])
+            except ValueError:
+                # The trace_csv field validator reports it, naming the field; stand-in rates
+                # keep a trace-only profile from adding "uplink_mbps: Field required" to it.
+                return {"uplink_mbps": 1.0, "downlink_mbps": 1.0, **data}
+            data = dict(data)
+            data["uplink_mbps"] = tr.mean_mbps("up")
+            if tr.downlink_mbps is not None:
+                data["downlink_mbps"] = tr.mean_mbps("down")
+        return data
+
+    @field_validator("trace_csv")
+    @classmethod
+    def _trace_file(cls, v):
+        if v is not None:
+            read_trace_csv(v)
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> "NetworkProfile":
         if self.header_bytes >= self.mtu_bytes:
             raise ValueError(f"header_bytes ({self.header_bytes}) must be < mtu_bytes ({self.mtu_bytes})")
+        if self.trace_csv is not None:
+            self._trace = read_trace_csv(self.trace_csv)
         return self
+
+    @property
+    def trace(self) -> RateTrace | None:
+        """The parsed rate trace (bit/s over seconds), or None for a constant-rate link."""
+        return self._trace
 
     @field_validator("contention")
     @classmethod
@@ -180,7 +223,8 @@ def format_validation_error(err: ValidationError, prefix: str = "") -> tuple[str
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
-    elif "input" in first and first["type"] not in ("missing",) and not isinstance(first["input"], dict):
+    elif ("input" in first and first["type"] not in ("missing",) and not isinstance(first["input"], dict)
+          and str(first["input"]) not in msg):  # e.g. a trace file's message already names it
         msg = f"{msg} (got {first['input']!r})"
     if len(errors) > 1:
         msg += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
@@ -202,6 +246,16 @@ def read_yaml(path: Path) -> Any:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise UserError(f"malformed YAML: {where}{problem}", source=str(path)) from None
+
+
+def resolve_relative_paths(kind: str, data: Any, base_dir: Path) -> Any:
+    """A profile mapping with its relative file paths (``trace_csv``) made absolute against
+    ``base_dir`` (the folder of the YAML file naming them); other input is returned as is."""
+    if kind == "networks" and isinstance(data, dict):
+        tr = data.get("trace_csv")
+        if isinstance(tr, str) and tr and not Path(tr).is_absolute():
+            data = {**data, "trace_csv": str((Path(base_dir) / tr).resolve())}
+    return data
 
 
 def parse_profile(kind: str, data: Any, source: str, prefix: str = "") -> DeviceProfile | NetworkProfile:
@@ -234,7 +288,7 @@ class _Registry:
                 if path.stem in self._files:
                     log.debug("profile %s in %s shadowed by %s", path.stem, path, self._files[path.stem])
                     continue
-                data = read_yaml(path)
+                data = resolve_relative_paths(self.kind, read_yaml(path), path.parent)
                 prof = parse_profile(self.kind, data, str(path))
                 if prof.name != path.stem:
                     raise UserError(f"name {prof.name!r} must equal the file stem {path.stem!r}",

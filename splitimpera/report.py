@@ -29,18 +29,34 @@ def _grid(header: list[str], rows: list[list[str]], align: str) -> str:
     return "\n".join([fmt(header), fmt(["─" * w for w in widths]), *(fmt(r) for r in rows)])
 
 
-def split_rows(table: pd.DataFrame, with_reason: bool = True) -> tuple[list[str], list[list[str]], str]:
-    header = ["rank", "split", "sent", "device ms", "uplink ms", "server ms", "downlink ms", "latency ms",
-              "energy mJ"]
-    align = "rlrrrrrrr"
+def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = False, downlink: bool = True,
+               ) -> tuple[list[str], list[list[str]], str]:
+    """Header, rows and alignment of the per-split terminal table.
+
+    ``simulated`` adds the queueing waits (device, server) and the p95 latency, and heads the
+    latency column ``mean ms``; ``downlink=False`` leaves out the downlink column (always 0
+    with the result at the server).
+    """
+    named = {"device_wait_s": "dev wait ms", "device_compute_s": "device ms", "uplink_s": "uplink ms",
+             "server_wait_s": "srv wait ms", "server_compute_s": "server ms", "downlink_s": "downlink ms",
+             "latency_s": "mean ms" if simulated else "latency ms", "latency_p95_s": "p95 ms"}
+    if simulated:
+        cols = ["device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s", "downlink_s",
+                "latency_s", "latency_p95_s"]
+    else:
+        cols = ["device_compute_s", "uplink_s", "server_compute_s", "downlink_s", "latency_s"]
+    if not downlink:
+        cols.remove("downlink_s")
+    header = ["rank", "split", "sent", *(named[c] for c in cols), "energy mJ"]
+    align = "rlr" + "r" * (len(cols) + 1)
     if with_reason:
         header.append("verdict")
         align += "l"
     rows = []
     for name, r in table.iterrows():
         rank = "" if pd.isna(r["rank"]) else str(int(r["rank"]))
-        row = [rank, str(name), human_bytes(r["bytes_sent"]), _ms(r["device_compute_s"]), _ms(r["uplink_s"]),
-               _ms(r["server_compute_s"]), _ms(r["downlink_s"]), _ms(r["latency_s"]), f"{r['energy_j'] * 1e3:.3g}"]
+        row = [rank, str(name), human_bytes(r["bytes_sent"]), *(_ms(r[c]) for c in cols),
+               f"{r['energy_j'] * 1e3:.3g}"]
         if with_reason:
             row.append("ok" if r["feasible"] else r["reason"])
         rows.append(row)
@@ -64,6 +80,14 @@ def render_result(result, top: int | None = None) -> str:
     wl = sc.workload
     lines.append(f"payload {wl.payload_dtype}, result at the {wl.result_at}, {wl.num_devices} device(s); "
                  f"FLOPs: 1 per multiply-add (fvcore)")
+    sim = getattr(result, "sim", None)
+    if sim is not None:
+        per_split = int(sim.summary["requests"].iloc[0]) if len(sim.summary) else 0
+        trace = " following its rate trace" if sc.network.trace_csv else ""
+        lines.append(f"engine simpy: {len(sim.requests):,} simulated requests ({per_split} per split after warm-up; "
+                     f"{wl.arrival} arrivals at {wl.rate_hz:g} Hz per device{trace}); latency = mean")
+    else:
+        lines.append("engine analytic: one request, no queueing")
     if result.full_accuracy is not None:
         lines.append(f"accuracy of the full model on {sc.data.source} ({sc.data.split}): "
                      f"{result.full_accuracy * 100:.2f} % (no bottleneck: the same at every split)")
@@ -71,8 +95,10 @@ def render_result(result, top: int | None = None) -> str:
     ranked = t[t["feasible"]].sort_values("rank")
     shown = ranked.head(top)
     n_feas = len(ranked)
+    simulated = sim is not None
+    downlink = wl.result_at == "device"
     if n_feas:
-        header, rows, align = split_rows(shown, with_reason=False)
+        header, rows, align = split_rows(shown, with_reason=False, simulated=simulated, downlink=downlink)
         lines.append(f"{n_feas} of {len(t)} splits meet the QoS; top {len(shown)}:")
         lines.append(_grid(header, rows, align))
         rec = result.recommended
@@ -81,8 +107,9 @@ def render_result(result, top: int | None = None) -> str:
         lat_margin = ""
         if sc.qos.max_latency_s is not None:
             lat_margin = f", {(sc.qos.max_latency_s - r['latency_s']) * 1e3:.3g} ms under the limit"
+        p95 = f" (p95 {r['latency_p95_s'] * 1e3:.3g} ms)" if simulated else ""
         lines.append(
-            f"Recommended: {rec} — latency {r['latency_s'] * 1e3:.3g} ms{lat_margin}; the device runs "
+            f"Recommended: {rec} — latency {r['latency_s'] * 1e3:.3g} ms{p95}{lat_margin}; the device runs "
             f"{_flops(r['head_flops'])} of {_flops(r['head_flops'] + r['tail_flops'])} FLOPs and sends "
             f"{human_bytes(r['bytes_sent'])} ({r['energy_j'] * 1e3:.3g} mJ on the device)."
         )
@@ -92,7 +119,7 @@ def render_result(result, top: int | None = None) -> str:
                 f"{n} ({t.loc[n, 'latency_s'] * 1e3:.3g} ms)" for n in runners))
     else:
         lines.append(f"No split meets the QoS ({len(t)} evaluated). Closest:")
-        header, rows, align = split_rows(closest(t, 3), with_reason=True)
+        header, rows, align = split_rows(closest(t, 3), with_reason=True, simulated=simulated, downlink=downlink)
         lines.append(_grid(header, rows, align))
     bad = t[~t["feasible"]]
     if n_feas and len(bad):

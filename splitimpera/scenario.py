@@ -17,7 +17,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from .errors import UserError
-from .profiles import DeviceProfile, NetworkProfile, format_validation_error, read_yaml, resolve_profile
+from .profiles import (
+    DeviceProfile, NetworkProfile, format_validation_error, read_yaml, resolve_profile, resolve_relative_paths,
+)
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -84,6 +86,9 @@ class CUISpec(_Strict):
 class AnalysisSpec(_Strict):
     splits: Literal["all", "nominated"] = Field(
         "all", description="rank every split, or only those the CUI curve nominates")
+    engine: Literal["simpy", "analytic"] = Field(
+        "simpy", description="latency model behind the ranking: the discrete-event simulation (queueing, "
+                             "contention over time, jitter, traces) or the closed-form one-request model (fast)")
     cui: CUISpec = CUISpec()
 
 
@@ -215,6 +220,10 @@ def scenario_from_dict(data: Any, source: str = "<scenario>", overrides: dict[st
         hits = [k for k in over_keys if field == k or field.startswith(k + ".") or k.startswith(field + ".")]
         return f"{source} (--set {hits[0]})" if hits else source
 
+    if base_dir is not None:  # before resolution: a base profile's own paths are already absolute
+        for field, kind in _PROFILE_FIELDS.items():
+            if field in data:
+                data[field] = resolve_relative_paths(kind, data[field], base_dir)
     resolved = dict(data)
     for field, kind in _PROFILE_FIELDS.items():
         if field not in data:

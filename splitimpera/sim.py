@@ -29,6 +29,10 @@ nothing queues and nothing is random:
   ``J ~ Normal(0, jitter_ms)`` clipped so the delay stays ≥ 0. With
   ``workload.stochastic_network: false`` there is no jitter and every transfer carries the
   mean retransmission overhead (fractional), so times are deterministic.
+* **Trace replay.** With ``network.trace_csv`` (:mod:`splitimpera.trace`) the link's rate
+  follows the trace from ``t = 0``: piecewise constant, the last value held (no looping);
+  the per-station rates are recomputed at every change point, as when a station starts or
+  stops sending. Without a downlink column the downlink stays at ``downlink_mbps``.
 * **Server.** ``server_workers`` workers, each at the profile's rate, one shared FIFO. A
   free worker takes ``min(queue, max_batch)`` requests; with ``batch_timeout_ms > 0`` and a
   partly filled queue it first waits until the queue holds ``max_batch`` or the oldest
@@ -53,9 +57,10 @@ nothing queues and nothing is random:
 * **Warm-up.** The first ``floor(warmup_fraction · num_requests)`` requests of each device
   (in arrival order) are dropped from the results.
 
-Each split is an independent simulation with its own ``numpy.random.Generator``,
-``default_rng([scenario.seed, crc32(split name)])``, so results do not depend on which
-other splits were simulated.
+Each split is an independent simulation driven by common random numbers
+(:func:`common_streams`): the same arrivals and, per request, the same jitter and loss
+quantiles for every split, from the scenario seed alone. Splits are compared on equal
+terms, and results do not depend on which other splits were simulated.
 """
 
 from __future__ import annotations
@@ -63,7 +68,6 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-import zlib
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -233,11 +237,18 @@ class SharedLink:
     included), propagation ``delay_s`` (RTT/2 plus jitter; the link holds it), ``station``.
     After the propagation delay the request goes to ``out.put``. Radio energy
     ``(alpha_mw_per_mbps · bits/1e6 + beta_mw · transfer time) · 1e-3`` J is added to ``radio_j``.
+
+    ``rate_trace``: optional ``(times_s, rates_bps)``, increasing times: from each time on,
+    the link's rate is that value (piecewise constant, the last one held). The shares are
+    recomputed at each change point as at a station's start or stop, so a transfer spanning
+    a change takes exactly ``Σ bits_k / rate_k`` over the pieces. A rate of 0 is an outage:
+    nothing progresses until the next change point.
     """
 
     def __init__(self, env: simpy.Environment, rate_bps: float, share: Callable[[int], float], out, *,
                  bits: Sequence[float], delay_s: Sequence[float], station: Sequence[int], radio_j: list,
-                 alpha_mw_per_mbps: float = 0.0, beta_mw: float = 0.0):
+                 alpha_mw_per_mbps: float = 0.0, beta_mw: float = 0.0,
+                 rate_trace: tuple[Sequence[float], Sequence[float]] | None = None):
         self.env, self.rate, self.out = env, float(rate_bps), out
         self.bits, self.delay_s, self.station, self.radio_j = bits, delay_s, station, radio_j
         self.alpha, self.beta = alpha_mw_per_mbps, beta_mw
@@ -249,6 +260,35 @@ class SharedLink:
         self.V, self.t_last, self._seq, self._gen = 0.0, 0.0, 0, 0
         self._wake: simpy.Event | None = None
         self.proc = env.process(self.run())
+        if rate_trace is not None:
+            times, rates = (list(map(float, x)) for x in rate_trace)
+            if len(times) != len(rates) or not times or any(b <= a for a, b in zip(times, times[1:])):
+                raise ValueError("rate_trace needs as many rates as strictly increasing times, at least one")
+            k = 0
+            while k < len(times) and times[k] <= env.now:  # already in force
+                self.rate, k = rates[k], k + 1
+            self.trace_proc = env.process(self.follow(times[k:], rates[k:]))
+
+    def follow(self, times: Sequence[float], rates: Sequence[float]):
+        """Process: set the link's rate to ``rates[k]`` at ``times[k]`` (absolute seconds)."""
+        env = self.env
+        for t, r in zip(times, rates):
+            dt = t - env.now
+            if dt > 0:
+                yield env.timeout(dt)
+            self.set_rate(r)
+
+    def set_rate(self, rate_bps: float) -> None:
+        """Change the link's rate now; transfers under way continue at the new shares."""
+        if rate_bps == self.rate:
+            return
+        self._advance()  # the bits sent so far went at the old rate
+        self.rate = float(rate_bps)
+        self._rates.clear()
+        self._gen += 1  # the pending timer was computed at the old rate
+        w = self._wake
+        if w is not None and not w.triggered:
+            w.succeed(-1)
 
     def station_rate_bps(self, n: int) -> float:
         r = self._rates.get(n)
@@ -260,6 +300,9 @@ class SharedLink:
         now = self.env.now
         if self.heads:
             self.V += (now - self.t_last) * self.station_rate_bps(len(self.heads))
+            tag = self.heads[0][0]
+            if self.V < tag and tag - self.V <= 1e-12 * tag:
+                self.V = tag  # rounding: it ends now (matters when the rate drops to 0 at that instant)
         self.t_last = now
 
     def _start(self, s: int, rid: int) -> None:
@@ -291,14 +334,15 @@ class SharedLink:
         while True:
             self._wake = env.event()
             if heads:
-                dt = (heads[0][0] - self.V) / self.station_rate_bps(len(heads))
-                timer = env.timeout(dt if dt > 0 else 0.0, value=self._gen)
-                timer.callbacks.append(self._on_timer)
+                left, r = heads[0][0] - self.V, self.station_rate_bps(len(heads))
+                if left <= 0 or r > 0:  # in an outage (rate 0) only the next change point wakes it
+                    timer = env.timeout(left / r if left > 0 else 0.0, value=self._gen)
+                    timer.callbacks.append(self._on_timer)
             else:
                 self.V = 0.0  # idle: restart the virtual clock to keep its rounding small
             woken_by = yield self._wake
             if woken_by < 0:
-                continue  # a station started sending; put() has advanced the clock
+                continue  # a station started sending or the rate changed; the clock is advanced
             # The earliest transfer ends now: set the clock to its tag exactly.
             self.V, self.t_last = heads[0][0], env.now
             while heads and heads[0][0] <= self.V:
@@ -321,9 +365,20 @@ class SharedLink:
 # One split
 
 
-def split_rng(seed: int, split: str) -> np.random.Generator:
-    """The generator of one split's simulation: depends on the seed and the split name only."""
-    return np.random.default_rng([int(seed), zlib.crc32(split.encode("utf-8"))])
+STREAMS = ("arrivals", "uplink", "downlink")
+
+
+def common_streams(seed: int) -> dict[str, np.random.Generator]:
+    """One generator per source of randomness, from the seed alone: common random numbers.
+
+    Every split of a scenario sees the same arrival times and, request by request, the same
+    jitter and loss quantiles, so differences between splits come from the splits, not from
+    sampling noise (the standard variance reduction for comparing alternatives). Streams are
+    independent of each other (``SeedSequence.spawn``), and a split's draws do not depend on
+    which other splits are simulated.
+    """
+    children = np.random.SeedSequence(int(seed)).spawn(len(STREAMS))
+    return {name: np.random.default_rng(ss) for name, ss in zip(STREAMS, children)}
 
 
 def _arrivals(wl, rng: np.random.Generator) -> np.ndarray:
@@ -337,20 +392,37 @@ def _arrivals(wl, rng: np.random.Generator) -> np.ndarray:
 
 def _transfer(payload_bytes: float, net, n_total: int, rng: np.random.Generator, stochastic: bool,
               ) -> tuple[np.ndarray, np.ndarray]:
-    """Bits on the air (retransmissions included) and propagation delay of ``n_total`` transfers."""
+    """Bits on the air (retransmissions included) and propagation delay of ``n_total`` transfers.
+
+    The draws are the same for every payload size (one uniform and one normal per request,
+    always drawn): retransmissions come from the uniform through the negative binomial's
+    inverse CDF, so a request that is unlucky on a small payload is unlucky on a large one.
+    """
+    from scipy.stats import nbinom
+
+    u = rng.random(n_total)
+    z = rng.standard_normal(n_total)
     wire = float(wire_bytes(payload_bytes, net))
     packets = math.ceil(payload_bytes / net.payload_per_packet)
     half_rtt, p = net.rtt_s / 2.0, net.loss
     if stochastic and p > 0:
-        extra = rng.negative_binomial(packets, 1.0 - p, size=n_total)
+        extra = nbinom.ppf(u, packets, 1.0 - p)
         bits = (wire + extra * (wire / packets)) * 8.0
     else:
         bits = np.full(n_total, wire * 8.0 / (1.0 - p))
     if stochastic and net.jitter_ms > 0:
-        delay = np.maximum(half_rtt + rng.normal(0.0, net.jitter_ms * 1e-3, size=n_total), 0.0)
+        delay = np.maximum(half_rtt + z * net.jitter_ms * 1e-3, 0.0)
     else:
         delay = np.full(n_total, half_rtt)
     return bits, delay
+
+
+def _rate_trace(net, direction: str) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """``(times_s, rates_bps)`` the link of ``direction`` follows, or None at a constant rate."""
+    tr = net.trace
+    if tr is None or tr.rates_bps(direction) is None:
+        return None
+    return tr.time_s, tr.rates_bps(direction)
 
 
 def warmup_requests(wl) -> int:
@@ -358,14 +430,14 @@ def warmup_requests(wl) -> int:
     return int(math.floor(wl.warmup_fraction * wl.num_requests + 1e-9))
 
 
-def simulate_split(split: str, profile: pd.DataFrame, scenario: Scenario, rng: np.random.Generator | None = None,
+def simulate_split(split: str, profile: pd.DataFrame, scenario: Scenario, seed: int | None = None,
                    ) -> pd.DataFrame:
     """Simulate one split of ``profile``; its requests, warm-up dropped (columns :data:`REQUEST_COLUMNS`).
 
-    ``rng`` defaults to :func:`split_rng` of the scenario's seed and the split name.
+    Randomness: :func:`common_streams` of ``seed`` (default: the scenario's seed).
     """
     dev, srv, net, wl = scenario.device, scenario.server, scenario.network, scenario.workload
-    rng = split_rng(scenario.seed, split) if rng is None else rng
+    streams = common_streams(scenario.seed if seed is None else seed)
     n_dev, n_req = wl.num_devices, wl.num_requests
     total = n_dev * n_req
     frame = profile.loc[[split]]
@@ -377,7 +449,7 @@ def simulate_split(split: str, profile: pd.DataFrame, scenario: Scenario, rng: n
     has_server = not is_output
     has_down = wl.result_at == "device" and not is_output
 
-    arrivals = _arrivals(wl, rng)
+    arrivals = _arrivals(wl, streams["arrivals"])
     station = np.repeat(np.arange(n_dev), n_req).tolist()
     nan = [math.nan] * total
     t_dev_in, t_dev_start, t_dev_end = list(nan), list(nan), list(nan)
@@ -389,19 +461,19 @@ def simulate_split(split: str, profile: pd.DataFrame, scenario: Scenario, rng: n
     stoch = wl.stochastic_network
     nxt = Sink(env, t_done)
     if has_down:
-        bits, delay = _transfer(PREDICTION_BYTES, net, total, rng, stoch)
+        bits, delay = _transfer(PREDICTION_BYTES, net, total, streams["downlink"], stoch)
         nxt = SharedLink(env, net.downlink_bps, share, nxt, bits=bits.tolist(), delay_s=delay.tolist(),
                          station=station, radio_j=radio_j, alpha_mw_per_mbps=net.radio.alpha_down_mw_per_mbps,
-                         beta_mw=net.radio.beta_mw)
+                         beta_mw=net.radio.beta_mw, rate_trace=_rate_trace(net, "down"))
     if has_server:
         nxt = Processor(env, tail_s, nxt, enter=t_srv_in, start=t_srv_start, end=t_srv_end,
                         workers=wl.server_workers, max_batch=wl.max_batch, batch_timeout_s=wl.batch_timeout_ms * 1e-3,
                         batch_cost_fraction=wl.batch_cost_fraction)
     if sent > 0:
-        bits, delay = _transfer(sent, net, total, rng, stoch)
+        bits, delay = _transfer(sent, net, total, streams["uplink"], stoch)
         nxt = SharedLink(env, net.uplink_bps, share, nxt, bits=bits.tolist(), delay_s=delay.tolist(),
                          station=station, radio_j=radio_j, alpha_mw_per_mbps=net.radio.alpha_up_mw_per_mbps,
-                         beta_mw=net.radio.beta_mw)
+                         beta_mw=net.radio.beta_mw, rate_trace=_rate_trace(net, "up"))
     for d in range(n_dev):
         device = Processor(env, head_s, nxt, enter=t_dev_in, start=t_dev_start, end=t_dev_end)
         Source(env, range(d * n_req, (d + 1) * n_req), arrivals[d].tolist(), device)
@@ -451,6 +523,34 @@ def summarize(requests: pd.DataFrame, splits: Sequence[str], max_latency_s: floa
             "bytes_sent": r["bytes_sent"].mean(),
         })
     return pd.DataFrame(rows, index=pd.Index(list(splits), name="split"), columns=SUMMARY_COLUMNS)
+
+
+SPLIT_TABLE_COLUMNS = [
+    "bytes_sent", "device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s", "downlink_s",
+    "latency_s", "latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_rps", "deadline_miss_ratio",
+    "energy_j",
+]
+
+
+def split_table(result: SimResult) -> pd.DataFrame:
+    """Per-split latency breakdown of a simulation, in the analytic model's columns and more.
+
+    Index: the simulated splits (topological order); columns :data:`SPLIT_TABLE_COLUMNS`.
+    The stage columns and ``energy_j`` are means over the kept requests of the per-request
+    columns, so they add up to ``latency_s``, the mean latency; percentiles, throughput and
+    deadline misses come from :attr:`SimResult.summary`; ``bytes_sent`` is per request.
+    """
+    s = result.summary
+    stages = ["device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s", "downlink_s",
+              "energy_j"]
+    means = result.requests.groupby("split", sort=False)[stages].mean().reindex(s.index)
+    out = means.assign(
+        bytes_sent=s["bytes_sent"].round().astype(np.int64),
+        latency_s=s["latency_mean_s"],
+        **{c: s[c] for c in ("latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_rps",
+                             "deadline_miss_ratio")},
+    )
+    return out[SPLIT_TABLE_COLUMNS]
 
 
 def simulate(scenario: Scenario, splits: Sequence[str] | None = None, profile: pd.DataFrame | None = None) -> SimResult:

@@ -117,6 +117,17 @@ def _make_corrupt_imagefolder(tmp: Path) -> None:
     (tmp / "images" / "cat" / "0.png").write_bytes(b"this is not a PNG file\n")
 
 
+def _trace_file(text: str) -> Callable[[Path], None]:
+    """Setup: write ``trace.csv`` beside the scenario (a relative trace_csv is relative to it)."""
+
+    def setup(tmp: Path) -> None:
+        (tmp / "trace.csv").write_text(text)
+
+    return setup
+
+
+LTE_WITH_TRACE = {"network": {"base": "lte", "trace_csv": "trace.csv"}}
+
 CASES: list[Case] = [
     # --- schema: keys, types, ranges, enums --------------------------------------------------
     Case("unknown-top-level-key", ("modle",), setting(modle={"name": "digits_cnn"}), needle="unknown key"),
@@ -151,6 +162,19 @@ CASES: list[Case] = [
          setting(device={"base": "rpi4", "compute": {"efficiency": {"conv": 1.5}}})),
     Case("active-power-below-idle", ("device.power", "device.power.active_w"),
          setting(device={"base": "rpi4", "power": {"idle_w": 10.0}}), needle="active_w"),
+    # --- rate traces: read and checked at load time ----------------------------------------
+    Case("trace-file-missing", ("network.trace_csv",),
+         setting(network={"base": "lte", "trace_csv": "no_such_trace.csv"}), needle="not found"),
+    Case("trace-times-not-increasing", ("network.trace_csv",), setting(**LTE_WITH_TRACE),
+         setup=_trace_file("time_s,uplink_mbps\n0,5\n2,4\n1,3\n"), needle="must increase"),
+    Case("trace-negative-rate", ("network.trace_csv",), setting(**LTE_WITH_TRACE),
+         setup=_trace_file("time_s,uplink_mbps,downlink_mbps\n0,5,10\n1,4,-3\n"), needle="downlink_mbps must be >= 0"),
+    Case("trace-missing-column", ("network.trace_csv",), setting(**LTE_WITH_TRACE),
+         setup=_trace_file("time_s,downlink_mbps\n0,5\n"), needle="missing column 'uplink_mbps'"),
+    Case("trace-not-a-number", ("network.trace_csv",), setting(**LTE_WITH_TRACE),
+         setup=_trace_file("time_s,uplink_mbps\n0,fast\n"), needle="not a number"),
+    Case("set-trace-on-named-profile", ("network.trace_csv",), args=("--set", "network.trace_csv=missing.csv"),
+         needle="--set"),
     # --- the file itself ---------------------------------------------------------------------
     Case("missing-file", None, raw=MISSING, needle="not found"),
     Case("malformed-yaml", None, raw="name: demo\nmodel: {name: digits_cnn, weights: default\ndevice: rpi4\n",

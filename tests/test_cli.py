@@ -13,7 +13,8 @@ def test_demo_end_to_end(repo_root, tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0
     folder = tmp_path / "demo"
-    assert sorted(p.name for p in folder.iterdir()) == ["result.json", "scenario.yaml", "splits.csv"]
+    assert sorted(p.name for p in folder.iterdir()) == ["requests.parquet", "result.json", "scenario.yaml",
+                                                        "splits.csv"]
     table = pd.read_csv(folder / "splits.csv", index_col="split")
     doc = json.loads((folder / "result.json").read_text())
     rec = doc["summary"]["recommended"]
@@ -25,8 +26,9 @@ def test_demo_end_to_end(repo_root, tmp_path, capsys):
     assert doc["summary"]["num_splits"] == len(table) and len(doc["splits"]) == len(table)
     # Every infeasible row says why.
     assert (table.loc[~table["feasible"], "reason"].str.len() > 0).all()
-    # Latency is the sum of its parts.
-    parts = table[["device_compute_s", "uplink_s", "server_compute_s", "downlink_s"]].sum(axis=1)
+    # Latency is the sum of its parts (mean stages of the simulated requests, waits included).
+    parts = table[["device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s",
+                   "downlink_s"]].sum(axis=1)
     assert (parts - table["latency_s"]).abs().max() < 1e-12
     assert not list(tmp_path.glob(".*"))  # no temporary folder left behind
 
@@ -103,8 +105,8 @@ def test_analyze_writes_every_output(repo_root, tmp_path, capsys):
     folder = tmp_path / "demo"
     names = {p.name for p in folder.iterdir()}
     # analyze adds its files beside simulate's, it does not replace them
-    assert names == {"splits.csv", "result.json", "scenario.yaml", "cui.csv", "cui_per_image.parquet",
-                     "cui_per_class.csv", "nominations.json", "cui.png"}
+    assert names == {"splits.csv", "result.json", "scenario.yaml", "requests.parquet", "cui.csv",
+                     "cui_per_image.parquet", "cui_per_class.csv", "nominations.json", "cui.png"}
     curve = pd.read_csv(folder / "cui.csv", index_col="split")
     per_image = pd.read_parquet(folder / "cui_per_image.parquet")
     per_class = pd.read_csv(folder / "cui_per_class.csv", index_col="class")

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 import splitimpera as si
-from splitimpera.profiles import DEVICES, DeviceProfile, NetworkProfile
+from splitimpera.profiles import DEVICES, DeviceProfile, NetworkProfile, resolve_relative_paths
 
 
 def test_bundled_profiles_are_valid_and_sourced(repo_root):
@@ -12,7 +12,7 @@ def test_bundled_profiles_are_valid_and_sourced(repo_root):
         files = sorted((repo_root / "profiles" / kind).glob("*.yaml"))
         assert len(files) >= 5
         for f in files:
-            data = yaml.safe_load(f.read_text())
+            data = resolve_relative_paths(kind, yaml.safe_load(f.read_text()), f.parent)  # trace_csv
             prof = cls.model_validate(data)
             assert prof.name == f.stem
             assert prof.sources, f"{f.name} cites no source"

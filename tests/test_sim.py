@@ -10,7 +10,7 @@ import simpy
 import splitimpera as si
 from splitimpera.analytic import analytic_latency
 from splitimpera.network import contention_share
-from splitimpera.sim import REQUEST_COLUMNS, Processor, SharedLink, Sink, Source, split_rng
+from splitimpera.sim import REQUEST_COLUMNS, Processor, SharedLink, Sink, Source
 
 COMPONENT_COLUMNS = ["device_compute_s", "uplink_s", "server_compute_s", "downlink_s", "latency_s", "energy_j",
                      "bytes_sent"]
@@ -175,13 +175,31 @@ def test_same_seed_same_table_other_seed_differs(prof, repo_root):
     assert a.equals(b)
     assert not a.equals(c)
     assert not np.allclose(a["latency_s"], c["latency_s"])
-    # Each split's rng depends on the seed and its name only, not on the others simulated.
+    # A split's results do not depend on the others simulated.
     alone = si.simulate(_scenario(repo_root, **over), splits=["features_4"], profile=prof).requests
     assert alone.equals(a[a["split"] == "features_4"].reset_index(drop=True))
     # Randomness reaches the link: jitter and retransmissions spread the uplink time.
     up = a[a["split"] == "input"]["uplink_s"]
     assert up.std() > 0
-    assert split_rng(0, "input").random() != split_rng(0, "output").random()
+
+
+def test_common_random_numbers_across_splits(prof, repo_root):
+    """Every split sees the same arrivals and, per request, the same link draws."""
+    over = {"workload.arrival": "poisson", "workload.rate_hz": 2, "workload.num_requests": 60,
+            "network.loss": 0.05, "network.jitter_ms": 5}
+    # features_14 and classifier_0 send the same 4096 bytes: with a light load nothing
+    # queues, so each request's uplink time must be identical on both splits.
+    assert prof.loc["features_14", "tx_bytes"] == prof.loc["classifier_0", "tx_bytes"]
+    req = si.simulate(_scenario(repo_root, **over), splits=["input", "features_9", "features_14", "classifier_0"],
+                      profile=prof).requests
+    by = {s: g.reset_index(drop=True) for s, g in req.groupby("split")}
+    assert np.array_equal(by["input"]["t_arrival_s"], by["features_14"]["t_arrival_s"])
+    assert np.allclose(by["features_14"]["uplink_s"], by["classifier_0"]["uplink_s"], rtol=0, atol=1e-12)
+    assert by["features_14"]["uplink_s"].std() > 0
+    # A larger payload is never luckier than a smaller one on the same request (the loss
+    # draw is coupled through one uniform per request, the jitter through one normal).
+    assert prof.loc["features_9", "tx_bytes"] == 2 * prof.loc["features_14", "tx_bytes"]
+    assert (by["features_9"]["uplink_s"] > by["features_14"]["uplink_s"]).all()
 
 
 def test_warmup_removed_and_summary_matches_requests(prof, repo_root):
