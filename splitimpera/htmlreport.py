@@ -226,10 +226,28 @@ def _verdict(rd: ResultDir) -> str:
         return (f'<div class="verdict ok"><b>Recommended split: {html.escape(rec)}</b> — latency '
                 f"{r['latency_s'] * 1e3:.3g} ms{margin}; sends {human_bytes(r['bytes_sent'])}; "
                 f"{int(s['num_feasible'])} of {int(s['num_splits'])} splits meet the QoS.</div>")
-    close = ", ".join(f"{html.escape(c['split'])} ({html.escape(str(c.get('reason', '')))})"
-                      for c in s.get("closest", []))
+    items = "".join(
+        f"<li><b>{html.escape(name)}</b>: {html.escape(str(t.loc[name, 'reason']))}"
+        + (f" — would pass with {html.escape('; or '.join(tips))}" if tips else "") + "</li>"
+        for name, tips in _suggestions(rd).items())
     return (f'<div class="verdict no"><b>No split meets the QoS</b> ({int(s["num_splits"])} evaluated). '
-            f"Closest: {close}</div>")
+            f"Closest splits, and what would have to change (first-order estimates):<ul>{items}</ul></div>")
+
+
+def _suggestions(rd: ResultDir) -> dict[str, list[str]]:
+    from .profiles import NetworkProfile
+    from .qos import what_would_change
+    from .scenario import QoSSpec
+
+    try:
+        qos = QoSSpec.model_validate(rd.scenario.get("qos") or {})
+        net = NetworkProfile.model_validate(rd.scenario["network"])
+    except Exception as e:  # an older result folder: show the closest splits without advice
+        log.debug("no suggestions for %s: %s", rd.path, e)
+        return {str(c["split"]): [] for c in rd.summary.get("closest", [])}
+    t = rd.table.copy()
+    t["feasible"] = t["feasible"].astype(bool)
+    return what_would_change(t, qos, net)
 
 
 def _table(rd: ResultDir) -> str:

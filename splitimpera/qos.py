@@ -133,3 +133,40 @@ def closest(table: pd.DataFrame, n: int = 3) -> pd.DataFrame:
     """The ``n`` infeasible splits nearest to feasibility (smallest worst relative overshoot)."""
     bad = table[~table["feasible"]]
     return bad.sort_values(["violation", "latency_s", "index"], kind="stable").head(n)
+
+
+def what_would_change(table: pd.DataFrame, qos, network=None, n: int = 3) -> dict[str, list[str]]:
+    """For the ``n`` closest infeasible splits, first-order changes that would make each feasible.
+
+    Latency: the uplink rate that would bring the transfer within the budget (``None`` when
+    even an infinitely fast link would not, because compute and RTT alone exceed it), the
+    device speed-up that would, and the limit that would accept the split as it is. Other
+    constraints: the amount to relax. Estimates hold the other terms fixed (no queueing change).
+    """
+    out: dict[str, list[str]] = {}
+    for name, r in closest(table, n).iterrows():
+        tips = []
+        lat, lim = float(r["latency_s"]), qos.max_latency_s
+        if lim is not None and lat > lim:
+            excess = lat - lim
+            half_rtt = network.rtt_s / 2 if network is not None else 0.0
+            tx = max(float(r["uplink_s"]) - half_rtt, 0.0) if r["bytes_sent"] > 0 else 0.0
+            if network is not None and tx > 0:
+                budget = tx - excess
+                if budget > 0:
+                    tips.append(f"uplink ≥ {network.uplink_mbps * tx / budget:.3g} Mbit/s "
+                                f"(now {network.uplink_mbps:.3g})")
+                else:
+                    tips.append("no uplink rate is enough: compute and RTT alone exceed the limit")
+            dev = float(r["device_compute_s"])
+            if 0 < excess < dev:
+                tips.append(f"a {dev / (dev - excess):.3g}× faster device")
+            tips.append(f"a latency limit of {lat * 1e3:.4g} ms")
+        for c in constraints(qos):
+            if c.column == "latency_s":
+                continue
+            v = r.get(c.column)
+            if v is not None and not pd.isna(v) and not (v <= c.limit if c.upper else v >= c.limit):
+                tips.append(f"{c.name} limit {'≥' if c.upper else '≤'} {c.fmt(v)}")
+        out[str(name)] = tips
+    return out

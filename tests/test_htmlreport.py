@@ -50,6 +50,7 @@ def test_infeasible_scenario_says_so_with_the_closest(results):
     assert "No split meets the QoS" in text
     closest = json.loads((results / "demo_tight/result.json").read_text())["summary"]["closest"]
     assert closest and all(c["split"] in text for c in closest)
+    assert "what would have to change" in text and "a latency limit of" in text
 
 
 def test_batch_report_compares_scenarios(results, tmp_path):

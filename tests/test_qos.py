@@ -99,3 +99,26 @@ def test_pareto_ignores_unmeasured_accuracy():
     t = pd.DataFrame({"latency_s": [1.0, 2.0, 3.0], "energy_j": [3.0, 1.0, 2.0], "accuracy": [np.nan] * 3},
                      index=["a", "b", "c"])
     assert list(pareto_front(t)) == [True, True, False]
+
+
+def test_what_would_change_suggestions_are_sufficient(repo_root):
+    """Applying the suggested uplink rate (or limit) to the analytic model makes the split feasible."""
+    import splitimpera as si
+    from splitimpera.analytic import analytic_latency
+    from splitimpera.qos import what_would_change
+
+    over = {"network": "3g", "qos.max_latency_ms": 60, "analysis.engine": "analytic"}
+    sc = si.load_scenario(repo_root / "scenarios/demo.yaml", overrides=over)
+    res = si.run(sc)
+    assert not res.table["feasible"].any()
+    tips = what_would_change(res.table, sc.qos, sc.network)
+    assert tips
+    prof = si.profile_model(si.load_model("digits_cnn", "default"), (1, 32, 32))
+    for split, lines in tips.items():
+        up = [t for t in lines if t.startswith("uplink ≥")]
+        if up:
+            mbps = float(up[0].split()[2]) * 1.001  # the printed value is rounded to 3 digits
+            sc2 = si.load_scenario(repo_root / "scenarios/demo.yaml",
+                                   overrides={**over, "network.uplink_mbps": mbps})
+            assert analytic_latency(prof, sc2).loc[split, "latency_s"] <= sc2.qos.max_latency_s * 1.001
+        assert any(t.startswith("a latency limit of") for t in lines)
