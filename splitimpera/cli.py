@@ -31,7 +31,8 @@ def _cmd_simulate(args) -> int:
     print(render_result(res, top=args.top))
     if args.output is not None:
         folder = res.save(args.output)
-        print(f"\nwrote {folder}/ (splits.csv, result.json, scenario.yaml)")
+        files = "splits.csv, result.json, scenario.yaml" + (", requests.parquet" if res.sim is not None else "")
+        print(f"\nwrote {folder}/ ({files})")
     return EXIT_OK if res.recommended is not None or not args.strict else 3
 
 
