@@ -26,14 +26,30 @@ def _cmd_simulate(args) -> int:
     from .report import render_result
     from .scenario import load_scenario, parse_overrides
 
+    if args.report and args.output is None:
+        raise UserError("needs -o DIR (the report is written beside the results)", source="simulate",
+                        field="--report")
     sc = load_scenario(args.scenario, parse_overrides(args.set))
     res = run(sc)
     print(render_result(res, top=args.top))
     if args.output is not None:
         folder = res.save(args.output)
         files = "splits.csv, result.json, scenario.yaml" + (", requests.parquet" if res.sim is not None else "")
+        if args.report:
+            from .htmlreport import write_report
+
+            write_report([folder], folder / "report.html")
+            files += ", report.html"
         print(f"\nwrote {folder}/ ({files})")
     return EXIT_OK if res.recommended is not None or not args.strict else 3
+
+
+def _cmd_report(args) -> int:
+    from .htmlreport import write_report
+
+    out = write_report(args.dirs, args.output, title=args.title, png=args.png)
+    print(f"wrote {out}" + (f" and {out.parent / (out.stem + '_figures')}/" if args.png else ""))
+    return EXIT_OK
 
 
 def _cmd_analyze(args) -> int:
@@ -142,7 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a scenario field by its dotted key (repeatable), e.g. network.uplink_mbps=5")
     s.add_argument("--top", type=int, default=None, help="rows to show (default: output.top)")
     s.add_argument("--strict", action="store_true", help="exit with code 3 when no split meets the QoS")
+    s.add_argument("--report", action="store_true", help="also write report.html (needs -o)")
     s.set_defaults(func=_cmd_simulate)
+
+    s = sub.add_parser("report", help="self-contained HTML report over result folders",
+                       description="Write one self-contained HTML report (plots embedded, opens offline) over "
+                                   "one or more result folders written by `simulate -o` (and `analyze -o`).")
+    s.add_argument("dirs", nargs="+", metavar="DIR", help="result folder(s), e.g. results/demo")
+    s.add_argument("-o", "--output", metavar="FILE", default="report.html", help="HTML file (default report.html)")
+    s.add_argument("--title", default=None)
+    s.add_argument("--png", action="store_true", help="also write the plots as PNG files beside the report")
+    s.set_defaults(func=_cmd_report)
 
     s = sub.add_parser("analyze", help="I-SPLIT importance: Grad-CAM CUI curve, nominated splits, per class",
                        description="Compute the CUI curve of SCENARIO's model on its data, nominate splits, "

@@ -204,7 +204,7 @@ h3{font-size:1.05rem;margin-top:1.4rem} .muted{color:#666;font-size:.9rem}
 table{border-collapse:collapse;font-size:.82rem;margin:.6rem 0} th,td{padding:.25rem .55rem;border-bottom:1px solid #eee;text-align:right;white-space:nowrap} td.l{white-space:normal}
 th{background:#f6f6f6} td.l,th.l{text-align:left} tr.rec td{background:#fff4d6;font-weight:600} tr.bad td{color:#888}
 .verdict{padding:.7rem 1rem;border-radius:6px;margin:.8rem 0} .ok{background:#e9f7ef;border:1px solid #b7e1c7} .no{background:#fdecea;border:1px solid #f5c2bd}
-img{max-width:100%;height:auto;display:block;margin:.5rem 0} pre{background:#f7f7f7;padding:.8rem;overflow:auto;font-size:.78rem}
+.wrap{overflow-x:auto} img{max-width:100%;height:auto;display:block;margin:.5rem 0} pre{background:#f7f7f7;padding:.8rem;overflow:auto;font-size:.78rem}
 """
 
 
@@ -280,14 +280,33 @@ def _table(rd: ResultDir) -> str:
             else:
                 cells.append(f"<td>{_fmt_ms(r.get(k, np.nan))}</td>")
         rows.append(f'<tr class="{cls}">{"".join(cells)}</tr>')
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return f"<div class=\"wrap\"><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+
+
+def _qos_text(qos: dict) -> str:
+    """The QoS limits that are set, and the objective, in words."""
+    parts = []
+    stat = qos.get("latency_statistic", "mean")
+    names = {"max_latency_ms": ("latency" if stat == "mean" else f"{stat} latency", "≤", "ms"),
+             "max_deadline_miss_ratio": ("deadline misses", "≤", ""), "max_energy_mj": ("energy", "≤", "mJ"),
+             "max_tx_bytes": ("bytes sent", "≤", "B"), "max_uplink_utilisation": ("uplink utilisation", "≤", ""),
+             "min_accuracy": ("accuracy", "≥", "")}
+    for key, (label, op, unit) in names.items():
+        if qos.get(key) is not None:
+            parts.append(f"{label} {op} {qos[key]:g}{(' ' + unit) if unit else ''}")
+    if qos.get("fit_device_memory", True):
+        parts.append("head fits device memory")
+    obj = qos.get("objective", "latency")
+    if obj == "weighted":
+        w = qos.get("weights") or {}
+        obj = "weighted (" + ", ".join(f"{k} {v:g}" for k, v in w.items() if v) + ")"
+    return ", ".join(parts) + f"; objective: {obj}"
 
 
 def _section(rd: ResultDir, level: int = 2) -> str:
     s, sc = rd.summary, rd.scenario
     h = f"h{level}"
-    qos = sc.get("qos") or {}
-    qos_txt = ", ".join(f"{k} = {v}" for k, v in qos.items() if v not in (None, False))
+    qos_txt = _qos_text(sc.get("qos") or {})
     parts = [
         f"<{h} id=\"{html.escape(rd.name)}\">{html.escape(rd.name)}</{h}>",
         f'<p class="muted">{html.escape(str(s.get("model")))} on {html.escape(str(s.get("device")))} → '
@@ -318,6 +337,8 @@ def comparison(rds: list[ResultDir]) -> pd.DataFrame:
             "scenario": rd.name, "model": s.get("model"), "device": s.get("device"), "network": s.get("network"),
             "uplink_mbps": net.get("uplink_mbps"), "num_devices": wl.get("num_devices", 1),
             "max_latency_ms": q.get("max_latency_ms"), "recommended": rec or "— none —",
+            "device_flops_share": None if r is None else
+            float(r["head_flops"]) / max(float(r["head_flops"] + r["tail_flops"]), 1.0),
             "latency_ms": None if r is None else float(r["latency_s"]) * 1e3,
             "margin_ms": None if (r is None or not q.get("max_latency_ms")) else
             q["max_latency_ms"] - float(r["latency_s"]) * 1e3,
@@ -342,7 +363,26 @@ def _comparison_html(df: pd.DataFrame) -> str:
                 txt = html.escape(txt)
             cells.append(f'<td class="l">{txt}</td>')
         body.append(f"<tr>{''.join(cells)}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f"<div class=\"wrap\"><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+
+
+def plot_choice(df: pd.DataFrame) -> bytes:
+    """Where the recommended cut sits (device share of the model's FLOPs) vs uplink bandwidth."""
+    plt = _fig()
+    d = df.dropna(subset=["device_flops_share", "uplink_mbps"])
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    sizes = 30 + 20 * d["num_devices"].astype(float)
+    ax.scatter(d["uplink_mbps"], d["device_flops_share"] * 100, s=sizes, color="tab:blue", alpha=0.7)
+    for _, r in d.iterrows():
+        ax.annotate(f"{r['scenario']} → {r['recommended']}", (r["uplink_mbps"], r["device_flops_share"] * 100),
+                    xytext=(5, 4), textcoords="offset points", fontsize=7)
+    ax.set_xscale("log")
+    ax.set_ylim(-5, 110)
+    ax.set_xlabel("uplink (Mbit/s, log)")
+    ax.set_ylabel("model FLOPs on the device (%)")
+    ax.set_title("Where the recommended cut sits (marker size: number of devices)", fontsize=10)
+    ax.grid(alpha=0.3)
+    return _png(fig)
 
 
 def render_report(dirs: list[str | Path], title: str | None = None) -> str:
@@ -357,26 +397,51 @@ def render_report(dirs: list[str | Path], title: str | None = None) -> str:
              '<p class="muted">Split computing design-space report. FLOPs count one per multiply-add '
              "(fvcore). Latency and energy per inference.</p>"]
     if len(rds) > 1:
-        parts += ["<h2>Comparison</h2>", _comparison_html(comparison(rds))]
+        cmp = comparison(rds)
+        parts += ["<h2>Comparison</h2>", _comparison_html(cmp)]
+        if cmp["device_flops_share"].notna().any():
+            parts.append(_img(plot_choice(cmp), "how the recommended cut moves"))
     for rd in rds:
         parts.append(_section(rd))
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def write_report(dirs: list[str | Path], out_file: str | Path, title: str | None = None) -> Path:
-    """Render and write the report atomically (temporary file, then rename)."""
+def figures(rd: ResultDir) -> dict[str, bytes]:
+    """The report's plots of one result folder as PNG bytes, by file name."""
+    out = {"breakdown.png": plot_breakdown(rd), "tradeoff.png": plot_tradeoff(rd), "bytes.png": plot_bytes(rd)}
+    if rd.cui is not None:
+        out["cui.png"] = plot_cui(rd)
+    return out
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
+def write_report(dirs: list[str | Path], out_file: str | Path, title: str | None = None,
+                 png: bool = False) -> Path:
+    """Render and write the report atomically (temporary file, then rename).
+
+    ``png``: also write each plot as a PNG (for papers) into ``<report stem>_figures/``,
+    named ``<scenario>_<plot>.png``.
+    """
     text = render_report(dirs, title)
     out = Path(out_file)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, out)
+        if png:
+            for d in dirs:
+                rd = load_result_dir(d)
+                for name, data in figures(rd).items():
+                    _atomic_write(out.parent / f"{out.stem}_figures" / f"{rd.name}_{name}", data)
+        _atomic_write(out, text.encode("utf-8"))
     except OSError as e:
         raise UserError(f"cannot write the report: {e.strerror}", source=str(out)) from None
     return out

@@ -33,7 +33,7 @@ TABLE_COLUMNS = [
     "index", "op", "shape", "head_flops", "tail_flops", "head_params", "tail_params", "head_mem_bytes",
     "bytes_sent", "device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s",
     "downlink_s", "latency_s", "latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_rps",
-    "deadline_miss_ratio", "energy_j", "accuracy",
+    "deadline_miss_ratio", "uplink_utilisation", "energy_j", "accuracy",
 ]
 # Columns only the simulation measures; the analytic engine (one request, no queueing) leaves them NaN.
 SIM_ONLY_COLUMNS = ["latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_rps", "deadline_miss_ratio"]
@@ -254,13 +254,30 @@ def run(scenario: Scenario) -> Result:
     table = table.join(lat)
     # No bottleneck on the sent tensor: every split computes exactly the full model.
     table["accuracy"] = full_acc if full_acc is not None else np.nan
+    table["uplink_utilisation"] = uplink_utilisation(table["bytes_sent"], scenario)
     table = table[TABLE_COLUMNS]
     if importance is not None:
         table["log10_cui"] = importance.curve.loc[table.index, "log10_cui"]
-    # QoS ranks on the mean latency_s; percentile constraints (issue 6) can use latency_p95_s/p99_s.
+    # QoS: the latency limit applies to qos.latency_statistic (mean, p50, p95, p99).
     table = rank(table, scenario.qos, scenario.device)
     return Result(scenario=scenario, table=table, profile=prof, input_shape=shape, full_accuracy=full_acc,
                   importance=importance, sim=sim)
+
+
+def uplink_utilisation(bytes_sent, scenario: Scenario) -> np.ndarray:
+    """Offered uplink load of all devices over the link's capacity (1 = saturated).
+
+    Load = devices × request rate × bits on the air per request (headers and the mean
+    retransmissions included); capacity = the link's aggregate rate with that many stations
+    (``contention_share × stations × uplink rate``).
+    """
+    from .network import contention_share, wire_bytes
+
+    net, wl = scenario.network, scenario.workload
+    b = np.asarray(bytes_sent, dtype=float)
+    bits = np.where(b > 0, wire_bytes(b, net) * 8.0 / (1.0 - net.loss), 0.0)
+    capacity = net.uplink_bps * contention_share(net, wl.num_devices) * wl.num_devices
+    return wl.num_devices * wl.rate_hz * bits / capacity
 
 
 def latency_table(scenario: Scenario, profile: pd.DataFrame, splits: list[str] | None = None,

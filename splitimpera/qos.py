@@ -13,7 +13,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-OBJECTIVE_COLUMN = {"latency": "latency_s", "energy": "energy_j", "bytes": "bytes_sent"}
+OBJECTIVE_COLUMN = {"latency": "latency_s", "energy": "energy_j", "bytes": "bytes_sent", "accuracy": "accuracy"}
+LATENCY_COLUMN = {"mean": "latency_s", "p50": "latency_p50_s", "p95": "latency_p95_s", "p99": "latency_p99_s"}
+TIE_BREAKS = "ties broken by mean latency, then bytes sent, then the earlier cut"
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,10 @@ def _pct(v: float) -> str:
     return f"{v * 100:.2f} %"
 
 
+def _ratio(v: float) -> str:
+    return f"{v * 100:.3g} %"
+
+
 def human_bytes(n: float) -> str:
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= scale:
@@ -64,7 +70,13 @@ def human_bytes(n: float) -> str:
 def constraints(qos, device=None) -> list[Constraint]:
     cs = []
     if qos.max_latency_s is not None:
-        cs.append(Constraint("latency", "latency_s", qos.max_latency_s, True, _ms))
+        stat = qos.latency_statistic
+        cs.append(Constraint("latency" if stat == "mean" else f"{stat} latency", "latency_qos_s",
+                             qos.max_latency_s, True, _ms))
+    if qos.max_deadline_miss_ratio is not None:
+        cs.append(Constraint("deadline misses", "deadline_miss_ratio", qos.max_deadline_miss_ratio, True, _ratio))
+    if qos.max_uplink_utilisation is not None:
+        cs.append(Constraint("uplink utilisation", "uplink_utilisation", qos.max_uplink_utilisation, True, _ratio))
     if qos.max_energy_j is not None:
         cs.append(Constraint("energy", "energy_j", qos.max_energy_j, True, _mj))
     if qos.max_tx_bytes is not None:
@@ -81,6 +93,14 @@ def rank(table: pd.DataFrame, qos, device=None) -> pd.DataFrame:
     ``rank`` (1 = recommended; NA when infeasible),
     ``margin_<constraint>_…`` columns, and ``violation`` (worst relative overshoot, 0 if feasible)."""
     out = table.copy()
+    # The latency the limit applies to; a missing percentile (analytic engine: one request,
+    # no spread) falls back to the mean.
+    lat_col = LATENCY_COLUMN[qos.latency_statistic]
+    out["latency_qos_s"] = (out[lat_col] if lat_col in out.columns else out["latency_s"]).fillna(out["latency_s"])
+    if "deadline_miss_ratio" in out.columns and qos.max_latency_s is not None:
+        # Analytic engine: every request takes the same time, so it misses or it does not.
+        out["deadline_miss_ratio"] = out["deadline_miss_ratio"].fillna(
+            (out["latency_s"] > qos.max_latency_s).astype(float))
     cs = constraints(qos, device)
     feasible = pd.Series(True, index=out.index)
     reasons = pd.Series([[] for _ in range(len(out))], index=out.index, dtype=object)
@@ -98,14 +118,33 @@ def rank(table: pd.DataFrame, qos, device=None) -> pd.DataFrame:
     out["pareto"] = pareto_front(out)
     out["reason"] = reasons.map("; ".join)
     out["violation"] = violation
-    key = OBJECTIVE_COLUMN[qos.objective]
-    order = out[feasible].sort_values([key, "latency_s", "bytes_sent", "index"], kind="stable").index
+    out["score"] = objective_score(out, qos)
+    order = out[feasible].sort_values(["score", "latency_s", "bytes_sent", "index"], kind="stable").index
     out["rank"] = pd.Series(pd.NA, index=out.index, dtype="Int64")
     out.loc[order, "rank"] = np.arange(1, len(order) + 1)
     return out
 
 
 PARETO_OBJECTIVES = {"latency_s": "min", "accuracy": "max", "energy_j": "min"}
+
+
+def objective_score(table: pd.DataFrame, qos) -> pd.Series:
+    """Lower is better. ``weighted``: Σ weight × metric min-max scaled over the table's splits
+    (accuracy enters as 1 − scaled accuracy); otherwise the objective's column (accuracy negated)."""
+    if qos.objective != "weighted":
+        col = OBJECTIVE_COLUMN[qos.objective]
+        v = table[col].astype(float)
+        return -v.fillna(-np.inf) if col == "accuracy" else v
+    w = qos.weights
+    score = pd.Series(0.0, index=table.index)
+    for col, weight, sign in (("latency_s", w.latency, 1), ("energy_j", w.energy, 1), ("bytes_sent", w.bytes, 1),
+                              ("accuracy", w.accuracy, -1)):
+        if weight == 0 or col not in table.columns or table[col].isna().all():
+            continue
+        v = table[col].astype(float) * sign
+        span = v.max() - v.min()
+        score += weight * ((v - v.min()) / span if span > 0 else 0.0)
+    return score
 
 
 def pareto_front(table: pd.DataFrame, objectives: dict[str, str] | None = None) -> pd.Series:
@@ -146,7 +185,7 @@ def what_would_change(table: pd.DataFrame, qos, network=None, n: int = 3) -> dic
     out: dict[str, list[str]] = {}
     for name, r in closest(table, n).iterrows():
         tips = []
-        lat, lim = float(r["latency_s"]), qos.max_latency_s
+        lat, lim = float(r.get("latency_qos_s", r["latency_s"])), qos.max_latency_s
         if lim is not None and lat > lim:
             excess = lat - lim
             half_rtt = network.rtt_s / 2 if network is not None else 0.0
@@ -163,8 +202,8 @@ def what_would_change(table: pd.DataFrame, qos, network=None, n: int = 3) -> dic
                 tips.append(f"a {dev / (dev - excess):.3g}× faster device")
             tips.append(f"a latency limit of {lat * 1e3:.4g} ms")
         for c in constraints(qos):
-            if c.column == "latency_s":
-                continue
+            if c.column in ("latency_s", "latency_qos_s"):
+                continue  # handled above
             v = r.get(c.column)
             if v is not None and not pd.isna(v) and not (v <= c.limit if c.upper else v >= c.limit):
                 tips.append(f"{c.name} limit {'≥' if c.upper else '≤'} {c.fmt(v)}")

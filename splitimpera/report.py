@@ -63,6 +63,18 @@ def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = 
     return header, rows, align
 
 
+def describe_objective(qos) -> str:
+    """``objective: …`` with its weights and the tie-breaks, as the ranking applies them."""
+    from .qos import TIE_BREAKS
+
+    if qos.objective == "weighted":
+        w = qos.weights.model_dump()
+        what = "min weighted score (" + ", ".join(f"{k} {v:g}" for k, v in w.items() if v) + "; min-max scaled)"
+    else:
+        what = ("max " if qos.objective == "accuracy" else "min ") + qos.objective
+    return f"objective: {what}, {TIE_BREAKS}"
+
+
 def render_result(result, top: int | None = None) -> str:
     """The terminal view of a :class:`~splitimpera.pipeline.Result`."""
     sc, t = result.scenario, result.table
@@ -76,7 +88,7 @@ def render_result(result, top: int | None = None) -> str:
     if cs:
         lines.append("QoS: " + ", ".join(
             f"{c.name} {'≤' if c.upper else '≥'} {c.fmt(c.limit)}" for c in cs)
-            + f"; objective: min {sc.qos.objective}")
+            + f"; {describe_objective(sc.qos)}")
     wl = sc.workload
     lines.append(f"payload {wl.payload_dtype}, result at the {wl.result_at}, {wl.num_devices} device(s); "
                  f"FLOPs: 1 per multiply-add (fvcore)")
@@ -106,7 +118,8 @@ def render_result(result, top: int | None = None) -> str:
         lines.append("")
         lat_margin = ""
         if sc.qos.max_latency_s is not None:
-            lat_margin = f", {(sc.qos.max_latency_s - r['latency_s']) * 1e3:.3g} ms under the limit"
+            stat = "" if sc.qos.latency_statistic == "mean" else f" ({sc.qos.latency_statistic})"
+            lat_margin = f", {(sc.qos.max_latency_s - r['latency_qos_s']) * 1e3:.3g} ms under the limit{stat}"
         p95 = f" (p95 {r['latency_p95_s'] * 1e3:.3g} ms)" if simulated else ""
         lines.append(
             f"Recommended: {rec} — latency {r['latency_s'] * 1e3:.3g} ms{p95}{lat_margin}; the device runs "
@@ -121,6 +134,12 @@ def render_result(result, top: int | None = None) -> str:
         lines.append(f"No split meets the QoS ({len(t)} evaluated). Closest:")
         header, rows, align = split_rows(closest(t, 3), with_reason=True, simulated=simulated, downlink=downlink)
         lines.append(_grid(header, rows, align))
+        from .qos import what_would_change
+
+        tips = what_would_change(t, sc.qos, sc.network)
+        if any(tips.values()):
+            lines += ["", "What would have to change (first-order estimates, other terms held fixed):"]
+            lines += [f"  {name}: " + "; or ".join(tp) for name, tp in tips.items() if tp]
     bad = t[~t["feasible"]]
     if n_feas and len(bad):
         lines.append("")

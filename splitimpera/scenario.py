@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .errors import UserError
 from .profiles import (
@@ -113,13 +113,36 @@ class WorkloadSpec(_Strict):
         True, description="sample jitter and retransmissions; false: no jitter, mean retransmission overhead")
 
 
+class ObjectiveWeights(_Strict):
+    """Weights of the ``weighted`` objective; each metric is min-max scaled across splits first."""
+
+    latency: float = Field(1.0, ge=0)
+    energy: float = Field(0.0, ge=0)
+    bytes: float = Field(0.0, ge=0)
+    accuracy: float = Field(0.0, ge=0)
+
+
 class QoSSpec(_Strict):
-    max_latency_ms: float | None = Field(None, gt=0)
+    max_latency_ms: float | None = Field(None, gt=0, description="limit on the latency statistic below")
+    latency_statistic: Literal["mean", "p50", "p95", "p99"] = Field(
+        "mean", description="which latency the limit applies to (percentiles need the simpy engine; "
+                            "the analytic engine's single-request latency stands for all)")
+    max_deadline_miss_ratio: float | None = Field(
+        None, ge=0, le=1, description="fraction of requests allowed over max_latency_ms")
     max_energy_mj: float | None = Field(None, gt=0, description="device energy per inference, mJ")
     max_tx_bytes: int | None = Field(None, gt=0)
+    max_uplink_utilisation: float | None = Field(
+        None, gt=0, le=1, description="offered uplink load of all devices / link capacity")
     min_accuracy: float | None = Field(None, ge=0, le=1)
     fit_device_memory: bool = True
-    objective: Literal["latency", "energy", "bytes"] = "latency"
+    objective: Literal["latency", "energy", "bytes", "accuracy", "weighted"] = "latency"
+    weights: ObjectiveWeights = ObjectiveWeights()
+
+    @model_validator(mode="after")
+    def _deadline_needs_limit(self) -> "QoSSpec":
+        if self.max_deadline_miss_ratio is not None and self.max_latency_ms is None:
+            raise ValueError("max_deadline_miss_ratio needs max_latency_ms (the deadline)")
+        return self
 
     @property
     def max_latency_s(self) -> float | None:

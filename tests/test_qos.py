@@ -25,15 +25,24 @@ def cases(draw):
         "bytes_sent": draw(st.lists(st.integers(1, 10**7), min_size=n, max_size=n)),
         "accuracy": draw(st.lists(st.floats(0, 1), min_size=n, max_size=n)),
         "head_mem_bytes": draw(st.lists(st.integers(1, 10**9), min_size=n, max_size=n)),
+        "latency_p95_s": draw(st.lists(fl, min_size=n, max_size=n)),
+        "deadline_miss_ratio": draw(st.lists(st.floats(0, 1), min_size=n, max_size=n)),
+        "uplink_utilisation": draw(st.lists(st.floats(0, 2), min_size=n, max_size=n)),
     }, index=[f"s{i}" for i in range(n)])
     opt = lambda s: st.none() | s  # noqa: E731
+    max_latency_ms = draw(opt(st.floats(0.1, 1000)))
     qos = QoSSpec(
-        max_latency_ms=draw(opt(st.floats(0.1, 1000))),
+        max_latency_ms=max_latency_ms,
+        latency_statistic=draw(st.sampled_from(["mean", "p95"])),
+        max_deadline_miss_ratio=None if max_latency_ms is None else draw(opt(st.floats(0, 1))),
+        max_uplink_utilisation=draw(opt(st.floats(0.01, 1))),
         max_energy_mj=draw(opt(st.floats(0.1, 1000))),
         max_tx_bytes=draw(opt(st.integers(1, 10**7))),
         min_accuracy=draw(opt(st.floats(0, 1))),
         fit_device_memory=draw(st.booleans()),
-        objective=draw(st.sampled_from(["latency", "energy", "bytes"])),
+        objective=draw(st.sampled_from(["latency", "energy", "bytes", "accuracy", "weighted"])),
+        weights={"latency": draw(st.floats(0, 2)), "energy": draw(st.floats(0, 2)), "bytes": draw(st.floats(0, 2)),
+                 "accuracy": draw(st.floats(0, 2))},
     )
     return table, qos, _Dev(draw(st.integers(1, 10**9)))
 
@@ -44,14 +53,17 @@ def test_feasibility_reasons_and_order(case):
     table, qos, dev = case
     out = rank(table, qos, dev)
     cs = constraints(qos, dev)
-    lim = {"latency_s": qos.max_latency_s, "energy_j": qos.max_energy_j, "bytes_sent": qos.max_tx_bytes,
-           "accuracy": qos.min_accuracy, "head_mem_bytes": dev.memory_bytes if qos.fit_device_memory else None}
+    lat_col = "latency_s" if qos.latency_statistic == "mean" else "latency_p95_s"
+    lim = {lat_col: qos.max_latency_s, "energy_j": qos.max_energy_j, "bytes_sent": qos.max_tx_bytes,
+           "accuracy": qos.min_accuracy, "head_mem_bytes": dev.memory_bytes if qos.fit_device_memory else None,
+           "deadline_miss_ratio": qos.max_deadline_miss_ratio, "uplink_utilisation": qos.max_uplink_utilisation}
+    alias = {"latency_qos_s": lat_col}
     for name, r in out.iterrows():
         violated = [c for c in cs if not (r[c.column] <= c.limit if c.upper else r[c.column] >= c.limit)]
         # Independent re-check of each limit from the QoS spec itself.
         indep = [col for col, l in lim.items() if l is not None and
                  ((r[col] < l) if col == "accuracy" else (r[col] > l))]
-        assert sorted(c.column for c in violated) == sorted(indep)
+        assert sorted(alias.get(c.column, c.column) for c in violated) == sorted(indep)
         if r["feasible"]:
             assert not violated and r["reason"] == "" and not pd.isna(r["rank"])
         else:
@@ -61,8 +73,21 @@ def test_feasibility_reasons_and_order(case):
             assert r["reason"].count(";") == len(violated) - 1
     feas = out[out["feasible"]].sort_values("rank")
     assert list(feas["rank"]) == list(range(1, len(feas) + 1))
-    key = {"latency": "latency_s", "energy": "energy_j", "bytes": "bytes_sent"}[qos.objective]
-    assert feas[key].is_monotonic_increasing
+    if qos.objective == "accuracy":
+        assert feas["accuracy"].is_monotonic_decreasing
+    elif qos.objective != "weighted":
+        key = {"latency": "latency_s", "energy": "energy_j", "bytes": "bytes_sent"}[qos.objective]
+        assert feas[key].is_monotonic_increasing
+    else:  # an independent weighted score: Σ w · min-max scaled metric (accuracy reversed)
+        w = qos.weights
+        score = 0.0
+        for col, wt, sign in (("latency_s", w.latency, 1), ("energy_j", w.energy, 1), ("bytes_sent", w.bytes, 1),
+                              ("accuracy", w.accuracy, -1)):
+            v = table[col].astype(float) * sign
+            if wt and v.max() > v.min():
+                score = score + wt * (v - v.min()) / (v.max() - v.min())
+        sc = (score if isinstance(score, pd.Series) else pd.Series(0.0, index=table.index)).loc[feas.index]
+        assert (np.diff(sc.to_numpy()) >= -1e-12).all()
 
 
 @st.composite
