@@ -34,7 +34,7 @@ def _cmd_simulate(args) -> int:
     print(render_result(res, top=args.top))
     if args.output is not None:
         folder = res.save(args.output)
-        files = "splits.csv, result.json, scenario.yaml" + (", requests.parquet" if res.sim is not None else "")
+        files = "splits.csv, splits.parquet, result.json, scenario.yaml" + (", requests.parquet" if res.sim is not None else "")
         if args.report:
             from .htmlreport import write_report
 

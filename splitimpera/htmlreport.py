@@ -115,13 +115,12 @@ def plot_breakdown(rd: ResultDir) -> bytes:
     return _png(fig)
 
 
-def plot_tradeoff(rd: ResultDir) -> bytes:
-    """Accuracy (or energy, when accuracy is unmeasured) vs latency, Pareto front, QoS region."""
+def plot_tradeoff(rd: ResultDir, metric: str = "accuracy") -> bytes:
+    """``metric`` ("accuracy" or "energy") vs latency, with the Pareto front and the QoS region."""
     plt = _fig()
     t = rd.table
     qos = rd.scenario.get("qos") or {}
-    # Accuracy only separates splits once a bottleneck changes it; until then energy does.
-    has_acc = "accuracy" in t.columns and t["accuracy"].nunique(dropna=True) > 1
+    has_acc = metric == "accuracy"
     ycol, ylabel = ("accuracy", "accuracy") if has_acc else ("energy_j", "device energy (mJ)")
     y = t[ycol] * (100 if has_acc else 1e3)
     xms = t["latency_s"] * 1e3
@@ -152,8 +151,11 @@ def plot_tradeoff(rd: ResultDir) -> bytes:
     ax.set_xlim(0, x_hi)
     ax.set_xlabel("latency (ms)")
     ax.set_ylabel(ylabel + (" (%)" if has_acc else ""))
-    note = "" if has_acc or "accuracy" not in t.columns or t["accuracy"].isna().all() else (
-        f" (accuracy {t['accuracy'].dropna().iloc[0] * 100:.2f} % at every split)")
+    flat = has_acc and t["accuracy"].nunique(dropna=True) == 1
+    note = " (the same at every split: no bottleneck on the sent tensor)" if flat else ""
+    if flat:
+        a = float(t["accuracy"].dropna().iloc[0]) * 100
+        ax.set_ylim(a - 1, a + 1)
     ax.set_title(f"{ylabel[0].upper() + ylabel[1:]} vs latency{note}", fontsize=10)
     ax.ticklabel_format(axis="y", useOffset=False)
     ax.legend(fontsize=7)
@@ -315,7 +317,9 @@ def _section(rd: ResultDir, level: int = 2) -> str:
         _verdict(rd),
         _table(rd),
         _img(plot_breakdown(rd), "latency breakdown"),
-        _img(plot_tradeoff(rd), "trade-off"),
+        *([_img(plot_tradeoff(rd, "accuracy"), "accuracy vs latency")]
+          if "accuracy" in rd.table.columns and rd.table["accuracy"].notna().any() else []),
+        _img(plot_tradeoff(rd, "energy"), "energy vs latency"),
         _img(plot_bytes(rd), "bytes per split"),
     ]
     if rd.cui is not None:
@@ -409,7 +413,10 @@ def render_report(dirs: list[str | Path], title: str | None = None) -> str:
 
 def figures(rd: ResultDir) -> dict[str, bytes]:
     """The report's plots of one result folder as PNG bytes, by file name."""
-    out = {"breakdown.png": plot_breakdown(rd), "tradeoff.png": plot_tradeoff(rd), "bytes.png": plot_bytes(rd)}
+    out = {"breakdown.png": plot_breakdown(rd), "energy_latency.png": plot_tradeoff(rd, "energy"),
+           "bytes.png": plot_bytes(rd)}
+    if "accuracy" in rd.table.columns and rd.table["accuracy"].notna().any():
+        out["accuracy_latency.png"] = plot_tradeoff(rd, "accuracy")
     if rd.cui is not None:
         out["cui.png"] = plot_cui(rd)
     return out

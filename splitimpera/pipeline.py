@@ -106,6 +106,7 @@ class Result:
                "splits": [dict(split=str(n), **_row_dict(r)) for n, r in self.table.iterrows()]}
         writers = {
             "splits.csv": lambda p: self.table.to_csv(p, index_label="split"),
+            "splits.parquet": lambda p: self.table.to_parquet(p),
             "result.json": lambda p: p.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n"),
         }
         if self.sim is not None:

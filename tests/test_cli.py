@@ -14,8 +14,11 @@ def test_demo_end_to_end(repo_root, tmp_path, capsys):
     assert rc == 0
     folder = tmp_path / "demo"
     assert sorted(p.name for p in folder.iterdir()) == ["requests.parquet", "result.json", "scenario.yaml",
-                                                        "splits.csv"]
+                                                        "splits.csv", "splits.parquet"]
     table = pd.read_csv(folder / "splits.csv", index_col="split")
+    pq = pd.read_parquet(folder / "splits.parquet")
+    assert list(pq.index) == list(table.index)
+    assert (pq["latency_s"] - table["latency_s"]).abs().max() < 1e-12
     doc = json.loads((folder / "result.json").read_text())
     rec = doc["summary"]["recommended"]
     # The recommendation is the feasible split of least latency, and the terminal says so.
@@ -36,7 +39,7 @@ def test_demo_end_to_end(repo_root, tmp_path, capsys):
 def test_same_scenario_same_bytes(repo_root, tmp_path, capsys):
     for d in ("a", "b"):
         assert main(["simulate", str(repo_root / "scenarios/demo.yaml"), "-o", str(tmp_path / d)]) == 0
-    for f in ("splits.csv", "result.json", "scenario.yaml"):
+    for f in ("splits.csv", "splits.parquet", "result.json", "scenario.yaml", "requests.parquet"):
         assert (tmp_path / "a/demo" / f).read_bytes() == (tmp_path / "b/demo" / f).read_bytes()
 
 
@@ -105,7 +108,7 @@ def test_analyze_writes_every_output(repo_root, tmp_path, capsys):
     folder = tmp_path / "demo"
     names = {p.name for p in folder.iterdir()}
     # analyze adds its files beside simulate's, it does not replace them
-    assert names == {"splits.csv", "result.json", "scenario.yaml", "requests.parquet", "cui.csv",
+    assert names == {"splits.csv", "splits.parquet", "result.json", "scenario.yaml", "requests.parquet", "cui.csv",
                      "cui_per_image.parquet", "cui_per_class.csv", "nominations.json", "cui.png"}
     curve = pd.read_csv(folder / "cui.csv", index_col="split")
     per_image = pd.read_parquet(folder / "cui_per_image.parquet")

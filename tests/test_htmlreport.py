@@ -34,7 +34,7 @@ def test_single_report_is_self_contained(results):
     assert "<script" not in text.lower()
     assert not re.search(r'(src|href)="(?!data:|#)', text)
     pngs = _pngs(text)
-    assert len(pngs) == 4  # breakdown, trade-off, bytes, CUI curve
+    assert len(pngs) == 5  # breakdown, accuracy vs latency, energy vs latency, bytes, CUI curve
     for p in pngs:
         assert base64.b64decode(p)[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((results / "demo/result.json").read_text())["summary"]

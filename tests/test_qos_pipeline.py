@@ -68,7 +68,7 @@ def test_report_commands(repo_root, tmp_path, capsys):
     text = out.read_text()
     assert "<h2>Comparison</h2>" in text and "demo_3g" in text
     figs = sorted(p.name for p in (tmp_path / "cmp/report_figures").iterdir())
-    assert "demo_breakdown.png" in figs and "demo_3g_tradeoff.png" in figs
+    assert {"demo_breakdown.png", "demo_accuracy_latency.png", "demo_3g_energy_latency.png"} <= set(figs)
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert main(["simulate", sc, "--report"]) == 2
     err = capsys.readouterr().err
