@@ -129,7 +129,8 @@ def test_save_writes_requests_matching_the_summary(repo_root, tmp_path):
                                  "workload.arrival": "poisson", "workload.rate_hz": 30})
     res = si.run(sc)
     folder = res.save(tmp_path)
-    assert {p.name for p in folder.iterdir()} == {"splits.csv", "result.json", "scenario.yaml", "requests.parquet"}
+    assert {p.name for p in folder.iterdir()} == {"splits.csv", "splits.parquet", "result.json", "scenario.yaml",
+                                                  "requests.parquet"}
     req = pd.read_parquet(folder / "requests.parquet")
     assert list(req.columns) == REQUEST_COLUMNS
     pd.testing.assert_frame_equal(req, res.sim.requests, check_dtype=False)
