@@ -377,9 +377,14 @@ def plot_choice(df: pd.DataFrame) -> bytes:
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     sizes = 30 + 20 * d["num_devices"].astype(float)
     ax.scatter(d["uplink_mbps"], d["device_flops_share"] * 100, s=sizes, color="tab:blue", alpha=0.7)
-    for _, r in d.iterrows():
+    # Stack the labels of points that sit close together (same link, same cut).
+    placed: list[tuple[float, float]] = []
+    for _, r in d.sort_values(["uplink_mbps", "scenario"]).iterrows():
+        x, y = float(np.log10(r["uplink_mbps"])), float(r["device_flops_share"])
+        k = sum(1 for px, py in placed if abs(px - x) < 0.35 and abs(py - y) < 0.06)
+        placed.append((x, y))
         ax.annotate(f"{r['scenario']} → {r['recommended']}", (r["uplink_mbps"], r["device_flops_share"] * 100),
-                    xytext=(5, 4), textcoords="offset points", fontsize=7)
+                    xytext=(6, 4 - 11 * k), textcoords="offset points", fontsize=7)
     ax.set_xscale("log")
     ax.set_ylim(-5, 110)
     ax.set_xlabel("uplink (Mbit/s, log)")
