@@ -14,7 +14,7 @@ from .curve import CUIResult, cui  # noqa: E402
 from .errors import UserError  # noqa: E402
 from .importance import layer_maps  # noqa: E402
 from .models import load_model  # noqa: E402
-from .pipeline import Result, run  # noqa: E402
+from .pipeline import Prepared, Result, evaluate, prepare, run  # noqa: E402
 from .profile import profile_model, profile_nodes  # noqa: E402
 from .profiles import (  # noqa: E402
     DeviceProfile, NetworkProfile, get_device, get_network, list_devices, list_networks,
@@ -25,7 +25,7 @@ from .sim import SimResult, simulate  # noqa: E402
 from .splits import SplitPoint, find_splits, split_model  # noqa: E402
 
 __all__ = [
-    "CUIResult", "cui", "layer_maps", "UserError", "load_model", "Result", "run", "profile_model", "profile_nodes", "DeviceProfile",
+    "CUIResult", "cui", "layer_maps", "UserError", "load_model", "Prepared", "Result", "evaluate", "prepare", "run", "profile_model", "profile_nodes", "DeviceProfile",
     "NetworkProfile", "get_device", "get_network", "list_devices", "list_networks", "register_device",
     "register_network", "Scenario", "load_scenario", "SimResult", "simulate", "SplitPoint", "find_splits", "split_model",
 ]

@@ -229,23 +229,45 @@ def analyze(scenario: Scenario, tm: TracedModel | None = None, data=None, *, pro
         raise e.at(source=scenario.source, field="analysis.cui") from None
 
 
-def run(scenario: Scenario) -> Result:
-    """Run the pipeline on a validated scenario: model → splits → profile → latency → QoS.
+@dataclass(frozen=True)
+class Prepared:
+    """The heavy part of a run (see :func:`prepare`), reusable across what-if changes.
 
-    The latency model is ``scenario.analysis.engine``: ``simpy`` simulates the ranked splits
-    (only the nominated ones with ``analysis.splits: nominated``) on the profile computed
-    here; ``analytic`` is the closed form (see :class:`Result`).
+    Depends only on ``model``, ``data`` and ``analysis`` (and the seed): what-if changes to
+    the device, server, network, workload or QoS reuse it through :func:`evaluate`.
     """
+
+    traced: TracedModel
+    profile: pd.DataFrame
+    full_accuracy: float | None
+    importance: object | None  # CUIResult with analysis.splits "nominated"
+
+    @property
+    def splits(self) -> list[str]:
+        """Splits to rank, topological order (only the nominated ones when asked)."""
+        names = list(self.profile.index)
+        if self.importance is not None:
+            nominated = set(self.importance.nominated["split"])
+            names = [n for n in names if n in nominated]
+        return names
+
+
+def prepare(scenario: Scenario) -> Prepared:
+    """Model, trace, profile, full-model accuracy and (if asked) the importance analysis."""
     tm = load_traced(scenario)
-    model, shape = tm.model, tm.input_shape
-    ds = load_data(scenario, shape)
-    full_acc = _measure_full_accuracy(scenario, model, ds)
+    ds = load_data(scenario, tm.input_shape)
+    full_acc = _measure_full_accuracy(scenario, tm.model, ds)
     importance = analyze(scenario, tm, ds) if scenario.analysis.splits == "nominated" else None
-    prof = profile_model(tm)
-    names = list(prof.index)
-    if importance is not None:
-        nominated = set(importance.nominated["split"])
-        names = [n for n in names if n in nominated]  # topological order
+    return Prepared(traced=tm, profile=profile_model(tm), full_accuracy=full_acc, importance=importance)
+
+
+def evaluate(scenario: Scenario, prep: Prepared) -> Result:
+    """Latency (by ``analysis.engine``) and QoS ranking of ``prep``'s splits under ``scenario``.
+
+    ``scenario`` must share ``prep``'s model, data and analysis settings; everything else
+    (device, server, network, workload, QoS) may differ: this is the what-if fast path.
+    """
+    prof, names = prep.profile, prep.splits
     sim, lat = latency_table(scenario, prof, names)
     table = pd.DataFrame(index=prof.index[prof.index.isin(names)])
     for col in ("index", "op", "shape", "head_flops", "tail_flops", "head_params", "tail_params"):
@@ -254,15 +276,26 @@ def run(scenario: Scenario) -> Result:
     table["head_mem_bytes"] = prof["head_state_bytes"] + prof["head_peak_act_bytes"]
     table = table.join(lat)
     # No bottleneck on the sent tensor: every split computes exactly the full model.
-    table["accuracy"] = full_acc if full_acc is not None else np.nan
+    table["accuracy"] = prep.full_accuracy if prep.full_accuracy is not None else np.nan
     table["uplink_utilisation"] = uplink_utilisation(table["bytes_sent"], scenario)
     table = table[TABLE_COLUMNS]
-    if importance is not None:
-        table["log10_cui"] = importance.curve.loc[table.index, "log10_cui"]
+    if prep.importance is not None:
+        table["log10_cui"] = prep.importance.curve.loc[table.index, "log10_cui"]
     # QoS: the latency limit applies to qos.latency_statistic (mean, p50, p95, p99).
     table = rank(table, scenario.qos, scenario.device)
-    return Result(scenario=scenario, table=table, profile=prof, input_shape=shape, full_accuracy=full_acc,
-                  importance=importance, sim=sim)
+    return Result(scenario=scenario, table=table, profile=prof, input_shape=prep.traced.input_shape,
+                  full_accuracy=prep.full_accuracy, importance=prep.importance, sim=sim)
+
+
+def run(scenario: Scenario) -> Result:
+    """Run the pipeline on a validated scenario: model → splits → profile → latency → QoS.
+
+    ``evaluate(scenario, prepare(scenario))``. The latency model is ``analysis.engine``:
+    ``simpy`` simulates the ranked splits (only the nominated ones with
+    ``analysis.splits: nominated``) on the profile computed here; ``analytic`` is the
+    closed form (see :class:`Result`).
+    """
+    return evaluate(scenario, prepare(scenario))
 
 
 def uplink_utilisation(bytes_sent, scenario: Scenario) -> np.ndarray:

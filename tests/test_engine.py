@@ -298,3 +298,17 @@ def _demo_copy(tmp_path):
     path = tmp_path / "scenario.yaml"
     path.write_text((Path(__file__).resolve().parent.parent / "scenarios/demo.yaml").read_text())
     return path
+
+
+def test_evaluate_on_a_prepared_run_equals_a_full_run(repo_root):
+    """The what-if fast path: reuse the heavy stages, change the link, get the full run's answer."""
+    base = si.load_scenario(repo_root / "scenarios/demo.yaml")
+    prep = si.prepare(base)
+    for over in ({"network": "wifi5"}, {"network.uplink_mbps": 0.8, "qos.max_latency_ms": 200},
+                 {"workload.num_devices": 3, "device": "jetson_nano"}):
+        sc = si.load_scenario(repo_root / "scenarios/demo.yaml", overrides=over)
+        fast = si.evaluate(sc, prep).table
+        full = si.run(sc).table
+        pd.testing.assert_frame_equal(fast, full)
+    assert not si.evaluate(si.load_scenario(repo_root / "scenarios/demo.yaml", overrides={"network": "3g"}),
+                           prep).table.equals(si.evaluate(base, prep).table)
