@@ -16,7 +16,6 @@ import io
 import json
 import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn as nn

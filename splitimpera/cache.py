@@ -6,9 +6,10 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from .atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,6 @@ def load(kind: str, k: str) -> Any | None:
 def store(kind: str, k: str, value: Any) -> None:
     folder = cache_dir() / kind
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump(value, f)
-        os.replace(tmp, folder / f"{k}.json")
+        atomic_write(folder / f"{k}.json", json.dumps(value))
     except OSError as e:  # a read-only home must not break a run
         log.warning("cannot write cache entry in %s: %s", folder, e)

@@ -39,7 +39,6 @@ import os
 import platform
 import re
 import socket
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ import torch.fx as fx
 import yaml
 from pydantic import ValidationError
 
+from .atomic import atomic_write
 from .errors import UserError
 from .profile import OP_CLASSES, profile_nodes
 from .profiles import DeviceProfile, format_validation_error
@@ -471,15 +471,7 @@ def write_profile(data: dict, path: str | Path) -> Path:
     validate_profile(data, str(path))
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, text)
     except OSError as e:
         raise UserError(f"cannot write: {e.strerror or e}", source=str(path)) from None
     return path

@@ -39,7 +39,7 @@ from .splits import TracedModel, trace
 
 log = logging.getLogger(__name__)
 
-CUI_VERSION = 1
+CUI_VERSION = 2
 LOG_FLOOR = 1e-30  # log10 of an all-zero map (ReLU killed everything) is floored, not -inf
 
 PRESETS = {
@@ -254,8 +254,7 @@ def cui(model: nn.Module | TracedModel, data, *, input_shape=None, preset: str =
     key = None
     if fp is not None:
         compute = {k: s[k] for k in ("method", "target", "reduction")}
-        key = cache.key("cui", CUI_VERSION, weights_hash(tm.model), tm.gm.code, list(tm.input_shape), fp,
-                        compute, names)
+        key = cache.key("cui", CUI_VERSION, weights_hash(tm.model), tm.structure_key(), fp, compute, names)
         hit = cache.load("cui", key)
         if hit is not None:
             per_image = pd.DataFrame(hit["rows"], columns=hit["columns"])
@@ -264,7 +263,7 @@ def cui(model: nn.Module | TracedModel, data, *, input_shape=None, preset: str =
             res = _assemble(per_image, names, s)
             return res.for_classes(classes) if classes else res
     engine = MapEngine(tm, splits=names, method=s["method"], reduction=s["reduction"])
-    loader = DataLoader(data, batch_size=batch_size, shuffle=False)
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False, generator=torch.Generator())  # not the global RNG
     rows_lab, rows_tgt, rows_pred, rows_val = [], [], [], []
     try:
         from tqdm import tqdm

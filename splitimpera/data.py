@@ -88,5 +88,8 @@ def load_dataset(spec, input_shape: tuple[int, ...], num_classes: int | None = N
         ])
         ds = datasets.ImageFolder(spec.path, transform=tf)
     if spec.limit is not None and spec.limit < len(ds):
-        ds = Subset(ds, range(spec.limit))
+        # A seeded random subset: ImageFolder lists samples class by class, so the first N
+        # would cover only the first classes.
+        keep = np.sort(np.random.default_rng(seed).permutation(len(ds))[: spec.limit])
+        ds = Subset(ds, keep.tolist())
     return ds

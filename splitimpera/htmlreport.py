@@ -14,8 +14,6 @@ import html
 import io
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .atomic import atomic_write
 from .errors import UserError
 from .qos import human_bytes
 
@@ -47,6 +46,16 @@ class ResultDir:
         return str(self.scenario.get("name", self.path.name))
 
 
+def _constrained(rd: "ResultDir", row) -> float:
+    """The latency (s) the QoS limit applies to (``latency_qos_s``: mean, p50, p95 or p99)."""
+    v = row.get("latency_qos_s")
+    return float(row["latency_s"] if v is None or pd.isna(v) else v)
+
+
+def _statistic(rd: "ResultDir") -> str:
+    return str((rd.scenario.get("qos") or {}).get("latency_statistic", "mean"))
+
+
 def load_result_dir(path: str | Path) -> ResultDir:
     """Read a result folder; a missing or unreadable file is a one-line UserError."""
     path = Path(path)
@@ -63,6 +72,11 @@ def load_result_dir(path: str | Path) -> ResultDir:
         scenario = yaml.safe_load(text)
         cui = pd.read_csv(path / "cui.csv", index_col="split") if (path / "cui.csv").is_file() else None
         noms = json.loads((path / "nominations.json").read_text()) if (path / "nominations.json").is_file() else None
+        inputs = (noms or {}).get("inputs")
+        if cui is not None and inputs != {"model": scenario.get("model"), "data": scenario.get("data")}:
+            # Left by an `analyze` of another model or data set in the same folder: not this run's.
+            log.warning("%s: ignoring cui.csv/nominations.json from another model or data set", path)
+            cui = noms = None
     except (ValueError, KeyError, OSError, yaml.YAMLError) as e:
         raise UserError(f"unreadable result folder: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
                         source=str(path)) from None
@@ -73,21 +87,26 @@ def load_result_dir(path: str | Path) -> ResultDir:
 # Plots (matplotlib → PNG bytes)
 
 
+class _Figures:
+    """``subplots`` on matplotlib's object API: no pyplot, no global backend switch (which
+    would break a notebook's inline backend), nothing left open."""
+
+    @staticmethod
+    def subplots(figsize):
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=figsize)
+        return fig, fig.subplots()
+
+
 def _fig():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return _Figures
 
 
 def _png(fig) -> bytes:
-    plt = _fig()
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     return buf.getvalue()
 
 
@@ -123,7 +142,9 @@ def plot_tradeoff(rd: ResultDir, metric: str = "accuracy") -> bytes:
     has_acc = metric == "accuracy"
     ycol, ylabel = ("accuracy", "accuracy") if has_acc else ("energy_j", "device energy (mJ)")
     y = t[ycol] * (100 if has_acc else 1e3)
-    xms = t["latency_s"] * 1e3
+    # The x axis is the latency the limit applies to, so the QoS region is read correctly.
+    lat_col = "latency_qos_s" if "latency_qos_s" in t.columns else "latency_s"
+    xms = t[lat_col] * 1e3
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     lim = qos.get("max_latency_ms")
     ymin = (qos.get("min_accuracy") or 0) * 100 if has_acc else None
@@ -142,14 +163,15 @@ def plot_tradeoff(rd: ResultDir, metric: str = "accuracy") -> bytes:
     ax.scatter(xms[~feas], y[~feas], marker="x", color="tab:gray", label="infeasible")
     ax.scatter(xms[feas], y[feas], color="tab:blue", label="feasible")
     if "pareto" in t.columns:
-        front = t[t["pareto"].astype(bool)].sort_values("latency_s")
-        ax.plot(front["latency_s"] * 1e3, front[ycol] * (100 if has_acc else 1e3), "-", color="tab:red", lw=1.2,
+        front = t[t["pareto"].astype(bool)].sort_values(lat_col)
+        ax.plot(front[lat_col] * 1e3, front[ycol] * (100 if has_acc else 1e3), "-", color="tab:red", lw=1.2,
                 label="Pareto front")
     rec = rd.summary.get("recommended")
     if rec in t.index:
         ax.scatter([xms[rec]], [y[rec]], marker="*", s=220, color="tab:red", zorder=5, label=f"recommended: {rec}")
     ax.set_xlim(0, x_hi)
-    ax.set_xlabel("latency (ms)")
+    stat = _statistic(rd)
+    ax.set_xlabel("latency (ms)" if stat == "mean" or lat_col == "latency_s" else f"{stat} latency (ms)")
     ax.set_ylabel(ylabel + (" (%)" if has_acc else ""))
     flat = has_acc and t["accuracy"].nunique(dropna=True) == 1
     note = " (the same at every split: no bottleneck on the sent tensor)" if flat else ""
@@ -224,7 +246,9 @@ def _verdict(rd: ResultDir) -> str:
     if rec:
         r = t.loc[rec]
         lim = (rd.scenario.get("qos") or {}).get("max_latency_ms")
-        margin = f", {lim - r['latency_s'] * 1e3:.3g} ms under the {lim:g} ms limit" if lim else ""
+        stat = _statistic(rd)
+        on = "" if stat == "mean" else f" on {stat}"
+        margin = (f", {lim - _constrained(rd, r) * 1e3:.3g} ms under the {lim:g} ms limit{on}" if lim else "")
         return (f'<div class="verdict ok"><b>Recommended split: {html.escape(rec)}</b> — latency '
                 f"{r['latency_s'] * 1e3:.3g} ms{margin}; sends {human_bytes(r['bytes_sent'])}; "
                 f"{int(s['num_feasible'])} of {int(s['num_splits'])} splits meet the QoS.</div>")
@@ -345,7 +369,7 @@ def comparison(rds: list[ResultDir]) -> pd.DataFrame:
             float(r["head_flops"]) / max(float(r["head_flops"] + r["tail_flops"]), 1.0),
             "latency_ms": None if r is None else float(r["latency_s"]) * 1e3,
             "margin_ms": None if (r is None or not q.get("max_latency_ms")) else
-            q["max_latency_ms"] - float(r["latency_s"]) * 1e3,
+            q["max_latency_ms"] - _constrained(rd, r) * 1e3,
             "feasible": f"{int(s['num_feasible'])}/{int(s['num_splits'])}",
         })
     return pd.DataFrame(rows)
@@ -427,17 +451,6 @@ def figures(rd: ResultDir) -> dict[str, bytes]:
     return out
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
-
-
 def write_report(dirs: list[str | Path], out_file: str | Path, title: str | None = None,
                  png: bool = False) -> Path:
     """Render and write the report atomically (temporary file, then rename).
@@ -452,8 +465,8 @@ def write_report(dirs: list[str | Path], out_file: str | Path, title: str | None
             for d in dirs:
                 rd = load_result_dir(d)
                 for name, data in figures(rd).items():
-                    _atomic_write(out.parent / f"{out.stem}_figures" / f"{rd.name}_{name}", data)
-        _atomic_write(out, text.encode("utf-8"))
+                    atomic_write(out.parent / f"{out.stem}_figures" / f"{rd.name}_{name}", data)
+        atomic_write(out, text.encode("utf-8"))
     except OSError as e:
         raise UserError(f"cannot write the report: {e.strerror}", source=str(out)) from None
     return out

@@ -111,10 +111,13 @@ class Result:
         }
         if self.sim is not None:
             writers["requests.parquet"] = lambda p: self.sim.requests.to_parquet(p, index=False)
-        return write_outputs(out_dir if out_dir is not None else self.scenario.output.dir, self.scenario, writers)
+        # An earlier simulated run's requests must not sit beside an analytic run's table.
+        stale = () if self.sim is not None else ("requests.parquet",)
+        return write_outputs(out_dir if out_dir is not None else self.scenario.output.dir, self.scenario, writers,
+                             remove=stale)
 
 
-def write_outputs(out_dir: str | Path, scenario: Scenario, writers: dict) -> Path:
+def write_outputs(out_dir: str | Path, scenario: Scenario, writers: dict, remove: tuple[str, ...] = ()) -> Path:
     """Write ``<out_dir>/<scenario name>/`` files plus the resolved ``scenario.yaml``.
 
     Every file is written in a temporary folder first and then moved into place with an
@@ -132,11 +135,11 @@ def write_outputs(out_dir: str | Path, scenario: Scenario, writers: dict) -> Pat
         for name, write in {**writers, "scenario.yaml": lambda p: p.write_text(scenario.to_yaml())}.items():
             write(tmp / name)
         final.mkdir(exist_ok=True)
-        umask = os.umask(0)
-        os.umask(umask)
+        # Files were created with ordinary modes (only the temporary folder is private).
         for f in tmp.iterdir():
-            os.chmod(f, 0o666 & ~umask)  # mkstemp-style private modes are not wanted for results
             os.replace(f, final / f.name)
+        for name in remove:  # files this command owns but did not produce this time
+            (final / name).unlink(missing_ok=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
@@ -164,21 +167,23 @@ def evaluate_accuracy(model: torch.nn.Module, dataset, batch_size: int = 64) -> 
 
     correct = total = 0
     with torch.no_grad():
-        for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        # Own generator: a DataLoader draws a base seed per iteration, from the global one otherwise.
+        for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False, generator=torch.Generator()):
             correct += int((model(x).argmax(1) == y).sum())
             total += len(y)
     return correct / total if total else float("nan")
 
 
-def load_data(scenario: Scenario, shape: tuple[int, ...]):
-    """The scenario's data set, checked against the model's input shape (None for ``none``).
+def load_data(scenario: Scenario, shape: tuple[int, ...], num_outputs: int | None = None):
+    """The scenario's data set, checked against the model's input shape and, when
+    ``num_outputs`` (the model's output width) is given, its labels (None for ``none``).
 
     Runs before anything is profiled or cached, so that bad data leaves nothing behind.
     """
     spec, src = scenario.data, scenario.source
     where = "data.path" if spec.path else "data"
     try:
-        ds = load_dataset(spec, shape, scenario.model.num_classes, seed=scenario.seed)
+        ds = load_dataset(spec, shape, num_outputs or scenario.model.num_classes, seed=scenario.seed)
         if ds is None:
             return None
         if len(ds) == 0:
@@ -191,7 +196,34 @@ def load_data(scenario: Scenario, shape: tuple[int, ...]):
     if got != tuple(shape):
         raise UserError(f"samples of shape {'x'.join(map(str, got))} do not fit model.input_shape "
                         f"{'x'.join(map(str, shape))}", source=src, field="data.source")
+    n_labels = label_count(ds)
+    if num_outputs is not None and n_labels is not None and n_labels > num_outputs:
+        raise UserError(f"the data has {n_labels} classes but the model outputs {num_outputs}",
+                        source=src, field="model.num_classes")
     return ds
+
+
+def label_count(ds) -> int | None:
+    """Number of classes a data set's labels span (max label + 1), without loading images."""
+    from torch.utils.data import Subset, TensorDataset
+
+    idx = None
+    if isinstance(ds, Subset):
+        idx, ds = list(ds.indices), ds.dataset
+    if isinstance(ds, TensorDataset):
+        y = ds.tensors[1] if idx is None else ds.tensors[1][idx]
+        return int(y.max()) + 1 if len(y) else None
+    targets = getattr(ds, "targets", None)  # torchvision ImageFolder
+    if targets is not None:
+        t = targets if idx is None else [targets[i] for i in idx]
+        return max(t) + 1 if len(t) else None
+    return None
+
+
+def output_width(tm: TracedModel) -> int | None:
+    """The model's number of outputs per sample (classes), from the tracing run."""
+    out = tm.output_value
+    return int(out.shape[-1]) if isinstance(out, torch.Tensor) and out.dim() >= 1 else None
 
 
 def _first_line(e: BaseException) -> str:
@@ -215,7 +247,7 @@ def analyze(scenario: Scenario, tm: TracedModel | None = None, data=None, *, pro
     Settings come from ``analysis.cui``; the curve covers ``analysis.cui.classes`` when set.
     """
     tm = tm if tm is not None else load_traced(scenario)
-    ds = data if data is not None else load_data(scenario, tm.input_shape)
+    ds = data if data is not None else load_data(scenario, tm.input_shape, output_width(tm))
     if ds is None:
         raise UserError("the importance analysis needs data (set data.source)", source=scenario.source,
                         field="data.source")
@@ -255,7 +287,7 @@ class Prepared:
 def prepare(scenario: Scenario) -> Prepared:
     """Model, trace, profile, full-model accuracy and (if asked) the importance analysis."""
     tm = load_traced(scenario)
-    ds = load_data(scenario, tm.input_shape)
+    ds = load_data(scenario, tm.input_shape, output_width(tm))
     full_acc = _measure_full_accuracy(scenario, tm.model, ds)
     importance = analyze(scenario, tm, ds) if scenario.analysis.splits == "nominated" else None
     return Prepared(traced=tm, profile=profile_model(tm), full_accuracy=full_acc, importance=importance)
@@ -334,10 +366,13 @@ def latency_table(scenario: Scenario, profile: pd.DataFrame, splits: list[str] |
 
 def load_traced(scenario: Scenario) -> TracedModel:
     """The scenario's model, loaded (seeded) and traced at its input shape."""
-    torch.manual_seed(scenario.seed)
     ms = scenario.model
     try:
-        model = load_model(ms.name, ms.weights, ms.num_classes)
+        # Random initialisation (weights: none) is seeded without touching the caller's
+        # global torch generator.
+        with torch.random.fork_rng():
+            torch.manual_seed(scenario.seed)
+            model = load_model(ms.name, ms.weights, ms.num_classes)
     except UserError as e:
         raise e.at(source=scenario.source, field="model.name") from None
     shape = tuple(ms.input_shape) if ms.input_shape else default_input_shape(ms.name, model)
@@ -364,6 +399,8 @@ def save_analysis(scenario: Scenario, res, out_dir: str | Path | None = None) ->
     best = res.best_per_class()
     doc = {
         "scenario": scenario.name,
+        # What the analysis was computed on: reports use it only beside results of the same.
+        "inputs": {"model": scenario.model.model_dump(mode="json"), "data": scenario.data.model_dump(mode="json")},
         "settings": res.settings,
         "best": res.best,
         "nominated": [{k: _jsonable(v) for k, v in r.items()} for _, r in res.nominated.iterrows()],

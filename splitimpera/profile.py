@@ -28,11 +28,11 @@ import torch.fx as fx
 import torch.nn as nn
 
 from . import cache
-from .splits import INPUT, OUTPUT, PREDICTION_BYTES, TracedModel, trace
+from .splits import INPUT, OUTPUT, PREDICTION_BYTES, TracedModel, eval_mode, trace
 
 log = logging.getLogger(__name__)
 
-PROFILE_VERSION = 2
+PROFILE_VERSION = 3
 # fvcore reports operators by short name ("conv" for aten::_convolution, "linear" …).
 CONV_OPS = {"conv", "_convolution", "conv1d", "conv2d", "conv3d"}
 LINEAR_OPS = {"addmm", "mm", "matmul", "bmm", "linear", "einsum", "scaled_dot_product_attention"}
@@ -173,8 +173,7 @@ def _node_bytes(n: fx.Node, tm: TracedModel) -> tuple[int, int, int]:
 
 
 def _cache_key(tm: TracedModel) -> str:
-    shapes = [(k, list(v.shape)) for k, v in tm.model.state_dict().items()]
-    return cache.key("profile", PROFILE_VERSION, torch.__version__, tm.gm.code, shapes, list(tm.input_shape))
+    return cache.key("profile", PROFILE_VERSION, torch.__version__, tm.structure_key())
 
 
 def profile_nodes(model: nn.Module | TracedModel, input_shape=None, *, use_cache: bool = True) -> pd.DataFrame:
@@ -191,13 +190,15 @@ def profile_nodes(model: nn.Module | TracedModel, input_shape=None, *, use_cache
     k = _cache_key(tm)
     flops = cache.load("flops", k) if use_cache else None
     if flops is None:
-        flops = {str(p): v for p, v in _node_flops(tm).items()}
+        # fvcore runs the model: in eval mode (BatchNorm statistics untouched), no autograd.
+        with eval_mode(tm.gm), torch.no_grad():
+            flops = {str(p): v for p, v in _node_flops(tm).items()}
         if use_cache:
             cache.store("flops", k, flops)
     rows = []
     for n in tm.nodes:
         ni = tm.info.get(n)
-        if ni is None:  # output node
+        if ni is None or n.op == "output":  # the output node only hands the value back
             continue
         f = flops.get(str(ni.pos), {})
         alive = [m for m in tm.nodes[:ni.pos + 1]

@@ -193,13 +193,6 @@ class NetworkProfile(_Strict):
     def payload_per_packet(self) -> int:
         return self.mtu_bytes - self.header_bytes
 
-    def radio_power_w(self, direction: Literal["up", "down"]) -> float:
-        """Radio power while transferring at this profile's own rate, watts."""
-        r = self.radio
-        if direction == "up":
-            return (r.alpha_up_mw_per_mbps * self.uplink_mbps + r.beta_mw) * 1e-3
-        return (r.alpha_down_mw_per_mbps * self.downlink_mbps + r.beta_mw) * 1e-3
-
 
 # --------------------------------------------------------------------------------------------
 # YAML loading and the registry

@@ -1,8 +1,9 @@
 """QoS matching: feasibility with a reason for every violated constraint, and a ranking.
 
 A split is feasible when it meets every constraint the scenario sets. Feasible splits are
-ranked by the objective (latency, device energy or bytes sent), ties broken by latency,
-then bytes sent, then topological position (the earlier cut, which keeps less on the device).
+ranked by the objective (latency, device energy, bytes sent, accuracy, or a weighted score
+of min-max scaled metrics), ties broken by mean latency, then bytes sent, then topological
+position (the earlier cut, which keeps less on the device).
 """
 
 from __future__ import annotations
@@ -111,7 +112,10 @@ def rank(table: pd.DataFrame, qos, device=None) -> pd.DataFrame:
         feasible &= ok
         for name in out.index[~ok]:
             reasons[name] = reasons[name] + [c.reason(vals[name])]
-        rel = (-c.margin(vals) / abs(c.limit)).clip(lower=0).fillna(np.inf)
+        # Relative overshoot (absolute when the limit is 0, e.g. "no deadline misses");
+        # a missing value is as far as can be.
+        over = (-c.margin(vals)).clip(lower=0)
+        rel = (over / abs(c.limit) if c.limit != 0 else over).where(vals.notna(), np.inf)
         violation = np.maximum(violation, rel)
         out[f"margin_{c.column}"] = c.margin(vals)
     out["feasible"] = feasible

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import pandas as pd
 
@@ -162,10 +161,7 @@ def render_profile(profile: pd.DataFrame) -> str:
 
 def plot_cui(res, path, title: str = "") -> None:
     """PNG of the log10 CUI curve with the nominated splits marked (and per-class curves, faint)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     import numpy as np
 
@@ -180,7 +176,8 @@ def plot_cui(res, path, title: str = "") -> None:
     lo, hi = (real.min(), real.max()) if len(real) else (-1.0, 1.0)
     margin = 0.08 * max(hi - lo, 0.5)
     bottom = lo - margin
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.32 * len(curve) + 2), 4.2), dpi=120)
+    fig = Figure(figsize=(max(6.0, 0.32 * len(curve) + 2), 4.2), dpi=120)
+    ax = fig.subplots()
     try:
         for c, row in res.per_class.iterrows():
             ax.plot(x, np.maximum(row.to_numpy(), bottom), color="0.8", lw=0.8, zorder=1)
@@ -206,7 +203,7 @@ def plot_cui(res, path, title: str = "") -> None:
         fig.tight_layout()
         fig.savefig(path, format="png")
     finally:
-        plt.close(fig)
+        fig.clear()  # free the artists even if saving failed
 
 
 def render_analysis(scenario, res, input_shape) -> str:

@@ -72,6 +72,15 @@ class TracedModel:
     candidates: list[SplitPoint]
     output_value: Any
 
+    def structure_key(self) -> list:
+        """What determines the graph's arithmetic besides the weights' values, for cache keys:
+        the graph code, every called module's configuration (stride, padding, kernel … are in
+        its repr), parameter shapes, and every node's output shape."""
+        mods = [repr(self.gm.get_submodule(n.target)) for n in self.nodes if n.op == "call_module"]
+        shapes = [(k, list(v.shape)) for k, v in self.model.state_dict().items()]
+        outs = [(n.name, list(self.info[n].shape)) for n in self.nodes if n in self.info and self.info[n].is_tensor]
+        return [self.gm.code, mods, shapes, outs, list(self.input_shape)]
+
     def node(self, name: str) -> fx.Node:
         for n in self.nodes:
             if n.name == name:

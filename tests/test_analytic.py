@@ -1,8 +1,6 @@
 """The analytic latency model against closed forms."""
 
-import math
 
-import numpy as np
 import pytest
 
 import splitimpera as si

@@ -99,3 +99,26 @@ def test_flops_are_cached(monkeypatch, tmp_path):
     # Another input shape is another key.
     with pytest.raises(AssertionError, match="recomputed"):
         si.profile_model(model, (1, 24, 24))
+
+
+def _strided(stride):
+    return nn.Sequential(nn.Conv2d(3, 8, 3, stride=stride, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.Conv2d(8, 8, 3, padding=1))
+
+
+def test_cache_key_sees_module_configuration(monkeypatch, tmp_path):
+    """Same graph code and parameter shapes, different stride: a different FLOP count."""
+    monkeypatch.setenv("SPLITIMPERA_CACHE", str(tmp_path))
+    one = si.profile_model(_strided(1), (3, 16, 16)).loc["output", "head_flops"]
+    two = si.profile_model(_strided(2), (3, 16, 16)).loc["output", "head_flops"]
+    fresh = si.profile_model(_strided(2), (3, 16, 16), use_cache=False).loc["output", "head_flops"]
+    assert two == fresh and one != two
+
+
+def test_profiling_leaves_a_training_model_untouched():
+    model = _strided(1).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    si.profile_model(model, (3, 16, 16), use_cache=False)
+    assert model.training and all(m.training for m in model.modules())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k  # BatchNorm statistics not updated by the profiler

@@ -66,6 +66,7 @@ def test_feasibility_reasons_and_order(case):
         assert sorted(alias.get(c.column, c.column) for c in violated) == sorted(indep)
         if r["feasible"]:
             assert not violated and r["reason"] == "" and not pd.isna(r["rank"])
+            assert r["violation"] == 0  # also with a limit of 0 (no deadline miss allowed)
         else:
             assert violated and pd.isna(r["rank"])
             for c in violated:  # every violated constraint is named in the reason

@@ -1,6 +1,5 @@
 """QoS constraints end to end through si.run, and the report commands."""
 
-import numpy as np
 import pytest
 
 import splitimpera as si
