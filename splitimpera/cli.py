@@ -143,6 +143,35 @@ def _cmd_profiles(args) -> int:
     return EXIT_OK
 
 
+def dashboard_command(port: int | None = None, headless: str | None = None) -> list[str]:
+    """The ``streamlit run <repo>/app.py`` command line that ``splitimpera dashboard`` runs."""
+    from pathlib import Path
+
+    app = Path(__file__).resolve().parent.parent / "app.py"
+    if not app.is_file():
+        raise UserError(f"app.py not found at {app}: the dashboard runs from a source checkout of splitimpera",
+                        source="dashboard")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.fileWatcherType", "none"]
+    if port is not None:
+        cmd += ["--server.port", str(port)]
+    if headless is not None:
+        cmd += ["--server.headless", headless]
+    return cmd
+
+
+def _cmd_dashboard(args) -> int:
+    import importlib.util
+    import os
+
+    cmd = dashboard_command(args.port, args.headless)
+    if importlib.util.find_spec("streamlit") is None:
+        raise UserError("streamlit is not installed (pip install streamlit)", source="dashboard")
+    sys.stdout.flush()
+    # Replace this process: Ctrl-C and kill reach Streamlit itself, and its exit code is ours.
+    os.execv(cmd[0], cmd)
+    return EXIT_OK  # not reached
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="splitimpera", description="Design-space simulator for split computing: where to cut "
                 "a DNN, on which device, over which link.")
@@ -224,6 +253,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("kind", nargs="?", choices=["devices", "networks"])
     s.add_argument("--include", default=None, help="glob filter, e.g. 'jetson*'")
     s.set_defaults(func=_cmd_profiles)
+
+    s = sub.add_parser("dashboard", help="the Streamlit what-if dashboard (app.py)",
+                       description="Start the what-if dashboard: `streamlit run app.py` with the file watcher off. "
+                                   "Pick or upload a scenario, move the controls, see the ranking change.")
+    s.add_argument("--server.port", "--port", dest="port", type=int, default=None, metavar="PORT",
+                   help="port to serve on (default: Streamlit's, 8501)")
+    s.add_argument("--server.headless", "--headless", dest="headless", nargs="?", const="true", default=None,
+                   choices=["true", "false"], help="do not open a browser (true when given alone)")
+    s.set_defaults(func=_cmd_dashboard)
     return p
 
 
