@@ -26,6 +26,8 @@ warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=Fu
 
 import numpy as np  # noqa: E402
 
+from _timing import median_time  # noqa: E402
+
 import splitimpera as si  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,14 +88,9 @@ def main() -> int:
 
     base = si.load_scenario(DEMO, {"analysis.engine": "analytic"})
     si.run(base)  # warm the disk cache (profile) and the imports
-    run_times = []
-    for _ in range(args.runs):
-        t0 = time.perf_counter()
-        si.run(base)
-        run_times.append(time.perf_counter() - t0)
+    full = median_time(lambda: si.run(base), args.runs)
     prep = si.prepare(base)
     rows = [("analytic", *time_moves("analytic", prep, bw)), ("simpy", *time_moves("simpy", prep, bw))]
-    full = statistics.median(run_times)
 
     print(f"demo scenario ({len(prep.profile)} splits), uplink moved {len(bw)} times between 0.5 and 100 Mbit/s; "
           f"medians")
@@ -103,12 +100,7 @@ def main() -> int:
         sim_full = full if engine == "analytic" else None
         if sim_full is None:
             sc = si.load_scenario(DEMO, {"analysis.engine": "simpy"})
-            ts = []
-            for _ in range(args.runs):
-                t0 = time.perf_counter()
-                si.run(sc)
-                ts.append(time.perf_counter() - t0)
-            sim_full = statistics.median(ts)
+            sim_full = median_time(lambda: si.run(sc), args.runs)
         print(f"{engine:<9} {b * 1e3:>12.1f} {e * 1e3:>12.1f} {tot * 1e3:>11.1f} {sim_full * 1e3:>15.0f} "
               f"{sim_full / tot:>13.1f}x")
     if args.page:
