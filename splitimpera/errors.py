@@ -31,3 +31,9 @@ class UserError(Exception):
             source=self.source or source,
             field=self.field or field,
         )
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's first message line (its type name when the message is empty)."""
+    text = str(e)
+    return text.splitlines()[0] if text else type(e).__name__

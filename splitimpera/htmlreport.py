@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 
 from .atomic import atomic_write
-from .errors import UserError
+from .errors import UserError, first_line
 from .qos import human_bytes
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def load_result_dir(path: str | Path) -> ResultDir:
             log.warning("%s: ignoring cui.csv/nominations.json from another model or data set", path)
             cui = noms = None
     except (ValueError, KeyError, OSError, yaml.YAMLError) as e:
-        raise UserError(f"unreadable result folder: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+        raise UserError(f"unreadable result folder: {first_line(e)}",
                         source=str(path)) from None
     return ResultDir(path, table, summary, scenario, text, cui, noms)
 

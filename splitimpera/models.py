@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .errors import UserError
+from .errors import UserError, first_line
 from .zoo import get_zoo_entry, list_zoo_models
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def _load_state(model: nn.Module, path: Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        first = first_line(e)
         raise UserError(f"cannot read weights {path}: {first}", field=WEIGHTS_FIELD) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]

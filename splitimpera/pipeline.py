@@ -19,7 +19,7 @@ from . import __version__
 from .analytic import analytic_latency
 from .curve import cui
 from .data import load_dataset
-from .errors import UserError
+from .errors import UserError, first_line
 from .models import default_input_shape, load_model
 from .profile import profile_model
 from .qos import closest, rank
@@ -192,7 +192,7 @@ def load_data(scenario: Scenario, shape: tuple[int, ...], num_outputs: int | Non
     except UserError:
         raise
     except Exception as e:  # torchvision/PIL report unreadable folders and images in many ways
-        raise UserError(f"cannot read the data: {_first_line(e)}", source=src, field=where) from None
+        raise UserError(f"cannot read the data: {first_line(e)}", source=src, field=where) from None
     if got != tuple(shape):
         raise UserError(f"samples of shape {'x'.join(map(str, got))} do not fit model.input_shape "
                         f"{'x'.join(map(str, shape))}", source=src, field="data.source")
@@ -226,9 +226,6 @@ def output_width(tm: TracedModel) -> int | None:
     return int(out.shape[-1]) if isinstance(out, torch.Tensor) and out.dim() >= 1 else None
 
 
-def _first_line(e: BaseException) -> str:
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
-
 
 def _measure_full_accuracy(scenario: Scenario, model: torch.nn.Module, ds) -> float | None:
     """Top-1 accuracy of the whole model on labelled data (None without it)."""
@@ -237,7 +234,7 @@ def _measure_full_accuracy(scenario: Scenario, model: torch.nn.Module, ds) -> fl
     try:
         return evaluate_accuracy(model, ds, scenario.data.batch_size)
     except Exception as e:
-        raise UserError(f"cannot evaluate the model on the data: {_first_line(e)}", source=scenario.source,
+        raise UserError(f"cannot evaluate the model on the data: {first_line(e)}", source=scenario.source,
                         field="data.path" if scenario.data.path else "data") from None
 
 

@@ -28,6 +28,7 @@ import torch.fx as fx
 import torch.nn as nn
 
 from . import cache
+from .profiles import OP_CLASSES
 from .splits import INPUT, OUTPUT, PREDICTION_BYTES, TracedModel, eval_mode, trace
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,6 @@ PROFILE_VERSION = 3
 # fvcore reports operators by short name ("conv" for aten::_convolution, "linear" …).
 CONV_OPS = {"conv", "_convolution", "conv1d", "conv2d", "conv3d"}
 LINEAR_OPS = {"addmm", "mm", "matmul", "bmm", "linear", "einsum", "scaled_dot_product_attention"}
-OP_CLASSES = ("conv", "linear", "other")
 # Columns of the per-node table that profile_model attaches as ``attrs["nodes"]``: all the
 # device-independent inputs of the roofline (compute.node_time_s).
 ROOFLINE_COLUMNS = ("pos", *(f"flops_{c}" for c in OP_CLASSES), "bytes_moved", "is_layer")

@@ -20,7 +20,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from .errors import UserError
+from .errors import UserError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def _symbolic_trace(model: nn.Module) -> fx.GraphModule:
     try:
         return fx.symbolic_trace(model)
     except Exception as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        msg = first_line(e)
         raise UserError(f"model cannot be traced with torch.fx ({e.__class__.__name__}: {msg}); "
                         "data-dependent control flow must be removed or wrapped") from None
 
@@ -177,7 +177,7 @@ def _trace(model: nn.Module, shape: tuple[int, ...]) -> TracedModel:
         with torch.no_grad():
             out = rec.run(x)
     except Exception as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        msg = first_line(e)
         raise UserError(f"input shape {'x'.join(map(str, shape))} does not fit the model: {msg}",
                         field="model.input_shape") from None
     pos = {n: i for i, n in enumerate(nodes)}
