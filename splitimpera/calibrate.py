@@ -56,7 +56,7 @@ from .atomic import atomic_write
 from .errors import UserError
 from .profile import OP_CLASSES, profile_nodes
 from .profiles import DeviceProfile, format_validation_error
-from .splits import TracedModel, eval_mode, trace
+from .splits import TracedModel, attr_value, eval_mode, trace
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +96,7 @@ class _TimedRun:
             if n.op == "call_module":
                 self.calls.append(tm.gm.get_submodule(n.target))
             elif n.op == "get_attr":
-                t = tm.gm
-                for part in n.target.split("."):
-                    t = getattr(t, part)
-                self.calls.append(t)
+                self.calls.append(attr_value(tm.gm, n.target))
             else:
                 self.calls.append(n.target)
         free: dict[int, list] = {}

@@ -29,7 +29,7 @@ import torch.nn as nn
 
 from . import cache
 from .profiles import OP_CLASSES
-from .splits import INPUT, OUTPUT, PREDICTION_BYTES, TracedModel, eval_mode, trace
+from .splits import INPUT, OUTPUT, PREDICTION_BYTES, TracedModel, attr_value, eval_mode, trace
 
 log = logging.getLogger(__name__)
 
@@ -127,13 +127,6 @@ def _node_flops(tm: TracedModel) -> dict[int, dict[str, int]]:
     return out
 
 
-def _tensor_of(gm: fx.GraphModule, target: str):
-    t = gm
-    for part in target.split("."):
-        t = getattr(t, part)
-    return t
-
-
 def _state_bytes(tensors) -> int:
     """Bytes of the distinct floating-point tensors (``num_batches_tracked`` and the like are not read)."""
     seen = {}
@@ -163,7 +156,7 @@ def _node_bytes(n: fx.Node, tm: TracedModel) -> tuple[int, int, int]:
         return 0, 0, 0
     acts = [a for a in n.all_input_nodes if a.op != "get_attr" and tm.info[a].is_tensor]
     in_bytes = sum(tm.info[a].numel * 4 for a in dict.fromkeys(acts))
-    state = [_tensor_of(tm.gm, a.target) for a in n.all_input_nodes if a.op == "get_attr"]
+    state = [attr_value(tm.gm, a.target) for a in n.all_input_nodes if a.op == "get_attr"]
     if n.op == "call_module":
         mod = tm.gm.get_submodule(n.target)
         state += [*mod.parameters(), *mod.buffers()]
@@ -226,9 +219,7 @@ def _param_spans(tm: TracedModel) -> list[tuple[int, int, int, int]]:
             mod = tm.gm.get_submodule(n.target)
             tensors = [(p, True) for p in mod.parameters()] + [(b, False) for b in mod.buffers()]
         elif n.op == "get_attr":
-            t = tm.gm
-            for part in n.target.split("."):
-                t = getattr(t, part)
+            t = attr_value(tm.gm, n.target)
             if not isinstance(t, torch.Tensor):
                 continue
             tensors = [(t, isinstance(t, nn.Parameter))]

@@ -14,18 +14,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .errors import UserError
 from .profiles import (
-    DeviceProfile, NetworkProfile, format_validation_error, read_yaml, resolve_profile, resolve_relative_paths,
+    DeviceProfile, NetworkProfile, _Strict, format_validation_error, read_yaml, resolve_profile, resolve_relative_paths,
 )
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ModelSpec(_Strict):
@@ -43,8 +39,10 @@ class ModelSpec(_Strict):
     @classmethod
     def _shape(cls, v):
         if isinstance(v, str):
+            from .splits import parse_shape_text  # lazily: splits imports torch
+
             try:
-                v = [int(p) for p in v.lower().split("x")]
+                v = list(parse_shape_text(v))
             except ValueError:
                 raise ValueError("write the shape as a list [3, 224, 224] or a string 3x224x224") from None
         return v

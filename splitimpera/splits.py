@@ -96,11 +96,24 @@ class TracedModel:
         raise UserError(f"unknown split {name!r} (candidates: {known}{more})")
 
 
+def attr_value(gm: nn.Module, target: str):
+    """The object a ``get_attr`` node reads: ``gm.<dotted target>``."""
+    value = gm
+    for part in target.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def parse_shape_text(text: str) -> tuple[int, ...]:
+    """``"3x224x224"`` (or ``3×224×224``) → ``(3, 224, 224)``; ValueError if not integers."""
+    return tuple(int(p) for p in text.lower().replace("×", "x").split("x"))
+
+
 def normalize_input_shape(input_shape) -> tuple[int, ...]:
     """Per-sample shape, e.g. ``(3, 224, 224)``; also accepts ``"3x224x224"``."""
     if isinstance(input_shape, str):
         try:
-            shape = tuple(int(p) for p in input_shape.lower().replace("×", "x").split("x"))
+            shape = parse_shape_text(input_shape)
         except ValueError:
             raise UserError(f"bad input shape {input_shape!r}: write it like 3x224x224") from None
     else:
