@@ -199,22 +199,11 @@ def plot_bytes(rd: ResultDir) -> bytes:
 
 
 def plot_cui(rd: ResultDir) -> bytes:
-    plt = _fig()
-    c = rd.cui
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(c) + 2), 3.4))
-    x = np.arange(len(c))
-    ax.plot(x, c["log10_cui"], "o-", color="tab:blue", ms=4)
-    pos = {s: i for i, s in enumerate(c.index)}
-    for r in (rd.nominations or {}).get("nominated", []):
-        i = pos.get(r["split"])
-        if i is not None:
-            ax.plot([i], [r["log10_cui"]], "*", ms=15, color="tab:red" if r["kind"] == "global" else "tab:orange")
-            ax.annotate(f"#{r['rank']} {r['split']}", (i, r["log10_cui"]), xytext=(4, 6),
-                        textcoords="offset points", fontsize=7)
-    ax.set_xticks(x, list(c.index), rotation=70, ha="right", fontsize=7)
-    ax.set_ylabel("log10 CUI")
+    from .report import draw_cui
+
+    fig, ax = _fig().subplots(figsize=(max(6.0, 0.28 * len(rd.cui) + 2), 3.4))
+    draw_cui(ax, rd.cui, (rd.nominations or {}).get("nominated", []))
     ax.set_title("I-SPLIT CUI curve with nominated splits", fontsize=10)
-    ax.grid(alpha=0.3)
     return _png(fig)
 
 

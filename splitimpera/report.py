@@ -159,47 +159,59 @@ def render_profile(profile: pd.DataFrame) -> str:
     return _grid(header, rows, "rllrrrrrr")
 
 
-def plot_cui(res, path, title: str = "") -> None:
-    """PNG of the log10 CUI curve with the nominated splits marked (and per-class curves, faint)."""
-    from matplotlib.figure import Figure
+def draw_cui(ax, curve: pd.DataFrame, nominated, per_class: pd.DataFrame | None = None) -> None:
+    """Draw the log10 CUI curve on ``ax``, nominated splits starred, per-class curves faint.
 
+    ``curve``: indexed by split with ``log10_cui``; ``nominated``: records with ``rank``,
+    ``split``, ``log10_cui``, ``kind``. All-zero maps sit at log10(LOG_FLOOR): the axis stays on
+    real values and those are pinned to its floor.
+    """
     import numpy as np
 
     from .curve import LOG_FLOOR
 
-    curve = res.curve
+    per_class = per_class if per_class is not None else pd.DataFrame()
     x = range(len(curve))
-    # All-zero maps sit at log10(LOG_FLOOR); keep the axis on real values and pin those to its floor.
     floor = np.log10(LOG_FLOOR) + 1
-    vals = np.concatenate([curve["log10_cui"].to_numpy(), res.per_class.to_numpy().ravel()])
+    vals = np.concatenate([curve["log10_cui"].to_numpy(), per_class.to_numpy(dtype=float).ravel()])
     real = vals[vals > floor]
     lo, hi = (real.min(), real.max()) if len(real) else (-1.0, 1.0)
     margin = 0.08 * max(hi - lo, 0.5)
     bottom = lo - margin
+    for _, row in per_class.iterrows():
+        ax.plot(x, np.maximum(row.to_numpy(dtype=float), bottom), color="0.8", lw=0.8, zorder=1)
+    ax.plot(x, curve["log10_cui"], "o-", color="tab:blue", lw=1.8, ms=4, zorder=2, label="CUI (all images)")
+    pos = {s: i for i, s in enumerate(curve.index)}
+    for r in nominated:
+        i = pos.get(r["split"])
+        if i is None:
+            continue
+        ax.plot([i], [r["log10_cui"]], marker="*", ms=16, color="tab:red" if r["kind"] == "global" else "tab:orange",
+                zorder=3)
+        ax.annotate(f"#{r['rank']} {r['split']}", (i, r["log10_cui"]), textcoords="offset points",
+                    xytext=(4, 8), fontsize=8)
+    if len(per_class):
+        ax.plot([], [], color="0.8", lw=0.8, label="per class")
+    ax.plot([], [], "*", color="tab:red", ms=10, label="nominated (global / local)")
+    ax.set_xticks(list(x), list(curve.index), rotation=70, ha="right", fontsize=7)
+    ax.set_ylim(bottom, hi + 3 * margin)
+    ax.set_ylabel("log10 CUI")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+
+
+def plot_cui(res, path, title: str = "") -> None:
+    """PNG of a :class:`~splitimpera.curve.CUIResult`'s curve (see :func:`draw_cui`)."""
+    from matplotlib.figure import Figure
+
+    curve = res.curve
     fig = Figure(figsize=(max(6.0, 0.32 * len(curve) + 2), 4.2), dpi=120)
-    ax = fig.subplots()
     try:
-        for c, row in res.per_class.iterrows():
-            ax.plot(x, np.maximum(row.to_numpy(), bottom), color="0.8", lw=0.8, zorder=1)
-        ax.plot(x, curve["log10_cui"], "o-", color="tab:blue", lw=1.8, ms=4, zorder=2, label="CUI (all images)")
-        pos = {s: i for i, s in enumerate(curve.index)}
-        for _, r in res.nominated.iterrows():
-            i = pos[r["split"]]
-            ax.plot([i], [r["log10_cui"]], marker="*", ms=16, color="tab:red" if r["kind"] == "global" else "tab:orange",
-                    zorder=3)
-            ax.annotate(f"#{r['rank']} {r['split']}", (i, r["log10_cui"]), textcoords="offset points",
-                        xytext=(4, 8), fontsize=8)
-        if len(res.per_class):
-            ax.plot([], [], color="0.8", lw=0.8, label="per class")
-        ax.plot([], [], "*", color="tab:red", ms=10, label="nominated (global / local)")
-        ax.set_xticks(list(x), list(curve.index), rotation=70, ha="right", fontsize=7)
-        ax.set_ylim(bottom, hi + 3 * margin)
-        ax.set_ylabel("log10 CUI")
+        ax = fig.subplots()
+        draw_cui(ax, curve, res.nominated.to_dict("records"), res.per_class)
         s = res.settings
         ax.set_title(title or f"CUI curve: {s['method']}, target {s['target']}, channel {s['reduction']}, "
                               f"{s['aggregate']} over {int(curve['n_images'].iloc[0])} images", fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
         fig.tight_layout()
         fig.savefig(path, format="png")
     finally:
