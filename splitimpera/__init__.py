@@ -11,6 +11,7 @@ Public API (see DESIGN.md §3)::
 __version__ = "0.1.0"
 
 from .curve import CUIResult, cui  # noqa: E402
+from . import bottleneck  # noqa: E402,F401
 from .errors import UserError  # noqa: E402
 from .importance import layer_maps  # noqa: E402
 from .models import load_model  # noqa: E402

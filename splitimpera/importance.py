@@ -104,15 +104,21 @@ class _NoHooks:
 class _Taps:
     """Per-call state shared by the taps of one forward+backward."""
 
-    def __init__(self, engine, reduction: str, x: torch.Tensor):
-        self.engine, self.reduction, self.x = engine, reduction, x
+    def __init__(self, engine, reduction: str, x: torch.Tensor, collect: bool = False):
+        self.engine, self.reduction, self.x, self.collect = engine, reduction, x, collect
         self.activations: dict[str, torch.Tensor] = {}
         self.maps: dict[str, torch.Tensor] = {}
+        self.channels: dict[str, torch.Tensor] = {}  # collect: (B, C) Grad-CAM contributions
+        self.sums: dict[str, torch.Tensor] = {}  # collect: activations summed over the batch
 
     def cam(self, name: str, grad: torch.Tensor) -> None:
         act = self.activations.pop(name)
         a = act.reshape(*act.shape[:2], 1, 1) if act.dim() == 2 else act
         g = grad.reshape(a.shape)
+        if self.collect:
+            # Channel c's term of the Grad-CAM map, α_c · mean_hw(A_c), α_c = mean_hw(∂y/∂A_c).
+            self.channels[name] = (g.mean((2, 3)) * a.mean((2, 3))).detach().double()
+            self.sums[name] = act.detach().double().sum(0)
         a_np = a.detach().float().numpy()
         g_np = g.detach().float().numpy()
         # The library's own rule: weights per channel, weighted sum over channels.
@@ -224,7 +230,7 @@ class MapEngine:
     """Reusable one-pass Grad-CAM engine for one model, input shape and set of splits."""
 
     def __init__(self, model: nn.Module | TracedModel, input_shape=None, splits: Iterable[str] | None = None,
-                 method: str = "gradcam", reduction: str = "sum"):
+                 method: str = "gradcam", reduction: str = "sum", collect_channels: bool = False):
         if reduction not in ("sum", "mean"):
             raise UserError(f"channel reduction must be 'sum' or 'mean', got {reduction!r}")
         self.tm = model if isinstance(model, TracedModel) else trace(model, input_shape)
@@ -235,7 +241,11 @@ class MapEngine:
             raise UserError(f"no map at split(s) {', '.join(bad)}: not candidates with (C,) or (C, h, w) outputs")
         order = {sp.name: i for i, sp in enumerate(self.tm.candidates)}
         self.splits = sorted(names, key=order.__getitem__)
-        self.method, self.reduction = method, reduction
+        self.method, self.reduction, self.collect_channels = method, reduction, collect_channels
+        # With collect_channels, each call also leaves per split the (B, C) Grad-CAM
+        # contribution of every channel and the batch sum of the activations.
+        self.last_channels: dict[str, torch.Tensor] = {}
+        self.last_sums: dict[str, torch.Tensor] = {}
         self.engine = _cam_engine(method)
         self.gm, self._state = _tapped_module(self.tm, self.splits)
 
@@ -245,7 +255,7 @@ class MapEngine:
         ``targets``: class index per image (sequence or tensor of B ints), or None for the
         predicted class.
         """
-        taps = _Taps(self.engine, self.reduction, x)
+        taps = _Taps(self.engine, self.reduction, x, self.collect_channels)
         self._state["taps"] = taps
         try:
             with eval_mode(self.gm), _frozen_parameters(self.gm), torch.enable_grad():
@@ -266,6 +276,7 @@ class MapEngine:
                 sp = self.tm.split(n)
                 h, w = (sp.shape[1], sp.shape[2]) if len(sp.shape) == 3 else (1, 1)
                 taps.maps[n] = torch.zeros(len(x), h, w)
+        self.last_channels, self.last_sums = taps.channels, taps.sums
         return {n: taps.maps[n] for n in self.splits}, logits.detach()
 
 

@@ -1,0 +1,477 @@
+"""Accuracy of the split pipeline under bottlenecks, bytes on the wire, and the CUI predictor.
+
+:func:`measure_accuracy` runs every (split, bottleneck) on evaluation data and measures
+
+* ``accuracy``: top-1 accuracy of ``tail(bottleneck(head(x)))`` (labelled data only),
+* ``agreement``: how often it predicts what the full model predicts (any data),
+* ``bytes_raw`` / ``bytes_zstd`` / ``bytes_rle``: mean bytes per sample of the payload
+  under each lossless coder (:mod:`splitimpera.bottleneck`).
+
+Work is shared across splits: each evaluation batch runs through the model once, and every
+split's activation is handed, as the forward pass reaches it, to the tails of that split
+(one per bottleneck); no head is re-run per split. Bottlenecks that learn (channel
+selection, the autoencoder) are fitted on separate *calibration* data: the channel scores
+and calibration means of every split come from one Grad-CAM forward+backward per batch.
+
+:class:`CUIPredictor` predicts a bottleneck's accuracy at unmeasured splits from the CUI
+curve: an isotonic (monotone) fit of accuracy on log10 CUI over the measured splits, with
+its leave-one-out error reported beside the error of the no-CUI baseline (the mean of the
+other splits).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.fx as fx
+
+from . import cache
+from .bottleneck import CODERS, Bottleneck, FitContext, TopChannels, get_bottleneck
+from .errors import UserError
+from .splits import INPUT, OUTPUT, PREDICTION_BYTES, TracedModel, _head_tail, eval_mode
+
+log = logging.getLogger(__name__)
+
+ACCURACY_VERSION = 1
+RANDOM_DRAWS = 3  # random-channel controls are measured over this many seeded draws
+MEASURE_COLUMNS = ["bottleneck", "accuracy", "accuracy_std", "agreement", "bytes_raw", "bytes_zstd", "bytes_rle",
+                   "tx_bytes_fp32", "samples", "note"]
+
+
+@dataclass(frozen=True)
+class AccuracyTable:
+    """Measured accuracy and bytes per (split, bottleneck).
+
+    ``table``: long format, indexed by split name (topological order, one row per
+    bottleneck), columns :data:`MEASURE_COLUMNS`; ``accuracy`` is NaN without labels and
+    where the bottleneck does not apply (``note`` says why). ``accuracy_std`` is the spread
+    over seeded draws (random channels), else 0. Bytes are means per sample.
+    """
+
+    table: pd.DataFrame
+    full_accuracy: float | None
+    samples: int
+    calibration_samples: int
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def bottlenecks(self) -> list[str]:
+        return list(dict.fromkeys(self.table["bottleneck"]))
+
+    def for_bottleneck(self, name: str) -> pd.DataFrame:
+        t = self.table[self.table["bottleneck"] == name]
+        if t.empty:
+            raise UserError(f"bottleneck {name!r} was not measured (measured: {', '.join(self.bottlenecks)})")
+        return t.drop(columns="bottleneck")
+
+    def pivot(self, column: str = "accuracy") -> pd.DataFrame:
+        """Splits × bottlenecks table of one column, splits in topological order."""
+        order = list(dict.fromkeys(self.table.index))
+        p = self.table.reset_index().pivot(index="split", columns="bottleneck", values=column)
+        return p.loc[order, self.bottlenecks]
+
+
+# --------------------------------------------------------------------------------------------
+# Measurement
+
+
+class _SplitRunner(fx.Interpreter):
+    """One forward pass; at each wanted split node, calls ``hook(split, value)``."""
+
+    def __init__(self, gm: fx.GraphModule, wanted: dict[str, str], hook):
+        super().__init__(gm)
+        self.wanted, self.hook = wanted, hook
+
+    def run_node(self, n):
+        out = super().run_node(n)
+        split = self.wanted.get(n.name)
+        if split is not None:
+            self.hook(split, out)
+        return out
+
+
+def _seed(seed: int, *parts: int) -> int:
+    return int(np.random.SeedSequence([seed, *parts]).generate_state(1)[0])
+
+
+def _loader(data, batch_size: int):
+    from torch.utils.data import DataLoader
+
+    return DataLoader(data, batch_size=batch_size, shuffle=False, generator=torch.Generator())
+
+
+def _channel_statistics(tm: TracedModel, data, splits: list[str], batch_size: int):
+    """Per split: mean |Grad-CAM contribution| per channel (C,) and the mean activation, on
+    ``data`` with labels as targets; one forward+backward per batch."""
+    from .importance import MapEngine
+
+    engine = MapEngine(tm, splits=splits, method="gradcam", collect_channels=True)
+    scores: dict[str, torch.Tensor] = {}
+    sums: dict[str, torch.Tensor] = {}
+    n = 0
+    for x, y in _loader(data, batch_size):
+        engine(x, y)
+        n += len(x)
+        for s in splits:
+            if s in engine.last_channels:
+                # Evidence for and against the target both make a channel matter: magnitude.
+                scores[s] = scores.get(s, 0) + engine.last_channels[s].abs().sum(0)
+                sums[s] = sums.get(s, 0) + engine.last_sums[s]
+    out_scores = {s: (scores[s] / n).numpy() for s in scores}
+    out_means = {s: (sums[s] / n).float().reshape(tm.split(s).shape) for s in sums}
+    return out_scores, out_means
+
+
+def _calibration_activations(head, data, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    zs, ys = [], []
+    with torch.no_grad():
+        for x, y in _loader(data, batch_size):
+            zs.append(head(x).detach().clone())
+            ys.append(y)
+    return torch.cat(zs), torch.cat(ys)
+
+
+def measure_accuracy(tm: TracedModel, data, bottlenecks: Sequence[str | Bottleneck], splits: Sequence[str] | None = None,
+                     *, calibration=None, labelled: bool = True, seed: int = 0, batch_size: int = 64,
+                     options: dict | None = None, progress: bool = False, use_cache: bool = True) -> AccuracyTable:
+    """Measure every (split, bottleneck) on ``data`` (a Dataset of (image, label)).
+
+    ``splits``: split names (default: every candidate). ``calibration``: the Dataset that
+    learning bottlenecks fit on (required when one is asked for; keep it apart from
+    ``data``). ``labelled``: False for data whose labels mean nothing (synthetic): only
+    agreement and bytes are measured. ``options``: per-bottleneck fit options, e.g.
+    ``{"autoencoder": {"epochs": 5}}``. Results are cached on disk.
+    """
+    from .curve import data_fingerprint, weights_hash
+
+    bns = [get_bottleneck(b) if isinstance(b, str) else b for b in bottlenecks]
+    names = [b.name for b in bns]
+    if len(set(names)) != len(names):
+        raise UserError(f"bottleneck listed twice: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
+    cand = [sp.name for sp in tm.candidates]
+    splits = cand if splits is None else [s for s in cand if s in set(splits)]
+    options = options or {}
+    fitting = [b for b in bns if b.needs_fit]
+    if fitting and calibration is None:
+        raise UserError(f"{', '.join(b.name for b in fitting)} must be fitted on calibration data, and none is given")
+
+    key = None
+    if use_cache:
+        fp = data_fingerprint(data)
+        cfp = data_fingerprint(calibration) if fitting else "-"
+        if fp is not None and cfp is not None:
+            key = cache.key("accuracy", ACCURACY_VERSION, weights_hash(tm.model), tm.structure_key(), fp, cfp,
+                            [(b.name, b.describe(), options.get(b.name, {})) for b in bns], splits, seed, labelled,
+                            batch_size if fitting else None)
+            hit = cache.load("accuracy", key)
+            if hit is not None:
+                return _from_cache(hit)
+
+    with eval_mode(tm.gm):
+        tails = {s: _head_tail(tm, tm.split(s)) for s in splits if s != OUTPUT}
+        fitted, notes = _fit_all(tm, bns, splits, tails, calibration, seed, batch_size, options, progress)
+        res = _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size, progress)
+    res = AccuracyTable(table=res[0], full_accuracy=res[1], samples=res[2],
+                        calibration_samples=0 if not fitting else len(calibration),
+                        settings={"bottlenecks": names, "seed": seed, "options": options,
+                                  "random_draws": RANDOM_DRAWS, "labelled": labelled})
+    if key is not None:
+        cache.store("accuracy", key, _to_cache(res))
+    return res
+
+
+def _fit_all(tm, bns, splits, tails, calibration, seed, batch_size, options, progress):
+    """Fitted instances per (split, bottleneck name) (a list: one per draw), and notes for
+    pairs that do not apply."""
+    fitted: dict[tuple[str, str], list[Bottleneck]] = {}
+    notes: dict[tuple[str, str], str] = {}
+    for s in splits:
+        if s == OUTPUT:
+            continue
+        shape = tm.split(s).shape
+        for b in bns:
+            why = b.applicable(shape, s)
+            if why:
+                notes[(s, b.name)] = why
+            elif not b.needs_fit:
+                fitted[(s, b.name)] = [b]
+    todo = [(s, b) for s in splits for b in bns if b.needs_fit and (s, b.name) not in notes and s != OUTPUT]
+    if not todo:
+        return fitted, notes
+    from .importance import _mappable
+
+    scores, means = {}, {}
+    need_stats = sorted({s for s, b in todo if isinstance(b, TopChannels)} & _mappable(tm),
+                        key=[sp.name for sp in tm.candidates].index)
+    if need_stats:
+        log.info("channel statistics at %d splits on %d calibration samples", len(need_stats), len(calibration))
+        scores, means = _channel_statistics(tm, calibration, need_stats, batch_size)
+    calib_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    order = {name: i for i, name in enumerate(sp.name for sp in tm.candidates)}
+    it = todo
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(todo, desc="fitting bottlenecks", unit="fit")
+    for s, b in it:
+        head, tail = tails[s]
+
+        def calib(s=s, head=head):
+            if s not in calib_cache:
+                calib_cache.clear()  # one split's activations at a time
+                calib_cache[s] = _calibration_activations(head, calibration, batch_size)
+            return calib_cache[s]
+
+        draws = RANDOM_DRAWS if getattr(b, "selection", None) == "random" else 1
+        fitted[(s, b.name)] = [
+            b.fit(FitContext(split=s, shape=tm.split(s).shape, tail=tail, calibration=calib,
+                             channel_scores=scores.get(s), mean=means.get(s),
+                             seed=_seed(seed, order[s], d), options=options.get(b.name, {})))
+            for d in range(draws)]
+    return fitted, notes
+
+
+def _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size, progress):
+    wanted = {tm.nodes[tm.split(s).index].name: s for s in splits if s != OUTPUT}
+    correct: dict[tuple[str, str, int], int] = {}
+    agree: dict[tuple[str, str, int], int] = {}
+    nbytes: dict[tuple[str, str, str], float] = {}
+    state = {}
+
+    def hook(split, z):
+        y, full_pred = state["y"], state.get("full")
+        for b in bns:
+            for d, inst in enumerate(fitted.get((split, b.name), [])):
+                zh, payload = inst.roundtrip(z)
+                if zh is z:  # the tail may work in place: never hand it the live value
+                    zh = z.clone()
+                pred = tails[split][1](zh).argmax(1)
+                k = (split, b.name, d)
+                state.setdefault("preds", {})[k] = pred
+                correct[k] = correct.get(k, 0) + int((pred == y).sum())
+                for coder in CODERS:
+                    kb = (split, b.name, coder)
+                    nbytes[kb] = nbytes.get(kb, 0.0) + float(payload.sizes(coder).sum()) / len(fitted[(split, b.name)])
+
+    runner = _SplitRunner(tm.gm, wanted, hook)
+    total = full_correct = 0
+    it = _loader(data, batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc=f"accuracy at {len(splits)} splits × {len(bns)} bottlenecks", unit="batch")
+    with torch.no_grad():
+        for x, y in it:
+            state.clear()
+            state["y"] = y
+            full = runner.run(x).argmax(1)
+            for k, pred in state.get("preds", {}).items():
+                agree[k] = agree.get(k, 0) + int((pred == full).sum())
+            full_correct += int((full == y).sum())
+            total += len(y)
+    if total == 0:
+        raise UserError("the data set is empty", field="data")
+    full_acc = full_correct / total if labelled else None
+    rows = []
+    for s in splits:
+        sp = tm.split(s)
+        for b in bns:
+            row = {"split": s, "bottleneck": b.name, "tx_bytes_fp32": sp.tx_bytes, "samples": total, "note": ""}
+            if s == OUTPUT:  # the prediction itself is sent, losslessly
+                row.update(accuracy=full_acc, accuracy_std=0.0, agreement=1.0, note="prediction sent",
+                           **{f"bytes_{c}": float(PREDICTION_BYTES) for c in CODERS})
+            elif (s, b.name) in notes:
+                row.update(accuracy=np.nan, accuracy_std=np.nan, agreement=np.nan, note=notes[(s, b.name)],
+                           **{f"bytes_{c}": np.nan for c in CODERS})
+            else:
+                draws = len(fitted[(s, b.name)])
+                accs = np.array([correct[(s, b.name, d)] / total for d in range(draws)])
+                agr = np.array([agree[(s, b.name, d)] / total for d in range(draws)])
+                row.update(accuracy=float(accs.mean()) if labelled else np.nan,
+                           accuracy_std=float(accs.std()) if labelled else np.nan,
+                           agreement=float(agr.mean()),
+                           note=f"mean of {draws} seeded draws" if draws > 1 else "",
+                           **{f"bytes_{c}": nbytes[(s, b.name, c)] / total for c in CODERS})
+            rows.append(row)
+    table = pd.DataFrame(rows).set_index("split")[MEASURE_COLUMNS]
+    table["accuracy"] = table["accuracy"].astype(float)
+    return table, full_acc, total
+
+
+def _to_cache(res: AccuracyTable) -> dict:
+    t = res.table.reset_index()
+    return {"columns": list(t.columns), "rows": t.astype(object).where(t.notna(), None).to_numpy().tolist(),
+            "full_accuracy": res.full_accuracy, "samples": res.samples,
+            "calibration_samples": res.calibration_samples, "settings": res.settings}
+
+
+def _from_cache(hit: dict) -> AccuracyTable:
+    t = pd.DataFrame(hit["rows"], columns=hit["columns"]).set_index("split")
+    for c in MEASURE_COLUMNS:
+        if c not in ("bottleneck", "note"):
+            t[c] = pd.to_numeric(t[c], errors="coerce").astype(float)
+    t["samples"] = t["samples"].astype(np.int64)
+    t["tx_bytes_fp32"] = t["tx_bytes_fp32"].astype(np.int64)
+    return AccuracyTable(table=t, full_accuracy=hit["full_accuracy"], samples=hit["samples"],
+                         calibration_samples=hit["calibration_samples"], settings=hit["settings"])
+
+
+# --------------------------------------------------------------------------------------------
+# Predictor
+
+
+@dataclass(frozen=True)
+class CUIPredictor:
+    """Accuracy of one bottleneck as a monotone function of log10 CUI.
+
+    Fitted with isotonic regression over the measured splits; the direction (increasing
+    or decreasing) is chosen from the data, as scikit-learn's ``increasing="auto"`` does.
+    ``loo_mae`` is the leave-one-out mean absolute error over those splits (each split
+    predicted by a fit on the others), ``baseline_loo_mae`` the same for predicting the
+    mean of the others, ``spearman`` the rank correlation of CUI and accuracy.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    splits: tuple[str, ...]
+    loo_errors: np.ndarray
+    baseline_errors: np.ndarray
+    spearman: float
+
+    @property
+    def loo_mae(self) -> float:
+        return float(np.mean(np.abs(self.loo_errors))) if len(self.loo_errors) else float("nan")
+
+    @property
+    def baseline_loo_mae(self) -> float:
+        return float(np.mean(np.abs(self.baseline_errors))) if len(self.baseline_errors) else float("nan")
+
+    def predict(self, log10_cui) -> np.ndarray:
+        return _isotonic(self.x, self.y).predict(np.asarray(log10_cui, dtype=float))
+
+    def summary(self) -> dict:
+        return {"measured_splits": len(self.splits), "spearman": _finite(self.spearman),
+                "loo_mae": _finite(self.loo_mae), "baseline_loo_mae": _finite(self.baseline_loo_mae)}
+
+
+def _finite(v):
+    return float(v) if v is not None and math.isfinite(v) else None
+
+
+def _isotonic(x, y):
+    import warnings
+
+    from sklearn.isotonic import IsotonicRegression
+
+    with warnings.catch_warnings():  # "auto" warns when the direction is uncertain: LOO error shows it
+        warnings.simplefilter("ignore", UserWarning)
+        return IsotonicRegression(increasing="auto", out_of_bounds="clip").fit(x, y)
+
+
+MIN_PREDICTOR_POINTS = 3
+
+
+def fit_predictor(log10_cui: pd.Series, accuracy: pd.Series) -> CUIPredictor | None:
+    """Predictor from the splits that have both a CUI value and a measured accuracy (None
+    with fewer than :data:`MIN_PREDICTOR_POINTS`)."""
+    from scipy.stats import spearmanr
+
+    both = pd.concat([log10_cui.rename("x"), accuracy.rename("y")], axis=1, join="inner").dropna()
+    both = both[np.isfinite(both["x"])]
+    if len(both) < MIN_PREDICTOR_POINTS:
+        return None
+    x, y = both["x"].to_numpy(float), both["y"].to_numpy(float)
+    loo, base = np.empty(len(x)), np.empty(len(x))
+    for i in range(len(x)):
+        keep = np.arange(len(x)) != i
+        loo[i] = _isotonic(x[keep], y[keep]).predict([x[i]])[0] - y[i]
+        base[i] = y[keep].mean() - y[i]
+    rho = float(spearmanr(x, y).statistic) if np.ptp(y) > 0 and np.ptp(x) > 0 else float("nan")
+    return CUIPredictor(x=x, y=y, splits=tuple(both.index), loo_errors=loo, baseline_errors=base, spearman=rho)
+
+
+def predictor_report(acc: AccuracyTable, log10_cui: pd.Series) -> pd.DataFrame:
+    """Per bottleneck: Spearman(CUI, accuracy), predictor LOO MAE and baseline LOO MAE,
+    accuracy range over the splits with a CUI value."""
+    rows = []
+    for b in acc.bottlenecks:
+        a = acc.for_bottleneck(b)["accuracy"]
+        p = fit_predictor(log10_cui, a)
+        common = a.reindex(log10_cui.index).dropna()
+        rows.append({"bottleneck": b, "splits": int(len(common)),
+                     "accuracy_min": float(common.min()) if len(common) else np.nan,
+                     "accuracy_max": float(common.max()) if len(common) else np.nan,
+                     "spearman": np.nan if p is None else p.spearman,
+                     "loo_mae": np.nan if p is None else p.loo_mae,
+                     "baseline_loo_mae": np.nan if p is None else p.baseline_loo_mae})
+    return pd.DataFrame(rows).set_index("bottleneck")
+
+
+def channel_comparison(acc: AccuracyTable) -> pd.DataFrame:
+    """Grad-CAM-selected vs random channels at the same channel counts (so equal bytes), per
+    split and fraction: accuracy of each, random's spread over draws, and the difference."""
+    rows = []
+    for b in acc.bottlenecks:
+        if not b.endswith("_gradcam"):
+            continue
+        ctrl = b[: -len("_gradcam")] + "_random"
+        if ctrl not in acc.bottlenecks:
+            continue
+        g, r = acc.for_bottleneck(b), acc.for_bottleneck(ctrl)
+        for s in g.index:
+            if s == OUTPUT or not np.isfinite(g.at[s, "bytes_raw"]):
+                continue
+            rows.append({"split": s, "fraction": b[3:-len("_gradcam")] + " %",
+                         "bytes_raw": g.at[s, "bytes_raw"], "gradcam_accuracy": g.at[s, "accuracy"],
+                         "random_accuracy": r.at[s, "accuracy"], "random_std": r.at[s, "accuracy_std"],
+                         "gradcam_agreement": g.at[s, "agreement"], "random_agreement": r.at[s, "agreement"]})
+    out = pd.DataFrame(rows)
+    if not out.empty:
+        out["difference"] = out["gradcam_accuracy"] - out["random_accuracy"]
+        out = out.set_index("split")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# User-supplied accuracies
+
+
+def read_user_accuracy(path: str | Path, bottleneck: str, splits: Sequence[str], source: str,
+                       field_name: str = "bottleneck.accuracy_csv") -> pd.Series:
+    """Accuracies per split from a CSV with columns ``split``, ``accuracy`` (a fraction in
+    [0, 1]) and optionally ``bottleneck`` (rows for other bottlenecks are ignored)."""
+    try:
+        df = pd.read_csv(path)
+    except FileNotFoundError:
+        raise UserError(f"file not found: {path}", source=source, field=field_name) from None
+    except Exception as e:
+        raise UserError(f"cannot read {path} as CSV: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+                        source=source, field=field_name) from None
+    missing = [c for c in ("split", "accuracy") if c not in df.columns]
+    if missing:
+        raise UserError(f"{path} lacks column(s) {', '.join(missing)} (needs split, accuracy[, bottleneck])",
+                        source=source, field=field_name)
+    if "bottleneck" in df.columns:
+        df = df[df["bottleneck"].astype(str) == bottleneck]
+    known = set(splits)
+    unknown = [s for s in df["split"].astype(str) if s not in known]
+    if unknown:
+        raise UserError(f"{path} names split(s) the model does not have: {', '.join(unknown[:5])}",
+                        source=source, field=field_name)
+    acc = pd.to_numeric(df["accuracy"], errors="coerce")
+    bad = df.loc[~acc.between(0, 1), "split"].astype(str).tolist()
+    if bad:
+        raise UserError(f"{path}: accuracy must be a fraction in [0, 1] (split {bad[0]})", source=source,
+                        field=field_name)
+    s = pd.Series(acc.to_numpy(float), index=df["split"].astype(str).to_numpy(), name="accuracy")
+    if s.index.has_duplicates:
+        dup = s.index[s.index.duplicated()][0]
+        raise UserError(f"{path}: split {dup} is listed twice", source=source, field=field_name)
+    return s
