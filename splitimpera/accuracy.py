@@ -371,7 +371,7 @@ def _isotonic(x, y):
     from sklearn.isotonic import IsotonicRegression
 
     with warnings.catch_warnings():  # "auto" warns when the direction is uncertain: LOO error shows it
-        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore")
         return IsotonicRegression(increasing="auto", out_of_bounds="clip").fit(x, y)
 
 
@@ -397,12 +397,12 @@ def fit_predictor(log10_cui: pd.Series, accuracy: pd.Series) -> CUIPredictor | N
     return CUIPredictor(x=x, y=y, splits=tuple(both.index), loo_errors=loo, baseline_errors=base, spearman=rho)
 
 
-def predictor_report(acc: AccuracyTable, log10_cui: pd.Series) -> pd.DataFrame:
+def predictor_report(acc: AccuracyTable, log10_cui: pd.Series, column: str = "accuracy") -> pd.DataFrame:
     """Per bottleneck: Spearman(CUI, accuracy), predictor LOO MAE and baseline LOO MAE,
-    accuracy range over the splits with a CUI value."""
+    accuracy range over the splits with a CUI value (``column="agreement"`` without labels)."""
     rows = []
     for b in acc.bottlenecks:
-        a = acc.for_bottleneck(b)["accuracy"]
+        a = acc.for_bottleneck(b)[column]
         p = fit_predictor(log10_cui, a)
         common = a.reindex(log10_cui.index).dropna()
         rows.append({"bottleneck": b, "splits": int(len(common)),

@@ -412,7 +412,7 @@ class Autoencoder(Bottleneck):
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
-                    total += float(loss) * len(idx)
+                    total += float(loss.detach()) * len(idx)
                     seen += len(idx)
                 history.append(total / max(seen, 1))
         finally:

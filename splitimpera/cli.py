@@ -53,17 +53,26 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_analyze(args) -> int:
-    from .pipeline import analyze, load_traced, save_analysis
-    from .report import render_analysis
+    from .pipeline import analyze, analyze_accuracy, load_data, load_traced, output_width, save_analysis
+    from .report import render_accuracy, render_analysis
     from .scenario import load_scenario, parse_overrides
 
     sc = load_scenario(args.scenario, parse_overrides(args.set))
     tm = load_traced(sc)
-    res = analyze(sc, tm, progress=not args.quiet and sys.stderr.isatty())
+    progress = not args.quiet and sys.stderr.isatty()
+    ds = load_data(sc, tm.input_shape, output_width(tm))
+    res = analyze(sc, tm, ds, progress=progress)
     print(render_analysis(sc, res, tm.input_shape))
+    acc = None
+    if args.accuracy:
+        acc = analyze_accuracy(sc, tm, res, ds, progress=progress)
+        print(render_accuracy(acc, sc.bottleneck.coder))
     if args.output is not None:
-        folder = save_analysis(sc, res, args.output)
-        print(f"\nwrote {folder}/ (cui.csv, cui_per_image.parquet, cui_per_class.csv, nominations.json, cui.png)")
+        folder = save_analysis(sc, res, args.output, accuracy=acc)
+        files = "cui.csv, cui_per_image.parquet, cui_per_class.csv, nominations.json, cui.png"
+        if acc is not None:
+            files += ", accuracy.csv, accuracy_summary.json, accuracy.png"
+        print(f"\nwrote {folder}/ ({files})")
     return EXIT_OK
 
 
@@ -199,9 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--png", action="store_true", help="also write the plots as PNG files beside the report")
     s.set_defaults(func=_cmd_report)
 
-    s = sub.add_parser("analyze", help="I-SPLIT importance: Grad-CAM CUI curve, nominated splits, per class",
+    s = sub.add_parser("analyze", help="I-SPLIT importance (CUI curve, nominations) and accuracy × bytes under "
+                                       "bottlenecks",
                        description="Compute the CUI curve of SCENARIO's model on its data, nominate splits, "
-                                   "and find the best split per class (settings: analysis.cui).")
+                                   "and find the best split per class (settings: analysis.cui). Then measure "
+                                   "accuracy and bytes on the wire at every split under every bottleneck "
+                                   "(settings: bottleneck.measure, bottleneck.splits), and validate the CUI curve "
+                                   "as a predictor of that accuracy (leave-one-out).")
+    s.add_argument("--no-accuracy", dest="accuracy", action="store_false",
+                   help="only the importance analysis: skip measuring accuracy under bottlenecks")
     s.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file")
     s.add_argument("-o", "--output", metavar="DIR", help="write cui.csv, cui_per_image.parquet, "
                    "cui_per_class.csv, nominations.json and cui.png to DIR/<name>/")

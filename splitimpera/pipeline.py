@@ -25,7 +25,7 @@ from .profile import profile_model
 from .qos import closest, rank
 from .scenario import Scenario
 from .sim import SimResult, simulate, split_table
-from .splits import TracedModel, trace
+from .splits import OUTPUT, TracedModel, trace
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ TABLE_COLUMNS = [
     "index", "op", "shape", "head_flops", "tail_flops", "head_params", "tail_params", "head_mem_bytes",
     "bytes_sent", "device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s",
     "downlink_s", "latency_s", "latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_rps",
-    "deadline_miss_ratio", "uplink_utilisation", "energy_j", "accuracy",
+    "deadline_miss_ratio", "uplink_utilisation", "energy_j", "accuracy", "accuracy_source",
 ]
 # Columns only the simulation measures; the analytic engine (one request, no queueing) leaves them NaN.
 SIM_ONLY_COLUMNS = ["latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_rps", "deadline_miss_ratio"]
@@ -91,6 +91,8 @@ class Result:
             "flop_convention": "1 FLOP = 1 multiply-add (fvcore)",
             "engine": sc.analysis.engine,
             "simulated_requests": None if self.sim is None else int(len(self.sim.requests)),
+            "bottleneck": {"name": sc.bottleneck.name, "coder": sc.bottleneck.coder,
+                           **self.meta.get("accuracy", {})},
         }
         if rec is not None:
             out["recommendation"] = _row_dict(t.loc[rec])
@@ -270,6 +272,10 @@ class Prepared:
     profile: pd.DataFrame
     full_accuracy: float | None
     importance: object | None  # CUIResult with analysis.splits "nominated"
+    # Under an active bottleneck (see BottleneckSpec.active): per split accuracy,
+    # accuracy_source and bytes_sent (mean coded bytes per sample); and what it came from.
+    accuracy: pd.DataFrame | None = None
+    accuracy_info: dict = field(default_factory=dict)
 
     @property
     def splits(self) -> list[str]:
@@ -282,12 +288,17 @@ class Prepared:
 
 
 def prepare(scenario: Scenario) -> Prepared:
-    """Model, trace, profile, full-model accuracy and (if asked) the importance analysis."""
+    """Model, trace, profile, full-model accuracy, (if asked) the importance analysis, and
+    accuracy and bytes under the scenario's bottleneck."""
     tm = load_traced(scenario)
     ds = load_data(scenario, tm.input_shape, output_width(tm))
     full_acc = _measure_full_accuracy(scenario, tm.model, ds)
     importance = analyze(scenario, tm, ds) if scenario.analysis.splits == "nominated" else None
-    return Prepared(traced=tm, profile=profile_model(tm), full_accuracy=full_acc, importance=importance)
+    prof = profile_model(tm)
+    acc, info = (bottleneck_accuracy(scenario, tm, prof, ds, full_acc, importance)
+                 if scenario.bottleneck.active else (None, {}))
+    return Prepared(traced=tm, profile=prof, full_accuracy=full_acc, importance=importance, accuracy=acc,
+                    accuracy_info=info)
 
 
 def evaluate(scenario: Scenario, prep: Prepared) -> Result:
@@ -297,6 +308,10 @@ def evaluate(scenario: Scenario, prep: Prepared) -> Result:
     (device, server, network, workload, QoS) may differ: this is the what-if fast path.
     """
     prof, names = prep.profile, prep.splits
+    if prep.accuracy is not None:
+        # The bottleneck decides what is sent: its measured (or nominal) coded bytes.
+        prof = prof.copy()
+        prof["tx_bytes"] = np.ceil(prep.accuracy["bytes_sent"].reindex(prof.index)).astype(np.int64)
     sim, lat = latency_table(scenario, prof, names)
     table = pd.DataFrame(index=prof.index[prof.index.isin(names)])
     for col in ("index", "op", "shape", "head_flops", "tail_flops", "head_params", "tail_params"):
@@ -304,8 +319,13 @@ def evaluate(scenario: Scenario, prep: Prepared) -> Result:
     # At batch 1 the head must hold its weights and its peak of live activations.
     table["head_mem_bytes"] = prof["head_state_bytes"] + prof["head_peak_act_bytes"]
     table = table.join(lat)
-    # No bottleneck on the sent tensor: every split computes exactly the full model.
-    table["accuracy"] = prep.full_accuracy if prep.full_accuracy is not None else np.nan
+    if prep.accuracy is not None:
+        table["accuracy"] = prep.accuracy["accuracy"]
+        table["accuracy_source"] = prep.accuracy["accuracy_source"]
+    else:
+        # No bottleneck on the sent tensor: every split computes exactly the full model.
+        table["accuracy"] = prep.full_accuracy if prep.full_accuracy is not None else np.nan
+        table["accuracy_source"] = "full model" if prep.full_accuracy is not None else "unknown"
     table["uplink_utilisation"] = uplink_utilisation(table["bytes_sent"], scenario)
     table = table[TABLE_COLUMNS]
     if prep.importance is not None:
@@ -313,7 +333,8 @@ def evaluate(scenario: Scenario, prep: Prepared) -> Result:
     # QoS: the latency limit applies to qos.latency_statistic (mean, p50, p95, p99).
     table = rank(table, scenario.qos, scenario.device)
     return Result(scenario=scenario, table=table, profile=prof, input_shape=prep.traced.input_shape,
-                  full_accuracy=prep.full_accuracy, importance=prep.importance, sim=sim)
+                  full_accuracy=prep.full_accuracy, importance=prep.importance, sim=sim,
+                  meta={"accuracy": prep.accuracy_info} if prep.accuracy_info else {})
 
 
 def run(scenario: Scenario) -> Result:
@@ -388,10 +409,13 @@ def model_profile(scenario: Scenario) -> pd.DataFrame:
     return profile_model(load_traced(scenario))
 
 
-def save_analysis(scenario: Scenario, res, out_dir: str | Path | None = None) -> Path:
+def save_analysis(scenario: Scenario, res, out_dir: str | Path | None = None,
+                  accuracy: "AccuracyAnalysis | None" = None) -> Path:
     """Write the importance analysis to ``<out_dir>/<scenario name>/``: ``cui.csv``,
-    ``cui_per_image.parquet``, ``cui_per_class.csv``, ``nominations.json``, ``cui.png``."""
-    from .report import plot_cui
+    ``cui_per_image.parquet``, ``cui_per_class.csv``, ``nominations.json``, ``cui.png``; with
+    ``accuracy``, also ``accuracy.csv`` (one row per split and bottleneck: accuracy,
+    agreement, bytes per coder), ``accuracy_summary.json`` and ``accuracy.png``."""
+    from .report import plot_accuracy, plot_cui
 
     best = res.best_per_class()
     doc = {
@@ -403,10 +427,225 @@ def save_analysis(scenario: Scenario, res, out_dir: str | Path | None = None) ->
         "nominated": [{k: _jsonable(v) for k, v in r.items()} for _, r in res.nominated.iterrows()],
         "best_per_class": [{"class": int(c), **{k: _jsonable(v) for k, v in r.items()}} for c, r in best.iterrows()],
     }
-    return write_outputs(out_dir if out_dir is not None else scenario.output.dir, scenario, {
+    writers = {
         "cui.csv": lambda p: res.curve.to_csv(p),
         "cui_per_image.parquet": lambda p: res.per_image.to_parquet(p),
         "cui_per_class.csv": lambda p: res.per_class.to_csv(p),
         "nominations.json": lambda p: p.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n"),
         "cui.png": lambda p: plot_cui(res, p, title=f"{scenario.name}: {scenario.model.name}"),
-    })
+    }
+    acc_files = ("accuracy.csv", "accuracy_summary.json", "accuracy.png")
+    if accuracy is not None:
+        adoc = {"scenario": scenario.name, "inputs": doc["inputs"], **accuracy.summary()}
+        writers.update({
+            "accuracy.csv": lambda p: accuracy.measured.table.to_csv(p, index_label="split"),
+            "accuracy_summary.json": lambda p: p.write_text(json.dumps(adoc, indent=2, allow_nan=False) + "\n"),
+            "accuracy.png": lambda p: plot_accuracy(accuracy.measured, p, coder=scenario.bottleneck.coder,
+                                                    title=f"{scenario.name}: {scenario.model.name}"),
+        })
+    return write_outputs(out_dir if out_dir is not None else scenario.output.dir, scenario, writers,
+                         remove=() if accuracy is not None else acc_files)
+
+
+# --------------------------------------------------------------------------------------------
+# Accuracy under bottlenecks
+
+
+def load_calibration(scenario: Scenario, shape: tuple[int, ...], ds):
+    """``(calibration data, evaluation data, how)`` for bottlenecks that learn.
+
+    ``bottleneck.calibration: auto`` takes the digits train split when the evaluation data is
+    the digits test split, else a seeded half of the data (the other half evaluates, so
+    nothing is fitted on what it is scored on); a data section names other data.
+    """
+    from torch.utils.data import Subset
+
+    from .data import digits
+
+    spec, src = scenario.bottleneck, scenario.source
+    limit = spec.calibration_limit
+    rng = np.random.default_rng(np.random.SeedSequence([scenario.seed, 0xCA1]))
+
+    def cap(d):
+        if len(d) <= limit:
+            return d
+        return Subset(d, np.sort(rng.permutation(len(d))[:limit]).tolist())
+
+    if isinstance(spec.calibration, str):  # auto
+        if scenario.data.source == "digits" and scenario.data.split == "test":
+            return cap(digits("train", size=shape[-1])), ds, "digits train split"
+        if len(ds) < 4:
+            raise UserError("too few samples to set half aside for calibration", source=src, field="data")
+        perm = rng.permutation(len(ds))
+        half = len(ds) // 2
+        calib = Subset(ds, np.sort(perm[:half]).tolist())
+        return cap(calib), Subset(ds, np.sort(perm[half:]).tolist()), "a seeded half of the data"
+    from .data import load_dataset
+
+    try:
+        calib = load_dataset(spec.calibration, shape, scenario.model.num_classes, seed=scenario.seed)
+    except Exception as e:
+        raise UserError(f"cannot read the calibration data: {first_line(e)}", source=src,
+                        field="bottleneck.calibration") from None
+    if calib is None or len(calib) == 0:
+        raise UserError("the calibration data set is empty", source=src, field="bottleneck.calibration")
+    return cap(calib), ds, f"bottleneck.calibration ({spec.calibration.source})"
+
+
+def _measured_splits(scenario: Scenario, tm: TracedModel, importance) -> tuple[list[str], object]:
+    spec = scenario.bottleneck
+    names = [sp.name for sp in tm.candidates]
+    if spec.splits == "all":
+        return names, importance
+    if spec.splits == "nominated":
+        if importance is None:
+            importance = analyze(scenario, tm)
+        nominated = set(importance.nominated["split"])
+        return [n for n in names if n in nominated], importance
+    unknown = [s for s in spec.splits if s not in names]
+    if unknown:
+        raise UserError(f"unknown split(s) {', '.join(unknown)}", source=scenario.source, field="bottleneck.splits")
+    return [n for n in names if n in set(spec.splits)], importance
+
+
+def bottleneck_accuracy(scenario: Scenario, tm: TracedModel, profile: pd.DataFrame, ds, full_accuracy,
+                        importance=None) -> tuple[pd.DataFrame, dict]:
+    """Per split, under ``scenario.bottleneck``: ``accuracy``, ``accuracy_source``
+    (``user``, ``measured``, ``predicted (CUI)``, ``full model`` or ``unknown``) and
+    ``bytes_sent`` (mean bytes per sample under the coder); plus what it came from.
+
+    Accuracy is measured at ``bottleneck.splits``; elsewhere it is predicted from the CUI
+    curve (isotonic fit on the measured splits). A split the bottleneck cannot apply to is
+    sent as plain fp32. Accuracies from ``bottleneck.accuracy_csv`` take precedence.
+    """
+    from .accuracy import fit_predictor, measure_accuracy, read_user_accuracy
+    from .bottleneck import get_bottleneck
+
+    spec = scenario.bottleneck
+    bn = get_bottleneck(spec.name)
+    names = list(profile.index)
+    out = pd.DataFrame(index=profile.index)
+    out["accuracy"] = np.nan
+    out["accuracy_source"] = "unknown"
+    out["bytes_sent"] = profile["tx_bytes"].astype(float)
+    info: dict = {"measured_splits": 0}
+    measured, importance = _measured_splits(scenario, tm, importance)
+    labelled = ds is not None and scenario.data.source != "synthetic"
+    if spec.name == "none" and spec.coder == "raw":
+        # Nothing changes the tensor: every split computes exactly the full model.
+        if full_accuracy is not None:
+            out["accuracy"], out["accuracy_source"] = full_accuracy, "full model"
+    else:
+        calib = None
+        if bn.needs_fit:
+            calib, ds, how = load_calibration(scenario, tm.input_shape, ds)
+            info["calibration"] = f"{how}, {len(calib)} samples"
+        try:
+            at = measure_accuracy(tm, ds, [bn], measured, calibration=calib, labelled=labelled, seed=scenario.seed,
+                                  batch_size=scenario.data.batch_size, options=spec.fit_options())
+        except UserError as e:
+            raise e.at(source=scenario.source, field="bottleneck") from None
+        t = at.for_bottleneck(bn.name)
+        info.update(measured_splits=int(t["accuracy"].notna().sum() if labelled else len(t)),
+                    evaluation_samples=at.samples)
+        applies = t["note"].eq("") | t.index.isin([OUTPUT])
+        ok = t.index[applies]
+        out.loc[ok, "bytes_sent"] = t.loc[ok, f"bytes_{spec.coder}"]
+        if labelled:
+            out.loc[ok, "accuracy"] = t.loc[ok, "accuracy"]
+            out.loc[ok, "accuracy_source"] = "measured"
+        na = t.index[~applies]
+        if full_accuracy is not None:
+            out.loc[na, "accuracy"] = full_accuracy
+            out.loc[na, "accuracy_source"] = "full model (bottleneck n/a)"
+        # Unmeasured splits: nominal bytes, accuracy predicted from the CUI curve.
+        rest = [n for n in names if n not in set(t.index)]
+        for n in rest:
+            sp = tm.split(n)
+            if bn.applicable(sp.shape, n) is None:
+                out.at[n, "bytes_sent"] = float(bn.nominal_bytes(sp.shape))
+            else:
+                out.at[n, "accuracy"] = full_accuracy if full_accuracy is not None else np.nan
+                out.at[n, "accuracy_source"] = "full model (bottleneck n/a)"
+        todo = [n for n in rest if out.at[n, "accuracy_source"] == "unknown"]
+        if todo and labelled:
+            if importance is None:
+                importance = analyze(scenario, tm)
+            curve = importance.curve["log10_cui"]
+            pred = fit_predictor(curve, out.loc[out["accuracy_source"] == "measured", "accuracy"])
+            if pred is not None:
+                info["predictor"] = pred.summary()
+                can = [n for n in todo if n in curve.index and np.isfinite(curve[n])]
+                if can:
+                    out.loc[can, "accuracy"] = pred.predict(curve[can].to_numpy())
+                    out.loc[can, "accuracy_source"] = "predicted (CUI)"
+    if spec.accuracy_csv is not None:
+        user = read_user_accuracy(spec.accuracy_csv, spec.name, names, scenario.source)
+        out.loc[user.index, "accuracy"] = user
+        out.loc[user.index, "accuracy_source"] = "user"
+        info["user_splits"] = int(len(user))
+    return out, info
+
+
+@dataclass(frozen=True)
+class AccuracyAnalysis:
+    """What ``analyze`` measures under bottlenecks: the accuracy × bytes table
+    (:class:`~splitimpera.accuracy.AccuracyTable`), per bottleneck the CUI predictor's
+    validation (``predictors``: Spearman, leave-one-out MAE, baseline MAE), and Grad-CAM
+    vs random channels at equal channel counts (``channels``)."""
+
+    measured: object
+    predictors: pd.DataFrame
+    channels: pd.DataFrame
+    calibration: str | None = None
+
+    def summary(self) -> dict:
+        m = self.measured
+        doc = {
+            "evaluation_samples": m.samples, "calibration": self.calibration,
+            "calibration_samples": m.calibration_samples, "full_model_accuracy": m.full_accuracy,
+            "settings": m.settings,
+            "predictor": {"method": "isotonic regression of accuracy on log10 CUI (direction from the data)",
+                          "per_bottleneck": {b: {k: _jsonable(v) for k, v in r.items()}
+                                             for b, r in self.predictors.iterrows()}},
+        }
+        if not self.channels.empty:
+            c = self.channels
+            doc["channels_gradcam_vs_random"] = {
+                f: {"splits": int(len(g)), "gradcam_better": int((g["difference"] > 0).sum()),
+                    "random_better": int((g["difference"] < 0).sum()),
+                    "mean_difference": _jsonable(g["difference"].mean()),
+                    "median_difference": _jsonable(g["difference"].median())}
+                for f, g in c.groupby("fraction")}
+        return doc
+
+
+def analyze_accuracy(scenario: Scenario, tm: TracedModel, importance, data=None, *,
+                     progress: bool = False) -> AccuracyAnalysis:
+    """Measure ``bottleneck.measure`` (default: every registered bottleneck) at
+    ``bottleneck.splits`` on the scenario's data, and validate the CUI predictor on it."""
+    from .accuracy import channel_comparison, measure_accuracy, predictor_report
+    from .bottleneck import get_bottleneck, list_bottlenecks
+
+    spec = scenario.bottleneck
+    ds = data if data is not None else load_data(scenario, tm.input_shape, output_width(tm))
+    if ds is None:
+        raise UserError("accuracy under bottlenecks needs data (set data.source)", source=scenario.source,
+                        field="data.source")
+    names = list_bottlenecks() if spec.measure == "all" else list(spec.measure)
+    bns = [get_bottleneck(n) for n in names]
+    splits, _ = _measured_splits(scenario, tm, importance)
+    calib = how = None
+    if any(b.needs_fit for b in bns):
+        calib, ds, how = load_calibration(scenario, tm.input_shape, ds)
+    try:
+        at = measure_accuracy(tm, ds, bns, splits, calibration=calib,
+                              labelled=scenario.data.source != "synthetic", seed=scenario.seed,
+                              batch_size=scenario.data.batch_size, options=spec.fit_options(), progress=progress)
+    except UserError as e:
+        raise e.at(source=scenario.source, field="bottleneck") from None
+    curve = importance.curve["log10_cui"] if importance is not None else pd.Series(dtype=float)
+    col = "accuracy" if at.full_accuracy is not None else "agreement"
+    report = predictor_report(at, curve, column=col)
+    return AccuracyAnalysis(measured=at, predictors=report, channels=channel_comparison(at),
+                            calibration=None if calib is None else f"{how}, {len(calib)} samples")

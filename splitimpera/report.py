@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 
+import numpy as np
 import pandas as pd
 
 from .qos import closest, constraints, human_bytes
@@ -244,4 +245,76 @@ def render_analysis(scenario, res, input_shape) -> str:
     if moved:
         lines.append(f"Classes whose best split differs from {res.best}: " + ", ".join(
             f"{b} ({', '.join(str(c) for c in best.index[best['best_split'] == b])})" for b in moved))
+    return "\n".join(lines)
+
+
+def plot_accuracy(measured, path, coder: str = "raw", title: str = "") -> None:
+    """PNG: accuracy (agreement without labels) against bytes per sample under ``coder``,
+    one series per bottleneck, one point per split."""
+    from matplotlib.figure import Figure
+
+    col = "accuracy" if measured.full_accuracy is not None else "agreement"
+    fig = Figure(figsize=(9.5, 5.0), dpi=120)
+    try:
+        ax = fig.subplots()
+        names = measured.bottlenecks
+        cmap = __import__("matplotlib").colormaps["tab20"]
+        markers = "osD^v<>pXh*"
+        for i, b in enumerate(names):
+            t = measured.for_bottleneck(b)
+            t = t[np.isfinite(t[f"bytes_{coder}"]) & np.isfinite(t[col])]
+            ax.scatter(t[f"bytes_{coder}"], t[col] * 100, s=16, color=cmap(i % 20), marker=markers[i % len(markers)],
+                       label=b, alpha=0.85)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"bytes per sample on the wire ({coder} coder)")
+        ax.set_ylabel(f"{col} (%)")
+        if measured.full_accuracy is not None:
+            ax.axhline(measured.full_accuracy * 100, color="0.5", lw=0.8, ls="--", label="full model")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+        ax.set_title(title + f" · {col} vs bytes, each point a split", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path, format="png")
+    finally:
+        fig.clear()
+
+
+def render_accuracy(acc, coder: str = "raw") -> str:
+    """The terminal view of ``analyze``'s accuracy part (see ``pipeline.AccuracyAnalysis``)."""
+    m = acc.measured
+    labelled = m.full_accuracy is not None
+    col = "accuracy" if labelled else "agreement"
+    lines = ["", f"{'Accuracy' if labelled else 'Agreement with the full model'} (%) per split and bottleneck, "
+                 f"{m.samples} evaluation samples"
+             + (f"; learning bottlenecks fitted on {acc.calibration}" if acc.calibration else "")
+             + (f"; full model {m.full_accuracy:.2%}" if labelled else "") + ":"]
+    piv = m.pivot(col)
+    byt = m.pivot(f"bytes_{coder}")
+    header = ["split"] + list(piv.columns)
+    rows = [[s] + [("n/a" if not np.isfinite(v) else f"{v * 100:.1f}") for v in piv.loc[s]] for s in piv.index]
+    lines.append(_grid(header, rows, "l" + "r" * len(piv.columns)))
+    lines += ["", f"Bytes per sample ({coder} coder; n/a: the bottleneck does not apply there):"]
+    rows = [[s] + [("n/a" if not np.isfinite(v) else human_bytes(v)) for v in byt.loc[s]] for s in byt.index]
+    lines.append(_grid(header, rows, "l" + "r" * len(byt.columns)))
+    p = acc.predictors
+    lines += ["", f"CUI as a predictor of {col} (isotonic fit; leave-one-out mean absolute error, in points; "
+                  "baseline: the mean of the other splits):"]
+    rows = []
+    for b, r in p.iterrows():
+        def pts(v):
+            return "–" if not np.isfinite(v) else f"{v * 100:.2f}"
+        rows.append([b, str(int(r["splits"])), "–" if not np.isfinite(r["spearman"]) else f"{r['spearman']:+.2f}",
+                     pts(r["loo_mae"]), pts(r["baseline_loo_mae"]),
+                     "–" if not np.isfinite(r["accuracy_min"]) else
+                     f"{r['accuracy_min'] * 100:.1f}–{r['accuracy_max'] * 100:.1f}"])
+    lines.append(_grid(["bottleneck", "splits", "Spearman", "LOO MAE", "baseline MAE", f"{col} range"], rows,
+                       "lrrrrr"))
+    if not acc.channels.empty:
+        lines += ["", "Grad-CAM vs random channels at the same channel count (equal bytes):"]
+        rows = []
+        for f, g in acc.channels.groupby("fraction", sort=False):
+            rows.append([f, str(len(g)), str(int((g["difference"] > 0).sum())), str(int((g["difference"] < 0).sum())),
+                         f"{g['difference'].mean() * 100:+.1f}", f"{g['difference'].median() * 100:+.1f}"])
+        lines.append(_grid(["kept", "splits", "Grad-CAM better", "random better", "mean Δ (pts)", "median Δ (pts)"],
+                           rows, "lrrrrr"))
     return "\n".join(lines)

@@ -111,6 +111,42 @@ class WorkloadSpec(_Strict):
         True, description="sample jitter and retransmissions; false: no jitter, mean retransmission overhead")
 
 
+class AutoencoderSpec(_Strict):
+    """Training of I-SPLIT's autoencoder bottleneck (per split, backbone frozen)."""
+
+    epochs: int = Field(5, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    batch_size: int = Field(64, gt=0)
+    recon_weight: float = Field(1.0, ge=0, description="weight of the reconstruction MSE beside the task loss")
+
+
+class BottleneckSpec(_Strict):
+    """What happens to the sent tensor (see :mod:`splitimpera.bottleneck`) and how accuracy is known."""
+
+    name: str = Field("none", description="bottleneck applied at every split: none, fp16, int8, int4_channel, "
+                                          "top50_gradcam, autoencoder, …")
+    coder: Literal["raw", "zstd", "rle"] = Field("raw", description="lossless coder of the payload on the wire")
+    measure: Literal["all"] | list[str] = Field(
+        "all", description="bottlenecks `analyze` measures for the accuracy × bytes table")
+    splits: Literal["all", "nominated"] | list[str] = Field(
+        "all", description="splits where accuracy is measured; the others are predicted from the CUI curve")
+    calibration: Literal["auto"] | DataSpec = Field(
+        "auto", description="data that learning bottlenecks fit on; auto: the digits train split, "
+                            "else a seeded half of the data (the other half evaluates)")
+    calibration_limit: int = Field(1024, gt=0, description="calibration samples at most")
+    accuracy_csv: str | None = Field(
+        None, description="your measured accuracies (columns split, accuracy[, bottleneck]); they take precedence")
+    autoencoder: AutoencoderSpec = AutoencoderSpec()
+
+    @property
+    def active(self) -> bool:
+        """Whether the sent tensor or its accuracy differs from the plain fp32 tensor's."""
+        return self.name != "none" or self.coder != "raw" or self.accuracy_csv is not None
+
+    def fit_options(self) -> dict:
+        return {"autoencoder": self.autoencoder.model_dump()}
+
+
 class ObjectiveWeights(_Strict):
     """Weights of the ``weighted`` objective; each metric is min-max scaled across splits first."""
 
@@ -167,6 +203,7 @@ class Scenario(_Strict):
     server: DeviceProfile
     network: NetworkProfile
     workload: WorkloadSpec = WorkloadSpec()
+    bottleneck: BottleneckSpec = BottleneckSpec()
     qos: QoSSpec = QoSSpec()
     output: OutputSpec = OutputSpec()
 
@@ -275,6 +312,13 @@ def _resolve_paths(data: dict, base_dir: Path) -> None:
     dat = data.get("data")
     if isinstance(dat, dict) and isinstance(dat.get("path"), str) and not Path(dat["path"]).is_absolute():
         dat["path"] = str((base_dir / dat["path"]).resolve())
+    bn = data.get("bottleneck")
+    if isinstance(bn, dict):
+        if isinstance(bn.get("accuracy_csv"), str) and not Path(bn["accuracy_csv"]).is_absolute():
+            bn["accuracy_csv"] = str((base_dir / bn["accuracy_csv"]).resolve())
+        cal = bn.get("calibration")
+        if isinstance(cal, dict) and isinstance(cal.get("path"), str) and not Path(cal["path"]).is_absolute():
+            cal["path"] = str((base_dir / cal["path"]).resolve())
 
 
 def _semantic_checks(sc: Scenario, src_for) -> None:
@@ -304,9 +348,40 @@ def _semantic_checks(sc: Scenario, src_for) -> None:
             get_method(sc.analysis.cui.method)
         except UserError as e:
             raise UserError(e.message, source=src_for("analysis.cui.method"), field="analysis.cui.method") from None
+    _check_bottleneck(sc, src_for)
     if sc.qos.min_accuracy is not None and sc.data.source in ("none", "synthetic"):
         raise UserError("needs labelled data (data.source: digits or imagefolder)",
                         source=src_for("qos.min_accuracy"), field="qos.min_accuracy")
+
+
+def _check_bottleneck(sc: Scenario, src_for) -> None:
+    from .bottleneck import get_bottleneck
+
+    bn = sc.bottleneck
+    for field, names in (("bottleneck.name", [bn.name]),
+                         ("bottleneck.measure", [] if bn.measure == "all" else bn.measure)):
+        for name in names:
+            try:
+                get_bottleneck(name)
+            except UserError as e:
+                raise UserError(e.message, source=src_for(field), field=field) from None
+    if bn.name != "none" and sc.workload.payload_dtype != "float32":
+        raise UserError(f"the bottleneck ({bn.name}) sets what is sent; leave payload_dtype at float32",
+                        source=src_for("workload.payload_dtype"), field="workload.payload_dtype")
+    if (bn.name != "none" or bn.coder != "raw") and sc.data.source == "none":
+        field = "bottleneck.name" if bn.name != "none" else "bottleneck.coder"
+        raise UserError("bytes and accuracy under a bottleneck or coder are measured on data (set data.source)",
+                        source=src_for(field), field=field)
+    if bn.splits == "nominated" and sc.data.source == "none":
+        raise UserError("nominated splits need data for the importance analysis (set data.source)",
+                        source=src_for("bottleneck.splits"), field="bottleneck.splits")
+    if bn.accuracy_csv is not None and not Path(bn.accuracy_csv).is_file():
+        raise UserError(f"file not found: {bn.accuracy_csv}", source=src_for("bottleneck.accuracy_csv"),
+                        field="bottleneck.accuracy_csv")
+    cal = bn.calibration
+    if isinstance(cal, DataSpec) and cal.source == "imagefolder" and not (cal.path and Path(cal.path).is_dir()):
+        raise UserError(f"folder not found: {cal.path}", source=src_for("bottleneck.calibration.path"),
+                        field="bottleneck.calibration.path")
 
 
 def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
