@@ -225,11 +225,29 @@ def controls(base: Base, sc0: si.Scenario) -> tuple[si.Scenario, dict, bool]:
                             key=k("devices"), help="devices sharing the link and the server")
     rate = c2.number_input("Requests/s per device", min_value=0.0, value=float(wl.rate_hz), step=1.0, format="%g",
                            key=k("rate"))
+    bn = sc1.bottleneck
+    has_data = sc1.data.source != "none"
+    names = si.bottleneck.list_bottlenecks()
+    if bn.name not in names:
+        names = [bn.name] + names
+    c1, c2 = st.columns([3, 2])
+    bottleneck = c1.selectbox("Bottleneck on the sent tensor", names, index=_index(names, bn.name),
+                              key=k("bottleneck"), disabled=not has_data,
+                              help="Accuracy and bytes are measured on the scenario's data at every split "
+                                   "(cached; the autoencoder trains once per split, about a minute on the demo)."
+                              if has_data else "needs data (data.source) to measure accuracy and bytes")
+    coders = ["raw", "zstd", "rle"]
+    coder = c2.radio("Lossless coder", coders, index=_index(coders, bn.coder), horizontal=True, key=k("coder"),
+                     disabled=not has_data, help="zstd, or run-length coding of the codes; measured on real "
+                                                 "activations")
     dtypes = ["float32", "float16", "int8"]
-    dtype = st.radio("Bottleneck: payload dtype", dtypes, index=_index(dtypes, wl.payload_dtype), horizontal=True,
-                     key=k("dtype"))
-    st.caption("There is no bottleneck feature yet (issue 4): the dtype of the sent tensor stands in for it. "
-               "It changes the bytes sent; accuracy stays the full model's (not measured under quantisation).")
+    dtype = wl.payload_dtype
+    if bottleneck == "none":
+        dtype = st.radio("Payload dtype (bytes only, accuracy unmeasured)", dtypes, index=_index(dtypes, dtype),
+                         horizontal=True, key=k("dtype"))
+    else:
+        dtype = "float32"
+        st.caption(f"**{bottleneck}**: {si.bottleneck.get_bottleneck(bottleneck).describe()}.")
 
     st.header("QoS")
     labelled = sc1.data.source in ("digits", "imagefolder")
@@ -259,6 +277,7 @@ def controls(base: Base, sc0: si.Scenario) -> tuple[si.Scenario, dict, bool]:
                                   placeholder="workload.arrival=poisson\nqos.max_tx_bytes=10000")
     values = {"network.rtt_ms": rtt, "network.loss": loss / 100, "workload.num_devices": int(n_dev),
               "workload.rate_hz": rate, "workload.payload_dtype": dtype, "qos.max_latency_ms": lat,
+              "bottleneck.name": bottleneck, "bottleneck.coder": coder,
               "qos.latency_statistic": stat, "qos.max_energy_mj": energy, "qos.objective": objective,
               "analysis.engine": "simpy" if simpy else "analytic"}
     if labelled:
@@ -464,7 +483,7 @@ def tradeoff_chart(res: si.Result, metric: str) -> dict:
                                  "scale": {"domain": status, "range": ["diamond", "circle", "cross"]}}}})
     title = f"{ylabel.split(' (')[0].capitalize()} vs latency"
     if is_acc and flat:
-        title += " (the same at every split: no bottleneck)"
+        title += " (the same at every split)"
     return {"title": title, "height": 380, "layer": layers}
 
 
@@ -578,8 +597,10 @@ def main() -> None:
     shape = "x".join(map(str, sc.model.input_shape)) if sc.model.input_shape else "default input"
     st.caption(f"**{sc.name}**: {sc.model.name} ({shape}) on **{sc.device.name}** ─[{sc.network.name}, "
                f"{sc.network.uplink_mbps:.3g} Mbit/s up, RTT {sc.network.rtt_ms:g} ms]→ **{sc.server.name}**; "
-               f"{sc.workload.num_devices} device(s) at {sc.workload.rate_hz:g} Hz; payload "
-               f"{sc.workload.payload_dtype}; engine **{sc.analysis.engine}**"
+               f"{sc.workload.num_devices} device(s) at {sc.workload.rate_hz:g} Hz; "
+               + (f"payload {sc.workload.payload_dtype}" if sc.bottleneck.name == "none"
+                  else f"bottleneck **{sc.bottleneck.name}**") + f", {sc.bottleneck.coder} coder; "
+               f"engine **{sc.analysis.engine}**"
                + ("" if simpy else " (one request, no queueing)"))
     pkey = whatif.prepare_key(sc)
     prep = prepared(pkey, sc)

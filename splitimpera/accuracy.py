@@ -35,14 +35,14 @@ import torch.fx as fx
 from . import cache
 from .bottleneck import CODERS, Bottleneck, FitContext, TopChannels, get_bottleneck
 from .errors import UserError
-from .splits import INPUT, OUTPUT, PREDICTION_BYTES, TracedModel, _head_tail, eval_mode
+from .splits import OUTPUT, PREDICTION_BYTES, TracedModel, _head_tail, eval_mode
 
 log = logging.getLogger(__name__)
 
-ACCURACY_VERSION = 1
+ACCURACY_VERSION = 2
 RANDOM_DRAWS = 3  # random-channel controls are measured over this many seeded draws
-MEASURE_COLUMNS = ["bottleneck", "accuracy", "accuracy_std", "agreement", "bytes_raw", "bytes_zstd", "bytes_rle",
-                   "tx_bytes_fp32", "samples", "note"]
+MEASURE_COLUMNS = ["bottleneck", "applicable", "accuracy", "accuracy_std", "agreement", "bytes_raw", "bytes_zstd",
+                   "bytes_rle", "tx_bytes_fp32", "samples", "note"]
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class AccuracyTable:
 
     ``table``: long format, indexed by split name (topological order, one row per
     bottleneck), columns :data:`MEASURE_COLUMNS`; ``accuracy`` is NaN without labels and
-    where the bottleneck does not apply (``note`` says why). ``accuracy_std`` is the spread
+    where the bottleneck does not apply (``applicable`` false; ``note`` says why). ``accuracy_std`` is the spread
     over seeded draws (random channels), else 0. Bytes are means per sample.
     """
 
@@ -156,6 +156,11 @@ def measure_accuracy(tm: TracedModel, data, bottlenecks: Sequence[str | Bottlene
     if len(set(names)) != len(names):
         raise UserError(f"bottleneck listed twice: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
     cand = [sp.name for sp in tm.candidates]
+    if splits is not None:
+        unknown = [s for s in splits if s not in set(cand)]
+        if unknown or not splits:
+            raise UserError(f"unknown split(s) {', '.join(unknown)}" if unknown else "no split to measure",
+                            field="bottleneck.splits")
     splits = cand if splits is None else [s for s in cand if s in set(splits)]
     options = options or {}
     fitting = [b for b in bns if b.needs_fit]
@@ -246,7 +251,7 @@ def _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size,
     state = {}
 
     def hook(split, z):
-        y, full_pred = state["y"], state.get("full")
+        y = state["y"]
         for b in bns:
             for d, inst in enumerate(fitted.get((split, b.name), [])):
                 zh, payload = inst.roundtrip(z)
@@ -283,7 +288,8 @@ def _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size,
     for s in splits:
         sp = tm.split(s)
         for b in bns:
-            row = {"split": s, "bottleneck": b.name, "tx_bytes_fp32": sp.tx_bytes, "samples": total, "note": ""}
+            row = {"split": s, "bottleneck": b.name, "applicable": (s, b.name) not in notes,
+                   "tx_bytes_fp32": sp.tx_bytes, "samples": total, "note": ""}
             if s == OUTPUT:  # the prediction itself is sent, losslessly
                 row.update(accuracy=full_acc, accuracy_std=0.0, agreement=1.0, note="prediction sent",
                            **{f"bytes_{c}": float(PREDICTION_BYTES) for c in CODERS})
@@ -314,8 +320,9 @@ def _to_cache(res: AccuracyTable) -> dict:
 
 def _from_cache(hit: dict) -> AccuracyTable:
     t = pd.DataFrame(hit["rows"], columns=hit["columns"]).set_index("split")
+    t["applicable"] = t["applicable"].astype(bool)
     for c in MEASURE_COLUMNS:
-        if c not in ("bottleneck", "note"):
+        if c not in ("bottleneck", "note", "applicable"):
             t[c] = pd.to_numeric(t[c], errors="coerce").astype(float)
     t["samples"] = t["samples"].astype(np.int64)
     t["tx_bytes_fp32"] = t["tx_bytes_fp32"].astype(np.int64)
@@ -426,7 +433,7 @@ def channel_comparison(acc: AccuracyTable) -> pd.DataFrame:
             continue
         g, r = acc.for_bottleneck(b), acc.for_bottleneck(ctrl)
         for s in g.index:
-            if s == OUTPUT or not np.isfinite(g.at[s, "bytes_raw"]):
+            if s == OUTPUT or not g.at[s, "applicable"]:
                 continue
             rows.append({"split": s, "fraction": b[3:-len("_gradcam")] + " %",
                          "bytes_raw": g.at[s, "bytes_raw"], "gradcam_accuracy": g.at[s, "accuracy"],

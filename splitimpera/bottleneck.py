@@ -246,8 +246,10 @@ class Quantize(Bottleneck):
         g = self._groups(z.detach().float())
         if self.percentile:
             n = g.shape[-1]
-            k_hi = max(1, min(n, math.ceil(self.percentile / 100 * n)))
-            k_lo = max(1, min(n, math.floor((100 - self.percentile) / 100 * n) + 1))
+            # Rank arithmetic in integers (per mille): 0.999 × 1000 must be 999, not 999.0000000001.
+            pm = round(self.percentile * 10)
+            k_hi = max(1, min(n, -(-pm * n // 1000)))
+            k_lo = max(1, min(n, (1000 - pm) * n // 1000 + 1))
             hi = g.kthvalue(k_hi, dim=-1, keepdim=True).values
             lo = g.kthvalue(k_lo, dim=-1, keepdim=True).values
         else:

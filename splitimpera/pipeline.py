@@ -25,7 +25,7 @@ from .profile import profile_model
 from .qos import closest, rank
 from .scenario import Scenario
 from .sim import SimResult, simulate, split_table
-from .splits import OUTPUT, TracedModel, trace
+from .splits import OUTPUT, PREDICTION_BYTES, TracedModel, trace
 
 log = logging.getLogger(__name__)
 
@@ -308,11 +308,12 @@ def evaluate(scenario: Scenario, prep: Prepared) -> Result:
     (device, server, network, workload, QoS) may differ: this is the what-if fast path.
     """
     prof, names = prep.profile, prep.splits
+    sent = prof
     if prep.accuracy is not None:
         # The bottleneck decides what is sent: its measured (or nominal) coded bytes.
-        prof = prof.copy()
-        prof["tx_bytes"] = np.ceil(prep.accuracy["bytes_sent"].reindex(prof.index)).astype(np.int64)
-    sim, lat = latency_table(scenario, prof, names)
+        sent = prof.copy()
+        sent["tx_bytes"] = np.ceil(prep.accuracy["bytes_sent"].reindex(prof.index)).astype(np.int64)
+    sim, lat = latency_table(scenario, sent, names)
     table = pd.DataFrame(index=prof.index[prof.index.isin(names)])
     for col in ("index", "op", "shape", "head_flops", "tail_flops", "head_params", "tail_params"):
         table[col] = prof[col]
@@ -548,7 +549,7 @@ def bottleneck_accuracy(scenario: Scenario, tm: TracedModel, profile: pd.DataFra
         t = at.for_bottleneck(bn.name)
         info.update(measured_splits=int(t["accuracy"].notna().sum() if labelled else len(t)),
                     evaluation_samples=at.samples)
-        applies = t["note"].eq("") | t.index.isin([OUTPUT])
+        applies = t["applicable"]
         ok = t.index[applies]
         out.loc[ok, "bytes_sent"] = t.loc[ok, f"bytes_{spec.coder}"]
         if labelled:
@@ -579,6 +580,10 @@ def bottleneck_accuracy(scenario: Scenario, tm: TracedModel, profile: pd.DataFra
                 if can:
                     out.loc[can, "accuracy"] = pred.predict(curve[can].to_numpy())
                     out.loc[can, "accuracy_source"] = "predicted (CUI)"
+    if OUTPUT in out.index:  # the prediction itself is sent, whatever the bottleneck
+        out.at[OUTPUT, "bytes_sent"] = float(PREDICTION_BYTES)
+        out.at[OUTPUT, "accuracy"] = full_accuracy if full_accuracy is not None else np.nan
+        out.at[OUTPUT, "accuracy_source"] = "full model" if full_accuracy is not None else "unknown"
     if spec.accuracy_csv is not None:
         user = read_user_accuracy(spec.accuracy_csv, spec.name, names, scenario.source)
         out.loc[user.index, "accuracy"] = user

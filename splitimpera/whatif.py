@@ -26,7 +26,7 @@ from .errors import UserError
 from .scenario import Scenario, scenario_from_dict
 
 # What prepare() depends on. analysis.engine is left out: it only changes evaluate().
-PREPARE_SECTIONS = ("seed", "model", "data", "analysis")
+PREPARE_SECTIONS = ("seed", "model", "data", "analysis", "bottleneck")
 _PROFILE_KEYS = ("device", "server", "network")
 # Bookkeeping fields of profiles: never worth showing in a comparison.
 _DIFF_SKIP = ("sources", "estimates", "description")
@@ -35,8 +35,8 @@ _DIFF_SKIP = ("sources", "estimates", "description")
 def prepare_key(scenario: Scenario) -> str:
     """Canonical JSON of the scenario sections :func:`~splitimpera.pipeline.prepare` reads.
 
-    Two scenarios with the same key share one ``Prepared``: seed, model, data and analysis
-    settings (without ``analysis.engine``, which only the latency model reads).
+    Two scenarios with the same key share one ``Prepared``: seed, model, data, analysis
+    and bottleneck settings (without ``analysis.engine``, which only the latency model reads).
     """
     d = scenario.resolved()
     part = {k: d[k] for k in PREPARE_SECTIONS}
@@ -177,6 +177,8 @@ def ranked_view(result) -> pd.DataFrame:
     v["energy mJ"] = t["energy_j"] * 1e3
     if t["accuracy"].notna().any():
         v["accuracy %"] = t["accuracy"] * 100
+        if result.scenario.bottleneck.active:  # measured, predicted from the CUI curve, or yours
+            v["accuracy from"] = t["accuracy_source"]
     v["link load %"] = t["uplink_utilisation"] * 100
     total = (t["head_flops"] + t["tail_flops"]).replace(0, np.nan)
     v["device FLOPs %"] = (t["head_flops"] / total * 100).fillna(0.0)

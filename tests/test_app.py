@@ -92,13 +92,27 @@ def test_bandwidth_control_changes_the_table(app, repo_root):
 
 def test_simpy_toggle_and_payload_dtype(app):
     _widget(app.toggle, "SimPy engine").set_value(True)
-    _widget(app.radio, "Bottleneck: payload dtype").set_value("int8")
+    _widget(app.radio, "Payload dtype (bytes only, accuracy unmeasured)").set_value("int8")
     app.run()
     _ok(app)
     t = _table(app)
     assert {"p95 ms", "device wait ms", "server wait ms", "mean ms"} <= set(t.columns)
     assert t.loc["features_0", "sent B"] == 65536 // 4  # int8: one byte per element
     assert "engine **simpy**" in app.caption[0].value
+
+
+def test_bottleneck_and_coder_change_bytes_and_accuracy(app, repo_root):
+    _widget(app.selectbox, "Bottleneck on the sent tensor").set_value("int2").run()
+    _widget(app.radio, "Lossless coder").set_value("zstd").run()
+    _ok(app)
+    t = _table(app)
+    ref = si.run(si.load_scenario(repo_root / "scenarios/demo.yaml", overrides={
+        "analysis.engine": "analytic", "bottleneck.name": "int2", "bottleneck.coder": "zstd"})).table
+    assert t["sent B"].to_dict() == ref.loc[t.index, "bytes_sent"].to_dict()
+    assert t["accuracy %"].to_dict() == pytest.approx((ref.loc[t.index, "accuracy"] * 100).to_dict(), abs=0.051)
+    assert t["accuracy %"].nunique() > 1  # 2-bit codes cost accuracy at some splits
+    cli = next(c.value for c in app.code if c.value.startswith("splitimpera simulate"))
+    assert "--set bottleneck.name=int2 --set bottleneck.coder=zstd" in cli
 
 
 def test_trace_link_and_model_switch(app):
@@ -152,7 +166,7 @@ def test_impossible_value_is_a_message(app):
 
 def test_compare_two_configurations(app):
     app.button(key="pin").click().run()
-    _widget(app.radio, "Bottleneck: payload dtype").set_value("float16").run()
+    _widget(app.radio, "Payload dtype (bytes only, accuracy unmeasured)").set_value("float16").run()
     _ok(app)
     diff = _frame(app, "A", "B")
     assert diff.loc["workload.payload_dtype"].tolist() == ["float32", "float16"]

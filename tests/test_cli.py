@@ -103,13 +103,15 @@ def test_help_on_every_command(capsys):
 
 def test_analyze_writes_every_output(repo_root, tmp_path, capsys):
     assert main(["simulate", str(repo_root / "scenarios/demo.yaml"), "-o", str(tmp_path)]) == 0
-    assert main(["analyze", str(repo_root / "scenarios/demo.yaml"), "-o", str(tmp_path), "-q"]) == 0
+    assert main(["analyze", str(repo_root / "scenarios/demo.yaml"), "-o", str(tmp_path), "-q",
+                 "--set", "bottleneck.measure=[none, int8]"]) == 0
     out = capsys.readouterr().out
     folder = tmp_path / "demo"
     names = {p.name for p in folder.iterdir()}
     # analyze adds its files beside simulate's, it does not replace them
     assert names == {"splits.csv", "splits.parquet", "result.json", "scenario.yaml", "requests.parquet", "cui.csv",
-                     "cui_per_image.parquet", "cui_per_class.csv", "nominations.json", "cui.png"}
+                     "cui_per_image.parquet", "cui_per_class.csv", "nominations.json", "cui.png",
+                     "accuracy.csv", "accuracy_summary.json", "accuracy.png"}
     curve = pd.read_csv(folder / "cui.csv", index_col="split")
     per_image = pd.read_parquet(folder / "cui_per_image.parquet")
     per_class = pd.read_csv(folder / "cui_per_class.csv", index_col="class")
@@ -129,19 +131,20 @@ def test_analyze_writes_every_output(repo_root, tmp_path, capsys):
 
 def test_class_subset_through_the_cli(repo_root, tmp_path, capsys):
     sc = str(repo_root / "scenarios/demo.yaml")
-    assert main(["analyze", sc, "-q", "-o", str(tmp_path / "all")]) == 0
+    assert main(["analyze", sc, "-q", "--no-accuracy", "-o", str(tmp_path / "all")]) == 0
     best_all = json.loads((tmp_path / "all/demo/nominations.json").read_text())["best"]
     per_class = json.loads((tmp_path / "all/demo/nominations.json").read_text())["best_per_class"]
     other = [r["class"] for r in per_class if r["best_split"] != best_all]
     assert other, "the demo model has classes whose best split differs (0 and 6 with the shipped weights)"
-    assert main(["analyze", sc, "-q", "-o", str(tmp_path / "sub"), "--set", f"analysis.cui.classes={other}"]) == 0
+    assert main(["analyze", sc, "-q", "--no-accuracy", "-o", str(tmp_path / "sub"),
+                 "--set", f"analysis.cui.classes={other}"]) == 0
     sub = json.loads((tmp_path / "sub/demo/nominations.json").read_text())
     assert sub["best"] != best_all and sub["settings"]["classes"] == other
 
 
 def test_simulate_ranks_only_nominated_splits(repo_root, tmp_path, capsys):
     sc = str(repo_root / "scenarios/demo.yaml")
-    assert main(["analyze", sc, "-q", "-o", str(tmp_path)]) == 0
+    assert main(["analyze", sc, "-q", "--no-accuracy", "-o", str(tmp_path)]) == 0
     noms = [r["split"] for r in json.loads((tmp_path / "demo/nominations.json").read_text())["nominated"]]
     assert main(["simulate", sc, "-o", str(tmp_path), "--set", "analysis.splits=nominated"]) == 0
     table = pd.read_csv(tmp_path / "demo/splits.csv", index_col="split")

@@ -39,6 +39,10 @@ def test_analyze_on_an_image_folder(repo_root, tmp_path, capsys):
     assert main(["analyze", str(tmp_path / "s.yaml"), "-q", "-o", str(tmp_path / "out")]) == 0
     per_image = pd.read_parquet(tmp_path / "out/demo/cui_per_image.parquet")
     assert len(per_image) == sum(counts.values()) == 18
+    # Learning bottlenecks fit on a seeded half; all of them are scored on the other half.
+    acc = json.loads((tmp_path / "out/demo/accuracy_summary.json").read_text())
+    assert acc["calibration"].startswith("a seeded half") and acc["calibration_samples"] == 9
+    assert acc["evaluation_samples"] == 9
     # One label per class folder, in sorted folder order, each with its images.
     assert sorted(per_image["label"].unique()) == sorted(labels.values())
     assert all((per_image["label"] == i).sum() == 6 for i in labels.values())

@@ -1,0 +1,199 @@
+"""Accuracy under bottlenecks end to end: scenario → measured accuracy and coded bytes in the
+ranking, CUI predictions where unmeasured, user CSV precedence, analyze's outputs."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import splitimpera as si
+from splitimpera.accuracy import measure_accuracy
+from splitimpera.analytic import analytic_latency
+from splitimpera.cli import main
+from splitimpera.data import digits
+from splitimpera.pipeline import load_traced
+
+
+def _scenario(repo_root, **over):
+    return si.load_scenario(repo_root / "scenarios/demo.yaml", overrides={"analysis.engine": "analytic", **over})
+
+
+@pytest.fixture(scope="module")
+def demo_tm(repo_root):
+    return load_traced(_scenario(repo_root))
+
+
+def test_none_measures_the_full_models_accuracy_at_every_split(repo_root, demo_tm):
+    """The issue's check: with no bottleneck, the split pipeline is the full model."""
+    ds = digits("test")
+    x, y = ds.tensors
+    with torch.no_grad():
+        full = int((demo_tm.model(x).argmax(1) == y).sum()) / len(y)
+    at = measure_accuracy(demo_tm, ds, ["none"], use_cache=False)
+    t = at.for_bottleneck("none")
+    assert list(t.index) == [sp.name for sp in demo_tm.candidates]
+    assert at.full_accuracy == pytest.approx(full, abs=0)
+    assert (t["accuracy"] == full).all()
+    assert (t["agreement"] == 1.0).all()
+    tx = pd.Series({sp.name: sp.tx_bytes for sp in demo_tm.candidates})
+    assert (t["bytes_raw"] == tx[t.index]).all()
+
+
+def test_simulate_ranks_on_measured_accuracy_and_coded_bytes(repo_root, demo_tm):
+    sc = _scenario(repo_root, **{"bottleneck.name": "int2", "bottleneck.coder": "zstd"})
+    res = si.run(sc)
+    t = res.table
+    ref = measure_accuracy(demo_tm, digits("test"), ["int2"]).for_bottleneck("int2")
+    assert (t["accuracy"] == ref["accuracy"][t.index]).all()
+    assert (t.drop(index="output")["accuracy_source"] == "measured").all()
+    # Some split loses accuracy under 2-bit codes: the column is no longer constant.
+    assert t["accuracy"].nunique() > 1
+    assert (t["bytes_sent"] == np.ceil(ref["bytes_zstd"][t.index]).astype(int)).all()
+    # The latency model saw those bytes: recompute independently with the bytes swapped in.
+    prof = res.profile.copy()
+    prof["tx_bytes"] = np.ceil(ref["bytes_zstd"][prof.index]).astype(np.int64)
+    lat = analytic_latency(prof, sc)
+    assert np.allclose(t["uplink_s"], lat.loc[t.index, "uplink_s"], rtol=0, atol=1e-12)
+    # …and they are fewer than the raw fp32 bytes at every tensor split.
+    fp32 = res.profile["tx_bytes"]
+    inner = [n for n in t.index if n not in ("output",)]
+    assert (t.loc[inner, "bytes_sent"] < fp32[inner]).all()
+
+
+def test_min_accuracy_rejects_splits_the_bottleneck_hurts(repo_root):
+    res = si.run(_scenario(repo_root, **{"bottleneck.name": "top25_random", "qos.min_accuracy": 0.9}))
+    t = res.table
+    bad = t[t["accuracy"] < 0.9]
+    assert len(bad) > 5
+    assert not bad["feasible"].any()
+    assert bad["reason"].str.contains("accuracy").all()
+    # The bottleneck cannot select channels of the raw input: it is sent as is, at full accuracy.
+    assert t.at["input", "accuracy_source"] == "full model (bottleneck n/a)"
+    assert t.at["input", "accuracy"] == res.full_accuracy
+
+
+def test_unmeasured_splits_are_predicted_from_the_cui_curve(repo_root):
+    from sklearn.isotonic import IsotonicRegression
+
+    measured = ["features_0", "features_2", "features_4", "features_7", "features_9", "features_11", "features_14"]
+    sc = _scenario(repo_root, **{"bottleneck.name": "int2", "bottleneck.splits": measured})
+    res = si.run(sc)
+    t = res.table
+    assert set(t.index[t["accuracy_source"] == "measured"]) == set(measured)
+    assert t.at["output", "accuracy_source"] == "full model" and t.at["output", "bytes_sent"] == 8
+    pred = t.index[t["accuracy_source"] == "predicted (CUI)"]
+    curve = si.cui(load_traced(sc), digits("test")).curve["log10_cui"]
+    assert set(pred) == set(curve.index) - set(measured)
+    # Independent isotonic fit on the measured splits (direction chosen as the predictor does).
+    x, y = curve[measured].to_numpy(), t.loc[measured, "accuracy"].to_numpy()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        iso = IsotonicRegression(increasing="auto", out_of_bounds="clip").fit(x, y)
+    assert np.allclose(t.loc[pred, "accuracy"], iso.predict(curve[pred].to_numpy()))
+    # Bytes at unmeasured splits: the bottleneck's nominal size (2-bit codes and the range).
+    b = si.bottleneck.get_bottleneck("int2")
+    tm = load_traced(sc)
+    for n in pred:
+        assert t.at[n, "bytes_sent"] == b.nominal_bytes(tm.split(n).shape)
+    assert "loo_mae" in res.summary()["bottleneck"]["predictor"]
+
+
+def test_user_accuracies_take_precedence(repo_root, tmp_path):
+    csv = tmp_path / "acc.csv"
+    pd.DataFrame({"split": ["features_4", "features_9", "features_9"], "accuracy": [0.5, 0.97, 0.1],
+                  "bottleneck": ["int8", "int8", "fp16"]}).to_csv(csv, index=False)
+    res = si.run(_scenario(repo_root, **{"bottleneck.name": "int8", "bottleneck.accuracy_csv": str(csv),
+                                         "qos.min_accuracy": 0.9}))
+    t = res.table
+    assert t.at["features_4", "accuracy"] == 0.5 and t.at["features_4", "accuracy_source"] == "user"
+    assert t.at["features_9", "accuracy"] == 0.97 and t.at["features_9", "accuracy_source"] == "user"
+    assert not t.at["features_4", "feasible"]
+    assert (t.drop(index=["features_4", "features_9", "output"])["accuracy_source"] == "measured").all()
+
+
+@pytest.mark.parametrize("over, field", [
+    ({"bottleneck.name": "int9"}, "bottleneck.name"),
+    ({"bottleneck.measure": ["int8", "ae"]}, "bottleneck.measure"),
+    ({"bottleneck.coder": "gzip"}, "bottleneck.coder"),
+    ({"bottleneck.name": "int8", "workload.payload_dtype": "int8"}, "workload.payload_dtype"),
+    ({"bottleneck.name": "int8", "data.source": "none", "qos.min_accuracy": None}, "bottleneck.name"),
+    ({"bottleneck.accuracy_csv": "missing.csv"}, "bottleneck.accuracy_csv"),
+    ({"bottleneck.splits": ["features_4", "nope"], "bottleneck.name": "int8"}, "bottleneck.splits"),
+])
+def test_bad_bottleneck_settings_are_one_line_exit_2(repo_root, capsys, over, field):
+    args = ["simulate", str(repo_root / "scenarios/demo.yaml")]
+    for k, v in over.items():
+        args += ["--set", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and field in err and "Traceback" not in err
+
+
+def test_bad_user_csv_is_one_line_exit_2(repo_root, tmp_path, capsys):
+    csv = tmp_path / "acc.csv"
+    csv.write_text("split,accuracy\nfeatures_4,97\n")
+    assert main(["simulate", str(repo_root / "scenarios/demo.yaml"), "--set", f"bottleneck.accuracy_csv={csv}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bottleneck.accuracy_csv" in err and "[0, 1]" in err
+
+
+def test_analyze_writes_the_accuracy_by_bytes_table(repo_root, tmp_path, capsys):
+    measure = ["none", "int8", "int2", "top50_gradcam", "top50_random"]
+    args = ["analyze", str(repo_root / "scenarios/demo.yaml"), "-o", str(tmp_path), "-q",
+            "--set", f"bottleneck.measure={json.dumps(measure)}", "--set", "bottleneck.coder=rle"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "CUI as a predictor of accuracy" in out and "Grad-CAM vs random channels" in out
+    folder = tmp_path / "demo"
+    acc = pd.read_csv(folder / "accuracy.csv", index_col="split")
+    tm = load_traced(_scenario(repo_root))
+    assert len(acc) == len(tm.candidates) * len(measure)
+    assert list(dict.fromkeys(acc["bottleneck"])) == measure
+    for b in measure:
+        assert list(acc[acc["bottleneck"] == b].index) == [sp.name for sp in tm.candidates]
+    summary = json.loads((folder / "accuracy_summary.json").read_text())
+    per = summary["predictor"]["per_bottleneck"]
+    assert set(per) == set(measure)
+    # The reported LOO error is the mean absolute LOO error recomputed from the table.
+    from splitimpera.accuracy import fit_predictor
+
+    curve = pd.read_csv(folder / "cui.csv", index_col="split")["log10_cui"]
+    p = fit_predictor(curve, acc[acc["bottleneck"] == "int2"]["accuracy"])
+    assert per["int2"]["loo_mae"] == pytest.approx(p.loo_mae)
+    assert summary["channels_gradcam_vs_random"]["50 %"]["splits"] == 20
+    assert (folder / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    # Without the accuracy part, stale accuracy files from the earlier run go away.
+    assert main(["analyze", str(repo_root / "scenarios/demo.yaml"), "-o", str(tmp_path), "-q", "--no-accuracy"]) == 0
+    assert not (folder / "accuracy.csv").exists() and (folder / "cui.csv").exists()
+
+
+def test_autoencoder_is_reproducible_and_trains(repo_root, demo_tm):
+    from torch.utils.data import Subset
+
+    calib = Subset(digits("train"), list(range(256)))
+    ds = Subset(digits("test"), list(range(120)))
+    kw = dict(calibration=calib, seed=3, options={"autoencoder": {"epochs": 8}}, use_cache=False)
+    a = measure_accuracy(demo_tm, ds, ["autoencoder"], ["features_9", "features_14"], **kw)
+    b = measure_accuracy(demo_tm, ds, ["autoencoder"], ["features_9", "features_14"], **kw)
+    pd.testing.assert_frame_equal(a.table, b.table)
+    t = a.for_bottleneck("autoencoder")
+    # 1/64 of the elements at fp32: (C/4)·(H/4)·(W/4)·4 bytes.
+    for n in ("features_9", "features_14"):
+        c, h, w = demo_tm.split(n).shape
+        assert t.at[n, "bytes_raw"] == 4 * (c // 4) * math.ceil(h / 4) * math.ceil(w / 4)
+        assert t.at[n, "bytes_raw"] * 64 == demo_tm.split(n).tx_bytes
+    # Eight epochs on 256 images (32 steps) already beat chance (10 classes) by far.
+    assert (t["accuracy"] > 0.5).all()
+
+
+def test_dashboard_key_follows_the_bottleneck(repo_root):
+    from splitimpera import whatif
+
+    a = _scenario(repo_root)
+    b = _scenario(repo_root, **{"bottleneck.name": "int4"})
+    assert whatif.prepare_key(a) != whatif.prepare_key(b)
