@@ -140,14 +140,16 @@ def _calibration_activations(head, data, batch_size: int) -> tuple[torch.Tensor,
 
 def measure_accuracy(tm: TracedModel, data, bottlenecks: Sequence[str | Bottleneck], splits: Sequence[str] | None = None,
                      *, calibration=None, labelled: bool = True, seed: int = 0, batch_size: int = 64,
-                     options: dict | None = None, progress: bool = False, use_cache: bool = True) -> AccuracyTable:
+                     options: dict | None = None, coders: Sequence[str] = CODERS, progress: bool = False,
+                     use_cache: bool = True) -> AccuracyTable:
     """Measure every (split, bottleneck) on ``data`` (a Dataset of (image, label)).
 
     ``splits``: split names (default: every candidate). ``calibration``: the Dataset that
     learning bottlenecks fit on (required when one is asked for; keep it apart from
     ``data``). ``labelled``: False for data whose labels mean nothing (synthetic): only
     agreement and bytes are measured. ``options``: per-bottleneck fit options, e.g.
-    ``{"autoencoder": {"epochs": 5}}``. Results are cached on disk.
+    ``{"autoencoder": {"epochs": 5}}``. ``coders``: the lossless coders whose bytes are
+    measured (the others' columns are NaN; zstd and RLE cost time). Results are cached on disk.
     """
     from .curve import data_fingerprint, weights_hash
 
@@ -163,6 +165,10 @@ def measure_accuracy(tm: TracedModel, data, bottlenecks: Sequence[str | Bottlene
                             field="bottleneck.splits")
     splits = cand if splits is None else [s for s in cand if s in set(splits)]
     options = options or {}
+    unknown = [c for c in coders if c not in CODERS]
+    if unknown:
+        raise UserError(f"unknown coder(s) {', '.join(unknown)} (known: {', '.join(CODERS)})")
+    coders = [c for c in CODERS if c in set(coders)]
     fitting = [b for b in bns if b.needs_fit]
     if fitting and calibration is None:
         raise UserError(f"{', '.join(b.name for b in fitting)} must be fitted on calibration data, and none is given")
@@ -174,7 +180,7 @@ def measure_accuracy(tm: TracedModel, data, bottlenecks: Sequence[str | Bottlene
         if fp is not None and cfp is not None:
             key = cache.key("accuracy", ACCURACY_VERSION, weights_hash(tm.model), tm.structure_key(), fp, cfp,
                             [(b.name, b.describe(), options.get(b.name, {})) for b in bns], splits, seed, labelled,
-                            batch_size if fitting else None)
+                            batch_size if fitting else None, coders)
             hit = cache.load("accuracy", key)
             if hit is not None:
                 return _from_cache(hit)
@@ -182,7 +188,7 @@ def measure_accuracy(tm: TracedModel, data, bottlenecks: Sequence[str | Bottlene
     with eval_mode(tm.gm):
         tails = {s: _head_tail(tm, tm.split(s)) for s in splits if s != OUTPUT}
         fitted, notes = _fit_all(tm, bns, splits, tails, calibration, seed, batch_size, options, progress)
-        res = _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size, progress)
+        res = _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size, coders, progress)
     res = AccuracyTable(table=res[0], full_accuracy=res[1], samples=res[2],
                         calibration_samples=0 if not fitting else len(calibration),
                         settings={"bottlenecks": names, "seed": seed, "options": options,
@@ -243,7 +249,7 @@ def _fit_all(tm, bns, splits, tails, calibration, seed, batch_size, options, pro
     return fitted, notes
 
 
-def _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size, progress):
+def _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size, coders, progress):
     wanted = {tm.nodes[tm.split(s).index].name: s for s in splits if s != OUTPUT}
     correct: dict[tuple[str, str, int], int] = {}
     agree: dict[tuple[str, str, int], int] = {}
@@ -261,7 +267,7 @@ def _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size,
                 k = (split, b.name, d)
                 state.setdefault("preds", {})[k] = pred
                 correct[k] = correct.get(k, 0) + int((pred == y).sum())
-                for coder in CODERS:
+                for coder in coders:
                     kb = (split, b.name, coder)
                     nbytes[kb] = nbytes.get(kb, 0.0) + float(payload.sizes(coder).sum()) / len(fitted[(split, b.name)])
 
@@ -304,7 +310,8 @@ def _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size,
                            accuracy_std=float(accs.std()) if labelled else np.nan,
                            agreement=float(agr.mean()),
                            note=f"mean of {draws} seeded draws" if draws > 1 else "",
-                           **{f"bytes_{c}": nbytes[(s, b.name, c)] / total for c in CODERS})
+                           **{f"bytes_{c}": nbytes[(s, b.name, c)] / total if c in coders else np.nan
+                              for c in CODERS})
             rows.append(row)
     table = pd.DataFrame(rows).set_index("split")[MEASURE_COLUMNS]
     table["accuracy"] = table["accuracy"].astype(float)

@@ -66,6 +66,15 @@ class Payload:
         w = self.words
         if self.bits in (8, 16, 32):
             return [bytes(row) for row in np.ascontiguousarray(w).astype(f"<u{self.bits // 8}").view(np.uint8)]
+        if self.bits in (1, 2, 4):  # whole codes per byte: shift and add, first code in the high bits
+            per = 8 // self.bits
+            n = w.shape[1]
+            padded = np.zeros((len(w), -(-n // per) * per), dtype=np.uint8)
+            padded[:, :n] = w
+            groups = padded.reshape(len(w), -1, per)
+            shifts = (8 - self.bits * (np.arange(per) + 1)).astype(np.uint8)
+            packed = np.bitwise_or.reduce(groups << shifts, axis=-1).astype(np.uint8)
+            return [bytes(row) for row in packed]
         bits = np.unpackbits(w.astype(np.uint8)[..., None], axis=-1)[..., 8 - self.bits:]
         return [bytes(np.packbits(row.reshape(-1))) for row in bits]
 

@@ -543,7 +543,8 @@ def bottleneck_accuracy(scenario: Scenario, tm: TracedModel, profile: pd.DataFra
             info["calibration"] = f"{how}, {len(calib)} samples"
         try:
             at = measure_accuracy(tm, ds, [bn], measured, calibration=calib, labelled=labelled, seed=scenario.seed,
-                                  batch_size=scenario.data.batch_size, options=spec.fit_options())
+                                  batch_size=scenario.data.batch_size, options=spec.fit_options(),
+                                  coders=[spec.coder])
         except UserError as e:
             raise e.at(source=scenario.source, field="bottleneck") from None
         t = at.for_bottleneck(bn.name)
