@@ -12,6 +12,8 @@ __version__ = "0.1.0"
 
 from .curve import CUIResult, cui  # noqa: E402
 from . import bottleneck  # noqa: E402,F401
+from .accuracy import AccuracyTable, fit_predictor, measure_accuracy  # noqa: E402
+from .bottleneck import Bottleneck, get_bottleneck, list_bottlenecks, register_bottleneck  # noqa: E402
 from .errors import UserError  # noqa: E402
 from .importance import layer_maps  # noqa: E402
 from .models import load_model  # noqa: E402
@@ -26,7 +28,8 @@ from .sim import SimResult, simulate  # noqa: E402
 from .splits import SplitPoint, find_splits, split_model  # noqa: E402
 
 __all__ = [
-    "CUIResult", "cui", "layer_maps", "UserError", "load_model", "Prepared", "Result", "evaluate", "prepare", "run", "profile_model", "profile_nodes", "DeviceProfile",
+    "AccuracyTable", "fit_predictor", "measure_accuracy", "Bottleneck", "get_bottleneck", "list_bottlenecks",
+    "register_bottleneck", "CUIResult", "cui", "layer_maps", "UserError", "load_model", "Prepared", "Result", "evaluate", "prepare", "run", "profile_model", "profile_nodes", "DeviceProfile",
     "NetworkProfile", "get_device", "get_network", "list_devices", "list_networks", "register_device",
     "register_network", "Scenario", "load_scenario", "SimResult", "simulate", "SplitPoint", "find_splits", "split_model",
 ]

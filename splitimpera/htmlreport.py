@@ -1,7 +1,8 @@
 """Self-contained HTML reports from result folders (``splitimpera report DIR… -o FILE``).
 
 A result folder is what ``simulate -o`` / ``analyze -o`` write: ``splits.csv``,
-``result.json``, ``scenario.yaml`` and, when present, ``cui.csv``, ``nominations.json``.
+``result.json``, ``scenario.yaml`` and, when present, ``cui.csv``, ``nominations.json``,
+``accuracy.csv`` and ``accuracy_summary.json`` (written by ``analyze``).
 The report opens offline: plots are PNGs embedded as data URIs, no script, no external
 asset. One folder gives a single-scenario report; several add a comparison of the
 recommended split across scenarios.
@@ -40,6 +41,8 @@ class ResultDir:
     scenario_text: str
     cui: pd.DataFrame | None = None
     nominations: dict | None = None
+    accuracy: pd.DataFrame | None = None  # analyze's accuracy.csv (split × bottleneck)
+    accuracy_summary: dict | None = None
 
     @property
     def name(self) -> str:
@@ -77,10 +80,18 @@ def load_result_dir(path: str | Path) -> ResultDir:
             # Left by an `analyze` of another model or data set in the same folder: not this run's.
             log.warning("%s: ignoring cui.csv/nominations.json from another model or data set", path)
             cui = noms = None
+        acc = acc_doc = None
+        if (path / "accuracy.csv").is_file() and (path / "accuracy_summary.json").is_file():
+            acc_doc = json.loads((path / "accuracy_summary.json").read_text())
+            if acc_doc.get("inputs") == {"model": scenario.get("model"), "data": scenario.get("data")}:
+                acc = pd.read_csv(path / "accuracy.csv", index_col="split")
+            else:
+                log.warning("%s: ignoring accuracy.csv from another model or data set", path)
+                acc_doc = None
     except (ValueError, KeyError, OSError, yaml.YAMLError) as e:
         raise UserError(f"unreadable result folder: {first_line(e)}",
                         source=str(path)) from None
-    return ResultDir(path, table, summary, scenario, text, cui, noms)
+    return ResultDir(path, table, summary, scenario, text, cui, noms, acc, acc_doc)
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,6 +216,48 @@ def plot_cui(rd: ResultDir) -> bytes:
     draw_cui(ax, rd.cui, (rd.nominations or {}).get("nominated", []))
     ax.set_title("I-SPLIT CUI curve with nominated splits", fontsize=10)
     return _png(fig)
+
+
+def plot_accuracy_bytes(rd: ResultDir) -> bytes:
+    from .report import draw_accuracy
+
+    coder = str((rd.scenario.get("bottleneck") or {}).get("coder", "raw"))
+    fig, ax = _fig().subplots(figsize=(9.0, 4.4))
+    draw_accuracy(ax, rd.accuracy, (rd.accuracy_summary or {}).get("full_model_accuracy"), coder)
+    ax.set_title("Measured accuracy vs bytes on the wire: every split under every bottleneck", fontsize=10)
+    return _png(fig)
+
+
+def _accuracy_html(rd: ResultDir) -> str:
+    """Predictor validation per bottleneck and the Grad-CAM vs random channel comparison."""
+    doc = rd.accuracy_summary or {}
+    per = (doc.get("predictor") or {}).get("per_bottleneck") or {}
+
+    def pts(v):
+        return "–" if v is None else f"{v * 100:.2f}"
+
+    rows = "".join(
+        f"<tr><td class=\"l\">{html.escape(b)}</td><td>{r.get('splits', '')}</td>"
+        f"<td>{'–' if r.get('spearman') is None else format(r['spearman'], '+.2f')}</td>"
+        f"<td>{pts(r.get('loo_mae'))}</td><td>{pts(r.get('baseline_loo_mae'))}</td></tr>"
+        for b, r in per.items())
+    out = ["<h3>Accuracy under bottlenecks</h3>",
+           f'<p class="muted">{doc.get("evaluation_samples", "?")} evaluation samples'
+           + (f'; learning bottlenecks fitted on {html.escape(str(doc["calibration"]))}' if doc.get("calibration")
+              else "") + ". CUI as a predictor of accuracy: isotonic fit on log10 CUI, leave-one-out mean "
+           "absolute error in points, against predicting the mean of the other splits.</p>",
+           "<div class=\"wrap\"><table><thead><tr><th class=\"l\">bottleneck</th><th>splits</th><th>Spearman</th>"
+           f"<th>LOO MAE</th><th>baseline MAE</th></tr></thead><tbody>{rows}</tbody></table></div>"]
+    ch = doc.get("channels_gradcam_vs_random") or {}
+    if ch:
+        crow = "".join(f"<tr><td class=\"l\">{html.escape(f)}</td><td>{c['splits']}</td><td>{c['gradcam_better']}</td>"
+                       f"<td>{c['random_better']}</td><td>{pts(c.get('mean_difference'))}</td></tr>"
+                       for f, c in ch.items())
+        out.append("<p>Channels kept by Grad-CAM importance vs at random, same channel count (equal bytes):</p>"
+                   "<div class=\"wrap\"><table><thead><tr><th class=\"l\">kept</th><th>splits</th>"
+                   "<th>Grad-CAM better</th><th>random better</th><th>mean Δ (pts)</th></tr></thead>"
+                   f"<tbody>{crow}</tbody></table></div>")
+    return "\n".join(out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -337,6 +390,8 @@ def _section(rd: ResultDir, level: int = 2) -> str:
     ]
     if rd.cui is not None:
         parts.append(_img(plot_cui(rd), "CUI curve"))
+    if rd.accuracy is not None:
+        parts += [_accuracy_html(rd), _img(plot_accuracy_bytes(rd), "accuracy vs bytes")]
     parts.append(f"<details><summary>Scenario (fully resolved)</summary><pre>{html.escape(rd.scenario_text)}</pre>"
                  "</details>")
     return "\n".join(parts)
@@ -437,6 +492,8 @@ def figures(rd: ResultDir) -> dict[str, bytes]:
         out["accuracy_latency.png"] = plot_tradeoff(rd, "accuracy")
     if rd.cui is not None:
         out["cui.png"] = plot_cui(rd)
+    if rd.accuracy is not None:
+        out["accuracy_bytes.png"] = plot_accuracy_bytes(rd)
     return out
 
 

@@ -37,6 +37,8 @@ class Constraint:
         return (self.limit - values) if self.upper else (values - self.limit)
 
     def reason(self, value: float) -> str:
+        if pd.isna(value):  # e.g. accuracy neither measured nor predictable at this split
+            return f"{self.name} unknown (limit {self.fmt(self.limit)})"
         op = ">" if self.upper else "<"
         return f"{self.name} {self.fmt(value)} {op} {self.fmt(self.limit)}"
 

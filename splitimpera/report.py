@@ -30,12 +30,13 @@ def _grid(header: list[str], rows: list[list[str]], align: str) -> str:
 
 
 def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = False, downlink: bool = True,
-               ) -> tuple[list[str], list[list[str]], str]:
+               accuracy: bool = False) -> tuple[list[str], list[list[str]], str]:
     """Header, rows and alignment of the per-split terminal table.
 
     ``simulated`` adds the queueing waits (device, server) and the p95 latency, and heads the
     latency column ``mean ms``; ``downlink=False`` leaves out the downlink column (always 0
-    with the result at the server).
+    with the result at the server); ``accuracy`` adds the accuracy and where it comes from
+    (a ``*`` marks a prediction from the CUI curve, ``u`` your CSV).
     """
     named = {"device_wait_s": "dev wait ms", "device_compute_s": "device ms", "uplink_s": "uplink ms",
              "server_wait_s": "srv wait ms", "server_compute_s": "server ms", "downlink_s": "downlink ms",
@@ -49,6 +50,9 @@ def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = 
         cols.remove("downlink_s")
     header = ["rank", "split", "sent", *(named[c] for c in cols), "energy mJ"]
     align = "rlr" + "r" * (len(cols) + 1)
+    if accuracy:
+        header.append("accuracy")
+        align += "r"
     if with_reason:
         header.append("verdict")
         align += "l"
@@ -57,6 +61,9 @@ def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = 
         rank = "" if pd.isna(r["rank"]) else str(int(r["rank"]))
         row = [rank, str(name), human_bytes(r["bytes_sent"]), *(_ms(r[c]) for c in cols),
                f"{r['energy_j'] * 1e3:.3g}"]
+        if accuracy:
+            mark = {"predicted (CUI)": "*", "user": " u"}.get(r.get("accuracy_source"), "")
+            row.append("—" if pd.isna(r["accuracy"]) else f"{r['accuracy'] * 100:.1f} %{mark}")
         if with_reason:
             row.append("ok" if r["feasible"] else r["reason"])
         rows.append(row)
@@ -89,8 +96,10 @@ def render_result(result, top: int | None = None) -> str:
         lines.append("QoS: " + ", ".join(
             f"{c.name} {'≤' if c.upper else '≥'} {c.fmt(c.limit)}" for c in cs)
             + f"; {describe_objective(sc.qos)}")
-    wl = sc.workload
-    lines.append(f"payload {wl.payload_dtype}, result at the {wl.result_at}, {wl.num_devices} device(s); "
+    wl, bn = sc.workload, sc.bottleneck
+    sent = (f"payload {wl.payload_dtype}" if bn.name == "none" else f"bottleneck {bn.name}") + \
+        ("" if bn.coder == "raw" else f" + {bn.coder}")
+    lines.append(f"{sent}, result at the {wl.result_at}, {wl.num_devices} device(s); "
                  f"FLOPs: 1 per multiply-add (fvcore)")
     sim = getattr(result, "sim", None)
     if sim is not None:
@@ -100,9 +109,24 @@ def render_result(result, top: int | None = None) -> str:
                      f"{wl.arrival} arrivals at {wl.rate_hz:g} Hz per device{trace}); latency = mean")
     else:
         lines.append("engine analytic: one request, no queueing")
-    if result.full_accuracy is not None:
+    info = (result.meta or {}).get("accuracy") or {}
+    with_acc = bn.active
+    if result.full_accuracy is not None and not with_acc:
         lines.append(f"accuracy of the full model on {sc.data.source} ({sc.data.split}): "
                      f"{result.full_accuracy * 100:.2f} % (no bottleneck: the same at every split)")
+    elif with_acc:
+        src = t["accuracy_source"].value_counts()
+        what = ", ".join(f"{n} {k}" for k, n in src.items())
+        full = "" if result.full_accuracy is None else f"; full model {result.full_accuracy * 100:.2f} %"
+        lines.append(f"accuracy and bytes under {bn.name}: {what}{full}"
+                     + (f"; fitted on {info['calibration']}" if info.get("calibration") else ""))
+        pred = info.get("predictor")
+        if pred:
+            loo = pred.get("loo_mae")
+            base = pred.get("baseline_loo_mae")
+            lines.append(f"  * predicted from the CUI curve (isotonic fit on {pred['measured_splits']} measured splits; "
+                         f"leave-one-out error {'–' if loo is None else f'{loo * 100:.2f}'} pts, "
+                         f"{'–' if base is None else f'{base * 100:.2f}'} pts for the mean of the others)")
     lines.append("")
     ranked = t[t["feasible"]].sort_values("rank")
     shown = ranked.head(top)
@@ -110,7 +134,8 @@ def render_result(result, top: int | None = None) -> str:
     simulated = sim is not None
     downlink = wl.result_at == "device"
     if n_feas:
-        header, rows, align = split_rows(shown, with_reason=False, simulated=simulated, downlink=downlink)
+        header, rows, align = split_rows(shown, with_reason=False, simulated=simulated, downlink=downlink,
+                                         accuracy=with_acc)
         lines.append(f"{n_feas} of {len(t)} splits meet the QoS; top {len(shown)}:")
         lines.append(_grid(header, rows, align))
         rec = result.recommended
@@ -132,7 +157,8 @@ def render_result(result, top: int | None = None) -> str:
                 f"{n} ({t.loc[n, 'latency_s'] * 1e3:.3g} ms)" for n in runners))
     else:
         lines.append(f"No split meets the QoS ({len(t)} evaluated). Closest:")
-        header, rows, align = split_rows(closest(t, 3), with_reason=True, simulated=simulated, downlink=downlink)
+        header, rows, align = split_rows(closest(t, 3), with_reason=True, simulated=simulated, downlink=downlink,
+                                         accuracy=with_acc)
         lines.append(_grid(header, rows, align))
         from .qos import what_would_change
 
@@ -248,30 +274,37 @@ def render_analysis(scenario, res, input_shape) -> str:
     return "\n".join(lines)
 
 
+def draw_accuracy(ax, table: pd.DataFrame, full_accuracy: float | None, coder: str = "raw") -> None:
+    """Accuracy (agreement without labels) against bytes per sample under ``coder`` on
+    ``ax``: one series per bottleneck of the long ``accuracy.csv`` table, one point per split."""
+    import matplotlib
+
+    col = "accuracy" if full_accuracy is not None else "agreement"
+    cmap = matplotlib.colormaps["tab20"]
+    markers = "osD^v<>pXh*"
+    for i, b in enumerate(dict.fromkeys(table["bottleneck"])):
+        t = table[table["bottleneck"] == b]
+        t = t[np.isfinite(t[f"bytes_{coder}"].astype(float)) & np.isfinite(t[col].astype(float))]
+        ax.scatter(t[f"bytes_{coder}"], t[col] * 100, s=16, color=cmap(i % 20), marker=markers[i % len(markers)],
+                   label=b, alpha=0.85)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"bytes per sample on the wire ({coder} coder)")
+    ax.set_ylabel(f"{col} (%)")
+    if full_accuracy is not None:
+        ax.axhline(full_accuracy * 100, color="0.5", lw=0.8, ls="--", label="full model")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+
+
 def plot_accuracy(measured, path, coder: str = "raw", title: str = "") -> None:
-    """PNG: accuracy (agreement without labels) against bytes per sample under ``coder``,
-    one series per bottleneck, one point per split."""
+    """PNG of :func:`draw_accuracy` for an :class:`~splitimpera.accuracy.AccuracyTable`."""
     from matplotlib.figure import Figure
 
-    col = "accuracy" if measured.full_accuracy is not None else "agreement"
     fig = Figure(figsize=(9.5, 5.0), dpi=120)
     try:
         ax = fig.subplots()
-        names = measured.bottlenecks
-        cmap = __import__("matplotlib").colormaps["tab20"]
-        markers = "osD^v<>pXh*"
-        for i, b in enumerate(names):
-            t = measured.for_bottleneck(b)
-            t = t[np.isfinite(t[f"bytes_{coder}"]) & np.isfinite(t[col])]
-            ax.scatter(t[f"bytes_{coder}"], t[col] * 100, s=16, color=cmap(i % 20), marker=markers[i % len(markers)],
-                       label=b, alpha=0.85)
-        ax.set_xscale("log")
-        ax.set_xlabel(f"bytes per sample on the wire ({coder} coder)")
-        ax.set_ylabel(f"{col} (%)")
-        if measured.full_accuracy is not None:
-            ax.axhline(measured.full_accuracy * 100, color="0.5", lw=0.8, ls="--", label="full model")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+        draw_accuracy(ax, measured.table, measured.full_accuracy, coder)
+        col = "accuracy" if measured.full_accuracy is not None else "agreement"
         ax.set_title(title + f" · {col} vs bytes, each point a split", fontsize=9)
         fig.tight_layout()
         fig.savefig(path, format="png")
