@@ -548,6 +548,10 @@ def bottleneck_accuracy(scenario: Scenario, tm: TracedModel, profile: pd.DataFra
         except UserError as e:
             raise e.at(source=scenario.source, field="bottleneck") from None
         t = at.for_bottleneck(bn.name)
+        if labelled and at.full_accuracy is not None:
+            # Splits sent unchanged compare with the measured ones on the same samples (the
+            # evaluation half when the other half calibrates).
+            full_accuracy = at.full_accuracy
         info.update(measured_splits=int(t["accuracy"].notna().sum() if labelled else len(t)),
                     evaluation_samples=at.samples)
         applies = t["applicable"]

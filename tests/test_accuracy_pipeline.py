@@ -197,3 +197,33 @@ def test_dashboard_key_follows_the_bottleneck(repo_root):
     a = _scenario(repo_root)
     b = _scenario(repo_root, **{"bottleneck.name": "int4"})
     assert whatif.prepare_key(a) != whatif.prepare_key(b)
+
+
+def test_report_and_terminal_show_accuracy_under_the_bottleneck(repo_root, tmp_path, capsys):
+    sc = str(repo_root / "scenarios/demo.yaml")
+    over = ["--set", "bottleneck.name=int2", "--set", "analysis.engine=analytic",
+            "--set", "bottleneck.splits=[features_0, features_2, features_4, features_7, features_9, features_11, "
+                     "features_14]"]
+    assert main(["simulate", sc, "-o", str(tmp_path), *over]) == 0
+    out = capsys.readouterr().out
+    assert "bottleneck int2" in out and "predicted from the CUI curve" in out
+    table = pd.read_csv(tmp_path / "demo/splits.csv", index_col="split")
+    # Predicted values carry a '*' in the terminal table.
+    pred = table.index[table["accuracy_source"] == "predicted (CUI)"]
+    assert len(pred) and all(f"{table.at[n, 'accuracy'] * 100:.1f} %*" in out for n in pred
+                              if table.at[n, "feasible"] and n in out)
+    assert main(["analyze", sc, "-q", "-o", str(tmp_path), *over,
+                 "--set", "bottleneck.measure=[int2, top50_gradcam, top50_random]"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "demo"), "-o", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    summary = json.loads((tmp_path / "demo/accuracy_summary.json").read_text())
+    loo = summary["predictor"]["per_bottleneck"]["int2"]["loo_mae"]
+    assert "Accuracy under bottlenecks" in page and f"{loo * 100:.2f}" in page
+    assert "Grad-CAM better" in page and 'alt="accuracy vs bytes"' in page
+    # An analysis of another model left in the folder is not shown beside this run.
+    doc = json.loads((tmp_path / "demo/accuracy_summary.json").read_text())
+    doc["inputs"]["model"]["name"] = "resnet18"
+    (tmp_path / "demo/accuracy_summary.json").write_text(json.dumps(doc))
+    assert main(["report", str(tmp_path / "demo"), "-o", str(tmp_path / "r2.html")]) == 0
+    assert "Accuracy under bottlenecks" not in (tmp_path / "r2.html").read_text()
