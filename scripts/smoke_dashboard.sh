@@ -14,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-/tmp}
+mkdir -p "$OUT"
 PORT=${PORT:-8599}
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 URL="http://localhost:$PORT"
@@ -45,6 +46,8 @@ shot "$OUT/dash_cui.png" "Importance"
 shot "$OUT/dash_compare.png" "Compare A/B" "Pin the current" "int8"
 shot "$OUT/dash_scenario.png" "Scenario" "Edited scenario, fully resolved"
 QUERY="?scenario=infeasible_3g.yaml" shot "$OUT/dash_infeasible.png"
+# A bottleneck: measured accuracy per split (the autoencoder trains on first use; cached after).
+QUERY="?scenario=demo_autoencoder.yaml" shot "$OUT/dash_bottleneck.png" "Accuracy and energy"
 # A broken pasted scenario must give a one-line error box, not a traceback.
 QUERY="?scenario=Paste+YAML%E2%80%A6" WAIT="paste one" TYPE=$'name: bad\nmodel: {name: digits_cnn}\ndevice: rpi4\nserver: server_t4\nnetwork: lte\nworkload: {num_devices: 0}\n' \
     shot "$OUT/dash_error.png" "Use this YAML"
