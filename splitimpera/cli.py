@@ -133,6 +133,19 @@ def _cmd_calibrate(args) -> int:
     return EXIT_OK
 
 
+def _cmd_bottlenecks(args) -> int:
+    from .bottleneck import get_bottleneck, list_bottlenecks
+
+    names = list_bottlenecks(args.include)
+    width = max((len(n) for n in names), default=4)
+    for n in names:
+        b = get_bottleneck(n)
+        learns = "  (fitted per split on calibration data)" if b.needs_fit else ""
+        print(f"  {n:<{width}}  {b.describe()}{learns}")
+    print("also parametric: int<1-8>[_channel][_pct], top<1-100>_gradcam|random; coders: raw, zstd, rle")
+    return EXIT_OK
+
+
 def _cmd_profiles(args) -> int:
     from .profiles import get_device, get_network, list_devices, list_networks
 
@@ -224,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a scenario field, e.g. analysis.cui.classes=[3,5,8]")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_analyze)
+
+    s = sub.add_parser("bottlenecks", help="list the bottlenecks a scenario can put on the sent tensor",
+                       description="List the registered bottlenecks (bottleneck.name, bottleneck.measure).")
+    s.add_argument("--include", metavar="GLOB", help="only names matching, e.g. 'int4*'")
+    s.set_defaults(func=_cmd_bottlenecks)
 
     s = sub.add_parser("splits", help="list a model's candidate splits with FLOPs and bytes",
                        description="List the candidate splits of MODEL (torchvision name, zoo name, or "

@@ -227,3 +227,12 @@ def test_report_and_terminal_show_accuracy_under_the_bottleneck(repo_root, tmp_p
     (tmp_path / "demo/accuracy_summary.json").write_text(json.dumps(doc))
     assert main(["report", str(tmp_path / "demo"), "-o", str(tmp_path / "r2.html")]) == 0
     assert "Accuracy under bottlenecks" not in (tmp_path / "r2.html").read_text()
+
+
+def test_bottlenecks_command_lists_the_registry(capsys):
+    assert main(["bottlenecks", "--include", "int4*"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    listed = [ln.split()[0] for ln in lines if ln.startswith("  ")]
+    assert listed == si.list_bottlenecks("int4*") == ["int4", "int4_channel", "int4_pct"]
+    for ln, name in zip(lines, listed):
+        assert si.get_bottleneck(name).describe() in ln
