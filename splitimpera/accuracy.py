@@ -39,7 +39,7 @@ from .splits import OUTPUT, PREDICTION_BYTES, TracedModel, _head_tail, eval_mode
 
 log = logging.getLogger(__name__)
 
-ACCURACY_VERSION = 2
+ACCURACY_VERSION = 3
 RANDOM_DRAWS = 3  # random-channel controls are measured over this many seeded draws
 MEASURE_COLUMNS = ["bottleneck", "applicable", "accuracy", "accuracy_std", "agreement", "bytes_raw", "bytes_zstd",
                    "bytes_rle", "tx_bytes_fp32", "samples", "note"]
@@ -179,7 +179,8 @@ def measure_accuracy(tm: TracedModel, data, bottlenecks: Sequence[str | Bottlene
         cfp = data_fingerprint(calibration) if fitting else "-"
         if fp is not None and cfp is not None:
             key = cache.key("accuracy", ACCURACY_VERSION, weights_hash(tm.model), tm.structure_key(), fp, cfp,
-                            [(b.name, b.describe(), options.get(b.name, {})) for b in bns], splits, seed, labelled,
+                            [(b.name, type(b).__qualname__, b.describe(), _settings(b), options.get(b.name, {}))
+                             for b in bns], splits, seed, labelled,
                             batch_size if fitting else None, coders)
             hit = cache.load("accuracy", key)
             if hit is not None:
@@ -196,6 +197,11 @@ def measure_accuracy(tm: TracedModel, data, bottlenecks: Sequence[str | Bottlene
     if key is not None:
         cache.store("accuracy", key, _to_cache(res))
     return res
+
+
+def _settings(b: Bottleneck) -> dict:
+    """A bottleneck's plain settings (constructor arguments), for cache keys."""
+    return {k: v for k, v in sorted(vars(b).items()) if isinstance(v, (bool, int, float, str, type(None)))}
 
 
 def _fit_all(tm, bns, splits, tails, calibration, seed, batch_size, options, progress):
@@ -261,15 +267,15 @@ def _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size,
         for b in bns:
             for d, inst in enumerate(fitted.get((split, b.name), [])):
                 zh, payload = inst.roundtrip(z)
-                if zh is z:  # the tail may work in place: never hand it the live value
-                    zh = z.clone()
+                if zh.untyped_storage().data_ptr() == z.untyped_storage().data_ptr():
+                    zh = zh.clone()  # the tail may work in place: never hand it the live value (or a view)
                 pred = tails[split][1](zh).argmax(1)
                 k = (split, b.name, d)
                 state.setdefault("preds", {})[k] = pred
                 correct[k] = correct.get(k, 0) + int((pred == y).sum())
-                for coder in coders:
+                for coder in coders:  # integers per draw; averaged over draws and samples at the end
                     kb = (split, b.name, coder)
-                    nbytes[kb] = nbytes.get(kb, 0.0) + float(payload.sizes(coder).sum()) / len(fitted[(split, b.name)])
+                    nbytes[kb] = nbytes.get(kb, 0) + int(payload.sizes(coder).sum())
 
     runner = _SplitRunner(tm.gm, wanted, hook)
     total = full_correct = 0
@@ -298,7 +304,7 @@ def _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size,
                    "tx_bytes_fp32": sp.tx_bytes, "samples": total, "note": ""}
             if s == OUTPUT:  # the prediction itself is sent, losslessly
                 row.update(accuracy=full_acc, accuracy_std=0.0, agreement=1.0, note="prediction sent",
-                           **{f"bytes_{c}": float(PREDICTION_BYTES) for c in CODERS})
+                           **{f"bytes_{c}": float(PREDICTION_BYTES) if c in coders else np.nan for c in CODERS})
             elif (s, b.name) in notes:
                 row.update(accuracy=np.nan, accuracy_std=np.nan, agreement=np.nan, note=notes[(s, b.name)],
                            **{f"bytes_{c}": np.nan for c in CODERS})
@@ -310,7 +316,7 @@ def _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size,
                            accuracy_std=float(accs.std()) if labelled else np.nan,
                            agreement=float(agr.mean()),
                            note=f"mean of {draws} seeded draws" if draws > 1 else "",
-                           **{f"bytes_{c}": nbytes[(s, b.name, c)] / total if c in coders else np.nan
+                           **{f"bytes_{c}": nbytes[(s, b.name, c)] / (total * draws) if c in coders else np.nan
                               for c in CODERS})
             rows.append(row)
     table = pd.DataFrame(rows).set_index("split")[MEASURE_COLUMNS]

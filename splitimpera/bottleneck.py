@@ -412,20 +412,21 @@ class Autoencoder(Bottleneck):
                 p.requires_grad_(False)
             tail.eval()
             net.train()
-            for _ in range(epochs):
-                total, seen = 0.0, 0
-                for idx in torch.randperm(len(z), generator=gen).split(bs):
-                    zb, yb = z[idx], y[idx]
-                    rec = net.decode(net.encode(zb))
-                    loss = loss_fn(tail(rec.clone()), yb)
-                    if w_rec:
-                        loss = loss + w_rec * ((rec - zb) / net.sigma).pow(2).mean()
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    total += float(loss.detach()) * len(idx)
-                    seen += len(idx)
-                history.append(total / max(seen, 1))
+            with torch.enable_grad():  # also when the caller runs under no_grad
+                for _ in range(epochs):
+                    total, seen = 0.0, 0
+                    for idx in torch.randperm(len(z), generator=gen).split(bs):
+                        zb, yb = z[idx], y[idx]
+                        rec = net.decode(net.encode(zb))
+                        loss = loss_fn(tail(rec.clone()), yb)
+                        if w_rec:
+                            loss = loss + w_rec * ((rec - zb) / net.sigma).pow(2).mean()
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        opt.step()
+                        total += float(loss.detach()) * len(idx)
+                        seen += len(idx)
+                    history.append(total / max(seen, 1))
         finally:
             for p, r in zip(tail_params, saved):
                 p.requires_grad_(r)

@@ -204,8 +204,10 @@ def data_fingerprint(dataset) -> str | None:
     from torch.utils.data import Subset, TensorDataset
 
     idx = None
-    if isinstance(dataset, Subset):
-        idx, dataset = list(dataset.indices), dataset.dataset
+    while isinstance(dataset, Subset):  # Subsets of Subsets: compose the indices
+        inner = list(dataset.indices)
+        idx = inner if idx is None else [inner[i] for i in idx]
+        dataset = dataset.dataset
     h = hashlib.sha256()
     if isinstance(dataset, TensorDataset):
         for t in dataset.tensors:

@@ -483,14 +483,32 @@ def load_calibration(scenario: Scenario, shape: tuple[int, ...], ds):
         return cap(calib), Subset(ds, np.sort(perm[half:]).tolist()), "a seeded half of the data"
     from .data import load_dataset
 
+    field = "bottleneck.calibration.path" if spec.calibration.path else "bottleneck.calibration"
     try:
         calib = load_dataset(spec.calibration, shape, scenario.model.num_classes, seed=scenario.seed)
+        if calib is None or len(calib) == 0:
+            raise UserError("the calibration data set is empty", source=src, field="bottleneck.calibration")
+        calib = cap(calib)
+        # Decode every sample now: a broken file must be a one-line error, not a crash mid-fit.
+        samples = [calib[i] for i in range(len(calib))]
+    except UserError:
+        raise
     except Exception as e:
-        raise UserError(f"cannot read the calibration data: {first_line(e)}", source=src,
-                        field="bottleneck.calibration") from None
-    if calib is None or len(calib) == 0:
-        raise UserError("the calibration data set is empty", source=src, field="bottleneck.calibration")
-    return cap(calib), ds, f"bottleneck.calibration ({spec.calibration.source})"
+        raise UserError(f"cannot read the calibration data: {first_line(e)}", source=src, field=field) from None
+    got = tuple(samples[0][0].shape)
+    if got != tuple(shape):
+        raise UserError(f"samples of shape {'x'.join(map(str, got))} do not fit model.input_shape "
+                        f"{'x'.join(map(str, shape))}", source=src, field=field)
+    labels = [int(y) for _, y in samples]
+    width = scenario.model.num_classes or _dataset_width(ds)
+    if width is not None and max(labels) >= width:
+        raise UserError(f"the calibration data has {max(labels) + 1} classes but the model outputs {width}",
+                        source=src, field=field)
+    return calib, ds, f"bottleneck.calibration ({spec.calibration.source})"
+
+
+def _dataset_width(ds) -> int | None:
+    return label_count(ds) if ds is not None else None
 
 
 def _measured_splits(scenario: Scenario, tm: TracedModel, importance) -> tuple[list[str], object]:
@@ -564,15 +582,25 @@ def bottleneck_accuracy(scenario: Scenario, tm: TracedModel, profile: pd.DataFra
         if full_accuracy is not None:
             out.loc[na, "accuracy"] = full_accuracy
             out.loc[na, "accuracy_source"] = "full model (bottleneck n/a)"
-        # Unmeasured splits: nominal bytes, accuracy predicted from the CUI curve.
-        rest = [n for n in names if n not in set(t.index)]
+        # Unmeasured splits: nominal bytes (scaled by the coder's median ratio to raw bytes on
+        # the measured splits), accuracy predicted from the CUI curve.
+        rest = [n for n in names if n not in set(t.index) and n != OUTPUT]  # output: set below
+        ratio = 1.0
+        if spec.coder != "raw" and rest:
+            m = t[applies & (t.index != OUTPUT)]
+            r = (m[f"bytes_{spec.coder}"] / m.index.map(lambda n: bn.nominal_bytes(tm.split(n).shape))).dropna()
+            ratio = float(r.median()) if len(r) else 1.0
+        estimated = 0
         for n in rest:
             sp = tm.split(n)
             if bn.applicable(sp.shape, n) is None:
-                out.at[n, "bytes_sent"] = float(bn.nominal_bytes(sp.shape))
+                out.at[n, "bytes_sent"] = float(bn.nominal_bytes(sp.shape)) * ratio
+                estimated += 1
             else:
                 out.at[n, "accuracy"] = full_accuracy if full_accuracy is not None else np.nan
                 out.at[n, "accuracy_source"] = "full model (bottleneck n/a)"
+        if estimated:
+            info["estimated_bytes"] = {"splits": estimated, "coder_ratio_to_raw": round(ratio, 4)}
         todo = [n for n in rest if out.at[n, "accuracy_source"] == "unknown"]
         if todo and labelled:
             if importance is None:

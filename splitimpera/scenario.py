@@ -365,8 +365,17 @@ def _check_bottleneck(sc: Scenario, src_for) -> None:
                 get_bottleneck(name)
             except UserError as e:
                 raise UserError(e.message, source=src_for(field), field=field) from None
-    if bn.name != "none" and sc.workload.payload_dtype != "float32":
-        raise UserError(f"the bottleneck ({bn.name}) sets what is sent; leave payload_dtype at float32",
+    if bn.measure != "all":
+        if not bn.measure:
+            raise UserError("name at least one bottleneck (or all)", source=src_for("bottleneck.measure"),
+                            field="bottleneck.measure")
+        dup = sorted({n for n in bn.measure if bn.measure.count(n) > 1})
+        if dup:
+            raise UserError(f"listed twice: {', '.join(dup)}", source=src_for("bottleneck.measure"),
+                            field="bottleneck.measure")
+    if (bn.name != "none" or bn.coder != "raw") and sc.workload.payload_dtype != "float32":
+        what = f"the bottleneck ({bn.name})" if bn.name != "none" else f"the {bn.coder} coder (measured on fp32)"
+        raise UserError(f"{what} sets what is sent; leave payload_dtype at float32",
                         source=src_for("workload.payload_dtype"), field="workload.payload_dtype")
     if (bn.name != "none" or bn.coder != "raw") and sc.data.source == "none":
         field = "bottleneck.name" if bn.name != "none" else "bottleneck.coder"

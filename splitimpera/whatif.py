@@ -41,6 +41,13 @@ def prepare_key(scenario: Scenario) -> str:
     d = scenario.resolved()
     part = {k: d[k] for k in PREPARE_SECTIONS}
     part["analysis"] = {k: v for k, v in part["analysis"].items() if k != "engine"}
+    csv = scenario.bottleneck.accuracy_csv
+    if csv is not None:  # an edited file of accuracies must not hit the old entry
+        try:
+            st = os.stat(csv)
+            part["accuracy_csv_stat"] = [st.st_mtime_ns, st.st_size]
+        except OSError:
+            pass
     return json.dumps(part, sort_keys=True)
 
 

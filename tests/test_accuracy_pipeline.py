@@ -100,6 +100,17 @@ def test_unmeasured_splits_are_predicted_from_the_cui_curve(repo_root):
     tm = load_traced(sc)
     for n in pred:
         assert t.at[n, "bytes_sent"] == b.nominal_bytes(tm.split(n).shape)
+    # Under a coder, unmeasured splits scale the nominal bytes by the coder's median ratio on
+    # the measured ones (not the raw size: that would favour the measured splits).
+    res_z = si.run(_scenario(repo_root, **{"bottleneck.name": "int2", "bottleneck.coder": "zstd",
+                                           "bottleneck.splits": measured}))
+    tz = res_z.table
+    ref = measure_accuracy(tm, digits("test"), ["int2"], measured, coders=["zstd"]).for_bottleneck("int2")
+    ratio = np.median([ref.at[n, "bytes_zstd"] / b.nominal_bytes(tm.split(n).shape) for n in measured])
+    for n in pred:
+        assert tz.at[n, "bytes_sent"] == math.ceil(b.nominal_bytes(tm.split(n).shape) * ratio)
+    assert res_z.summary()["bottleneck"]["estimated_bytes"]["splits"] == len(set(tm.split(n).name for n in tz.index)
+                                                                               - set(measured) - {"output"})
     assert "loo_mae" in res.summary()["bottleneck"]["predictor"]
 
 
@@ -124,6 +135,9 @@ def test_user_accuracies_take_precedence(repo_root, tmp_path):
     ({"bottleneck.name": "int8", "data.source": "none", "qos.min_accuracy": None}, "bottleneck.name"),
     ({"bottleneck.accuracy_csv": "missing.csv"}, "bottleneck.accuracy_csv"),
     ({"bottleneck.splits": ["features_4", "nope"], "bottleneck.name": "int8"}, "bottleneck.splits"),
+    ({"bottleneck.measure": []}, "bottleneck.measure"),
+    ({"bottleneck.measure": ["int4", "int4"]}, "bottleneck.measure"),
+    ({"bottleneck.coder": "zstd", "workload.payload_dtype": "float16"}, "workload.payload_dtype"),
 ])
 def test_bad_bottleneck_settings_are_one_line_exit_2(repo_root, capsys, over, field):
     args = ["simulate", str(repo_root / "scenarios/demo.yaml")]
@@ -199,6 +213,20 @@ def test_dashboard_key_follows_the_bottleneck(repo_root):
     assert whatif.prepare_key(a) != whatif.prepare_key(b)
 
 
+def test_dashboard_key_follows_edits_of_the_accuracy_csv(repo_root, tmp_path):
+    import os
+
+    from splitimpera import whatif
+
+    csv = tmp_path / "acc.csv"
+    csv.write_text("split,accuracy\nfeatures_4,0.5\n")
+    sc = _scenario(repo_root, **{"bottleneck.accuracy_csv": str(csv)})
+    k1 = whatif.prepare_key(sc)
+    csv.write_text("split,accuracy\nfeatures_4,0.25\n")
+    os.utime(csv, ns=(os.stat(csv).st_atime_ns, os.stat(csv).st_mtime_ns + 10**9))
+    assert whatif.prepare_key(sc) != k1
+
+
 def test_report_and_terminal_show_accuracy_under_the_bottleneck(repo_root, tmp_path, capsys):
     sc = str(repo_root / "scenarios/demo.yaml")
     over = ["--set", "bottleneck.name=int2", "--set", "analysis.engine=analytic",
@@ -236,3 +264,81 @@ def test_bottlenecks_command_lists_the_registry(capsys):
     assert listed == si.list_bottlenecks("int4*") == ["int4", "int4_channel", "int4_pct"]
     for ln, name in zip(lines, listed):
         assert si.get_bottleneck(name).describe() in ln
+
+
+def test_bad_calibration_images_are_one_line_exit_2(repo_root, tmp_path, capsys):
+    from PIL import Image
+
+    x = digits("test", size=8).tensors[0]
+    for c in range(12):  # more classes than the model's 10 outputs
+        d = tmp_path / "cal" / f"c{c:02d}"
+        d.mkdir(parents=True)
+        Image.fromarray((np.clip(x[c, 0].numpy(), 0, 1) * 255).astype(np.uint8), mode="L").save(d / "a.png")
+    base = ["simulate", str(repo_root / "scenarios/demo.yaml"), "--set", "bottleneck.name=top25_gradcam",
+            "--set", "bottleneck.calibration.source=imagefolder", "--set", f"bottleneck.calibration.path={tmp_path / 'cal'}",
+            "--set", "bottleneck.splits=[features_9]", "-o", str(tmp_path / "out")]
+    assert main(base) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bottleneck.calibration.path" in err and "12 classes" in err
+    (tmp_path / "cal" / "c00" / "b.png").write_text("not an image")
+    assert main(base) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot read the calibration data" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_nested_subsets_are_fingerprinted_by_their_composed_indices():
+    from torch.utils.data import Subset
+
+    from splitimpera.curve import data_fingerprint
+
+    ds = digits("test")
+    nested = Subset(Subset(ds, [5, 7, 9, 11]), [3, 1])
+    assert data_fingerprint(nested) == data_fingerprint(Subset(ds, [11, 7]))
+    assert data_fingerprint(nested) != data_fingerprint(Subset(ds, [7, 11]))
+
+
+def test_a_bottleneck_returning_a_view_cannot_corrupt_the_shared_pass(demo_tm):
+    from torch.utils.data import Subset
+
+    class Detached(si.Bottleneck):
+        name = "detached"
+
+        def roundtrip(self, z):
+            zh, payload = super().roundtrip(z)
+            return zh.detach(), payload  # the same storage as the live activation
+
+    ds = Subset(digits("test"), list(range(64)))
+    alone = measure_accuracy(demo_tm, ds, ["int8"], ["features_0"], use_cache=False).for_bottleneck("int8")
+    both = measure_accuracy(demo_tm, ds, [Detached(), "int8"], ["features_0"], use_cache=False)
+    # features_0's tail starts with ReLU(inplace=True): without a copy it would clip the live value.
+    pd.testing.assert_frame_equal(both.for_bottleneck("int8"), alone)
+
+
+def test_random_draws_average_whole_bytes(demo_tm):
+    from torch.utils.data import Subset
+
+    calib = Subset(digits("train"), list(range(64)))
+    ds = Subset(digits("test"), list(range(64)))
+    at = measure_accuracy(demo_tm, ds, ["top25_gradcam", "top25_random"], ["classifier_1", "classifier_4"],
+                          calibration=calib, coders=["raw"], use_cache=False)
+    b = si.get_bottleneck("top25_random")
+    for n in ("classifier_1", "classifier_4"):
+        assert at.for_bottleneck("top25_random").at[n, "bytes_raw"] == b.nominal_bytes(demo_tm.split(n).shape)
+        assert at.for_bottleneck("top25_gradcam").at[n, "bytes_raw"] == b.nominal_bytes(demo_tm.split(n).shape)
+
+
+def test_bottleneck_settings_are_part_of_the_cache_key_and_no_grad_is_fine(demo_tm):
+    from torch.utils.data import Subset
+
+    from splitimpera.bottleneck import Autoencoder
+
+    calib = Subset(digits("train"), list(range(64)))
+    ds = Subset(digits("test"), list(range(64)))
+    kw = dict(calibration=calib, coders=["raw"])
+    with torch.no_grad():  # the autoencoder still trains
+        a = measure_accuracy(demo_tm, ds, [Autoencoder(epochs=1)], ["features_14"], **kw)
+    b = measure_accuracy(demo_tm, ds, [Autoencoder(epochs=1, lr=0.5)], ["features_14"], **kw)
+    fresh = measure_accuracy(demo_tm, ds, [Autoencoder(epochs=1, lr=0.5)], ["features_14"], use_cache=False, **kw)
+    pd.testing.assert_frame_equal(b.table, fresh.table)
+    assert a.table.at["features_14", "agreement"] != b.table.at["features_14", "agreement"]
