@@ -215,6 +215,13 @@ class Bottleneck:
         """Raw payload bytes per sample without looking at data (for unmeasured splits)."""
         return 4 * math.prod(shape)
 
+    def extra_work(self, shape: tuple[int, ...]) -> dict[str, dict[str, float]]:
+        """Compute the bottleneck adds per sample: ``{"head": {...}, "tail": {...}}`` with
+        ``flops_conv``/``flops_linear``/``flops_other`` (multiply-adds), ``bytes_moved`` and
+        ``layers``; the device runs the head side, the server the tail side. Element-wise
+        casts and quantisation are negligible beside the model and count as nothing here."""
+        return {}
+
 
 class Fp16(Bottleneck):
     name = "fp16"
@@ -444,6 +451,21 @@ class Autoencoder(Bottleneck):
     def nominal_bytes(self, shape):
         c, h, w = shape
         return 4 * max(1, c // 4) * ((((h + 1) // 2) + 1) // 2) * ((((w + 1) // 2) + 1) // 2)
+
+    def extra_work(self, shape):
+        """The encoder runs on the device, the decoder on the server: 3×3 convolutions
+        (transposed on the way up), multiply-adds Cin·Cout·9 per output (encoder) or input
+        (decoder) position, plus fp32 activations and weights moved."""
+        c, h, w = shape
+        c2, c4 = max(1, c // 2), max(1, c // 4)
+        h1, w1 = (h + 1) // 2, (w + 1) // 2
+        h2, w2 = (h1 + 1) // 2, (w1 + 1) // 2
+        macs = c2 * c * 9 * h1 * w1 + c4 * c2 * 9 * h2 * w2
+        weights = 4 * (c * c2 * 9 + c2 + c2 * c4 * 9 + c4)
+        acts = 4 * (c * h * w + 2 * c2 * h1 * w1 + c4 * h2 * w2)  # in, hidden (written and read), code
+        side = {"flops_conv": float(macs), "flops_linear": 0.0, "flops_other": float(c2 * h1 * w1),  # the ReLU
+                "bytes_moved": float(weights + acts), "layers": 3.0}
+        return {"head": side, "tail": dict(side)}
 
 
 # --------------------------------------------------------------------------------------------

@@ -81,12 +81,31 @@ def compute_time_s(profile: pd.DataFrame, side: str, device: DeviceProfile) -> p
     k = np.searchsorted(np.asarray(nodes["pos"]), profile["index"].to_numpy(), side="right")
     head = cum[k]
     t = head if side == "head" else cum[-1] - head
-    return pd.Series(t, index=profile.index, name=f"{side}_compute_s")
+    return pd.Series(t + extra_time_s(profile, side, device), index=profile.index, name=f"{side}_compute_s")
+
+
+def extra_columns(side: str) -> list[str]:
+    """Optional per-split columns for work a bottleneck adds on ``side`` (its encoder on the
+    device, ``head_extra_…``; its decoder on the server, ``tail_extra_…``): FLOPs per op
+    class, bytes moved and layers, at batch 1."""
+    return [*(f"{side}_extra_flops_{c}" for c in OP_CLASSES), f"{side}_extra_bytes_moved", f"{side}_extra_layers"]
+
+
+def extra_time_s(profile: pd.DataFrame, side: str, device: DeviceProfile) -> np.ndarray:
+    """Roofline seconds of the ``<side>_extra_…`` columns (0 where absent), one node per split."""
+    cols = extra_columns(side)
+    if not all(c in profile.columns for c in cols):
+        return np.zeros(len(profile))
+    nodes = {f"flops_{c}": profile[f"{side}_extra_flops_{c}"].to_numpy(dtype=float) for c in OP_CLASSES}
+    nodes["bytes_moved"] = profile[f"{side}_extra_bytes_moved"].to_numpy(dtype=float)
+    layers = profile[f"{side}_extra_layers"].to_numpy(dtype=float)
+    nodes["is_layer"] = np.zeros(len(profile))
+    return node_time_s(nodes, device) + layers * device.layer_overhead_s
 
 
 def flop_only_time_s(profile: pd.DataFrame, side: str, device: DeviceProfile) -> pd.Series:
     """The first compute model: no memory bound, ``Σ_class flops / rate + layers × overhead``."""
-    t = np.zeros(len(profile))
+    t = extra_time_s(profile, side, device)
     for c in OP_CLASSES:
         t = t + profile[f"{side}_flops_{c}"].to_numpy(dtype=float) / device.macs_per_s(c)
     t = t + profile[f"{side}_layers"].to_numpy(dtype=float) * device.layer_overhead_s

@@ -310,9 +310,13 @@ def evaluate(scenario: Scenario, prep: Prepared) -> Result:
     prof, names = prep.profile, prep.splits
     sent = prof
     if prep.accuracy is not None:
-        # The bottleneck decides what is sent: its measured (or nominal) coded bytes.
+        # The bottleneck decides what is sent: its measured (or nominal) coded bytes; its own
+        # encoder and decoder add to the device's and the server's compute.
         sent = prof.copy()
         sent["tx_bytes"] = np.ceil(prep.accuracy["bytes_sent"].reindex(prof.index)).astype(np.int64)
+        for col in prep.accuracy.columns:
+            if "_extra_" in col:
+                sent[col] = prep.accuracy[col].reindex(prof.index).fillna(0.0)
     sim, lat = latency_table(scenario, sent, names)
     table = pd.DataFrame(index=prof.index[prof.index.isin(names)])
     for col in ("index", "op", "shape", "head_flops", "tail_flops", "head_params", "tail_params"):
@@ -613,6 +617,17 @@ def bottleneck_accuracy(scenario: Scenario, tm: TracedModel, profile: pd.DataFra
                 if can:
                     out.loc[can, "accuracy"] = pred.predict(curve[can].to_numpy())
                     out.loc[can, "accuracy_source"] = "predicted (CUI)"
+    # Work the bottleneck adds where it is applied (the autoencoder's encoder and decoder).
+    for side in ("head", "tail"):
+        for key in ("flops_conv", "flops_linear", "flops_other", "bytes_moved", "layers"):
+            out[f"{side}_extra_{key}"] = 0.0
+    if spec.name != "none":
+        for n in out.index:
+            if n == OUTPUT or bn.applicable(tm.split(n).shape, n) is not None:
+                continue
+            for side, work in bn.extra_work(tm.split(n).shape).items():
+                for key, v in work.items():
+                    out.at[n, f"{side}_extra_{key}"] = float(v)
     if OUTPUT in out.index:  # the prediction itself is sent, whatever the bottleneck
         out.at[OUTPUT, "bytes_sent"] = float(PREDICTION_BYTES)
         out.at[OUTPUT, "accuracy"] = full_accuracy if full_accuracy is not None else np.nan

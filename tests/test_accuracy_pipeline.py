@@ -342,3 +342,30 @@ def test_bottleneck_settings_are_part_of_the_cache_key_and_no_grad_is_fine(demo_
     fresh = measure_accuracy(demo_tm, ds, [Autoencoder(epochs=1, lr=0.5)], ["features_14"], use_cache=False, **kw)
     pd.testing.assert_frame_equal(b.table, fresh.table)
     assert a.table.at["features_14", "agreement"] != b.table.at["features_14", "agreement"]
+
+
+def test_autoencoder_compute_matches_fvcore_and_enters_the_latency(repo_root):
+    from fvcore.nn import FlopCountAnalysis
+
+    from splitimpera.bottleneck import _AENet
+
+    for shape in [(64, 4, 4), (32, 16, 16), (16, 9, 7)]:
+        net = _AENet(shape).eval()
+        x = torch.zeros(1, *shape)
+        enc = FlopCountAnalysis(net.encoder, (x,)).unsupported_ops_warnings(False).total()
+        code = net.encoder(x)
+        dec = FlopCountAnalysis(net.decoder, (code,)).unsupported_ops_warnings(False).total()
+        work = si.get_bottleneck("autoencoder").extra_work(shape)
+        assert work["head"]["flops_conv"] == enc and work["tail"]["flops_conv"] == dec
+    over = {"bottleneck.splits": ["features_14"], "bottleneck.autoencoder.epochs": 1, "bottleneck.calibration_limit": 64}
+    plain = si.run(_scenario(repo_root)).table
+    ae = si.run(_scenario(repo_root, **{"bottleneck.name": "autoencoder", **over}))
+    dev, srv = ae.scenario.device, ae.scenario.server
+    w = si.get_bottleneck("autoencoder").extra_work((64, 4, 4))["head"]
+    for side, d, col in (("head", dev, "device_compute_s"), ("tail", srv, "server_compute_s")):
+        arith = w["flops_conv"] / d.macs_per_s("conv") + w["flops_other"] / d.macs_per_s("other")
+        expect = max(arith, w["bytes_moved"] / (d.memory.bandwidth_gbps * 1e9)) + 3 * d.layer_overhead_s
+        got = ae.table.at["features_14", col] - plain.at["features_14", col]
+        assert got == pytest.approx(expect, rel=1e-9)
+    # Splits the autoencoder cannot apply to (vectors) run the plain model.
+    assert ae.table.at["classifier_1", "device_compute_s"] == plain.at["classifier_1", "device_compute_s"]
