@@ -436,7 +436,9 @@ def predictor_report(acc: AccuracyTable, log10_cui: pd.Series, column: str = "ac
 
 def channel_comparison(acc: AccuracyTable) -> pd.DataFrame:
     """Grad-CAM-selected vs random channels at the same channel counts (so equal bytes), per
-    split and fraction: accuracy of each, random's spread over draws, and the difference."""
+    split and fraction: accuracy and agreement of each, random's spread over draws, and the
+    ``difference`` in ``metric`` (accuracy with labels, else agreement with the full model)."""
+    metric = "accuracy" if acc.full_accuracy is not None else "agreement"
     rows = []
     for b in acc.bottlenecks:
         if not b.endswith("_gradcam"):
@@ -454,7 +456,8 @@ def channel_comparison(acc: AccuracyTable) -> pd.DataFrame:
                          "gradcam_agreement": g.at[s, "agreement"], "random_agreement": r.at[s, "agreement"]})
     out = pd.DataFrame(rows)
     if not out.empty:
-        out["difference"] = out["gradcam_accuracy"] - out["random_accuracy"]
+        out["metric"] = metric
+        out["difference"] = out[f"gradcam_{metric}"] - out[f"random_{metric}"]
         out = out.set_index("split")
     return out
 

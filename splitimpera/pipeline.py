@@ -665,7 +665,7 @@ class AccuracyAnalysis:
         if not self.channels.empty:
             c = self.channels
             doc["channels_gradcam_vs_random"] = {
-                f: {"splits": int(len(g)), "gradcam_better": int((g["difference"] > 0).sum()),
+                f: {"metric": str(g["metric"].iloc[0]), "splits": int(len(g)), "gradcam_better": int((g["difference"] > 0).sum()),
                     "random_better": int((g["difference"] < 0).sum()),
                     "mean_difference": _jsonable(g["difference"].mean()),
                     "median_difference": _jsonable(g["difference"].median())}

@@ -343,7 +343,8 @@ def render_accuracy(acc, coder: str = "raw") -> str:
     lines.append(_grid(["bottleneck", "splits", "Spearman", "LOO MAE", "baseline MAE", f"{col} range"], rows,
                        "lrrrrr"))
     if not acc.channels.empty:
-        lines += ["", "Grad-CAM vs random channels at the same channel count (equal bytes):"]
+        metric = acc.channels["metric"].iloc[0]
+        lines += ["", f"Grad-CAM vs random channels at the same channel count (equal bytes), by {metric}:"]
         rows = []
         for f, g in acc.channels.groupby("fraction", sort=False):
             rows.append([f, str(len(g)), str(int((g["difference"] > 0).sum())), str(int((g["difference"] < 0).sum())),

@@ -369,3 +369,18 @@ def test_autoencoder_compute_matches_fvcore_and_enters_the_latency(repo_root):
         assert got == pytest.approx(expect, rel=1e-9)
     # Splits the autoencoder cannot apply to (vectors) run the plain model.
     assert ae.table.at["classifier_1", "device_compute_s"] == plain.at["classifier_1", "device_compute_s"]
+
+
+def test_channel_comparison_without_labels_uses_agreement(demo_tm):
+    from torch.utils.data import Subset
+
+    from splitimpera.accuracy import channel_comparison
+
+    calib = Subset(digits("train"), list(range(32)))
+    ds = Subset(digits("test"), list(range(48)))
+    at = measure_accuracy(demo_tm, ds, ["top25_gradcam", "top25_random"], ["features_9", "features_14"],
+                          calibration=calib, labelled=False, coders=["raw"], use_cache=False)
+    c = channel_comparison(at)
+    assert (c["metric"] == "agreement").all() and c["gradcam_accuracy"].isna().all()
+    assert np.allclose(c["difference"], c["gradcam_agreement"] - c["random_agreement"])
+    assert np.isfinite(c["difference"]).all()
