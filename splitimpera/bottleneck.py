@@ -98,9 +98,12 @@ def _symbol_bytes(bits: int) -> int:
 
 
 def _varint_bytes(n: np.ndarray) -> np.ndarray:
-    """LEB128 length of each positive integer: 7 bits per byte."""
-    bl = np.floor(np.log2(np.maximum(n, 1))).astype(np.int64) + 1
-    return np.maximum(1, (bl + 6) // 7)
+    """LEB128 length of each positive integer: 7 bits per byte (integer comparisons, exact)."""
+    n = np.asarray(n)
+    out = np.ones(n.shape, dtype=np.int64)
+    for k in range(1, 10):
+        out += n >= (1 << (7 * k))
+    return out
 
 
 def rle_sizes(words: np.ndarray, bits: int) -> np.ndarray:
@@ -108,15 +111,16 @@ def rle_sizes(words: np.ndarray, bits: int) -> np.ndarray:
     B, n = words.shape
     if n == 0:
         return np.zeros(B, dtype=np.int64)
-    change = np.ones((B, n), dtype=bool)
-    change[:, 1:] = words[:, 1:] != words[:, :-1]
-    rows, starts = np.nonzero(change)  # row-major: runs of each row in order
-    ends = np.empty_like(starts)
-    ends[:-1] = starts[1:]
-    last = np.r_[rows[1:] != rows[:-1], True]
-    ends[last] = n
-    run_bytes = _symbol_bytes(bits) + _varint_bytes(ends - starts)
-    return np.bincount(rows, weights=run_bytes, minlength=B).astype(np.int64)
+    starts = np.empty((B, n), dtype=bool)
+    starts[:, 0] = True
+    np.not_equal(words[:, 1:], words[:, :-1], out=starts[:, 1:])
+    idx = np.flatnonzero(starts)  # run starts, row-major, in flat positions
+    rows = idx // n
+    ends = np.empty_like(idx)
+    ends[:-1] = idx[1:]
+    ends[-1] = B * n
+    lengths = np.minimum(ends, (rows + 1) * n) - idx  # a run ends at the next start or its row's end
+    return np.bincount(rows, weights=_symbol_bytes(bits) + _varint_bytes(lengths), minlength=B).astype(np.int64)
 
 
 def rle_encode(symbols: np.ndarray, bits: int) -> bytes:
