@@ -326,6 +326,10 @@ def _table(rd: ResultDir) -> str:
     cols = [("rank", "rank"), ("split", "split"), ("bytes_sent", "sent"), ("device_compute_s", "device ms"),
             ("uplink_s", "uplink ms"), ("server_compute_s", "server ms"), ("downlink_s", "downlink ms"),
             ("latency_s", "latency ms"), ("energy_j", "energy mJ"), ("pareto", "Pareto"), ("reason", "verdict")]
+    src = t["accuracy_source"] if "accuracy_source" in t.columns else pd.Series(dtype=object)
+    if "accuracy" in t.columns and src.notna().any() and not src.isin(["full model"]).all():
+        # A bottleneck makes accuracy differ per split: show it (* = predicted from the CUI curve).
+        cols.insert(-2, ("accuracy", "accuracy %"))
     head = "".join(f'<th class="{"l" if k in ("split", "reason") else ""}">{h}</th>' for k, h in cols)
     rows = []
     for name, r in t.iterrows():
@@ -340,6 +344,10 @@ def _table(rd: ResultDir) -> str:
                 cells.append(f"<td>{human_bytes(r['bytes_sent'])}</td>")
             elif k == "energy_j":
                 cells.append(f"<td>{r['energy_j'] * 1e3:.3g}</td>")
+            elif k == "accuracy":
+                mark = "*" if r.get("accuracy_source") == "predicted (CUI)" else ""
+                acc = r["accuracy"]
+                cells.append(f"<td>{'' if pd.isna(acc) else f'{acc * 100:.1f}{mark}'}</td>")
             elif k == "pareto":
                 cells.append(f"<td>{'●' if r.get('pareto') in (True, 'True') else ''}</td>")
             elif k == "reason":
