@@ -348,6 +348,14 @@ class TopChannels(Bottleneck):
         return 4 * self.count(shape[0]) * math.prod(shape[1:])
 
 
+def _ae_geometry(shape: tuple[int, int, int]) -> tuple[int, int, int, int, int, int]:
+    """``(C/2, C/4, H1, W1, H2, W2)`` of the autoencoder for a (C, H, W) tensor: channels of
+    the hidden layer and the code, and the sizes after the first and second stride-2 conv."""
+    c, h, w = shape
+    h1, w1 = (h + 1) // 2, (w + 1) // 2
+    return max(1, c // 2), max(1, c // 4), h1, w1, (h1 + 1) // 2, (w1 + 1) // 2
+
+
 class _AENet(nn.Module):
     """I-SPLIT's undercomplete autoencoder for a (C, H, W) tensor: (C/2, C/4) stride-2
     convolutions down, mirrored transposed convolutions up, in standardised units."""
@@ -355,9 +363,7 @@ class _AENet(nn.Module):
     def __init__(self, shape: tuple[int, int, int]):
         super().__init__()
         c, h, w = shape
-        c2, c4 = max(1, c // 2), max(1, c // 4)
-        h1, w1 = (h + 1) // 2, (w + 1) // 2
-        h2, w2 = (h1 + 1) // 2, (w1 + 1) // 2
+        c2, c4, h1, w1, h2, w2 = _ae_geometry(shape)
         self.encoder = nn.Sequential(nn.Conv2d(c, c2, 3, 2, 1), nn.ReLU(), nn.Conv2d(c2, c4, 3, 2, 1))
         # output_padding makes each transposed convolution land exactly on the encoder's input size.
         self.decoder = nn.Sequential(
@@ -453,17 +459,15 @@ class Autoencoder(Bottleneck):
             return self.net.decode(code), _float_words(code, torch.float32)
 
     def nominal_bytes(self, shape):
-        c, h, w = shape
-        return 4 * max(1, c // 4) * ((((h + 1) // 2) + 1) // 2) * ((((w + 1) // 2) + 1) // 2)
+        _, c4, _, _, h2, w2 = _ae_geometry(shape)
+        return 4 * c4 * h2 * w2
 
     def extra_work(self, shape):
         """The encoder runs on the device, the decoder on the server: 3×3 convolutions
         (transposed on the way up), multiply-adds Cin·Cout·9 per output (encoder) or input
         (decoder) position, plus fp32 activations and weights moved."""
         c, h, w = shape
-        c2, c4 = max(1, c // 2), max(1, c // 4)
-        h1, w1 = (h + 1) // 2, (w + 1) // 2
-        h2, w2 = (h1 + 1) // 2, (w1 + 1) // 2
+        c2, c4, h1, w1, h2, w2 = _ae_geometry(shape)
         macs = c2 * c * 9 * h1 * w1 + c4 * c2 * 9 * h2 * w2
         weights = 4 * (c * c2 * 9 + c2 + c2 * c4 * 9 + c4)
         acts = 4 * (c * h * w + 2 * c2 * h1 * w1 + c4 * h2 * w2)  # in, hidden (written and read), code

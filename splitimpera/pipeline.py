@@ -17,6 +17,7 @@ import torch
 
 from . import __version__
 from .analytic import analytic_latency
+from .compute import extra_columns
 from .curve import cui
 from .data import load_dataset
 from .errors import UserError, first_line
@@ -314,9 +315,8 @@ def evaluate(scenario: Scenario, prep: Prepared) -> Result:
         # encoder and decoder add to the device's and the server's compute.
         sent = prof.copy()
         sent["tx_bytes"] = np.ceil(prep.accuracy["bytes_sent"].reindex(prof.index)).astype(np.int64)
-        for col in prep.accuracy.columns:
-            if "_extra_" in col:
-                sent[col] = prep.accuracy[col].reindex(prof.index).fillna(0.0)
+        for col in extra_columns("head") + extra_columns("tail"):
+            sent[col] = prep.accuracy[col].reindex(prof.index).fillna(0.0)
     sim, lat = latency_table(scenario, sent, names)
     table = pd.DataFrame(index=prof.index[prof.index.isin(names)])
     for col in ("index", "op", "shape", "head_flops", "tail_flops", "head_params", "tail_params"):
@@ -504,15 +504,12 @@ def load_calibration(scenario: Scenario, shape: tuple[int, ...], ds):
         raise UserError(f"samples of shape {'x'.join(map(str, got))} do not fit model.input_shape "
                         f"{'x'.join(map(str, shape))}", source=src, field=field)
     labels = [int(y) for _, y in samples]
-    width = scenario.model.num_classes or _dataset_width(ds)
+    width = scenario.model.num_classes or (label_count(ds) if ds is not None else None)
     if width is not None and max(labels) >= width:
         raise UserError(f"the calibration data has {max(labels) + 1} classes but the model outputs {width}",
                         source=src, field=field)
     return calib, ds, f"bottleneck.calibration ({spec.calibration.source})"
 
-
-def _dataset_width(ds) -> int | None:
-    return label_count(ds) if ds is not None else None
 
 
 def _measured_splits(scenario: Scenario, tm: TracedModel, importance) -> tuple[list[str], object]:
@@ -619,8 +616,8 @@ def bottleneck_accuracy(scenario: Scenario, tm: TracedModel, profile: pd.DataFra
                     out.loc[can, "accuracy_source"] = "predicted (CUI)"
     # Work the bottleneck adds where it is applied (the autoencoder's encoder and decoder).
     for side in ("head", "tail"):
-        for key in ("flops_conv", "flops_linear", "flops_other", "bytes_moved", "layers"):
-            out[f"{side}_extra_{key}"] = 0.0
+        for col in extra_columns(side):
+            out[col] = 0.0
     if spec.name != "none":
         for n in out.index:
             if n == OUTPUT or bn.applicable(tm.split(n).shape, n) is not None:
@@ -669,7 +666,7 @@ class AccuracyAnalysis:
                     "random_better": int((g["difference"] < 0).sum()),
                     "mean_difference": _jsonable(g["difference"].mean()),
                     "median_difference": _jsonable(g["difference"].median())}
-                for f, g in c.groupby("fraction")}
+                for f, g in c.groupby("fraction", sort=False)}
         return doc
 
 

@@ -342,13 +342,16 @@ def render_accuracy(acc, coder: str = "raw") -> str:
                      f"{r['accuracy_min'] * 100:.1f}–{r['accuracy_max'] * 100:.1f}"])
     lines.append(_grid(["bottleneck", "splits", "Spearman", "LOO MAE", "baseline MAE", f"{col} range"], rows,
                        "lrrrrr"))
-    if not acc.channels.empty:
-        metric = acc.channels["metric"].iloc[0]
+    ch = acc.summary().get("channels_gradcam_vs_random") or {}
+    if ch:
+        metric = next(iter(ch.values()))["metric"]
         lines += ["", f"Grad-CAM vs random channels at the same channel count (equal bytes), by {metric}:"]
-        rows = []
-        for f, g in acc.channels.groupby("fraction", sort=False):
-            rows.append([f, str(len(g)), str(int((g["difference"] > 0).sum())), str(int((g["difference"] < 0).sum())),
-                         f"{g['difference'].mean() * 100:+.1f}", f"{g['difference'].median() * 100:+.1f}"])
+
+        def signed(v):
+            return "–" if v is None else f"{v * 100:+.1f}"
+
+        rows = [[f, str(c["splits"]), str(c["gradcam_better"]), str(c["random_better"]),
+                 signed(c["mean_difference"]), signed(c["median_difference"])] for f, c in ch.items()]
         lines.append(_grid(["kept", "splits", "Grad-CAM better", "random better", "mean Δ (pts)", "median Δ (pts)"],
                            rows, "lrrrrr"))
     return "\n".join(lines)
