@@ -34,7 +34,8 @@ import torch.fx as fx
 
 from . import cache
 from .bottleneck import CODERS, Bottleneck, FitContext, TopChannels, get_bottleneck
-from .errors import UserError
+from .data import batches
+from .errors import UserError, first_line
 from .splits import OUTPUT, PREDICTION_BYTES, TracedModel, _head_tail, eval_mode
 
 log = logging.getLogger(__name__)
@@ -101,12 +102,6 @@ def _seed(seed: int, *parts: int) -> int:
     return int(np.random.SeedSequence([seed, *parts]).generate_state(1)[0])
 
 
-def _loader(data, batch_size: int):
-    from torch.utils.data import DataLoader
-
-    return DataLoader(data, batch_size=batch_size, shuffle=False, generator=torch.Generator())
-
-
 def _channel_statistics(tm: TracedModel, data, splits: list[str], batch_size: int):
     """Per split: mean |Grad-CAM contribution| per channel (C,) and the mean activation, on
     ``data`` with labels as targets; one forward+backward per batch."""
@@ -116,7 +111,7 @@ def _channel_statistics(tm: TracedModel, data, splits: list[str], batch_size: in
     scores: dict[str, torch.Tensor] = {}
     sums: dict[str, torch.Tensor] = {}
     n = 0
-    for x, y in _loader(data, batch_size):
+    for x, y in batches(data, batch_size):
         engine(x, y)
         n += len(x)
         for s in splits:
@@ -132,7 +127,7 @@ def _channel_statistics(tm: TracedModel, data, splits: list[str], batch_size: in
 def _calibration_activations(head, data, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     zs, ys = [], []
     with torch.no_grad():
-        for x, y in _loader(data, batch_size):
+        for x, y in batches(data, batch_size):
             zs.append(head(x).detach().clone())
             ys.append(y)
     return torch.cat(zs), torch.cat(ys)
@@ -279,7 +274,7 @@ def _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size,
 
     runner = _SplitRunner(tm.gm, wanted, hook)
     total = full_correct = 0
-    it = _loader(data, batch_size)
+    it = batches(data, batch_size)
     if progress:
         from tqdm import tqdm
 
@@ -475,8 +470,7 @@ def read_user_accuracy(path: str | Path, bottleneck: str, splits: Sequence[str],
     except FileNotFoundError:
         raise UserError(f"file not found: {path}", source=source, field=field_name) from None
     except Exception as e:
-        raise UserError(f"cannot read {path} as CSV: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-                        source=source, field=field_name) from None
+        raise UserError(f"cannot read {path} as CSV: {first_line(e)}", source=source, field=field_name) from None
     missing = [c for c in ("split", "accuracy") if c not in df.columns]
     if missing:
         raise UserError(f"{path} lacks column(s) {', '.join(missing)} (needs split, accuracy[, bottleneck])",

@@ -29,7 +29,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 import torch.nn as nn
 
 from . import cache
@@ -235,7 +234,7 @@ def cui(model: nn.Module | TracedModel, data, *, input_shape=None, preset: str =
     (per-class curves always cover every class). Results are cached on disk, keyed by the
     weights, the data's content and the settings.
     """
-    from torch.utils.data import DataLoader
+    from .data import batches
 
     s = resolve_settings(preset, method=method, target=target, reduction=reduction, aggregate=aggregate,
                          splits=splits if isinstance(splits, str) or splits is None else list(splits),
@@ -265,7 +264,7 @@ def cui(model: nn.Module | TracedModel, data, *, input_shape=None, preset: str =
             res = _assemble(per_image, names, s)
             return res.for_classes(classes) if classes else res
     engine = MapEngine(tm, splits=names, method=s["method"], reduction=s["reduction"])
-    loader = DataLoader(data, batch_size=batch_size, shuffle=False, generator=torch.Generator())  # not the global RNG
+    loader = batches(data, batch_size)
     rows_lab, rows_tgt, rows_pred, rows_val = [], [], [], []
     try:
         from tqdm import tqdm

@@ -57,6 +57,14 @@ def synthetic(n: int, shape: tuple[int, ...], num_classes: int, seed: int = 0) -
     return TensorDataset(x, y)
 
 
+def batches(dataset, batch_size: int):
+    """An in-order DataLoader over ``dataset`` with its own generator: a DataLoader draws a
+    base seed per iteration, from the global torch RNG otherwise."""
+    from torch.utils.data import DataLoader
+
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, generator=torch.Generator())
+
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -166,12 +166,11 @@ def _row_dict(row: pd.Series) -> dict:
 
 def evaluate_accuracy(model: torch.nn.Module, dataset, batch_size: int = 64) -> float:
     """Top-1 accuracy of ``model`` on ``dataset`` (fraction in [0, 1])."""
-    from torch.utils.data import DataLoader
+    from .data import batches
 
     correct = total = 0
     with torch.no_grad():
-        # Own generator: a DataLoader draws a base seed per iteration, from the global one otherwise.
-        for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False, generator=torch.Generator()):
+        for x, y in batches(dataset, batch_size):
             correct += int((model(x).argmax(1) == y).sum())
             total += len(y)
     return correct / total if total else float("nan")
@@ -196,14 +195,19 @@ def load_data(scenario: Scenario, shape: tuple[int, ...], num_outputs: int | Non
         raise
     except Exception as e:  # torchvision/PIL report unreadable folders and images in many ways
         raise UserError(f"cannot read the data: {first_line(e)}", source=src, field=where) from None
+    _check_samples("the data", got, shape, label_count(ds), num_outputs, src, "data.source", "model.num_classes")
+    return ds
+
+
+def _check_samples(what: str, got: tuple, shape: tuple, n_labels: int | None, width: int | None, src: str,
+                   shape_field: str, label_field: str) -> None:
+    """Samples must have the model's input shape and labels within its outputs."""
     if got != tuple(shape):
         raise UserError(f"samples of shape {'x'.join(map(str, got))} do not fit model.input_shape "
-                        f"{'x'.join(map(str, shape))}", source=src, field="data.source")
-    n_labels = label_count(ds)
-    if num_outputs is not None and n_labels is not None and n_labels > num_outputs:
-        raise UserError(f"the data has {n_labels} classes but the model outputs {num_outputs}",
-                        source=src, field="model.num_classes")
-    return ds
+                        f"{'x'.join(map(str, shape))}", source=src, field=shape_field)
+    if width is not None and n_labels is not None and n_labels > width:
+        raise UserError(f"{what} has {n_labels} classes but the model outputs {width}", source=src,
+                        field=label_field)
 
 
 def label_count(ds) -> int | None:
@@ -499,15 +503,9 @@ def load_calibration(scenario: Scenario, shape: tuple[int, ...], ds):
         raise
     except Exception as e:
         raise UserError(f"cannot read the calibration data: {first_line(e)}", source=src, field=field) from None
-    got = tuple(samples[0][0].shape)
-    if got != tuple(shape):
-        raise UserError(f"samples of shape {'x'.join(map(str, got))} do not fit model.input_shape "
-                        f"{'x'.join(map(str, shape))}", source=src, field=field)
-    labels = [int(y) for _, y in samples]
     width = scenario.model.num_classes or (label_count(ds) if ds is not None else None)
-    if width is not None and max(labels) >= width:
-        raise UserError(f"the calibration data has {max(labels) + 1} classes but the model outputs {width}",
-                        source=src, field=field)
+    _check_samples("the calibration data", tuple(samples[0][0].shape), shape, max(int(y) for _, y in samples) + 1,
+                   width, src, field, field)
     return calib, ds, f"bottleneck.calibration ({spec.calibration.source})"
 
 
