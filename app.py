@@ -79,7 +79,7 @@ def best_per_class(key: str, _res) -> pd.DataFrame:
 @st.cache_data(max_entries=32, show_spinner=False)
 def cui_png(key: str, classes: tuple, _res, title: str) -> bytes:
     """``report.plot_cui`` (curve, nominations, per-class curves) as PNG bytes."""
-    from splitimpera.report import plot_cui
+    from splitimpera.report.text import plot_cui
 
     buf = io.BytesIO()
     plot_cui(_res, buf, title=title)
@@ -88,7 +88,7 @@ def cui_png(key: str, classes: tuple, _res, title: str) -> bytes:
 
 def report_html(results: list[si.Result], cui=None) -> str:
     """``render_report`` over the results, saved to a temporary folder first (the CUI beside the last)."""
-    from splitimpera.htmlreport import render_report
+    from splitimpera.report.html import render_report
     from splitimpera.pipeline import save_analysis
 
     with tempfile.TemporaryDirectory(prefix="splitimpera-dashboard-") as tmp:
@@ -117,7 +117,7 @@ class Base:
     def build(self, overrides: dict) -> si.Scenario:
         if self.path is not None:
             return si.load_scenario(self.path, overrides)
-        from splitimpera.scenario import scenario_from_dict
+        from splitimpera.config.scenario import scenario_from_dict
 
         return scenario_from_dict(self.data, source=self.source, overrides=overrides)
 
@@ -289,7 +289,7 @@ def controls(base: Base, sc0: si.Scenario) -> tuple[si.Scenario, dict, bool]:
                      "network.downlink_mbps": net.downlink_mbps})
     else:
         values["network.uplink_mbps"] = uplink
-    from splitimpera.scenario import parse_overrides
+    from splitimpera.config.scenario import parse_overrides
 
     over.update(whatif.changed(sc1, values))
     over.update(parse_overrides([line for line in (extra_text or "").splitlines() if line.strip()]))

@@ -22,11 +22,11 @@ import torchvision  # noqa: E402
 from _timing import median_time  # noqa: E402
 from torch.utils.data import TensorDataset  # noqa: E402
 
-from splitimpera.accuracy import measure_accuracy  # noqa: E402
-from splitimpera.bottleneck import CODERS, get_bottleneck  # noqa: E402
+from splitimpera.accuracy.measure import measure_accuracy  # noqa: E402
+from splitimpera.accuracy.bottlenecks import CODERS, get_bottleneck  # noqa: E402
 from splitimpera.data import digits  # noqa: E402
-from splitimpera.models import load_model  # noqa: E402
-from splitimpera.splits import OUTPUT, _head_tail, trace  # noqa: E402
+from splitimpera.model.loading import load_model  # noqa: E402
+from splitimpera.model.splits import OUTPUT, _head_tail, trace  # noqa: E402
 
 
 def per_split(tm, data, names, batch_size):

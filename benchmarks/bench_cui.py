@@ -24,8 +24,8 @@ import torchvision  # noqa: E402
 from pytorch_grad_cam import GradCAM  # noqa: E402
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
 
-from splitimpera.importance import MapEngine, reference_splits  # noqa: E402
-from splitimpera.splits import trace  # noqa: E402
+from splitimpera.accuracy.gradcam import MapEngine, reference_splits  # noqa: E402
+from splitimpera.model.splits import trace  # noqa: E402
 
 
 

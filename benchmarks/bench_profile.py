@@ -19,8 +19,8 @@ import torchvision  # noqa: E402
 from fvcore.nn import FlopCountAnalysis  # noqa: E402
 
 import splitimpera as si  # noqa: E402
-from splitimpera import profile as prof_mod  # noqa: E402
-from splitimpera.splits import trace  # noqa: E402
+from splitimpera.model import cost as prof_mod  # noqa: E402
+from splitimpera.model.splits import trace  # noqa: E402
 
 
 

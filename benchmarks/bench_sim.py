@@ -17,8 +17,8 @@ import time
 import numpy as np
 
 import splitimpera as si
-from splitimpera.analytic import analytic_latency
-from splitimpera.sim import simulate_split
+from splitimpera.latency.analytic import analytic_latency
+from splitimpera.latency.simulation import simulate_split
 
 REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
 

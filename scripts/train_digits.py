@@ -21,8 +21,8 @@ import torch
 import torch.nn as nn
 
 from splitimpera.data import digits
-from splitimpera.zoo import WEIGHTS_DIR
-from splitimpera.zoo.digits import DigitsCNN
+from splitimpera.model.zoo import WEIGHTS_DIR
+from splitimpera.model.zoo.digits import DigitsCNN
 
 SEED = 0
 EPOCHS = 30

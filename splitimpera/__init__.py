@@ -10,22 +10,22 @@ Public API (see DESIGN.md §3)::
 
 __version__ = "0.1.0"
 
-from .curve import CUIResult, cui  # noqa: E402
-from . import bottleneck  # noqa: E402,F401
-from .accuracy import AccuracyTable, fit_predictor, measure_accuracy  # noqa: E402
-from .bottleneck import Bottleneck, get_bottleneck, list_bottlenecks, register_bottleneck  # noqa: E402
+from .accuracy.cui import CUIResult, cui  # noqa: E402
+from .accuracy import bottlenecks as bottleneck  # noqa: E402,F401
+from .accuracy.measure import AccuracyTable, fit_predictor, measure_accuracy  # noqa: E402
+from .accuracy.bottlenecks import Bottleneck, get_bottleneck, list_bottlenecks, register_bottleneck  # noqa: E402
 from .errors import UserError  # noqa: E402
-from .importance import layer_maps  # noqa: E402
-from .models import load_model  # noqa: E402
+from .accuracy.gradcam import layer_maps  # noqa: E402
+from .model.loading import load_model  # noqa: E402
 from .pipeline import Prepared, Result, evaluate, prepare, run  # noqa: E402
-from .profile import profile_model, profile_nodes  # noqa: E402
-from .profiles import (  # noqa: E402
+from .model.cost import profile_model, profile_nodes  # noqa: E402
+from .config.hardware import (  # noqa: E402
     DeviceProfile, NetworkProfile, get_device, get_network, list_devices, list_networks,
     register_device, register_network,
 )
-from .scenario import Scenario, load_scenario  # noqa: E402
-from .sim import SimResult, simulate  # noqa: E402
-from .splits import SplitPoint, find_splits, split_model  # noqa: E402
+from .config.scenario import Scenario, load_scenario  # noqa: E402
+from .latency.simulation import SimResult, simulate  # noqa: E402
+from .model.splits import SplitPoint, find_splits, split_model  # noqa: E402
 
 __all__ = [
     "AccuracyTable", "fit_predictor", "measure_accuracy", "Bottleneck", "get_bottleneck", "list_bottlenecks",

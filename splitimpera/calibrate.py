@@ -8,7 +8,7 @@ the call's own Python and dispatch cost is inside — that is what ``layer_overh
 models). After ``warmup`` untimed runs, each node's time is the median over ``repeats``
 runs; a model's time is the median of as many plain ``gm(x)`` calls.
 
-The fit (:func:`fit_roofline`) takes the per-node roofline of :mod:`splitimpera.compute`::
+The fit (:func:`fit_roofline`) takes the per-node roofline of :mod:`splitimpera.latency.compute`::
 
     t_i = max(Σ_c F_ic · a_c,  B_i · β) + o          (layers only)
 
@@ -54,9 +54,9 @@ from pydantic import ValidationError
 
 from .atomic import atomic_write
 from .errors import UserError
-from .profile import OP_CLASSES, profile_nodes
-from .profiles import DeviceProfile, format_validation_error
-from .splits import TracedModel, attr_value, eval_mode, trace
+from .model.cost import OP_CLASSES, profile_nodes
+from .config.hardware import DeviceProfile, format_validation_error
+from .model.splits import TracedModel, attr_value, eval_mode, trace
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ SOURCE = "calibrate"
 class Measurement:
     """Measured times of one model on this machine.
 
-    ``nodes`` is :func:`~splitimpera.profile.profile_nodes`'s table plus ``measured_s`` (median
+    ``nodes`` is :func:`~splitimpera.model.cost.profile_nodes`'s table plus ``measured_s`` (median
     seconds of each node's call; 0 for placeholders and the like); ``total_s`` the median
     seconds of a plain forward of the traced graph, batch 1.
     """
@@ -481,7 +481,7 @@ MeasureFn = Callable[..., Measurement]
 
 
 def _load_traced(names: Sequence[str], input_shape, field_name: str) -> list[tuple[str, TracedModel]]:
-    from .models import load_model
+    from .model.loading import load_model
 
     out = []
     for name in names:
@@ -496,7 +496,7 @@ def _load_traced(names: Sequence[str], input_shape, field_name: str) -> list[tup
 
 def check_model_names(models: Sequence[str], holdout: Sequence[str]) -> None:
     """Cheap checks before anything is measured: known names, no model both fitted and held out."""
-    from .models import model_kind
+    from .model.loading import model_kind
 
     for names, arg in ((models, "--models"), (holdout, "--holdout")):
         for n in names:
@@ -534,7 +534,7 @@ def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str]
     (tests inject synthetic times). ``peak_gflops`` (2 FLOP per multiply-add) defaults to a
     measured fp32 matmul rate. Nothing is written: see :func:`write_profile`.
     """
-    from .splits import normalize_input_shape
+    from .model.splits import normalize_input_shape
 
     t_start = time.perf_counter()
     models, holdout = tuple(models), tuple(holdout)

@@ -23,8 +23,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _cmd_simulate(args) -> int:
     from .pipeline import run
-    from .report import render_result
-    from .scenario import load_scenario, parse_overrides
+    from .report.text import render_result
+    from .config.scenario import load_scenario, parse_overrides
 
     if args.report and args.output is None:
         raise UserError("needs -o DIR (the report is written beside the results)", source="simulate",
@@ -36,7 +36,7 @@ def _cmd_simulate(args) -> int:
         folder = res.save(args.output)
         files = "splits.csv, splits.parquet, result.json, scenario.yaml" + (", requests.parquet" if res.sim is not None else "")
         if args.report:
-            from .htmlreport import write_report
+            from .report.html import write_report
 
             write_report([folder], folder / "report.html")
             files += ", report.html"
@@ -45,7 +45,7 @@ def _cmd_simulate(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from .htmlreport import write_report
+    from .report.html import write_report
 
     out = write_report(args.dirs, args.output, title=args.title, png=args.png)
     print(f"wrote {out}" + (f" and {out.parent / (out.stem + '_figures')}/" if args.png else ""))
@@ -54,8 +54,8 @@ def _cmd_report(args) -> int:
 
 def _cmd_analyze(args) -> int:
     from .pipeline import analyze, analyze_accuracy, load_data, load_traced, output_width, save_analysis
-    from .report import render_accuracy, render_analysis
-    from .scenario import load_scenario, parse_overrides
+    from .report.text import render_accuracy, render_analysis
+    from .config.scenario import load_scenario, parse_overrides
 
     sc = load_scenario(args.scenario, parse_overrides(args.set))
     tm = load_traced(sc)
@@ -77,10 +77,10 @@ def _cmd_analyze(args) -> int:
 
 
 def _cmd_splits(args) -> int:
-    from .models import default_input_shape, load_model
-    from .profile import profile_model
-    from .report import render_profile
-    from .splits import normalize_input_shape, trace
+    from .model.loading import default_input_shape, load_model
+    from .model.cost import profile_model
+    from .report.text import render_profile
+    from .model.splits import normalize_input_shape, trace
 
     try:
         model = load_model(args.model, args.weights, args.num_classes)
@@ -134,7 +134,7 @@ def _cmd_calibrate(args) -> int:
 
 
 def _cmd_bottlenecks(args) -> int:
-    from .bottleneck import get_bottleneck, list_bottlenecks
+    from .accuracy.bottlenecks import get_bottleneck, list_bottlenecks
 
     names = list_bottlenecks(args.include)
     width = max((len(n) for n in names), default=4)
@@ -147,7 +147,7 @@ def _cmd_bottlenecks(args) -> int:
 
 
 def _cmd_profiles(args) -> int:
-    from .profiles import get_device, get_network, list_devices, list_networks
+    from .config.hardware import get_device, get_network, list_devices, list_networks
 
     if args.kind in (None, "devices"):
         print("devices:")

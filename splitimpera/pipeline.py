@@ -16,17 +16,17 @@ import pandas as pd
 import torch
 
 from . import __version__
-from .analytic import analytic_latency
-from .compute import extra_columns
-from .curve import cui
+from .latency.analytic import analytic_latency
+from .latency.compute import extra_columns
+from .accuracy.cui import cui
 from .data import load_dataset
 from .errors import UserError, first_line
-from .models import default_input_shape, load_model
-from .profile import profile_model
+from .model.loading import default_input_shape, load_model
+from .model.cost import profile_model
 from .qos import closest, rank
-from .scenario import Scenario
-from .sim import SimResult, simulate, split_table
-from .splits import OUTPUT, PREDICTION_BYTES, TracedModel, trace
+from .config.scenario import Scenario
+from .latency.simulation import SimResult, simulate, split_table
+from .model.splits import OUTPUT, PREDICTION_BYTES, TracedModel, trace
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Result:
     The latency columns come from ``scenario.analysis.engine``: with ``simpy`` (default) they
     are means over the simulated requests (``latency_s`` is the mean latency, the sum of the
     mean stages including ``device_wait_s`` and ``server_wait_s``) and ``sim`` holds the
-    :class:`~splitimpera.sim.SimResult`; with ``analytic`` they are the one-request closed
+    :class:`~splitimpera.latency.simulation.SimResult`; with ``analytic`` they are the one-request closed
     form, the waits are 0, the percentile, throughput and deadline columns NaN, ``sim`` None.
     """
 
@@ -104,7 +104,7 @@ class Result:
     def save(self, out_dir: str | Path | None = None) -> Path:
         """Write ``<out_dir>/<scenario name>/`` atomically: ``splits.csv``, ``result.json``,
         ``scenario.yaml`` (fully resolved) and, when simulated, ``requests.parquet`` (one row
-        per simulated request, :data:`~splitimpera.sim.REQUEST_COLUMNS`). Returns the folder."""
+        per simulated request, :data:`~splitimpera.latency.simulation.REQUEST_COLUMNS`). Returns the folder."""
         doc = {"summary": self.summary(),
                "splits": [dict(split=str(n), **_row_dict(r)) for n, r in self.table.iterrows()]}
         writers = {
@@ -246,7 +246,7 @@ def _measure_full_accuracy(scenario: Scenario, model: torch.nn.Module, ds) -> fl
 
 
 def analyze(scenario: Scenario, tm: TracedModel | None = None, data=None, *, progress: bool = False):
-    """I-SPLIT importance analysis of the scenario: its :class:`~splitimpera.curve.CUIResult`.
+    """I-SPLIT importance analysis of the scenario: its :class:`~splitimpera.accuracy.cui.CUIResult`.
 
     Settings come from ``analysis.cui``; the curve covers ``analysis.cui.classes`` when set.
     """
@@ -364,7 +364,7 @@ def uplink_utilisation(bytes_sent, scenario: Scenario) -> np.ndarray:
     retransmissions included); capacity = the link's aggregate rate with that many stations
     (``contention_share × stations × uplink rate``).
     """
-    from .network import contention_share, wire_bytes
+    from .latency.link import contention_share, wire_bytes
 
     net, wl = scenario.network, scenario.workload
     b = np.asarray(bytes_sent, dtype=float)
@@ -412,7 +412,7 @@ def load_traced(scenario: Scenario) -> TracedModel:
 def model_profile(scenario: Scenario) -> pd.DataFrame:
     """Load, trace and profile the scenario's model (as :func:`run` does), no data needed.
 
-    Returns the per-split profile (:func:`~splitimpera.profile.profile_model`); its
+    Returns the per-split profile (:func:`~splitimpera.model.cost.profile_model`); its
     ``attrs["input_shape"]`` is the per-sample input shape used.
     """
     return profile_model(load_traced(scenario))
@@ -424,7 +424,7 @@ def save_analysis(scenario: Scenario, res, out_dir: str | Path | None = None,
     ``cui_per_image.parquet``, ``cui_per_class.csv``, ``nominations.json``, ``cui.png``; with
     ``accuracy``, also ``accuracy.csv`` (one row per split and bottleneck: accuracy,
     agreement, bytes per coder), ``accuracy_summary.json`` and ``accuracy.png``."""
-    from .report import plot_accuracy, plot_cui
+    from .report.text import plot_accuracy, plot_cui
 
     best = res.best_per_class()
     doc = {
@@ -536,8 +536,8 @@ def bottleneck_accuracy(scenario: Scenario, tm: TracedModel, profile: pd.DataFra
     curve (isotonic fit on the measured splits). A split the bottleneck cannot apply to is
     sent as plain fp32. Accuracies from ``bottleneck.accuracy_csv`` take precedence.
     """
-    from .accuracy import fit_predictor, measure_accuracy, read_user_accuracy
-    from .bottleneck import get_bottleneck
+    from .accuracy.measure import fit_predictor, measure_accuracy, read_user_accuracy
+    from .accuracy.bottlenecks import get_bottleneck
 
     spec = scenario.bottleneck
     bn = get_bottleneck(spec.name)
@@ -638,7 +638,7 @@ def bottleneck_accuracy(scenario: Scenario, tm: TracedModel, profile: pd.DataFra
 @dataclass(frozen=True)
 class AccuracyAnalysis:
     """What ``analyze`` measures under bottlenecks: the accuracy × bytes table
-    (:class:`~splitimpera.accuracy.AccuracyTable`), per bottleneck the CUI predictor's
+    (:class:`~splitimpera.accuracy.measure.AccuracyTable`), per bottleneck the CUI predictor's
     validation (``predictors``: Spearman, leave-one-out MAE, baseline MAE), and Grad-CAM
     vs random channels at equal channel counts (``channels``)."""
 
@@ -672,8 +672,8 @@ def analyze_accuracy(scenario: Scenario, tm: TracedModel, importance, data=None,
                      progress: bool = False) -> AccuracyAnalysis:
     """Measure ``bottleneck.measure`` (default: every registered bottleneck) at
     ``bottleneck.splits`` on the scenario's data, and validate the CUI predictor on it."""
-    from .accuracy import channel_comparison, measure_accuracy, predictor_report
-    from .bottleneck import get_bottleneck, list_bottlenecks
+    from .accuracy.measure import channel_comparison, measure_accuracy, predictor_report
+    from .accuracy.bottlenecks import get_bottleneck, list_bottlenecks
 
     spec = scenario.bottleneck
     ds = data if data is not None else load_data(scenario, tm.input_shape, output_width(tm))

@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 
 from .errors import UserError
-from .scenario import Scenario, scenario_from_dict
+from .config.scenario import Scenario, scenario_from_dict
 
 # What prepare() depends on. analysis.engine is left out: it only changes evaluate().
 PREPARE_SECTIONS = ("seed", "model", "data", "analysis", "bottleneck")
@@ -61,7 +61,7 @@ def scenario_from_text(text: str, source: str, overrides: dict[str, Any] | None 
     Returns ``(raw mapping, validated Scenario)``; the raw mapping is the base that later
     overrides apply to. A YAML syntax error is a one-line :class:`UserError` naming
     ``source`` and the line; invalid content is the usual one-line error from
-    :func:`~splitimpera.scenario.scenario_from_dict`.
+    :func:`~splitimpera.config.scenario.scenario_from_dict`.
     """
     try:
         data = yaml.safe_load(text)
@@ -125,7 +125,7 @@ def switch_model(scenario: Scenario, name: str) -> dict[str, Any]:
     bundled ones, random ones for torchvision models. Latency, bytes and energy do not
     depend on the weights.
     """
-    from .zoo import list_zoo_models
+    from .model.zoo import list_zoo_models
 
     if name == scenario.model.name:
         return {}

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import splitimpera as si
-from splitimpera.accuracy import measure_accuracy
-from splitimpera.analytic import analytic_latency
+from splitimpera.accuracy.measure import measure_accuracy
+from splitimpera.latency.analytic import analytic_latency
 from splitimpera.cli import main
 from splitimpera.data import digits
 from splitimpera.pipeline import load_traced
@@ -174,7 +174,7 @@ def test_analyze_writes_the_accuracy_by_bytes_table(repo_root, tmp_path, capsys)
     per = summary["predictor"]["per_bottleneck"]
     assert set(per) == set(measure)
     # The reported LOO error is the mean absolute LOO error recomputed from the table.
-    from splitimpera.accuracy import fit_predictor
+    from splitimpera.accuracy.measure import fit_predictor
 
     curve = pd.read_csv(folder / "cui.csv", index_col="split")["log10_cui"]
     p = fit_predictor(curve, acc[acc["bottleneck"] == "int2"]["accuracy"])
@@ -294,7 +294,7 @@ def test_bad_calibration_images_are_one_line_exit_2(repo_root, tmp_path, capsys)
 def test_nested_subsets_are_fingerprinted_by_their_composed_indices():
     from torch.utils.data import Subset
 
-    from splitimpera.curve import data_fingerprint
+    from splitimpera.accuracy.cui import data_fingerprint
 
     ds = digits("test")
     nested = Subset(Subset(ds, [5, 7, 9, 11]), [3, 1])
@@ -335,7 +335,7 @@ def test_random_draws_average_whole_bytes(demo_tm):
 def test_bottleneck_settings_are_part_of_the_cache_key_and_no_grad_is_fine(demo_tm):
     from torch.utils.data import Subset
 
-    from splitimpera.bottleneck import Autoencoder
+    from splitimpera.accuracy.bottlenecks import Autoencoder
 
     calib = Subset(digits("train"), list(range(64)))
     ds = Subset(digits("test"), list(range(64)))
@@ -351,7 +351,7 @@ def test_bottleneck_settings_are_part_of_the_cache_key_and_no_grad_is_fine(demo_
 def test_autoencoder_compute_matches_fvcore_and_enters_the_latency(repo_root):
     from fvcore.nn import FlopCountAnalysis
 
-    from splitimpera.bottleneck import _AENet
+    from splitimpera.accuracy.bottlenecks import _AENet
 
     for shape in [(64, 4, 4), (32, 16, 16), (16, 9, 7)]:
         net = _AENet(shape).eval()
@@ -378,7 +378,7 @@ def test_autoencoder_compute_matches_fvcore_and_enters_the_latency(repo_root):
 def test_channel_comparison_without_labels_uses_agreement(demo_tm):
     from torch.utils.data import Subset
 
-    from splitimpera.accuracy import channel_comparison
+    from splitimpera.accuracy.measure import channel_comparison
 
     calib = Subset(digits("train"), list(range(32)))
     ds = Subset(digits("test"), list(range(48)))

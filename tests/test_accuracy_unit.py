@@ -1,4 +1,4 @@
-"""`splitimpera.accuracy`: measured accuracy and bytes against the full model and an independent
+"""`splitimpera.accuracy.measure`: measured accuracy and bytes against the full model and an independent
 head/tail + numpy quantisation; the CUI predictor against scikit-learn and scipy; user CSVs."""
 
 import itertools
@@ -10,12 +10,13 @@ import pytest
 import torch
 from torch.utils.data import Subset
 
-from splitimpera import accuracy, split_model
-from splitimpera.accuracy import fit_predictor, measure_accuracy, read_user_accuracy
+from splitimpera import split_model
+from splitimpera.accuracy import measure as accuracy
+from splitimpera.accuracy.measure import fit_predictor, measure_accuracy, read_user_accuracy
 from splitimpera.data import digits
 from splitimpera.errors import UserError
-from splitimpera.models import load_model
-from splitimpera.splits import OUTPUT, PREDICTION_BYTES, trace
+from splitimpera.model.loading import load_model
+from splitimpera.model.splits import OUTPUT, PREDICTION_BYTES, trace
 
 SHAPE = (1, 32, 32)
 

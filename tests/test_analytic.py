@@ -4,8 +4,8 @@
 import pytest
 
 import splitimpera as si
-from splitimpera.analytic import analytic_latency
-from splitimpera.network import contention_share, transfer_time_s, wire_bytes
+from splitimpera.latency.analytic import analytic_latency
+from splitimpera.latency.link import contention_share, transfer_time_s, wire_bytes
 
 
 @pytest.fixture(scope="module")

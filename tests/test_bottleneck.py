@@ -1,4 +1,4 @@
-"""Bottlenecks and lossless coders (`splitimpera.bottleneck`), checked against independent
+"""Bottlenecks and lossless coders (`splitimpera.accuracy.bottlenecks`), checked against independent
 references: closed forms, numpy re-implementations, zstandard, np.packbits/unpackbits."""
 
 import fnmatch
@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-import splitimpera.bottleneck as bn
-from splitimpera.bottleneck import (
+import splitimpera.accuracy.bottlenecks as bn
+from splitimpera.accuracy.bottlenecks import (
     Autoencoder,
     Bottleneck,
     FitContext,

@@ -8,10 +8,10 @@ from splitimpera.calibrate import (
     Measurement, RooflineFit, calibrate, fit_roofline, measure_model, profile_from_fit, write_profile,
 )
 from splitimpera.cli import main
-from splitimpera.compute import bound, node_time_s
+from splitimpera.latency.compute import bound, node_time_s
 from splitimpera.errors import UserError
-from splitimpera.profile import profile_nodes
-from splitimpera.profiles import parse_profile, read_yaml
+from splitimpera.model.cost import profile_nodes
+from splitimpera.config.hardware import parse_profile, read_yaml
 
 KNOWN = si.DeviceProfile.model_validate({
     "name": "known",
@@ -53,7 +53,7 @@ def test_fit_recovers_the_profile_that_made_the_times(synthetic_calibration):
 
 def test_fit_escapes_a_wrong_first_guess():
     """Some 1×1 convolutions are memory bound, unlike the first guess (FLOPs ⇒ compute bound)."""
-    tm = si.splits.trace(si.load_model("resnet18", "none"), (3, 64, 64))
+    tm = si.model.splits.trace(si.load_model("resnet18", "none"), (3, 64, 64))
     nodes = synthetic("resnet18", tm, 1, 0).nodes
     lay = nodes[nodes["is_layer"]]
     assert ((lay["flops"] > 0) & (bound(lay, KNOWN) == "memory")).any()
@@ -92,7 +92,7 @@ def test_written_yaml_is_a_valid_profile_and_replaces_atomically(synthetic_calib
 
 
 def test_measurement_times_every_layer():
-    tm = si.splits.trace(si.load_model("squeezenet1_0", "none"), (3, 32, 32))
+    tm = si.model.splits.trace(si.load_model("squeezenet1_0", "none"), (3, 32, 32))
     m = measure_model("squeezenet1_0", tm, repeats=2, warmup=1)
     lay = m.nodes[m.nodes["is_layer"]]
     assert (lay["measured_s"] > 0).all() and m.total_s > 0
@@ -110,14 +110,14 @@ def test_cli_measures_and_writes_a_loadable_profile(tmp_path, capsys, monkeypatc
     assert data["name"] == "box" and data["power"] == {"idle_w": 2.0, "active_w": 7.0}
     # Users bring the file back through $SPLITIMPERA_PROFILES.
     monkeypatch.setenv("SPLITIMPERA_PROFILES", str(tmp_path))
-    si.profiles.DEVICES.reset()
+    si.config.hardware.DEVICES.reset()
     try:
         dev = si.get_device("box")
         assert dev.compute.layer_overhead_us > 0 and dev.memory.bandwidth_gbps > 0
         assert all(0 < getattr(dev.compute.efficiency, c) <= 1 for c in ("conv", "linear", "other"))
     finally:
         monkeypatch.delenv("SPLITIMPERA_PROFILES")
-        si.profiles.DEVICES.reset()
+        si.config.hardware.DEVICES.reset()
 
 
 @pytest.mark.parametrize("argv,field", [

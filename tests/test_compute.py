@@ -7,8 +7,8 @@ import pytest
 import torch.nn as nn
 
 import splitimpera as si
-from splitimpera.compute import bound, compute_time_s, flop_only_time_s, node_time_s
-from splitimpera.profiles import DeviceProfile
+from splitimpera.latency.compute import bound, compute_time_s, flop_only_time_s, node_time_s
+from splitimpera.config.hardware import DeviceProfile
 
 # 2 GFLOP/s peak = 1e9 multiply-adds/s at efficiency 1; 1 GB/s; 10 µs per layer.
 DEV = DeviceProfile.model_validate({
@@ -136,7 +136,7 @@ def test_row_selections_and_copies_keep_the_node_table(resnet, caplog):
     # Without the node table: the flop-only model, with a warning.
     bare = resnet.copy()
     bare.attrs.clear()
-    with caplog.at_level(logging.WARNING, logger="splitimpera.compute"):
+    with caplog.at_level(logging.WARNING, logger="splitimpera.latency.compute"):
         got = compute_time_s(bare, "head", dev)
     assert "flop-only" in caplog.text
     np.testing.assert_array_equal(got, flop_only_time_s(resnet, "head", dev))

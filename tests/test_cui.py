@@ -9,8 +9,8 @@ from scipy.stats import trim_mean
 from torch.utils.data import TensorDataset
 
 import splitimpera as si
-from splitimpera import curve as cui_mod
-from splitimpera.curve import cui, nominate
+from splitimpera.accuracy import cui as cui_mod
+from splitimpera.accuracy.cui import cui, nominate
 from splitimpera.data import digits
 
 

@@ -9,12 +9,12 @@ import simpy
 import yaml
 
 import splitimpera as si
-from splitimpera.analytic import analytic_latency
-from splitimpera.network import contention_share, wire_bytes
+from splitimpera.latency.analytic import analytic_latency
+from splitimpera.latency.link import contention_share, wire_bytes
 from splitimpera.pipeline import TABLE_COLUMNS
-from splitimpera.report import render_result
-from splitimpera.sim import REQUEST_COLUMNS, SharedLink, Sink
-from splitimpera.trace import read_trace_csv
+from splitimpera.report.text import render_result
+from splitimpera.latency.simulation import REQUEST_COLUMNS, SharedLink, Sink
+from splitimpera.config.rate_trace import read_trace_csv
 
 LATENCY_COLUMNS = ["device_compute_s", "uplink_s", "server_compute_s", "downlink_s", "latency_s", "energy_j"]
 # No data: no accuracy to measure, so run() is quick.

@@ -7,7 +7,7 @@ import re
 import pytest
 
 import splitimpera as si
-from splitimpera.htmlreport import comparison, load_result_dir, render_report, write_report
+from splitimpera.report.html import comparison, load_result_dir, render_report, write_report
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 import splitimpera as si
 from splitimpera.data import digits
-from splitimpera.importance import MapEngine, get_method, layer_maps, reference_splits
-from splitimpera.splits import trace
+from splitimpera.accuracy.gradcam import MapEngine, get_method, layer_maps, reference_splits
+from splitimpera.model.splits import trace
 
 METHODS = ["gradcam", "gradcam++", "xgradcam", "hirescam"]
 

@@ -10,7 +10,7 @@ import torchvision
 
 import splitimpera as si
 from splitimpera.data import digits
-from splitimpera.zoo import WEIGHTS_DIR
+from splitimpera.model.zoo import WEIGHTS_DIR
 
 
 def test_demo_model_heldout_accuracy():

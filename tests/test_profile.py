@@ -7,7 +7,7 @@ import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
 import splitimpera as si
-from splitimpera import profile as profile_mod
+from splitimpera.model import cost as profile_mod
 
 
 @pytest.mark.parametrize("name", ["vgg16", "resnet50"])

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 import splitimpera as si
-from splitimpera.profiles import DEVICES, DeviceProfile, NetworkProfile, resolve_relative_paths
+from splitimpera.config.hardware import DEVICES, DeviceProfile, NetworkProfile, resolve_relative_paths
 
 
 def test_bundled_profiles_are_valid_and_sourced(repo_root):

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from splitimpera.qos import constraints, rank
-from splitimpera.scenario import QoSSpec
+from splitimpera.config.scenario import QoSSpec
 
 
 class _Dev:
@@ -130,7 +130,7 @@ def test_pareto_ignores_unmeasured_accuracy():
 def test_what_would_change_suggestions_are_sufficient(repo_root):
     """Applying the suggested uplink rate (or limit) to the analytic model makes the split feasible."""
     import splitimpera as si
-    from splitimpera.analytic import analytic_latency
+    from splitimpera.latency.analytic import analytic_latency
     from splitimpera.qos import what_would_change
 
     over = {"network": "3g", "qos.max_latency_ms": 60, "analysis.engine": "analytic"}

@@ -4,7 +4,7 @@ import pytest
 
 import splitimpera as si
 from splitimpera.cli import main
-from splitimpera.network import contention_share, wire_bytes
+from splitimpera.latency.link import contention_share, wire_bytes
 
 
 def _run(repo_root, **over):

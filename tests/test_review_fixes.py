@@ -7,7 +7,7 @@ import torch
 
 import splitimpera as si
 from splitimpera.cli import main
-from splitimpera.htmlreport import load_result_dir, render_report
+from splitimpera.report.html import load_result_dir, render_report
 
 
 def _sc(repo_root, **over):

@@ -8,9 +8,9 @@ import pytest
 import simpy
 
 import splitimpera as si
-from splitimpera.analytic import analytic_latency
-from splitimpera.network import contention_share
-from splitimpera.sim import REQUEST_COLUMNS, Processor, SharedLink, Sink, Source
+from splitimpera.latency.analytic import analytic_latency
+from splitimpera.latency.link import contention_share
+from splitimpera.latency.simulation import REQUEST_COLUMNS, Processor, SharedLink, Sink, Source
 
 COMPONENT_COLUMNS = ["device_compute_s", "uplink_s", "server_compute_s", "downlink_s", "latency_s", "energy_j",
                      "bytes_sent"]

@@ -6,7 +6,7 @@ import torch.nn as nn
 import torchvision
 
 import splitimpera as si
-from splitimpera.splits import trace
+from splitimpera.model.splits import trace
 
 # Random weights are fine for exactness; a small input keeps CI fast (the cut rule and the
 # head/tail graphs do not depend on the resolution).

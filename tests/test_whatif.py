@@ -7,7 +7,7 @@ import pytest
 
 import splitimpera as si
 from splitimpera import whatif
-from splitimpera.scenario import parse_overrides
+from splitimpera.config.scenario import parse_overrides
 
 DEMO_TEXT = """
 name: mine

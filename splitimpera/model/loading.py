@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .errors import UserError, first_line
+from ..errors import UserError, first_line
 from .zoo import get_zoo_entry, list_zoo_models
 
 log = logging.getLogger(__name__)

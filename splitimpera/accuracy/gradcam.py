@@ -29,8 +29,8 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from .errors import UserError
-from .splits import INPUT, OUTPUT, TracedModel, eval_mode, trace
+from ..errors import UserError
+from ..model.splits import INPUT, OUTPUT, TracedModel, eval_mode, trace
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .errors import UserError
+from ...errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +312,7 @@ class TopChannels(Bottleneck):
         return f"{self.fraction:.0%} of the channels, {how}; the rest filled with the calibration mean"
 
     def applicable(self, shape, split):
-        from .splits import INPUT
+        from ...model.splits import INPUT
 
         if split == INPUT:
             return "no Grad-CAM channel importance at the input"

@@ -1,7 +1,7 @@
 """I-SPLIT's Cumulative Unit Importance (CUI) curve and split nominations.
 
 Per image and split, the CUI value is the spatial mean of the raw Grad-CAM map at that
-split (:mod:`splitimpera.importance`). Values are aggregated over images (mean, median or
+split (:mod:`splitimpera.accuracy.gradcam`). Values are aggregated over images (mean, median or
 trimmed mean) and plotted as log10: the CUI curve. I-SPLIT puts the best split at the
 curve's global maximum and also looks at local maxima; which split is best depends on the
 classes the application must tell apart, so curves are also computed per class and for
@@ -13,7 +13,7 @@ Presets:
   ``sum`` (standard Grad-CAM), mean over images, every candidate split.
 - ``reference``: the choices of I-SPLIT's released code: target = the predicted class,
   channel reduction ``mean``, mean over images, its candidate layers (conv and pool outputs,
-  residual-block outputs; see :func:`~splitimpera.importance.reference_splits`). The
+  residual-block outputs; see :func:`~splitimpera.accuracy.gradcam.reference_splits`). The
   released code also leaves the model in train mode (dropout and batch-norm statistics
   active), which makes its curve depend on the batch and the random state: that is a bug,
   not a choice, and it is not reproduced here: maps are always computed in eval mode.
@@ -31,10 +31,10 @@ import numpy as np
 import pandas as pd
 import torch.nn as nn
 
-from . import cache
-from .errors import UserError
-from .importance import MapEngine, default_map_splits, reference_splits
-from .splits import TracedModel, trace
+from .. import cache
+from ..errors import UserError
+from .gradcam import MapEngine, default_map_splits, reference_splits
+from ..model.splits import TracedModel, trace
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def cui(model: nn.Module | TracedModel, data, *, input_shape=None, preset: str =
     (per-class curves always cover every class). Results are cached on disk, keyed by the
     weights, the data's content and the settings.
     """
-    from .data import batches
+    from ..data import batches
 
     s = resolve_settings(preset, method=method, target=target, reduction=reduction, aggregate=aggregate,
                          splits=splits if isinstance(splits, str) or splits is None else list(splits),

@@ -5,7 +5,7 @@
 * ``accuracy``: top-1 accuracy of ``tail(bottleneck(head(x)))`` (labelled data only),
 * ``agreement``: how often it predicts what the full model predicts (any data),
 * ``bytes_raw`` / ``bytes_zstd`` / ``bytes_rle``: mean bytes per sample of the payload
-  under each lossless coder (:mod:`splitimpera.bottleneck`).
+  under each lossless coder (:mod:`splitimpera.accuracy.bottlenecks`).
 
 Work is shared across splits: each evaluation batch runs through the model once, and every
 split's activation is handed, as the forward pass reaches it, to the tails of that split
@@ -32,11 +32,11 @@ import pandas as pd
 import torch
 import torch.fx as fx
 
-from . import cache
-from .bottleneck import CODERS, Bottleneck, FitContext, TopChannels, get_bottleneck
-from .data import batches
-from .errors import UserError, first_line
-from .splits import OUTPUT, PREDICTION_BYTES, TracedModel, _head_tail, eval_mode
+from .. import cache
+from .bottlenecks import CODERS, Bottleneck, FitContext, TopChannels, get_bottleneck
+from ..data import batches
+from ..errors import UserError, first_line
+from ..model.splits import OUTPUT, PREDICTION_BYTES, TracedModel, _head_tail, eval_mode
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def _seed(seed: int, *parts: int) -> int:
 def _channel_statistics(tm: TracedModel, data, splits: list[str], batch_size: int):
     """Per split: mean |Grad-CAM contribution| per channel (C,) and the mean activation, on
     ``data`` with labels as targets; one forward+backward per batch."""
-    from .importance import MapEngine
+    from .gradcam import MapEngine
 
     engine = MapEngine(tm, splits=splits, method="gradcam", collect_channels=True)
     scores: dict[str, torch.Tensor] = {}
@@ -146,7 +146,7 @@ def measure_accuracy(tm: TracedModel, data, bottlenecks: Sequence[str | Bottlene
     ``{"autoencoder": {"epochs": 5}}``. ``coders``: the lossless coders whose bytes are
     measured (the others' columns are NaN; zstd and RLE cost time). Results are cached on disk.
     """
-    from .curve import data_fingerprint, weights_hash
+    from .cui import data_fingerprint, weights_hash
 
     bns = [get_bottleneck(b) if isinstance(b, str) else b for b in bottlenecks]
     names = [b.name for b in bns]
@@ -217,7 +217,7 @@ def _fit_all(tm, bns, splits, tails, calibration, seed, batch_size, options, pro
     todo = [(s, b) for s in splits for b in bns if b.needs_fit and (s, b.name) not in notes and s != OUTPUT]
     if not todo:
         return fitted, notes
-    from .importance import _mappable
+    from .gradcam import _mappable
 
     scores, means = {}, {}
     need_stats = sorted({s for s, b in todo if isinstance(b, TopChannels)} & _mappable(tm),

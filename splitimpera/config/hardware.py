@@ -26,8 +26,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from .errors import UserError
-from .trace import RateTrace, read_trace_csv
+from ..errors import UserError
+from .rate_trace import RateTrace, read_trace_csv
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class Radio(_Strict):
 class NetworkProfile(_Strict):
     """A link between the devices and the server.
 
-    ``trace_csv`` (optional) names a rate trace (:mod:`splitimpera.trace`): the simulation
+    ``trace_csv`` (optional) names a rate trace (:mod:`splitimpera.config.rate_trace`): the simulation
     replays it as the link's rate over time, and ``uplink_mbps`` (and ``downlink_mbps`` when
     the trace has that column) are set to the trace's time-weighted mean, which the analytic
     model uses; values given for them are replaced. A relative path is relative to the YAML
@@ -197,7 +197,7 @@ class NetworkProfile(_Strict):
 # --------------------------------------------------------------------------------------------
 # YAML loading and the registry
 
-_REPO_PROFILES = Path(__file__).resolve().parent.parent / "profiles"
+_REPO_PROFILES = Path(__file__).resolve().parents[2] / "profiles"
 _KINDS = {"devices": DeviceProfile, "networks": NetworkProfile}
 
 

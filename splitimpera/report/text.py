@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .qos import closest, constraints, human_bytes
+from ..qos import closest, constraints, human_bytes
 
 
 def _ms(v: float) -> str:
@@ -72,7 +72,7 @@ def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = 
 
 def describe_objective(qos) -> str:
     """``objective: …`` with its weights and the tie-breaks, as the ranking applies them."""
-    from .qos import TIE_BREAKS
+    from ..qos import TIE_BREAKS
 
     if qos.objective == "weighted":
         w = qos.weights.model_dump()
@@ -160,7 +160,7 @@ def render_result(result, top: int | None = None) -> str:
         header, rows, align = split_rows(closest(t, 3), with_reason=True, simulated=simulated, downlink=downlink,
                                          accuracy=with_acc)
         lines.append(_grid(header, rows, align))
-        from .qos import what_would_change
+        from ..qos import what_would_change
 
         tips = what_would_change(t, sc.qos, sc.network)
         if any(tips.values()):
@@ -195,7 +195,7 @@ def draw_cui(ax, curve: pd.DataFrame, nominated, per_class: pd.DataFrame | None 
     """
     import numpy as np
 
-    from .curve import LOG_FLOOR
+    from ..accuracy.cui import LOG_FLOOR
 
     per_class = per_class if per_class is not None else pd.DataFrame()
     x = range(len(curve))
@@ -228,7 +228,7 @@ def draw_cui(ax, curve: pd.DataFrame, nominated, per_class: pd.DataFrame | None 
 
 
 def plot_cui(res, path, title: str = "") -> None:
-    """PNG of a :class:`~splitimpera.curve.CUIResult`'s curve (see :func:`draw_cui`)."""
+    """PNG of a :class:`~splitimpera.accuracy.cui.CUIResult`'s curve (see :func:`draw_cui`)."""
     from matplotlib.figure import Figure
 
     curve = res.curve
@@ -297,7 +297,7 @@ def draw_accuracy(ax, table: pd.DataFrame, full_accuracy: float | None, coder: s
 
 
 def plot_accuracy(measured, path, coder: str = "raw", title: str = "") -> None:
-    """PNG of :func:`draw_accuracy` for an :class:`~splitimpera.accuracy.AccuracyTable`."""
+    """PNG of :func:`draw_accuracy` for an :class:`~splitimpera.accuracy.measure.AccuracyTable`."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(9.5, 5.0), dpi=120)

@@ -8,7 +8,7 @@ All figures are per sample (batch 1). Bytes sent: ``tx_bytes`` at fp32, ``tx_byt
 ``tx_bytes_int8`` (one byte per element; the ``input`` split sends raw 8-bit pixels);
 ``output`` always sends the int64 top-1 label.
 
-Memory traffic per node (for the roofline in :mod:`splitimpera.compute`), fp32 batch 1:
+Memory traffic per node (for the roofline in :mod:`splitimpera.latency.compute`), fp32 batch 1:
 ``bytes_moved = in_bytes + out_bytes + param_bytes`` — every distinct activation input read
 once, the output written once, every floating-point parameter and buffer the node uses
 read once (get_attr inputs included). Nodes that only make a view (flatten, reshape,
@@ -27,8 +27,8 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from . import cache
-from .profiles import OP_CLASSES
+from .. import cache
+from ..config.hardware import OP_CLASSES
 from .splits import INPUT, OUTPUT, PREDICTION_BYTES, TracedModel, attr_value, eval_mode, trace
 
 log = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ def profile_model(model: nn.Module | TracedModel, input_shape=None, *, use_cache
     ``attrs["nodes"]`` carries the per-node roofline inputs (:data:`ROOFLINE_COLUMNS` of
     :func:`profile_nodes`, as plain lists so that pandas can copy and compare them): the
     head of a split is every node whose ``pos`` is at most the split's ``index`` (``output``:
-    all of them), so :func:`splitimpera.compute.compute_time_s` can sum device-dependent
+    all of them), so :func:`splitimpera.latency.compute.compute_time_s` can sum device-dependent
     node times over any selection of rows (``.loc``, ``.copy()`` keep ``attrs``).
     """
     tm = model if isinstance(model, TracedModel) else trace(model, input_shape)

@@ -10,14 +10,14 @@ process; each is wired to the next one's ``put``. A request is an integer id ``r
 per-request quantities live in preallocated arrays indexed by it (no per-request objects,
 no DataFrame appends).
 
-Semantics, chosen to equal :func:`splitimpera.analytic.analytic_latency` exactly when
+Semantics, chosen to equal :func:`splitimpera.latency.analytic.analytic_latency` exactly when
 nothing queues and nothing is random:
 
 * **Arrivals.** ``workload.num_requests`` requests *per device*; ``periodic``: one every
   ``1/rate_hz`` from a phase drawn uniformly in ``[0, 1/rate_hz)`` per device; ``poisson``:
   exponential gaps of mean ``1/rate_hz`` per device.
 * **Device.** FIFO, one request at a time; service = the analytic head time
-  (:func:`~splitimpera.compute.compute_time_s`).
+  (:func:`~splitimpera.latency.compute.compute_time_s`).
 * **Link.** The medium is shared by the stations (devices) that have something to send:
   each station sends its transfers one after another, and the ``n`` stations with a
   backlog are served in processor sharing, each at ``rate × contention_share(net, n)``;
@@ -29,7 +29,7 @@ nothing queues and nothing is random:
   ``J ~ Normal(0, jitter_ms)`` clipped so the delay stays ≥ 0. With
   ``workload.stochastic_network: false`` there is no jitter and every transfer carries the
   mean retransmission overhead (fractional), so times are deterministic.
-* **Trace replay.** With ``network.trace_csv`` (:mod:`splitimpera.trace`) the link's rate
+* **Trace replay.** With ``network.trace_csv`` (:mod:`splitimpera.config.rate_trace`) the link's rate
   follows the trace from ``t = 0``: piecewise constant, the last value held (no looping);
   the per-station rates are recomputed at every change point, as when a station starts or
   stops sending. Without a downlink column the downlink stays at ``downlink_mbps``.
@@ -78,10 +78,10 @@ import simpy
 
 from .analytic import PAYLOAD_COLUMN
 from .compute import compute_energy_j, compute_time_s
-from .errors import UserError
-from .network import contention_share, wire_bytes
-from .scenario import Scenario
-from .splits import OUTPUT, PREDICTION_BYTES
+from ..errors import UserError
+from .link import contention_share, wire_bytes
+from ..config.scenario import Scenario
+from ..model.splits import OUTPUT, PREDICTION_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -558,11 +558,11 @@ def split_table(result: SimResult) -> pd.DataFrame:
 def simulate(scenario: Scenario, splits: Sequence[str] | None = None, profile: pd.DataFrame | None = None) -> SimResult:
     """Simulate every split of the scenario's model (or ``splits``), each independently.
 
-    ``profile`` is the model's per-split profile (:func:`~splitimpera.profile.profile_model`);
+    ``profile`` is the model's per-split profile (:func:`~splitimpera.model.cost.profile_model`);
     without it the model is loaded, traced and profiled as :func:`splitimpera.run` does.
     """
     if profile is None:
-        from .pipeline import model_profile
+        from ..pipeline import model_profile
 
         profile = model_profile(scenario)
     if splits is None:

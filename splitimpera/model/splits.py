@@ -20,7 +20,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from .errors import UserError, first_line
+from ..errors import UserError, first_line
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ Each graph node (fx node) takes, at batch 1::
                   + is_layer × layer_overhead_s
 
 — the slower of its arithmetic and its memory traffic (input activations read, output
-written, parameters and buffers read, fp32; see :mod:`splitimpera.profile`), plus a fixed
+written, parameters and buffers read, fp32; see :mod:`splitimpera.model.cost`), plus a fixed
 per-layer cost (framework dispatch, Python). The head of a split is the sum over the nodes
 up to and including the cut, the tail the rest (prefix sums, so head + tail is the whole
 model for every split).
@@ -14,7 +14,7 @@ model for every split).
 FLOPs here are multiply-adds (fvcore); profiles quote peaks at 2 FLOP per multiply-add and
 :meth:`DeviceProfile.macs_per_s` converts. ``memory.bandwidth_gbps`` is GB/s (1e9 bytes).
 
-Data flow: :func:`splitimpera.profile.profile_model` attaches the per-node inputs as
+Data flow: :func:`splitimpera.model.cost.profile_model` attaches the per-node inputs as
 ``profile.attrs["nodes"]`` (device independent, plain lists); :func:`compute_time_s` turns
 them into node times for a device and picks each row's prefix by its ``index`` column. A
 profile without them (built by hand, or by an older version) falls back to the first,
@@ -29,8 +29,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from .profile import OP_CLASSES, ROOFLINE_COLUMNS
-from .profiles import DeviceProfile
+from ..model.cost import OP_CLASSES, ROOFLINE_COLUMNS
+from ..config.hardware import DeviceProfile
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,8 @@ def memory_bytes_per_s(device: DeviceProfile) -> float:
 def node_time_s(nodes: Mapping | pd.DataFrame, device: DeviceProfile) -> np.ndarray:
     """Roofline seconds of each node on ``device`` (batch 1), shape ``(n_nodes,)``.
 
-    ``nodes`` has the columns :data:`~splitimpera.profile.ROOFLINE_COLUMNS` (a
-    :func:`~splitimpera.profile.profile_nodes` table or ``profile.attrs["nodes"]``).
+    ``nodes`` has the columns :data:`~splitimpera.model.cost.ROOFLINE_COLUMNS` (a
+    :func:`~splitimpera.model.cost.profile_nodes` table or ``profile.attrs["nodes"]``).
     """
     compute = sum(np.asarray(nodes[f"flops_{c}"], dtype=float) / device.macs_per_s(c) for c in OP_CLASSES)
     memory = np.asarray(nodes["bytes_moved"], dtype=float) / memory_bytes_per_s(device)
@@ -68,7 +68,7 @@ def _has_nodes(profile: pd.DataFrame) -> bool:
 def compute_time_s(profile: pd.DataFrame, side: str, device: DeviceProfile) -> pd.Series:
     """Seconds to run the ``side`` ("head" or "tail") of every split on ``device``, batch 1.
 
-    ``profile`` is (a row selection of) :func:`~splitimpera.profile.profile_model`'s table.
+    ``profile`` is (a row selection of) :func:`~splitimpera.model.cost.profile_model`'s table.
     """
     if side not in ("head", "tail"):
         raise ValueError(f"side must be 'head' or 'tail', got {side!r}")

@@ -16,8 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from .errors import UserError
-from .profiles import (
+from ..errors import UserError
+from .hardware import (
     DeviceProfile, NetworkProfile, _Strict, format_validation_error, read_yaml, resolve_profile, resolve_relative_paths,
 )
 
@@ -39,7 +39,7 @@ class ModelSpec(_Strict):
     @classmethod
     def _shape(cls, v):
         if isinstance(v, str):
-            from .splits import parse_shape_text  # lazily: splits imports torch
+            from ..model.splits import parse_shape_text  # lazily: splits imports torch
 
             try:
                 v = list(parse_shape_text(v))
@@ -64,7 +64,7 @@ class DataSpec(_Strict):
 
 
 class CUISpec(_Strict):
-    """I-SPLIT importance analysis (see :mod:`splitimpera.curve`). Unset keys come from the preset."""
+    """I-SPLIT importance analysis (see :mod:`splitimpera.accuracy.cui`). Unset keys come from the preset."""
 
     preset: Literal["default", "reference"] = "default"
     method: str | None = Field(None, description="gradcam, gradcam++, xgradcam, hirescam, layercam, …")
@@ -98,7 +98,7 @@ class WorkloadSpec(_Strict):
     payload_dtype: Literal["float32", "float16", "int8"] = "float32"
     result_at: Literal["server", "device"] = Field(
         "server", description="where the prediction is consumed; 'device' adds the downlink of the result")
-    # Discrete-event simulation (splitimpera.sim); the analytic model ignores these.
+    # Discrete-event simulation (splitimpera.latency.simulation); the analytic model ignores these.
     server_workers: int = Field(1, ge=1, description="parallel server workers (e.g. GPUs), each at the profile's rate")
     max_batch: int = Field(1, ge=1, description="largest dynamic batch on a server worker; 1 = no batching")
     batch_timeout_ms: float = Field(
@@ -121,7 +121,7 @@ class AutoencoderSpec(_Strict):
 
 
 class BottleneckSpec(_Strict):
-    """What happens to the sent tensor (see :mod:`splitimpera.bottleneck`) and how accuracy is known."""
+    """What happens to the sent tensor (see :mod:`splitimpera.accuracy.bottlenecks`) and how accuracy is known."""
 
     name: str = Field("none", description="bottleneck applied at every split: none, fp16, int8, int4_channel, "
                                           "top50_gradcam, autoencoder, …")
@@ -322,7 +322,7 @@ def _resolve_paths(data: dict, base_dir: Path) -> None:
 
 
 def _semantic_checks(sc: Scenario, src_for) -> None:
-    from .models import check_model, model_kind
+    from ..model.loading import check_model, model_kind
 
     try:
         check_model(sc.model.name, sc.model.weights)
@@ -342,7 +342,7 @@ def _semantic_checks(sc: Scenario, src_for) -> None:
         raise UserError("nominated splits need data for the importance analysis (set data.source)",
                         source=src_for("analysis.splits"), field="analysis.splits")
     if sc.analysis.cui.method is not None:
-        from .importance import get_method
+        from ..accuracy.gradcam import get_method
 
         try:
             get_method(sc.analysis.cui.method)
@@ -355,7 +355,7 @@ def _semantic_checks(sc: Scenario, src_for) -> None:
 
 
 def _check_bottleneck(sc: Scenario, src_for) -> None:
-    from .bottleneck import get_bottleneck
+    from ..accuracy.bottlenecks import get_bottleneck
 
     bn = sc.bottleneck
     for field, names in (("bottleneck.name", [bn.name]),

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .atomic import atomic_write
-from .errors import UserError, first_line
-from .qos import human_bytes
+from ..atomic import atomic_write
+from ..errors import UserError, first_line
+from ..qos import human_bytes
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ def plot_bytes(rd: ResultDir) -> bytes:
 
 
 def plot_cui(rd: ResultDir) -> bytes:
-    from .report import draw_cui
+    from .text import draw_cui
 
     fig, ax = _fig().subplots(figsize=(max(6.0, 0.28 * len(rd.cui) + 2), 3.4))
     draw_cui(ax, rd.cui, (rd.nominations or {}).get("nominated", []))
@@ -219,7 +219,7 @@ def plot_cui(rd: ResultDir) -> bytes:
 
 
 def plot_accuracy_bytes(rd: ResultDir) -> bytes:
-    from .report import draw_accuracy
+    from .text import draw_accuracy
 
     coder = str((rd.scenario.get("bottleneck") or {}).get("coder", "raw"))
     fig, ax = _fig().subplots(figsize=(9.0, 4.4))
@@ -303,9 +303,9 @@ def _verdict(rd: ResultDir) -> str:
 
 
 def _suggestions(rd: ResultDir) -> dict[str, list[str]]:
-    from .profiles import NetworkProfile
-    from .qos import what_would_change
-    from .scenario import QoSSpec
+    from ..config.hardware import NetworkProfile
+    from ..qos import what_would_change
+    from ..config.scenario import QoSSpec
 
     try:
         qos = QoSSpec.model_validate(rd.scenario.get("qos") or {})

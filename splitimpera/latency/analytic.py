@@ -15,7 +15,7 @@ tail's prediction exists on the server; the ``output`` split then sends the pred
 With several devices, each gets the link's contention share of the rate (no queueing: the
 discrete-event simulation models that). A network with a rate trace (``trace_csv``) is seen
 at the trace's time-weighted mean rate, which its profile's ``uplink_mbps``/``downlink_mbps``
-hold (:mod:`splitimpera.trace`); only the simulation follows the rate over time.
+hold (:mod:`splitimpera.config.rate_trace`); only the simulation follows the rate over time.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from .compute import compute_energy_j, compute_time_s
-from .network import radio_power_w, transfer_time_s
-from .splits import OUTPUT, PREDICTION_BYTES
+from .link import radio_power_w, transfer_time_s
+from ..model.splits import OUTPUT, PREDICTION_BYTES
 
 PAYLOAD_COLUMN = {"float32": "tx_bytes", "float16": "tx_bytes_fp16", "int8": "tx_bytes_int8"}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .profiles import NetworkProfile
+from ..config.hardware import NetworkProfile
 
 
 def wire_bytes(payload_bytes, net: NetworkProfile) -> np.ndarray:
