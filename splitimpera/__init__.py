@@ -3,33 +3,42 @@
 Public API (see DESIGN.md §3)::
 
     import splitimpera as si
-    sc = si.load_scenario("scenarios/demo.yaml", overrides={"network.uplink_mbps": 5})
-    res = si.run(sc)            # res.table: one row per split, ranked
+    sc = si.load_scenario("scenarios/demo.yaml", overrides={"bottleneck.name": ["none", "int8", "int4"]})
+    res = si.run(sc)            # res.table: one row per design point (split, bottleneck), ranked jointly
+    res.recommended             # DesignPoint(split=…, bottleneck=…)
     res.save("results")         # results/<scenario name>/
+
+The package is laid out by pipeline stage, each importing only the ones before it:
+``config`` → ``data`` → ``model`` → ``accuracy`` → ``latency`` → ``qos`` → ``report`` →
+``results`` → ``pipeline`` (wiring) → front ends (``cli``, ``dashboard``, ``calibrate``).
 """
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: F401
 
-from .accuracy.cui import CUIResult, cui  # noqa: E402
-from .accuracy import bottlenecks as bottleneck  # noqa: E402,F401
-from .accuracy.measure import AccuracyTable, fit_predictor, measure_accuracy  # noqa: E402
-from .accuracy.bottlenecks import Bottleneck, get_bottleneck, list_bottlenecks, register_bottleneck  # noqa: E402
 from .errors import UserError  # noqa: E402
-from .accuracy.gradcam import layer_maps  # noqa: E402
-from .model.loading import load_model  # noqa: E402
-from .pipeline import Prepared, Result, evaluate, prepare, run  # noqa: E402
-from .model.cost import profile_model, profile_nodes  # noqa: E402
 from .config.hardware import (  # noqa: E402
     DeviceProfile, NetworkProfile, get_device, get_network, list_devices, list_networks,
     register_device, register_network,
 )
 from .config.scenario import Scenario, load_scenario  # noqa: E402
-from .latency.simulation import SimResult, simulate  # noqa: E402
+from .model.loading import load_model  # noqa: E402
 from .model.splits import SplitPoint, find_splits, split_model  # noqa: E402
+from .model.cost import profile_model, profile_nodes  # noqa: E402
+from .accuracy import bottlenecks as bottleneck  # noqa: E402,F401  (si.bottleneck.get_bottleneck …)
+from .accuracy.bottlenecks import Bottleneck, get_bottleneck, list_bottlenecks, register_bottleneck  # noqa: E402
+from .accuracy.gradcam import layer_maps  # noqa: E402
+from .accuracy.cui import CUIResult, cui  # noqa: E402
+from .accuracy.measure import AccuracyTable, fit_predictor, measure_accuracy  # noqa: E402
+from .accuracy.stage import DesignPoints, analyze  # noqa: E402
+from .latency.simulation import SimResult  # noqa: E402
+from .results import DesignPoint, Result  # noqa: E402
+from .pipeline import Prepared, evaluate, prepare, run, simulate  # noqa: E402
 
 __all__ = [
-    "AccuracyTable", "fit_predictor", "measure_accuracy", "Bottleneck", "get_bottleneck", "list_bottlenecks",
-    "register_bottleneck", "CUIResult", "cui", "layer_maps", "UserError", "load_model", "Prepared", "Result", "evaluate", "prepare", "run", "profile_model", "profile_nodes", "DeviceProfile",
-    "NetworkProfile", "get_device", "get_network", "list_devices", "list_networks", "register_device",
-    "register_network", "Scenario", "load_scenario", "SimResult", "simulate", "SplitPoint", "find_splits", "split_model",
+    "UserError", "DeviceProfile", "NetworkProfile", "get_device", "get_network", "list_devices", "list_networks",
+    "register_device", "register_network", "Scenario", "load_scenario", "load_model", "SplitPoint", "find_splits",
+    "split_model", "profile_model", "profile_nodes", "Bottleneck", "get_bottleneck", "list_bottlenecks",
+    "register_bottleneck", "layer_maps", "CUIResult", "cui", "AccuracyTable", "fit_predictor", "measure_accuracy",
+    "DesignPoints", "analyze", "SimResult", "DesignPoint", "Result", "Prepared", "evaluate", "prepare", "run",
+    "simulate",
 ]

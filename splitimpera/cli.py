@@ -53,14 +53,17 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_analyze(args) -> int:
-    from .pipeline import analyze, analyze_accuracy, load_data, load_traced, output_width, save_analysis
-    from .report.text import render_accuracy, render_analysis
+    from .accuracy.stage import analyze, analyze_accuracy
     from .config.scenario import load_scenario, parse_overrides
+    from .data import load_data
+    from .model.loading import load_traced
+    from .report.text import render_accuracy, render_analysis
+    from .results import save_analysis
 
     sc = load_scenario(args.scenario, parse_overrides(args.set))
     tm = load_traced(sc)
     progress = not args.quiet and sys.stderr.isatty()
-    ds = load_data(sc, tm.input_shape, output_width(tm))
+    ds = load_data(sc, tm.input_shape, tm.output_width)
     res = analyze(sc, tm, ds, progress=progress)
     print(render_analysis(sc, res, tm.input_shape))
     acc = None
@@ -166,13 +169,12 @@ def _cmd_profiles(args) -> int:
 
 
 def dashboard_command(port: int | None = None, headless: str | None = None) -> list[str]:
-    """The ``streamlit run <repo>/app.py`` command line that ``splitimpera dashboard`` runs."""
+    """The ``streamlit run <package>/dashboard/app.py`` command line that ``splitimpera dashboard`` runs."""
     from pathlib import Path
 
-    app = Path(__file__).resolve().parent.parent / "app.py"
+    app = Path(__file__).resolve().parent / "dashboard" / "app.py"
     if not app.is_file():
-        raise UserError(f"app.py not found at {app}: the dashboard runs from a source checkout of splitimpera",
-                        source="dashboard")
+        raise UserError(f"the dashboard script is missing: {app} (reinstall splitimpera)", source="dashboard")
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.fileWatcherType", "none"]
     if port is not None:
         cmd += ["--server.port", str(port)]
@@ -202,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("simulate", help="run the pipeline on a scenario and rank every split",
                        description="Run the whole pipeline on SCENARIO and print the ranked splits.")
-    s.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file")
+    s.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file, or a bundled scenario's name (e.g. demo)")
     s.add_argument("-o", "--output", metavar="DIR",
                    help="write splits.csv, result.json and the resolved scenario to DIR/<name>/")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
@@ -214,8 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("report", help="self-contained HTML report over result folders",
                        description="Write one self-contained HTML report (plots embedded, opens offline) over "
-                                   "one or more result folders written by `simulate -o` (and `analyze -o`).")
-    s.add_argument("dirs", nargs="+", metavar="DIR", help="result folder(s), e.g. results/demo")
+                                   "one or more result folders written by `simulate -o` (and `analyze -o`). "
+                                   "A DIR holding result folders (the DIR given to `simulate -o`) stands for "
+                                   "all of them, sorted by name.")
+    s.add_argument("dirs", nargs="+", metavar="DIR",
+                   help="result folder(s), e.g. results/demo, or a folder of them, e.g. results")
     s.add_argument("-o", "--output", metavar="FILE", default="report.html", help="HTML file (default report.html)")
     s.add_argument("--title", default=None)
     s.add_argument("--png", action="store_true", help="also write the plots as PNG files beside the report")
@@ -230,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "as a predictor of that accuracy (leave-one-out).")
     s.add_argument("--no-accuracy", dest="accuracy", action="store_false",
                    help="only the importance analysis: skip measuring accuracy under bottlenecks")
-    s.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file")
+    s.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file, or a bundled scenario's name (e.g. demo)")
     s.add_argument("-o", "--output", metavar="DIR", help="write cui.csv, cui_per_image.parquet, "
                    "cui_per_class.csv, nominations.json and cui.png to DIR/<name>/")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
@@ -287,8 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--include", default=None, help="glob filter, e.g. 'jetson*'")
     s.set_defaults(func=_cmd_profiles)
 
-    s = sub.add_parser("dashboard", help="the Streamlit what-if dashboard (app.py)",
-                       description="Start the what-if dashboard: `streamlit run app.py` with the file watcher off. "
+    s = sub.add_parser("dashboard", help="the Streamlit what-if dashboard (splitimpera/dashboard/app.py)",
+                       description="Start the what-if dashboard: `streamlit run` on splitimpera/dashboard/app.py "
+                                   "(the repo's app.py runs the same) with the file watcher off. "
                                    "Pick or upload a scenario, move the controls, see the ranking change.")
     s.add_argument("--server.port", "--port", dest="port", type=int, default=None, metavar="PORT",
                    help="port to serve on (default: Streamlit's, 8501)")

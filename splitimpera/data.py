@@ -7,10 +7,17 @@ The train/test split is stratified and fixed (seed 0), so training and evaluatio
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
+
+from .errors import UserError, first_line
+
+if TYPE_CHECKING:
+    from .config.scenario import Scenario
 
 DIGITS_SIZE = 32
 DIGITS_TEST_FRACTION = 0.2
@@ -101,3 +108,58 @@ def load_dataset(spec, input_shape: tuple[int, ...], num_classes: int | None = N
         keep = np.sort(np.random.default_rng(seed).permutation(len(ds))[: spec.limit])
         ds = Subset(ds, keep.tolist())
     return ds
+
+
+# --------------------------------------------------------------------------------------------
+# The scenario's data, checked
+
+
+def load_data(scenario: Scenario, shape: tuple[int, ...], num_outputs: int | None = None):
+    """The scenario's data set, checked against the model's input shape and, when
+    ``num_outputs`` (the model's output width) is given, its labels (None for ``none``).
+
+    Runs before anything is profiled or cached, so that bad data leaves nothing behind.
+    """
+    spec, src = scenario.data, scenario.source
+    where = "data.path" if spec.path else "data"
+    try:
+        ds = load_dataset(spec, shape, num_outputs or scenario.model.num_classes, seed=scenario.seed)
+        if ds is None:
+            return None
+        if len(ds) == 0:
+            raise UserError("the data set is empty", source=src, field="data")
+        got = tuple(ds[0][0].shape)
+    except UserError:
+        raise
+    except Exception as e:  # torchvision/PIL report unreadable folders and images in many ways
+        raise UserError(f"cannot read the data: {first_line(e)}", source=src, field=where) from None
+    check_samples("the data", got, shape, label_count(ds), num_outputs, src, "data.source", "model.num_classes")
+    return ds
+
+
+def check_samples(what: str, got: tuple, shape: tuple, n_labels: int | None, width: int | None, src: str,
+                   shape_field: str, label_field: str) -> None:
+    """Samples must have the model's input shape and labels within its outputs."""
+    if got != tuple(shape):
+        raise UserError(f"samples of shape {'x'.join(map(str, got))} do not fit model.input_shape "
+                        f"{'x'.join(map(str, shape))}", source=src, field=shape_field)
+    if width is not None and n_labels is not None and n_labels > width:
+        raise UserError(f"{what} has {n_labels} classes but the model outputs {width}", source=src,
+                        field=label_field)
+
+
+def label_count(ds) -> int | None:
+    """Number of classes a data set's labels span (max label + 1), without loading images."""
+    from torch.utils.data import Subset, TensorDataset
+
+    idx = None
+    if isinstance(ds, Subset):
+        idx, ds = list(ds.indices), ds.dataset
+    if isinstance(ds, TensorDataset):
+        y = ds.tensors[1] if idx is None else ds.tensors[1][idx]
+        return int(y.max()) + 1 if len(y) else None
+    targets = getattr(ds, "targets", None)  # torchvision ImageFolder
+    if targets is not None:
+        t = targets if idx is None else [targets[i] for i in idx]
+        return max(t) + 1 if len(t) else None
+    return None

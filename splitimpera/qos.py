@@ -1,9 +1,10 @@
 """QoS matching: feasibility with a reason for every violated constraint, and a ranking.
 
-A split is feasible when it meets every constraint the scenario sets. Feasible splits are
-ranked by the objective (latency, device energy, bytes sent, accuracy, or a weighted score
-of min-max scaled metrics), ties broken by mean latency, then bytes sent, then topological
-position (the earlier cut, which keeps less on the device).
+A design point (split, bottleneck) is feasible when it meets every constraint the scenario
+sets. Feasible points are ranked jointly, across splits and bottlenecks, by the objective
+(latency, device energy, bytes sent, accuracy, or a weighted score of metrics min-max scaled
+over all points), ties broken by mean latency, then bytes sent, then topological position
+(the earlier cut, which keeps less on the device), then the scenario's order of bottlenecks.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pandas as pd
 
 OBJECTIVE_COLUMN = {"latency": "latency_s", "energy": "energy_j", "bytes": "bytes_sent", "accuracy": "accuracy"}
 LATENCY_COLUMN = {"mean": "latency_s", "p50": "latency_p50_s", "p95": "latency_p95_s", "p99": "latency_p99_s"}
-TIE_BREAKS = "ties broken by mean latency, then bytes sent, then the earlier cut"
+TIE_BREAKS = "ties broken by mean latency, then bytes sent, then the earlier cut, then bottleneck order"
 
 
 @dataclass(frozen=True)
@@ -106,14 +107,14 @@ def rank(table: pd.DataFrame, qos, device=None) -> pd.DataFrame:
             (out["latency_s"] > qos.max_latency_s).astype(float))
     cs = constraints(qos, device)
     feasible = pd.Series(True, index=out.index)
-    reasons = pd.Series([[] for _ in range(len(out))], index=out.index, dtype=object)
+    reasons: list[list[str]] = [[] for _ in range(len(out))]  # by position: index labels may be tuples
     violation = pd.Series(0.0, index=out.index)
     for c in cs:
         vals = out[c.column].astype(float)
         ok = c.ok(vals) & vals.notna()
         feasible &= ok
-        for name in out.index[~ok]:
-            reasons[name] = reasons[name] + [c.reason(vals[name])]
+        for i in np.flatnonzero(~ok.to_numpy()):
+            reasons[i].append(c.reason(vals.iloc[i]))
         # Relative overshoot (absolute when the limit is 0, e.g. "no deadline misses");
         # a missing value is as far as can be.
         over = (-c.margin(vals)).clip(lower=0)
@@ -122,7 +123,7 @@ def rank(table: pd.DataFrame, qos, device=None) -> pd.DataFrame:
         out[f"margin_{c.column}"] = c.margin(vals)
     out["feasible"] = feasible
     out["pareto"] = pareto_front(out)
-    out["reason"] = reasons.map("; ".join)
+    out["reason"] = pd.Series(["; ".join(r) for r in reasons], index=out.index, dtype=object)
     out["violation"] = violation
     out["score"] = objective_score(out, qos)
     order = out[feasible].sort_values(["score", "latency_s", "bytes_sent", "index"], kind="stable").index
@@ -180,15 +181,16 @@ def closest(table: pd.DataFrame, n: int = 3) -> pd.DataFrame:
     return bad.sort_values(["violation", "latency_s", "index"], kind="stable").head(n)
 
 
-def what_would_change(table: pd.DataFrame, qos, network=None, n: int = 3) -> dict[str, list[str]]:
-    """For the ``n`` closest infeasible splits, first-order changes that would make each feasible.
+def what_would_change(table: pd.DataFrame, qos, network=None, n: int = 3) -> dict:
+    """For the ``n`` closest infeasible points (keyed by their index label), first-order changes
+    that would make each feasible.
 
     Latency: the uplink rate that would bring the transfer within the budget (``None`` when
     even an infinitely fast link would not, because compute and RTT alone exceed it), the
     device speed-up that would, and the limit that would accept the split as it is. Other
     constraints: the amount to relax. Estimates hold the other terms fixed (no queueing change).
     """
-    out: dict[str, list[str]] = {}
+    out: dict = {}
     for name, r in closest(table, n).iterrows():
         tips = []
         lat, lim = float(r.get("latency_qos_s", r["latency_s"])), qos.max_latency_s
@@ -213,5 +215,27 @@ def what_would_change(table: pd.DataFrame, qos, network=None, n: int = 3) -> dic
             v = r.get(c.column)
             if v is not None and not pd.isna(v) and not (v <= c.limit if c.upper else v >= c.limit):
                 tips.append(f"{c.name} limit {'≥' if c.upper else '≤'} {c.fmt(v)}")
-        out[str(name)] = tips
+        out[name] = tips
+    return out
+
+
+def best_per_bottleneck(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per bottleneck of a ranked design-point table (its order): the best split.
+
+    Columns: ``split`` (the best-ranked feasible split, else the closest infeasible one),
+    ``feasible`` (whether that split meets the QoS), ``feasible_splits`` (how many of the
+    bottleneck's splits do), ``rank`` (the joint rank; NA when infeasible), and that point's
+    ``latency_s``, ``latency_qos_s``, ``bytes_sent``, ``accuracy``, ``energy_j``, ``reason``.
+    """
+    rows = []
+    for b in dict.fromkeys(table.index.get_level_values("bottleneck")):
+        t = table.xs(b, level="bottleneck")
+        feas = t[t["feasible"].astype(bool)]
+        best = feas.sort_values("rank").iloc[0] if len(feas) else closest(t, n=1).iloc[0]
+        rows.append({"bottleneck": b, "split": str(best.name), "feasible": bool(best["feasible"]),
+                     "feasible_splits": int(len(feas)), "rank": best["rank"],
+                     **{c: best.get(c, np.nan) for c in ("latency_s", "latency_qos_s", "bytes_sent", "accuracy",
+                                                         "energy_j", "reason")}})
+    out = pd.DataFrame(rows).set_index("bottleneck")
+    out["rank"] = pd.array(out["rank"], dtype="Int64")
     return out

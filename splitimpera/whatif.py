@@ -12,11 +12,15 @@ Nothing here imports Streamlit: the functions are tested on their own.
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 import shlex
+import types
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel
 
 import numpy as np
 import pandas as pd
@@ -24,6 +28,7 @@ import yaml
 
 from .errors import UserError
 from .config.scenario import Scenario, scenario_from_dict
+from .report.view import View
 
 # What prepare() depends on. analysis.engine is left out: it only changes evaluate().
 PREPARE_SECTIONS = ("seed", "model", "data", "analysis", "bottleneck")
@@ -41,6 +46,9 @@ def prepare_key(scenario: Scenario) -> str:
     d = scenario.resolved()
     part = {k: d[k] for k in PREPARE_SECTIONS}
     part["analysis"] = {k: v for k, v in part["analysis"].items() if k != "engine"}
+    # The bottlenecks measured, not how they were written: "int*" and the names it expands
+    # to share an entry (and a newly registered match does not).
+    part["bottleneck"] = {**part["bottleneck"], "name": bottleneck_names(scenario)}
     csv = scenario.bottleneck.accuracy_csv
     if csv is not None:  # an edited file of accuracies must not hit the old entry
         try:
@@ -49,6 +57,52 @@ def prepare_key(scenario: Scenario) -> str:
         except OSError:
             pass
     return json.dumps(part, sort_keys=True)
+
+
+def bottleneck_names(scenario: Scenario) -> list[str]:
+    """The bottlenecks the scenario ranks, its globs expanded, in its order."""
+    from .accuracy.bottlenecks import resolve_bottlenecks
+
+    return resolve_bottlenecks(scenario.bottleneck.name)
+
+
+def bottleneck_choice(scenario: Scenario, chosen: list[str]) -> dict[str, Any]:
+    """The ``bottleneck.name`` override for the bottlenecks ``chosen`` (a multiselect's value):
+    empty when they are the scenario's own (a glob it names included), one name as a string,
+    several as a list (``--set bottleneck.name=int8`` or ``--set 'bottleneck.name=[none, int8]'``)."""
+    chosen = list(chosen)
+    if chosen == bottleneck_names(scenario):
+        return {}
+    return {"bottleneck.name": chosen[0] if len(chosen) == 1 else chosen}
+
+
+def _literal_values(annotation) -> list:
+    """The values a field's annotation allows as Literal members (None and other types left out)."""
+    if typing.get_origin(annotation) is Literal:
+        return list(typing.get_args(annotation))
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [v for arg in typing.get_args(annotation) for v in _literal_values(arg)]
+    return []
+
+
+def schema_choices(key: str, model: type[BaseModel] = Scenario) -> list:
+    """The values the scenario schema allows at dotted ``key``, in the schema's order: the
+    members of its ``Literal`` (``"qos.objective"`` → ``["latency", "energy", …]``; an optional
+    or union field gives the Literal members of its union). A key without a Literal is a
+    ``KeyError``: the dashboard's choice lists come from here, never from a copy."""
+    node: Any = model
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        fields = getattr(node, "model_fields", None)
+        if fields is None or part not in fields:
+            raise KeyError(f"{key}: no field {'.'.join(parts[:i + 1])} in the scenario schema")
+        ann = fields[part].annotation
+        if i < len(parts) - 1:
+            node = ann
+    values = _literal_values(ann)
+    if not values:
+        raise KeyError(f"{key}: not a choice field (no Literal) in the scenario schema")
+    return values
 
 
 TRUST_ENV = "SPLITIMPERA_TRUST_UPLOADED_MODELS"
@@ -159,37 +213,65 @@ def cli_command(scenario_path: str, overrides: dict[str, Any], command: str = "s
 
 
 def ranked_view(result) -> pd.DataFrame:
-    """The ranked table as displayed: feasible splits by rank, then the others, closest first.
+    """The ranked table as displayed: :meth:`View.all_rows <splitimpera.report.view.View.all_rows>`
+    (feasible points by rank, then the others, closest first), in display units.
 
-    Indexed by split name; times in ms, energy in mJ, accuracy and link load in %, bytes sent
-    as a number. Queueing waits and p95 appear with the SimPy engine (the analytic model has
-    none), the downlink only when the result travels back to the device.
+    Indexed by ``(split, bottleneck)``; times in ms, energy in mJ, accuracy and link load in %,
+    bytes sent as a number. Queueing waits and percentiles appear with the SimPy engine (the
+    analytic model has none): p95, and the QoS statistic when it is p50 or p99; the downlink
+    only when the result travels back to the device; where the accuracy comes from when it is
+    not simply the full model's.
     """
-    t = result.ranked()
-    simulated = result.sim is not None
+    view = View.of(result)
+    t = view.all_rows()
+    stages = view.stages().loc[t.index]
+    simulated = view.simulated
     v = pd.DataFrame(index=t.index)
-    v.index.name = "split"
     v["rank"] = t["rank"]
     v["sent B"] = t["bytes_sent"].astype("int64")
-    cols = [("device_wait_s", "device wait ms", simulated), ("device_compute_s", "device ms", True),
-            ("uplink_s", "uplink ms", True), ("server_wait_s", "server wait ms", simulated),
-            ("server_compute_s", "server ms", True),
-            ("downlink_s", "downlink ms", result.scenario.workload.result_at == "device"),
-            ("latency_s", "mean ms" if simulated else "latency ms", True),
-            ("latency_p95_s", "p95 ms", simulated)]
-    for col, label, show in cols:
+    shown = [("device wait", "device wait ms", simulated), ("device compute", "device ms", True),
+             ("uplink", "uplink ms", True), ("server wait", "server wait ms", simulated),
+             ("server compute", "server ms", True),
+             ("downlink", "downlink ms", result.scenario.workload.result_at == "device")]
+    for stage, label, show in shown:
         if show:
-            v[label] = t[col] * 1e3
+            v[label] = stages[stage] * 1e3
+    v["mean ms" if simulated else "latency ms"] = t["latency_s"] * 1e3
+    if simulated:
+        for pct in dict.fromkeys(["p95", view.statistic]):
+            col = f"latency_{pct}_s"
+            if pct != "mean" and col in t.columns:
+                v[f"{pct} ms"] = t[col] * 1e3
     v["verdict"] = np.where(t["feasible"], "ok", t["reason"])
     v["energy mJ"] = t["energy_j"] * 1e3
     if t["accuracy"].notna().any():
         v["accuracy %"] = t["accuracy"] * 100
-        if result.scenario.bottleneck.active:  # measured, predicted from the CUI curve, or yours
+        if not t["accuracy_source"].isin(["full model", "unknown"]).all():  # measured, predicted, nominal, yours
             v["accuracy from"] = t["accuracy_source"]
     v["link load %"] = t["uplink_utilisation"] * 100
     total = (t["head_flops"] + t["tail_flops"]).replace(0, np.nan)
     v["device FLOPs %"] = (t["head_flops"] / total * 100).fillna(0.0)
     v["Pareto"] = t["pareto"].astype(bool)
+    return v
+
+
+def best_view(result) -> pd.DataFrame:
+    """:meth:`View.best_per_bottleneck <splitimpera.report.view.View.best_per_bottleneck>` as
+    displayed: one row per bottleneck (scenario order) with its best split, the joint rank,
+    how many of its splits meet the QoS, bytes sent, the latency the limit applies to (ms),
+    accuracy (%), device energy (mJ) and the verdict."""
+    view = View.of(result)
+    best = view.best_per_bottleneck()
+    stat = view.statistic
+    v = pd.DataFrame(index=best.index)
+    v["best split"] = best["split"]
+    v["rank"] = best["rank"]
+    v["feasible splits"] = best["feasible_splits"]
+    v["sent B"] = best["bytes_sent"].astype("int64")
+    v["latency ms" if stat == "mean" else f"{stat} ms"] = best["latency_qos_s"] * 1e3
+    v["accuracy %"] = best["accuracy"] * 100
+    v["energy mJ"] = best["energy_j"] * 1e3
+    v["verdict"] = np.where(best["feasible"], "ok", best["reason"])
     return v
 
 
@@ -210,24 +292,31 @@ def scenario_diff(a: Scenario, b: Scenario) -> pd.DataFrame:
     keys = [k for k in dict.fromkeys([*fa, *fb]) if not _same(fa.get(k), fb.get(k))]
     df = pd.DataFrame({"A": [fa.get(k) for k in keys], "B": [fb.get(k) for k in keys]},
                       index=pd.Index(keys, name="field"), dtype=object)
-    return df.map(lambda x: "—" if x is None else str(x))
+    return df.map(lambda x: "—" if x is None else ", ".join(map(str, x)) if isinstance(x, list) else str(x))
 
 
 def compare_results(a, b) -> pd.DataFrame:
-    """Per split (outer join on split name, A's order first): latency, rank and verdict of A and B.
+    """Per design point (outer join on ``(split, bottleneck)``, A's order first): latency, rank
+    and verdict of A and B. ``Δ ms`` is B's latency minus A's.
 
-    ``Δ ms`` is B's latency minus A's.
+    When A and B rank one bottleneck each and not the same one (the bottleneck is what was
+    changed), they are compared split by split, on the bottleneck level ``"<A's> → <B's>"``.
     """
     ta, tb = a.table, b.table
-    names = list(dict.fromkeys([*ta.index, *tb.index]))
-    out = pd.DataFrame(index=pd.Index(names, name="split"))
-    out["A ms"] = ta["latency_s"].reindex(names) * 1e3
-    out["B ms"] = tb["latency_s"].reindex(names) * 1e3
+    ba = list(dict.fromkeys(ta.index.get_level_values("bottleneck")))
+    bb = list(dict.fromkeys(tb.index.get_level_values("bottleneck")))
+    if len(ba) == len(bb) == 1 and ba != bb:
+        both = f"{ba[0]} → {bb[0]}"
+        ta, tb = (t.rename(index={b[0]: both}, level="bottleneck") for t, b in ((ta, ba), (tb, bb)))
+    points = list(dict.fromkeys([*ta.index, *tb.index]))
+    index = pd.MultiIndex.from_tuples(points, names=["split", "bottleneck"])
+    ta, tb = ta.reindex(index), tb.reindex(index)
+    out = pd.DataFrame(index=index)
+    out["A ms"] = ta["latency_s"] * 1e3
+    out["B ms"] = tb["latency_s"] * 1e3
     out["Δ ms"] = out["B ms"] - out["A ms"]
-    out["A rank"] = ta["rank"].reindex(names).astype("Int64")
-    out["B rank"] = tb["rank"].reindex(names).astype("Int64")
-    out["A"] = np.where(ta["feasible"].reindex(names).fillna(False).astype(bool), "ok",
-                        ta["reason"].reindex(names).fillna("—"))
-    out["B"] = np.where(tb["feasible"].reindex(names).fillna(False).astype(bool), "ok",
-                        tb["reason"].reindex(names).fillna("—"))
+    out["A rank"] = ta["rank"].astype("Int64")
+    out["B rank"] = tb["rank"].astype("Int64")
+    for tag, t in (("A", ta), ("B", tb)):
+        out[tag] = np.where(t["feasible"].eq(True), "ok", t["reason"].fillna("—"))
     return out

@@ -8,12 +8,16 @@ AppTest (Streamlit 1.67) can set an uploaded file and type into the text area, s
 paths are tested.
 """
 
+import html
+import typing
+
 import pytest
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import splitimpera as si  # noqa: E402
+from splitimpera.report.view import View  # noqa: E402
 
 TIMEOUT = 120  # s; the first run imports torch and prepares the demo
 
@@ -53,17 +57,36 @@ def _frame(at, *columns):
 
 
 def _table(at):
-    return _frame(at, "rank", "sent B", "verdict")
+    """The ranking (the best-per-bottleneck table has no Pareto column)."""
+    return _frame(at, "rank", "sent B", "verdict", "Pareto")
 
 
-def test_demo_runs_and_ranks(app):
+def _demo(repo_root, **over):
+    """What the page shows, computed by the library: the demo with the dashboard's analytic engine."""
+    return si.run(si.load_scenario(repo_root / "scenarios/demo.yaml", {"analysis.engine": "analytic", **over}))
+
+
+def _cli(at):
+    return next(c.value for c in at.code if c.value.startswith("splitimpera simulate"))
+
+
+def _bottlenecks(at, names):
+    _widget(at.multiselect, "Bottlenecks on the sent tensor").set_value(names).run()
+    _ok(at)
+
+
+def test_demo_runs_and_ranks(app, repo_root):
     _ok(app)
-    assert "Recommended: `output`" in app.success[0].value
+    res = _demo(repo_root)
+    assert [s.value for s in app.success] == [View.of(res).verdict().headline]
+    assert app.success[0].value.startswith("Recommended: output — latency ")
     t = _table(app)
-    assert len(t) == 22 and t.index[0] == "output" and t["rank"].iloc[0] == 1
+    assert len(t) == 22 and t.index.name == "split" and t.index[0] == "output" and t["rank"].iloc[0] == 1
     assert {"latency ms", "uplink ms", "verdict", "Pareto"} <= set(t.columns)
     assert "p95 ms" not in t  # analytic engine by default
-    assert "engine **analytic**" in app.caption[0].value
+    assert "engine **analytic**" in app.caption[0].value and "bottleneck **none**" in app.caption[0].value
+    with pytest.raises(AssertionError):  # one bottleneck: no best-per-bottleneck table
+        _frame(app, "best split", "feasible splits")
     # The CUI curve, its nominations and the best split per class are on the page.
     assert list(_frame(app, "split", "prominence", "kind")["split"]) == ["features_14", "features_4", "features_10"]
     assert len(_frame(app, "best_split", "n_images")) == 10
@@ -78,41 +101,144 @@ def test_bandwidth_control_changes_the_table(app, repo_root):
     assert (after.loc[before.index, "uplink ms"] > before["uplink ms"]).all()
     assert after.loc["features_0", "uplink ms"] > 4 * before.loc["features_0", "uplink ms"]
     # The page shows what the library computes for the same overrides.
-    res = si.run(si.load_scenario(repo_root / "scenarios/demo.yaml",
-                                  {"analysis.engine": "analytic", "network.uplink_mbps": 1}))
-    expect = res.table["latency_s"] * 1e3
+    res = _demo(repo_root, **{"network.uplink_mbps": 1})
+    expect = res.for_bottleneck("none")["latency_s"] * 1e3
     assert after["latency ms"].to_dict() == pytest.approx(expect.to_dict())
-    assert list(after.index[after["rank"].notna()]) == list(res.table["rank"].dropna().sort_values().index)
-    cli = next(c.value for c in app.code if c.value.startswith("splitimpera simulate"))
-    assert cli == "splitimpera simulate scenarios/demo.yaml --set analysis.engine=analytic --set network.uplink_mbps=1"
+    ranked = res.table["rank"].dropna().sort_values().index.get_level_values("split")
+    assert list(after.index[after["rank"].notna()]) == list(ranked)
+    assert _cli(app) == ("splitimpera simulate scenarios/demo.yaml --set analysis.engine=analytic "
+                         "--set network.uplink_mbps=1")
     app.button(key="reset").click().run()  # back to the scenario's own values
     _ok(app)
     assert _table(app)["latency ms"].to_dict() == pytest.approx(before["latency ms"].to_dict())
 
 
-def test_simpy_toggle_and_payload_dtype(app):
-    _widget(app.toggle, "SimPy engine").set_value(True)
-    _widget(app.radio, "Payload dtype (bytes only, accuracy unmeasured)").set_value("int8")
+def test_simpy_engine_and_nominal_sizes(app):
+    _widget(app.radio, "Latency engine").set_value("simpy")
+    _widget(app.checkbox, "Nominal sizes (no measurement)").set_value(True)
+    _widget(app.multiselect, "Bottlenecks on the sent tensor").set_value(["int8"])
     app.run()
     _ok(app)
+    coder = _widget(app.radio, "Lossless coder")
+    assert coder.disabled and coder.value == "raw"  # nominal sizes are uncoded
     t = _table(app)
     assert {"p95 ms", "device wait ms", "server wait ms", "mean ms"} <= set(t.columns)
-    assert t.loc["features_0", "sent B"] == 65536 // 4  # int8: one byte per element
-    assert "engine **simpy**" in app.caption[0].value
+    # int8: one byte per element, plus its quantisation range (8 B); nothing measured.
+    assert t.loc["features_0", "sent B"] == 65536 // 4 + 8
+    assert set(t["accuracy from"].drop("output")) == {"full model (nominal)"}  # output: the prediction is sent
+    assert "engine **simpy**" in app.caption[0].value and "(nominal sizes)" in app.caption[0].value
+    assert "--set bottleneck.name=int8 --set bottleneck.nominal=true" in _cli(app)
 
 
 def test_bottleneck_and_coder_change_bytes_and_accuracy(app, repo_root):
-    _widget(app.selectbox, "Bottleneck on the sent tensor").set_value("int2").run()
+    _bottlenecks(app, ["int2"])
     _widget(app.radio, "Lossless coder").set_value("zstd").run()
     _ok(app)
     t = _table(app)
-    ref = si.run(si.load_scenario(repo_root / "scenarios/demo.yaml", overrides={
-        "analysis.engine": "analytic", "bottleneck.name": "int2", "bottleneck.coder": "zstd"})).table
+    ref = _demo(repo_root, **{"bottleneck.name": "int2", "bottleneck.coder": "zstd"}).for_bottleneck("int2")
     assert t["sent B"].to_dict() == ref.loc[t.index, "bytes_sent"].to_dict()
     assert t["accuracy %"].to_dict() == pytest.approx((ref.loc[t.index, "accuracy"] * 100).to_dict(), abs=0.051)
     assert t["accuracy %"].nunique() > 1  # 2-bit codes cost accuracy at some splits
-    cli = next(c.value for c in app.code if c.value.startswith("splitimpera simulate"))
-    assert "--set bottleneck.name=int2 --set bottleneck.coder=zstd" in cli
+    assert {"bottleneck.name=int2", "bottleneck.coder=zstd"} <= set(_cli(app).split(" --set ")[1:])
+
+
+def test_two_bottlenecks_are_ranked_jointly(app, repo_root):
+    _bottlenecks(app, ["none", "int8"])
+    res = _demo(repo_root, **{"bottleneck.name": ["none", "int8"]})
+    t = _table(app)
+    assert t.index.names == ["split", "bottleneck"] and len(t) == 44
+    assert set(t.index.get_level_values("bottleneck")) == {"none", "int8"}
+    assert t["latency ms"].to_dict() == pytest.approx((res.table["latency_s"] * 1e3).to_dict())
+    assert list(t.index[t["rank"].notna()]) == list(res.table["rank"].dropna().sort_values().index)
+    assert t.loc[("features_0", "int8"), "sent B"] < t.loc[("features_0", "none"), "sent B"]
+    best = _frame(app, "best split", "feasible splits")
+    expect = res.best_per_bottleneck()
+    assert list(best.index) == ["none", "int8"] == list(expect.index)
+    assert best["best split"].to_dict() == expect["split"].to_dict()
+    assert best["feasible splits"].to_dict() == expect["feasible_splits"].to_dict()
+    rec = res.recommended
+    assert app.success[0].value.startswith(f"Recommended: {rec.split} · {rec.bottleneck} — ")
+    metric = _widget(app.metric, "Recommended design point")
+    assert metric.value == f"{rec.split} · {rec.bottleneck}"
+    assert "bottlenecks **none, int8**" in app.caption[0].value
+    assert "--set 'bottleneck.name=[none, int8]'" in _cli(app)
+    # The breakdown offers each bottleneck and the best split of each.
+    assert _widget(app.selectbox, "Latency breakdown of").options == ["best split per bottleneck", "none", "int8"]
+    # Back to one bottleneck: the earlier table again (another prepare entry, not a stale one).
+    _bottlenecks(app, ["none"])
+    assert _table(app).index.name == "split" and len(_table(app)) == 22
+
+
+def test_no_bottleneck_is_a_message(app):
+    _widget(app.multiselect, "Bottlenecks on the sent tensor").set_value([]).run()
+    assert not app.exception
+    (err,) = [e.value for e in app.error]
+    assert err.startswith("scenarios/demo.yaml (--set bottleneck.name): bottleneck.name: "), err
+
+
+def test_one_verdict_for_terminal_html_and_dashboard(app, repo_root, tmp_path):
+    """The page's verdict is View.verdict(), which the terminal and the HTML report print too."""
+    from splitimpera.report.html import render_report
+    from splitimpera.report.text import render_result
+
+    _bottlenecks(app, ["none", "int4"])
+    res = _demo(repo_root, **{"bottleneck.name": ["none", "int4"]})
+    headline = View.of(res).verdict().headline
+    assert headline.startswith("Recommended: ") and " · " in headline
+    assert app.success[0].value == headline
+    assert headline in render_result(res).splitlines()
+    assert html.escape(headline) in render_report([res.save(tmp_path / "ok")])
+    # And when nothing meets the QoS.
+    _widget(app.number_input, "Max latency (ms)").set_value(1.0).run()
+    assert not app.exception and not app.success
+    res = _demo(repo_root, **{"bottleneck.name": ["none", "int4"], "qos.max_latency_ms": 1})
+    v = View.of(res).verdict()
+    assert not v.ok and v.headline == "No design point meets the QoS (44 evaluated)."
+    assert app.warning[0].value == v.headline
+    assert v.headline.removesuffix(".") in render_result(res)
+    assert html.escape(v.headline) in render_report([res.save(tmp_path / "none")])
+    closest = next(m.value for m in app.markdown if m.value.startswith("Closest"))
+    assert all(f"`{label}`: {reason}" in closest for label, reason, _ in v.closest)
+
+
+def test_choice_lists_are_the_schema_literals(app):
+    from splitimpera.config.scenario import AnalysisSpec, BottleneckSpec, QoSSpec, WorkloadSpec
+
+    def literal(model, field):
+        return list(typing.get_args(model.model_fields[field].annotation))
+
+    assert _widget(app.selectbox, "Objective").options == literal(QoSSpec, "objective")
+    assert _widget(app.selectbox, "on the").options == literal(QoSSpec, "latency_statistic")
+    assert _widget(app.radio, "Arrivals").options == literal(WorkloadSpec, "arrival")
+    assert _widget(app.radio, "Result used at the").options == literal(WorkloadSpec, "result_at")
+    assert _widget(app.radio, "Latency engine").options == literal(AnalysisSpec, "engine")
+    assert _widget(app.radio, "Lossless coder").options == literal(BottleneckSpec, "coder")
+    assert _widget(app.multiselect, "Bottlenecks on the sent tensor").options == si.list_bottlenecks()
+    assert not [w for w in app.radio if "dtype" in w.label.lower()]  # workload.payload_dtype is gone
+
+
+def test_chart_specs_are_valid_vega_lite(app, repo_root):
+    """The charts are hand-written Vega-Lite specs: they must validate against the schema
+    Streamlit's Altair ships (a bad spec is a blank chart in the browser, not an error here)."""
+    import json
+    from pathlib import Path
+
+    import altair
+    import jsonschema
+
+    _bottlenecks(app, ["none", "int8"])
+    schema = json.loads(next(Path(altair.__file__).parent.glob("vegalite/v*/schema/vega-lite-schema.json"))
+                        .read_text())
+    specs = [json.loads(c.proto.spec) for c in app.get("vega_lite_chart")]
+    assert len(specs) >= 3  # the breakdown and the two trade-offs
+    for spec in specs:
+        jsonschema.validate(spec, schema)
+    breakdown = next(s for s in specs if s["title"].startswith("Latency breakdown"))
+    values = breakdown["layer"][0]["data"]["values"]
+    # By default the breakdown shows the best split of each bottleneck, labelled split · bottleneck.
+    best = View.of(_demo(repo_root, **{"bottleneck.name": ["none", "int8"]})).best_per_bottleneck()
+    assert [v["label"] for v in values] == [f"{r['split']} · {b}" for b, r in best.iterrows()]
+    assert all(v["best"] for v in values)
 
 
 def test_trace_link_and_model_switch(app):
@@ -131,6 +257,15 @@ def test_trace_link_and_model_switch(app):
     t = _table(app)
     assert len(t) == 61 and "features_2_block_0_0" in t.index and "accuracy %" not in t
     assert any("mobilenet_v3_small" in c.value and "weights none" in c.value for c in app.caption)
+    # No data: nothing can be measured, so bottlenecks are sizes only (and the box says so).
+    nominal = _widget(app.checkbox, "Nominal sizes (no measurement)")
+    assert nominal.value and nominal.disabled
+    assert "bottleneck.nominal" not in _cli(app)  # nothing but none sent: no need to say it
+    _bottlenecks(app, ["none", "int8"])
+    t = _table(app)
+    assert len(t) == 122 and (t.xs("int8", level="bottleneck")["sent B"] < t.xs("none", level="bottleneck")["sent B"]
+                              ).loc["features_2_block_0_0"]
+    assert "--set bottleneck.nominal=true" in _cli(app)
 
 
 def test_invalid_upload_shows_the_error_line(app):
@@ -166,12 +301,41 @@ def test_impossible_value_is_a_message(app):
 
 def test_compare_two_configurations(app):
     app.button(key="pin").click().run()
-    _widget(app.radio, "Payload dtype (bytes only, accuracy unmeasured)").set_value("float16").run()
-    _ok(app)
+    _widget(app.checkbox, "Nominal sizes (no measurement)").set_value(True).run()
+    _bottlenecks(app, ["fp16"])
     diff = _frame(app, "A", "B")
-    assert diff.loc["workload.payload_dtype"].tolist() == ["float32", "float16"]
+    assert diff.loc["bottleneck.name"].tolist() == ["none", "fp16"]
+    assert diff.loc["bottleneck.nominal"].tolist() == ["False", "True"]
     cmp = _frame(app, "A ms", "B ms", "Δ ms")
-    assert (cmp.loc["features_0", "Δ ms"] < 0) and cmp.loc["output", "Δ ms"] == pytest.approx(0, abs=1e-9)
+    # One bottleneck each, not the same one: compared split by split.
+    assert set(cmp.index.get_level_values("bottleneck")) == {"none → fp16"}
+    by_split = cmp.droplevel("bottleneck")
+    assert by_split.loc["features_0", "Δ ms"] < 0 and by_split.loc["output", "Δ ms"] == pytest.approx(0, abs=1e-9)
+    # Both verdicts come from View.verdict().
+    assert [s.value.split(" — ")[0] for s in app.success][-2:] == ["Recommended: output", "Recommended: output"]
+
+
+def test_compare_design_points_and_download(app, repo_root):
+    import runpy
+
+    # The page's functions without running the page (it runs only as __main__), and without
+    # putting the module in sys.modules, where the repo's app.py shim would find it.
+    dashboard = runpy.run_path(str(repo_root / "splitimpera/dashboard/app.py"), run_name="dashboard_under_test")
+    _bottlenecks(app, ["none", "int8"])
+    app.button(key="pin").click().run()
+    _widget(app.select_slider, "Uplink (Mbit/s)").set_value(1).run()
+    _ok(app)
+    cmp = _frame(app, "A ms", "B ms", "Δ ms")
+    assert cmp.index.names == ["split", "bottleneck"] and len(cmp) == 44
+    assert (cmp["Δ ms"] > 0).all()  # a slower uplink, and every point sends something
+    assert cmp.loc[("features_0", "int8"), "Δ ms"] > 10 * cmp.loc[("output", "none"), "Δ ms"]
+    # The A/B report the download button builds: both configurations, both verdicts.
+    a = _demo(repo_root, **{"bottleneck.name": ["none", "int8"]})
+    b = _demo(repo_root, **{"bottleneck.name": ["none", "int8"], "network.uplink_mbps": 1})
+    page = dashboard["ab_report"](a, b)
+    assert "demo-A" in page and "demo-B" in page
+    for r in (a, b):
+        assert html.escape(View.of(r).verdict().headline) in page
 
 
 def test_cli_dashboard_command(monkeypatch, repo_root):
@@ -184,6 +348,6 @@ def test_cli_dashboard_command(monkeypatch, repo_root):
     monkeypatch.setattr(os, "execv", lambda path, args: seen.update(path=path, args=args))
     assert cli.main(["dashboard", "--server.port", "8599", "--server.headless", "true"]) == 0
     assert seen["path"] == sys.executable
-    assert seen["args"] == [sys.executable, "-m", "streamlit", "run", str(repo_root / "app.py"),
+    assert seen["args"] == [sys.executable, "-m", "streamlit", "run", str(repo_root / "splitimpera/dashboard/app.py"),
                             "--server.fileWatcherType", "none", "--server.port", "8599", "--server.headless", "true"]
     assert cli.dashboard_command() == seen["args"][:7]

@@ -424,3 +424,11 @@ def test_load_scenario_accepts_good_overrides(tmp_path):
     sc = si.load_scenario(path, overrides={"network.uplink_mbps": 2.5})
     assert sc.network.uplink_mbps == 2.5
     assert sc.network.rtt_ms == si.get_network("lte").rtt_ms
+
+
+def test_labels_beyond_the_model_outputs_are_a_user_error(repo_root, tmp_path, capsys):
+    rc = main(["analyze", str(repo_root / "scenarios/demo.yaml"), "-q", "-o", str(tmp_path),
+               "--set", "model.weights=none", "--set", "model.num_classes=5"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "model.num_classes" in err[0] and "10 classes" in err[0]
+    assert not list(tmp_path.iterdir())

@@ -2,11 +2,13 @@
 
 import base64
 import json
+import logging
 import re
 
 import pytest
 
 import splitimpera as si
+from splitimpera.cli import main
 from splitimpera.report.html import comparison, load_result_dir, render_report, write_report
 
 
@@ -72,3 +74,63 @@ def test_not_a_result_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(si.UserError, match="missing splits.csv"):
         render_report([tmp_path / "empty"])
+
+
+def _sc(repo_root, **over):
+    return si.load_scenario(repo_root / "scenarios/demo.yaml", overrides=over)
+
+
+def test_report_margin_uses_the_constrained_statistic(repo_root, tmp_path):
+    res = si.run(_sc(repo_root, **{"qos.max_latency_ms": 80, "qos.latency_statistic": "p95"}))
+    folder = res.save(tmp_path)
+    rec = res.recommended
+    p95 = res.table.loc[rec, "latency_p95_s"]
+    text = render_report([folder])
+    assert f"{80 - p95 * 1e3:.3g} ms under the 80 ms limit on p95" in text
+
+
+def test_no_stale_files_in_a_result_folder(repo_root, tmp_path):
+    si.run(_sc(repo_root)).save(tmp_path)  # simpy: writes requests.parquet
+    assert (tmp_path / "demo/requests.parquet").exists()
+    si.run(_sc(repo_root, **{"analysis.engine": "analytic"})).save(tmp_path)
+    assert not (tmp_path / "demo/requests.parquet").exists()
+    # An analysis of another model in the same folder is not shown beside these results.
+    from splitimpera.pipeline import analyze, save_analysis
+
+    other = _sc(repo_root, **{"model.weights": "none"})
+    save_analysis(other, analyze(other), tmp_path)
+    si.run(_sc(repo_root)).save(tmp_path)
+    assert load_result_dir(tmp_path / "demo").cui is None
+    same = _sc(repo_root)
+    save_analysis(same, analyze(same), tmp_path)
+    assert load_result_dir(tmp_path / "demo").cui is not None
+    assert json.loads((tmp_path / "demo/nominations.json").read_text())["inputs"]["model"]["weights"] == "default"
+
+
+def test_report_over_the_folder_given_to_simulate(repo_root, tmp_path, capsys, caplog):
+    sc = str(repo_root / "scenarios/demo.yaml")
+    out = tmp_path / "results"
+    fast = ["--set", "analysis.engine=analytic"]
+    assert main(["simulate", sc, "-o", str(out), *fast]) == 0
+    assert main(["simulate", sc, "-o", str(out), *fast, "--set", "name=demo_3g", "--set", "network=3g"]) == 0
+    (out / "notes").mkdir()  # not a result folder: left out
+    with caplog.at_level(logging.INFO, logger="splitimpera.report.html"):
+        assert main(["report", str(out), "-o", str(tmp_path / "r.html")]) == 0
+    text = (tmp_path / "r.html").read_text()
+    assert re.findall(r'<h2 id="([^"]+)">', text) == ["demo", "demo_3g"]  # both, sorted by name
+    assert "<h2>Comparison</h2>" in text
+    assert "reporting its result folders demo, demo_3g" in caplog.text
+    # The same folders named one by one (and one of them twice) give the same report.
+    assert main(["report", str(out / "demo"), str(out / "demo_3g"), str(out / "demo"),
+                 "-o", str(tmp_path / "r2.html")]) == 0
+    assert (tmp_path / "r2.html").read_text() == text
+
+
+def test_report_over_a_folder_without_results(tmp_path, capsys):
+    (tmp_path / "results" / "notes").mkdir(parents=True)
+    (tmp_path / "results" / "notes" / "readme.txt").write_text("not a result")
+    assert main(["report", str(tmp_path / "results"), "-o", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and str(tmp_path / "results") in err[0]
+    assert "not a simulate result folder" in err[0]
+    assert not (tmp_path / "r.html").exists()

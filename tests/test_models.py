@@ -4,6 +4,7 @@ import json
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -80,3 +81,20 @@ def test_user_model(tmp_path, monkeypatch):
 def test_unknown_model_suggests_names():
     with pytest.raises(si.UserError, match="did you mean resnet50"):
         si.load_model("resnet05")
+
+
+def _sc(repo_root, **over):
+    return si.load_scenario(repo_root / "scenarios/demo.yaml", overrides=over)
+
+
+def test_runs_leave_the_global_torch_generator_alone(repo_root):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    si.run(_sc(repo_root, **{"model.weights": "none", "analysis.engine": "analytic"}))
+    assert torch.equal(torch.rand(3), expected)
+    # …and seeded random weights are still reproducible.
+    a = si.evaluate(_sc(repo_root, **{"model.weights": "none"}),
+                    si.prepare(_sc(repo_root, **{"model.weights": "none"}))).table
+    b = si.run(_sc(repo_root, **{"model.weights": "none"})).table
+    assert np.allclose(a["accuracy"], b["accuracy"], equal_nan=True)

@@ -19,7 +19,6 @@ Vector activations (B, C) are treated as (B, C, 1, 1).
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 from contextlib import contextmanager
 from typing import Iterable, Sequence
@@ -29,6 +28,8 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
+from ..config.checks import register_check
+from ..config.registry import Registry
 from ..errors import UserError
 from ..model.splits import INPUT, OUTPUT, TracedModel, eval_mode, trace
 
@@ -51,33 +52,40 @@ def _grad_cam_classes() -> dict[str, type]:
     }
 
 
-_METHODS: dict[str, type] = {}
+def _register_defaults(reg: "Registry[type]") -> None:
+    for name, cls in _grad_cam_classes().items():
+        reg.register(name, cls)
+
+
+# Loaded on first use: importing pytorch-grad-cam costs time the other stages need not pay.
+METHODS: Registry[type] = Registry("importance method", loader=_register_defaults)
 
 
 def register_method(name: str, cam_class: type, *, overwrite: bool = False) -> None:
     """Register a pytorch-grad-cam ``BaseCAM`` subclass under ``name``."""
-    _load_methods()
-    if name in _METHODS and not overwrite:
-        raise ValueError(f"an importance method named {name!r} is already registered")
-    _METHODS[name] = cam_class
+    METHODS.register(name, cam_class, overwrite=overwrite)
 
 
-def _load_methods() -> None:
-    if not _METHODS:
-        _METHODS.update(_grad_cam_classes())
-
-
-def list_methods(include: str | None = None) -> list[str]:
-    _load_methods()
-    return [n for n in sorted(_METHODS) if include is None or fnmatch.fnmatch(n, include)]
+def list_methods(include: str | list[str] | None = None, exclude: str | list[str] | None = None) -> list[str]:
+    """Importance method names, sorted, filtered by fnmatch globs."""
+    return METHODS.list(include, exclude)
 
 
 def get_method(name: str) -> type:
-    _load_methods()
-    try:
-        return _METHODS[name]
-    except KeyError:
-        raise UserError(f"unknown importance method {name!r} (known: {', '.join(list_methods())})") from None
+    """The pytorch-grad-cam class registered as ``name``."""
+    return METHODS.get(name)
+
+
+def _check_scenario_method(sc, src_for) -> None:
+    """Scenario hook (``analysis`` section): ``analysis.cui.method`` names a method."""
+    if sc.analysis.cui.method is not None:
+        try:
+            get_method(sc.analysis.cui.method)
+        except UserError as e:
+            raise UserError(e.message, source=src_for("analysis.cui.method"), field="analysis.cui.method") from None
+
+
+register_check(_check_scenario_method, section="analysis")
 
 
 def _cam_engine(name: str):

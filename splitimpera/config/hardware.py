@@ -17,7 +17,7 @@ Registry API in the style of torchvision's ``models/_api.py``::
 
 from __future__ import annotations
 
-import fnmatch
+import copy
 import logging
 import os
 from pathlib import Path
@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from ..errors import UserError
 from .rate_trace import RateTrace, read_trace_csv
+from .registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ class NetworkProfile(_Strict):
 # --------------------------------------------------------------------------------------------
 # YAML loading and the registry
 
-_REPO_PROFILES = Path(__file__).resolve().parents[2] / "profiles"
+_REPO_PROFILES = Path(__file__).resolve().parent / "profiles"  # bundled package data (the repo's profiles/ links here)
 _KINDS = {"devices": DeviceProfile, "networks": NetworkProfile}
 
 
@@ -262,86 +263,55 @@ def parse_profile(kind: str, data: Any, source: str, prefix: str = "") -> Device
         raise UserError(msg, source=source, field=field) from None
 
 
-class _Registry:
-    """Named profiles of one kind, loaded lazily from the profile folders."""
-
-    def __init__(self, kind: str):
-        self.kind = kind
-        self._items: dict[str, DeviceProfile | NetworkProfile] = {}
-        self._raw: dict[str, dict] = {}
-        self._files: dict[str, Path] = {}
-        self._loaded = False
-
-    def _load(self) -> None:
-        if self._loaded:
-            return
-        self._loaded = True
-        for folder in profile_dirs():
-            for path in sorted((folder / self.kind).glob("*.yaml")):
-                if path.stem in self._files:
-                    log.debug("profile %s in %s shadowed by %s", path.stem, path, self._files[path.stem])
-                    continue
-                data = resolve_relative_paths(self.kind, read_yaml(path), path.parent)
-                prof = parse_profile(self.kind, data, str(path))
-                if prof.name != path.stem:
-                    raise UserError(f"name {prof.name!r} must equal the file stem {path.stem!r}",
-                                    source=str(path), field="name")
-                self._add(prof, data, path)
-
-    def _add(self, prof, raw: dict, path: Path | None) -> None:
-        self._items[prof.name] = prof
-        self._raw[prof.name] = raw
-        if path is not None:
-            self._files[prof.name] = path
-
-    def register(self, profile, *, overwrite: bool = False) -> None:
-        self._load()
-        if profile.name in self._items and not overwrite:
-            raise ValueError(f"a {self.kind[:-1]} profile named {profile.name!r} is already registered")
-        self._add(profile, profile.model_dump(), None)
-
-    def get(self, name: str):
-        self._load()
-        try:
-            return self._items[name]
-        except KeyError:
-            known = ", ".join(sorted(self._items)) or "none"
-            raise UserError(f"unknown {self.kind[:-1]} profile {name!r} (known: {known})") from None
-
-    def raw(self, name: str) -> dict:
-        self.get(name)
-        return dict(self._raw[name])
-
-    def names(self, include: str | list[str] | None = None, exclude: str | list[str] | None = None) -> list[str]:
-        self._load()
-        names = sorted(self._items)
-        if include is not None:
-            pats = [include] if isinstance(include, str) else include
-            names = [n for n in names if any(fnmatch.fnmatch(n, p) for p in pats)]
-        if exclude is not None:
-            pats = [exclude] if isinstance(exclude, str) else exclude
-            names = [n for n in names if not any(fnmatch.fnmatch(n, p) for p in pats)]
-        return names
-
-    def path(self, name: str) -> Path | None:
-        self.get(name)
-        return self._files.get(name)
-
-    def reset(self) -> None:
-        """Forget everything (re-read the folders on next use)."""
-        self.__init__(self.kind)
+def _read_profile_folders(kind: str, reg: "Registry") -> None:
+    """The loader of :data:`DEVICES` / :data:`NETWORKS`: every ``<folder>/<kind>/*.yaml`` of
+    :func:`profile_dirs`; a name found in an earlier folder shadows the later ones."""
+    for folder in profile_dirs():
+        for path in sorted((folder / kind).glob("*.yaml")):
+            if path.stem in reg:
+                log.debug("profile %s in %s shadowed by %s", path.stem, path, reg.meta(path.stem).get("path"))
+                continue
+            data = resolve_relative_paths(kind, read_yaml(path), path.parent)
+            prof = parse_profile(kind, data, str(path))
+            if prof.name != path.stem:
+                raise UserError(f"name {prof.name!r} must equal the file stem {path.stem!r}",
+                                source=str(path), field="name")
+            # raw: the keys as written, which a scenario's ``base:`` merges over.
+            reg.register(prof.name, prof, meta={"raw": data, "path": path})
 
 
-DEVICES = _Registry("devices")
-NETWORKS = _Registry("networks")
+def _profile_registry(kind: str) -> "Registry":
+    return Registry(f"{kind[:-1]} profile", loader=lambda reg: _read_profile_folders(kind, reg))
+
+
+DEVICES: Registry[DeviceProfile] = _profile_registry("devices")
+NETWORKS: Registry[NetworkProfile] = _profile_registry("networks")
+
+
+def _registry(kind: str) -> Registry:
+    return DEVICES if kind == "devices" else NETWORKS
+
+
+def profile_raw(kind: str, name: str) -> dict:
+    """A registered profile as plain data: the YAML mapping it was read from, or the dump of
+    a profile registered in code (a deep copy, safe to change)."""
+    reg = _registry(kind)
+    prof = reg.get(name)
+    raw = reg.meta(name).get("raw")
+    return copy.deepcopy(raw) if raw is not None else prof.model_dump()
+
+
+def profile_path(kind: str, name: str) -> Path | None:
+    """The YAML file a registered profile was read from; None for one registered in code."""
+    return _registry(kind).meta(name).get("path")
 
 
 def register_device(profile: DeviceProfile, *, overwrite: bool = False) -> None:
-    DEVICES.register(profile, overwrite=overwrite)
+    DEVICES.register(profile.name, profile, overwrite=overwrite)
 
 
 def register_network(profile: NetworkProfile, *, overwrite: bool = False) -> None:
-    NETWORKS.register(profile, overwrite=overwrite)
+    NETWORKS.register(profile.name, profile, overwrite=overwrite)
 
 
 def get_device(name: str) -> DeviceProfile:
@@ -352,12 +322,14 @@ def get_network(name: str) -> NetworkProfile:
     return NETWORKS.get(name)
 
 
-def list_devices(include=None, exclude=None) -> list[str]:
-    return DEVICES.names(include, exclude)
+def list_devices(include: str | list[str] | None = None, exclude: str | list[str] | None = None) -> list[str]:
+    """Device (and server) profile names, sorted, filtered by fnmatch globs."""
+    return DEVICES.list(include, exclude)
 
 
-def list_networks(include=None, exclude=None) -> list[str]:
-    return NETWORKS.names(include, exclude)
+def list_networks(include: str | list[str] | None = None, exclude: str | list[str] | None = None) -> list[str]:
+    """Network profile names, sorted, filtered by fnmatch globs."""
+    return NETWORKS.list(include, exclude)
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -376,10 +348,9 @@ def resolve_profile(kind: str, spec: Any, source: str, field: str):
     ``spec`` is a profile name, or a mapping: a full inline profile, or ``base: <name>`` plus
     the keys to change (deep-merged over the named profile).
     """
-    reg = DEVICES if kind == "devices" else NETWORKS
     if isinstance(spec, str):
         try:
-            return reg.get(spec)
+            return _registry(kind).get(spec)
         except UserError as e:
             raise e.at(source=source, field=field) from None
     if not isinstance(spec, dict):
@@ -391,7 +362,7 @@ def resolve_profile(kind: str, spec: Any, source: str, field: str):
         if not isinstance(base, str):
             raise UserError("expected a profile name", source=source, field=f"{field}.base")
         try:
-            raw = reg.raw(base)
+            raw = profile_raw(kind, base)
         except UserError as e:
             raise e.at(source=source, field=f"{field}.base") from None
         raw.setdefault("name", base)

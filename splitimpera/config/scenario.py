@@ -9,6 +9,7 @@ Every error is a :class:`~splitimpera.errors.UserError` naming the file and the 
 from __future__ import annotations
 
 import copy
+import logging
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -17,9 +18,17 @@ import yaml
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ..errors import UserError
+from .checks import run_checks
 from .hardware import (
     DeviceProfile, NetworkProfile, _Strict, format_validation_error, read_yaml, resolve_profile, resolve_relative_paths,
 )
+
+log = logging.getLogger(__name__)
+
+
+def parse_shape_text(text: str) -> tuple[int, ...]:
+    """``"3x224x224"`` (or ``3×224×224``) → ``(3, 224, 224)``; ValueError if not integers."""
+    return tuple(int(p) for p in text.lower().replace("×", "x").split("x"))
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -39,8 +48,6 @@ class ModelSpec(_Strict):
     @classmethod
     def _shape(cls, v):
         if isinstance(v, str):
-            from ..model.splits import parse_shape_text  # lazily: splits imports torch
-
             try:
                 v = list(parse_shape_text(v))
             except ValueError:
@@ -82,8 +89,9 @@ class CUISpec(_Strict):
 
 
 class AnalysisSpec(_Strict):
-    splits: Literal["all", "nominated"] = Field(
-        "all", description="rank every split, or only those the CUI curve nominates")
+    splits: Literal["all", "nominated"] | list[str] = Field(
+        "all", description="rank every split, only those the CUI curve nominates, or the splits listed "
+                           "(input and output included as named)")
     engine: Literal["simpy", "analytic"] = Field(
         "simpy", description="latency model behind the ranking: the discrete-event simulation (queueing, "
                              "contention over time, jitter, traces) or the closed-form one-request model (fast)")
@@ -95,7 +103,6 @@ class WorkloadSpec(_Strict):
     rate_hz: float = Field(1.0, gt=0, description="requests per second per device")
     arrival: Literal["periodic", "poisson"] = "periodic"
     num_requests: int = Field(200, gt=0)
-    payload_dtype: Literal["float32", "float16", "int8"] = "float32"
     result_at: Literal["server", "device"] = Field(
         "server", description="where the prediction is consumed; 'device' adds the downlink of the result")
     # Discrete-event simulation (splitimpera.latency.simulation); the analytic model ignores these.
@@ -123,8 +130,10 @@ class AutoencoderSpec(_Strict):
 class BottleneckSpec(_Strict):
     """What happens to the sent tensor (see :mod:`splitimpera.accuracy.bottlenecks`) and how accuracy is known."""
 
-    name: str = Field("none", description="bottleneck applied at every split: none, fp16, int8, int4_channel, "
-                                          "top50_gradcam, autoencoder, …")
+    name: str | list[str] = Field(
+        "none", description="bottleneck(s) applied at the cut: one name (none, fp16, int8, int4_channel, top50_gradcam, "
+                            "autoencoder, …), a glob (\"int*\") or a list of names and globs; every (split, "
+                            "bottleneck) pair is a design point, ranked jointly")
     coder: Literal["raw", "zstd", "rle"] = Field("raw", description="lossless coder of the payload on the wire")
     measure: Literal["all"] | list[str] = Field(
         "all", description="bottlenecks `analyze` measures for the accuracy × bytes table")
@@ -136,12 +145,32 @@ class BottleneckSpec(_Strict):
     calibration_limit: int = Field(1024, gt=0, description="calibration samples at most")
     accuracy_csv: str | None = Field(
         None, description="your measured accuracies (columns split, accuracy[, bottleneck]); they take precedence")
+    nominal: bool = Field(
+        False, description="sizes only: each bottleneck's nominal payload bytes, accuracy taken as the full model's "
+                           "(nothing measured, no data needed); what workload.payload_dtype used to mean")
     autoencoder: AutoencoderSpec = AutoencoderSpec()
 
+    @field_validator("name")
+    @classmethod
+    def _names(cls, v):
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("name at least one bottleneck")
+            dup = sorted({n for n in v if v.count(n) > 1})
+            if dup:
+                raise ValueError(f"listed twice: {', '.join(dup)}")
+        return v
+
+    @model_validator(mode="after")
+    def _nominal_is_uncoded(self):
+        if self.nominal and self.coder != "raw":
+            raise ValueError("nominal sizes are uncoded: set coder: raw, or drop nominal to measure coded bytes")
+        return self
+
     @property
-    def active(self) -> bool:
-        """Whether the sent tensor or its accuracy differs from the plain fp32 tensor's."""
-        return self.name != "none" or self.coder != "raw" or self.accuracy_csv is not None
+    def patterns(self) -> list[str]:
+        """``name`` as a list of names and globs, in the order given."""
+        return [self.name] if isinstance(self.name, str) else list(self.name)
 
     def fit_options(self) -> dict:
         return {"autoencoder": self.autoencoder.model_dump()}
@@ -292,6 +321,7 @@ def scenario_from_dict(data: Any, source: str = "<scenario>", overrides: dict[st
             raise UserError(e.message, source=src_for(e.field or field), field=e.field) from None
     if base_dir is not None:
         _resolve_paths(resolved, base_dir)
+    _translate_payload_dtype(resolved, source, src_for)
     try:
         sc = Scenario.model_validate(resolved)
     except ValidationError as e:
@@ -300,6 +330,36 @@ def scenario_from_dict(data: Any, source: str = "<scenario>", overrides: dict[st
     _semantic_checks(sc, src_for)
     sc._source = source
     return sc
+
+
+PAYLOAD_DTYPES = {"float32": "none", "float16": "fp16", "int8": "int8"}
+
+
+def _translate_payload_dtype(data: dict, source: str, src_for) -> None:
+    """The old ``workload.payload_dtype`` becomes a nominal bottleneck (sizes without
+    measurement): float32 → none, float16 → fp16, int8 → int8 (its payload now carries the
+    quantisation range, 8 B, which the old key left out)."""
+    wl = data.get("workload")
+    if not isinstance(wl, dict) or "payload_dtype" not in wl:
+        return
+    wl = data["workload"] = dict(wl)
+    dtype = wl.pop("payload_dtype")
+    field = "workload.payload_dtype"
+    if dtype not in PAYLOAD_DTYPES:
+        raise UserError(f"is replaced by bottleneck.name (with nominal: true for sizes only); it was one of "
+                        f"{', '.join(PAYLOAD_DTYPES)}, got {dtype!r}", source=src_for(field), field=field)
+    name = PAYLOAD_DTYPES[dtype]
+    bn = data.get("bottleneck")
+    bn = dict(bn) if isinstance(bn, dict) else {}
+    if name == "none":
+        return
+    if bn.get("name", "none") != "none" or bn.get("coder", "raw") != "raw":
+        raise UserError(f"the bottleneck section sets what is sent; drop payload_dtype (or write bottleneck.name: "
+                        f"{name})", source=src_for(field), field=field)
+    bn.update(name=name, nominal=True)
+    data["bottleneck"] = bn
+    log.warning("%s: workload.payload_dtype is deprecated; %s means bottleneck: {name: %s, nominal: true}",
+                source, dtype, name)
 
 
 def _resolve_paths(data: dict, base_dir: Path) -> None:
@@ -322,16 +382,10 @@ def _resolve_paths(data: dict, base_dir: Path) -> None:
 
 
 def _semantic_checks(sc: Scenario, src_for) -> None:
-    from ..model.loading import check_model, model_kind
-
-    try:
-        check_model(sc.model.name, sc.model.weights)
-    except UserError as e:
-        field = e.field or "model.name"
-        raise UserError(e.message, source=src_for(field), field=field) from None
-    if model_kind(sc.model.name) == "user" and sc.model.input_shape is None:
-        raise UserError("required for user models (e.g. [3, 224, 224])", source=src_for("model.input_shape"),
-                        field="model.input_shape")
+    # Model names, importance methods and bottleneck names are answered by the layers that
+    # own them, through the hooks they register in config.checks (DESIGN.md §4: the schema
+    # imports no later stage). Each section's hooks run where that section is checked.
+    run_checks(sc, src_for, "model")
     if sc.data.source == "imagefolder":
         if not sc.data.path:
             raise UserError("required when data.source is imagefolder", source=src_for("data.path"),
@@ -341,13 +395,7 @@ def _semantic_checks(sc: Scenario, src_for) -> None:
     if sc.analysis.splits == "nominated" and sc.data.source == "none":
         raise UserError("nominated splits need data for the importance analysis (set data.source)",
                         source=src_for("analysis.splits"), field="analysis.splits")
-    if sc.analysis.cui.method is not None:
-        from ..accuracy.gradcam import get_method
-
-        try:
-            get_method(sc.analysis.cui.method)
-        except UserError as e:
-            raise UserError(e.message, source=src_for("analysis.cui.method"), field="analysis.cui.method") from None
+    run_checks(sc, src_for, "analysis")
     _check_bottleneck(sc, src_for)
     if sc.qos.min_accuracy is not None and sc.data.source in ("none", "synthetic"):
         raise UserError("needs labelled data (data.source: digits or imagefolder)",
@@ -355,16 +403,11 @@ def _semantic_checks(sc: Scenario, src_for) -> None:
 
 
 def _check_bottleneck(sc: Scenario, src_for) -> None:
-    from ..accuracy.bottlenecks import get_bottleneck
-
+    run_checks(sc, src_for, "bottleneck")  # bottleneck.name and bottleneck.measure resolve
     bn = sc.bottleneck
-    for field, names in (("bottleneck.name", [bn.name]),
-                         ("bottleneck.measure", [] if bn.measure == "all" else bn.measure)):
-        for name in names:
-            try:
-                get_bottleneck(name)
-            except UserError as e:
-                raise UserError(e.message, source=src_for(field), field=field) from None
+    # bottleneck.name is a name or a list of names and globs: any entry but "none" sends
+    # something other than the plain fp32 tensor.
+    active = [n for n in ([bn.name] if isinstance(bn.name, str) else bn.name) if n != "none"]
     if bn.measure != "all":
         if not bn.measure:
             raise UserError("name at least one bottleneck (or all)", source=src_for("bottleneck.measure"),
@@ -373,13 +416,10 @@ def _check_bottleneck(sc: Scenario, src_for) -> None:
         if dup:
             raise UserError(f"listed twice: {', '.join(dup)}", source=src_for("bottleneck.measure"),
                             field="bottleneck.measure")
-    if (bn.name != "none" or bn.coder != "raw") and sc.workload.payload_dtype != "float32":
-        what = f"the bottleneck ({bn.name})" if bn.name != "none" else f"the {bn.coder} coder (measured on fp32)"
-        raise UserError(f"{what} sets what is sent; leave payload_dtype at float32",
-                        source=src_for("workload.payload_dtype"), field="workload.payload_dtype")
-    if (bn.name != "none" or bn.coder != "raw") and sc.data.source == "none":
-        field = "bottleneck.name" if bn.name != "none" else "bottleneck.coder"
-        raise UserError("bytes and accuracy under a bottleneck or coder are measured on data (set data.source)",
+    if (active or bn.coder != "raw") and not bn.nominal and sc.data.source == "none":
+        field = "bottleneck.name" if active else "bottleneck.coder"
+        raise UserError("bytes and accuracy under a bottleneck or coder are measured on data (set data.source, "
+                        "or bottleneck.nominal: true for sizes only)",
                         source=src_for(field), field=field)
     if bn.splits == "nominated" and sc.data.source == "none":
         raise UserError("nominated splits need data for the importance analysis (set data.source)",
@@ -393,8 +433,34 @@ def _check_bottleneck(sc: Scenario, src_for) -> None:
                         field="bottleneck.calibration.path")
 
 
+SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"  # bundled (the repo's scenarios/ links here)
+
+
+def list_scenarios() -> list[str]:
+    """Names of the bundled ready scenarios (``demo``, …), sorted; ``load_scenario`` takes them."""
+    return sorted(p.stem for p in SCENARIOS_DIR.glob("*.yaml"))
+
+
+def _bundled_scenario(path: Path) -> Path | None:
+    """The bundled file that ``path`` names, when it is a bare name (no folder, no suffix) and
+    not a file; None for anything else. An unknown bare name is a UserError listing the names."""
+    text = str(path)
+    if not text or path.name != text or path.suffix or "\\" in text or path.is_file():
+        return None
+    bundled = SCENARIOS_DIR / f"{text}.yaml"
+    if not bundled.is_file():
+        raise UserError(f"file not found, nor a bundled scenario ({', '.join(list_scenarios())})",
+                        source=text)
+    return bundled
+
+
 def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
-    """Read, override (dotted keys, as CLI ``--set``), validate and resolve a scenario file."""
+    """Read, override (dotted keys, as CLI ``--set``), validate and resolve a scenario file.
+
+    ``path`` may also be the name of a bundled scenario (``"demo"``, see :func:`list_scenarios`)
+    when no file of that name exists; messages then name it as given."""
     path = Path(path)
+    source = str(path)
+    path = _bundled_scenario(path) or path
     data = read_yaml(path)
-    return scenario_from_dict(data, source=str(path), overrides=overrides, base_dir=path.parent.resolve())
+    return scenario_from_dict(data, source=source, overrides=overrides, base_dir=path.parent.resolve())

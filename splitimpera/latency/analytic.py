@@ -1,6 +1,6 @@
 """Analytic latency model: one request, no queueing, vectorised over splits.
 
-Per split (seconds, SI)::
+Per design point (split and bottleneck; seconds, SI)::
 
     device_compute_s = head compute time on the device profile
     uplink_s         = transfer_time(bytes_sent, up) + rtt/2
@@ -27,15 +27,22 @@ from .compute import compute_energy_j, compute_time_s
 from .link import radio_power_w, transfer_time_s
 from ..model.splits import OUTPUT, PREDICTION_BYTES
 
-PAYLOAD_COLUMN = {"float32": "tx_bytes", "float16": "tx_bytes_fp16", "int8": "tx_bytes_int8"}
+def split_names(frame: pd.DataFrame) -> np.ndarray:
+    """The split of every row: the ``split`` level of a design-point index, else the index."""
+    idx = frame.index
+    return np.asarray(idx.get_level_values("split") if "split" in (idx.names or []) else idx)
 
 
 def analytic_latency(profile: pd.DataFrame, scenario) -> pd.DataFrame:
-    """Latency breakdown per split (index of ``profile``), seconds and joules."""
+    """Latency breakdown per row of ``profile`` (seconds and joules), index kept.
+
+    ``profile`` is a per-split profile (the plain fp32 tensor is sent) or a per-design-point
+    frame (:func:`~splitimpera.latency.engine.point_frame`); ``tx_bytes`` is what is sent.
+    """
     dev, srv, net, wl = scenario.device, scenario.server, scenario.network, scenario.workload
     stations = wl.num_devices
-    is_output = (profile.index == OUTPUT)
-    sent = profile[PAYLOAD_COLUMN[wl.payload_dtype]].to_numpy(dtype=float)
+    is_output = split_names(profile) == OUTPUT
+    sent = profile["tx_bytes"].to_numpy(dtype=float)
     if wl.result_at == "device":
         sent = np.where(is_output, 0.0, sent)
     half_rtt = net.rtt_s / 2.0

@@ -29,7 +29,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from ..model.cost import OP_CLASSES, ROOFLINE_COLUMNS
+from ..model.cost import OP_CLASSES, ROOFLINE_COLUMNS, extra_columns  # noqa: F401  (re-exported)
 from ..config.hardware import DeviceProfile
 
 log = logging.getLogger(__name__)
@@ -82,13 +82,6 @@ def compute_time_s(profile: pd.DataFrame, side: str, device: DeviceProfile) -> p
     head = cum[k]
     t = head if side == "head" else cum[-1] - head
     return pd.Series(t + extra_time_s(profile, side, device), index=profile.index, name=f"{side}_compute_s")
-
-
-def extra_columns(side: str) -> list[str]:
-    """Optional per-split columns for work a bottleneck adds on ``side`` (its encoder on the
-    device, ``head_extra_…``; its decoder on the server, ``tail_extra_…``): FLOPs per op
-    class, bytes moved and layers, at batch 1."""
-    return [*(f"{side}_extra_flops_{c}" for c in OP_CLASSES), f"{side}_extra_bytes_moved", f"{side}_extra_layers"]
 
 
 def extra_time_s(profile: pd.DataFrame, side: str, device: DeviceProfile) -> np.ndarray:

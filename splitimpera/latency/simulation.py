@@ -76,9 +76,8 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from .analytic import PAYLOAD_COLUMN
+from .analytic import split_names
 from .compute import compute_energy_j, compute_time_s
-from ..errors import UserError
 from .link import contention_share, wire_bytes
 from ..config.scenario import Scenario
 from ..model.splits import OUTPUT, PREDICTION_BYTES
@@ -86,7 +85,7 @@ from ..model.splits import OUTPUT, PREDICTION_BYTES
 log = logging.getLogger(__name__)
 
 REQUEST_COLUMNS = [
-    "split", "device_id", "t_arrival_s", "device_wait_s", "device_compute_s", "uplink_s", "server_wait_s",
+    "split", "bottleneck", "device_id", "t_arrival_s", "device_wait_s", "device_compute_s", "uplink_s", "server_wait_s",
     "server_compute_s", "downlink_s", "latency_s", "energy_j", "bytes_sent",
 ]
 SUMMARY_COLUMNS = [
@@ -101,8 +100,9 @@ class SimResult:
 
     ``requests``: one row per simulated request after warm-up, columns
     :data:`REQUEST_COLUMNS` (seconds, joules, bytes; ``uplink_s`` includes waiting for the
-    shared medium and propagation), ordered by split (topological), then arrival time.
-    ``summary``: one row per split (index: split name, topological order), columns
+    shared medium and propagation), ordered by design point (split in topological order,
+    then bottleneck), then arrival time.
+    ``summary``: one row per design point (index: ``(split, bottleneck)``), columns
     :data:`SUMMARY_COLUMNS`: kept ``requests``, latency mean and percentiles (numpy's
     linear interpolation), ``throughput_rps`` (kept requests / time from the first kept
     arrival to the last kept completion), ``deadline_miss_ratio`` (fraction with
@@ -430,9 +430,10 @@ def warmup_requests(wl) -> int:
     return int(math.floor(wl.warmup_fraction * wl.num_requests + 1e-9))
 
 
-def simulate_split(split: str, profile: pd.DataFrame, scenario: Scenario, seed: int | None = None,
-                   ) -> pd.DataFrame:
-    """Simulate one split of ``profile``; its requests, warm-up dropped (columns :data:`REQUEST_COLUMNS`).
+def simulate_point(point, frame: pd.DataFrame, scenario: Scenario, seed: int | None = None) -> pd.DataFrame:
+    """Simulate one design point (a row label of ``frame``, a
+    :func:`~splitimpera.latency.engine.point_frame`); its requests, warm-up dropped (columns
+    :data:`REQUEST_COLUMNS`).
 
     Randomness: :func:`common_streams` of ``seed`` (default: the scenario's seed).
     """
@@ -440,12 +441,13 @@ def simulate_split(split: str, profile: pd.DataFrame, scenario: Scenario, seed: 
     streams = common_streams(scenario.seed if seed is None else seed)
     n_dev, n_req = wl.num_devices, wl.num_requests
     total = n_dev * n_req
-    frame = profile.loc[[split]]
-    row = frame.iloc[0]
-    head_s = float(compute_time_s(frame, "head", dev).iloc[0])
-    tail_s = float(compute_time_s(frame, "tail", srv).iloc[0])
+    one = frame.loc[[point]]
+    split = str(split_names(one)[0])
+    bottleneck = str(point[1]) if isinstance(point, tuple) else "none"
+    head_s = float(compute_time_s(one, "head", dev).iloc[0])
+    tail_s = float(compute_time_s(one, "tail", srv).iloc[0])
     is_output = split == OUTPUT
-    sent = 0 if (is_output and wl.result_at == "device") else int(row[PAYLOAD_COLUMN[wl.payload_dtype]])
+    sent = 0 if (is_output and wl.result_at == "device") else int(one["tx_bytes"].iloc[0])
     has_server = not is_output
     has_down = wl.result_at == "device" and not is_output
 
@@ -489,6 +491,7 @@ def simulate_split(split: str, profile: pd.DataFrame, scenario: Scenario, seed: 
     device_s = b[2] - b[1]
     out = pd.DataFrame({
         "split": split,
+        "bottleneck": bottleneck,
         "device_id": np.asarray(station, dtype=np.int64),
         "t_arrival_s": arrivals.ravel(),
         "device_wait_s": b[1] - b[0],
@@ -504,13 +507,14 @@ def simulate_split(split: str, profile: pd.DataFrame, scenario: Scenario, seed: 
     return out.sort_values(["t_arrival_s", "device_id"], kind="stable").reset_index(drop=True)
 
 
-def summarize(requests: pd.DataFrame, splits: Sequence[str], max_latency_s: float | None) -> pd.DataFrame:
-    """One row per split (in the order given) from a requests table; see :class:`SimResult`."""
+def summarize(requests: pd.DataFrame, points: Sequence[tuple[str, str]], max_latency_s: float | None,
+              ) -> pd.DataFrame:
+    """One row per design point (in the order given) from a requests table; see :class:`SimResult`."""
     rows = []
-    groups = dict(tuple(requests.groupby("split", sort=False)))  # one pass, not one scan per split
+    groups = dict(tuple(requests.groupby(["split", "bottleneck"], sort=False)))  # one pass, not one scan per point
     empty = requests.iloc[:0]
-    for name in splits:
-        r = groups.get(name, empty)
+    for key in points:
+        r = groups.get(tuple(key), empty)
         lat = r["latency_s"].to_numpy()
         done = r["t_arrival_s"].to_numpy() + lat
         span = done.max() - r["t_arrival_s"].min() if len(r) else math.nan
@@ -524,7 +528,8 @@ def summarize(requests: pd.DataFrame, splits: Sequence[str], max_latency_s: floa
             "energy_j": r["energy_j"].mean(),
             "bytes_sent": r["bytes_sent"].mean(),
         })
-    return pd.DataFrame(rows, index=pd.Index(list(splits), name="split"), columns=SUMMARY_COLUMNS)
+    index = pd.MultiIndex.from_tuples([tuple(k) for k in points], names=["split", "bottleneck"])
+    return pd.DataFrame(rows, index=index, columns=SUMMARY_COLUMNS)
 
 
 SPLIT_TABLE_COLUMNS = [
@@ -535,9 +540,9 @@ SPLIT_TABLE_COLUMNS = [
 
 
 def split_table(result: SimResult) -> pd.DataFrame:
-    """Per-split latency breakdown of a simulation, in the analytic model's columns and more.
+    """Per-design-point latency breakdown of a simulation, in the analytic model's columns and more.
 
-    Index: the simulated splits (topological order); columns :data:`SPLIT_TABLE_COLUMNS`.
+    Index: the simulated design points ``(split, bottleneck)``; columns :data:`SPLIT_TABLE_COLUMNS`.
     The stage columns and ``energy_j`` are means over the kept requests of the per-request
     columns, so they add up to ``latency_s``, the mean latency; percentiles, throughput and
     deadline misses come from :attr:`SimResult.summary`; ``bytes_sent`` is per request.
@@ -545,7 +550,7 @@ def split_table(result: SimResult) -> pd.DataFrame:
     s = result.summary
     stages = ["device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s", "downlink_s",
               "energy_j"]
-    means = result.requests.groupby("split", sort=False)[stages].mean().reindex(s.index)
+    means = result.requests.groupby(["split", "bottleneck"], sort=False)[stages].mean().reindex(s.index)
     out = means.assign(
         bytes_sent=s["bytes_sent"].round().astype(np.int64),
         latency_s=s["latency_mean_s"],
@@ -555,28 +560,15 @@ def split_table(result: SimResult) -> pd.DataFrame:
     return out[SPLIT_TABLE_COLUMNS]
 
 
-def simulate(scenario: Scenario, splits: Sequence[str] | None = None, profile: pd.DataFrame | None = None) -> SimResult:
-    """Simulate every split of the scenario's model (or ``splits``), each independently.
-
-    ``profile`` is the model's per-split profile (:func:`~splitimpera.model.cost.profile_model`);
-    without it the model is loaded, traced and profiled as :func:`splitimpera.run` does.
-    """
-    if profile is None:
-        from ..pipeline import model_profile
-
-        profile = model_profile(scenario)
-    if splits is None:
-        names = list(profile.index)
-    else:
-        wanted = [splits] if isinstance(splits, str) else list(splits)
-        unknown = [s for s in wanted if s not in profile.index]
-        if unknown:
-            raise UserError(f"unknown split {unknown[0]!r}; the model's splits are {', '.join(profile.index)}",
-                            source=scenario.source, field="splits")
-        names = [s for s in profile.index if s in set(wanted)]  # topological order
-    parts = [simulate_split(name, profile, scenario) for name in names]
+def simulate(scenario: Scenario, frame: pd.DataFrame) -> SimResult:
+    """Simulate every design point of ``frame`` (a :func:`~splitimpera.latency.engine.point_frame`:
+    one profile row per point, with what it sends), each independently, in ``frame``'s order."""
+    if not isinstance(frame.index, pd.MultiIndex):
+        raise ValueError("simulate() takes a design-point frame (latency.engine.point_frame)")
+    points = list(frame.index)
+    parts = [simulate_point(p, frame, scenario) for p in points]
     requests = (pd.concat(parts, ignore_index=True) if parts
                 else pd.DataFrame({c: pd.Series(dtype=float) for c in REQUEST_COLUMNS}))
     requests = requests[REQUEST_COLUMNS]
-    summary = summarize(requests, names, scenario.qos.max_latency_s)
+    summary = summarize(requests, points, scenario.qos.max_latency_s)
     return SimResult(scenario=scenario, requests=requests, summary=summary)

@@ -293,3 +293,10 @@ def profile_model(model: nn.Module | TracedModel, input_shape=None, *, use_cache
     df.attrs["input_shape"] = list(tm.input_shape)
     df.attrs["nodes"] = {c: nodes[c].tolist() for c in ROOFLINE_COLUMNS}
     return df
+
+
+def extra_columns(side: str) -> list[str]:
+    """Optional per-split columns for work a bottleneck adds on ``side`` (its encoder on the
+    device, ``head_extra_…``; its decoder on the server, ``tail_extra_…``): FLOPs per op
+    class, bytes moved and layers, at batch 1."""
+    return [*(f"{side}_extra_flops_{c}" for c in OP_CLASSES), f"{side}_extra_bytes_moved", f"{side}_extra_layers"]

@@ -16,12 +16,18 @@ import importlib
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 
+from ..config.checks import register_check
 from ..errors import UserError, first_line
 from .zoo import get_zoo_entry, list_zoo_models
+
+if TYPE_CHECKING:
+    from ..config.scenario import Scenario
+    from .splits import TracedModel
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +83,22 @@ def check_model(name: str, weights: str | None) -> None:
         return
     if not Path(w).is_file():
         raise UserError(f"weights file not found: {w}", field=WEIGHTS_FIELD)
+
+
+def _check_scenario_model(sc: "Scenario", src_for) -> None:
+    """Scenario hook (``model`` section, see :mod:`splitimpera.config.checks`): the model
+    name and weights resolve, and a user model states its input shape."""
+    try:
+        check_model(sc.model.name, sc.model.weights)
+    except UserError as e:
+        field = e.field or NAME_FIELD
+        raise UserError(e.message, source=src_for(field), field=field) from None
+    if model_kind(sc.model.name) == "user" and sc.model.input_shape is None:
+        raise UserError("required for user models (e.g. [3, 224, 224])", source=src_for("model.input_shape"),
+                        field="model.input_shape")
+
+
+register_check(_check_scenario_model, section="model")
 
 
 def _weights_keyword(weights) -> str:
@@ -196,3 +218,23 @@ def default_input_shape(name: str, model: nn.Module | None = None) -> tuple[int,
             size = 299 if name.startswith("inception") else 224
         return (3, int(size), int(size))
     return None
+
+
+def load_traced(scenario: "Scenario") -> "TracedModel":
+    """The scenario's model, loaded (seeded) and traced at its input shape."""
+    ms = scenario.model
+    try:
+        # Random initialisation (weights: none) is seeded without touching the caller's
+        # global torch generator.
+        with torch.random.fork_rng():
+            torch.manual_seed(scenario.seed)
+            model = load_model(ms.name, ms.weights, ms.num_classes)
+    except UserError as e:
+        raise e.at(source=scenario.source, field="model.name") from None
+    shape = tuple(ms.input_shape) if ms.input_shape else default_input_shape(ms.name, model)
+    try:
+        from .splits import trace
+
+        return trace(model, shape)
+    except UserError as e:
+        raise e.at(source=scenario.source, field="model.input_shape") from None

@@ -20,6 +20,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
+from ..config.scenario import parse_shape_text  # noqa: F401  (re-exported)
 from ..errors import UserError, first_line
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,12 @@ class TracedModel:
     candidates: list[SplitPoint]
     output_value: Any
 
+    @property
+    def output_width(self) -> int | None:
+        """The model's number of outputs per sample (classes), from the tracing run."""
+        out = self.output_value
+        return int(out.shape[-1]) if isinstance(out, torch.Tensor) and out.dim() >= 1 else None
+
     def structure_key(self) -> list:
         """What determines the graph's arithmetic besides the weights' values, for cache keys:
         the graph code, every called module's configuration (stride, padding, kernel … are in
@@ -102,11 +109,6 @@ def attr_value(gm: nn.Module, target: str):
     for part in target.split("."):
         value = getattr(value, part)
     return value
-
-
-def parse_shape_text(text: str) -> tuple[int, ...]:
-    """``"3x224x224"`` (or ``3×224×224``) → ``(3, 224, 224)``; ValueError if not integers."""
-    return tuple(int(p) for p in text.lower().replace("×", "x").split("x"))
 
 
 def normalize_input_shape(input_shape) -> tuple[int, ...]:

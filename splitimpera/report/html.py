@@ -25,11 +25,10 @@ import yaml
 from ..atomic import atomic_write
 from ..errors import UserError, first_line
 from ..qos import human_bytes
+from .view import STAGES, View
 
 log = logging.getLogger(__name__)
 
-BREAKDOWN = [("device_wait_s", "device wait"), ("device_compute_s", "device compute"), ("uplink_s", "uplink"),
-             ("server_wait_s", "server wait"), ("server_compute_s", "server compute"), ("downlink_s", "downlink")]
 
 
 @dataclass(frozen=True)
@@ -43,20 +42,15 @@ class ResultDir:
     nominations: dict | None = None
     accuracy: pd.DataFrame | None = None  # analyze's accuracy.csv (split × bottleneck)
     accuracy_summary: dict | None = None
+    view: View | None = None  # what every front end shows of this result (set by load_result_dir)
 
     @property
     def name(self) -> str:
         return str(self.scenario.get("name", self.path.name))
 
-
-def _constrained(rd: "ResultDir", row) -> float:
-    """The latency (s) the QoS limit applies to (``latency_qos_s``: mean, p50, p95 or p99)."""
-    v = row.get("latency_qos_s")
-    return float(row["latency_s"] if v is None or pd.isna(v) else v)
-
-
-def _statistic(rd: "ResultDir") -> str:
-    return str((rd.scenario.get("qos") or {}).get("latency_statistic", "mean"))
+    @property
+    def recommended(self):
+        return self.view.recommended
 
 
 def load_result_dir(path: str | Path) -> ResultDir:
@@ -69,7 +63,7 @@ def load_result_dir(path: str | Path) -> ResultDir:
     if missing:
         raise UserError(f"missing {', '.join(missing)}: not a simulate result folder", source=str(path))
     try:
-        table = pd.read_csv(path / "splits.csv", index_col="split")
+        table = read_points(path / "splits.csv")
         summary = json.loads((path / "result.json").read_text())["summary"]
         text = (path / "scenario.yaml").read_text()
         scenario = yaml.safe_load(text)
@@ -91,7 +85,22 @@ def load_result_dir(path: str | Path) -> ResultDir:
     except (ValueError, KeyError, OSError, yaml.YAMLError) as e:
         raise UserError(f"unreadable result folder: {first_line(e)}",
                         source=str(path)) from None
-    return ResultDir(path, table, summary, scenario, text, cui, noms, acc, acc_doc)
+    try:
+        view = View.of_folder(table, scenario, summary)
+    except (ValueError, KeyError) as e:
+        raise UserError(f"unreadable result folder: {first_line(e)}", source=str(path)) from None
+    return ResultDir(path, view.table, summary, scenario, text, cui, noms, acc, acc_doc, view)
+
+
+def read_points(path: Path) -> pd.DataFrame:
+    """A result folder's ``splits.csv`` indexed by ``(split, bottleneck)``; a folder written
+    before design points (no ``bottleneck`` column) reads as bottleneck ``none``."""
+    head = pd.read_csv(path, nrows=0).columns
+    if "bottleneck" in head:
+        return pd.read_csv(path, index_col=["split", "bottleneck"], keep_default_na=True)
+    t = pd.read_csv(path, index_col="split")
+    t.index = pd.MultiIndex.from_arrays([t.index, ["none"] * len(t)], names=["split", "bottleneck"])
+    return t
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,25 +130,39 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _shown_points(rd: ResultDir) -> pd.DataFrame:
+    """The points a per-split figure draws: every split (one bottleneck), or each
+    bottleneck's best split (several), in topological order."""
+    v = rd.view
+    if not v.multi:
+        return v.table.sort_values("index")
+    best = v.best_per_bottleneck()
+    return v.table.loc[[(r["split"], b) for b, r in best.iterrows()]]
+
+
 def plot_breakdown(rd: ResultDir) -> bytes:
-    """Stacked latency breakdown per split (ms), topological order; QoS limit dashed."""
+    """Stacked latency breakdown per split (ms), topological order; QoS limit dashed. With
+    several bottlenecks: the best split of each."""
     plt = _fig()
-    t = rd.table.sort_values("index")
+    v = rd.view
+    t = _shown_points(rd)
+    stages = v.stages().loc[t.index]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(t) + 2), 3.8))
     bottom = np.zeros(len(t))
     x = np.arange(len(t))
-    for col, label in BREAKDOWN:
-        if col in t.columns:
-            v = t[col].fillna(0).to_numpy() * 1e3
-            ax.bar(x, v, bottom=bottom, label=label, width=0.8)
-            bottom += v
-    limit = (rd.scenario.get("qos") or {}).get("max_latency_ms")
+    for label in stages.columns:
+        val = stages[label].to_numpy() * 1e3
+        if val.any():
+            ax.bar(x, val, bottom=bottom, label=label, width=0.8)
+            bottom += val
+    limit = v.qos.max_latency_ms
     if limit:
-        ax.axhline(limit, color="k", ls="--", lw=1, label=f"limit {limit:g} ms")
-    rec = rd.summary.get("recommended")
-    ax.set_xticks(x, [f"★ {n}" if n == rec else n for n in t.index], rotation=70, ha="right", fontsize=7)
-    ax.set_ylabel("latency (ms)")
-    ax.set_title("Latency breakdown per split", fontsize=10)
+        ax.axhline(limit, color="k", ls="--", lw=1, label=f"limit {limit:g} ms ({v.statistic})")
+    rec = v.recommended
+    ax.set_xticks(x, [("★ " if p == rec else "") + v.label(p) for p in t.index], rotation=70, ha="right", fontsize=7)
+    ax.set_ylabel("mean latency (ms)" if v.simulated else "latency (ms)")
+    ax.set_title("Latency breakdown per split" if not v.multi else "Latency breakdown: best split per bottleneck",
+                 fontsize=10)
     ax.legend(fontsize=7, ncol=3)
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
@@ -177,15 +200,16 @@ def plot_tradeoff(rd: ResultDir, metric: str = "accuracy") -> bytes:
         front = t[t["pareto"].astype(bool)].sort_values(lat_col)
         ax.plot(front[lat_col] * 1e3, front[ycol] * (100 if has_acc else 1e3), "-", color="tab:red", lw=1.2,
                 label="Pareto front")
-    rec = rd.summary.get("recommended")
+    rec = rd.view.recommended
     if rec in t.index:
-        ax.scatter([xms[rec]], [y[rec]], marker="*", s=220, color="tab:red", zorder=5, label=f"recommended: {rec}")
+        ax.scatter([xms[rec]], [y[rec]], marker="*", s=220, color="tab:red", zorder=5,
+                   label=f"recommended: {rd.view.label(rec)}")
     ax.set_xlim(0, x_hi)
-    stat = _statistic(rd)
+    stat = rd.view.statistic
     ax.set_xlabel("latency (ms)" if stat == "mean" or lat_col == "latency_s" else f"{stat} latency (ms)")
     ax.set_ylabel(ylabel + (" (%)" if has_acc else ""))
     flat = has_acc and t["accuracy"].nunique(dropna=True) == 1
-    note = " (the same at every split: no bottleneck on the sent tensor)" if flat else ""
+    note = " (the same at every split: the tensor is sent unchanged)" if flat else ""
     if flat:
         a = float(t["accuracy"].dropna().iloc[0]) * 100
         ax.set_ylim(a - 1, a + 1)
@@ -197,12 +221,22 @@ def plot_tradeoff(rd: ResultDir, metric: str = "accuracy") -> bytes:
 
 
 def plot_bytes(rd: ResultDir) -> bytes:
+    """Bytes on the wire per split (log scale); one line per bottleneck when there are several."""
     plt = _fig()
-    t = rd.table.sort_values("index")
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(t) + 2), 3.2))
-    ax.bar(np.arange(len(t)), t["bytes_sent"].clip(lower=1), color="tab:purple")
+    v = rd.view
+    splits = list(dict.fromkeys(v.table.sort_values("index").index.get_level_values("split")))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(splits) + 2), 3.2))
+    x = np.arange(len(splits))
+    if not v.multi:
+        ax.bar(x, v.table.xs(v.bottlenecks[0], level="bottleneck").loc[splits, "bytes_sent"].clip(lower=1),
+               color="tab:purple")
+    else:
+        for b in v.bottlenecks:
+            ax.plot(x, v.table.xs(b, level="bottleneck").reindex(splits)["bytes_sent"].clip(lower=1), marker=".",
+                    lw=1, label=b)
+        ax.legend(fontsize=7, ncol=3)
     ax.set_yscale("log")
-    ax.set_xticks(np.arange(len(t)), list(t.index), rotation=70, ha="right", fontsize=7)
+    ax.set_xticks(x, splits, rotation=70, ha="right", fontsize=7)
     ax.set_ylabel("bytes sent per inference")
     ax.set_title("Bytes on the wire per split", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
@@ -210,7 +244,7 @@ def plot_bytes(rd: ResultDir) -> bytes:
 
 
 def plot_cui(rd: ResultDir) -> bytes:
-    from .text import draw_cui
+    from .plots import draw_cui
 
     fig, ax = _fig().subplots(figsize=(max(6.0, 0.28 * len(rd.cui) + 2), 3.4))
     draw_cui(ax, rd.cui, (rd.nominations or {}).get("nominated", []))
@@ -219,7 +253,7 @@ def plot_cui(rd: ResultDir) -> bytes:
 
 
 def plot_accuracy_bytes(rd: ResultDir) -> bytes:
-    from .text import draw_accuracy
+    from .plots import draw_accuracy
 
     coder = str((rd.scenario.get("bottleneck") or {}).get("coder", "raw"))
     fig, ax = _fig().subplots(figsize=(9.0, 4.4))
@@ -283,61 +317,65 @@ def _fmt_ms(v) -> str:
 
 
 def _verdict(rd: ResultDir) -> str:
-    s, t = rd.summary, rd.table
-    rec = s.get("recommended")
-    if rec:
-        r = t.loc[rec]
-        lim = (rd.scenario.get("qos") or {}).get("max_latency_ms")
-        stat = _statistic(rd)
-        on = "" if stat == "mean" else f" on {stat}"
-        margin = (f", {lim - _constrained(rd, r) * 1e3:.3g} ms under the {lim:g} ms limit{on}" if lim else "")
-        return (f'<div class="verdict ok"><b>Recommended split: {html.escape(rec)}</b> — latency '
-                f"{r['latency_s'] * 1e3:.3g} ms{margin}; sends {human_bytes(r['bytes_sent'])}; "
-                f"{int(s['num_feasible'])} of {int(s['num_splits'])} splits meet the QoS.</div>")
+    """The verdict of :meth:`View.verdict`, as HTML."""
+    v = rd.view.verdict()
+    if v.ok:
+        return (f'<div class="verdict ok"><b>{html.escape(v.headline)}</b> '
+                f"{html.escape(' '.join(v.details))}</div>")
     items = "".join(
-        f"<li><b>{html.escape(name)}</b>: {html.escape(str(t.loc[name, 'reason']))}"
+        f"<li><b>{html.escape(label)}</b>: {html.escape(reason)}"
         + (f" — would pass with {html.escape('; or '.join(tips))}" if tips else "") + "</li>"
-        for name, tips in _suggestions(rd).items())
-    return (f'<div class="verdict no"><b>No split meets the QoS</b> ({int(s["num_splits"])} evaluated). '
-            f"Closest splits, and what would have to change (first-order estimates):<ul>{items}</ul></div>")
+        for label, reason, tips in v.closest)
+    return (f'<div class="verdict no"><b>{html.escape(v.headline)}</b> '
+            f"Closest, and what would have to change (first-order estimates):<ul>{items}</ul></div>")
 
 
-def _suggestions(rd: ResultDir) -> dict[str, list[str]]:
-    from ..config.hardware import NetworkProfile
-    from ..qos import what_would_change
-    from ..config.scenario import QoSSpec
-
-    try:
-        qos = QoSSpec.model_validate(rd.scenario.get("qos") or {})
-        net = NetworkProfile.model_validate(rd.scenario["network"])
-    except Exception as e:  # an older result folder: show the closest splits without advice
-        log.debug("no suggestions for %s: %s", rd.path, e)
-        return {str(c["split"]): [] for c in rd.summary.get("closest", [])}
-    t = rd.table.copy()
-    t["feasible"] = t["feasible"].astype(bool)
-    return what_would_change(t, qos, net)
+def _best_html(rd: ResultDir) -> str:
+    """The best split per bottleneck, beside the joint ranking (several bottlenecks only)."""
+    v = rd.view
+    if not v.multi:
+        return ""
+    rows = []
+    for b, r in v.best_per_bottleneck().iterrows():
+        acc = "" if pd.isna(r["accuracy"]) else f"{r['accuracy'] * 100:.1f}"
+        rows.append(f'<tr class="{"" if r["feasible"] else "bad"}"><td class="l">{html.escape(str(b))}</td>'
+                    f'<td class="l">{html.escape(r["split"])}</td><td>{"" if pd.isna(r["rank"]) else int(r["rank"])}</td>'
+                    f'<td>{r["feasible_splits"]}</td><td>{human_bytes(r["bytes_sent"])}</td>'
+                    f'<td>{_fmt_ms(r["latency_qos_s"])}</td><td>{acc}</td>'
+                    f'<td class="l">{html.escape("ok" if r["feasible"] else str(r["reason"]))}</td></tr>')
+    stat = v.statistic
+    return ("<h3>Best split per bottleneck</h3><div class=\"wrap\"><table><thead><tr><th class=\"l\">bottleneck</th>"
+            "<th class=\"l\">best split</th><th>rank</th><th>feasible splits</th><th>sent</th>"
+            f"<th>{'latency' if stat == 'mean' else stat} ms</th><th>accuracy %</th><th class=\"l\">verdict</th></tr>"
+            f"</thead><tbody>{''.join(rows)}</tbody></table></div>")
 
 
 def _table(rd: ResultDir) -> str:
-    t = rd.table.copy()
-    t["_order"] = t["rank"].fillna(10**9) if "rank" in t.columns else 0
-    t = t.sort_values(["_order", "latency_s"])
-    rec = rd.summary.get("recommended")
-    cols = [("rank", "rank"), ("split", "split"), ("bytes_sent", "sent"), ("device_compute_s", "device ms"),
+    v = rd.view
+    t = v.all_rows()
+    rec = v.recommended
+    stat = v.statistic
+    cols = [("rank", "rank"), ("split", "split"), *([("bottleneck", "bottleneck")] if v.multi else []),
+            ("bytes_sent", "sent"), ("device_compute_s", "device ms"),
             ("uplink_s", "uplink ms"), ("server_compute_s", "server ms"), ("downlink_s", "downlink ms"),
-            ("latency_s", "latency ms"), ("energy_j", "energy mJ"), ("pareto", "Pareto"), ("reason", "verdict")]
+            ("latency_s", "mean ms" if v.simulated else "latency ms")]
+    if v.latency_column != "latency_s":
+        cols.append((v.latency_column, f"{stat} ms"))
+    cols += [("energy_j", "energy mJ"), ("pareto", "Pareto"), ("reason", "verdict")]
     src = t["accuracy_source"] if "accuracy_source" in t.columns else pd.Series(dtype=object)
     if "accuracy" in t.columns and src.notna().any() and not src.isin(["full model"]).all():
-        # A bottleneck makes accuracy differ per split: show it (* = predicted from the CUI curve).
+        # A bottleneck makes accuracy differ per point: show it (* = predicted from the CUI curve).
         cols.insert(-2, ("accuracy", "accuracy %"))
-    head = "".join(f'<th class="{"l" if k in ("split", "reason") else ""}">{h}</th>' for k, h in cols)
+    head = "".join(f'<th class="{"l" if k in ("split", "bottleneck", "reason") else ""}">{h}</th>' for k, h in cols)
     rows = []
-    for name, r in t.iterrows():
-        cls = "rec" if name == rec else ("" if r.get("feasible", True) else "bad")
+    for point, r in t.iterrows():
+        cls = "rec" if point == rec else ("" if r.get("feasible", True) else "bad")
         cells = []
         for k, _ in cols:
             if k == "split":
-                cells.append(f'<td class="l">{html.escape(str(name))}</td>')
+                cells.append(f'<td class="l">{html.escape(str(point[0]))}</td>')
+            elif k == "bottleneck":
+                cells.append(f'<td class="l">{html.escape(str(point[1]))}</td>')
             elif k == "rank":
                 cells.append(f"<td>{'' if pd.isna(r.get('rank')) else int(r['rank'])}</td>")
             elif k == "bytes_sent":
@@ -345,7 +383,7 @@ def _table(rd: ResultDir) -> str:
             elif k == "energy_j":
                 cells.append(f"<td>{r['energy_j'] * 1e3:.3g}</td>")
             elif k == "accuracy":
-                mark = "*" if r.get("accuracy_source") == "predicted (CUI)" else ""
+                mark = {"predicted (CUI)": "*", "full model (nominal)": " n"}.get(r.get("accuracy_source"), "")
                 acc = r["accuracy"]
                 cells.append(f"<td>{'' if pd.isna(acc) else f'{acc * 100:.1f}{mark}'}</td>")
             elif k == "pareto":
@@ -389,6 +427,7 @@ def _section(rd: ResultDir, level: int = 2) -> str:
         f'{html.escape(str(s.get("network")))} → {html.escape(str(s.get("server")))}; '
         f'{(sc.get("workload") or {}).get("num_devices", 1)} device(s); QoS: {html.escape(qos_txt)}</p>',
         _verdict(rd),
+        _best_html(rd),
         _table(rd),
         _img(plot_breakdown(rd), "latency breakdown"),
         *([_img(plot_tradeoff(rd, "accuracy"), "accuracy vs latency")]
@@ -411,18 +450,19 @@ def comparison(rds: list[ResultDir]) -> pd.DataFrame:
     for rd in rds:
         sc, s = rd.scenario, rd.summary
         net, wl, q = sc.get("network") or {}, sc.get("workload") or {}, sc.get("qos") or {}
-        rec = s.get("recommended")
-        r = rd.table.loc[rec] if rec in rd.table.index else None
+        rec = rd.view.recommended
+        r = rd.table.loc[rec] if rec is not None else None
         rows.append({
             "scenario": rd.name, "model": s.get("model"), "device": s.get("device"), "network": s.get("network"),
             "uplink_mbps": net.get("uplink_mbps"), "num_devices": wl.get("num_devices", 1),
-            "max_latency_ms": q.get("max_latency_ms"), "recommended": rec or "— none —",
+            "max_latency_ms": q.get("max_latency_ms"),
+            "recommended": rd.view.label(rec) if rec is not None else "— none —",
             "device_flops_share": None if r is None else
             float(r["head_flops"]) / max(float(r["head_flops"] + r["tail_flops"]), 1.0),
             "latency_ms": None if r is None else float(r["latency_s"]) * 1e3,
             "margin_ms": None if (r is None or not q.get("max_latency_ms")) else
-            q["max_latency_ms"] - _constrained(rd, r) * 1e3,
-            "feasible": f"{int(s['num_feasible'])}/{int(s['num_splits'])}",
+            q["max_latency_ms"] - rd.view.constrained(r) * 1e3,
+            "feasible": f"{int(rd.table['feasible'].sum())}/{len(rd.table)}",
         })
     return pd.DataFrame(rows)
 
@@ -470,9 +510,39 @@ def plot_choice(df: pd.DataFrame) -> bytes:
     return _png(fig)
 
 
+RESULT_FILES = ("result.json", "splits.csv")  # either one marks a result folder
+
+
+def _has_results(path: Path) -> bool:
+    return any((path / n).is_file() for n in RESULT_FILES)
+
+
+def result_dirs(dirs: list[str | Path]) -> list[Path]:
+    """The result folders named by ``dirs``, in order, each once.
+
+    A folder with no result file of its own but with result folders in it (the folder given
+    to ``simulate -o``, e.g. ``results/`` holding ``results/demo/``) stands for those, sorted
+    by name. Any other folder is kept as given, for :func:`load_result_dir` to reject.
+    """
+    out: dict[Path, Path] = {}  # resolved → as given: a folder named twice is reported once
+    for d in map(Path, dirs):
+        subs: list[Path] = []
+        if d.is_dir() and not _has_results(d):
+            try:
+                subs = sorted((p for p in d.iterdir() if p.is_dir() and _has_results(p)), key=lambda p: p.name)
+            except OSError as e:
+                raise UserError(f"unreadable folder: {e.strerror}", source=str(d)) from None
+            if subs:
+                log.info("%s holds no results itself: reporting its result folders %s", d,
+                         ", ".join(p.name for p in subs))
+        for p in subs or [d]:
+            out.setdefault(p.resolve(), p)
+    return list(out.values())
+
+
 def render_report(dirs: list[str | Path], title: str | None = None) -> str:
-    """The HTML text of a report over one or more result folders."""
-    rds = [load_result_dir(d) for d in dirs]
+    """The HTML text of a report over one or more result folders (see :func:`result_dirs`)."""
+    rds = [load_result_dir(d) for d in result_dirs(dirs)]
     if not rds:
         raise UserError("no result folder given", source="report")
     title = title or (f"splitimpera report: {rds[0].name}" if len(rds) == 1 else
@@ -509,9 +579,11 @@ def write_report(dirs: list[str | Path], out_file: str | Path, title: str | None
                  png: bool = False) -> Path:
     """Render and write the report atomically (temporary file, then rename).
 
+    ``dirs``: result folders, or folders holding them (see :func:`result_dirs`).
     ``png``: also write each plot as a PNG (for papers) into ``<report stem>_figures/``,
     named ``<scenario>_<plot>.png``.
     """
+    dirs = result_dirs(dirs)
     text = render_report(dirs, title)
     out = Path(out_file)
     try:

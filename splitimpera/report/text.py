@@ -7,17 +7,11 @@ import numpy as np
 import pandas as pd
 
 from ..qos import closest, constraints, human_bytes
+from .view import View, flops_text as _flops
 
 
 def _ms(v: float) -> str:
     return "—" if v == 0 else f"{v * 1e3:.3g}" if v * 1e3 < 100 else f"{v * 1e3:.0f}"
-
-
-def _flops(v: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if v >= scale:
-            return f"{v / scale:.3g}{unit}"
-    return f"{int(v)}"
 
 
 def _grid(header: list[str], rows: list[list[str]], align: str) -> str:
@@ -30,26 +24,31 @@ def _grid(header: list[str], rows: list[list[str]], align: str) -> str:
 
 
 def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = False, downlink: bool = True,
-               accuracy: bool = False) -> tuple[list[str], list[list[str]], str]:
-    """Header, rows and alignment of the per-split terminal table.
+               accuracy: bool = False, bottleneck: bool = False, statistic: str = "mean",
+               ) -> tuple[list[str], list[list[str]], str]:
+    """Header, rows and alignment of the per-point terminal table (index: split, bottleneck).
 
-    ``simulated`` adds the queueing waits (device, server) and the p95 latency, and heads the
-    latency column ``mean ms``; ``downlink=False`` leaves out the downlink column (always 0
-    with the result at the server); ``accuracy`` adds the accuracy and where it comes from
-    (a ``*`` marks a prediction from the CUI curve, ``u`` your CSV).
+    ``simulated`` adds the queueing waits (device, server) and the p95 latency (or the
+    ``statistic`` the limit applies to), and heads the latency column ``mean ms``;
+    ``downlink=False`` leaves out the downlink column (always 0 with the result at the
+    server); ``accuracy`` adds the accuracy and where it comes from (a ``*`` marks a
+    prediction from the CUI curve, ``u`` your CSV, ``n`` a nominal assumption);
+    ``bottleneck`` adds the bottleneck column.
     """
+    pct = "p95" if statistic == "mean" else statistic
     named = {"device_wait_s": "dev wait ms", "device_compute_s": "device ms", "uplink_s": "uplink ms",
              "server_wait_s": "srv wait ms", "server_compute_s": "server ms", "downlink_s": "downlink ms",
-             "latency_s": "mean ms" if simulated else "latency ms", "latency_p95_s": "p95 ms"}
+             "latency_s": "mean ms" if simulated else "latency ms", f"latency_{pct}_s": f"{pct} ms"}
     if simulated:
         cols = ["device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s", "downlink_s",
-                "latency_s", "latency_p95_s"]
+                "latency_s", f"latency_{pct}_s"]
     else:
         cols = ["device_compute_s", "uplink_s", "server_compute_s", "downlink_s", "latency_s"]
     if not downlink:
         cols.remove("downlink_s")
-    header = ["rank", "split", "sent", *(named[c] for c in cols), "energy mJ"]
-    align = "rlr" + "r" * (len(cols) + 1)
+    header = ["rank", "split", *(["bottleneck"] if bottleneck else []), "sent", *(named[c] for c in cols),
+              "energy mJ"]
+    align = "rl" + ("l" if bottleneck else "") + "r" + "r" * (len(cols) + 1)
     if accuracy:
         header.append("accuracy")
         align += "r"
@@ -57,12 +56,12 @@ def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = 
         header.append("verdict")
         align += "l"
     rows = []
-    for name, r in table.iterrows():
+    for (split, bn), r in table.iterrows():
         rank = "" if pd.isna(r["rank"]) else str(int(r["rank"]))
-        row = [rank, str(name), human_bytes(r["bytes_sent"]), *(_ms(r[c]) for c in cols),
-               f"{r['energy_j'] * 1e3:.3g}"]
+        row = [rank, str(split), *([str(bn)] if bottleneck else []), human_bytes(r["bytes_sent"]),
+               *(_ms(r[c]) for c in cols), f"{r['energy_j'] * 1e3:.3g}"]
         if accuracy:
-            mark = {"predicted (CUI)": "*", "user": " u"}.get(r.get("accuracy_source"), "")
+            mark = {"predicted (CUI)": "*", "user": " u", "full model (nominal)": " n"}.get(r.get("accuracy_source"), "")
             row.append("—" if pd.isna(r["accuracy"]) else f"{r['accuracy'] * 100:.1f} %{mark}")
         if with_reason:
             row.append("ok" if r["feasible"] else r["reason"])
@@ -82,9 +81,56 @@ def describe_objective(qos) -> str:
     return f"objective: {what}, {TIE_BREAKS}"
 
 
+def _accuracy_lines(result, view: View) -> list[str]:
+    """Where the accuracy figures come from, per bottleneck."""
+    sc, t = result.scenario, view.table
+    info = (result.meta or {}).get("accuracy") or {}
+    src = t["accuracy_source"]
+    if src.isin(["full model"]).all() or (src == "unknown").all():
+        if result.full_accuracy is None:
+            return []
+        return [f"accuracy of the full model on {sc.data.source} ({sc.data.split}): "
+                f"{result.full_accuracy * 100:.2f} % (the tensor is sent unchanged: the same at every split)"]
+    counts = ", ".join(f"{n} {k}" for k, n in src.value_counts().items())
+    full = "" if result.full_accuracy is None else f"; full model {result.full_accuracy * 100:.2f} %"
+    names = ", ".join(view.bottlenecks)
+    lines = [f"accuracy and bytes under {names}: {counts}{full}"
+             + (f"; fitted on {info['calibration']}" if info.get("calibration") else "")]
+    per = info.get("per_bottleneck") or {view.bottlenecks[0]: info}
+    for b, bi in per.items():
+        pred = (bi or {}).get("predictor")
+        if pred:
+            loo, base = pred.get("loo_mae"), pred.get("baseline_loo_mae")
+            lines.append(f"  * {b}: predicted from the CUI curve (isotonic fit on {pred['measured_splits']} measured "
+                         f"splits; leave-one-out error {'–' if loo is None else f'{loo * 100:.2f}'} pts, "
+                         f"{'–' if base is None else f'{base * 100:.2f}'} pts for the mean of the others)")
+    if src.eq("full model (nominal)").any():
+        lines.append("  n: nominal sizes, accuracy assumed the full model's (not measured)")
+    return lines
+
+
+def render_best_per_bottleneck(view: View) -> str:
+    """The "best split per bottleneck" summary table."""
+    best = view.best_per_bottleneck()
+    stat = view.statistic
+    rows = []
+    for b, r in best.iterrows():
+        lat = view.table.loc[(r["split"], b)]
+        rows.append([str(b), r["split"], "" if pd.isna(r["rank"]) else str(int(r["rank"])),
+                     f"{r['feasible_splits']}", human_bytes(r["bytes_sent"]),
+                     _ms(view.constrained(lat)),
+                     "—" if pd.isna(r["accuracy"]) else f"{r['accuracy'] * 100:.1f} %",
+                     "ok" if r["feasible"] else str(r["reason"])])
+    head = ["bottleneck", "best split", "rank", "feasible splits", "sent",
+            "latency ms" if stat == "mean" else f"{stat} ms", "accuracy", "verdict"]
+    return _grid(head, rows, "llrrrrrl")
+
+
 def render_result(result, top: int | None = None) -> str:
-    """The terminal view of a :class:`~splitimpera.pipeline.Result`."""
-    sc, t = result.scenario, result.table
+    """The terminal view of a :class:`~splitimpera.results.Result`."""
+    sc = result.scenario
+    view = View.of(result)
+    t = view.table
     top = top or sc.output.top
     shape = "x".join(map(str, result.input_shape))
     lines = [
@@ -97,80 +143,55 @@ def render_result(result, top: int | None = None) -> str:
             f"{c.name} {'≤' if c.upper else '≥'} {c.fmt(c.limit)}" for c in cs)
             + f"; {describe_objective(sc.qos)}")
     wl, bn = sc.workload, sc.bottleneck
-    sent = (f"payload {wl.payload_dtype}" if bn.name == "none" else f"bottleneck {bn.name}") + \
-        ("" if bn.coder == "raw" else f" + {bn.coder}")
+    names = view.bottlenecks
+    sent = (f"bottleneck{'s' if len(names) > 1 else ''} {', '.join(names)}" + (" (nominal sizes)" if bn.nominal else "")
+            + ("" if bn.coder == "raw" else f" + {bn.coder}"))
     lines.append(f"{sent}, result at the {wl.result_at}, {wl.num_devices} device(s); "
                  f"FLOPs: 1 per multiply-add (fvcore)")
     sim = getattr(result, "sim", None)
+    stat = sc.qos.latency_statistic
     if sim is not None:
-        per_split = int(sim.summary["requests"].iloc[0]) if len(sim.summary) else 0
+        per_point = int(sim.summary["requests"].iloc[0]) if len(sim.summary) else 0
         trace = " following its rate trace" if sc.network.trace_csv else ""
-        lines.append(f"engine simpy: {len(sim.requests):,} simulated requests ({per_split} per split after warm-up; "
-                     f"{wl.arrival} arrivals at {wl.rate_hz:g} Hz per device{trace}); latency = mean")
+        lines.append(f"engine simpy: {len(sim.requests):,} simulated requests ({per_point} per design point after "
+                     f"warm-up; {wl.arrival} arrivals at {wl.rate_hz:g} Hz per device{trace}); "
+                     f"latency limit on the {stat}")
     else:
-        lines.append("engine analytic: one request, no queueing")
-    info = (result.meta or {}).get("accuracy") or {}
-    with_acc = bn.active
-    if result.full_accuracy is not None and not with_acc:
-        lines.append(f"accuracy of the full model on {sc.data.source} ({sc.data.split}): "
-                     f"{result.full_accuracy * 100:.2f} % (no bottleneck: the same at every split)")
-    elif with_acc:
-        src = t["accuracy_source"].value_counts()
-        what = ", ".join(f"{n} {k}" for k, n in src.items())
-        full = "" if result.full_accuracy is None else f"; full model {result.full_accuracy * 100:.2f} %"
-        lines.append(f"accuracy and bytes under {bn.name}: {what}{full}"
-                     + (f"; fitted on {info['calibration']}" if info.get("calibration") else ""))
-        pred = info.get("predictor")
-        if pred:
-            loo = pred.get("loo_mae")
-            base = pred.get("baseline_loo_mae")
-            lines.append(f"  * predicted from the CUI curve (isotonic fit on {pred['measured_splits']} measured splits; "
-                         f"leave-one-out error {'–' if loo is None else f'{loo * 100:.2f}'} pts, "
-                         f"{'–' if base is None else f'{base * 100:.2f}'} pts for the mean of the others)")
+        lines.append("engine analytic: one request, no queueing"
+                     + ("" if stat == "mean" else f" (a {stat} limit is applied to that one latency)"))
+    lines += _accuracy_lines(result, view)
+    with_acc = not t["accuracy_source"].isin(["full model", "unknown"]).all()
     lines.append("")
-    ranked = t[t["feasible"]].sort_values("rank")
+    ranked = view.ranked()
     shown = ranked.head(top)
     n_feas = len(ranked)
     simulated = sim is not None
     downlink = wl.result_at == "device"
+    what = "design points" if view.multi else "splits"
+    verdict = view.verdict()
+    kw = dict(simulated=simulated, downlink=downlink, accuracy=with_acc, bottleneck=view.multi, statistic=stat)
     if n_feas:
-        header, rows, align = split_rows(shown, with_reason=False, simulated=simulated, downlink=downlink,
-                                         accuracy=with_acc)
-        lines.append(f"{n_feas} of {len(t)} splits meet the QoS; top {len(shown)}:")
+        header, rows, align = split_rows(shown, with_reason=False, **kw)
+        lines.append(f"{n_feas} of {len(t)} {what} meet the QoS; top {len(shown)}:")
         lines.append(_grid(header, rows, align))
-        rec = result.recommended
-        r = t.loc[rec]
         lines.append("")
-        lat_margin = ""
-        if sc.qos.max_latency_s is not None:
-            stat = "" if sc.qos.latency_statistic == "mean" else f" ({sc.qos.latency_statistic})"
-            lat_margin = f", {(sc.qos.max_latency_s - r['latency_qos_s']) * 1e3:.3g} ms under the limit{stat}"
-        p95 = f" (p95 {r['latency_p95_s'] * 1e3:.3g} ms)" if simulated else ""
-        lines.append(
-            f"Recommended: {rec} — latency {r['latency_s'] * 1e3:.3g} ms{p95}{lat_margin}; the device runs "
-            f"{_flops(r['head_flops'])} of {_flops(r['head_flops'] + r['tail_flops'])} FLOPs and sends "
-            f"{human_bytes(r['bytes_sent'])} ({r['energy_j'] * 1e3:.3g} mJ on the device)."
-        )
-        runners = list(ranked.index[1:3])
-        if runners:
-            lines.append("Runners-up: " + ", ".join(
-                f"{n} ({t.loc[n, 'latency_s'] * 1e3:.3g} ms)" for n in runners))
+        lines.append(verdict.headline)
+        lines += [d for d in verdict.details[1:]]
     else:
-        lines.append(f"No split meets the QoS ({len(t)} evaluated). Closest:")
-        header, rows, align = split_rows(closest(t, 3), with_reason=True, simulated=simulated, downlink=downlink,
-                                         accuracy=with_acc)
+        lines.append(f"No {what[:-1]} meets the QoS ({len(t)} evaluated). Closest:")
+        header, rows, align = split_rows(closest(t, 3), with_reason=True, **kw)
         lines.append(_grid(header, rows, align))
-        from ..qos import what_would_change
-
-        tips = what_would_change(t, sc.qos, sc.network)
-        if any(tips.values()):
+        tips = [(label, tp) for label, _, tp in verdict.closest if tp]
+        if tips:
             lines += ["", "What would have to change (first-order estimates, other terms held fixed):"]
-            lines += [f"  {name}: " + "; or ".join(tp) for name, tp in tips.items() if tp]
+            lines += [f"  {label}: " + "; or ".join(tp) for label, tp in tips]
+    if view.multi:
+        lines += ["", "Best split per bottleneck:", render_best_per_bottleneck(view)]
     bad = t[~t["feasible"]]
     if n_feas and len(bad):
         lines.append("")
         lines.append(f"{len(bad)} infeasible: " + "; ".join(
-            f"{n} ({r})" for n, r in bad["reason"].head(4).items()) + ("; …" if len(bad) > 4 else ""))
+            f"{view.label(p)} ({r})" for p, r in bad["reason"].head(4).items()) + ("; …" if len(bad) > 4 else ""))
     return "\n".join(lines)
 
 
@@ -184,65 +205,6 @@ def render_profile(profile: pd.DataFrame) -> str:
                      _flops(r["tail_flops"]), human_bytes(r["tx_bytes"]), _flops(r["head_params"]),
                      human_bytes(r["head_peak_act_bytes"])])
     return _grid(header, rows, "rllrrrrrr")
-
-
-def draw_cui(ax, curve: pd.DataFrame, nominated, per_class: pd.DataFrame | None = None) -> None:
-    """Draw the log10 CUI curve on ``ax``, nominated splits starred, per-class curves faint.
-
-    ``curve``: indexed by split with ``log10_cui``; ``nominated``: records with ``rank``,
-    ``split``, ``log10_cui``, ``kind``. All-zero maps sit at log10(LOG_FLOOR): the axis stays on
-    real values and those are pinned to its floor.
-    """
-    import numpy as np
-
-    from ..accuracy.cui import LOG_FLOOR
-
-    per_class = per_class if per_class is not None else pd.DataFrame()
-    x = range(len(curve))
-    floor = np.log10(LOG_FLOOR) + 1
-    vals = np.concatenate([curve["log10_cui"].to_numpy(), per_class.to_numpy(dtype=float).ravel()])
-    real = vals[vals > floor]
-    lo, hi = (real.min(), real.max()) if len(real) else (-1.0, 1.0)
-    margin = 0.08 * max(hi - lo, 0.5)
-    bottom = lo - margin
-    for _, row in per_class.iterrows():
-        ax.plot(x, np.maximum(row.to_numpy(dtype=float), bottom), color="0.8", lw=0.8, zorder=1)
-    ax.plot(x, curve["log10_cui"], "o-", color="tab:blue", lw=1.8, ms=4, zorder=2, label="CUI (all images)")
-    pos = {s: i for i, s in enumerate(curve.index)}
-    for r in nominated:
-        i = pos.get(r["split"])
-        if i is None:
-            continue
-        ax.plot([i], [r["log10_cui"]], marker="*", ms=16, color="tab:red" if r["kind"] == "global" else "tab:orange",
-                zorder=3)
-        ax.annotate(f"#{r['rank']} {r['split']}", (i, r["log10_cui"]), textcoords="offset points",
-                    xytext=(4, 8), fontsize=8)
-    if len(per_class):
-        ax.plot([], [], color="0.8", lw=0.8, label="per class")
-    ax.plot([], [], "*", color="tab:red", ms=10, label="nominated (global / local)")
-    ax.set_xticks(list(x), list(curve.index), rotation=70, ha="right", fontsize=7)
-    ax.set_ylim(bottom, hi + 3 * margin)
-    ax.set_ylabel("log10 CUI")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-
-
-def plot_cui(res, path, title: str = "") -> None:
-    """PNG of a :class:`~splitimpera.accuracy.cui.CUIResult`'s curve (see :func:`draw_cui`)."""
-    from matplotlib.figure import Figure
-
-    curve = res.curve
-    fig = Figure(figsize=(max(6.0, 0.32 * len(curve) + 2), 4.2), dpi=120)
-    try:
-        ax = fig.subplots()
-        draw_cui(ax, curve, res.nominated.to_dict("records"), res.per_class)
-        s = res.settings
-        ax.set_title(title or f"CUI curve: {s['method']}, target {s['target']}, channel {s['reduction']}, "
-                              f"{s['aggregate']} over {int(curve['n_images'].iloc[0])} images", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(path, format="png")
-    finally:
-        fig.clear()  # free the artists even if saving failed
 
 
 def render_analysis(scenario, res, input_shape) -> str:
@@ -272,44 +234,6 @@ def render_analysis(scenario, res, input_shape) -> str:
         lines.append(f"Classes whose best split differs from {res.best}: " + ", ".join(
             f"{b} ({', '.join(str(c) for c in best.index[best['best_split'] == b])})" for b in moved))
     return "\n".join(lines)
-
-
-def draw_accuracy(ax, table: pd.DataFrame, full_accuracy: float | None, coder: str = "raw") -> None:
-    """Accuracy (agreement without labels) against bytes per sample under ``coder`` on
-    ``ax``: one series per bottleneck of the long ``accuracy.csv`` table, one point per split."""
-    import matplotlib
-
-    col = "accuracy" if full_accuracy is not None else "agreement"
-    cmap = matplotlib.colormaps["tab20"]
-    markers = "osD^v<>pXh*"
-    for i, b in enumerate(dict.fromkeys(table["bottleneck"])):
-        t = table[table["bottleneck"] == b]
-        t = t[np.isfinite(t[f"bytes_{coder}"].astype(float)) & np.isfinite(t[col].astype(float))]
-        ax.scatter(t[f"bytes_{coder}"], t[col] * 100, s=16, color=cmap(i % 20), marker=markers[i % len(markers)],
-                   label=b, alpha=0.85)
-    ax.set_xscale("log")
-    ax.set_xlabel(f"bytes per sample on the wire ({coder} coder)")
-    ax.set_ylabel(f"{col} (%)")
-    if full_accuracy is not None:
-        ax.axhline(full_accuracy * 100, color="0.5", lw=0.8, ls="--", label="full model")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-
-
-def plot_accuracy(measured, path, coder: str = "raw", title: str = "") -> None:
-    """PNG of :func:`draw_accuracy` for an :class:`~splitimpera.accuracy.measure.AccuracyTable`."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(9.5, 5.0), dpi=120)
-    try:
-        ax = fig.subplots()
-        draw_accuracy(ax, measured.table, measured.full_accuracy, coder)
-        col = "accuracy" if measured.full_accuracy is not None else "agreement"
-        ax.set_title(title + f" · {col} vs bytes, each point a split", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(path, format="png")
-    finally:
-        fig.clear()
 
 
 def render_accuracy(acc, coder: str = "raw") -> str:

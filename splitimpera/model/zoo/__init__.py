@@ -6,12 +6,13 @@ bundled weights (package data, loaded with ``weights_only=True``).
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch.nn as nn
+
+from ...config.registry import Registry
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -31,27 +32,25 @@ class ZooEntry:
         return WEIGHTS_DIR / self.weights_file if self.weights_file else None
 
 
-_ZOO: dict[str, ZooEntry] = {}
+def _register_defaults(reg: "Registry[ZooEntry]") -> None:
+    from . import digits  # its module imports this one: imported when first needed
+
+    digits.register()
 
 
-def register_zoo_model(entry: ZooEntry) -> None:
-    if entry.name in _ZOO:
-        raise ValueError(f"a zoo model named {entry.name!r} is already registered")
-    _ZOO[entry.name] = entry
+ZOO: Registry[ZooEntry] = Registry("zoo model", loader=_register_defaults)
+
+
+def register_zoo_model(entry: ZooEntry, *, overwrite: bool = False) -> None:
+    """Add a zoo entry under ``entry.name``; a name already taken raises ValueError."""
+    ZOO.register(entry.name, entry, overwrite=overwrite)
 
 
 def get_zoo_entry(name: str) -> ZooEntry:
-    try:
-        return _ZOO[name]
-    except KeyError:
-        raise KeyError(f"unknown zoo model {name!r} (known: {', '.join(sorted(_ZOO))})") from None
+    """The zoo entry ``name``; an unknown name is a UserError naming the known ones."""
+    return ZOO.get(name)
 
 
-def list_zoo_models(include: str | None = None) -> list[str]:
-    names = sorted(_ZOO)
-    return [n for n in names if include is None or fnmatch.fnmatch(n, include)]
-
-
-from . import digits as _digits  # noqa: E402  (registers its entries)
-
-_digits.register()
+def list_zoo_models(include: str | list[str] | None = None, exclude: str | list[str] | None = None) -> list[str]:
+    """Zoo model names, sorted, filtered by fnmatch globs."""
+    return ZOO.list(include, exclude)

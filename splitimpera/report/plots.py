@@ -1,0 +1,103 @@
+"""Figures (matplotlib, no global state): the CUI curve and accuracy against bytes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def draw_cui(ax, curve: pd.DataFrame, nominated, per_class: pd.DataFrame | None = None) -> None:
+    """Draw the log10 CUI curve on ``ax``, nominated splits starred, per-class curves faint.
+
+    ``curve``: indexed by split with ``log10_cui``; ``nominated``: records with ``rank``,
+    ``split``, ``log10_cui``, ``kind``. All-zero maps sit at log10(LOG_FLOOR): the axis stays on
+    real values and those are pinned to its floor.
+    """
+    import numpy as np
+
+    from ..accuracy.cui import LOG_FLOOR
+
+    per_class = per_class if per_class is not None else pd.DataFrame()
+    x = range(len(curve))
+    floor = np.log10(LOG_FLOOR) + 1
+    vals = np.concatenate([curve["log10_cui"].to_numpy(), per_class.to_numpy(dtype=float).ravel()])
+    real = vals[vals > floor]
+    lo, hi = (real.min(), real.max()) if len(real) else (-1.0, 1.0)
+    margin = 0.08 * max(hi - lo, 0.5)
+    bottom = lo - margin
+    for _, row in per_class.iterrows():
+        ax.plot(x, np.maximum(row.to_numpy(dtype=float), bottom), color="0.8", lw=0.8, zorder=1)
+    ax.plot(x, curve["log10_cui"], "o-", color="tab:blue", lw=1.8, ms=4, zorder=2, label="CUI (all images)")
+    pos = {s: i for i, s in enumerate(curve.index)}
+    for r in nominated:
+        i = pos.get(r["split"])
+        if i is None:
+            continue
+        ax.plot([i], [r["log10_cui"]], marker="*", ms=16, color="tab:red" if r["kind"] == "global" else "tab:orange",
+                zorder=3)
+        ax.annotate(f"#{r['rank']} {r['split']}", (i, r["log10_cui"]), textcoords="offset points",
+                    xytext=(4, 8), fontsize=8)
+    if len(per_class):
+        ax.plot([], [], color="0.8", lw=0.8, label="per class")
+    ax.plot([], [], "*", color="tab:red", ms=10, label="nominated (global / local)")
+    ax.set_xticks(list(x), list(curve.index), rotation=70, ha="right", fontsize=7)
+    ax.set_ylim(bottom, hi + 3 * margin)
+    ax.set_ylabel("log10 CUI")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+
+
+def plot_cui(res, path, title: str = "") -> None:
+    """PNG of a :class:`~splitimpera.accuracy.cui.CUIResult`'s curve (see :func:`draw_cui`)."""
+    from matplotlib.figure import Figure
+
+    curve = res.curve
+    fig = Figure(figsize=(max(6.0, 0.32 * len(curve) + 2), 4.2), dpi=120)
+    try:
+        ax = fig.subplots()
+        draw_cui(ax, curve, res.nominated.to_dict("records"), res.per_class)
+        s = res.settings
+        ax.set_title(title or f"CUI curve: {s['method']}, target {s['target']}, channel {s['reduction']}, "
+                              f"{s['aggregate']} over {int(curve['n_images'].iloc[0])} images", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path, format="png")
+    finally:
+        fig.clear()  # free the artists even if saving failed
+
+
+def draw_accuracy(ax, table: pd.DataFrame, full_accuracy: float | None, coder: str = "raw") -> None:
+    """Accuracy (agreement without labels) against bytes per sample under ``coder`` on
+    ``ax``: one series per bottleneck of the long ``accuracy.csv`` table, one point per split."""
+    import matplotlib
+
+    col = "accuracy" if full_accuracy is not None else "agreement"
+    cmap = matplotlib.colormaps["tab20"]
+    markers = "osD^v<>pXh*"
+    for i, b in enumerate(dict.fromkeys(table["bottleneck"])):
+        t = table[table["bottleneck"] == b]
+        t = t[np.isfinite(t[f"bytes_{coder}"].astype(float)) & np.isfinite(t[col].astype(float))]
+        ax.scatter(t[f"bytes_{coder}"], t[col] * 100, s=16, color=cmap(i % 20), marker=markers[i % len(markers)],
+                   label=b, alpha=0.85)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"bytes per sample on the wire ({coder} coder)")
+    ax.set_ylabel(f"{col} (%)")
+    if full_accuracy is not None:
+        ax.axhline(full_accuracy * 100, color="0.5", lw=0.8, ls="--", label="full model")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+
+
+def plot_accuracy(measured, path, coder: str = "raw", title: str = "") -> None:
+    """PNG of :func:`draw_accuracy` for an :class:`~splitimpera.accuracy.measure.AccuracyTable`."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9.5, 5.0), dpi=120)
+    try:
+        ax = fig.subplots()
+        draw_accuracy(ax, measured.table, measured.full_accuracy, coder)
+        col = "accuracy" if measured.full_accuracy is not None else "agreement"
+        ax.set_title(title + f" · {col} vs bytes, each point a split", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path, format="png")
+    finally:
+        fig.clear()

@@ -1,0 +1,228 @@
+"""The one view of a result that every front end renders: terminal, HTML report, dashboard.
+
+A :class:`View` is built from a :class:`~splitimpera.results.Result` (:meth:`View.of`) or
+from a result folder's files (:meth:`View.of_folder`) and answers what the front ends show:
+the verdict (:meth:`View.verdict`), the ranked rows, the latency stages, what would have to
+change, and the best split per bottleneck. Renderers only format what it returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..config.hardware import NetworkProfile
+from ..config.scenario import QoSSpec
+from ..qos import best_per_bottleneck, closest, constraints, human_bytes, what_would_change
+
+# Latency stages of a request, in order, with their display names.
+STAGES = [("device_wait_s", "device wait"), ("device_compute_s", "device compute"), ("uplink_s", "uplink"),
+          ("server_wait_s", "server wait"), ("server_compute_s", "server compute"), ("downlink_s", "downlink")]
+LATENCY_COLUMN = {"mean": "latency_s", "p50": "latency_p50_s", "p95": "latency_p95_s", "p99": "latency_p99_s"}
+
+
+def flops_text(v: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if v >= scale:
+            return f"{v / scale:.3g}{unit}"
+    return f"{int(v)}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The answer in words. ``ok``: a point meets the QoS; ``headline``: one sentence;
+    ``details``: further sentences (runners-up, counts); ``closest``: when nothing meets the
+    QoS, ``(label, reason, tips)`` for the nearest points."""
+
+    ok: bool
+    headline: str
+    details: list[str] = field(default_factory=list)
+    closest: list[tuple[str, str, list[str]]] = field(default_factory=list)
+
+    def text(self) -> str:
+        lines = [self.headline, *self.details]
+        for label, reason, tips in self.closest:
+            lines.append(f"  {label}: {reason}" + (f" — would pass with {'; or '.join(tips)}" if tips else ""))
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class View:
+    """What the front ends show of one ranked design-point table.
+
+    ``table`` is indexed by ``(split, bottleneck)`` with the ranking columns
+    (:func:`~splitimpera.qos.rank`); ``simulated``: the latency columns are simulation means
+    (percentiles exist); ``network`` feeds what-would-change (None: no uplink advice).
+    """
+
+    table: pd.DataFrame
+    qos: QoSSpec
+    network: NetworkProfile | None = None
+    simulated: bool = False
+    name: str = ""
+
+    @classmethod
+    def of(cls, result) -> "View":
+        sc = result.scenario
+        return cls(result.table, sc.qos, sc.network, result.sim is not None, sc.name)
+
+    @classmethod
+    def of_folder(cls, table: pd.DataFrame, scenario: dict, summary: dict) -> "View":
+        """From a result folder's ``splits.csv`` (already read, indexed by split and
+        bottleneck), ``scenario.yaml`` (as data) and ``result.json``'s summary."""
+        qos = QoSSpec.model_validate(scenario.get("qos") or {})
+        try:
+            net = NetworkProfile.model_validate(scenario["network"])
+        except Exception:  # an older or hand-edited folder: no uplink advice
+            net = None
+        t = table.copy()
+        for col in ("feasible", "pareto"):
+            if col in t.columns:
+                t[col] = t[col].astype(str).str.lower().isin(["true", "1"])
+        if "rank" in t.columns:
+            t["rank"] = pd.array(t["rank"], dtype="Int64")
+        simulated = summary.get("engine", "simpy") == "simpy" and "latency_p95_s" in t and t["latency_p95_s"].notna().any()
+        return cls(t, qos, net, bool(simulated), str(scenario.get("name", "")))
+
+    # -- the key -------------------------------------------------------------------------------
+
+    @property
+    def bottlenecks(self) -> list[str]:
+        return list(dict.fromkeys(self.table.index.get_level_values("bottleneck")))
+
+    @property
+    def multi(self) -> bool:
+        """More than one bottleneck: points are named by split and bottleneck."""
+        return len(self.bottlenecks) > 1
+
+    def label(self, point) -> str:
+        split, bottleneck = point
+        return f"{split} · {bottleneck}" if self.multi else str(split)
+
+    @property
+    def recommended(self):
+        r = self.table["rank"]
+        hit = r[r == 1]
+        return None if hit.empty else tuple(map(str, hit.index[0]))
+
+    # -- what the QoS applies to ------------------------------------------------------------------
+
+    @property
+    def statistic(self) -> str:
+        return self.qos.latency_statistic
+
+    @property
+    def latency_column(self) -> str:
+        """The column the latency limit applies to (and the one to show beside the mean)."""
+        col = LATENCY_COLUMN[self.statistic]
+        return col if col in self.table.columns and self.table[col].notna().any() else "latency_s"
+
+    def constrained(self, row: pd.Series) -> float:
+        v = row.get("latency_qos_s")
+        return float(row["latency_s"] if v is None or pd.isna(v) else v)
+
+    # -- rows ------------------------------------------------------------------------------------
+
+    def ranked(self, top: int | None = None) -> pd.DataFrame:
+        """Feasible points in rank order (the first ``top``), then, when none is feasible, the
+        infeasible ones closest first."""
+        t = self.table
+        feas = t[t["feasible"]].sort_values("rank")
+        return feas.head(top) if top else feas
+
+    def all_rows(self) -> pd.DataFrame:
+        """Every point: feasible by rank, then the others closest first."""
+        t = self.table
+        return pd.concat([t[t["feasible"]].sort_values("rank"), closest(t, n=len(t))])
+
+    def stages(self) -> pd.DataFrame:
+        """Latency per stage (seconds) for every point, in :data:`STAGES` order (absent: 0)."""
+        return pd.DataFrame({label: self.table[col].fillna(0.0) if col in self.table.columns else 0.0
+                             for col, label in STAGES}, index=self.table.index)
+
+    def best_per_bottleneck(self) -> pd.DataFrame:
+        return best_per_bottleneck(self.table)
+
+    def chart_frame(self) -> pd.DataFrame:
+        """One tidy row per point for interactive charts, in topological order (within a split,
+        the bottlenecks in the scenario's order). SI units, plain columns, no index.
+
+        Columns: ``split``, ``bottleneck``, ``label`` (:meth:`label`), ``index`` (topological
+        position of the split), ``latency_s``, ``latency_qos_s`` (the latency the limit applies
+        to), one column per stage of :meth:`stages` (seconds, named by its display name),
+        ``energy_j``, ``accuracy`` (fraction; NaN when unknown), ``bytes_sent``, ``feasible``,
+        ``pareto``, ``rank`` (NA when infeasible), ``status`` (``recommended``, ``feasible`` or
+        ``infeasible``), ``verdict`` (``ok`` or the reason) and ``best`` (the point is its
+        bottleneck's best split, :meth:`best_per_bottleneck`).
+        """
+        t = self.table.sort_values("index", kind="stable")
+        stages = self.stages().loc[t.index]
+        rec = self.recommended
+        best = {(r["split"], b) for b, r in self.best_per_bottleneck().iterrows()}
+        points = [tuple(map(str, p)) for p in t.index]
+        feasible = t["feasible"].astype(bool).to_numpy()
+        out = pd.DataFrame({
+            "split": [p[0] for p in points], "bottleneck": [p[1] for p in points],
+            "label": [self.label(p) for p in points], "index": t["index"].to_numpy(),
+            "latency_s": t["latency_s"].to_numpy(),
+            "latency_qos_s": [self.constrained(r) for _, r in t.iterrows()],
+        })
+        for label in stages.columns:
+            out[label] = stages[label].to_numpy(dtype=float)
+        out["energy_j"] = t["energy_j"].to_numpy()
+        out["accuracy"] = t["accuracy"].to_numpy(dtype=float) if "accuracy" in t.columns else np.nan
+        out["bytes_sent"] = t["bytes_sent"].to_numpy()
+        out["feasible"] = feasible
+        out["pareto"] = t["pareto"].astype(bool).to_numpy() if "pareto" in t.columns else False
+        out["rank"] = pd.array(t["rank"], dtype="Int64")
+        out["status"] = ["recommended" if p == rec else "feasible" if f else "infeasible"
+                         for p, f in zip(points, feasible)]
+        out["verdict"] = np.where(feasible, "ok", t["reason"].astype(str).to_numpy())
+        out["best"] = [p in best for p in points]
+        return out
+
+    def suggestions(self, n: int = 3) -> dict[str, list[str]]:
+        """For the closest infeasible points (by label), what would have to change."""
+        tips = what_would_change(self.table, self.qos, self.network, n=n)
+        return {self.label(p): t for p, t in tips.items()}
+
+    # -- the answer ------------------------------------------------------------------------------
+
+    def verdict(self) -> Verdict:
+        """The recommendation (or why there is none) in words, as every front end shows it."""
+        t, rec = self.table, self.recommended
+        n_feas, n = int(t["feasible"].sum()), len(t)
+        what = "design points" if self.multi else "splits"
+        if rec is None:
+            tips = what_would_change(t, self.qos, self.network, n=3)
+            near = [(self.label(p), str(t.loc[p, "reason"]), tp) for p, tp in tips.items()]
+            return Verdict(False, f"No {what[:-1]} meets the QoS ({n} evaluated).", [], near)
+        r = t.loc[rec]
+        stat = self.statistic
+        margin = ""
+        if self.qos.max_latency_s is not None:
+            on = "" if stat == "mean" else f" ({stat})"
+            margin = f", {(self.qos.max_latency_s - self.constrained(r)) * 1e3:.3g} ms under the limit{on}"
+        shown = self.latency_column
+        extra = "" if shown == "latency_s" else f" ({stat} {r[shown] * 1e3:.3g} ms)"
+        if shown == "latency_s" and self.simulated and "latency_p95_s" in r and pd.notna(r["latency_p95_s"]):
+            extra = f" (p95 {r['latency_p95_s'] * 1e3:.3g} ms)"
+        acc = "" if pd.isna(r.get("accuracy", np.nan)) else f", accuracy {r['accuracy'] * 100:.2f} %"
+        bn = f" under {rec[1]}" if not self.multi and rec[1] != "none" else ""
+        headline = (f"Recommended: {self.label(rec)} — latency {r['latency_s'] * 1e3:.3g} ms{extra}{margin}; "
+                    f"the device runs {flops_text(r['head_flops'])} of {flops_text(r['head_flops'] + r['tail_flops'])}"
+                    f" FLOPs and sends {human_bytes(r['bytes_sent'])}{bn} ({r['energy_j'] * 1e3:.3g} mJ on the "
+                    f"device){acc}.")
+        ranked = self.ranked()
+        details = [f"{n_feas} of {n} {what} meet the QoS."]
+        runners = list(ranked.index[1:3])
+        if runners:
+            details.append("Runners-up: " + ", ".join(
+                f"{self.label(p)} ({t.loc[p, 'latency_s'] * 1e3:.3g} ms)" for p in runners))
+        return Verdict(True, headline, details)
+
+    def qos_text(self) -> str:
+        """The QoS limits that are set, in words."""
+        return ", ".join(f"{c.name} {'≤' if c.upper else '≥'} {c.fmt(c.limit)}" for c in constraints(self.qos))

@@ -1,0 +1,163 @@
+"""Design points (split × bottleneck): the joint ranking equals ranking each bottleneck alone
+and merging, every point equals its single-bottleneck run, and the key's edges (globs,
+nominal sizes, the old payload_dtype key, a list of splits to rank)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import splitimpera as si
+from splitimpera.errors import UserError
+
+BOTTLENECKS = ["none", "fp16", "int8", "int4", "int2"]
+SAME = ["bytes_sent", "accuracy", "accuracy_source", "device_compute_s", "uplink_s", "server_compute_s",
+        "latency_s", "latency_p95_s", "energy_j", "feasible", "reason"]
+
+
+def _demo(repo_root, **over):
+    return si.load_scenario(repo_root / "scenarios" / "demo.yaml", overrides=over)
+
+
+@pytest.fixture(scope="module")
+def joint_and_singles(repo_root):
+    # coder zstd: bytes are measured under the coder, so they differ per point and per bottleneck.
+    joint = si.run(_demo(repo_root, **{"bottleneck.name": BOTTLENECKS, "bottleneck.coder": "zstd"}))
+    singles = {b: si.run(_demo(repo_root, **{"bottleneck.name": b, "bottleneck.coder": "zstd"})) for b in BOTTLENECKS}
+    return joint, singles
+
+
+def test_the_table_is_keyed_by_split_and_bottleneck(joint_and_singles):
+    joint, singles = joint_and_singles
+    t = joint.table
+    assert list(t.index.names) == ["split", "bottleneck"]
+    splits = list(singles["none"].table.index.get_level_values("split"))
+    expected = pd.MultiIndex.from_product([splits, BOTTLENECKS], names=["split", "bottleneck"])
+    assert t.index.equals(expected), "splits in topological order, bottlenecks in the order given"
+    assert joint.bottlenecks == BOTTLENECKS
+
+
+def test_every_point_equals_its_single_bottleneck_run(joint_and_singles):
+    joint, singles = joint_and_singles
+    for b, single in singles.items():
+        mine = joint.for_bottleneck(b)
+        theirs = single.for_bottleneck(b)
+        assert list(mine.index) == list(theirs.index)
+        for col in SAME:
+            a, e = mine[col], theirs[col]
+            if a.dtype.kind == "f":
+                np.testing.assert_array_equal(a.to_numpy(), e.to_numpy(), err_msg=f"{b}.{col}")
+            else:
+                assert a.tolist() == e.tolist(), f"{b}.{col}"
+    # Bytes really do differ between bottlenecks (the comparison above is not vacuous).
+    at = joint.table.xs("features_4", level="split")["bytes_sent"]
+    assert at["none"] > at["fp16"] > at["int8"] > at["int4"] > at["int2"]
+
+
+def test_joint_ranking_equals_merging_the_per_bottleneck_rankings(joint_and_singles):
+    joint, singles = joint_and_singles
+    # Merge: every single run's feasible points, ordered by the ranking's keys (objective
+    # latency; ties: mean latency, bytes, topological position, then bottleneck order).
+    rows = []
+    for pos, (b, single) in enumerate(singles.items()):
+        t = single.table
+        for (split, bn), r in t[t["feasible"]].iterrows():
+            rows.append((r["latency_s"], r["latency_s"], r["bytes_sent"], r["index"], pos, (split, bn)))
+    merged = [p for *_, p in sorted(rows)]
+    t = joint.table
+    ranked = list(t[t["feasible"]].sort_values("rank").index)
+    assert ranked == merged
+    assert t.loc[ranked, "rank"].tolist() == list(range(1, len(ranked) + 1))
+    assert joint.recommended == si.DesignPoint(*merged[0])
+    # The recommendation names both halves of the point, and the best split per bottleneck is
+    # each single run's own recommendation.
+    best = joint.best_per_bottleneck()
+    for b, single in singles.items():
+        assert best.loc[b, "split"] == single.recommended.split
+        assert single.recommended.bottleneck == b
+
+
+def test_pareto_front_is_over_points(joint_and_singles):
+    joint, singles = joint_and_singles
+    t = joint.table
+    v = t[["latency_s", "energy_j"]].to_numpy()
+    acc = t["accuracy"].to_numpy()
+    for i, (point, on_front) in enumerate(t["pareto"].items()):
+        dominated = any(
+            v[j, 0] <= v[i, 0] and v[j, 1] <= v[i, 1] and acc[j] >= acc[i]
+            and (v[j, 0] < v[i, 0] or v[j, 1] < v[i, 1] or acc[j] > acc[i]) for j in range(len(t)))
+        assert on_front == (not dominated), point
+    # Points of different bottlenecks compete: a point on its own bottleneck's front can be
+    # dominated by another bottleneck's point.
+    alone = pd.concat([s.table["pareto"] for s in singles.values()])
+    assert (alone & ~t["pareto"].reindex(alone.index)).any()
+
+
+def test_cli_ranks_a_list_of_bottlenecks_and_names_split_and_bottleneck(repo_root, capsys, tmp_path):
+    from splitimpera.cli import main
+
+    code = main(["simulate", str(repo_root / "scenarios" / "demo.yaml"), "--set",
+                 "bottleneck.name=[none,int8,int4]", "--set", "analysis.engine=analytic", "-o", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "bottleneck" in out.splitlines()[7]  # the ranking table's header has a bottleneck column
+    rec = [ln for ln in out.splitlines() if ln.startswith("Recommended: ")][0]
+    assert " · " in rec  # split · bottleneck
+    assert "Best split per bottleneck:" in out
+    saved = pd.read_csv(tmp_path / "demo" / "splits.csv")
+    assert list(saved.columns[:2]) == ["split", "bottleneck"]
+    assert set(saved["bottleneck"]) == {"none", "int8", "int4"}
+
+
+def test_a_glob_names_the_matching_bottlenecks_in_registry_order(repo_root):
+    sc = _demo(repo_root, **{"bottleneck.name": "int*", "analysis.engine": "analytic",
+                             "analysis.splits": ["input", "features_14", "output"]})
+    res = si.run(sc)
+    assert res.bottlenecks == si.list_bottlenecks("int*")
+    assert len(res.bottlenecks) > 3
+    assert set(res.table.index.get_level_values("split")) == {"input", "features_14", "output"}
+
+
+def test_nominal_sizes_measure_nothing(repo_root):
+    sc = _demo(repo_root, **{"bottleneck.name": ["fp16", "int4"], "bottleneck.nominal": True,
+                             "analysis.engine": "analytic"})
+    res = si.run(sc)
+    prof = res.profile
+    for split in ("features_4", "classifier_0"):
+        n = int(prof.loc[split, "tx_bytes"]) // 4  # fp32 elements sent
+        assert res.table.loc[(split, "fp16"), "bytes_sent"] == 2 * n
+        assert res.table.loc[(split, "int4"), "bytes_sent"] == math.ceil(n / 2) + 8  # codes + fp32 range
+    assert (res.table["accuracy_source"].drop(index="output", level="split") == "full model (nominal)").all()
+
+
+def test_the_old_payload_dtype_key_is_translated(repo_root):
+    old = _demo(repo_root, **{"workload.payload_dtype": "float16", "analysis.engine": "analytic"})
+    assert old.bottleneck.name == "fp16" and old.bottleneck.nominal
+    new = _demo(repo_root, **{"bottleneck.name": "fp16", "bottleneck.nominal": True, "analysis.engine": "analytic"})
+    pd.testing.assert_frame_equal(si.run(old).table, si.run(new).table)
+    with pytest.raises(UserError, match="payload_dtype"):
+        _demo(repo_root, **{"workload.payload_dtype": "int8", "bottleneck.name": "int4"})
+    with pytest.raises(UserError, match="payload_dtype"):
+        _demo(repo_root, **{"workload.payload_dtype": "bfloat16"})
+
+
+def test_analysis_splits_takes_a_list(repo_root):
+    names = ["input", "features_9", "output"]
+    res = si.run(_demo(repo_root, **{"analysis.splits": names, "analysis.engine": "analytic"}))
+    assert list(res.table.index.get_level_values("split")) == names
+    full = si.run(_demo(repo_root, **{"analysis.engine": "analytic"}))
+    pd.testing.assert_series_equal(res.table["latency_s"], full.table.loc[res.table.index, "latency_s"])
+    with pytest.raises(UserError, match="features_99"):
+        si.run(_demo(repo_root, **{"analysis.splits": ["input", "features_99"]}))
+
+
+def test_bottleneck_lists_are_checked(repo_root):
+    with pytest.raises(UserError, match="bottleneck.name"):
+        _demo(repo_root, **{"bottleneck.name": ["int8", "int8"]})
+    with pytest.raises(UserError, match="bottleneck.name"):
+        _demo(repo_root, **{"bottleneck.name": ["int8", "nosuch*"]})
+    with pytest.raises(UserError, match="bottleneck"):
+        _demo(repo_root, **{"bottleneck.name": "int8", "bottleneck.nominal": True, "bottleneck.coder": "zstd"})
