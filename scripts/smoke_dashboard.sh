@@ -37,13 +37,15 @@ shot() {  # shot FILE [TEXT TO CLICK]…   (QUERY: appended to the URL)
     local clicks=()
     for c in "$@"; do clicks+=(--click "$c"); done
     .venv/bin/python scripts/screenshot_page.py "$URL/${QUERY:-}" "$file" --chromium "$CHROMIUM" --size 1400x1800 \
-        --wait "Recommended" --wait "No split meets" --wait "${WAIT:-Recommended}" ${TYPE:+--type "$TYPE"} \
+        --wait "Recommended" --wait "No split meets" --wait "No design point meets" --wait "${WAIT:-Recommended}" ${TYPE:+--type "$TYPE"} \
         "${clicks[@]}" | tee "$file.log"
 }
 shot "$OUT/dash.png"
 shot "$OUT/dash_tradeoff.png" "Accuracy and energy"
 shot "$OUT/dash_cui.png" "Importance"
-shot "$OUT/dash_compare.png" "Compare A/B" "Pin the current" "int8"
+shot "$OUT/dash_compare.png" "Compare A/B" "Pin the current" "poisson"
+# Design points: split × bottleneck ranked jointly, with the best split per bottleneck.
+QUERY="?scenario=demo_joint.yaml" shot "$OUT/dash_joint.png"
 shot "$OUT/dash_scenario.png" "Scenario" "Edited scenario, fully resolved"
 QUERY="?scenario=infeasible_3g.yaml" shot "$OUT/dash_infeasible.png"
 # A bottleneck: measured accuracy per split (the autoencoder trains on first use; cached after).

@@ -12,3 +12,22 @@ def repo_root():
     from pathlib import Path
 
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def prof():
+    """The per-split profile of the bundled digits CNN at 1x32x32 (weights do not change it)."""
+    import splitimpera as si
+
+    return si.profile_model(si.load_model("digits_cnn", "none"), (1, 32, 32))
+
+
+@pytest.fixture(scope="session")
+def demo_scenario(repo_root):
+    """``demo_scenario(**overrides)``: the bundled demo scenario with dotted-key overrides."""
+    import splitimpera as si
+
+    def make(**over):
+        return si.load_scenario(repo_root / "scenarios" / "demo.yaml", overrides=over)
+
+    return make

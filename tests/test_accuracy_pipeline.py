@@ -14,7 +14,7 @@ from splitimpera.accuracy.measure import measure_accuracy
 from splitimpera.latency.analytic import analytic_latency
 from splitimpera.cli import main
 from splitimpera.data import digits
-from splitimpera.pipeline import load_traced
+from splitimpera.model.loading import load_traced
 
 
 def _scenario(repo_root, **over):
@@ -45,7 +45,8 @@ def test_none_measures_the_full_models_accuracy_at_every_split(repo_root, demo_t
 def test_simulate_ranks_on_measured_accuracy_and_coded_bytes(repo_root, demo_tm):
     sc = _scenario(repo_root, **{"bottleneck.name": "int2", "bottleneck.coder": "zstd"})
     res = si.run(sc)
-    t = res.table
+    assert res.bottlenecks == ["int2"] and list(res.table.index.names) == ["split", "bottleneck"]
+    t = res.for_bottleneck("int2")
     ref = measure_accuracy(demo_tm, digits("test"), ["int2"]).for_bottleneck("int2")
     assert (t["accuracy"] == ref["accuracy"][t.index]).all()
     assert (t.drop(index="output")["accuracy_source"] == "measured").all()
@@ -65,7 +66,7 @@ def test_simulate_ranks_on_measured_accuracy_and_coded_bytes(repo_root, demo_tm)
 
 def test_min_accuracy_rejects_splits_the_bottleneck_hurts(repo_root):
     res = si.run(_scenario(repo_root, **{"bottleneck.name": "top25_random", "qos.min_accuracy": 0.9}))
-    t = res.table
+    t = res.for_bottleneck("top25_random")
     bad = t[t["accuracy"] < 0.9]
     assert len(bad) > 5
     assert not bad["feasible"].any()
@@ -81,7 +82,7 @@ def test_unmeasured_splits_are_predicted_from_the_cui_curve(repo_root):
     measured = ["features_0", "features_2", "features_4", "features_7", "features_9", "features_11", "features_14"]
     sc = _scenario(repo_root, **{"bottleneck.name": "int2", "bottleneck.splits": measured})
     res = si.run(sc)
-    t = res.table
+    t = res.for_bottleneck("int2")
     assert set(t.index[t["accuracy_source"] == "measured"]) == set(measured)
     assert t.at["output", "accuracy_source"] == "full model" and t.at["output", "bytes_sent"] == 8
     pred = t.index[t["accuracy_source"] == "predicted (CUI)"]
@@ -104,7 +105,7 @@ def test_unmeasured_splits_are_predicted_from_the_cui_curve(repo_root):
     # the measured ones (not the raw size: that would favour the measured splits).
     res_z = si.run(_scenario(repo_root, **{"bottleneck.name": "int2", "bottleneck.coder": "zstd",
                                            "bottleneck.splits": measured}))
-    tz = res_z.table
+    tz = res_z.for_bottleneck("int2")
     ref = measure_accuracy(tm, digits("test"), ["int2"], measured, coders=["zstd"]).for_bottleneck("int2")
     ratio = np.median([ref.at[n, "bytes_zstd"] / b.nominal_bytes(tm.split(n).shape) for n in measured])
     for n in pred:
@@ -120,7 +121,7 @@ def test_user_accuracies_take_precedence(repo_root, tmp_path):
                   "bottleneck": ["int8", "int8", "fp16"]}).to_csv(csv, index=False)
     res = si.run(_scenario(repo_root, **{"bottleneck.name": "int8", "bottleneck.accuracy_csv": str(csv),
                                          "qos.min_accuracy": 0.9}))
-    t = res.table
+    t = res.for_bottleneck("int8")
     assert t.at["features_4", "accuracy"] == 0.5 and t.at["features_4", "accuracy_source"] == "user"
     assert t.at["features_9", "accuracy"] == 0.97 and t.at["features_9", "accuracy_source"] == "user"
     assert not t.at["features_4", "feasible"]
@@ -362,17 +363,18 @@ def test_autoencoder_compute_matches_fvcore_and_enters_the_latency(repo_root):
         work = si.get_bottleneck("autoencoder").extra_work(shape)
         assert work["head"]["flops_conv"] == enc and work["tail"]["flops_conv"] == dec
     over = {"bottleneck.splits": ["features_14"], "bottleneck.autoencoder.epochs": 1, "bottleneck.calibration_limit": 64}
-    plain = si.run(_scenario(repo_root)).table
+    plain = si.run(_scenario(repo_root)).for_bottleneck("none")
     ae = si.run(_scenario(repo_root, **{"bottleneck.name": "autoencoder", **over}))
+    ae_t = ae.for_bottleneck("autoencoder")
     dev, srv = ae.scenario.device, ae.scenario.server
     w = si.get_bottleneck("autoencoder").extra_work((64, 4, 4))["head"]
     for side, d, col in (("head", dev, "device_compute_s"), ("tail", srv, "server_compute_s")):
         arith = w["flops_conv"] / d.macs_per_s("conv") + w["flops_other"] / d.macs_per_s("other")
         expect = max(arith, w["bytes_moved"] / (d.memory.bandwidth_gbps * 1e9)) + 3 * d.layer_overhead_s
-        got = ae.table.at["features_14", col] - plain.at["features_14", col]
+        got = ae_t.at["features_14", col] - plain.at["features_14", col]
         assert got == pytest.approx(expect, rel=1e-9)
     # Splits the autoencoder cannot apply to (vectors) run the plain model.
-    assert ae.table.at["classifier_1", "device_compute_s"] == plain.at["classifier_1", "device_compute_s"]
+    assert ae_t.at["classifier_1", "device_compute_s"] == plain.at["classifier_1", "device_compute_s"]
 
 
 def test_channel_comparison_without_labels_uses_agreement(demo_tm):

@@ -8,11 +8,6 @@ from splitimpera.latency.analytic import analytic_latency
 from splitimpera.latency.link import contention_share, transfer_time_s, wire_bytes
 
 
-@pytest.fixture(scope="module")
-def prof():
-    return si.profile_model(si.load_model("digits_cnn", "none"), (1, 32, 32))
-
-
 def _scenario(repo_root, **over):
     return si.load_scenario(repo_root / "scenarios/demo.yaml", overrides=over)
 
@@ -62,10 +57,29 @@ def test_packetisation_loss_and_contention():
 
 
 def test_payload_dtype_and_result_location(prof, repo_root):
+    from splitimpera.latency.engine import point_frame
+
     fp32 = analytic_latency(prof, _scenario(repo_root))
-    int8 = analytic_latency(prof, _scenario(repo_root, **{"workload.payload_dtype": "int8"}))
-    assert (int8.loc["features_4", "bytes_sent"] * 4 == fp32.loc["features_4", "bytes_sent"])
+    # The old key still loads, and means the nominal bottleneck (sizes only, nothing measured).
+    old = _scenario(repo_root, **{"workload.payload_dtype": "int8"})
+    sc = _scenario(repo_root, **{"bottleneck.name": "int8", "bottleneck.nominal": True})
+    assert old.bottleneck.name == "int8" and old.bottleneck.nominal
+    assert old.model_dump() == sc.model_dump()
+    assert _scenario(repo_root, **{"workload.payload_dtype": "float32"}).model_dump() == \
+        _scenario(repo_root).model_dump()
+    # int8 sends one byte per element plus its range (lo and scale, fp32): 8 B more than the old key.
+    prep = si.prepare(old)
+    pts = prep.points.table
+    assert list(pts.index.get_level_values("bottleneck").unique()) == ["int8"]
+    int8 = analytic_latency(point_frame(prof, pts), old).xs("int8", level="bottleneck")
+    assert int8.loc["features_4", "bytes_sent"] == fp32.loc["features_4", "bytes_sent"] // 4 + 8
     assert int8.loc["features_4", "uplink_s"] < fp32.loc["features_4", "uplink_s"]
+    acc = pts.xs("int8", level="bottleneck")
+    assert (acc.drop(index="output")["accuracy_source"] == "full model (nominal)").all()
+    assert (acc["accuracy"] == prep.full_accuracy).all()
+    # float16: two bytes per element, no side information.
+    fp16 = si.prepare(_scenario(repo_root, **{"workload.payload_dtype": "float16"})).points.table
+    assert fp16.at[("features_4", "fp16"), "bytes_sent"] * 2 == fp32.loc["features_4", "bytes_sent"]
     # Result at the server (default): no downlink, and `output` sends the 8-byte prediction.
     assert (fp32["downlink_s"] == 0).all() and fp32.loc["output", "bytes_sent"] == 8
 

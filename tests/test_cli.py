@@ -15,18 +15,23 @@ def test_demo_end_to_end(repo_root, tmp_path, capsys):
     folder = tmp_path / "demo"
     assert sorted(p.name for p in folder.iterdir()) == ["requests.parquet", "result.json", "scenario.yaml",
                                                         "splits.csv", "splits.parquet"]
-    table = pd.read_csv(folder / "splits.csv", index_col="split")
+    table = pd.read_csv(folder / "splits.csv", index_col=["split", "bottleneck"])
     pq = pd.read_parquet(folder / "splits.parquet")
-    assert list(pq.index) == list(table.index)
+    assert list(pq.index.names) == ["split", "bottleneck"] and list(pq.index) == list(table.index)
     assert (pq["latency_s"] - table["latency_s"]).abs().max() < 1e-12
     doc = json.loads((folder / "result.json").read_text())
     rec = doc["summary"]["recommended"]
-    # The recommendation is the feasible split of least latency, and the terminal says so.
+    assert set(rec) == {"split", "bottleneck"} and rec["bottleneck"] == "none"
+    point = (rec["split"], rec["bottleneck"])
+    # The recommendation is the feasible point of least latency, and the terminal says so.
     feas = table[table["feasible"]]
-    assert rec == feas["latency_s"].idxmin() or feas.loc[rec, "latency_s"] == feas["latency_s"].min()
-    assert f"Recommended: {rec}" in out
-    assert list(table.index[:1]) == ["input"] and table.index[-1] == "output"
-    assert doc["summary"]["num_splits"] == len(table) and len(doc["splits"]) == len(table)
+    assert point == feas["latency_s"].idxmin() or feas.loc[point, "latency_s"] == feas["latency_s"].min()
+    assert f"Recommended: {rec['split']} " in out
+    splits = list(table.index.get_level_values("split"))
+    assert splits[:1] == ["input"] and splits[-1] == "output"
+    assert set(table.index.get_level_values("bottleneck")) == {"none"}
+    assert doc["summary"]["num_splits"] == len(table) and doc["summary"]["num_points"] == len(table)
+    assert [(p["split"], p["bottleneck"]) for p in doc["points"]] == list(table.index)
     # Every infeasible row says why.
     assert (table.loc[~table["feasible"], "reason"].str.len() > 0).all()
     # Latency is the sum of its parts (mean stages of the simulated requests, waits included).

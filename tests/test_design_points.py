@@ -18,15 +18,12 @@ SAME = ["bytes_sent", "accuracy", "accuracy_source", "device_compute_s", "uplink
         "latency_s", "latency_p95_s", "energy_j", "feasible", "reason"]
 
 
-def _demo(repo_root, **over):
-    return si.load_scenario(repo_root / "scenarios" / "demo.yaml", overrides=over)
-
-
 @pytest.fixture(scope="module")
-def joint_and_singles(repo_root):
+def joint_and_singles(demo_scenario):
+    _demo = demo_scenario
     # coder zstd: bytes are measured under the coder, so they differ per point and per bottleneck.
-    joint = si.run(_demo(repo_root, **{"bottleneck.name": BOTTLENECKS, "bottleneck.coder": "zstd"}))
-    singles = {b: si.run(_demo(repo_root, **{"bottleneck.name": b, "bottleneck.coder": "zstd"})) for b in BOTTLENECKS}
+    joint = si.run(_demo(**{"bottleneck.name": BOTTLENECKS, "bottleneck.coder": "zstd"}))
+    singles = {b: si.run(_demo(**{"bottleneck.name": b, "bottleneck.coder": "zstd"})) for b in BOTTLENECKS}
     return joint, singles
 
 
@@ -112,8 +109,8 @@ def test_cli_ranks_a_list_of_bottlenecks_and_names_split_and_bottleneck(repo_roo
     assert set(saved["bottleneck"]) == {"none", "int8", "int4"}
 
 
-def test_a_glob_names_the_matching_bottlenecks_in_registry_order(repo_root):
-    sc = _demo(repo_root, **{"bottleneck.name": "int*", "analysis.engine": "analytic",
+def test_a_glob_names_the_matching_bottlenecks_in_registry_order(demo_scenario):
+    sc = demo_scenario(**{"bottleneck.name": "int*", "analysis.engine": "analytic",
                              "analysis.splits": ["input", "features_14", "output"]})
     res = si.run(sc)
     assert res.bottlenecks == si.list_bottlenecks("int*")
@@ -121,8 +118,8 @@ def test_a_glob_names_the_matching_bottlenecks_in_registry_order(repo_root):
     assert set(res.table.index.get_level_values("split")) == {"input", "features_14", "output"}
 
 
-def test_nominal_sizes_measure_nothing(repo_root):
-    sc = _demo(repo_root, **{"bottleneck.name": ["fp16", "int4"], "bottleneck.nominal": True,
+def test_nominal_sizes_measure_nothing(demo_scenario):
+    sc = demo_scenario(**{"bottleneck.name": ["fp16", "int4"], "bottleneck.nominal": True,
                              "analysis.engine": "analytic"})
     res = si.run(sc)
     prof = res.profile
@@ -133,31 +130,31 @@ def test_nominal_sizes_measure_nothing(repo_root):
     assert (res.table["accuracy_source"].drop(index="output", level="split") == "full model (nominal)").all()
 
 
-def test_the_old_payload_dtype_key_is_translated(repo_root):
-    old = _demo(repo_root, **{"workload.payload_dtype": "float16", "analysis.engine": "analytic"})
+def test_the_old_payload_dtype_key_is_translated(demo_scenario):
+    old = demo_scenario(**{"workload.payload_dtype": "float16", "analysis.engine": "analytic"})
     assert old.bottleneck.name == "fp16" and old.bottleneck.nominal
-    new = _demo(repo_root, **{"bottleneck.name": "fp16", "bottleneck.nominal": True, "analysis.engine": "analytic"})
+    new = demo_scenario(**{"bottleneck.name": "fp16", "bottleneck.nominal": True, "analysis.engine": "analytic"})
     pd.testing.assert_frame_equal(si.run(old).table, si.run(new).table)
     with pytest.raises(UserError, match="payload_dtype"):
-        _demo(repo_root, **{"workload.payload_dtype": "int8", "bottleneck.name": "int4"})
+        demo_scenario(**{"workload.payload_dtype": "int8", "bottleneck.name": "int4"})
     with pytest.raises(UserError, match="payload_dtype"):
-        _demo(repo_root, **{"workload.payload_dtype": "bfloat16"})
+        demo_scenario(**{"workload.payload_dtype": "bfloat16"})
 
 
-def test_analysis_splits_takes_a_list(repo_root):
+def test_analysis_splits_takes_a_list(demo_scenario):
     names = ["input", "features_9", "output"]
-    res = si.run(_demo(repo_root, **{"analysis.splits": names, "analysis.engine": "analytic"}))
+    res = si.run(demo_scenario(**{"analysis.splits": names, "analysis.engine": "analytic"}))
     assert list(res.table.index.get_level_values("split")) == names
-    full = si.run(_demo(repo_root, **{"analysis.engine": "analytic"}))
+    full = si.run(demo_scenario(**{"analysis.engine": "analytic"}))
     pd.testing.assert_series_equal(res.table["latency_s"], full.table.loc[res.table.index, "latency_s"])
     with pytest.raises(UserError, match="features_99"):
-        si.run(_demo(repo_root, **{"analysis.splits": ["input", "features_99"]}))
+        si.run(demo_scenario(**{"analysis.splits": ["input", "features_99"]}))
 
 
-def test_bottleneck_lists_are_checked(repo_root):
+def test_bottleneck_lists_are_checked(demo_scenario):
     with pytest.raises(UserError, match="bottleneck.name"):
-        _demo(repo_root, **{"bottleneck.name": ["int8", "int8"]})
+        demo_scenario(**{"bottleneck.name": ["int8", "int8"]})
     with pytest.raises(UserError, match="bottleneck.name"):
-        _demo(repo_root, **{"bottleneck.name": ["int8", "nosuch*"]})
+        demo_scenario(**{"bottleneck.name": ["int8", "nosuch*"]})
     with pytest.raises(UserError, match="bottleneck"):
-        _demo(repo_root, **{"bottleneck.name": "int8", "bottleneck.nominal": True, "bottleneck.coder": "zstd"})
+        demo_scenario(**{"bottleneck.name": "int8", "bottleneck.nominal": True, "bottleneck.coder": "zstd"})

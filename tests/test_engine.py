@@ -11,9 +11,9 @@ import yaml
 import splitimpera as si
 from splitimpera.latency.analytic import analytic_latency
 from splitimpera.latency.link import contention_share, wire_bytes
-from splitimpera.pipeline import TABLE_COLUMNS
+from splitimpera.latency.engine import TABLE_COLUMNS, point_frame
 from splitimpera.report.text import render_result
-from splitimpera.latency.simulation import REQUEST_COLUMNS, SharedLink, Sink
+from splitimpera.latency.simulation import REQUEST_COLUMNS, SharedLink, Sink, simulate
 from splitimpera.config.rate_trace import read_trace_csv
 
 LATENCY_COLUMNS = ["device_compute_s", "uplink_s", "server_compute_s", "downlink_s", "latency_s", "energy_j"]
@@ -23,11 +23,6 @@ FAST = {"data.source": "none", "qos.min_accuracy": None}
 
 def _scenario(repo_root, **over):
     return si.load_scenario(repo_root / "scenarios/demo.yaml", overrides={**FAST, **over})
-
-
-@pytest.fixture(scope="module")
-def prof():
-    return si.profile_model(si.load_model("digits_cnn", "default"), (1, 32, 32))
 
 
 def _write_trace(path, times, up, down=None):
@@ -65,7 +60,7 @@ def test_simpy_engine_equals_analytic_without_queueing_or_randomness(repo_root, 
     ana = si.run(_scenario(repo_root, **over, **{"analysis.engine": "analytic"}))
     assert list(sim.table.columns) == list(ana.table.columns)
     assert list(sim.table.columns[:len(TABLE_COLUMNS)]) == TABLE_COLUMNS
-    assert list(sim.table.index) == list(ana.table.index) == list(sim.profile.index)
+    assert list(sim.table.index) == list(ana.table.index) == [(n, "none") for n in sim.profile.index]
     for col in LATENCY_COLUMNS:
         diff = (sim.table[col] - ana.table[col]).abs().max()
         assert diff < 1e-9, f"{col}: off by {diff}"
@@ -91,14 +86,14 @@ def test_many_devices_queue_so_simpy_latency_is_at_least_analytic(repo_root, pro
             "workload.num_requests": 40, "workload.stochastic_network": False}
     splits = ["input", "features_0", "features_9", "classifier_1", "output"]
     sc = _scenario(repo_root, **over)
-    res = si.simulate(sc, splits=splits, profile=prof)
+    res = _sim(sc, prof, splits)
     one = analytic_latency(prof, _scenario(repo_root, **{**over, "workload.num_devices": 1})).loc[splits]
     many = analytic_latency(prof, sc).loc[splits]
     req = res.requests
     floor = one.loc[req["split"], "latency_s"].to_numpy()
     assert (req["latency_s"].to_numpy() >= floor - 1e-12).all()
     assert (req[["device_wait_s", "server_wait_s"]] >= 0).all().all()
-    mean = res.summary["latency_mean_s"]
+    mean = res.summary["latency_mean_s"].droplevel("bottleneck")
     assert (mean >= one["latency_s"]).all()
     # Offered uplink load: devices × rate × one transfer alone.
     load = 8 * 20 * (one["uplink_s"] - sc.network.rtt_s / 2)
@@ -111,15 +106,20 @@ def test_many_devices_queue_so_simpy_latency_is_at_least_analytic(repo_root, pro
 def test_run_simulates_only_nominated_splits_and_reuses_the_profile(repo_root, monkeypatch):
     import splitimpera.pipeline as pipeline
 
-    def no_second_profile(*a, **k):
-        raise AssertionError("run() must hand its profile to the simulation")
+    calls = []
+    real = pipeline.profile_model
 
-    monkeypatch.setattr(pipeline, "model_profile", no_second_profile)
+    def profile_once(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(pipeline, "profile_model", profile_once)
     sc = si.load_scenario(repo_root / "scenarios/demo.yaml",
                           overrides={"analysis.splits": "nominated", "workload.num_requests": 10})
     res = si.run(sc)
+    assert len(calls) == 1, "run() profiles once and hands the profile to the simulation"
     nominated = set(res.importance.nominated["split"])
-    assert set(res.table.index) == nominated
+    assert set(res.table.index.get_level_values("split")) == nominated
     assert list(res.sim.summary.index) == list(res.table.index)  # topological, only those
     assert set(res.sim.requests["split"]) == nominated
 
@@ -134,8 +134,8 @@ def test_save_writes_requests_matching_the_summary(repo_root, tmp_path):
     req = pd.read_parquet(folder / "requests.parquet")
     assert list(req.columns) == REQUEST_COLUMNS
     pd.testing.assert_frame_equal(req, res.sim.requests, check_dtype=False)
-    table = pd.read_csv(folder / "splits.csv", index_col="split")
-    g = req.groupby("split", sort=False)
+    table = pd.read_csv(folder / "splits.csv", index_col=["split", "bottleneck"])
+    g = req.groupby(["split", "bottleneck"], sort=False)
     assert list(g.size().index) == list(table.index)
     assert (g.size() == res.sim.summary["requests"]).all() and (g.size() == 2 * 18).all()
     for col in ("latency_s", "device_wait_s", "uplink_s", "server_wait_s", "energy_j"):
@@ -150,7 +150,7 @@ def test_save_writes_requests_matching_the_summary(repo_root, tmp_path):
 def test_terminal_view_names_the_engine_and_shows_p95(repo_root):
     res = si.run(_scenario(repo_root, **{"workload.num_requests": 10}))
     out = render_result(res)
-    assert "engine simpy: 198 simulated requests (9 per split after warm-up" in out
+    assert "engine simpy: 198 simulated requests (9 per design point after warm-up" in out
     assert "p95 ms" in out and "dev wait ms" in out and "srv wait ms" in out and "mean ms" in out
     rec = res.recommended
     assert f"(p95 {res.table.loc[rec, 'latency_p95_s'] * 1e3:.3g} ms)" in out
@@ -160,6 +160,11 @@ def test_terminal_view_names_the_engine_and_shows_p95(repo_root):
 
 # --------------------------------------------------------------------------------------------
 # Trace replay
+
+
+def _sim(sc, prof, splits):
+    """Simulate ``splits`` (topological order) of ``prof`` sending the fp32 tensor."""
+    return simulate(sc, point_frame(prof.loc[[n for n in prof.index if n in set(splits)]]))
 
 
 def _link(transfers, rate_bps, trace, net):
@@ -209,7 +214,7 @@ def test_simulated_uplink_follows_the_trace_exactly(repo_root, prof, tmp_path):
                                  "workload.warmup_fraction": 0, "workload.stochastic_network": False})
     assert sc.network.uplink_mbps == pytest.approx(read_trace_csv(trace).mean_mbps("up"))
     splits = ["input", "features_9", "classifier_1"]
-    req = si.simulate(sc, splits=splits, profile=prof).requests
+    req = _sim(sc, prof, splits).requests
     assert (req["device_wait_s"] == 0).all()
     for _, r in req.iterrows():
         bits = float(wire_bytes(r["bytes_sent"], sc.network)) * 8
@@ -230,8 +235,8 @@ def test_constant_trace_equals_no_trace(repo_root, prof, tmp_path):
     assert traced.network.trace is not None and plain.network.trace is None
     assert traced.network.uplink_mbps == lte.uplink_mbps and traced.network.downlink_mbps == lte.downlink_mbps
     splits = ["input", "features_4", "output"]
-    a = si.simulate(plain, splits=splits, profile=prof)
-    b = si.simulate(traced, splits=splits, profile=prof)
+    a = _sim(plain, prof, splits)
+    b = _sim(traced, prof, splits)
     pd.testing.assert_frame_equal(a.requests, b.requests, rtol=0, atol=1e-12)
     pd.testing.assert_frame_equal(analytic_latency(prof, plain), analytic_latency(prof, traced))
 
@@ -268,7 +273,8 @@ def test_bundled_trace_scenario_runs(repo_root):
     assert res.sim is not None and res.recommended is not None
     # The fade and the handover gap make the big transfers queue far beyond the mean-rate figure.
     ana = si.run(si.load_scenario(repo_root / "scenarios/lte_drive.yaml", overrides={"analysis.engine": "analytic"}))
-    assert res.table.loc["features_0", "latency_p95_s"] > ana.table.loc["features_0", "latency_s"]
+    point = ("features_0", "none")
+    assert res.table.loc[point, "latency_p95_s"] > ana.table.loc[point, "latency_s"]
 
 
 @pytest.mark.parametrize("text, needle", [

@@ -262,11 +262,6 @@ def test_walker_finds_every_kind_of_import(tmp_path):
 # --------------------------------------------------------------------------------------------
 # The real package
 
-# Violations being removed right now (config.scenario parsing shapes through model.splits,
-# results reading __version__ from the package __init__): drop the xfail once they are gone.
-KNOWN = "known violations being fixed: see the assertion message for the edges"
-
-
 def test_no_import_cycles():
     modules, edges, _ = import_edges(PACKAGE_DIR)
     found = cycles(modules, edges)
@@ -278,7 +273,6 @@ def test_no_import_cycles():
     assert not found, f"{len(found)} import cycle(s) among splitimpera's modules:\n" + "\n".join(lines)
 
 
-@pytest.mark.xfail(strict=False, reason=KNOWN)
 def test_imports_follow_the_stage_order():
     modules, edges, _ = import_edges(PACKAGE_DIR)
     bad = layer_violations(modules, edges)

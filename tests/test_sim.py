@@ -10,19 +10,21 @@ import simpy
 import splitimpera as si
 from splitimpera.latency.analytic import analytic_latency
 from splitimpera.latency.link import contention_share
-from splitimpera.latency.simulation import REQUEST_COLUMNS, Processor, SharedLink, Sink, Source
+from splitimpera.latency.engine import point_frame
+from splitimpera.latency.simulation import REQUEST_COLUMNS, Processor, SharedLink, Sink, Source, simulate
 
 COMPONENT_COLUMNS = ["device_compute_s", "uplink_s", "server_compute_s", "downlink_s", "latency_s", "energy_j",
                      "bytes_sent"]
 
 
-@pytest.fixture(scope="module")
-def prof():
-    return si.profile_model(si.load_model("digits_cnn", "none"), (1, 32, 32))
-
-
 def _scenario(repo_root, **over):
     return si.load_scenario(repo_root / "scenarios/demo.yaml", overrides=over)
+
+
+def _sim(sc, prof, splits=None):
+    """Simulate ``splits`` (topological order; default all) of ``prof`` sending the fp32 tensor."""
+    names = [n for n in prof.index if splits is None or n in set(splits)]
+    return simulate(sc, point_frame(prof.loc[names]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,10 +147,10 @@ def test_without_queueing_or_randomness_it_equals_the_analytic_model(prof, repo_
                                  "workload.rate_hz": 2, "workload.num_requests": 6,
                                  "workload.stochastic_network": False})
     ana = analytic_latency(prof, sc)
-    res = si.simulate(sc, profile=prof)
+    res = _sim(sc, prof)
     req = res.requests
     assert list(req.columns) == REQUEST_COLUMNS
-    assert list(res.summary.index) == list(prof.index)
+    assert list(res.summary.index) == [(n, "none") for n in prof.index]
     assert len(req) == len(prof) * 6  # warm-up: floor(10 % of 6) = 0 requests
     for col in ["device_wait_s", "server_wait_s"]:
         assert (req[col].abs() < 1e-12).all()
@@ -169,14 +171,14 @@ def test_same_seed_same_table_other_seed_differs(prof, repo_root):
     over = {"workload.arrival": "poisson", "workload.rate_hz": 30, "workload.num_devices": 3,
             "workload.num_requests": 40, "network.loss": 0.05}
     splits = ["input", "features_4", "output"]
-    a = si.simulate(_scenario(repo_root, **over), splits=splits, profile=prof).requests
-    b = si.simulate(_scenario(repo_root, **over), splits=splits, profile=prof).requests
-    c = si.simulate(_scenario(repo_root, seed=1, **over), splits=splits, profile=prof).requests
+    a = _sim(_scenario(repo_root, **over), prof, splits).requests
+    b = _sim(_scenario(repo_root, **over), prof, splits).requests
+    c = _sim(_scenario(repo_root, seed=1, **over), prof, splits).requests
     assert a.equals(b)
     assert not a.equals(c)
     assert not np.allclose(a["latency_s"], c["latency_s"])
     # A split's results do not depend on the others simulated.
-    alone = si.simulate(_scenario(repo_root, **over), splits=["features_4"], profile=prof).requests
+    alone = _sim(_scenario(repo_root, **over), prof, ["features_4"]).requests
     assert alone.equals(a[a["split"] == "features_4"].reset_index(drop=True))
     # Randomness reaches the link: jitter and retransmissions spread the uplink time.
     up = a[a["split"] == "input"]["uplink_s"]
@@ -190,8 +192,7 @@ def test_common_random_numbers_across_splits(prof, repo_root):
     # features_14 and classifier_0 send the same 4096 bytes: with a light load nothing
     # queues, so each request's uplink time must be identical on both splits.
     assert prof.loc["features_14", "tx_bytes"] == prof.loc["classifier_0", "tx_bytes"]
-    req = si.simulate(_scenario(repo_root, **over), splits=["input", "features_9", "features_14", "classifier_0"],
-                      profile=prof).requests
+    req = _sim(_scenario(repo_root, **over), prof, ["input", "features_9", "features_14", "classifier_0"]).requests
     by = {s: g.reset_index(drop=True) for s, g in req.groupby("split")}
     assert np.array_equal(by["input"]["t_arrival_s"], by["features_14"]["t_arrival_s"])
     assert np.allclose(by["features_14"]["uplink_s"], by["classifier_0"]["uplink_s"], rtol=0, atol=1e-12)
@@ -206,9 +207,8 @@ def test_warmup_removed_and_summary_matches_requests(prof, repo_root):
     over = {"workload.arrival": "poisson", "workload.rate_hz": 40, "workload.num_devices": 2,
             "workload.num_requests": 20, "qos.max_latency_ms": 50, "network": "wifi5"}
     splits = ["input", "features_9"]
-    full = si.simulate(_scenario(repo_root, **over, **{"workload.warmup_fraction": 0}), splits=splits, profile=prof)
-    cut = si.simulate(_scenario(repo_root, **over, **{"workload.warmup_fraction": 0.25}), splits=splits,
-                      profile=prof)
+    full = _sim(_scenario(repo_root, **over, **{"workload.warmup_fraction": 0}), prof, splits)
+    cut = _sim(_scenario(repo_root, **over, **{"workload.warmup_fraction": 0.25}), prof, splits)
     req = cut.requests
     assert len(full.requests) == 2 * 2 * 20 and len(req) == 2 * 2 * 15
     # Dropping the first 5 requests of each device is the only difference.
@@ -216,7 +216,8 @@ def test_warmup_removed_and_summary_matches_requests(prof, repo_root):
     rank = f.groupby(["split", "device_id"])["t_arrival_s"].rank(method="first")
     expected = f[rank > 5].reset_index(drop=True)
     assert req.equals(expected)
-    for name, row in cut.summary.iterrows():
+    for (name, bottleneck), row in cut.summary.iterrows():
+        assert bottleneck == "none"
         lat = req.loc[req["split"] == name, "latency_s"].to_numpy()
         r = req[req["split"] == name]
         assert row["requests"] == len(lat)
@@ -227,7 +228,7 @@ def test_warmup_removed_and_summary_matches_requests(prof, repo_root):
         span = (r["t_arrival_s"] + r["latency_s"]).max() - r["t_arrival_s"].min()
         assert row["throughput_rps"] == pytest.approx(len(lat) / span)
         assert row["energy_j"] == pytest.approx(r["energy_j"].mean())
-    assert cut.summary.loc["input", "deadline_miss_ratio"] < 1
+    assert cut.summary.loc[("input", "none"), "deadline_miss_ratio"] < 1
 
 
 def test_contention_and_server_queueing_show_up_end_to_end(prof, repo_root):
@@ -236,21 +237,21 @@ def test_contention_and_server_queueing_show_up_end_to_end(prof, repo_root):
     over = {"network.uplink_mbps": 1, "network.jitter_ms": 0, "network.loss": 0, "workload.rate_hz": 20,
             "workload.num_devices": 8, "workload.num_requests": 30, "workload.arrival": "poisson"}
     sc = _scenario(repo_root, **over)
-    res = si.simulate(sc, splits=["input"], profile=prof)
+    res = _sim(sc, prof, ["input"])
     one = analytic_latency(prof, _scenario(repo_root, **{**over, "workload.num_devices": 1})).loc["input"]
-    assert res.summary.loc["input", "latency_p50_s"] > one["latency_s"]
+    assert res.summary.loc[("input", "none"), "latency_p50_s"] > one["latency_s"]
     assert res.requests["uplink_s"].max() > one["uplink_s"] * 2
 
 
-def test_unknown_split_is_a_user_error(prof, repo_root):
-    with pytest.raises(si.UserError, match="unknown split 'nope'"):
-        si.simulate(_scenario(repo_root), splits=["nope"], profile=prof)
+def test_unknown_split_is_a_user_error(repo_root):
+    with pytest.raises(si.UserError, match=r"splits: unknown split\(s\) nope"):
+        si.simulate(_scenario(repo_root), splits=["nope"])
 
 
 def test_simulate_profiles_the_model_itself(prof, repo_root):
     sc = _scenario(repo_root, **{"workload.num_requests": 5})
     res = si.simulate(sc, splits=["features_4", "input"])
-    assert list(res.summary.index) == ["input", "features_4"]  # topological, whatever the order asked
+    assert list(res.summary.index) == [("input", "none"), ("features_4", "none")]  # topological, whatever the order asked
     assert res.summary["bytes_sent"].tolist() == prof.loc[["input", "features_4"], "tx_bytes"].tolist()
     assert isinstance(res, si.SimResult)
     with pytest.raises(Exception):

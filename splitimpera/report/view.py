@@ -203,8 +203,9 @@ class View:
         stat = self.statistic
         margin = ""
         if self.qos.max_latency_s is not None:
-            on = "" if stat == "mean" else f" ({stat})"
-            margin = f", {(self.qos.max_latency_s - self.constrained(r)) * 1e3:.3g} ms under the limit{on}"
+            on = "" if stat == "mean" else f" on the {stat}"
+            margin = (f", {(self.qos.max_latency_s - self.constrained(r)) * 1e3:.3g} ms under the "
+                      f"{self.qos.max_latency_ms:g} ms limit{on}")
         shown = self.latency_column
         extra = "" if shown == "latency_s" else f" ({stat} {r[shown] * 1e3:.3g} ms)"
         if shown == "latency_s" and self.simulated and "latency_p95_s" in r and pd.notna(r["latency_p95_s"]):
