@@ -18,7 +18,8 @@ import numpy as np
 
 import splitimpera as si
 from splitimpera.latency.analytic import analytic_latency
-from splitimpera.latency.simulation import simulate_split
+from splitimpera.latency.engine import point_frame
+from splitimpera.latency.simulation import simulate_point
 
 REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
 
@@ -45,9 +46,11 @@ def main() -> None:
         "network": "wifi5", "workload.num_devices": 4, "workload.rate_hz": 200, "workload.arrival": "poisson",
         "workload.num_requests": args.requests, "workload.warmup_fraction": 0})
     split = "features_9"
+    frame = point_frame(prof.loc[[split]])
+    point = (split, "none")
     n_sim = sc.workload.num_devices * args.requests
-    sim_rate, sim_t = median_rate(lambda: simulate_split(split, prof, sc), n_sim, args.repeats)
-    req = simulate_split(split, prof, sc)
+    sim_rate, sim_t = median_rate(lambda: simulate_point(point, frame, sc), n_sim, args.repeats)
+    req = simulate_point(point, frame, sc)
     alone = analytic_latency(prof, sc.model_copy(update={"workload": sc.workload.model_copy(
         update={"num_devices": 1})})).loc[split, "latency_s"]
 

@@ -50,8 +50,9 @@ class Prepared:
 
 
 def _select(scenario: Scenario, names: list[str], wanted, field: str = "analysis.splits") -> list[str]:
-    """``names`` (topological order) restricted to ``wanted`` (a list of splits; else all)."""
-    if isinstance(wanted, str) and wanted in ("all", "nominated") and field == "analysis.splits":
+    """``names`` (topological order) restricted to ``wanted`` (a split or a list of them;
+    ``all`` and ``nominated`` keep ``names``, which :attr:`Prepared.splits` has narrowed)."""
+    if isinstance(wanted, str) and wanted in ("all", "nominated"):
         return names
     wanted = [wanted] if isinstance(wanted, str) else list(wanted)
     unknown = [s for s in wanted if s not in names]
@@ -121,6 +122,8 @@ def simulate(scenario: Scenario, splits: list[str] | None = None) -> SimResult:
     from .latency.simulation import simulate as simulate_frame
 
     prep = prepare(scenario)
-    names = prep.splits if splits is None else _select(scenario, list(prep.profile.index), splits, "splits")
+    names = _select(scenario, prep.splits, scenario.analysis.splits)
+    if splits is not None:
+        names = _select(scenario, names, splits, "splits")
     return simulate_frame(scenario, point_frame(prep.profile, prep.points.select(names).table))
 

@@ -228,6 +228,10 @@ def best_per_bottleneck(table: pd.DataFrame) -> pd.DataFrame:
     ``latency_s``, ``latency_qos_s``, ``bytes_sent``, ``accuracy``, ``energy_j``, ``reason``.
     """
     rows = []
+    if table.empty:
+        return pd.DataFrame(columns=["split", "feasible", "feasible_splits", "rank", "latency_s", "latency_qos_s",
+                                     "bytes_sent", "accuracy", "energy_j", "reason"],
+                            index=pd.Index([], name="bottleneck"))
     for b in dict.fromkeys(table.index.get_level_values("bottleneck")):
         t = table.xs(b, level="bottleneck")
         feas = t[t["feasible"].astype(bool)]

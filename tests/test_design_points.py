@@ -100,7 +100,8 @@ def test_cli_ranks_a_list_of_bottlenecks_and_names_split_and_bottleneck(repo_roo
                  "bottleneck.name=[none,int8,int4]", "--set", "analysis.engine=analytic", "-o", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0
-    assert "bottleneck" in out.splitlines()[7]  # the ranking table's header has a bottleneck column
+    header = next(ln for ln in out.splitlines() if ln.startswith("rank "))
+    assert header.split()[:3] == ["rank", "split", "bottleneck"]  # the ranking names both halves
     rec = [ln for ln in out.splitlines() if ln.startswith("Recommended: ")][0]
     assert " · " in rec  # split · bottleneck
     assert "Best split per bottleneck:" in out
@@ -158,3 +159,85 @@ def test_bottleneck_lists_are_checked(demo_scenario):
         demo_scenario(**{"bottleneck.name": ["int8", "nosuch*"]})
     with pytest.raises(UserError, match="bottleneck"):
         demo_scenario(**{"bottleneck.name": "int8", "bottleneck.nominal": True, "bottleneck.coder": "zstd"})
+
+
+def test_with_a_learning_bottleneck_every_point_is_scored_on_the_same_half(demo_scenario):
+    """calibration: auto on data other than the digits test split sets a seeded half aside to
+    fit on; then every bottleneck of the run is scored on the other half, so points compare
+    on the same samples (a non-learning bottleneck run alone is scored on all the data)."""
+    from splitimpera.accuracy.stage import evaluate_accuracy, load_calibration
+    from splitimpera.data import load_data
+    from splitimpera.model.loading import load_traced
+
+    over = {"data.split": "all", "data.limit": 300, "bottleneck.splits": ["features_4", "features_9"],
+            "analysis.engine": "analytic"}
+    sc = demo_scenario(**over, **{"bottleneck.name": ["int8", "top50_gradcam"]})
+    joint = si.run(sc)
+    alone = si.run(demo_scenario(**over, **{"bottleneck.name": "top50_gradcam"}))
+    mine, theirs = joint.for_bottleneck("top50_gradcam"), alone.for_bottleneck("top50_gradcam")
+    for col in ("bytes_sent", "accuracy", "accuracy_source"):
+        pd.testing.assert_series_equal(mine[col], theirs[col])
+    # int8 in the joint run: measured on the evaluation half, by an independent path.
+    tm = load_traced(sc)
+    ds = load_data(sc, tm.input_shape, tm.output_width)
+    _, half, _ = load_calibration(sc, tm.input_shape, ds)
+    assert len(half) == 150
+    ref = si.measure_accuracy(tm, half, ["int8"], ["features_4", "features_9"], coders=["raw"], use_cache=False)
+    int8 = joint.for_bottleneck("int8")
+    for split in ("features_4", "features_9"):
+        assert int8.at[split, "accuracy"] == ref.for_bottleneck("int8").at[split, "accuracy"]
+    assert joint.full_accuracy == evaluate_accuracy(tm.model, half)
+    plain = si.run(demo_scenario(**over, **{"bottleneck.name": "int8"}))
+    assert plain.full_accuracy == evaluate_accuracy(tm.model, ds)  # alone: all 300 samples
+
+
+@pytest.mark.parametrize("over, field", [
+    ({"analysis.splits": []}, "analysis.splits"),
+    ({"analysis.splits": ["input", "input"]}, "analysis.splits"),
+    ({"workload.payload_dtype": "int8", "bottleneck.nominal": False}, "bottleneck.nominal"),
+    ({"workload.payload_dtype": "int8", "bottleneck": "int4"}, "bottleneck"),
+    ({"workload.payload_dtype": "int8", "bottleneck.coder": "zstd"}, "bottleneck.coder"),
+])
+def test_contradictions_are_one_line_errors_naming_the_key(repo_root, capsys, over, field):
+    from splitimpera.cli import main
+
+    args = ["simulate", str(repo_root / "scenarios" / "demo.yaml")]
+    for k, v in over.items():
+        args += ["--set", f"{k}={v}" if not isinstance(v, list) else f"{k}=[{','.join(v)}]"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and field in err and "Traceback" not in err
+
+
+def test_the_old_key_can_be_removed_from_the_command_line(demo_scenario):
+    sc = demo_scenario(**{"workload.payload_dtype": None})
+    assert sc.bottleneck.name == "none" and not sc.bottleneck.nominal
+
+
+def test_simulate_follows_a_list_of_splits(demo_scenario):
+    sc = demo_scenario(**{"analysis.splits": ["input", "output"], "workload.num_requests": 20})
+    assert list(si.simulate(sc).summary.index) == [("input", "none"), ("output", "none")]
+    assert list(si.simulate(sc, splits="output").summary.index) == [("output", "none")]
+
+
+def test_a_folder_from_before_design_points_keeps_its_bottleneck(demo_scenario, tmp_path):
+    """An old result folder (no bottleneck column, summary naming one bottleneck, no rank or
+    pareto column) still reports, under the bottleneck it ran."""
+    import json
+
+    from splitimpera.report.html import load_result_dir, render_report
+
+    res = si.run(demo_scenario(**{"bottleneck.name": "int8", "analysis.engine": "analytic"}))
+    folder = res.save(tmp_path)
+    t = pd.read_csv(folder / "splits.csv").drop(columns=["bottleneck", "rank", "pareto"])
+    t.to_csv(folder / "splits.csv", index=False)
+    doc = json.loads((folder / "result.json").read_text())
+    doc["summary"]["bottleneck"] = {"name": "int8", "coder": "raw"}
+    (folder / "result.json").write_text(json.dumps(doc))
+    rd = load_result_dir(folder)
+    assert set(rd.table.index.get_level_values("bottleneck")) == {"int8"}
+    assert (rd.table["reason"].map(type) == str).all()
+    # Without ranks, feasible points are ranked by mean latency: the same first point here.
+    assert rd.view.recommended == tuple(res.recommended)
+    html = render_report([folder])
+    assert "under int8" in html and res.recommended.split in html

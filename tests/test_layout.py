@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import networkx as nx
-import pytest
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "splitimpera"
 TOP = "splitimpera"  # the package's own __init__, as a node

@@ -97,6 +97,17 @@ class AnalysisSpec(_Strict):
                              "contention over time, jitter, traces) or the closed-form one-request model (fast)")
     cui: CUISpec = CUISpec()
 
+    @field_validator("splits")
+    @classmethod
+    def _split_list(cls, v):
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("name at least one split (or all, or nominated)")
+            dup = sorted({n for n in v if v.count(n) > 1})
+            if dup:
+                raise ValueError(f"listed twice: {', '.join(dup)}")
+        return v
+
 
 class WorkloadSpec(_Strict):
     num_devices: int = Field(1, ge=1)
@@ -345,17 +356,25 @@ def _translate_payload_dtype(data: dict, source: str, src_for) -> None:
     wl = data["workload"] = dict(wl)
     dtype = wl.pop("payload_dtype")
     field = "workload.payload_dtype"
+    if dtype is None:  # `--set workload.payload_dtype=null` removes the old key
+        return
     if dtype not in PAYLOAD_DTYPES:
         raise UserError(f"is replaced by bottleneck.name (with nominal: true for sizes only); it was one of "
                         f"{', '.join(PAYLOAD_DTYPES)}, got {dtype!r}", source=src_for(field), field=field)
     name = PAYLOAD_DTYPES[dtype]
-    bn = data.get("bottleneck")
-    bn = dict(bn) if isinstance(bn, dict) else {}
     if name == "none":
         return
-    if bn.get("name", "none") != "none" or bn.get("coder", "raw") != "raw":
-        raise UserError(f"the bottleneck section sets what is sent; drop payload_dtype (or write bottleneck.name: "
-                        f"{name})", source=src_for(field), field=field)
+    bn = data.get("bottleneck")
+    if bn is not None and not isinstance(bn, dict):
+        raise UserError(f"the bottleneck section must be a mapping (got {bn!r}); with payload_dtype {dtype} drop "
+                        f"one of them", source=src_for("bottleneck"), field="bottleneck")
+    bn = dict(bn or {})
+    for key, plain in (("name", "none"), ("coder", "raw"), ("nominal", True)):
+        if key in bn and bn[key] != plain:
+            sub = f"bottleneck.{key}"
+            raise UserError(f"payload_dtype {dtype} means bottleneck: {{name: {name}, nominal: true}}, which "
+                            f"{sub}: {bn[key]!r} contradicts; drop workload.payload_dtype",
+                            source=src_for(sub), field=field)
     bn.update(name=name, nominal=True)
     data["bottleneck"] = bn
     log.warning("%s: workload.payload_dtype is deprecated; %s means bottleneck: {name: %s, nominal: true}",

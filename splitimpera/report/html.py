@@ -25,7 +25,7 @@ import yaml
 from ..atomic import atomic_write
 from ..errors import UserError, first_line
 from ..qos import human_bytes
-from .view import STAGES, View
+from .view import View
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,8 @@ def load_result_dir(path: str | Path) -> ResultDir:
     if missing:
         raise UserError(f"missing {', '.join(missing)}: not a simulate result folder", source=str(path))
     try:
-        table = read_points(path / "splits.csv")
         summary = json.loads((path / "result.json").read_text())["summary"]
+        table = read_points(path / "splits.csv", _old_bottleneck(summary))
         text = (path / "scenario.yaml").read_text()
         scenario = yaml.safe_load(text)
         cui = pd.read_csv(path / "cui.csv", index_col="split") if (path / "cui.csv").is_file() else None
@@ -92,14 +92,20 @@ def load_result_dir(path: str | Path) -> ResultDir:
     return ResultDir(path, view.table, summary, scenario, text, cui, noms, acc, acc_doc, view)
 
 
-def read_points(path: Path) -> pd.DataFrame:
+def _old_bottleneck(summary: dict) -> str:
+    """The one bottleneck of a folder written before design points (its summary names it)."""
+    name = (summary.get("bottleneck") or {}).get("name")
+    return name if isinstance(name, str) else "none"
+
+
+def read_points(path: Path, bottleneck: str = "none") -> pd.DataFrame:
     """A result folder's ``splits.csv`` indexed by ``(split, bottleneck)``; a folder written
-    before design points (no ``bottleneck`` column) reads as bottleneck ``none``."""
+    before design points (no ``bottleneck`` column) reads as the one ``bottleneck`` it ran."""
     head = pd.read_csv(path, nrows=0).columns
     if "bottleneck" in head:
-        return pd.read_csv(path, index_col=["split", "bottleneck"], keep_default_na=True)
-    t = pd.read_csv(path, index_col="split")
-    t.index = pd.MultiIndex.from_arrays([t.index, ["none"] * len(t)], names=["split", "bottleneck"])
+        return pd.read_csv(path, index_col=["split", "bottleneck"], dtype={"split": str, "bottleneck": str})
+    t = pd.read_csv(path, index_col="split", dtype={"split": str})
+    t.index = pd.MultiIndex.from_arrays([t.index, [bottleneck] * len(t)], names=["split", "bottleneck"])
     return t
 
 

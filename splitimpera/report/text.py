@@ -167,18 +167,17 @@ def render_result(result, top: int | None = None) -> str:
     n_feas = len(ranked)
     simulated = sim is not None
     downlink = wl.result_at == "device"
-    what = "design points" if view.multi else "splits"
     verdict = view.verdict()
     kw = dict(simulated=simulated, downlink=downlink, accuracy=with_acc, bottleneck=view.multi, statistic=stat)
     if n_feas:
         header, rows, align = split_rows(shown, with_reason=False, **kw)
-        lines.append(f"{n_feas} of {len(t)} {what} meet the QoS; top {len(shown)}:")
+        lines.append(f"{verdict.details[0][:-1]}; top {len(shown)}:")
         lines.append(_grid(header, rows, align))
         lines.append("")
         lines.append(verdict.headline)
         lines += [d for d in verdict.details[1:]]
     else:
-        lines.append(f"No {what[:-1]} meets the QoS ({len(t)} evaluated). Closest:")
+        lines.append(f"{verdict.headline} Closest:")
         header, rows, align = split_rows(closest(t, 3), with_reason=True, **kw)
         lines.append(_grid(header, rows, align))
         tips = [(label, tp) for label, _, tp in verdict.closest if tp]

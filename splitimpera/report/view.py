@@ -78,11 +78,21 @@ class View:
         except Exception:  # an older or hand-edited folder: no uplink advice
             net = None
         t = table.copy()
+        missing = [c for c in ("feasible", "latency_s", "bytes_sent", "index") if c not in t.columns]
+        if missing:
+            raise ValueError(f"splits.csv lacks column(s) {', '.join(missing)}")
+        t["pareto"] = t["pareto"] if "pareto" in t.columns else False
         for col in ("feasible", "pareto"):
-            if col in t.columns:
-                t[col] = t[col].astype(str).str.lower().isin(["true", "1"])
-        if "rank" in t.columns:
-            t["rank"] = pd.array(t["rank"], dtype="Int64")
+            t[col] = t[col].astype(str).str.lower().isin(["true", "1"])
+        if "rank" not in t.columns:  # a hand-made folder: feasible points by mean latency
+            order = t[t["feasible"]].sort_values(["latency_s", "index"], kind="stable").index
+            t["rank"] = pd.Series(range(1, len(order) + 1), index=order).reindex(t.index)
+        t["rank"] = pd.array(t["rank"], dtype="Int64")
+        reason = t["reason"].astype(object) if "reason" in t.columns else pd.Series(None, index=t.index, dtype=object)
+        t["reason"] = reason.where(reason.notna(), "").astype(str)
+        for col in ("head_flops", "tail_flops", "energy_j"):
+            if col not in t.columns:
+                t[col] = np.nan
         simulated = summary.get("engine", "simpy") == "simpy" and "latency_p95_s" in t and t["latency_p95_s"].notna().any()
         return cls(t, qos, net, bool(simulated), str(scenario.get("name", "")))
 
@@ -126,8 +136,7 @@ class View:
     # -- rows ------------------------------------------------------------------------------------
 
     def ranked(self, top: int | None = None) -> pd.DataFrame:
-        """Feasible points in rank order (the first ``top``), then, when none is feasible, the
-        infeasible ones closest first."""
+        """Feasible points in rank order (the first ``top``); :meth:`all_rows` adds the others."""
         t = self.table
         feas = t[t["feasible"]].sort_values("rank")
         return feas.head(top) if top else feas
