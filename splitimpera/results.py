@@ -18,13 +18,12 @@ from typing import NamedTuple
 import pandas as pd
 
 from ._version import __version__
+from .accuracy.stage import POINT_LEVELS
 from .config.scenario import Scenario
 from .errors import UserError
 from .latency.simulation import SimResult
 from .plain import jsonable, row_dict
 from .qos import best_per_bottleneck, closest
-
-POINT_LEVELS = ("split", "bottleneck")
 
 
 class DesignPoint(NamedTuple):

@@ -26,6 +26,17 @@ from .hardware import (
 log = logging.getLogger(__name__)
 
 
+def _name_list(v, what: str):
+    """A list of names must name at least one ``what`` and none twice (a single name passes)."""
+    if isinstance(v, list):
+        if not v:
+            raise ValueError(f"name at least one {what}")
+        dup = sorted({n for n in v if v.count(n) > 1})
+        if dup:
+            raise ValueError(f"listed twice: {', '.join(dup)}")
+    return v
+
+
 def parse_shape_text(text: str) -> tuple[int, ...]:
     """``"3x224x224"`` (or ``3×224×224``) → ``(3, 224, 224)``; ValueError if not integers."""
     return tuple(int(p) for p in text.lower().replace("×", "x").split("x"))
@@ -100,13 +111,7 @@ class AnalysisSpec(_Strict):
     @field_validator("splits")
     @classmethod
     def _split_list(cls, v):
-        if isinstance(v, list):
-            if not v:
-                raise ValueError("name at least one split (or all, or nominated)")
-            dup = sorted({n for n in v if v.count(n) > 1})
-            if dup:
-                raise ValueError(f"listed twice: {', '.join(dup)}")
-        return v
+        return _name_list(v, "split (or all, or nominated)")
 
 
 class WorkloadSpec(_Strict):
@@ -164,13 +169,7 @@ class BottleneckSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _names(cls, v):
-        if isinstance(v, list):
-            if not v:
-                raise ValueError("name at least one bottleneck")
-            dup = sorted({n for n in v if v.count(n) > 1})
-            if dup:
-                raise ValueError(f"listed twice: {', '.join(dup)}")
-        return v
+        return _name_list(v, "bottleneck")
 
     @model_validator(mode="after")
     def _nominal_is_uncoded(self):

@@ -15,12 +15,11 @@ import pandas as pd
 
 from ..config.hardware import NetworkProfile
 from ..config.scenario import QoSSpec
-from ..qos import best_per_bottleneck, closest, constraints, human_bytes, what_would_change
+from ..qos import LATENCY_COLUMN, best_per_bottleneck, closest, constraints, human_bytes, what_would_change
 
 # Latency stages of a request, in order, with their display names.
 STAGES = [("device_wait_s", "device wait"), ("device_compute_s", "device compute"), ("uplink_s", "uplink"),
           ("server_wait_s", "server wait"), ("server_compute_s", "server compute"), ("downlink_s", "downlink")]
-LATENCY_COLUMN = {"mean": "latency_s", "p50": "latency_p50_s", "p95": "latency_p95_s", "p99": "latency_p99_s"}
 
 
 def flops_text(v: float) -> str:
