@@ -55,3 +55,36 @@ def test_every_bundled_scenario_loads(repo_root):
     assert paths
     for p in paths:
         assert si.load_scenario(p).name
+
+
+def test_overrides_apply_parents_before_children(repo_root):
+    for items in (["network.uplink_mbps=50", "network=wifi5"], ["network=wifi5", "network.uplink_mbps=50"]):
+        from splitimpera.config.scenario import parse_overrides
+
+        sc = si.load_scenario(repo_root / "scenarios/demo.yaml", parse_overrides(items))
+        assert sc.network.uplink_mbps == 50, items  # the child survives whatever the order
+        assert sc.network.name.startswith("wifi5") and sc.network.rtt_ms == si.get_network("wifi5").rtt_ms
+
+
+def test_a_key_given_twice_is_refused_with_its_lines(tmp_path, capsys):
+    from splitimpera.cli import main
+
+    text = ("name: d\nmodel: {name: digits_cnn}\ndevice: rpi4\nserver: server_t4\nnetwork: lte\n"
+            "qos:\n  max_latency_ms: 90\nqos:\n  min_accuracy: 0.9\n")
+    (tmp_path / "s.yaml").write_text(text)
+    assert main(["simulate", str(tmp_path / "s.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "duplicate key 'qos' (lines 6 and 8)" in err
+    # Merge keys are not duplicates.
+    (tmp_path / "m.yaml").write_text("base: &b {a: 1, c: 2}\nx:\n  <<: *b\n  a: 3\n")
+    from splitimpera.config.hardware import read_yaml
+
+    assert read_yaml(tmp_path / "m.yaml")["x"] == {"a": 3, "c": 2}
+
+
+@pytest.mark.parametrize("over, hint", [({"qos.max_latncy_ms": 5}, "did you mean max_latency_ms"),
+                                        ({"workload.num_device": 2}, "did you mean num_devices"),
+                                        ({"bottleneck.nominl": True}, "did you mean nominal")])
+def test_unknown_keys_suggest_the_known_one(repo_root, over, hint):
+    with pytest.raises(si.UserError, match=hint):
+        si.load_scenario(repo_root / "scenarios/demo.yaml", over)

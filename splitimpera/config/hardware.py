@@ -208,8 +208,31 @@ def profile_dirs() -> list[Path]:
     return [*extra, _REPO_PROFILES]
 
 
-def format_validation_error(err: ValidationError, prefix: str = "") -> tuple[str, str]:
-    """(dotted field, message) of the first error; the count of others is appended."""
+def _allowed_keys(model: type[BaseModel] | None, loc: tuple) -> list[str]:
+    """The keys a mapping at ``loc`` (inside ``model``) may hold; [] when not known."""
+    import typing
+
+    for part in loc:
+        if model is None:
+            return []
+        f = model.model_fields.get(str(part))
+        if f is None:
+            return []
+        nxt = None
+        for t in (f.annotation, *typing.get_args(f.annotation)):
+            if isinstance(t, type) and issubclass(t, BaseModel):
+                nxt = t
+                break
+        model = nxt
+    return list(model.model_fields) if model is not None else []
+
+
+def format_validation_error(err: ValidationError, prefix: str = "", model: type[BaseModel] | None = None,
+                            ) -> tuple[str, str]:
+    """(dotted field, message) of the first error; the count of others is appended. With the
+    validated ``model``, an unknown key says which known key it may have meant."""
+    import difflib
+
     errors = err.errors()
     first = errors[0]
     loc = ".".join(str(p) for p in first["loc"])
@@ -217,12 +240,38 @@ def format_validation_error(err: ValidationError, prefix: str = "") -> tuple[str
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
+        known = _allowed_keys(model, tuple(first["loc"][:-1]))
+        close = difflib.get_close_matches(str(first["loc"][-1]), known, n=2, cutoff=0.6)
+        if close:
+            msg += f"; did you mean {' or '.join(close)}?"
+        elif known:
+            msg += f" (known: {', '.join(known)})"
     elif ("input" in first and first["type"] not in ("missing",) and not isinstance(first["input"], dict)
           and str(first["input"]) not in msg):  # e.g. a trace file's message already names it
         msg = f"{msg} (got {first['input']!r})"
     if len(errors) > 1:
         msg += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
     return field, msg
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: its keys may be overridden
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: let SafeLoader say so
+                continue
+            if first != key_node.start_mark.line + 1:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (lines {first} and {key_node.start_mark.line + 1})",
+                    key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 def read_yaml(path: Path) -> Any:
@@ -234,7 +283,7 @@ def read_yaml(path: Path) -> Any:
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read: {e.__class__.__name__}", source=str(path)) from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -309,7 +309,8 @@ def scenario_from_dict(data: Any, source: str = "<scenario>", overrides: dict[st
         what = "an empty file" if data is None else f"a {type(data).__name__}"
         raise UserError(f"a scenario must be a YAML mapping, got {what}", source=source)
     data = copy.deepcopy(data)
-    for key, value in (overrides or {}).items():
+    # Parents before children: `--set network.uplink_mbps=50 --set network=wifi5` keeps the 50.
+    for key, value in sorted((overrides or {}).items(), key=lambda kv: kv[0].count(".")):
         _apply_override(data, key, value, source)
     over_keys = list(overrides or {})
 
@@ -335,7 +336,7 @@ def scenario_from_dict(data: Any, source: str = "<scenario>", overrides: dict[st
     try:
         sc = Scenario.model_validate(resolved)
     except ValidationError as e:
-        field, msg = format_validation_error(e)
+        field, msg = format_validation_error(e, model=Scenario)
         raise UserError(msg, source=src_for(field), field=field) from None
     _semantic_checks(sc, src_for)
     sc._source = source
