@@ -32,9 +32,6 @@ class DesignPoint(NamedTuple):
     split: str
     bottleneck: str
 
-    def label(self, with_bottleneck: bool = True) -> str:
-        return f"{self.split} · {self.bottleneck}" if with_bottleneck else self.split
-
 
 @dataclass(frozen=True)
 class Result:

@@ -65,10 +65,6 @@ class DesignPoints:
         if missing:
             raise ValueError(f"design points lack column(s) {', '.join(missing)}")
 
-    @property
-    def bottlenecks(self) -> list[str]:
-        return list(dict.fromkeys(self.table.index.get_level_values("bottleneck")))
-
     def select(self, splits) -> "DesignPoints":
         """Only the points at ``splits`` (order kept)."""
         keep = self.table.index.get_level_values("split").isin(list(splits))
@@ -229,13 +225,15 @@ def design_points(scenario: Scenario, tm: TracedModel, profile: pd.DataFrame, ds
             full_accuracy = at.full_accuracy
         info["evaluation_samples"] = at.samples
     parts, per = [], {}
+    def curve() -> pd.Series:  # the CUI curve, analysed once and only when a prediction needs it
+        nonlocal importance
+        if importance is None:
+            importance = analyze(scenario, tm)
+        return importance.curve["log10_cui"]
+
     for bn in bns:
         got = at if bn in todo else None
-        part, binfo = _points_of(scenario, tm, profile, bn, got, labelled, full_accuracy, importance)
-        if binfo.pop("needs_importance", False):
-            if importance is None:
-                importance = analyze(scenario, tm)
-            part, binfo = _points_of(scenario, tm, profile, bn, got, labelled, full_accuracy, importance)
+        part, binfo = _points_of(scenario, tm, profile, bn, got, labelled, full_accuracy, curve)
         parts.append(part.assign(bottleneck=bn.name).set_index("bottleneck", append=True))
         per[bn.name] = binfo
     # Topological order of splits, then the scenario's order of bottlenecks.
@@ -249,9 +247,9 @@ def design_points(scenario: Scenario, tm: TracedModel, profile: pd.DataFrame, ds
 
 
 def _points_of(scenario: Scenario, tm: TracedModel, profile: pd.DataFrame, bn: Bottleneck, at, labelled: bool,
-               full_accuracy: float | None, importance) -> tuple[pd.DataFrame, dict]:
+               full_accuracy: float | None, cui_curve) -> tuple[pd.DataFrame, dict]:
     """One bottleneck's rows (index: split) of :func:`design_points`, and what they came from.
-    ``info["needs_importance"]`` asks to be called again with the importance analysis."""
+    ``cui_curve()`` gives the log10 CUI curve (run on first call) for predicting unmeasured splits."""
     spec = scenario.bottleneck
     names = list(profile.index)
     out = pd.DataFrame(index=pd.Index(names, name="split"))
@@ -305,9 +303,7 @@ def _points_of(scenario: Scenario, tm: TracedModel, profile: pd.DataFrame, bn: B
             info["estimated_bytes"] = {"splits": estimated, "coder_ratio_to_raw": round(ratio, 4)}
         unknown = [n for n in rest if out.at[n, "accuracy_source"] == "unknown"]
         if unknown and labelled:
-            if importance is None:
-                return out, {"needs_importance": True}
-            curve = importance.curve["log10_cui"]
+            curve = cui_curve()
             pred = fit_predictor(curve, out.loc[out["accuracy_source"] == "measured", "accuracy"])
             if pred is not None:
                 info["predictor"] = pred.summary()

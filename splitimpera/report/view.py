@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..config.hardware import NetworkProfile
 from ..config.scenario import QoSSpec
-from ..qos import LATENCY_COLUMN, best_per_bottleneck, closest, constraints, human_bytes, what_would_change
+from ..qos import LATENCY_COLUMN, best_per_bottleneck, closest, human_bytes, what_would_change
 
 # Latency stages of a request, in order, with their display names.
 STAGES = [("device_wait_s", "device wait"), ("device_compute_s", "device compute"), ("uplink_s", "uplink"),
@@ -231,7 +231,3 @@ class View:
             details.append("Runners-up: " + ", ".join(
                 f"{self.label(p)} ({t.loc[p, 'latency_s'] * 1e3:.3g} ms)" for p in runners))
         return Verdict(True, headline, details)
-
-    def qos_text(self) -> str:
-        """The QoS limits that are set, in words."""
-        return ", ".join(f"{c.name} {'≤' if c.upper else '≥'} {c.fmt(c.limit)}" for c in constraints(self.qos))
