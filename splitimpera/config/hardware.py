@@ -103,8 +103,34 @@ class Radio(_Strict):
     beta_mw: float = Field(ge=0)
 
 
+class TcpSettings(_Strict):
+    """TCP as the link's transport sees it (:mod:`splitimpera.latency.transport`).
+
+    Defaults are Linux's: initial window 10 segments (RFC 6928), minimum RTO 200 ms (ns-3's
+    own default is 1 s), SYN timeout 1 s (RFC 6298's initial RTO), a 4 MiB receive window.
+    ``mss_bytes`` defaults to the MTU less the headers. ``connection``: ``persistent`` (one
+    connection carries every request; after an idle gap longer than the RTO its window
+    restarts at the initial window, RFC 2861) or ``new`` (a handshake round trip per request).
+    """
+
+    init_cwnd_segments: int = Field(10, ge=1, le=10000)
+    min_rto_ms: float = Field(200.0, ge=1.0, le=60000.0)
+    syn_rto_ms: float = Field(1000.0, ge=1.0, le=60000.0)
+    mss_bytes: int | None = Field(None, gt=0)
+    rwnd_bytes: int = Field(4 * 1024 * 1024, gt=0)
+    connection: Literal["persistent", "new"] = "persistent"
+
+
+# Per-packet overhead of IPv4 (20 B) and the transport: TCP 20 B + timestamps option 12 B; UDP 8 B.
+DEFAULT_HEADER_BYTES = {"tcp": 52, "udp": 28}
+
+
 class NetworkProfile(_Strict):
     """A link between the devices and the server.
+
+    ``transport``: ``tcp`` (default; slow start, loss recovery and retransmission timeouts,
+    settings in ``tcp``) or ``udp`` (no handshake, no retransmission: a frame with a lost
+    packet is lost). ``header_bytes`` defaults to the transport's IPv4 + TCP/UDP headers.
 
     ``trace_csv`` (optional) names a rate trace (:mod:`splitimpera.config.rate_trace`): the simulation
     replays it as the link's rate over time, and ``uplink_mbps`` (and ``downlink_mbps`` when
@@ -124,7 +150,9 @@ class NetworkProfile(_Strict):
     jitter_ms: float = Field(default=0.0, ge=0)
     loss: float = Field(default=0.0, ge=0, lt=1)
     mtu_bytes: int = Field(default=1500, gt=0)
-    header_bytes: int = Field(default=40, ge=0)
+    transport: Literal["tcp", "udp"] = "tcp"
+    tcp: TcpSettings = TcpSettings()
+    header_bytes: int | None = Field(default=None, ge=0)
     radio: Radio = Radio(alpha_up_mw_per_mbps=0.0, alpha_down_mw_per_mbps=0.0, beta_mw=0.0)
     contention: list[tuple[int, float]] = Field(default_factory=lambda: [(1, 1.0)])
     sources: list[str] = Field(default_factory=list)
@@ -157,8 +185,14 @@ class NetworkProfile(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> "NetworkProfile":
+        if self.header_bytes is None:
+            object.__setattr__(self, "header_bytes", DEFAULT_HEADER_BYTES[self.transport])
         if self.header_bytes >= self.mtu_bytes:
             raise ValueError(f"header_bytes ({self.header_bytes}) must be < mtu_bytes ({self.mtu_bytes})")
+        mss = self.tcp.mss_bytes
+        if mss is not None and mss + self.header_bytes > self.mtu_bytes:
+            raise ValueError(f"tcp.mss_bytes ({mss}) + header_bytes ({self.header_bytes}) must be <= mtu_bytes "
+                             f"({self.mtu_bytes})")
         if self.trace_csv is not None:
             self._trace = read_trace_csv(self.trace_csv)
         return self
@@ -192,6 +226,9 @@ class NetworkProfile(_Strict):
 
     @property
     def payload_per_packet(self) -> int:
+        """Payload bytes per packet: the TCP MSS (``tcp.mss_bytes`` when set), else MTU − headers."""
+        if self.transport == "tcp" and self.tcp.mss_bytes is not None:
+            return self.tcp.mss_bytes
         return self.mtu_bytes - self.header_bytes
 
 

@@ -1,0 +1,337 @@
+"""One transfer over a link, as TCP or UDP carries it: the model both engines use.
+
+TCP is modelled round by round (after Cardwell, Savage & Anderson, "Modeling TCP latency",
+INFOCOM 2000), with the link's serialisation time inside each round. Per transfer of
+``N = ceil(bytes / mss)`` segments over a path of rate ``R`` (the station's share of the
+link), base round trip ``RTT`` (the profile's ``rtt_ms``: propagation and protocol delay),
+``s`` = one full segment's time on the air and ``a`` = an ACK's::
+
+    round k sends m_k = min(cwnd_k, segments left, receive window) back to back;
+    the next round starts when the round's first ACK returns: max(RTT + s + a, m_k · s) later;
+    slow start doubles cwnd per round up to ssthresh, then +1 segment per round (NewReno);
+    the last byte arrives (m_last − 1) · s + s_last + RTT/2 after its round starts.
+
+A new connection first spends ``s_syn + RTT + a`` on the handshake (a lost SYN waits
+``syn_rto_ms``, doubling). Losses are drawn per transmission (each data segment is lost
+with probability ``loss``, ACKs are not): a loss with at least 3 later segments of the
+round or of limited transmit (RFC 3042) behind it is fast-retransmitted and halves the
+window (ssthresh = cwnd = m/2; the lost segments go in the next round, SACK); otherwise
+the sender waits for the retransmission timeout ``max(min_rto, srtt + 4·rttvar)``
+(RFC 6298; rttvar from the handshake's sample, shrinking by 3/4 per ACK, doubling per
+repeated timeout), armed by the last new ACK, and restarts at a window of 1 segment.
+
+The expected time with random loss is a Monte Carlo mean over :data:`SAMPLES` loss
+patterns drawn from a fixed seed (common random numbers: the same patterns for every
+payload, so sizes are compared on equal terms); samples without a loss share the lossless
+computation. Connection states: ``new`` (handshake, initial window), ``idle`` (open, at the
+initial window: a persistent connection idle longer than the RTO restarts there, RFC 2861)
+and ``warm`` (open, its window grown to the path's bandwidth-delay product).
+
+UDP: the payload goes out in ``ceil(bytes / (mtu − headers))`` datagrams back to back, no
+handshake, no retransmission; the frame arrives after its serialisation and RTT/2, and is
+lost when any datagram is: frame loss ratio ``1 − (1 − loss)^P``.
+
+Times in seconds; "transfer time" runs from handing the payload to the socket to its last
+byte at the receiver, propagation included.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+import numpy as np
+
+from ..config.hardware import NetworkProfile
+from .link import contention_share
+
+CONNECTIONS = ("new", "idle", "warm")
+SAMPLES = 512  # strata of the first loss's position for the mean under loss
+_SEED = 20001  # fixed: the analytic path is a deterministic function of the scenario
+RTTVAR_DECAY = 0.75  # RFC 6298: rttvar ← 3/4 rttvar + 1/4 |srtt − r| per sample, r = srtt
+
+
+@dataclass(frozen=True)
+class Path:
+    """What one transfer sees: the station's rate and the link's timing (seconds, bytes)."""
+
+    rate_bps: float
+    ack_rate_bps: float
+    rtt_s: float
+    loss: float
+    mss: int
+    header: int
+    transport: str = "tcp"
+    init_cwnd: int = 10
+    min_rto_s: float = 0.2
+    syn_rto_s: float = 1.0
+    rwnd_segments: int = 2896
+
+    @property
+    def seg_s(self) -> float:
+        """Time on the air of one full segment."""
+        return (self.mss + self.header) * 8.0 / self.rate_bps
+
+    @property
+    def ack_s(self) -> float:
+        return self.header * 8.0 / self.ack_rate_bps
+
+    @property
+    def base_rtt_s(self) -> float:
+        """Round trip of a lone segment: its serialisation, the RTT, its ACK's serialisation."""
+        return self.rtt_s + self.seg_s + self.ack_s
+
+    def segments(self, payload_bytes: int) -> tuple[int, int]:
+        """(segment count, bytes in the last segment) of a payload (≥ 1 byte)."""
+        n = max(1, math.ceil(payload_bytes / self.mss))
+        return n, int(payload_bytes - (n - 1) * self.mss)
+
+    def warm_cwnd(self) -> int:
+        """The window of an open connection that has grown: one that fills the path."""
+        bdp = math.ceil(self.base_rtt_s / self.seg_s) + 1
+        return int(min(self.rwnd_segments, max(self.init_cwnd, bdp)))
+
+
+def path_for(net: NetworkProfile, direction: str = "up", stations: int = 1) -> Path:
+    """The :class:`Path` of one station's transfer in ``direction`` with ``stations`` sharing."""
+    share = contention_share(net, stations)
+    up, down = net.uplink_bps * share, net.downlink_bps * share
+    rate, ack = (up, down) if direction == "up" else (down, up)
+    mss = net.payload_per_packet
+    t = net.tcp
+    return Path(rate_bps=rate, ack_rate_bps=ack, rtt_s=net.rtt_s, loss=net.loss, mss=mss,
+                header=net.header_bytes, transport=net.transport, init_cwnd=t.init_cwnd_segments,
+                min_rto_s=t.min_rto_ms * 1e-3, syn_rto_s=t.syn_rto_ms * 1e-3,
+                rwnd_segments=max(1, t.rwnd_bytes // mss))
+
+
+@dataclass
+class ConnState:
+    """A TCP connection between transfers: window, slow-start threshold, ACKs seen."""
+
+    cwnd: int
+    ssthresh: float = math.inf
+    acks: int = 0
+    open: bool = True
+
+    @classmethod
+    def initial(cls, path: Path, connection: str) -> "ConnState":
+        if connection not in CONNECTIONS:
+            raise ValueError(f"connection must be one of {CONNECTIONS}, got {connection!r}")
+        if connection == "warm":
+            w = path.warm_cwnd()
+            return cls(cwnd=w, ssthresh=w, acks=10_000)
+        return cls(cwnd=path.init_cwnd, open=connection == "idle")
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Outcome of one transfer: ``time_s`` (hand-over to last byte), ``tx_segments`` (data
+    segments put on the air, retransmissions included), ``active_s`` (the sender's part:
+    ``time_s`` less the last byte's propagation), the connection's state after it, and the
+    number of segments lost."""
+
+    time_s: float
+    tx_segments: int
+    active_s: float
+    state: ConnState
+    lost: int = 0
+
+
+class _Losses:
+    """Loss positions over transmission numbers 0, 1, 2, …: gaps are geometric(``p``)."""
+
+    def __init__(self, p: float, rng: random.Random | None):
+        self.p, self.rng = p, rng
+        self.log1p = math.log1p(-p) if 0 < p < 1 else 0.0
+        self.next = self._gap(-1)
+
+    def _gap(self, after: int) -> float:
+        if self.p <= 0 or self.rng is None:
+            return math.inf
+        u = self.rng.random()
+        return after + 1 + math.floor(math.log1p(-u) / self.log1p)
+
+    def take(self, start: int, count: int) -> list[int]:
+        """Offsets (from ``start``) of the lost transmissions among ``count`` from ``start``."""
+        out = []
+        while self.next < start + count:
+            out.append(int(self.next - start))
+            self.next = self._gap(int(self.next))
+        return out
+
+
+def _rto_s(path: Path, state: ConnState, backoff: int) -> float:
+    srtt = path.base_rtt_s
+    rttvar = srtt / 2.0 * RTTVAR_DECAY ** min(state.acks, 200)
+    return max(path.min_rto_s, srtt + max(1e-3, 4.0 * rttvar)) * (2 ** backoff)
+
+
+def tcp_transfer(path: Path, payload_bytes: int, state: ConnState, losses: _Losses) -> Transfer:
+    """One TCP transfer of ``payload_bytes`` from ``state`` under the loss pattern ``losses``.
+
+    ``state.open`` False: a handshake first. The state is not modified; the one after is returned.
+    """
+    n, last = path.segments(int(payload_bytes))
+    s, rtt, base = path.seg_s, path.rtt_s, path.base_rtt_s
+    s_last = (last + path.header) * 8.0 / path.rate_bps
+    st = ConnState(state.cwnd, state.ssthresh, state.acks, state.open)
+    t, x = 0.0, 0  # time, transmission number
+    if not st.open:  # SYN (lost SYNs wait syn_rto, doubling), SYN-ACK
+        tries = 0
+        while losses.take(x, 1):
+            x += 1
+            t += path.syn_rto_s * (2 ** tries)
+            tries += 1
+        x += 1
+        t += path.ack_s + base - path.seg_s  # SYN ≈ an ACK's size each way
+        st.open, st.acks, st.cwnd = True, 0, path.init_cwnd
+    left, tx, lost_total, backoff = n, 0, 0, 0
+    w, ssthresh = max(1, int(st.cwnd)), st.ssthresh
+    while True:
+        m = min(w, left, path.rwnd_segments)
+        lost = losses.take(x, m)
+        x += m
+        tx += m
+        round_s = max(base, m * s)
+        if not lost:
+            left -= m
+            st.acks += m
+            backoff = 0
+            if left == 0:
+                arrive = t + (m - 1) * s + s_last
+                grown = min(2 * w, max(ssthresh, w + 1)) if w < ssthresh else w + 1
+                st.cwnd, st.ssthresh = min(grown, path.rwnd_segments), ssthresh
+                return Transfer(arrive + rtt / 2.0, tx, arrive, st, lost_total)
+            t += round_s
+            w = min(2 * w, max(ssthresh, w + 1)) if w < ssthresh else w + 1
+            w = min(w, path.rwnd_segments)
+            continue
+        L, j = len(lost), lost[0] + 1  # j: 1-based position of the first loss in the round
+        lost_total += L
+        later = m - j - (L - 1)
+        limited = min(2, left - m)
+        # In slow start each ACK before the loss grew the window by one: the flight when the
+        # loss is detected is m + j − 1, and ssthresh is half of it (RFC 5681 eq. 4).
+        flight = m + j - 1 if w < ssthresh else m
+        left -= m - L
+        st.acks += m - L
+        ssthresh = max(flight // 2, 2)
+        if later + limited >= 3:  # fast retransmit, fast recovery (SACK: all holes in one round)
+            w = ssthresh
+            t += round_s
+            backoff = 0
+        else:  # retransmission timeout, armed by the last new ACK
+            armed = t + ((j - 1) * s + base if j > 1 else 0.0)
+            if j > 1:
+                backoff = 0
+            t = armed + _rto_s(path, st, backoff)
+            backoff += 1
+            w = 1
+
+
+def udp_transfer_s(path: Path, payload_bytes) -> np.ndarray:
+    """Serialisation of every datagram plus RTT/2: the arrival of a delivered frame's last byte."""
+    b = np.asarray(payload_bytes, dtype=float)
+    packets = np.maximum(1, np.ceil(b / path.mss))
+    return (b + packets * path.header) * 8.0 / path.rate_bps + path.rtt_s / 2.0
+
+
+def frame_loss_ratio(net: NetworkProfile, payload_bytes) -> np.ndarray:
+    """UDP: probability that a frame loses a datagram, ``1 − (1 − loss)^P``; 0 for TCP and empty payloads."""
+    b = np.asarray(payload_bytes, dtype=float)
+    if net.transport != "udp":
+        return np.zeros_like(b)
+    packets = np.where(b > 0, np.ceil(b / net.payload_per_packet), 0.0)
+    return -np.expm1(packets * np.log1p(-net.loss)) if net.loss > 0 else np.zeros_like(b)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """Mean outcome of a transfer over the loss patterns: seconds, segments, seconds."""
+
+    time_s: float
+    tx_segments: float
+    active_s: float
+
+
+def _pattern(p: float, first: int) -> _Losses:
+    """A loss pattern whose first loss is transmission ``first``; the later ones random,
+    from a stream seeded by ``first`` alone (the same for every payload: common random numbers)."""
+    losses = _Losses(p, random.Random(_SEED * 1_000_003 + first))
+    losses.next = first
+    return losses
+
+
+@lru_cache(maxsize=4096)
+def _expected_tcp(path: Path, payload_bytes: int, connection: str) -> Expected:
+    """Mean over loss patterns, stratified by the first lost transmission.
+
+    A transfer of ``n`` segments uses transmissions ``0 … H`` when nothing is lost
+    (``H = n``, the SYN included). The first loss is at ``k`` with probability
+    ``(1 − p)^k p``; beyond ``H`` the transfer is the lossless one. ``0 … H`` is cut into at
+    most :data:`SAMPLES` runs of positions; each contributes its probability times the
+    transfer whose first loss is at the run's middle (later losses drawn at random). With
+    ``H < SAMPLES`` every position is its own run: single losses are counted exactly, so a
+    rare loss on a short transfer is neither missed nor overcounted by sampling.
+    """
+    state = ConnState.initial(path, connection)
+    clean = tcp_transfer(path, payload_bytes, state, _Losses(0.0, None))
+    p = path.loss
+    if p <= 0:
+        return Expected(clean.time_s, clean.tx_segments, clean.active_s)
+    n, _ = path.segments(payload_bytes)
+    horizon = n + (0 if state.open else 1)
+    q = math.log1p(-p)
+    width = math.ceil(horizon / SAMPLES)
+    p_clean = math.exp(horizon * q)  # no loss among the first `horizon` transmissions
+    tot_t, tot_tx, tot_a = (p_clean * v for v in (clean.time_s, clean.tx_segments, clean.active_s))
+    for lo in range(0, horizon, width):
+        hi = min(lo + width, horizon)
+        weight = math.exp(lo * q) - math.exp(hi * q)  # P(first loss in [lo, hi))
+        tr = tcp_transfer(path, payload_bytes, state, _pattern(p, (lo + hi - 1) // 2))
+        tot_t += weight * tr.time_s
+        tot_tx += weight * tr.tx_segments
+        tot_a += weight * tr.active_s
+    return Expected(tot_t, tot_tx, tot_a)
+
+
+def expected_transfer(path: Path, payload_bytes: int, connection: str = "new") -> Expected:
+    """Mean time, segments on the air and sender-active time of one transfer (see module doc)."""
+    if payload_bytes <= 0:
+        return Expected(0.0, 0.0, 0.0)
+    if path.transport == "udp":
+        n, _ = path.segments(int(payload_bytes))
+        t = float(udp_transfer_s(path, payload_bytes))
+        return Expected(t, float(n), t - path.rtt_s / 2.0)
+    return _expected_tcp(path, int(payload_bytes), connection)
+
+
+def transfer_latency_s(net: NetworkProfile, payload_bytes: int, *, connection: str = "new", stations: int = 1,
+                       direction: str = "up") -> float:
+    """Mean seconds from handing ``payload_bytes`` to the socket to its last byte at the
+    receiver, propagation included, over ``net``'s transport (TCP or UDP).
+
+    ``connection``: ``new`` (handshake included), ``idle`` (an open connection at its
+    initial window) or ``warm`` (an open connection whose window has grown); ignored for UDP.
+    ``stations``: devices sharing the medium (each gets the contention share of the rate).
+    """
+    if connection not in CONNECTIONS:
+        raise ValueError(f"connection must be one of {CONNECTIONS}, got {connection!r}")
+    return expected_transfer(path_for(net, direction, stations), int(payload_bytes), connection).time_s
+
+
+def steady_connection(net: NetworkProfile, gap_s: float) -> str:
+    """The state a request's transfer finds: ``new`` per request, else ``idle`` when the gap
+    between requests exceeds the RTO (slow-start restart), else ``warm``."""
+    if net.tcp.connection == "new":
+        return "new"
+    p = path_for(net)
+    return "idle" if gap_s > _rto_s(p, ConnState(p.init_cwnd, acks=10_000), 0) else "warm"
+
+
+def with_rate(path: Path, rate_bps: float) -> Path:
+    """The same path at another rate (a station's share changed)."""
+    return replace(path, rate_bps=float(rate_bps))
