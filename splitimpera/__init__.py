@@ -31,6 +31,7 @@ from .accuracy.cui import CUIResult, cui  # noqa: E402
 from .accuracy.measure import AccuracyTable, fit_predictor, measure_accuracy  # noqa: E402
 from .accuracy.stage import DesignPoints, analyze  # noqa: E402
 from .latency.simulation import SimResult  # noqa: E402
+from .latency.transport import transfer_latency_s  # noqa: E402
 from .results import DesignPoint, Result  # noqa: E402
 from .pipeline import Prepared, evaluate, prepare, run, simulate  # noqa: E402
 
@@ -40,5 +41,5 @@ __all__ = [
     "split_model", "profile_model", "profile_nodes", "Bottleneck", "get_bottleneck", "list_bottlenecks",
     "register_bottleneck", "layer_maps", "CUIResult", "cui", "AccuracyTable", "fit_predictor", "measure_accuracy",
     "DesignPoints", "analyze", "SimResult", "DesignPoint", "Result", "Prepared", "evaluate", "prepare", "run",
-    "simulate",
+    "simulate", "transfer_latency_s",
 ]

@@ -81,6 +81,8 @@ def constraints(qos, device=None) -> list[Constraint]:
         cs.append(Constraint("deadline misses", "deadline_miss_ratio", qos.max_deadline_miss_ratio, True, _ratio))
     if qos.max_uplink_utilisation is not None:
         cs.append(Constraint("uplink utilisation", "uplink_utilisation", qos.max_uplink_utilisation, True, _ratio))
+    if getattr(qos, "max_frame_loss_ratio", None) is not None:
+        cs.append(Constraint("frame loss", "frame_loss_ratio", qos.max_frame_loss_ratio, True, _ratio))
     if qos.max_energy_j is not None:
         cs.append(Constraint("energy", "energy_j", qos.max_energy_j, True, _mj))
     if qos.max_tx_bytes is not None:

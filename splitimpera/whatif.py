@@ -249,6 +249,8 @@ def ranked_view(result) -> pd.DataFrame:
         if not t["accuracy_source"].isin(["full model", "unknown"]).all():  # measured, predicted, nominal, yours
             v["accuracy from"] = t["accuracy_source"]
     v["link load %"] = t["uplink_utilisation"] * 100
+    if result.scenario.network.transport == "udp":
+        v["frames lost %"] = t["frame_loss_ratio"] * 100
     total = (t["head_flops"] + t["tail_flops"]).replace(0, np.nan)
     v["device FLOPs %"] = (t["head_flops"] / total * 100).fillna(0.0)
     v["Pareto"] = t["pareto"].astype(bool)

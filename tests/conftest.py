@@ -31,3 +31,16 @@ def demo_scenario(repo_root):
         return si.load_scenario(repo_root / "scenarios" / "demo.yaml", overrides=over)
 
     return make
+
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch):
+    """Isolated folders for bad-input tests: (scenario folder, -o folder, cache folder, cwd);
+    out exists and is empty, the cache does not exist."""
+    scen, out, cache, cwd = (tmp_path / n for n in ("scen", "out", "cache", "cwd"))
+    for d in (scen, out, cwd):
+        d.mkdir()
+    monkeypatch.setenv("SPLITIMPERA_CACHE", str(cache))
+    monkeypatch.delenv("SPLITIMPERA_PROFILES", raising=False)
+    monkeypatch.chdir(cwd)  # a relative output.dir must not be written either
+    return scen, out, cache, cwd

@@ -5,7 +5,8 @@ import pytest
 
 import splitimpera as si
 from splitimpera.latency.analytic import analytic_latency
-from splitimpera.latency.link import contention_share, transfer_time_s, wire_bytes
+from splitimpera.latency.link import contention_share, wire_bytes
+from splitimpera.latency.transport import transfer_latency_s
 
 
 def _scenario(repo_root, **over):
@@ -42,18 +43,21 @@ def test_closed_form_ideal_device_and_link(prof, repo_root):
     assert lat.loc["input", "device_compute_s"] == 0
 
 
-def test_packetisation_loss_and_contention():
+def test_packetisation_and_contention():
     net = si.get_network("wifi5")
     payload = net.payload_per_packet * 3 + 1  # four packets
     assert wire_bytes(payload, net) == payload + 4 * net.header_bytes
-    lossy = net.model_copy(update={"loss": 0.2})
-    assert transfer_time_s(payload, lossy) == pytest.approx(transfer_time_s(payload, net) * (1 - net.loss) / 0.8)
     # The contention curve is interpolated between its points and starts at 1.
     pts = dict(net.contention)
     assert contention_share(net, 1) == 1.0
     assert contention_share(net, 2) == pytest.approx(pts[2])
     assert contention_share(net, 3) == pytest.approx((pts[2] + pts[4]) / 2)
-    assert transfer_time_s(1e6, net, stations=4) == pytest.approx(transfer_time_s(1e6, net) / pts[4])
+    # UDP: serialisation at the station's share of the rate plus half the RTT, in closed form.
+    udp = net.model_copy(update={"transport": "udp", "header_bytes": 28, "loss": 0.0})
+    wire = wire_bytes(1e6, udp)
+    for n in (1, 4):
+        assert transfer_latency_s(udp, 10**6, stations=n) == pytest.approx(
+            wire * 8 / (udp.uplink_bps * pts[n]) + udp.rtt_s / 2)
 
 
 def test_payload_dtype_and_result_location(prof, repo_root):

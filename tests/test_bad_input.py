@@ -154,6 +154,20 @@ CASES: list[Case] = [
     Case("inline-negative-bandwidth", ("network.uplink_mbps",),
          setting(network={"base": "lte", "uplink_mbps": -5})),
     Case("inline-loss-1.0", ("network.loss",), setting(network={"base": "lte", "loss": 1.0})),
+    Case("unknown-transport", ("network.transport",), setting(network={"base": "lte", "transport": "quic"}),
+         needle="'tcp' or 'udp'"),
+    Case("negative-receive-window", ("network.tcp.rwnd_bytes",),
+         setting(network={"base": "lte", "tcp": {"rwnd_bytes": -1}})),
+    Case("rto-below-1ms", ("network.tcp.min_rto_ms",), setting(network={"base": "lte", "tcp": {"min_rto_ms": 0.5}}),
+         needle="1"),
+    Case("zero-initial-window", ("network.tcp.init_cwnd_segments",),
+         setting(network={"base": "lte", "tcp": {"init_cwnd_segments": 0}})),
+    Case("unknown-connection", ("network.tcp.connection",),
+         setting(network={"base": "lte", "tcp": {"connection": "sometimes"}})),
+    Case("mss-over-mtu", ("network",), setting(network={"base": "lte", "tcp": {"mss_bytes": 1500}}),
+         needle="mss_bytes"),
+    Case("set-unknown-transport", ("network.transport",), args=("--set", "network.transport=sctp")),
+    Case("frame-loss-limit-over-1", ("qos.max_frame_loss_ratio",), setting(qos={"max_frame_loss_ratio": 2})),
     # A model-level validator: pydantic reports the profile, the message names the key.
     Case("contention-not-starting-at-1", ("network", "network.contention"),
          setting(network={"base": "lte", "contention": [[2, 1.0], [4, 0.5]]}), needle="contention"),
@@ -266,18 +280,6 @@ def assert_user_error(rc, stdout: str, stderr: str, *, source: str, fields, need
         assert needle in line, f"expected {needle!r} in the error line\n{report}"
     for folder in untouched:
         assert _entries(folder) == [], f"{folder} gained {_entries(folder)}\n{report}"
-
-
-@pytest.fixture
-def dirs(tmp_path, monkeypatch):
-    """(scenario folder, -o folder, cache folder, cwd): out exists and is empty; the cache does not exist."""
-    scen, out, cache, cwd = (tmp_path / n for n in ("scen", "out", "cache", "cwd"))
-    for d in (scen, out, cwd):
-        d.mkdir()
-    monkeypatch.setenv("SPLITIMPERA_CACHE", str(cache))
-    monkeypatch.delenv("SPLITIMPERA_PROFILES", raising=False)
-    monkeypatch.chdir(cwd)  # a relative output.dir must not be written either
-    return scen, out, cache, cwd
 
 
 def run_main(argv: list[str], capsys) -> tuple[int, str, str]:

@@ -95,8 +95,9 @@ def test_many_devices_queue_so_simpy_latency_is_at_least_analytic(repo_root, pro
     assert (req[["device_wait_s", "server_wait_s"]] >= 0).all().all()
     mean = res.summary["latency_mean_s"].droplevel("bottleneck")
     assert (mean >= one["latency_s"]).all()
-    # Offered uplink load: devices × rate × one transfer alone.
-    load = 8 * 20 * (one["uplink_s"] - sc.network.rtt_s / 2)
+    # Offered uplink load: devices × rate × one transfer's time on the medium at the full rate
+    # (its bits; slow-start rounds spent waiting for ACKs leave the medium to the others).
+    load = 8 * 20 * pd.Series(wire_bytes(one["bytes_sent"], sc.network), index=one.index) * 8 / sc.network.uplink_bps
     heavy = load[load > 1].index
     assert len(heavy) >= 2
     assert (mean[heavy] > many.loc[heavy, "latency_s"]).all()

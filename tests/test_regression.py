@@ -6,6 +6,13 @@ The old ``workload.payload_dtype: int8`` sent the codes without their quantisati
 it now means the nominal int8 bottleneck, whose payload carries the range (two fp32, 8 B).
 For those scenarios the reference is the old code's run with those 8 B added
 (``int8_with_range``, recorded at the same commit).
+
+Since issue 12 the link is a transport model (TCP rounds, UDP), so every column a transfer
+time reaches — uplink, downlink, waits behind them, latency, energy, feasibility, rank —
+changed by design; those are checked against ns-3 (``tests/test_ns3_agreement.py``,
+``benchmarks/bench_network_fidelity.py``) and closed forms (``tests/test_transport.py``).
+What the redesign had to keep and the transport does not touch is compared here:
+:data:`KEPT`.
 """
 
 from __future__ import annotations
@@ -19,6 +26,9 @@ import pytest
 import splitimpera as si
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "golden_before_redesign.json").read_text())
+# Columns no transfer time reaches. (Uplink utilisation divides by the contention share, and
+# issue 12 refitted the Wi-Fi profiles' contention curves to ns-3: it changed there too.)
+KEPT = ["bytes_sent", "device_compute_s", "server_compute_s", "accuracy", "accuracy_source"]
 SLOW = {"infeasible_3g", "vgg16_wifi5", "demo_autoencoder", "resnet50_lte", "efficientnet_5g", "many_devices_wifi4"}
 
 
@@ -58,11 +68,9 @@ def test_bundled_scenario_matches_the_values_before_the_redesign(key, repo_root)
     assert len(res.bottlenecks) == 1
     table = res.for_bottleneck(res.bottlenecks[0])
     assert list(table.index) == list(ref["splits"]), "the same splits in the same (topological) order"
-    rec = res.recommended
-    assert (None if rec is None else rec.split) == ref["recommended"]
     bad = []
     for split, row in ref["splits"].items():
-        for col in GOLDEN["columns"]:
+        for col in KEPT:
             got = _plain(table.at[split, col])
             if not _same(got, row[col]):
                 bad.append(f"{split}.{col}: {got!r} != {row[col]!r}")

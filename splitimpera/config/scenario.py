@@ -79,6 +79,9 @@ class DataSpec(_Strict):
     split: Literal["train", "test", "all"] = "test"
     limit: int | None = Field(None, gt=0, description="use at most this many samples")
     batch_size: int = Field(64, gt=0)
+    skip_unreadable: bool = Field(False, description="imagefolder: skip image files that cannot be decoded "
+                                                     "(empty, truncated, not an image), with a warning; "
+                                                     "default: stop with an error naming the file")
 
 
 class CUISpec(_Strict):
@@ -206,6 +209,8 @@ class QoSSpec(_Strict):
     max_tx_bytes: int | None = Field(None, gt=0)
     max_uplink_utilisation: float | None = Field(
         None, gt=0, le=1, description="offered uplink load of all devices / link capacity")
+    max_frame_loss_ratio: float | None = Field(
+        None, ge=0, le=1, description="fraction of frames allowed lost (UDP: a frame with a lost packet is lost)")
     min_accuracy: float | None = Field(None, ge=0, le=1)
     fit_device_memory: bool = True
     objective: Literal["latency", "energy", "bytes", "accuracy", "weighted"] = "latency"

@@ -3,11 +3,17 @@
 Per design point (split and bottleneck; seconds, SI)::
 
     device_compute_s = head compute time on the device profile
-    uplink_s         = transfer_time(bytes_sent, up) + rtt/2
+    uplink_s         = mean transfer time of bytes_sent over the link's transport, RTT/2 included
     server_compute_s = tail compute time on the server profile
-    downlink_s       = transfer_time(prediction, down) + rtt/2   (only with result_at: device)
+    downlink_s       = the same for the prediction's trip back (only with result_at: device)
     latency_s        = sum of the above
-    energy_j         = device active power × device_compute_s + radio power × transfer times
+    energy_j         = device active power × device_compute_s
+                       + radio: alpha × Mbit on the air + beta × seconds the transfer is under way
+    frame_loss_ratio = UDP: P(a frame loses a datagram); 0 over TCP
+
+Transfers (:mod:`splitimpera.latency.transport`): TCP round by round (slow start, loss
+recovery, timeouts; the connection ``new`` per request, or persistent: ``idle`` when
+requests are further apart than the RTO, so its window restarts, else ``warm``), or UDP.
 
 ``result_at: server`` (default, as in Split-Et-Impera and I-SPLIT) ends a request when the
 tail's prediction exists on the server; the ``output`` split then sends the prediction up.
@@ -24,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .compute import compute_energy_j, compute_time_s
-from .link import radio_power_w, transfer_time_s
+from .transport import frame_loss_ratio, link_transfers, request_transfers
 from ..model.splits import OUTPUT, PREDICTION_BYTES
 
 def split_names(frame: pd.DataFrame) -> np.ndarray:
@@ -45,27 +51,23 @@ def analytic_latency(profile: pd.DataFrame, scenario) -> pd.DataFrame:
     sent = profile["tx_bytes"].to_numpy(dtype=float)
     if wl.result_at == "device":
         sent = np.where(is_output, 0.0, sent)
-    half_rtt = net.rtt_s / 2.0
+    up = request_transfers(net, sent, "up", stations, 1.0 / wl.rate_hz)
 
     device_s = compute_time_s(profile, "head", dev).to_numpy()
-    up_tx = np.where(sent > 0, transfer_time_s(sent, net, "up", stations), 0.0)
-    uplink_s = np.where(sent > 0, up_tx + half_rtt, 0.0)
     server_s = compute_time_s(profile, "tail", srv).to_numpy()
     if wl.result_at == "device":
-        down_tx = np.where(is_output, 0.0, transfer_time_s(np.full(len(profile), PREDICTION_BYTES), net,
-                                                           "down", stations))
-        downlink_s = np.where(is_output, 0.0, down_tx + half_rtt)
+        back = np.where(is_output, 0.0, float(PREDICTION_BYTES))
+        down = link_transfers(net, back, "down", stations, "idle")  # the request's connection, open
     else:
-        down_tx = np.zeros(len(profile))
-        downlink_s = np.zeros(len(profile))
-    energy = (compute_energy_j(device_s, dev) + up_tx * radio_power_w(net, "up", stations)
-              + down_tx * radio_power_w(net, "down", stations))
+        down = link_transfers(net, np.zeros(len(profile)), "down", stations, "idle")
+    energy = compute_energy_j(device_s, dev) + up.radio_j + down.radio_j
     return pd.DataFrame({
         "bytes_sent": sent.astype(np.int64),
         "device_compute_s": device_s,
-        "uplink_s": uplink_s,
+        "uplink_s": up.time_s,
         "server_compute_s": server_s,
-        "downlink_s": downlink_s,
-        "latency_s": device_s + uplink_s + server_s + downlink_s,
+        "downlink_s": down.time_s,
+        "latency_s": device_s + up.time_s + server_s + down.time_s,
         "energy_j": energy,
+        "frame_loss_ratio": frame_loss_ratio(net, sent),
     }, index=profile.index)

@@ -20,7 +20,7 @@ TABLE_COLUMNS = [
     "index", "op", "shape", "head_flops", "tail_flops", "head_params", "tail_params", "head_mem_bytes",
     "bytes_sent", "device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s",
     "downlink_s", "latency_s", "latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_rps",
-    "deadline_miss_ratio", "uplink_utilisation", "energy_j", "accuracy", "accuracy_source",
+    "deadline_miss_ratio", "frame_loss_ratio", "uplink_utilisation", "energy_j", "accuracy", "accuracy_source",
 ]
 # Columns only the simulation measures; the analytic engine (one request, no queueing) leaves them NaN.
 SIM_ONLY_COLUMNS = ["latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_rps", "deadline_miss_ratio"]
@@ -53,13 +53,15 @@ def point_frame(profile: pd.DataFrame, points: pd.DataFrame | None = None) -> pd
 def uplink_utilisation(bytes_sent, scenario: Scenario) -> np.ndarray:
     """Offered uplink load of all devices over the link's capacity (1 = saturated).
 
-    Load = devices × request rate × bits on the air per request (headers and the mean
-    retransmissions included); capacity = the link's aggregate rate with that many stations
+    Load = devices × request rate × bits on the air per request (headers included, and over
+    TCP the mean retransmissions, ``1/(1 − loss)`` per packet; UDP retransmits nothing);
+    capacity = the link's aggregate rate with that many stations
     (``contention_share × stations × uplink rate``).
     """
     net, wl = scenario.network, scenario.workload
     b = np.asarray(bytes_sent, dtype=float)
-    bits = np.where(b > 0, wire_bytes(b, net) * 8.0 / (1.0 - net.loss), 0.0)
+    resend = 1.0 / (1.0 - net.loss) if net.transport == "tcp" else 1.0
+    bits = np.where(b > 0, wire_bytes(b, net) * 8.0 * resend, 0.0)
     capacity = net.uplink_bps * contention_share(net, wl.num_devices) * wl.num_devices
     return wl.num_devices * wl.rate_hz * bits / capacity
 

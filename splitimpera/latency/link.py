@@ -1,9 +1,9 @@
-"""Transfers over a link profile: packetisation, loss, contention share, radio energy.
+"""Transfers over a link profile: packetisation, contention share, radio energy.
 
-A payload of ``b`` bytes travels in ``ceil(b / (mtu - header))`` packets, each carrying
-``header_bytes`` of overhead; with loss probability ``p`` every packet is sent ``1/(1-p)``
-times on average (retransmission). One-way latency adds half the RTT (propagation and
-protocol delay, held by the link, not by the sender or receiver).
+A payload of ``b`` bytes travels in ``ceil(b / mss)`` packets (``mss`` = MTU − headers, or
+the TCP MSS), each carrying ``header_bytes`` of overhead. How long a transfer takes —
+slow start, retransmissions, timeouts, propagation — is :mod:`splitimpera.latency.transport`'s
+business (its :func:`~splitimpera.latency.transport.link_transfers` takes a column of payloads).
 """
 
 from __future__ import annotations
@@ -31,19 +31,3 @@ def contention_share(net: NetworkProfile, stations: int) -> float:
     if stations <= n[-1]:
         return float(np.interp(stations, n, f))
     return float(f[-1] * n[-1] / stations)
-
-
-def transfer_time_s(payload_bytes, net: NetworkProfile, direction: str = "up", stations: int = 1) -> np.ndarray:
-    """Expected serialisation time of each payload (no propagation), seconds."""
-    rate = (net.uplink_bps if direction == "up" else net.downlink_bps) * contention_share(net, stations)
-    return wire_bytes(payload_bytes, net) * 8.0 / rate / (1.0 - net.loss)
-
-
-def radio_power_w(net: NetworkProfile, direction: str = "up", stations: int = 1) -> float:
-    """Huang et al. (MobiSys 2012): P = alpha × throughput_Mbps + beta, watts."""
-    r = net.radio
-    if direction == "up":
-        mbps = net.uplink_mbps * contention_share(net, stations)
-        return (r.alpha_up_mw_per_mbps * mbps + r.beta_mw) * 1e-3
-    mbps = net.downlink_mbps * contention_share(net, stations)
-    return (r.alpha_down_mw_per_mbps * mbps + r.beta_mw) * 1e-3

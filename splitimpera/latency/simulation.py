@@ -21,14 +21,19 @@ nothing queues and nothing is random:
 * **Link.** The medium is shared by the stations (devices) that have something to send:
   each station sends its transfers one after another, and the ``n`` stations with a
   backlog are served in processor sharing, each at ``rate × contention_share(net, n)``;
-  rates change only when a station starts or stops sending. A payload is
-  ``network.wire_bytes`` on the air; retransmissions are drawn in bulk per transfer: with
-  ``P`` packets and loss ``p``, the extra transmissions are ``NegBin(P, 1 - p)`` (failures
-  before ``P`` successes), each of the mean packet size — mean ``wire/(1 - p)``, as in the
-  analytic model. After the last bit, the link delivers after ``rtt/2 + J``, with jitter
-  ``J ~ Normal(0, jitter_ms)`` clipped so the delay stays ≥ 0. With
-  ``workload.stochastic_network: false`` there is no jitter and every transfer carries the
-  mean retransmission overhead (fractional), so times are deterministic.
+  rates change only when a station starts or stops sending. When a transfer starts, the
+  transport (:class:`~splitimpera.latency.transport.LinkSender`) decides, at the station's
+  share at that moment, the bits it puts on the medium (headers and, over TCP,
+  retransmissions) and how long it stalls off the medium (slow-start rounds waiting for
+  ACKs, retransmission timeouts, a new connection's handshake): TCP rounds with this
+  request's own loss pattern, the persistent connection's window carried from the
+  station's previous transfer (restarted after an idle gap longer than the RTO); UDP: the
+  datagrams, and the frame lost when one of them is. After the last bit and the stall, the
+  link delivers after ``rtt/2 + J``, with jitter ``J ~ Normal(0, jitter_ms)`` clipped so the
+  delay stays ≥ 0. With ``workload.stochastic_network: false`` there is no jitter and every
+  transfer is the mean one of its connection state (``idle`` or ``warm``; ``new``), so
+  times are deterministic. Lost UDP frames count in ``frame_loss_ratio`` and in energy,
+  not in the latency statistics (they never arrive).
 * **Trace replay.** With ``network.trace_csv`` (:mod:`splitimpera.config.rate_trace`) the link's rate
   follows the trace from ``t = 0``: piecewise constant, the last value held (no looping);
   the per-station rates are recomputed at every change point, as when a station starts or
@@ -52,7 +57,7 @@ nothing queues and nothing is random:
   ``result_at: device`` sends the 8-byte prediction back over the downlink (a second shared
   link; stations are the devices); ``output`` then sends nothing.
 * **Energy** per request, as in the analytic model: device active power × head time, plus
-  radio energy ``(α · Mbit sent + β · transfer time) · 1e-3`` per direction, which is the
+  radio energy ``(α · Mbit sent + β · seconds under way, stalls included) · 1e-3`` per direction, the
   integral of Huang et al.'s ``P = α·throughput + β`` over the transfer whatever the share.
 * **Warm-up.** The first ``floor(warmup_fraction · num_requests)`` requests of each device
   (in arrival order) are dropped from the results.
@@ -78,7 +83,8 @@ import simpy
 
 from .analytic import split_names
 from .compute import compute_energy_j, compute_time_s
-from .link import contention_share, wire_bytes
+from .link import contention_share
+from .transport import LinkSender
 from ..config.scenario import Scenario
 from ..model.splits import OUTPUT, PREDICTION_BYTES
 
@@ -86,11 +92,11 @@ log = logging.getLogger(__name__)
 
 REQUEST_COLUMNS = [
     "split", "bottleneck", "device_id", "t_arrival_s", "device_wait_s", "device_compute_s", "uplink_s", "server_wait_s",
-    "server_compute_s", "downlink_s", "latency_s", "energy_j", "bytes_sent",
+    "server_compute_s", "downlink_s", "latency_s", "energy_j", "bytes_sent", "frame_lost",
 ]
 SUMMARY_COLUMNS = [
     "requests", "latency_mean_s", "latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_rps",
-    "deadline_miss_ratio", "energy_j", "bytes_sent",
+    "deadline_miss_ratio", "frame_loss_ratio", "energy_j", "bytes_sent",
 ]
 
 
@@ -248,9 +254,12 @@ class SharedLink:
     def __init__(self, env: simpy.Environment, rate_bps: float, share: Callable[[int], float], out, *,
                  bits: Sequence[float], delay_s: Sequence[float], station: Sequence[int], radio_j: list,
                  alpha_mw_per_mbps: float = 0.0, beta_mw: float = 0.0,
-                 rate_trace: tuple[Sequence[float], Sequence[float]] | None = None):
+                 rate_trace: tuple[Sequence[float], Sequence[float]] | None = None,
+                 sender: LinkSender | None = None, payload_bytes: int = 0, lost: list | None = None):
         self.env, self.rate, self.out = env, float(rate_bps), out
         self.bits, self.delay_s, self.station, self.radio_j = bits, delay_s, station, radio_j
+        self.sender, self.payload, self.lost = sender, int(payload_bytes), lost
+        self.stall_s = [0.0] * len(bits)
         self.alpha, self.beta = alpha_mw_per_mbps, beta_mw
         self._share = share
         self._rates: dict[int, float] = {}
@@ -306,6 +315,13 @@ class SharedLink:
         self.t_last = now
 
     def _start(self, s: int, rid: int) -> None:
+        if self.sender is not None:  # the transport decides the bits and the stall now, at this share
+            bits, stall, lost = self.sender.start(rid, s, self.env.now, self.station_rate_bps(len(self.heads) + 1),
+                                                  self.payload)
+            self.bits[rid], self.stall_s[rid] = bits, stall
+            self.delay_s[rid] += stall
+            if lost and self.lost is not None:
+                self.lost[rid] = True
         self._seq += 1
         heapq.heappush(self.heads, (self.V + self.bits[rid], self._seq, s))
         self.head_start[s] = self.env.now
@@ -354,7 +370,7 @@ class SharedLink:
         q = self.queues[s]
         rid = q.popleft()
         tx_s = env.now - self.head_start[s]
-        self.radio_j[rid] += (self.alpha * self.bits[rid] * 1e-6 + self.beta * tx_s) * 1e-3
+        self.radio_j[rid] += (self.alpha * self.bits[rid] * 1e-6 + self.beta * (tx_s + self.stall_s[rid])) * 1e-3
         if q:
             self._start(s, q[0])
         ev = env.timeout(self.delay_s[rid])
@@ -390,31 +406,20 @@ def _arrivals(wl, rng: np.random.Generator) -> np.ndarray:
     return np.cumsum(rng.exponential(period, size=(n_dev, n)), axis=1)
 
 
-def _transfer(payload_bytes: float, net, n_total: int, rng: np.random.Generator, stochastic: bool,
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """Bits on the air (retransmissions included) and propagation delay of ``n_total`` transfers.
+def _draws(net, n_total: int, rng: np.random.Generator, stochastic: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per transfer: the seed of its loss pattern and its propagation delay ``rtt/2 + J``.
 
-    The draws are the same for every payload size (one uniform and one normal per request,
-    always drawn): retransmissions come from the uniform through the negative binomial's
-    inverse CDF, so a request that is unlucky on a small payload is unlucky on a large one.
+    One integer and one normal per request, always drawn, the same for every payload size:
+    a request unlucky on a small payload is unlucky on a large one (common random numbers).
     """
-    from scipy.stats import nbinom
-
-    u = rng.random(n_total)
+    seeds = rng.integers(0, 2**63 - 1, size=n_total)
     z = rng.standard_normal(n_total)
-    wire = float(wire_bytes(payload_bytes, net))
-    packets = math.ceil(payload_bytes / net.payload_per_packet)
-    half_rtt, p = net.rtt_s / 2.0, net.loss
-    if stochastic and p > 0:
-        extra = nbinom.ppf(u, packets, 1.0 - p)
-        bits = (wire + extra * (wire / packets)) * 8.0
-    else:
-        bits = np.full(n_total, wire * 8.0 / (1.0 - p))
+    half_rtt = net.rtt_s / 2.0
     if stochastic and net.jitter_ms > 0:
         delay = np.maximum(half_rtt + z * net.jitter_ms * 1e-3, 0.0)
     else:
         delay = np.full(n_total, half_rtt)
-    return bits, delay
+    return seeds, delay
 
 
 def _rate_trace(net, direction: str) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
@@ -462,20 +467,23 @@ def simulate_point(point, frame: pd.DataFrame, scenario: Scenario, seed: int | N
     share = lambda n: contention_share(net, n)  # noqa: E731
     stoch = wl.stochastic_network
     nxt = Sink(env, t_done)
+    lost = [False] * total
     if has_down:
-        bits, delay = _transfer(PREDICTION_BYTES, net, total, streams["downlink"], stoch)
-        nxt = SharedLink(env, net.downlink_bps, share, nxt, bits=bits.tolist(), delay_s=delay.tolist(),
+        seeds, delay = _draws(net, total, streams["downlink"], stoch)
+        nxt = SharedLink(env, net.downlink_bps, share, nxt, bits=[0.0] * total, delay_s=delay.tolist(),
                          station=station, radio_j=radio_j, alpha_mw_per_mbps=net.radio.alpha_down_mw_per_mbps,
-                         beta_mw=net.radio.beta_mw, rate_trace=_rate_trace(net, "down"))
+                         beta_mw=net.radio.beta_mw, rate_trace=_rate_trace(net, "down"),
+                         sender=LinkSender(net, "down", seeds, stoch), payload_bytes=PREDICTION_BYTES, lost=lost)
     if has_server:
         nxt = Processor(env, tail_s, nxt, enter=t_srv_in, start=t_srv_start, end=t_srv_end,
                         workers=wl.server_workers, max_batch=wl.max_batch, batch_timeout_s=wl.batch_timeout_ms * 1e-3,
                         batch_cost_fraction=wl.batch_cost_fraction)
     if sent > 0:
-        bits, delay = _transfer(sent, net, total, streams["uplink"], stoch)
-        nxt = SharedLink(env, net.uplink_bps, share, nxt, bits=bits.tolist(), delay_s=delay.tolist(),
+        seeds, delay = _draws(net, total, streams["uplink"], stoch)
+        nxt = SharedLink(env, net.uplink_bps, share, nxt, bits=[0.0] * total, delay_s=delay.tolist(),
                          station=station, radio_j=radio_j, alpha_mw_per_mbps=net.radio.alpha_up_mw_per_mbps,
-                         beta_mw=net.radio.beta_mw, rate_trace=_rate_trace(net, "up"))
+                         beta_mw=net.radio.beta_mw, rate_trace=_rate_trace(net, "up"),
+                         sender=LinkSender(net, "up", seeds, stoch), payload_bytes=sent, lost=lost)
     for d in range(n_dev):
         device = Processor(env, head_s, nxt, enter=t_dev_in, start=t_dev_start, end=t_dev_end)
         Source(env, range(d * n_req, (d + 1) * n_req), arrivals[d].tolist(), device)
@@ -503,6 +511,7 @@ def simulate_point(point, frame: pd.DataFrame, scenario: Scenario, seed: int | N
         "latency_s": b[6] - arrivals.ravel(),
         "energy_j": compute_energy_j(device_s, dev) + np.asarray(radio_j),
         "bytes_sent": np.full(total, sent, dtype=np.int64),
+        "frame_lost": np.asarray(lost, dtype=bool),
     })[keep]
     return out.sort_values(["t_arrival_s", "device_id"], kind="stable").reset_index(drop=True)
 
@@ -514,7 +523,8 @@ def summarize(requests: pd.DataFrame, points: Sequence[tuple[str, str]], max_lat
     groups = dict(tuple(requests.groupby(["split", "bottleneck"], sort=False)))  # one pass, not one scan per point
     empty = requests.iloc[:0]
     for key in points:
-        r = groups.get(tuple(key), empty)
+        every = groups.get(tuple(key), empty)
+        r = every[~every["frame_lost"].to_numpy(dtype=bool)]  # a lost frame has no latency
         lat = r["latency_s"].to_numpy()
         done = r["t_arrival_s"].to_numpy() + lat
         span = done.max() - r["t_arrival_s"].min() if len(r) else math.nan
@@ -524,9 +534,10 @@ def summarize(requests: pd.DataFrame, points: Sequence[tuple[str, str]], max_lat
             "latency_mean_s": lat.mean() if len(r) else math.nan,
             "latency_p50_s": p50, "latency_p95_s": p95, "latency_p99_s": p99,
             "throughput_rps": len(r) / span if span > 0 else math.nan,
-            "deadline_miss_ratio": math.nan if max_latency_s is None else float(np.mean(lat > max_latency_s)),
-            "energy_j": r["energy_j"].mean(),
-            "bytes_sent": r["bytes_sent"].mean(),
+            "deadline_miss_ratio": math.nan if max_latency_s is None or not len(r) else float(np.mean(lat > max_latency_s)),
+            "frame_loss_ratio": float(every["frame_lost"].mean()) if len(every) else math.nan,
+            "energy_j": every["energy_j"].mean(),
+            "bytes_sent": every["bytes_sent"].mean(),
         })
     index = pd.MultiIndex.from_tuples([tuple(k) for k in points], names=["split", "bottleneck"])
     return pd.DataFrame(rows, index=index, columns=SUMMARY_COLUMNS)
@@ -535,7 +546,7 @@ def summarize(requests: pd.DataFrame, points: Sequence[tuple[str, str]], max_lat
 SPLIT_TABLE_COLUMNS = [
     "bytes_sent", "device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s", "downlink_s",
     "latency_s", "latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_rps", "deadline_miss_ratio",
-    "energy_j",
+    "frame_loss_ratio", "energy_j",
 ]
 
 
@@ -548,14 +559,16 @@ def split_table(result: SimResult) -> pd.DataFrame:
     deadline misses come from :attr:`SimResult.summary`; ``bytes_sent`` is per request.
     """
     s = result.summary
-    stages = ["device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s", "downlink_s",
-              "energy_j"]
-    means = result.requests.groupby(["split", "bottleneck"], sort=False)[stages].mean().reindex(s.index)
+    stages = ["device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s", "downlink_s"]
+    req = result.requests
+    delivered = req[~req["frame_lost"].to_numpy(dtype=bool)]
+    means = delivered.groupby(["split", "bottleneck"], sort=False)[stages].mean().reindex(s.index)
     out = means.assign(
         bytes_sent=s["bytes_sent"].round().astype(np.int64),
         latency_s=s["latency_mean_s"],
+        energy_j=s["energy_j"],
         **{c: s[c] for c in ("latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_rps",
-                             "deadline_miss_ratio")},
+                             "deadline_miss_ratio", "frame_loss_ratio")},
     )
     return out[SPLIT_TABLE_COLUMNS]
 

@@ -309,6 +309,34 @@ def expected_transfer(path: Path, payload_bytes: int, connection: str = "new") -
     return _expected_tcp(path, int(payload_bytes), connection)
 
 
+@dataclass(frozen=True)
+class Transfers:
+    """Mean outcome per payload: ``time_s`` (hand-over to last byte, RTT/2 included; 0 for an
+    empty payload), ``bits`` on the air (headers and retransmissions), ``active_s`` (the
+    sender's part) and ``radio_j`` (Huang et al.: alpha × Mbit + beta × active seconds)."""
+
+    time_s: np.ndarray
+    bits: np.ndarray
+    active_s: np.ndarray
+    radio_j: np.ndarray
+
+
+def link_transfers(net: NetworkProfile, payload_bytes, direction: str = "up", stations: int = 1,
+                   connection: str = "new") -> Transfers:
+    """:func:`~splitimpera.latency.transport.expected_transfer` for each payload (one per distinct size)."""
+    b = np.asarray(payload_bytes, dtype=float)
+    path = path_for(net, direction, stations)
+    sizes = {int(v): expected_transfer(path, int(v), connection) for v in np.unique(np.ceil(b)) if v > 0}
+    pick = lambda attr: np.array([getattr(sizes[int(v)], attr) if v > 0 else 0.0 for v in np.ceil(b)])  # noqa: E731
+    time_s, tx, active = pick("time_s"), pick("tx_segments"), pick("active_s")
+    short = np.where(b > 0, np.ceil(b / path.mss) * path.mss - b, 0.0)  # the last segment's missing payload
+    bits = np.where(b > 0, (tx * (path.mss + path.header) - short) * 8.0, 0.0)
+    r = net.radio
+    alpha = r.alpha_up_mw_per_mbps if direction == "up" else r.alpha_down_mw_per_mbps
+    radio = (alpha * bits * 1e-6 + r.beta_mw * active) * 1e-3
+    return Transfers(time_s, bits, active, radio)
+
+
 def transfer_latency_s(net: NetworkProfile, payload_bytes: int, *, connection: str = "new", stations: int = 1,
                        direction: str = "up") -> float:
     """Mean seconds from handing ``payload_bytes`` to the socket to its last byte at the
@@ -323,15 +351,80 @@ def transfer_latency_s(net: NetworkProfile, payload_bytes: int, *, connection: s
     return expected_transfer(path_for(net, direction, stations), int(payload_bytes), connection).time_s
 
 
-def steady_connection(net: NetworkProfile, gap_s: float) -> str:
-    """The state a request's transfer finds: ``new`` per request, else ``idle`` when the gap
-    between requests exceeds the RTO (slow-start restart), else ``warm``."""
-    if net.tcp.connection == "new":
-        return "new"
+def idle_restart_s(net: NetworkProfile) -> float:
+    """Idle time after which a persistent connection's window restarts (RFC 2861): its RTO."""
     p = path_for(net)
-    return "idle" if gap_s > _rto_s(p, ConnState(p.init_cwnd, acks=10_000), 0) else "warm"
+    return _rto_s(p, ConnState(p.init_cwnd, acks=10_000), 0)
 
 
-def with_rate(path: Path, rate_bps: float) -> Path:
-    """The same path at another rate (a station's share changed)."""
-    return replace(path, rate_bps=float(rate_bps))
+def request_transfers(net: NetworkProfile, payload_bytes, direction: str, stations: int, period_s: float,
+                      ) -> Transfers:
+    """Mean transfers of requests ``period_s`` apart on one device: over a ``new`` connection
+    each has a handshake; over a persistent one, a transfer that leaves the connection idle
+    longer than the RTO before the next request starts it at the initial window (``idle``),
+    else the grown window carries over (``warm``)."""
+    if net.tcp.connection == "new" or net.transport == "udp":
+        return link_transfers(net, payload_bytes, direction, stations, "new")
+    idle = link_transfers(net, payload_bytes, direction, stations, "idle")
+    warm = link_transfers(net, payload_bytes, direction, stations, "warm")
+    restart = (period_s - idle.active_s) > idle_restart_s(net)
+    pick = lambda a, b: np.where(restart, a, b)  # noqa: E731
+    return Transfers(pick(idle.time_s, warm.time_s), pick(idle.bits, warm.bits), pick(idle.active_s, warm.active_s),
+                     pick(idle.radio_j, warm.radio_j))
+
+
+class LinkSender:
+    """The transport of one link direction inside the discrete-event simulation.
+
+    Per station, the TCP connection is carried from request to request (persistent: opened
+    before the first request; ``new``: one per request, handshake included); a persistent
+    connection idle longer than its RTO restarts at ``min(cwnd, initial window)`` in slow
+    start (ssthresh reset, as the analytic ``idle`` state). Per
+    request, :meth:`start` gives the bits it puts on the air, the time it stalls off the
+    medium (waiting for ACKs and timeouts, handshake included) and whether the frame is lost
+    (UDP). ``stochastic``: each request's losses come from its own seed (one per request,
+    the same for every design point: common random numbers); otherwise every transfer is the
+    mean one of its connection state.
+    """
+
+    def __init__(self, net: NetworkProfile, direction: str, seeds, stochastic: bool):
+        self.net, self.direction, self.stochastic = net, direction, stochastic
+        self.seeds = [int(x) for x in seeds]
+        self.restart_s = idle_restart_s(net)
+        self.states: dict[int, tuple[ConnState, float]] = {}
+
+    def start(self, rid: int, station: int, now: float, rate_bps: float, payload_bytes: int,
+              ) -> tuple[float, float, bool]:
+        """(bits on the air, stall seconds, frame lost) of request ``rid``'s transfer starting now."""
+        net = self.net
+        path = path_for(net, self.direction, 1)
+        if rate_bps > 0:  # in an outage (a trace at 0) the rounds are timed at the profile's mean rate
+            path = replace(path, rate_bps=float(rate_bps))
+        n, _ = path.segments(int(payload_bytes))
+        if net.transport == "udp":
+            lost = False
+            if self.stochastic and net.loss > 0:
+                lost = random.Random(self.seeds[rid]).random() < -math.expm1(n * math.log1p(-net.loss))
+            return (payload_bytes + n * path.header) * 8.0, 0.0, lost
+        short = (n * path.mss - payload_bytes) * 8.0
+        prev = self.states.get(station)
+        if net.tcp.connection == "new":
+            state, label = ConnState.initial(path, "new"), "new"
+        elif prev is None:
+            state, label = ConnState.initial(path, "idle"), "idle"
+        else:
+            state, t_end = prev
+            idle = now - t_end > self.restart_s
+            label = "idle" if idle else "warm"
+            if idle:  # starts over at the initial window, like the analytic `idle` state (Linux
+                # would keep max(ssthresh, 3/4 cwnd) from before the gap: a simplification)
+                state = ConnState(min(state.cwnd, path.init_cwnd), math.inf, state.acks, True)
+        if not self.stochastic:
+            e = expected_transfer(path, payload_bytes, label)
+            tx, active, after = e.tx_segments, e.active_s, ConnState.initial(path, "warm")
+        else:
+            tr = tcp_transfer(path, payload_bytes, state, _Losses(net.loss, random.Random(self.seeds[rid])))
+            tx, active, after = tr.tx_segments, tr.active_s, tr.state
+        bits = tx * (path.mss + path.header) * 8.0 - short
+        self.states[station] = (after, now + active)
+        return bits, max(0.0, active - bits / path.rate_bps), False

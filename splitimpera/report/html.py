@@ -410,7 +410,7 @@ def _qos_text(qos: dict) -> str:
     names = {"max_latency_ms": ("latency" if stat == "mean" else f"{stat} latency", "≤", "ms"),
              "max_deadline_miss_ratio": ("deadline misses", "≤", ""), "max_energy_mj": ("energy", "≤", "mJ"),
              "max_tx_bytes": ("bytes sent", "≤", "B"), "max_uplink_utilisation": ("uplink utilisation", "≤", ""),
-             "min_accuracy": ("accuracy", "≥", "")}
+             "max_frame_loss_ratio": ("frame loss", "≤", ""), "min_accuracy": ("accuracy", "≥", "")}
     for key, (label, op, unit) in names.items():
         if qos.get(key) is not None:
             parts.append(f"{label} {op} {qos[key]:g}{(' ' + unit) if unit else ''}")

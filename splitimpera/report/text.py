@@ -25,7 +25,7 @@ def _grid(header: list[str], rows: list[list[str]], align: str) -> str:
 
 def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = False, downlink: bool = True,
                accuracy: bool = False, bottleneck: bool = False, statistic: str = "mean",
-               ) -> tuple[list[str], list[list[str]], str]:
+               frame_loss: bool = False) -> tuple[list[str], list[list[str]], str]:
     """Header, rows and alignment of the per-point terminal table (index: split, bottleneck).
 
     ``simulated`` adds the queueing waits (device, server) and the p95 latency (or the
@@ -33,7 +33,7 @@ def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = 
     ``downlink=False`` leaves out the downlink column (always 0 with the result at the
     server); ``accuracy`` adds the accuracy and where it comes from (a ``*`` marks a
     prediction from the CUI curve, ``u`` your CSV, ``n`` a nominal assumption);
-    ``bottleneck`` adds the bottleneck column.
+    ``bottleneck`` adds the bottleneck column; ``frame_loss`` the frames lost (UDP).
     """
     pct = "p95" if statistic == "mean" else statistic
     named = {"device_wait_s": "dev wait ms", "device_compute_s": "device ms", "uplink_s": "uplink ms",
@@ -49,6 +49,9 @@ def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = 
     header = ["rank", "split", *(["bottleneck"] if bottleneck else []), "sent", *(named[c] for c in cols),
               "energy mJ"]
     align = "rl" + ("l" if bottleneck else "") + "r" + "r" * (len(cols) + 1)
+    if frame_loss:
+        header.append("frames lost")
+        align += "r"
     if accuracy:
         header.append("accuracy")
         align += "r"
@@ -60,6 +63,8 @@ def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = 
         rank = "" if pd.isna(r["rank"]) else str(int(r["rank"]))
         row = [rank, str(split), *([str(bn)] if bottleneck else []), human_bytes(r["bytes_sent"]),
                *(_ms(r[c]) for c in cols), f"{r['energy_j'] * 1e3:.3g}"]
+        if frame_loss:
+            row.append(f"{r['frame_loss_ratio'] * 100:.3g} %")
         if accuracy:
             mark = {"predicted (CUI)": "*", "user": " u", "full model (nominal)": " n"}.get(r.get("accuracy_source"), "")
             row.append("—" if pd.isna(r["accuracy"]) else f"{r['accuracy'] * 100:.1f} %{mark}")
@@ -67,6 +72,16 @@ def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = 
             row.append("ok" if r["feasible"] else r["reason"])
         rows.append(row)
     return header, rows, align
+
+
+def describe_transport(net) -> str:
+    """The link's transport in words, e.g. ``TCP, persistent connection (initial window 10, min RTO 200 ms)``."""
+    if net.transport == "udp":
+        return f"UDP (no retransmission: a frame with a lost packet is lost; loss {net.loss * 100:.3g} % per packet)"
+    t = net.tcp
+    conn = "a new connection per request" if t.connection == "new" else "persistent connection"
+    return (f"TCP, {conn} (initial window {t.init_cwnd_segments}, MSS {net.payload_per_packet} B, "
+            f"min RTO {t.min_rto_ms:g} ms, loss {net.loss * 100:.3g} % per packet)")
 
 
 def describe_objective(qos) -> str:
@@ -148,6 +163,7 @@ def render_result(result, top: int | None = None) -> str:
             + ("" if bn.coder == "raw" else f" + {bn.coder}"))
     lines.append(f"{sent}, result at the {wl.result_at}, {wl.num_devices} device(s); "
                  f"FLOPs: 1 per multiply-add (fvcore)")
+    lines.append("transport: " + describe_transport(sc.network))
     sim = getattr(result, "sim", None)
     stat = sc.qos.latency_statistic
     if sim is not None:
@@ -168,7 +184,8 @@ def render_result(result, top: int | None = None) -> str:
     simulated = sim is not None
     downlink = wl.result_at == "device"
     verdict = view.verdict()
-    kw = dict(simulated=simulated, downlink=downlink, accuracy=with_acc, bottleneck=view.multi, statistic=stat)
+    kw = dict(simulated=simulated, downlink=downlink, accuracy=with_acc, bottleneck=view.multi, statistic=stat,
+              frame_loss=sc.network.transport == "udp")
     if n_feas:
         header, rows, align = split_rows(shown, with_reason=False, **kw)
         lines.append(f"{verdict.details[0][:-1]}; top {len(shown)}:")
