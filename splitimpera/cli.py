@@ -25,11 +25,14 @@ def _cmd_simulate(args) -> int:
     from .pipeline import run
     from .report.text import render_result
     from .config.scenario import load_scenario, parse_overrides
+    from .results import check_output_dir
 
     if args.report and args.output is None:
         raise UserError("needs -o DIR (the report is written beside the results)", source="simulate",
                         field="--report")
     sc = load_scenario(args.scenario, parse_overrides(args.set))
+    if args.output is not None:  # before the work, not after it
+        check_output_dir(args.output, sc, field="-o")
     res = run(sc)
     print(render_result(res, top=args.top))
     if args.output is not None:
@@ -45,8 +48,15 @@ def _cmd_simulate(args) -> int:
 
 
 def _cmd_report(args) -> int:
+    from pathlib import Path
+
+    from .atomic import check_writable_dir, check_writable_file
     from .report.html import write_report
 
+    check_writable_file(args.output, field="-o")
+    if args.png:
+        out = Path(args.output)
+        check_writable_dir(out.parent / f"{out.stem}_figures", field="--png")
     out = write_report(args.dirs, args.output, title=args.title, png=args.png)
     print(f"wrote {out}" + (f" and {out.parent / (out.stem + '_figures')}/" if args.png else ""))
     return EXIT_OK
@@ -58,9 +68,11 @@ def _cmd_analyze(args) -> int:
     from .data import load_data
     from .model.loading import load_traced
     from .report.text import render_accuracy, render_analysis
-    from .results import save_analysis
+    from .results import check_output_dir, save_analysis
 
     sc = load_scenario(args.scenario, parse_overrides(args.set))
+    if args.output is not None:  # before the work, not after it
+        check_output_dir(args.output, sc, field="-o")
     tm = load_traced(sc)
     progress = not args.quiet and sys.stderr.isatty()
     ds = load_data(sc, tm.input_shape, tm.output_width)
@@ -114,6 +126,7 @@ def _cmd_splits(args) -> int:
 def _cmd_calibrate(args) -> int:
     from pathlib import Path
 
+    from .atomic import check_writable_file
     from .calibrate import calibrate, check_model_names, default_name, render_calibration, write_profile
 
     models = [m for arg in args.models for m in arg.split(",") if m]
@@ -126,6 +139,7 @@ def _cmd_calibrate(args) -> int:
     if out.stem != name:  # the registry requires it
         raise UserError(f"profile name {name!r} must equal the file stem of -o {out.name!r}",
                         source="calibrate", field="--name")
+    check_writable_file(out, field="-o" if args.output else None)  # before minutes of measuring
     cal = calibrate(models, holdout, input_shape=args.input, name=name, kind=args.kind, repeats=args.repeats,
                     warmup=args.warmup, peak_gflops=args.peak_gflops, idle_w=args.idle_w, active_w=args.active_w,
                     threads=args.threads)

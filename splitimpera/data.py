@@ -1,4 +1,5 @@
-"""Evaluation data: scikit-learn's handwritten digits (bundled, offline), synthetic sets.
+"""Evaluation data: scikit-learn's handwritten digits (bundled, offline), synthetic sets,
+image folders.
 
 The digits set is real data that scikit-learn ships (1,797 8×8 greyscale images, 10 classes).
 It is upsampled to 32×32 so that a small VGG-style CNN has room for three pooling stages.
@@ -7,6 +8,9 @@ The train/test split is stratified and fixed (seed 0), so training and evaluatio
 
 from __future__ import annotations
 
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,6 +22,8 @@ from .errors import UserError, first_line
 
 if TYPE_CHECKING:
     from .config.scenario import Scenario
+
+log = logging.getLogger(__name__)
 
 DIGITS_SIZE = 32
 DIGITS_TEST_FRACTION = 0.2
@@ -76,11 +82,16 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def load_dataset(spec, input_shape: tuple[int, ...], num_classes: int | None = None, seed: int = 0):
+def load_dataset(spec, input_shape: tuple[int, ...], num_classes: int | None = None, seed: int = 0, *,
+                 source: str | None = None, field: str = "data.path"):
     """The scenario's ``data`` section → a Dataset of (image, label), or None for ``source: none``.
 
     ``imagefolder`` reads torchvision's ``ImageFolder`` layout (``root/<class>/<image>``),
     resized and centre-cropped to ``input_shape`` and normalised with ImageNet statistics.
+    An image file that cannot be decoded raises a :class:`UserError` naming the file
+    (``source``: the scenario file, ``field``: the key of the folder), when it is read; with
+    ``spec.skip_unreadable`` every file the data set will use is decoded once up front and
+    the unreadable ones are left out, with one warning saying how many.
     """
     from torch.utils.data import Subset
 
@@ -101,12 +112,119 @@ def load_dataset(spec, input_shape: tuple[int, ...], num_classes: int | None = N
             transforms.ToTensor(),
             transforms.Normalize(IMAGENET_MEAN[: input_shape[0]], IMAGENET_STD[: input_shape[0]]),
         ])
-        ds = datasets.ImageFolder(spec.path, transform=tf)
+        ds = datasets.ImageFolder(spec.path, transform=tf, loader=ImageLoader(source, field))
+        if getattr(spec, "skip_unreadable", False):
+            return _skip_unreadable(ds, spec.limit, seed, source, field)
     if spec.limit is not None and spec.limit < len(ds):
-        # A seeded random subset: ImageFolder lists samples class by class, so the first N
-        # would cover only the first classes.
-        keep = np.sort(np.random.default_rng(seed).permutation(len(ds))[: spec.limit])
+        keep = np.sort(_subset_order(len(ds), seed)[: spec.limit])
         ds = Subset(ds, keep.tolist())
+    return ds
+
+
+def _subset_order(n: int, seed: int) -> np.ndarray:
+    """The order ``data.limit`` takes samples in: a seeded permutation, since ImageFolder lists
+    samples class by class and the first N would cover only the first classes."""
+    return np.random.default_rng(seed).permutation(n)
+
+
+# --------------------------------------------------------------------------------------------
+# Image files that cannot be read
+
+
+def read_image(path: str):
+    """Decode the image file at ``path`` completely, as an RGB PIL image (what torchvision's
+    default ImageFolder loader returns). Raises whatever PIL raises for a bad file."""
+    from PIL import Image
+
+    with open(path, "rb") as f:
+        return Image.open(f).convert("RGB")  # convert() decodes the whole file
+
+
+def unreadable_reason(path: str, e: BaseException) -> str:
+    """Why ``path`` could not be decoded, in words (PIL's own message names a file object)."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        if os.path.getsize(path) == 0:
+            return "the file is empty"
+    except OSError:
+        pass
+    if isinstance(e, UnidentifiedImageError):
+        return "not an image file PIL can read"
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return first_line(e)
+
+
+def _skip_key(field: str) -> str:
+    """``data.path`` → ``data.skip_unreadable`` (and so for ``bottleneck.calibration``)."""
+    return field.rsplit(".", 1)[0] + ".skip_unreadable" if field.endswith(".path") else f"{field}.skip_unreadable"
+
+
+class ImageLoader:
+    """The ImageFolder loader: :func:`read_image`, with a file that cannot be read reported
+    as a :class:`UserError` naming the file, the scenario (``source``) and its key (``field``)."""
+
+    def __init__(self, source: str | None = None, field: str = "data.path"):
+        self.source, self.field = source, field
+
+    def __call__(self, path: str):
+        try:
+            return read_image(path)
+        # Decoding a malformed file raises whatever the format's plugin trips on (OSError,
+        # SyntaxError, ValueError, EOFError, struct.error, DecompressionBombError…); all of it
+        # is about this one file, which is what the user needs to hear.
+        except Exception as e:  # noqa: BLE001
+            what = "calibration data" if self.field.startswith("bottleneck.calibration") else "data"
+            raise UserError(f"cannot read the {what}: image {path}: {unreadable_reason(path, e)} (set "
+                            f"{_skip_key(self.field)}: true to skip unreadable images)", source=self.source,
+                            field=self.field) from None
+
+
+def _check_image(path: str) -> str | None:
+    """None when ``path`` decodes, else why it does not."""
+    try:
+        read_image(path)
+    except Exception as e:  # noqa: BLE001 - as in ImageLoader
+        return unreadable_reason(path, e)
+    return None
+
+
+def _skip_unreadable(ds, limit: int | None, seed: int, source: str | None, field: str):
+    """``ds`` (an ImageFolder) without the files that cannot be decoded, and cut to ``limit``
+    samples: the first ``limit`` readable ones in the order :func:`_subset_order` takes them
+    (so with no bad file the selection is the one without ``skip_unreadable``). Only the
+    files the data set may use are decoded, in threads (PIL decodes without the GIL)."""
+    n = len(ds.samples)
+    order = _subset_order(n, seed) if limit is not None and limit < n else np.arange(n)
+    want = n if limit is None else min(limit, n)
+    keep: list[int] = []
+    bad: list[tuple[str, str]] = []
+    pos = 0
+    log.info("decoding the image files of %s to leave out unreadable ones", ds.root)
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        while len(keep) < want and pos < n:
+            chunk = order[pos: pos + max(want - len(keep), 64)].tolist()
+            pos += len(chunk)
+            for i, why in zip(chunk, pool.map(_check_image, [ds.samples[i][0] for i in chunk])):
+                if len(keep) == want:
+                    break
+                if why is None:
+                    keep.append(i)
+                else:
+                    bad.append((ds.samples[i][0], why))
+    where = ": ".join(p for p in (source, field) if p)
+    if not keep:
+        first = f"; first: {bad[0][0]}: {bad[0][1]}" if bad else ""
+        raise UserError(f"no readable image in {ds.root} ({len(bad)} unreadable{first})", source=source, field=field)
+    if bad:
+        log.warning("%s: skipped %d unreadable image file%s, using %d (%s: true); first: %s: %s", where, len(bad),
+                    "" if len(bad) == 1 else "s", len(keep), _skip_key(field), bad[0][0], bad[0][1])
+    keep.sort()
+    ds.samples = [ds.samples[i] for i in keep]
+    ds.imgs = ds.samples
+    ds.targets = [t for _, t in ds.samples]
+    ds.skipped = bad  # (path, reason) of each file left out
     return ds
 
 
@@ -123,7 +241,8 @@ def load_data(scenario: Scenario, shape: tuple[int, ...], num_outputs: int | Non
     spec, src = scenario.data, scenario.source
     where = "data.path" if spec.path else "data"
     try:
-        ds = load_dataset(spec, shape, num_outputs or scenario.model.num_classes, seed=scenario.seed)
+        ds = load_dataset(spec, shape, num_outputs or scenario.model.num_classes, seed=scenario.seed, source=src,
+                          field=where)
         if ds is None:
             return None
         if len(ds) == 0:

@@ -7,6 +7,7 @@ names them. Folders are written atomically (:func:`write_outputs`).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from ._version import __version__
+from .atomic import check_writable_dir
 from .accuracy.stage import POINT_LEVELS
 from .config.scenario import Scenario
 from .errors import UserError
@@ -138,6 +140,22 @@ class Result:
                              remove=stale)
 
 
+def check_output_dir(out_dir: str | Path, scenario: Scenario, field: str | None = None) -> Path:
+    """Raise a one-line :class:`UserError` unless :func:`write_outputs` can write
+    ``<out_dir>/<scenario name>/``; call it before the work. Returns that folder; creates
+    nothing. ``field`` names the option in the error line (e.g. ``-o``)."""
+    out_dir = Path(out_dir)
+    final = out_dir / scenario.name
+    check_writable_dir(out_dir, field=field)
+    if final.exists() or final.is_symlink():
+        check_writable_dir(final, field=field)
+    return final
+
+
+_WRITE_ERRNOS = {getattr(errno, n) for n in ("EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT", "ENOTDIR", "EISDIR",
+                                              "EEXIST", "EFBIG") if hasattr(errno, n)}
+
+
 def write_outputs(out_dir: str | Path, scenario: Scenario, writers: dict, remove: tuple[str, ...] = ()) -> Path:
     """Write ``<out_dir>/<scenario name>/`` files plus the resolved ``scenario.yaml``.
 
@@ -151,7 +169,10 @@ def write_outputs(out_dir: str | Path, scenario: Scenario, writers: dict, remove
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot create output folder: {e.strerror}", source=str(out_dir)) from None
-    tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{scenario.name}.tmp-"))
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{scenario.name}.tmp-"))
+    except OSError as e:
+        raise UserError(f"cannot write in the output folder: {e.strerror or e}", source=str(out_dir)) from None
     try:
         for name, write in {**writers, "scenario.yaml": lambda p: p.write_text(scenario.to_yaml())}.items():
             write(tmp / name)
@@ -161,6 +182,11 @@ def write_outputs(out_dir: str | Path, scenario: Scenario, writers: dict, remove
             os.replace(f, final / f.name)
         for name in remove:  # files this command owns but did not produce this time
             (final / name).unlink(missing_ok=True)
+    except OSError as e:
+        # The folder's own state (full disk, read-only, a file where a folder goes), not a bug.
+        if e.errno not in _WRITE_ERRNOS:
+            raise
+        raise UserError(f"cannot write the results: {e.strerror}", source=str(final)) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final

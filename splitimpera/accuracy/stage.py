@@ -87,6 +87,8 @@ def full_model_accuracy(scenario: Scenario, model: torch.nn.Module, ds) -> float
         return None
     try:
         return evaluate_accuracy(model, ds, scenario.data.batch_size)
+    except UserError:  # an image file that cannot be read, named by the loader
+        raise
     except Exception as e:
         raise UserError(f"cannot evaluate the model on the data: {first_line(e)}", source=scenario.source,
                         field="data.path" if scenario.data.path else "data") from None
@@ -144,7 +146,8 @@ def load_calibration(scenario: Scenario, shape: tuple[int, ...], ds):
 
     field_ = "bottleneck.calibration.path" if spec.calibration.path else "bottleneck.calibration"
     try:
-        calib = load_dataset(spec.calibration, shape, scenario.model.num_classes, seed=scenario.seed)
+        calib = load_dataset(spec.calibration, shape, scenario.model.num_classes, seed=scenario.seed, source=src,
+                             field=field_)
         if calib is None or len(calib) == 0:
             raise UserError("the calibration data set is empty", source=src, field="bottleneck.calibration")
         calib = cap(calib)
@@ -160,16 +163,16 @@ def load_calibration(scenario: Scenario, shape: tuple[int, ...], ds):
     return calib, ds, f"bottleneck.calibration ({spec.calibration.source})"
 
 
-def measured_splits(scenario: Scenario, tm: TracedModel, importance) -> tuple[list[str], object]:
+def measured_splits(scenario: Scenario, tm: TracedModel, importance, data=None) -> tuple[list[str], object]:
     """The splits ``bottleneck.splits`` names (topological order), and the importance
-    analysis when it had to be run to nominate them."""
+    analysis when it had to be run to nominate them (on ``data``, else the scenario's)."""
     spec = scenario.bottleneck
     names = [sp.name for sp in tm.candidates]
     if spec.splits == "all":
         return names, importance
     if spec.splits == "nominated":
         if importance is None:
-            importance = analyze(scenario, tm)
+            importance = analyze(scenario, tm, data)
         nominated = set(importance.nominated["split"])
         return [n for n in names if n in nominated], importance
     unknown = [s for s in spec.splits if s not in names]
@@ -204,11 +207,12 @@ def design_points(scenario: Scenario, tm: TracedModel, profile: pd.DataFrame, ds
     except UserError as e:
         raise e.at(source=scenario.source, field="bottleneck.name") from None
     labelled = ds is not None and scenario.data.source != "synthetic"
+    all_data = ds  # the importance analysis covers all of it, also when a half calibrates
     todo = [b for b in bns if _needs_measurement(scenario, b)]
     at, info = None, {}
     measured = []
     if todo:
-        measured, importance = measured_splits(scenario, tm, importance)
+        measured, importance = measured_splits(scenario, tm, importance, all_data)
         calib = None
         if any(b.needs_fit for b in todo):
             calib, ds, how = load_calibration(scenario, tm.input_shape, ds)
@@ -228,7 +232,7 @@ def design_points(scenario: Scenario, tm: TracedModel, profile: pd.DataFrame, ds
     def curve() -> pd.Series:  # the CUI curve, analysed once and only when a prediction needs it
         nonlocal importance
         if importance is None:
-            importance = analyze(scenario, tm)
+            importance = analyze(scenario, tm, all_data)
         return importance.curve["log10_cui"]
 
     for bn in bns:
@@ -378,7 +382,7 @@ def analyze_accuracy(scenario: Scenario, tm: TracedModel, importance, data=None,
                         field="data.source")
     names = list_bottlenecks() if spec.measure == "all" else list(spec.measure)
     bns = [get_bottleneck(n) for n in names]
-    splits, _ = measured_splits(scenario, tm, importance)
+    splits, _ = measured_splits(scenario, tm, importance, ds)
     calib = how = None
     if any(b.needs_fit for b in bns):
         calib, ds, how = load_calibration(scenario, tm.input_shape, ds)
