@@ -110,6 +110,7 @@ def summary(rows):
     keys = sorted({(r["transport"], r["connection"], r["lossy"]) for r in rows})
     for k in keys:
         sel = [r for r in rows if (r["transport"], r["connection"], r["lossy"]) == k]
+        sel = [r for r in sel if not math.isnan(r["err"])]  # UDP: ns-3 delivered no frame (all lost)
         e = np.abs([r["err"] for r in sel]) * 100
         o = np.abs([r["old_err"] for r in sel]) * 100
         print(f"{k[0]:9s} {k[1]:10s} {'yes' if k[2] else 'no':5s} {len(sel):6d} {np.median(e):6.2f}% "
@@ -149,6 +150,7 @@ def main(argv=None):
         print("bench_network_fidelity: ns-3 is not installed (pip install 'splitimpera[ns3]'); skipped")
         return 0
     t0 = time.perf_counter()
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows when the output is a file
     if args.quick:
         rates, rtts = [5.85e6, 100e6], [0.01, 0.07, 0.3]
         sizes = [512, 4096, 16_000, 64_000, 256_000, 1_000_000]
