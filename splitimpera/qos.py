@@ -9,11 +9,14 @@ over all points), ties broken by mean latency, then bytes sent, then topological
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import pandas as pd
+
+from .latency.transport import transfer_latency_s, uplink_mbps_for
 
 OBJECTIVE_COLUMN = {"latency": "latency_s", "energy": "energy_j", "bytes": "bytes_sent", "accuracy": "accuracy"}
 LATENCY_COLUMN = {"mean": "latency_s", "p50": "latency_p50_s", "p95": "latency_p95_s", "p99": "latency_p99_s"}
@@ -198,15 +201,21 @@ def what_would_change(table: pd.DataFrame, qos, network=None, n: int = 3) -> dic
         lat, lim = float(r.get("latency_qos_s", r["latency_s"])), qos.max_latency_s
         if lim is not None and lat > lim:
             excess = lat - lim
-            half_rtt = network.rtt_s / 2 if network is not None else 0.0
-            tx = max(float(r["uplink_s"]) - half_rtt, 0.0) if r["bytes_sent"] > 0 else 0.0
-            if network is not None and tx > 0:
-                budget = tx - excess
-                if budget > 0:
-                    tips.append(f"uplink ≥ {network.uplink_mbps * tx / budget:.3g} Mbit/s "
+            up = float(r["uplink_s"]) if r["bytes_sent"] > 0 else 0.0
+            if network is not None and up > 0:
+                # One transfer alone at a higher rate, scaled to this point's uplink time (which
+                # may include contention): slow start's and the handshake's round trips stay.
+                conn = "new" if network.tcp.connection == "new" else "idle"
+                b = int(r["bytes_sent"])
+                scale = up / transfer_latency_s(network, b, connection=conn)
+                need = uplink_mbps_for(network, b, (up - excess) / scale, conn) if up > excess else None
+                if need is not None:  # rounded up to 3 digits, so the printed rate is enough
+                    step = 10.0 ** (math.floor(math.log10(need)) - 2)
+                    tips.append(f"uplink ≥ {math.ceil(need / step - 1e-9) * step:.3g} Mbit/s "
                                 f"(now {network.uplink_mbps:.3g})")
                 else:
-                    tips.append("no uplink rate is enough: compute and RTT alone exceed the limit")
+                    tips.append("no uplink rate is enough: compute, propagation and the transport's "
+                                "round trips alone exceed the limit")
             dev = float(r["device_compute_s"])
             if 0 < excess < dev:
                 tips.append(f"a {dev / (dev - excess):.3g}× faster device")

@@ -51,7 +51,9 @@ def test_packetisation_and_contention():
     pts = dict(net.contention)
     assert contention_share(net, 1) == 1.0
     assert contention_share(net, 2) == pytest.approx(pts[2])
-    assert contention_share(net, 3) == pytest.approx((pts[2] + pts[4]) / 2)
+    (n0, f0), (n1, f1) = next((a, b) for a, b in zip(net.contention, net.contention[1:]) if b[0] - a[0] > 1)
+    mid = (n0 + n1) / 2
+    assert contention_share(net, mid) == pytest.approx(f0 + (f1 - f0) * (mid - n0) / (n1 - n0))
     # UDP: serialisation at the station's share of the rate plus half the RTT, in closed form.
     udp = net.model_copy(update={"transport": "udp", "header_bytes": 28, "loss": 0.0})
     wire = wire_bytes(1e6, udp)

@@ -97,7 +97,7 @@ def test_fast_retransmit_costs_a_round_and_a_tail_loss_costs_an_rto():
     # RTO (srtt + 4·rttvar, rttvar = srtt/2 after the handshake's sample, ×3/4 per ACK).
     tail = tcp_transfer(p, b, idle, _losses_at(9))
     rto = max(0.2, p.base_rtt_s + 4 * p.base_rtt_s / 2 * 0.75 ** 9)
-    armed = 9 * p.seg_s + p.base_rtt_s
+    armed = 8 * p.seg_s + p.base_rtt_s  # the ninth segment's ACK: its serialisation ends at 9·s
     assert tail.time_s == pytest.approx(armed + rto + p.seg_s + p.rtt_s / 2)
     # The retransmission lost too: the timer doubles.
     twice = tcp_transfer(p, b, idle, _losses_at(9, 10))
@@ -200,3 +200,33 @@ def test_simulated_tcp_mean_matches_the_analytic_mean(repo_root):
     sim = si.run(_demo(repo_root, **det)).table
     ana = si.run(_demo(repo_root, **det, **{"analysis.engine": "analytic"})).table
     assert sim.loc[ana.index, "uplink_s"].to_numpy() == pytest.approx(ana["uplink_s"].to_numpy(), rel=1e-9)
+
+
+def test_deterministic_udp_frame_loss_counts_both_ways_like_the_analytic_engine(repo_root):
+    over = {"network": {"base": "lte", "transport": "udp", "loss": 0.05}, "workload.result_at": "device",
+            "workload.stochastic_network": False, "workload.num_requests": 20, "workload.rate_hz": 2,
+            "qos.min_accuracy": None, "qos.max_latency_ms": None, "analysis.splits": ["input", "features_14"]}
+    sim = si.run(_demo(repo_root, **over)).table
+    ana = si.run(_demo(repo_root, **over, **{"analysis.engine": "analytic"})).table
+    up = 1 - 0.95 ** np.ceil(ana["bytes_sent"] / 1472)
+    assert ana["frame_loss_ratio"].to_numpy() == pytest.approx((1 - (1 - up) * 0.95).to_numpy())
+    assert sim.loc[ana.index, "frame_loss_ratio"].to_numpy() == pytest.approx(ana["frame_loss_ratio"].to_numpy())
+
+
+def test_one_connection_delivers_in_order(repo_root):
+    """A persistent connection is one byte stream: a transfer that waits out a timeout holds
+    back the handing over of the ones sent after it, so a device's uplink deliveries come in
+    arrival order."""
+    over = {"network": {"base": "lte", "loss": 0.03, "jitter_ms": 0}, "workload.num_requests": 300,
+            "workload.rate_hz": 10, "workload.warmup_fraction": 0, "qos.min_accuracy": None,
+            "qos.max_latency_ms": None, "analysis.splits": ["features_5"]}
+    req = si.simulate(_demo(repo_root, **over)).requests.sort_values("t_arrival_s")
+    delivered = (req["t_arrival_s"] + req["device_wait_s"] + req["device_compute_s"] + req["uplink_s"]).to_numpy()
+    assert (np.diff(delivered) >= -1e-9).all()
+    assert req["uplink_s"].max() > 0.2  # some transfers did wait for a timeout
+
+
+def test_extreme_loss_stays_finite():
+    net = si.get_network("lte").model_copy(update={"loss": 0.999})
+    t = transfer_latency_s(net, 1000, connection="new")
+    assert math.isfinite(t) and t > 60

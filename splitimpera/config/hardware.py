@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_serializer,
+                      model_validator)
 
 from ..errors import UserError
 from .rate_trace import RateTrace, read_trace_csv
@@ -196,6 +197,15 @@ class NetworkProfile(_Strict):
         if self.trace_csv is not None:
             self._trace = read_trace_csv(self.trace_csv)
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        """Leave out a ``header_bytes`` the profile did not set: it follows ``transport``, so a
+        saved scenario reloaded with another transport gets that transport's headers."""
+        d = handler(self)
+        if isinstance(d, dict) and "header_bytes" not in self.model_fields_set:
+            d.pop("header_bytes", None)
+        return d
 
     @property
     def trace(self) -> RateTrace | None:

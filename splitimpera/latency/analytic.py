@@ -59,7 +59,8 @@ def analytic_latency(profile: pd.DataFrame, scenario) -> pd.DataFrame:
         back = np.where(is_output, 0.0, float(PREDICTION_BYTES))
         down = link_transfers(net, back, "down", stations, "idle")  # the request's connection, open
     else:
-        down = link_transfers(net, np.zeros(len(profile)), "down", stations, "idle")
+        back = np.zeros(len(profile))
+        down = link_transfers(net, back, "down", stations, "idle")
     energy = compute_energy_j(device_s, dev) + up.radio_j + down.radio_j
     return pd.DataFrame({
         "bytes_sent": sent.astype(np.int64),
@@ -69,5 +70,6 @@ def analytic_latency(profile: pd.DataFrame, scenario) -> pd.DataFrame:
         "downlink_s": down.time_s,
         "latency_s": device_s + up.time_s + server_s + down.time_s,
         "energy_j": energy,
-        "frame_loss_ratio": frame_loss_ratio(net, sent),
+        # UDP: the frame is lost on the way up, or its answer on the way back.
+        "frame_loss_ratio": 1.0 - (1.0 - frame_loss_ratio(net, sent)) * (1.0 - frame_loss_ratio(net, back)),
     }, index=profile.index)

@@ -106,7 +106,8 @@ class SimResult:
 
     ``requests``: one row per simulated request after warm-up, columns
     :data:`REQUEST_COLUMNS` (seconds, joules, bytes; ``uplink_s`` includes waiting for the
-    shared medium and propagation), ordered by design point (split in topological order,
+    shared medium and propagation; ``frame_lost``: 1.0 for a UDP frame lost on the way, 0.0
+    otherwise, or with ``stochastic_network: false`` its probability), ordered by design point (split in topological order,
     then bottleneck), then arrival time.
     ``summary``: one row per design point (index: ``(split, bottleneck)``), columns
     :data:`SUMMARY_COLUMNS`: kept ``requests``, latency mean and percentiles (numpy's
@@ -260,6 +261,8 @@ class SharedLink:
         self.bits, self.delay_s, self.station, self.radio_j = bits, delay_s, station, radio_j
         self.sender, self.payload, self.lost = sender, int(payload_bytes), lost
         self.stall_s = [0.0] * len(bits)
+        self.delivered: dict[int, float] = {}  # per station: when its last transfer was handed over
+        self.in_order = sender is not None and sender.net.transport == "tcp"
         self.alpha, self.beta = alpha_mw_per_mbps, beta_mw
         self._share = share
         self._rates: dict[int, float] = {}
@@ -316,12 +319,12 @@ class SharedLink:
 
     def _start(self, s: int, rid: int) -> None:
         if self.sender is not None:  # the transport decides the bits and the stall now, at this share
-            bits, stall, lost = self.sender.start(rid, s, self.env.now, self.station_rate_bps(len(self.heads) + 1),
-                                                  self.payload)
+            bits, stall, p_lost = self.sender.start(rid, s, self.env.now,
+                                                    self.station_rate_bps(len(self.heads) + 1), self.payload)
             self.bits[rid], self.stall_s[rid] = bits, stall
             self.delay_s[rid] += stall
-            if lost and self.lost is not None:
-                self.lost[rid] = True
+            if p_lost and self.lost is not None:  # lost on this link or an earlier one
+                self.lost[rid] = 1.0 - (1.0 - self.lost[rid]) * (1.0 - p_lost)
         self._seq += 1
         heapq.heappush(self.heads, (self.V + self.bits[rid], self._seq, s))
         self.head_start[s] = self.env.now
@@ -373,7 +376,12 @@ class SharedLink:
         self.radio_j[rid] += (self.alpha * self.bits[rid] * 1e-6 + self.beta * (tx_s + self.stall_s[rid])) * 1e-3
         if q:
             self._start(s, q[0])
-        ev = env.timeout(self.delay_s[rid])
+        delay = self.delay_s[rid]
+        if self.in_order:  # one TCP connection is one byte stream: a transfer whose bytes are all
+            # there is still handed over after the one before it (head-of-line blocking)
+            delay = max(delay, self.delivered.get(s, 0.0) - env.now)
+            self.delivered[s] = env.now + delay
+        ev = env.timeout(delay)
         ev.callbacks.append(lambda _e, rid=rid: self.out.put(rid))
 
 
@@ -467,7 +475,7 @@ def simulate_point(point, frame: pd.DataFrame, scenario: Scenario, seed: int | N
     share = lambda n: contention_share(net, n)  # noqa: E731
     stoch = wl.stochastic_network
     nxt = Sink(env, t_done)
-    lost = [False] * total
+    lost = [0.0] * total  # per request: 1.0 lost (sampled) or, deterministic, the probability
     if has_down:
         seeds, delay = _draws(net, total, streams["downlink"], stoch)
         nxt = SharedLink(env, net.downlink_bps, share, nxt, bits=[0.0] * total, delay_s=delay.tolist(),
@@ -511,7 +519,7 @@ def simulate_point(point, frame: pd.DataFrame, scenario: Scenario, seed: int | N
         "latency_s": b[6] - arrivals.ravel(),
         "energy_j": compute_energy_j(device_s, dev) + np.asarray(radio_j),
         "bytes_sent": np.full(total, sent, dtype=np.int64),
-        "frame_lost": np.asarray(lost, dtype=bool),
+        "frame_lost": np.asarray(lost, dtype=float),
     })[keep]
     return out.sort_values(["t_arrival_s", "device_id"], kind="stable").reset_index(drop=True)
 
@@ -524,7 +532,7 @@ def summarize(requests: pd.DataFrame, points: Sequence[tuple[str, str]], max_lat
     empty = requests.iloc[:0]
     for key in points:
         every = groups.get(tuple(key), empty)
-        r = every[~every["frame_lost"].to_numpy(dtype=bool)]  # a lost frame has no latency
+        r = every[every["frame_lost"].to_numpy() < 1.0]  # a lost frame has no latency
         lat = r["latency_s"].to_numpy()
         done = r["t_arrival_s"].to_numpy() + lat
         span = done.max() - r["t_arrival_s"].min() if len(r) else math.nan
@@ -561,7 +569,7 @@ def split_table(result: SimResult) -> pd.DataFrame:
     s = result.summary
     stages = ["device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s", "downlink_s"]
     req = result.requests
-    delivered = req[~req["frame_lost"].to_numpy(dtype=bool)]
+    delivered = req[req["frame_lost"].to_numpy() < 1.0]
     means = delivered.groupby(["split", "bottleneck"], sort=False)[stages].mean().reindex(s.index)
     out = means.assign(
         bytes_sent=s["bytes_sent"].round().astype(np.int64),

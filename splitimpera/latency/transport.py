@@ -20,12 +20,13 @@ the sender waits for the retransmission timeout ``max(min_rto, srtt + 4·rttvar)
 (RFC 6298; rttvar from the handshake's sample, shrinking by 3/4 per ACK, doubling per
 repeated timeout), armed by the last new ACK, and restarts at a window of 1 segment.
 
-The expected time with random loss is a Monte Carlo mean over :data:`SAMPLES` loss
-patterns drawn from a fixed seed (common random numbers: the same patterns for every
-payload, so sizes are compared on equal terms); samples without a loss share the lossless
-computation. Connection states: ``new`` (handshake, initial window), ``idle`` (open, at the
+The expected time with random loss is stratified by where the first loss falls (at most
+:data:`SAMPLES` strata, :data:`PATTERNS` patterns of later losses each, from fixed seeds:
+common random numbers, the same patterns for every payload, so sizes are compared on equal
+terms); the lossless case is computed once and weighted by its probability. Connection states: ``new`` (handshake, initial window), ``idle`` (open, at the
 initial window: a persistent connection idle longer than the RTO restarts there, RFC 2861)
-and ``warm`` (open, its window grown to the path's bandwidth-delay product).
+and ``warm`` (open, its window grown to the path's bandwidth-delay product, or under loss
+to the mean Reno window ``sqrt(3 / (2·loss))``, whichever is smaller).
 
 UDP: the payload goes out in ``ceil(bytes / (mtu − headers))`` datagrams back to back, no
 handshake, no retransmission; the frame arrives after its serialisation and RTT/2, and is
@@ -48,7 +49,8 @@ from ..config.hardware import NetworkProfile
 from .link import contention_share
 
 CONNECTIONS = ("new", "idle", "warm")
-SAMPLES = 512  # strata of the first loss's position for the mean under loss
+SAMPLES = 128  # strata of the first loss's position for the mean under loss
+PATTERNS = 4  # patterns of the later losses per stratum
 _SEED = 20001  # fixed: the analytic path is a deterministic function of the scenario
 RTTVAR_DECAY = 0.75  # RFC 6298: rttvar ← 3/4 rttvar + 1/4 |srtt − r| per sample, r = srtt
 
@@ -89,8 +91,12 @@ class Path:
         return n, int(payload_bytes - (n - 1) * self.mss)
 
     def warm_cwnd(self) -> int:
-        """The window of an open connection that has grown: one that fills the path."""
+        """The window of an open connection that has grown: one that fills the path, or under
+        loss the mean of the Reno sawtooth, ``sqrt(3 / (2p))`` segments (Mathis, Semke,
+        Mahdavi & Ott, CCR 1997), whichever is smaller."""
         bdp = math.ceil(self.base_rtt_s / self.seg_s) + 1
+        if self.loss > 0:
+            bdp = min(bdp, math.ceil(math.sqrt(1.5 / self.loss)))
         return int(min(self.rwnd_segments, max(self.init_cwnd, bdp)))
 
 
@@ -163,10 +169,13 @@ class _Losses:
         return out
 
 
+MAX_RTO_S = 60.0  # RFC 6298 (2.5): a maximum of at least 60 s may be placed on the RTO
+
+
 def _rto_s(path: Path, state: ConnState, backoff: int) -> float:
     srtt = path.base_rtt_s
     rttvar = srtt / 2.0 * RTTVAR_DECAY ** min(state.acks, 200)
-    return max(path.min_rto_s, srtt + max(1e-3, 4.0 * rttvar)) * (2 ** backoff)
+    return min(MAX_RTO_S, max(path.min_rto_s, srtt + max(1e-3, 4.0 * rttvar)) * (2 ** min(backoff, 16)))
 
 
 def tcp_transfer(path: Path, payload_bytes: int, state: ConnState, losses: _Losses) -> Transfer:
@@ -183,7 +192,7 @@ def tcp_transfer(path: Path, payload_bytes: int, state: ConnState, losses: _Loss
         tries = 0
         while losses.take(x, 1):
             x += 1
-            t += path.syn_rto_s * (2 ** tries)
+            t += min(MAX_RTO_S, path.syn_rto_s * (2 ** min(tries, 16)))
             tries += 1
         x += 1
         t += path.ack_s + base - path.seg_s  # SYN ≈ an ACK's size each way
@@ -202,8 +211,9 @@ def tcp_transfer(path: Path, payload_bytes: int, state: ConnState, losses: _Loss
             backoff = 0
             if left == 0:
                 arrive = t + (m - 1) * s + s_last
-                grown = min(2 * w, max(ssthresh, w + 1)) if w < ssthresh else w + 1
-                st.cwnd, st.ssthresh = min(grown, path.rwnd_segments), ssthresh
+                if m >= w:  # a window-limited round grows the window; one that did not fill it does not (RFC 7661)
+                    w = min(2 * w, max(ssthresh, w + 1)) if w < ssthresh else w + 1
+                st.cwnd, st.ssthresh = min(w, path.rwnd_segments), ssthresh
                 return Transfer(arrive + rtt / 2.0, tx, arrive, st, lost_total)
             t += round_s
             w = min(2 * w, max(ssthresh, w + 1)) if w < ssthresh else w + 1
@@ -224,7 +234,7 @@ def tcp_transfer(path: Path, payload_bytes: int, state: ConnState, losses: _Loss
             t += round_s
             backoff = 0
         else:  # retransmission timeout, armed by the last new ACK
-            armed = t + ((j - 1) * s + base if j > 1 else 0.0)
+            armed = t + ((j - 2) * s + base if j > 1 else 0.0)  # the ACK of segment j − 1 arrives
             if j > 1:
                 backoff = 0
             t = armed + _rto_s(path, st, backoff)
@@ -257,10 +267,10 @@ class Expected:
     active_s: float
 
 
-def _pattern(p: float, first: int) -> _Losses:
-    """A loss pattern whose first loss is transmission ``first``; the later ones random,
-    from a stream seeded by ``first`` alone (the same for every payload: common random numbers)."""
-    losses = _Losses(p, random.Random(_SEED * 1_000_003 + first))
+def _pattern(p: float, first: int, k: int = 0) -> _Losses:
+    """Loss pattern ``k`` whose first loss is transmission ``first``; the later ones random,
+    from a stream seeded by ``(first, k)`` alone (the same for every payload: common random numbers)."""
+    losses = _Losses(p, random.Random((_SEED * 1_000_003 + first) * 64 + k))
     losses.next = first
     return losses
 
@@ -272,10 +282,10 @@ def _expected_tcp(path: Path, payload_bytes: int, connection: str) -> Expected:
     A transfer of ``n`` segments uses transmissions ``0 … H`` when nothing is lost
     (``H = n``, the SYN included). The first loss is at ``k`` with probability
     ``(1 − p)^k p``; beyond ``H`` the transfer is the lossless one. ``0 … H`` is cut into at
-    most :data:`SAMPLES` runs of positions; each contributes its probability times the
-    transfer whose first loss is at the run's middle (later losses drawn at random). With
-    ``H < SAMPLES`` every position is its own run: single losses are counted exactly, so a
-    rare loss on a short transfer is neither missed nor overcounted by sampling.
+    most :data:`SAMPLES` runs of positions; each contributes its probability times the mean
+    of :data:`PATTERNS` transfers whose first loss is at the run's middle (later losses drawn
+    at random). With ``H < SAMPLES`` every position is its own run: single losses are counted
+    exactly, so a rare loss on a short transfer is neither missed nor overcounted by sampling.
     """
     state = ConnState.initial(path, connection)
     clean = tcp_transfer(path, payload_bytes, state, _Losses(0.0, None))
@@ -290,11 +300,12 @@ def _expected_tcp(path: Path, payload_bytes: int, connection: str) -> Expected:
     tot_t, tot_tx, tot_a = (p_clean * v for v in (clean.time_s, clean.tx_segments, clean.active_s))
     for lo in range(0, horizon, width):
         hi = min(lo + width, horizon)
-        weight = math.exp(lo * q) - math.exp(hi * q)  # P(first loss in [lo, hi))
-        tr = tcp_transfer(path, payload_bytes, state, _pattern(p, (lo + hi - 1) // 2))
-        tot_t += weight * tr.time_s
-        tot_tx += weight * tr.tx_segments
-        tot_a += weight * tr.active_s
+        weight = (math.exp(lo * q) - math.exp(hi * q)) / PATTERNS  # P(first loss in [lo, hi)) per pattern
+        for k in range(PATTERNS):
+            tr = tcp_transfer(path, payload_bytes, state, _pattern(p, (lo + hi - 1) // 2, k))
+            tot_t += weight * tr.time_s
+            tot_tx += weight * tr.tx_segments
+            tot_a += weight * tr.active_s
     return Expected(tot_t, tot_tx, tot_a)
 
 
@@ -394,21 +405,22 @@ class LinkSender:
         self.states: dict[int, tuple[ConnState, float]] = {}
 
     def start(self, rid: int, station: int, now: float, rate_bps: float, payload_bytes: int,
-              ) -> tuple[float, float, bool]:
-        """(bits on the air, stall seconds, frame lost) of request ``rid``'s transfer starting now."""
+              ) -> tuple[float, float, float]:
+        """(bits on the air, stall seconds, frame loss) of request ``rid``'s transfer starting
+        now. Frame loss (UDP): 1.0 or 0.0 as sampled, or with ``stochastic`` off the probability."""
         net = self.net
         path = path_for(net, self.direction, 1)
         if rate_bps > 0:  # in an outage (a trace at 0) the rounds are timed at the profile's mean rate
             path = replace(path, rate_bps=float(rate_bps))
         n, _ = path.segments(int(payload_bytes))
         if net.transport == "udp":
-            lost = False
-            if self.stochastic and net.loss > 0:
-                lost = random.Random(self.seeds[rid]).random() < -math.expm1(n * math.log1p(-net.loss))
-            return (payload_bytes + n * path.header) * 8.0, 0.0, lost
+            p_lost = -math.expm1(n * math.log1p(-net.loss)) if net.loss > 0 else 0.0
+            if self.stochastic:
+                p_lost = float(random.Random(self.seeds[rid]).random() < p_lost)
+            return (payload_bytes + n * path.header) * 8.0, 0.0, p_lost
         short = (n * path.mss - payload_bytes) * 8.0
         prev = self.states.get(station)
-        if net.tcp.connection == "new":
+        if net.tcp.connection == "new" and self.direction == "up":  # the answer comes back on it
             state, label = ConnState.initial(path, "new"), "new"
         elif prev is None:
             state, label = ConnState.initial(path, "idle"), "idle"
@@ -427,4 +439,26 @@ class LinkSender:
             tx, active, after = tr.tx_segments, tr.active_s, tr.state
         bits = tx * (path.mss + path.header) * 8.0 - short
         self.states[station] = (after, now + active)
-        return bits, max(0.0, active - bits / path.rate_bps), False
+        return bits, max(0.0, active - bits / path.rate_bps), 0.0
+
+
+def uplink_mbps_for(net: NetworkProfile, payload_bytes: int, target_s: float, connection: str = "idle",
+                    ) -> float | None:
+    """The least uplink rate (Mbit/s) at which one transfer of ``payload_bytes`` takes at most
+    ``target_s`` (bisection in log rate: the round trips of slow start and the handshake do not
+    shrink with the rate), or None when no rate is enough."""
+    def t(mbps):
+        return transfer_latency_s(net.model_copy(update={"uplink_mbps": mbps}), payload_bytes, connection=connection)
+
+    lo, hi = net.uplink_mbps, net.uplink_mbps * 1e6
+    if t(hi) > target_s:
+        return None
+    if t(lo) <= target_s:
+        return lo
+    for _ in range(60):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if t(mid) > target_s else (lo, mid)
+        if hi / lo < 1.001:
+            break
+    return hi
+
