@@ -9,7 +9,9 @@ what :mod:`splitimpera.latency.transport` and the profiles' contention curves pr
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 
 
 def available() -> bool:
@@ -21,3 +23,33 @@ def require() -> None:
     """Raise a clear error when ns-3 is not installed."""
     if not available():
         raise RuntimeError("ns-3 is not installed: pip install 'splitimpera[ns3]' (the ns3 wheel, ~520 MB)")
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """cppyy prints "Failed to materialize symbols" lines on import: harmless, hidden."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def compile_cpp(code: str, namespace: str):
+    """Import ns-3, compile ``code`` with cppyy (once per process per caller) and return
+    ``cppyy.gbl.<namespace>``."""
+    require()
+    with _quiet_stderr():
+        from ns import ns  # noqa: F401  (loads the ns-3 libraries)
+        import cppyy
+
+        cppyy.cppdef(code)
+    return getattr(cppyy.gbl, namespace)
+

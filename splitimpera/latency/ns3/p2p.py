@@ -25,12 +25,10 @@ is delivered when all its datagrams arrive. Frames are spaced so that they never
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 from dataclasses import dataclass
 
-from . import require
+from . import compile_cpp
 
 _CPP = r"""
 #include "ns3/core-module.h"
@@ -148,34 +146,11 @@ void udp(double rate_bps, double one_way_s, uint64_t bytes, double loss, int run
 _LOADED = None
 
 
-@contextlib.contextmanager
-def _quiet_stderr():
-    """cppyy prints "Failed to materialize symbols" lines on import: harmless, hidden."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def _lib():
     """The compiled C++ helpers (ns-3 imported and the code above compiled once)."""
     global _LOADED
     if _LOADED is None:
-        require()
-        with _quiet_stderr():
-            from ns import ns  # noqa: F401  (loads the ns-3 libraries)
-            import cppyy
-
-            cppyy.cppdef(_CPP)
-        _LOADED = cppyy.gbl.si_ns3
+        _LOADED = compile_cpp(_CPP, "si_ns3")
     return _LOADED
 
 

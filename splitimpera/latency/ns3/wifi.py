@@ -45,14 +45,13 @@ worker processes equals one run in a single process. Cost on 2 shared cores: a p
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import statistics
 import time
 from dataclasses import dataclass
 
-from . import require
+from . import compile_cpp, require
 
 
 @dataclass(frozen=True)
@@ -307,34 +306,11 @@ Result uplink(std::string standard, int n, double seconds, double warmup, double
 _LOADED = None
 
 
-@contextlib.contextmanager
-def _quiet_stderr():
-    """cppyy prints "Failed to materialize symbols" lines on import: harmless, hidden."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def _lib():
     """The compiled C++ scenario (ns-3 imported and the code above compiled once)."""
     global _LOADED
     if _LOADED is None:
-        require()
-        with _quiet_stderr():
-            from ns import ns  # noqa: F401  (loads the ns-3 libraries)
-            import cppyy
-
-            cppyy.cppdef(_CPP)
-        _LOADED = cppyy.gbl.si_wifi
+        _LOADED = compile_cpp(_CPP, "si_wifi")
     return _LOADED
 
 
