@@ -414,7 +414,7 @@ class LinkSender:
             path = replace(path, rate_bps=float(rate_bps))
         n, _ = path.segments(int(payload_bytes))
         if net.transport == "udp":
-            p_lost = -math.expm1(n * math.log1p(-net.loss)) if net.loss > 0 else 0.0
+            p_lost = float(frame_loss_ratio(net, payload_bytes))
             if self.stochastic:
                 p_lost = float(random.Random(self.seeds[rid]).random() < p_lost)
             return (payload_bytes + n * path.header) * 8.0, 0.0, p_lost

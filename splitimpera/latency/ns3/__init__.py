@@ -10,6 +10,7 @@ what :mod:`splitimpera.latency.transport` and the profiles' contention curves pr
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 
@@ -42,8 +43,9 @@ def _quiet_stderr():
         os.close(saved)
 
 
+@functools.lru_cache(maxsize=None)
 def compile_cpp(code: str, namespace: str):
-    """Import ns-3, compile ``code`` with cppyy (once per process per caller) and return
+    """Import ns-3, compile ``code`` with cppyy (once per process: cached) and return
     ``cppyy.gbl.<namespace>``."""
     require()
     with _quiet_stderr():

@@ -87,6 +87,18 @@ static NodeContainer MakeLink(double rate_bps, double one_way_s, double loss, in
   return nodes;
 }
 
+// A packet sink on node 1 port 9 whose receptions call `on_rx`, and node 0's socket, connected
+// to it once the simulation runs (connecting before Simulator::Run crashes in traffic control).
+static Ptr<Socket> SinkAndSocket(NodeContainer &nodes, Ipv4Address server, const char *factory, TypeId tid,
+                                 void (*on_rx)(Ptr<const Packet>, const Address &)) {
+  PacketSinkHelper sk(factory, InetSocketAddress(Ipv4Address::GetAny(), 9));
+  ApplicationContainer sa = sk.Install(nodes.Get(1)); sa.Start(Seconds(0.0));
+  DynamicCast<PacketSink>(sa.Get(0))->TraceConnectWithoutContext("Rx", MakeCallback(on_rx));
+  Ptr<Socket> s = Socket::CreateSocket(nodes.Get(0), tid);
+  Simulator::Schedule(Seconds(0.0), &ConnectTo, s, server);
+  return s;
+}
+
 double tcp(double rate_bps, double one_way_s, uint64_t bytes, double loss, int run, bool idle,
            uint32_t mss, uint32_t init_cwnd, double min_rto_s, uint32_t rwnd_bytes) {
   Simulator::Destroy();
@@ -100,11 +112,7 @@ double tcp(double rate_bps, double one_way_s, uint64_t bytes, double loss, int r
   Config::SetDefault("ns3::TcpSocketBase::MinRto", TimeValue(Seconds(min_rto_s)));
   Ptr<RateErrorModel> em; Ipv4Address server;
   NodeContainer nodes = MakeLink(rate_bps, one_way_s, loss, run, em, server);
-  PacketSinkHelper sk("ns3::TcpSocketFactory", InetSocketAddress(Ipv4Address::GetAny(), 9));
-  ApplicationContainer sa = sk.Install(nodes.Get(1)); sa.Start(Seconds(0.0));
-  DynamicCast<PacketSink>(sa.Get(0))->TraceConnectWithoutContext("Rx", MakeCallback(&OnRx));
-  Ptr<Socket> s = Socket::CreateSocket(nodes.Get(0), TcpSocketFactory::GetTypeId());
-  Simulator::Schedule(Seconds(0.0), &ConnectTo, s, server);
+  Ptr<Socket> s = SinkAndSocket(nodes, server, "ns3::TcpSocketFactory", TcpSocketFactory::GetTypeId(), &OnRx);
   double t_send = idle ? 2.0 + 8.0 * one_way_s : 0.0;
   if (idle) { em->Disable(); Simulator::Schedule(Seconds(t_send), &EnableLoss, em); }
   Simulator::Schedule(Seconds(t_send), &SendBytes, s, (uint32_t) bytes);
@@ -125,11 +133,7 @@ void udp(double rate_bps, double one_way_s, uint64_t bytes, double loss, int run
   Simulator::Destroy();
   Ptr<RateErrorModel> em; Ipv4Address server;
   NodeContainer nodes = MakeLink(rate_bps, one_way_s, loss, run, em, server);
-  PacketSinkHelper sk("ns3::UdpSocketFactory", InetSocketAddress(Ipv4Address::GetAny(), 9));
-  ApplicationContainer sa = sk.Install(nodes.Get(1)); sa.Start(Seconds(0.0));
-  DynamicCast<PacketSink>(sa.Get(0))->TraceConnectWithoutContext("Rx", MakeCallback(&OnUdpRx));
-  Ptr<Socket> s = Socket::CreateSocket(nodes.Get(0), UdpSocketFactory::GetTypeId());
-  Simulator::Schedule(Seconds(0.0), &ConnectTo, s, server);
+  Ptr<Socket> s = SinkAndSocket(nodes, server, "ns3::UdpSocketFactory", UdpSocketFactory::GetTypeId(), &OnUdpRx);
   uint64_t packets = (bytes + dgram - 1) / dgram;
   double frame_s = (double) (bytes + packets * 30) * 8.0 / rate_bps;
   g_gap = std::ceil((2.0 * frame_s + 2.0 * one_way_s + 0.01) * 1000.0) / 1000.0;
@@ -143,15 +147,9 @@ void udp(double rate_bps, double one_way_s, uint64_t bytes, double loss, int run
 }  // namespace si_ns3
 """
 
-_LOADED = None
-
-
 def _lib():
     """The compiled C++ helpers (ns-3 imported and the code above compiled once)."""
-    global _LOADED
-    if _LOADED is None:
-        _LOADED = compile_cpp(_CPP, "si_ns3")
-    return _LOADED
+    return compile_cpp(_CPP, "si_ns3")
 
 
 @dataclass(frozen=True)

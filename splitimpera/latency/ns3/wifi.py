@@ -189,6 +189,14 @@ static void Poll(Run* c) {
   Simulator::Schedule(Seconds(c->warmup + c->seconds), &CloseWindow, c);
 }
 
+// Channel, antennas and spatial streams: the same for the spectrum and the YANS PHY helpers.
+template <class PhyHelper> static void SetPhy(PhyHelper &phy, const std::string &channel, int nss) {
+  phy.Set("ChannelSettings", StringValue(channel));
+  phy.Set("Antennas", UintegerValue(nss));
+  phy.Set("MaxSupportedTxSpatialStreams", UintegerValue(nss));
+  phy.Set("MaxSupportedRxSpatialStreams", UintegerValue(nss));
+}
+
 Result uplink(std::string standard, int n, double seconds, double warmup, double assoc_deadline, int run,
               std::string data_mode, std::string control_mode, int width, int nss, double band_ghz,
               double radius, double offered_bps, int payload, bool ul_ofdma, bool explicit_bar) {
@@ -220,10 +228,7 @@ Result uplink(std::string standard, int n, double seconds, double warmup, double
     ch->AddPropagationLossModel(CreateObject<LogDistancePropagationLossModel>());
     ch->SetPropagationDelayModel(CreateObject<ConstantSpeedPropagationDelayModel>());
     phy.SetChannel(ch);
-    phy.Set("ChannelSettings", StringValue(cs.str()));
-    phy.Set("Antennas", UintegerValue(nss));
-    phy.Set("MaxSupportedTxSpatialStreams", UintegerValue(nss));
-    phy.Set("MaxSupportedRxSpatialStreams", UintegerValue(nss));
+    SetPhy(phy, cs.str(), nss);
     mac.SetType("ns3::StaWifiMac", "Ssid", SsidValue(ssid));
     staDev = wifi.Install(phy, mac, sta);
     mac.SetMultiUserScheduler("ns3::RrMultiUserScheduler",
@@ -236,10 +241,7 @@ Result uplink(std::string standard, int n, double seconds, double warmup, double
     YansWifiChannelHelper chh = YansWifiChannelHelper::Default();
     YansWifiPhyHelper phy;
     phy.SetChannel(chh.Create());
-    phy.Set("ChannelSettings", StringValue(cs.str()));
-    phy.Set("Antennas", UintegerValue(nss));
-    phy.Set("MaxSupportedTxSpatialStreams", UintegerValue(nss));
-    phy.Set("MaxSupportedRxSpatialStreams", UintegerValue(nss));
+    SetPhy(phy, cs.str(), nss);
     mac.SetType("ns3::StaWifiMac", "Ssid", SsidValue(ssid));
     staDev = wifi.Install(phy, mac, sta);
     mac.SetType("ns3::ApWifiMac", "Ssid", SsidValue(ssid));
@@ -303,15 +305,9 @@ Result uplink(std::string standard, int n, double seconds, double warmup, double
 }  // namespace si_wifi
 """
 
-_LOADED = None
-
-
 def _lib():
     """The compiled C++ scenario (ns-3 imported and the code above compiled once)."""
-    global _LOADED
-    if _LOADED is None:
-        _LOADED = compile_cpp(_CPP, "si_wifi")
-    return _LOADED
+    return compile_cpp(_CPP, "si_wifi")
 
 
 def setup_for(standard: str) -> tuple[str, WifiSetup]:
