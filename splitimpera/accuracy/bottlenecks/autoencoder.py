@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -120,6 +121,16 @@ class Autoencoder(Bottleneck):
         with torch.no_grad():
             code = self.net.encode(z.detach().float())
             return self.net.decode(code), _float_words(code, torch.float32)
+
+    def wire_format(self, shape):
+        _, c4, _, _, h2, w2 = _ae_geometry(shape)
+        return 32, c4 * h2 * w2, 0
+
+    def from_payload(self, words, side, shape):
+        _, c4, _, _, h2, w2 = _ae_geometry(shape)
+        code = torch.from_numpy(np.ascontiguousarray(words, dtype="<u4").view(np.float32)).reshape(len(words), c4, h2, w2)
+        with torch.no_grad():
+            return self.net.decode(code)
 
     def nominal_bytes(self, shape):
         _, c4, _, _, h2, w2 = _ae_geometry(shape)

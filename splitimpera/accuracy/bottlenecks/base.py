@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .coders import Payload, _float_words
+from .coders import Payload, _float_words, decode_words
 
 
 @dataclass
@@ -65,6 +65,35 @@ class Bottleneck:
     def roundtrip(self, z: torch.Tensor) -> tuple[torch.Tensor, Payload]:
         """``(tensor the tail receives, payload sent)`` for a batch ``z`` (B, *shape)."""
         return z, _float_words(z, torch.float32)
+
+    # ---- the wire: what `splitimpera serve`/`device` send, the bytes :meth:`roundtrip` counts
+
+    def wire_format(self, shape: tuple[int, ...]) -> tuple[int, int, int]:
+        """``(bits per symbol, symbols per sample, float32 side values per sample)`` of the
+        payload for a tensor of per-sample ``shape``."""
+        return 32, math.prod(shape), 0
+
+    def from_payload(self, words: np.ndarray, side: np.ndarray | None, shape: tuple[int, ...]) -> torch.Tensor:
+        """The tensor the tail receives (B, *shape) from payload ``words`` (B, n) and ``side``
+        (B, k) float32: the second half of :meth:`roundtrip`, bit for bit."""
+        return torch.from_numpy(np.ascontiguousarray(words, dtype="<u4").view(np.float32)).reshape(len(words), *shape)
+
+    def encode(self, z: torch.Tensor, coder: str = "raw") -> list[bytes]:
+        """Each sample of ``z`` (B, *shape) as bytes on the wire under ``coder`` (the payload
+        :meth:`roundtrip` measures, so ``len`` equals its :meth:`Payload.sizes`)."""
+        return self.roundtrip(z)[1].encoded(coder)
+
+    def decode(self, blobs: list[bytes], coder: str, shape: tuple[int, ...]) -> torch.Tensor:
+        """Inverse of :meth:`encode`: the tail's input (B, *shape), equal to ``roundtrip(z)[0]``.
+        Raises ValueError on a payload that does not decode to this shape."""
+        bits, n, k = self.wire_format(tuple(shape))
+        words, sides = [], []
+        for blob in blobs:
+            w, sd = decode_words(blob, coder, bits, n, k)
+            words.append(w)
+            sides.append(sd)
+        side = np.stack(sides) if k else None
+        return self.from_payload(np.stack(words), side, tuple(shape))
 
     def nominal_bytes(self, shape: tuple[int, ...]) -> int:
         """Raw payload bytes per sample without looking at data (for unmeasured splits)."""

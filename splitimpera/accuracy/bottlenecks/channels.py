@@ -68,5 +68,16 @@ class TopChannels(Bottleneck):
         out[:, self.keep] = kept
         return out, _float_words(kept, torch.float32)
 
+    def wire_format(self, shape):
+        return 32, self.count(shape[0]) * math.prod(shape[1:]), 0
+
+    def from_payload(self, words, side, shape):
+        k = self.count(shape[0])
+        kept = torch.from_numpy(np.ascontiguousarray(words, dtype="<u4").view(np.float32)).reshape(
+            len(words), k, *shape[1:])
+        out = self.fill.expand(len(words), *shape).clone()
+        out[:, self.keep] = kept
+        return out
+
     def nominal_bytes(self, shape):
         return 4 * self.count(shape[0]) * math.prod(shape[1:])

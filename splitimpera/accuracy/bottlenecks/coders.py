@@ -33,6 +33,7 @@ class Payload:
     words: np.ndarray
     bits: int
     side_bytes: int = 0
+    side: np.ndarray | None = None  # (B, side_bytes / 4) float32 values sent beside the codes, if any
 
     def packed(self) -> list[bytes]:
         """Each sample's symbols as bytes: codes under 8 bits are bit-packed, wider words
@@ -52,6 +53,27 @@ class Payload:
         bits = np.unpackbits(w.astype(np.uint8)[..., None], axis=-1)[..., 8 - self.bits:]
         return [bytes(np.packbits(row.reshape(-1))) for row in bits]
 
+    def encoded(self, coder: str) -> list[bytes]:
+        """Each sample's bytes on the wire under ``coder``: the side information (float32,
+        little-endian) then the coded symbols. ``len`` of each equals :meth:`sizes`."""
+        if coder == "raw":
+            body = self.packed()
+        elif coder == "zstd":
+            import zstandard
+
+            c = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+            body = [c.compress(b) for b in self.packed()]
+        elif coder == "rle":
+            body = [rle_encode(row, self.bits) for row in self.words]
+        else:
+            raise UserError(f"unknown coder {coder!r} (known: {', '.join(CODERS)})")
+        if not self.side_bytes:
+            return body
+        side = np.ascontiguousarray(self.side, dtype="<f4")
+        if side.shape != (len(self.words), self.side_bytes // 4):
+            raise ValueError(f"side information of shape {side.shape} for {self.side_bytes} side bytes per sample")
+        return [side[i].tobytes() + b for i, b in enumerate(body)]
+
     def sizes(self, coder: str) -> np.ndarray:
         """Bytes per sample under ``coder`` (side information included)."""
         if coder == "raw":
@@ -65,6 +87,54 @@ class Payload:
         if coder == "rle":
             return rle_sizes(self.words, self.bits) + self.side_bytes
         raise UserError(f"unknown coder {coder!r} (known: {', '.join(CODERS)})")
+
+
+def _word_dtype(bits: int) -> str:
+    return "<u4" if bits > 16 else "<u2" if bits > 8 else "u1"
+
+
+def unpack(buf: bytes, bits: int, n: int) -> np.ndarray:
+    """Inverse of :meth:`Payload.packed` for one sample of ``n`` symbols: words (n,).
+    Raises ValueError when ``buf`` does not hold exactly ``n`` symbols."""
+    if bits in (8, 16, 32):
+        if len(buf) != n * bits // 8:
+            raise ValueError(f"{len(buf)} bytes for {n} {bits}-bit symbols")
+        return np.frombuffer(buf, dtype=f"<u{bits // 8}").copy()
+    if len(buf) != math.ceil(n * bits / 8):
+        raise ValueError(f"{len(buf)} bytes for {n} {bits}-bit symbols")
+    flat = np.unpackbits(np.frombuffer(buf, dtype=np.uint8))[: n * bits].reshape(n, bits)
+    weights = (1 << np.arange(bits - 1, -1, -1)).astype(np.uint32)
+    return (flat.astype(np.uint32) @ weights).astype(_word_dtype(bits))
+
+
+def decode_words(blob: bytes, coder: str, bits: int, n: int, side_values: int = 0,
+                 max_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Inverse of :meth:`Payload.encoded` for one sample: ``(words (n,), side (side_values,)
+    float32 or None)``. ``max_bytes`` bounds a decompressed body (a zstd frame may claim any
+    size). Raises ValueError on a payload that does not decode to ``n`` symbols."""
+    side = None
+    if side_values:
+        if len(blob) < 4 * side_values:
+            raise ValueError(f"{len(blob)} bytes, fewer than the {4 * side_values} bytes of side information")
+        side = np.frombuffer(blob[:4 * side_values], dtype="<f4").astype(np.float32)
+        blob = blob[4 * side_values:]
+    limit = max_bytes if max_bytes is not None else n * 4 + 64
+    if coder == "raw":
+        return unpack(blob, bits, n), side
+    if coder == "zstd":
+        import zstandard
+
+        try:
+            body = zstandard.ZstdDecompressor().decompress(blob, max_output_size=limit)
+        except zstandard.ZstdError as e:
+            raise ValueError(f"zstd: {e}") from None
+        return unpack(body, bits, n), side
+    if coder == "rle":
+        words = rle_decode(blob, bits, limit=n)
+        if len(words) != n:
+            raise ValueError(f"run-length code holds {len(words)} symbols, not {n}")
+        return words.astype(_word_dtype(bits)), side
+    raise ValueError(f"unknown coder {coder!r}")
 
 
 def _symbol_bytes(bits: int) -> int:
@@ -119,22 +189,31 @@ def rle_encode(symbols: np.ndarray, bits: int) -> bytes:
     return bytes(out)
 
 
-def rle_decode(buf: bytes, bits: int) -> np.ndarray:
-    """Inverse of :func:`rle_encode`."""
-    width, out, i = _symbol_bytes(bits), [], 0
+def rle_decode(buf: bytes, bits: int, limit: int | None = None) -> np.ndarray:
+    """Inverse of :func:`rle_encode`. ``limit``: most symbols accepted (a hostile run length
+    could claim any number); ValueError past it or on a truncated code."""
+    width, syms, runs, total, i = _symbol_bytes(bits), [], [], 0, 0
     while i < len(buf):
+        if i + width > len(buf):
+            raise ValueError("truncated run-length code")
         sym = int.from_bytes(buf[i:i + width], "little")
         i += width
         n = shift = 0
         while True:
+            if i >= len(buf) or shift > 63:
+                raise ValueError("truncated run-length code")
             b = buf[i]
             i += 1
             n |= (b & 0x7F) << shift
             shift += 7
             if not b & 0x80:
                 break
-        out.extend([sym] * n)
-    return np.array(out, dtype=np.int64)
+        total += n
+        if limit is not None and total > limit:
+            raise ValueError(f"run-length code holds more than {limit} symbols")
+        syms.append(sym)
+        runs.append(n)
+    return np.repeat(np.array(syms, dtype=np.int64), runs)
 
 
 def _float_words(z: torch.Tensor, dtype: torch.dtype) -> Payload:

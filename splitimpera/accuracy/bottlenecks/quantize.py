@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from ...errors import UserError
@@ -19,6 +20,13 @@ class Fp16(Bottleneck):
 
     def roundtrip(self, z):
         return z.half().float(), _float_words(z, torch.float16)
+
+    def wire_format(self, shape):
+        return 16, math.prod(shape), 0
+
+    def from_payload(self, words, side, shape):
+        half = np.ascontiguousarray(words, dtype="<u2").view(np.float16)
+        return torch.from_numpy(half).reshape(len(words), *shape).float()
 
     def nominal_bytes(self, shape):
         return 2 * math.prod(shape)
@@ -65,9 +73,23 @@ class Quantize(Bottleneck):
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         q = torch.clamp(torch.round((g - lo) / scale), 0, levels)
         out = (q * scale + lo).reshape(z.shape)
-        side = 8 * g.shape[1]  # lo and scale, fp32, per group
-        return out, Payload(words=q.reshape(len(z), -1).to(torch.uint8).numpy(), bits=self.bits, side_bytes=side)
+        side = torch.cat([lo.reshape(len(z), -1), scale.reshape(len(z), -1)], dim=1)  # lo and scale, fp32, per group
+        return out, Payload(words=q.reshape(len(z), -1).to(torch.uint8).numpy(), bits=self.bits,
+                            side_bytes=4 * side.shape[1], side=side.numpy())
+
+    def _group_count(self, shape) -> int:
+        return shape[0] if self.per_channel else 1
+
+    def wire_format(self, shape):
+        return self.bits, math.prod(shape), 2 * self._group_count(shape)
+
+    def from_payload(self, words, side, shape):
+        groups = self._group_count(shape)
+        side = torch.from_numpy(np.ascontiguousarray(side, dtype=np.float32)).reshape(len(words), 2, groups, 1)
+        lo, scale = side[:, 0], side[:, 1]
+        q = torch.from_numpy(np.asarray(words, dtype=np.uint8)).reshape(len(words), groups, -1).float()
+        return (q * scale + lo).reshape(len(words), *shape)
 
     def nominal_bytes(self, shape):
-        groups = shape[0] if self.per_channel else 1
+        groups = self._group_count(shape)
         return math.ceil(math.prod(shape) * self.bits / 8) + 8 * groups
