@@ -182,6 +182,125 @@ def _cmd_profiles(args) -> int:
     return EXIT_OK
 
 
+def _cmd_serve(args) -> int:
+    import json
+    import os
+    import signal
+    import threading
+
+    from .config.scenario import load_scenario, parse_overrides
+    from .runtime.device import parse_address
+    from .runtime.server import SplitServer
+
+    sc = load_scenario(args.scenario, parse_overrides(args.set))
+    host, port = parse_address(args.bind, field="--bind")
+    token = args.token or os.environ.get("SPLITIMPERA_TOKEN")
+    splits = [s for arg in args.splits for s in arg.split(",") if s] or None
+    srv = SplitServer(sc, splits, host=host, port=port, token=token, threads=args.threads)
+    h, p = srv.start()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # kill → the same clean stop as Ctrl-C
+    print(f"serving {len(srv.splits)} split(s) of {sc.model.name} ({', '.join(srv.bottlenecks)}, coder "
+          f"{sc.bottleneck.coder}, {sc.workload.server_workers} worker(s), batches up to {sc.workload.max_batch})"
+          + ("" if token else "; loopback only, no token"), file=sys.stderr)
+    print(f"listening on {h}:{p}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.stop()
+        print("stats " + json.dumps(dict(srv.stats)), flush=True)
+    return EXIT_OK
+
+
+def _cmd_device(args) -> int:
+    import os
+    from pathlib import Path
+
+    from .atomic import atomic_write, check_writable_file
+    from .config.scenario import load_scenario, parse_overrides
+    from .runtime.device import parse_address, run_device
+
+    sc = load_scenario(args.scenario, parse_overrides(args.set))
+    server = parse_address(args.server)
+    if args.output:
+        check_writable_file(args.output, field="-o")
+    split = args.split or (sc.analysis.splits[0] if isinstance(sc.analysis.splits, list) else None)
+    if split is None:
+        raise UserError("name the split to run (or list one in analysis.splits)", source="device", field="--split")
+    run = run_device(sc, server, split, bottleneck=args.bottleneck, device_id=args.device_id,
+                     token=args.token or os.environ.get("SPLITIMPERA_TOKEN"), threads=args.threads,
+                     num_requests=args.requests)
+    df = run.requests
+    if args.output:
+        import io
+
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        atomic_write(Path(args.output), buf.getvalue())
+    if not args.quiet:
+        ok = df[df["answered"]]
+        lat = ok["latency_s"]
+        print(f"{split} · {df['bottleneck'].iloc[0]}: {len(ok)} of {len(df)} answered; latency mean "
+              f"{lat.mean() * 1e3:.3f} ms, p95 {lat.quantile(0.95) * 1e3:.3f} ms; device "
+              f"{ok['device_compute_s'].mean() * 1e3:.3f} ms, uplink {ok['uplink_s'].mean() * 1e3:.3f} ms, "
+              f"server wait {ok['server_wait_s'].mean() * 1e3:.3f} ms, server {ok['server_compute_s'].mean() * 1e3:.3f} "
+              f"ms; clock offset {run.clock_offset_s * 1e6:.1f} µs (±{run.sync_rtt_s * 5e5:.1f})"
+              + (f"; wrote {args.output}" if args.output else ""))
+    return EXIT_OK if df["answered"].all() else EXIT_INTERNAL
+
+
+def _cmd_measure(args) -> int:
+    import os
+
+    from .config.scenario import load_scenario, parse_overrides
+    from .results import check_output_dir
+    from .runtime import measure as m
+
+    overrides = parse_overrides(args.set)
+    if args.netns is not None and os.environ.get(m.NETNS_ENV) != "1":
+        sc = load_scenario(args.scenario, overrides)  # bad input is reported before the namespace
+        if args.output:
+            check_output_dir(args.output, sc, field="-o")
+        return m.reexec_in_netns(sys.argv[1:] if args.argv is None else args.argv)
+    sc = load_scenario(args.scenario, overrides)
+    if args.output:
+        check_output_dir(args.output, sc, field="-o")
+    splits = [s for arg in args.splits for s in arg.split(",") if s]
+    bns = [b for arg in args.bottleneck for b in arg.split(",") if b]
+    points = None
+    if splits or bns:
+        from .runtime.server import wire_bottlenecks
+
+        bns = bns or list(wire_bottlenecks(sc))[:1]
+        if not splits:
+            from .model.loading import load_traced
+
+            splits = [c.name for c in load_traced(sc).candidates]
+        points = [(s, b) for s in splits for b in bns]
+    cores = None
+    if args.cores:
+        try:
+            d, s = (int(c) for c in args.cores.split(","))
+        except ValueError:
+            raise UserError(f"expected DEVICE,SERVER core numbers, got {args.cores!r}", source="measure",
+                            field="--cores") from None
+        cores = (d, s)
+    if args.server_load is not None and not 0 < args.server_load < 1:
+        raise UserError(f"must be in (0, 1) (got {args.server_load})", source="measure", field="--server-load")
+    rate = None
+    if args.netns is not None:
+        rate = args.netns if args.netns > 0 else sc.network.uplink_mbps
+    fid = m.measure(args.scenario, points, overrides=overrides, netns_rate_mbps=rate, server_load=args.server_load,
+                    num_requests=args.requests, profile=args.profile, cores=cores, threads=args.threads,
+                    progress=None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True)))
+    print(m.render(fid))
+    if args.output:
+        folder = m.save(fid, args.output)
+        print(f"\nwrote {folder}/ (measured.parquet, simulated.parquet, fidelity.csv, fidelity.json, scenario.yaml)")
+    return EXIT_OK
+
+
 def dashboard_command(port: int | None = None, headless: str | None = None) -> list[str]:
     """The ``streamlit run <package>/dashboard/app.py`` command line that ``splitimpera dashboard`` runs."""
     from pathlib import Path
@@ -299,6 +418,63 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--active-w", type=float, default=None,
                    help="active power, W (default: placeholder, marked estimate)")
     s.set_defaults(func=_cmd_calibrate)
+
+    s = sub.add_parser("serve", help="the tail side of a real split run (listens on loopback by default)",
+                       description="Load SCENARIO's model, build the exact tails of the splits, and answer "
+                                   "frames from `splitimpera device` (binary, length-prefixed, never pickled) "
+                                   "with dynamic batching as workload.max_batch/batch_timeout_ms say. Prints "
+                                   "'listening on HOST:PORT'; Ctrl-C stops it and prints its counters.")
+    s.add_argument("scenario", metavar="SCENARIO")
+    s.add_argument("--splits", nargs="+", default=[], metavar="SPLIT", help="splits to serve (default: all)")
+    s.add_argument("--bind", default="127.0.0.1:0", metavar="HOST:PORT",
+                   help="address to listen on (default 127.0.0.1:0, a free port); not loopback needs --token")
+    s.add_argument("--token", default=None, help="shared secret every frame must carry (or $SPLITIMPERA_TOKEN)")
+    s.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", default=[])
+    s.set_defaults(func=_cmd_serve)
+
+    s = sub.add_parser("device", help="the head side of a real split run: send the workload to a server",
+                       description="Run the head of SPLIT on this machine with SCENARIO's arrivals, encode with "
+                                   "its bottleneck and coder, send to `splitimpera serve`, and time every request "
+                                   "(the columns of the simulation's per-request table).")
+    s.add_argument("scenario", metavar="SCENARIO")
+    s.add_argument("--server", required=True, metavar="HOST:PORT")
+    s.add_argument("--split", default=None, help="split to run (default: the first of analysis.splits)")
+    s.add_argument("--bottleneck", default=None, help="one of the scenario's bottlenecks (default: the first)")
+    s.add_argument("--device-id", type=int, default=0, help="which device's arrival times (0..num_devices-1)")
+    s.add_argument("--requests", type=int, default=None, help="requests to send (default workload.num_requests)")
+    s.add_argument("--token", default=None)
+    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("-o", "--output", metavar="FILE", help="write the per-request table (Parquet)")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", default=[])
+    s.set_defaults(func=_cmd_device)
+
+    s = sub.add_parser("measure", help="run the split for real on this machine and compare with the simulation",
+                       description="Time head and tail on pinned cores, run `serve` and `device` processes over "
+                                   "real TCP (optionally in a private network namespace with the uplink shaped "
+                                   "by tc tbf; no propagation delay: kernel netem is unavailable, so the "
+                                   "simulated link has RTT 0), simulate the same arrivals, and report simulated "
+                                   "vs measured latency per split and per component.")
+    s.add_argument("scenario", metavar="SCENARIO")
+    s.add_argument("-o", "--output", metavar="DIR", help="write measured.parquet, fidelity.csv … to DIR/<name>/")
+    s.add_argument("--splits", nargs="+", default=[], metavar="SPLIT", help="splits to run (default: all)")
+    s.add_argument("--bottleneck", nargs="+", default=[], metavar="NAME",
+                   help="bottlenecks to run (default: the scenario's first)")
+    s.add_argument("--netns", nargs="?", type=float, const=0.0, default=None, metavar="MBPS",
+                   help="run in a private network namespace (root) with loopback shaped to MBPS "
+                        "(default: the scenario's uplink_mbps)")
+    s.add_argument("--server-load", type=float, default=None, metavar="RHO",
+                   help="per split, the request rate that loads the server to RHO (0..1)")
+    s.add_argument("--requests", type=int, default=None, help="requests per device (default workload.num_requests)")
+    s.add_argument("--profile", default=None, metavar="DEVICE",
+                   help="also simulate in predicted mode with this device profile on both sides "
+                        "(e.g. one `calibrate` wrote for this machine)")
+    s.add_argument("--cores", default=None, metavar="DEV,SRV", help="cores to pin device and server to (default 0,1)")
+    s.add_argument("--threads", type=int, default=1, help="torch threads per side (default 1)")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", default=[])
+    s.set_defaults(func=_cmd_measure, argv=None)
 
     s = sub.add_parser("profiles", help="list device and network profiles",
                        description="List the device and network profiles.")

@@ -14,6 +14,10 @@ model for every split).
 FLOPs here are multiply-adds (fvcore); profiles quote peaks at 2 FLOP per multiply-add and
 :meth:`DeviceProfile.macs_per_s` converts. ``memory.bandwidth_gbps`` is GB/s (1e9 bytes).
 
+Measured mode: a frame with a ``head_measured_s`` / ``tail_measured_s`` column
+(:func:`measured_column`) carries seconds timed on the hardware itself (``splitimpera
+measure``); :func:`compute_time_s` returns them as they are, for both engines.
+
 Data flow: :func:`splitimpera.model.cost.profile_model` attaches the per-node inputs as
 ``profile.attrs["nodes"]`` (device independent, plain lists); :func:`compute_time_s` turns
 them into node times for a device and picks each row's prefix by its ``index`` column. A
@@ -72,6 +76,9 @@ def compute_time_s(profile: pd.DataFrame, side: str, device: DeviceProfile) -> p
     """
     if side not in ("head", "tail"):
         raise ValueError(f"side must be 'head' or 'tail', got {side!r}")
+    measured = measured_column(side)
+    if measured in profile.columns:  # measured mode: times taken on the device itself, used as they are
+        return pd.Series(profile[measured].to_numpy(dtype=float), index=profile.index, name=f"{side}_compute_s")
     if not _has_nodes(profile):
         log.warning("profile has no per-node table (attrs['nodes']); using the flop-only compute model")
         return flop_only_time_s(profile, side, device)
@@ -82,6 +89,12 @@ def compute_time_s(profile: pd.DataFrame, side: str, device: DeviceProfile) -> p
     head = cum[k]
     t = head if side == "head" else cum[-1] - head
     return pd.Series(t + extra_time_s(profile, side, device), index=profile.index, name=f"{side}_compute_s")
+
+
+def measured_column(side: str) -> str:
+    """The frame column that, when present, holds ``side``'s measured seconds per row
+    (bottleneck work included) and replaces the model (see :mod:`splitimpera.runtime.measure`)."""
+    return f"{side}_measured_s"
 
 
 def extra_time_s(profile: pd.DataFrame, side: str, device: DeviceProfile) -> np.ndarray:

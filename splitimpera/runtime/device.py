@@ -66,8 +66,10 @@ class DeviceRun:
 
 
 def parse_address(text: str, field: str = "--server") -> tuple[str, int]:
+    """``HOST:PORT`` → ``(host, port)``; port 0 (any free port) only for ``--bind``."""
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    lowest = 0 if field == "--bind" else 1
+    if not sep or not host or not port.isdigit() or not lowest <= int(port) < 65536:
         raise UserError(f"expected HOST:PORT, got {text!r}", field=field)
     return host.strip("[]"), int(port)
 
@@ -103,7 +105,7 @@ def _sync_clock(sock: socket.socket, token: str) -> tuple[int, int]:
 def run_device(scenario: Scenario, server: tuple[str, int], split: str, *, bottleneck: str | None = None,
                device_id: int = 0, token: str | None = None, threads: int | None = None,
                num_requests: int | None = None, timeout_s: float = 30.0, traced: TracedModel | None = None,
-               start_delay_s: float = 0.2) -> DeviceRun:
+               start_delay_s: float = 0.2, warmup: int = 5) -> DeviceRun:
     """Run ``num_requests`` (default ``workload.num_requests``) requests of ``split`` against
     ``server`` on the scenario's schedule for ``device_id``; see the module doc."""
     if threads is not None:
@@ -125,7 +127,7 @@ def run_device(scenario: Scenario, server: tuple[str, int], split: str, *, bottl
     head.eval()
     shape = tuple(tm.split(split).shape)
     local_only = split == OUTPUT and wl.result_at == "device"  # nothing to send
-    want_prediction = wl.result_at == "device"
+    want = wire.WANT_PREDICTION if wl.result_at == "device" else wire.WANT_NOTHING
     xs = input_samples(scenario, tm, n)
     if not 0 <= device_id < wl.num_devices:
         raise UserError(f"must be in 0..{wl.num_devices - 1} (workload.num_devices is {wl.num_devices}; "
@@ -135,8 +137,13 @@ def run_device(scenario: Scenario, server: tuple[str, int], split: str, *, bottl
     bits = bn.wire_format(shape)[0] if split != OUTPUT else 64
     dtype = _DTYPES.get(bits, f"u{bits}") if split != OUTPUT else "i64"
     meta = {"split": split, "bottleneck": bn_name, "coder": coder, "dtype": dtype,
-            "shape": shape if split != OUTPUT else (), "want_prediction": want_prediction, "token": token or ""}
+            "shape": shape if split != OUTPUT else (), "want": want, "token": token or ""}
 
+    with torch.no_grad():  # first calls allocate and dispatch slowly: a deployed device is warm
+        for _ in range(warmup):
+            z = head(xs[:1])
+            if split != OUTPUT:
+                bn.encode(z, coder)
     sock = None
     offset_ns, sync_rtt_ns = 0, 0
     if not local_only:

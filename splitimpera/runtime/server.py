@@ -33,7 +33,7 @@ from ..accuracy.bottlenecks import CODERS, Bottleneck, get_bottleneck, resolve_b
 from ..config.scenario import Scenario
 from ..errors import UserError
 from ..model.loading import load_traced
-from ..model.splits import INPUT, OUTPUT, TracedModel, _head_tail
+from ..model.splits import OUTPUT, TracedModel, _head_tail
 from . import wire
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class _Pending:
     bottleneck: str
     coder: str
     body: bytes
-    want_prediction: bool
+    want: int
     t_recv_ns: int
 
 
@@ -165,11 +165,20 @@ class SplitServer:
         except OSError as e:
             raise UserError(f"cannot listen on {self.host}:{self.port}: {e.strerror or e}", field="--bind") from None
         self.address = self._listener.getsockname()[:2]
+        self._warm()
         for i in range(self.workers):
             self._spawn(self._work, f"worker-{i}")
         self._spawn(self._accept, "accept")
         log.info("serving %s on %s:%d", ", ".join(self.splits), *self.address)
         return self.address
+
+    def _warm(self, runs: int = 3) -> None:
+        """Run every tail a few times before the first request (first calls allocate and dispatch slowly)."""
+        with torch.no_grad():
+            for s, tail in self.tails.items():
+                if s != OUTPUT:
+                    for _ in range(runs):
+                        tail(torch.zeros((1, *self.shapes[s])))
 
     def stop(self) -> None:
         self._stop.set()
@@ -251,7 +260,7 @@ class SplitServer:
                     return self._reject(conn, *problem)
                 self.stats["requests"] += 1
                 item = _Pending(conn, f.req_id, f.meta["split"], f.meta["bottleneck"], f.meta["coder"], f.body,
-                                f.meta["want_prediction"], t_recv)
+                                f.meta["want"], t_recv)
                 with self._cv:
                     self._queue.append(item)
                     self._cv.notify()
@@ -311,6 +320,7 @@ class SplitServer:
         t_start = time.monotonic_ns()
         split, bn = batch[0].split, self.bottlenecks[batch[0].bottleneck]
         preds = [-1] * len(batch)
+        outputs = [b""] * len(batch)
         decode_s = 0.0
         if split != OUTPUT:
             t0 = time.perf_counter()
@@ -325,21 +335,20 @@ class SplitServer:
             batch = good
             if not batch:
                 return
-            x = torch.cat(tensors)
-            if split == INPUT:
-                x = x.reshape(len(batch), *self.shapes[INPUT])
-            tail = self.tails[split]
             with torch.no_grad():
-                y = tail(x)
-            if y.ndim >= 2:
-                preds = y.reshape(len(batch), -1).argmax(1).tolist()
+                y = self.tails[split](torch.cat(tensors))
+            flat = y.reshape(len(batch), -1)
+            preds = flat.argmax(1).tolist()
+            if any(it.want == wire.WANT_OUTPUT for it in batch):
+                outputs = [flat[i].float().numpy().astype("<f4").tobytes() if it.want == wire.WANT_OUTPUT else b""
+                           for i, it in enumerate(batch)]
         else:  # the device sent its prediction: nothing to run
             preds = [int.from_bytes(it.body[:8], "little", signed=True) if len(it.body) == 8 else -1
                      for it in batch]
         t_end = time.monotonic_ns()
-        for it, p in zip(batch, preds):
+        for it, p, out in zip(batch, preds, outputs):
             meta = {"t_recv_ns": it.t_recv_ns, "t_start_ns": t_start, "t_end_ns": t_end,
                     "t_reply_ns": time.monotonic_ns(), "decode_s": decode_s, "batch": len(batch),
-                    "prediction": int(p) if it.want_prediction else -1}
-            if it.conn.send(wire.encode_frame(wire.REPLY, it.req_id, meta)):
+                    "prediction": int(p) if it.want != wire.WANT_NOTHING else -1}
+            if it.conn.send(wire.encode_frame(wire.REPLY, it.req_id, meta, out)):
                 self.stats["replies"] += 1

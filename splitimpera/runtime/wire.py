@@ -13,11 +13,13 @@ then ``meta_len`` bytes of metadata and ``body_len`` bytes of body. Metadata by 
 
 * **request**: ``split`` (str), ``bottleneck`` (str), ``coder`` (str), ``dtype`` (str, the
   symbol type: ``f32``, ``f16`` or ``u<bits>``), ``shape`` (u8 count, then u32 each),
-  ``want_prediction`` (B), ``token`` (str, empty without one). Body: the payload, exactly
-  the bytes :meth:`~splitimpera.accuracy.bottlenecks.Bottleneck.encode` writes.
+  ``want`` (B: 0 nothing back but the timestamps, :data:`WANT_PREDICTION` the top-1 class,
+  :data:`WANT_OUTPUT` also the tail's output), ``token`` (str, empty without one). Body: the
+  payload, exactly the bytes :meth:`~splitimpera.accuracy.bottlenecks.Bottleneck.encode` writes.
 * **reply**: ``t_recv_ns``, ``t_start_ns``, ``t_end_ns``, ``t_reply_ns`` (q, the server's
   monotonic clock: frame fully read, batch started, batch finished, reply written),
-  ``decode_s`` (d), ``batch`` (H), ``prediction`` (q, −1 when not asked). No body.
+  ``decode_s`` (d), ``batch`` (H), ``prediction`` (q, −1 when not asked). Body: empty, or
+  with :data:`WANT_OUTPUT` the tail's output for this request as float32 little-endian.
 * **error**: ``reason`` (str). The server closes the connection after it.
 * **ping**: ``t_send_ns`` (q, the device's clock), ``token`` (str). **pong**: ``t_server_ns`` (q).
 
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 MAGIC = b"SPIM"
 VERSION = 1
 REQUEST, REPLY, ERROR, PING, PONG = 1, 2, 3, 4, 5
+WANT_NOTHING, WANT_PREDICTION, WANT_OUTPUT = 0, 1, 2
 KINDS = {REQUEST: "request", REPLY: "reply", ERROR: "error", PING: "ping", PONG: "pong"}
 PREFIX = struct.Struct("!4sBBHQI")
 MAX_META_BYTES = 4096
@@ -115,7 +118,7 @@ def _pack_meta(kind: int, meta: dict) -> bytes:
         return b"".join([
             _string(meta["split"]), _string(meta["bottleneck"]), _string(meta["coder"]), _string(meta["dtype"]),
             struct.pack("!B", len(shape)), struct.pack(f"!{len(shape)}I", *shape),
-            struct.pack("!B", bool(meta.get("want_prediction", False))), _string(meta.get("token", "")),
+            struct.pack("!B", int(meta.get("want", WANT_NOTHING))), _string(meta.get("token", "")),
         ])
     if kind == REPLY:
         return _REPLY.pack(meta["t_recv_ns"], meta["t_start_ns"], meta["t_end_ns"], meta["t_reply_ns"],
@@ -138,7 +141,9 @@ def _parse_meta(kind: int, buf: bytes) -> dict:
             raise FrameError(f"{nd} dimensions (limit {MAX_DIMS})", "oversized")
         meta["shape"] = r.unpack(f"{nd}I")
         (want,) = r.unpack("B")
-        meta["want_prediction"] = bool(want)
+        if want > WANT_OUTPUT:
+            raise FrameError(f"unknown reply request {want}")
+        meta["want"] = want
         meta["token"] = r.string()
     elif kind == REPLY:
         keys = ("t_recv_ns", "t_start_ns", "t_end_ns", "t_reply_ns", "decode_s", "batch", "prediction")

@@ -1,0 +1,539 @@
+"""``splitimpera measure``: run the split for real on this machine and set it beside the simulation.
+
+What it does, in order:
+
+1. **Times each side** of every chosen design point on the cores the run will use (the
+   device core for head + encode, the server core for decode + tail; torch threads as
+   given, medians of ``repeats`` runs after warm-up; and the tail at ``max_batch`` when the
+   scenario batches, which gives ``batch_cost_fraction``). These times are the simulator's
+   **measured mode** (:func:`~splitimpera.latency.compute.measured_column`).
+2. **Describes the link** the run will use: inside a private network namespace
+   (``--netns``, root) the loopback interface is shaped with ``tc tbf`` to the uplink rate
+   (MTU 1500, a two-MTU bucket); without it the link is this machine's loopback, whose
+   goodput is measured. Kernel ``netem`` is not available here, so there is no propagation
+   delay: the simulated link has RTT 0 (on loopback, the measured round trip), no jitter
+   and no loss.
+3. **Runs it**: one ``serve`` process pinned to the server core, and for each design point
+   ``workload.num_devices`` ``device`` processes pinned to the device core(s), over real TCP.
+4. **Simulates the same thing** (SimPy engine, the same seed, hence the same arrival times
+   as the devices used) in measured mode and, with ``profile``, in **predicted mode** (the
+   roofline of that device profile on both sides, e.g. one written by ``calibrate`` for this
+   machine).
+5. **Compares**: per design point and mode, mean and p95 end-to-end latency and the mean of
+   every component, simulated vs measured, with the relative error
+   ``(simulated − measured) / measured``.
+
+``server_load`` sets, per design point, the request rate that loads the server to that
+utilisation (ρ = devices × rate × measured tail time / workers), capped so that neither the
+device nor the link passes 0.9; the rate used and the resulting ρ are in the table.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..config.scenario import Scenario, load_scenario
+from ..errors import UserError
+from ..latency.compute import measured_column
+from ..latency.engine import point_frame
+from ..latency.simulation import simulate, warmup_requests
+from ..latency.transport import transfer_latency_s
+from ..model.cost import profile_model
+from ..model.loading import load_traced
+from ..model.splits import INPUT, OUTPUT, _head_tail
+from .device import MEASURED_COLUMNS, input_samples
+from .server import wire_bottlenecks
+
+log = logging.getLogger(__name__)
+
+COMPONENTS = ["device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s", "downlink_s"]
+NETNS_ENV = "SPLITIMPERA_IN_NETNS"
+TBF_BURST_BYTES = 3028  # two 1514-byte frames: a larger bucket lets small payloads through unshaped
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """Outcome of :func:`measure`.
+
+    ``measured``: one row per real request (warm-up dropped), :data:`~.device.MEASURED_COLUMNS`.
+    ``simulated``: one row per simulated request, with a ``mode`` column (``measured`` or
+    ``predicted``). ``table``: one row per (split, bottleneck, mode): ``rate_hz``,
+    ``server_rho``, ``requests``, ``lost``, then ``sim_<m>``, ``meas_<m>`` and ``err_<m>``
+    (relative error, simulated vs measured) for ``latency_mean_s``, ``latency_p95_s`` and the
+    mean of each component. ``timings``: the measured sides per point. ``setup``: the link,
+    cores, threads and server counters.
+    """
+
+    scenario: Scenario
+    measured: pd.DataFrame
+    simulated: pd.DataFrame
+    table: pd.DataFrame
+    timings: pd.DataFrame
+    setup: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """Per mode: median and max |relative error| over points of the mean and p95 latency
+        and, per component, the median |error| (components that are ~0 on both sides skipped)."""
+        out = {}
+        for mode, t in self.table.groupby("mode", sort=False):
+            row = {"points": len(t)}
+            for m in ("latency_mean_s", "latency_p95_s"):
+                e = t[f"err_{m}"].abs().dropna()
+                row[m] = {"median_abs_err": float(e.median()) if len(e) else math.nan,
+                          "max_abs_err": float(e.max()) if len(e) else math.nan}
+            comp = {}
+            for c in COMPONENTS:
+                big = t[(t[f"meas_{c}"] > 50e-6) | (t[f"sim_{c}"] > 50e-6)]
+                e = big[f"err_{c}"].abs().dropna()
+                if len(e):
+                    comp[c] = float(e.median())
+            row["components_median_abs_err"] = comp
+            out[mode] = row
+        return out
+
+
+# ---- step 1: time both sides
+
+
+class _Pinned:
+    """Run the body on one core (this thread), with ``threads`` torch threads."""
+
+    def __init__(self, core: int | None, threads: int | None):
+        self.core, self.threads = core, threads
+
+    def __enter__(self):
+        self.old_aff = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        self.old_threads = torch.get_num_threads()
+        if self.core is not None and self.old_aff is not None:
+            os.sched_setaffinity(0, {self.core})
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        return self
+
+    def __exit__(self, *exc):
+        if self.core is not None and self.old_aff is not None:
+            os.sched_setaffinity(0, self.old_aff)
+        torch.set_num_threads(self.old_threads)
+
+
+def _median_s(fn, repeats: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def time_sides(scenario: Scenario, tm, points: list[tuple[str, str]], *, device_core: int | None,
+               server_core: int | None, threads: int | None, repeats: int = 30) -> pd.DataFrame:
+    """Median seconds per design point: ``head_s`` (head + encode, on the device core),
+    ``tail_s`` (decode + tail at batch 1, on the server core), ``tail_batch_s`` (at
+    ``max_batch``), ``payload_bytes`` (mean over the samples used)."""
+    bns = wire_bottlenecks(scenario)
+    coder = scenario.bottleneck.coder
+    b_max = scenario.workload.max_batch
+    xs = input_samples(scenario, tm, 8)
+    rows = []
+    with torch.no_grad():
+        for split, bname in points:
+            bn = bns[bname]
+            head, tail = _head_tail(tm, tm.split(split))
+            head.eval()
+            tail.eval()
+            shape = tuple(tm.split(split).shape)
+            x1 = xs[:1]
+            if split == OUTPUT:
+                def dev():
+                    return int(head(x1).reshape(1, -1).argmax(1))
+                payload = [8]
+            else:
+                def dev():
+                    return bn.encode(head(x1), coder)
+                payload = [len(b) for b in bn.encode(head(xs), coder)]
+            with _Pinned(device_core, threads):
+                head_s = _median_s(dev, repeats)
+            tail_s = tail_batch_s = 0.0
+            if split != OUTPUT:
+                blobs = bn.encode(head(xs), coder)
+                reps = (blobs * (-(-b_max // len(blobs))))[:b_max]
+
+                def srv(bl):
+                    return tail(bn.decode(bl, coder, shape))
+                with _Pinned(server_core, threads):
+                    tail_s = _median_s(lambda: srv(blobs[:1]), repeats)
+                    tail_batch_s = _median_s(lambda: srv(reps), max(5, repeats // 3)) if b_max > 1 else tail_s
+            rows.append({"split": split, "bottleneck": bname, "head_s": head_s, "tail_s": tail_s,
+                         "tail_batch_s": tail_batch_s, "payload_bytes": float(np.mean(payload))})
+    return pd.DataFrame(rows).set_index(["split", "bottleneck"])
+
+
+# ---- step 2: the link
+
+
+def loopback_goodput_bps(core_send: int | None, core_recv: int | None, nbytes: int = 32 << 20) -> float:
+    """Bits per second one TCP connection over 127.0.0.1 carries (sender and receiver threads
+    pinned like the device and the server)."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    got = {"n": 0, "t": 0.0}
+
+    def recv():
+        with _Pinned(core_recv, None):
+            c, _ = srv.accept()
+            buf = bytearray(1 << 20)
+            while got["n"] < nbytes:
+                k = c.recv_into(buf)
+                if not k:
+                    break
+                got["n"] += k
+            got["t"] = time.perf_counter()
+            c.close()
+
+    t = threading.Thread(target=recv, daemon=True)
+    t.start()
+    with _Pinned(core_send, None):
+        s = socket.create_connection(srv.getsockname())
+        chunk = b"\0" * (1 << 20)
+        t0 = time.perf_counter()
+        for _ in range(nbytes // len(chunk)):
+            s.sendall(chunk)
+        t.join(30)
+        s.close()
+    srv.close()
+    return nbytes * 8 / max(got["t"] - t0, 1e-9)
+
+
+def shape_loopback(rate_mbps: float) -> None:
+    """Inside a private network namespace: loopback up at MTU 1500, shaped by tbf to ``rate_mbps``."""
+    cmds = [["ip", "link", "set", "lo", "mtu", "1500"], ["ip", "link", "set", "lo", "up"],
+            ["tc", "qdisc", "replace", "dev", "lo", "root", "tbf", "rate", f"{rate_mbps * 1e6:.0f}bit",
+             "burst", str(TBF_BURST_BYTES), "limit", str(64 << 20)]]
+    for c in cmds:
+        p = subprocess.run(c, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise UserError(f"{' '.join(c)} failed: {p.stderr.strip() or p.returncode}", field="--netns")
+
+
+def reexec_in_netns(argv: list[str]) -> int:
+    """Run this command again inside a new network namespace (``unshare -n``, needs root)."""
+    if os.geteuid() != 0:
+        raise UserError("a private network namespace needs root (unshare -n); run without --netns to measure "
+                        "over the unshaped loopback", field="--netns")
+    env = dict(os.environ, **{NETNS_ENV: "1"})
+    cmd = ["unshare", "-n", "--", sys.executable, "-m", "splitimpera.cli", *argv]
+    return subprocess.run(cmd, env=env).returncode
+
+
+# ---- step 3: the real run
+
+
+def _pin(core_set):
+    def pre():
+        if core_set is not None and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, core_set)
+    return pre
+
+
+def _cli(*args) -> list[str]:
+    return [sys.executable, "-m", "splitimpera.cli", *map(str, args)]
+
+
+class _ServerProcess:
+    """``splitimpera serve`` in a child process pinned to ``core``; ``stop()`` returns its counters."""
+
+    def __init__(self, scenario_path: Path, splits: list[str], core: int | None, threads: int | None,
+                 overrides: list[str], timeout_s: float = 180.0):
+        args = ["serve", scenario_path, "--splits", *splits, "--bind", "127.0.0.1:0"]
+        if threads:
+            args += ["--threads", threads]
+        for o in overrides:
+            args += ["--set", o]
+        self.p = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  preexec_fn=_pin(None if core is None else {core}))
+        sel = selectors.DefaultSelector()
+        sel.register(self.p.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout_s
+        line = ""
+        while time.monotonic() < deadline and self.p.poll() is None:
+            if sel.select(timeout=0.5):
+                line = self.p.stdout.readline()
+                if line.startswith("listening on "):
+                    break
+        sel.close()
+        if not line.startswith("listening on "):
+            self.p.kill()
+            err = self.p.stderr.read().strip().splitlines()
+            raise RuntimeError(f"the server did not start: {err[-1] if err else 'no output'}")
+        host, _, port = line.split()[-1].rpartition(":")
+        self.address = f"{host}:{port}"
+
+    def stop(self) -> dict:
+        self.p.send_signal(signal.SIGINT)
+        try:
+            out, err = self.p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            out, err = self.p.communicate()
+        for line in out.splitlines():
+            if line.startswith("stats "):
+                return json.loads(line[6:])
+        log.warning("server gave no counters: %s", err.strip()[-300:])
+        return {}
+
+
+def _run_point(scenario_path: Path, address: str, split: str, bottleneck: str, devices: int, cores, threads,
+               overrides: list[str], tmp: Path, timeout_s: float) -> pd.DataFrame:
+    procs, files = [], []
+    for k in range(devices):
+        f = tmp / f"dev-{split}-{bottleneck}-{k}.parquet"
+        args = ["device", scenario_path, "--server", address, "--split", split, "--bottleneck", bottleneck,
+                "--device-id", k, "-o", f, "--quiet"]
+        if threads:
+            args += ["--threads", threads]
+        for o in overrides:
+            args += ["--set", o]
+        procs.append(subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                      preexec_fn=_pin(cores)))
+        files.append(f)
+    parts = []
+    for p, f in zip(procs, files):
+        try:
+            _, err = p.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            _, err = p.communicate()
+        if p.returncode != 0 or not f.exists():
+            raise RuntimeError(f"device process for {split} · {bottleneck} failed ({p.returncode}): "
+                               f"{err.strip().splitlines()[-1] if err.strip() else 'no output'}")
+        parts.append(pd.read_parquet(f))
+    return pd.concat(parts, ignore_index=True)
+
+
+# ---- steps 4 and 5
+
+
+def _drop_warmup(df: pd.DataFrame, n_req: int, wl) -> pd.DataFrame:
+    k = warmup_requests(wl.model_copy(update={"num_requests": n_req}))
+    rank = df.groupby(["split", "bottleneck", "device_id"], sort=False).cumcount()
+    return df[rank >= k]
+
+
+def _stats(df: pd.DataFrame, prefix: str) -> dict:
+    ok = df[df["frame_lost"] < 1.0]
+    lat = ok["latency_s"].to_numpy()
+    out = {f"{prefix}latency_mean_s": float(lat.mean()) if len(lat) else math.nan,
+           f"{prefix}latency_p95_s": float(np.percentile(lat, 95)) if len(lat) else math.nan}
+    for c in COMPONENTS:
+        out[f"{prefix}{c}"] = float(ok[c].mean()) if len(ok) else math.nan
+    return out
+
+
+def _rate_for_load(rho: float, t: pd.Series, scenario: Scenario, tx_s: float) -> float:
+    """Per-device request rate that loads the server to ``rho`` (see the module doc), capped at
+    utilisation 0.9 of the device and the link; the scenario's rate when there is no server work."""
+    wl = scenario.workload
+    if t["tail_s"] < 1e-4:
+        return wl.rate_hz
+    rate = rho * wl.server_workers / (wl.num_devices * t["tail_s"])
+    caps = [0.9 / t["head_s"] if t["head_s"] > 0 else math.inf,
+            0.9 / (wl.num_devices * tx_s) if tx_s > 0 else math.inf]
+    return float(min([rate, *caps]))
+
+
+def measure(scenario_path: str | Path, points: list[tuple[str, str]] | None = None, *,
+            overrides: dict | None = None, netns_rate_mbps: float | None = None, server_load: float | None = None,
+            num_requests: int | None = None, profile: str | None = None, cores: tuple[int, int] | None = None,
+            threads: int | None = 1, repeats: int = 30, progress=None) -> Fidelity:
+    """Run the real split run of the scenario at ``points`` (default: every split under the
+    first bottleneck) and simulate it alongside; see the module doc.
+
+    ``netns_rate_mbps``: the uplink rate tbf shapes loopback to (call from inside a private
+    network namespace, see :func:`reexec_in_netns`); None measures the unshaped loopback.
+    ``cores``: (device core, server core), default (0, 1) on a machine with two or more.
+    """
+    overrides = dict(overrides or {})
+    if num_requests is not None:
+        overrides["workload.num_requests"] = num_requests
+    sc = load_scenario(scenario_path, overrides)
+    say = progress or (lambda msg: log.info("%s", msg))
+    tm = load_traced(sc)
+    names = [s.name for s in tm.candidates]
+    bns = list(wire_bottlenecks(sc))
+    if points is None:
+        points = [(s, bns[0]) for s in names]
+    for s, b in points:
+        if s not in names:
+            raise UserError(f"unknown split {s!r}; the model's splits are {', '.join(names)}", field="--splits")
+        if b not in bns:
+            raise UserError(f"{b!r} is not one of the scenario's bottlenecks ({', '.join(bns)})",
+                            field="--bottleneck")
+    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores is None:
+        avail = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(ncpu))
+        cores = (avail[0], avail[1]) if len(avail) >= 2 else (None, None)
+    dev_core, srv_core = cores
+    if netns_rate_mbps is not None:
+        shape_loopback(netns_rate_mbps)
+
+    say(f"timing head and tail of {len(points)} design point(s) on cores {dev_core} (device) and "
+        f"{srv_core} (server), {threads} thread(s)")
+    timings = time_sides(sc, tm, points, device_core=dev_core, server_core=srv_core, threads=threads,
+                         repeats=repeats)
+
+    # The link the real run uses, as the simulator describes it.
+    net_over = {"network.rtt_ms": 0.0, "network.jitter_ms": 0.0, "network.loss": 0.0, "network.trace_csv": None,
+                "network.transport": "tcp", "network.tcp.connection": "persistent"}
+    if netns_rate_mbps is not None:
+        link = {"kind": "tbf in a private network namespace", "uplink_mbps": netns_rate_mbps, "mtu_bytes": 1500,
+                "rtt_ms": 0.0, "burst_bytes": TBF_BURST_BYTES}
+        net_over.update({"network.uplink_mbps": netns_rate_mbps, "network.downlink_mbps": netns_rate_mbps,
+                         "network.mtu_bytes": 1500})
+    else:
+        bps = loopback_goodput_bps(dev_core, srv_core)
+        link = {"kind": "loopback, unshaped", "uplink_mbps": bps / 1e6, "mtu_bytes": 65536, "rtt_ms": 0.0}
+        net_over.update({"network.uplink_mbps": bps / 1e6, "network.downlink_mbps": bps / 1e6,
+                         "network.mtu_bytes": 65536})
+    say(f"link: {link['kind']}, {link['uplink_mbps']:.4g} Mbit/s, no propagation delay")
+
+    wl = sc.workload
+    base = load_scenario(scenario_path, {**overrides, **net_over})
+    n_req = base.workload.num_requests
+    measured_parts, sim_parts, rows = [], [], []
+    prof = profile_model(tm)
+    with tempfile.TemporaryDirectory(prefix="splitimpera-measure-") as tmpd:
+        tmp = Path(tmpd)
+        stats: dict = {}
+        for (split, bname) in points:
+            t = timings.loc[(split, bname)]
+            rate = wl.rate_hz
+            if server_load is not None:
+                tx_s = transfer_latency_s(base.network, t["payload_bytes"], connection="warm") if split != OUTPUT else 0.0
+                rate = _rate_for_load(server_load, t, sc, tx_s)
+            point_over = {**overrides, **net_over, "workload.rate_hz": rate}
+            if wl.max_batch > 1 and t["tail_s"] > 0:
+                c = (t["tail_batch_s"] / t["tail_s"] - 1.0) / (wl.max_batch - 1)
+                point_over["workload.batch_cost_fraction"] = float(min(max(c, 0.0), 1.0))
+            point_sc = load_scenario(scenario_path, point_over)
+            path = tmp / f"scenario-{len(rows)}.yaml"
+            path.write_text(point_sc.to_yaml())
+            say(f"{split} · {bname}: {n_req} requests per device at {rate:.4g} Hz, {wl.num_devices} device(s)")
+            server = _ServerProcess(path, [split], srv_core, threads, [])
+            try:
+                df = _run_point(path, server.address, split, bname, wl.num_devices,
+                                None if dev_core is None else {dev_core}, threads, [], tmp,
+                                timeout_s=120 + 3 * n_req / rate)
+            finally:
+                counters = server.stop()
+            for k, v in counters.items():
+                stats[k] = stats.get(k, 0) + v
+            df = _drop_warmup(df, n_req, point_sc.workload)
+            measured_parts.append(df)
+            # The simulation of the same point, same seed: the devices' arrival times.
+            pts = pd.DataFrame({"bytes_sent": [t["payload_bytes"]]},
+                               index=pd.MultiIndex.from_tuples([(split, bname)], names=["split", "bottleneck"]))
+            modes = {"measured": (point_sc, True)}
+            if profile is not None:
+                modes["predicted"] = (load_scenario(scenario_path, {**point_over, "device": profile,
+                                                                    "server": profile}), False)
+            rho = wl.num_devices * rate * t["tail_s"] / wl.server_workers
+            for mode, (msc, use_measured) in modes.items():
+                frame = point_frame(prof, pts)
+                if use_measured:
+                    frame[measured_column("head")] = t["head_s"]
+                    frame[measured_column("tail")] = t["tail_s"]
+                sim = simulate(msc, frame).requests.assign(mode=mode)
+                sim_parts.append(sim)
+                row = {"split": split, "bottleneck": bname, "mode": mode, "rate_hz": rate, "server_rho": rho,
+                       "requests": int(len(df)), "lost": int((df["frame_lost"] >= 1.0).sum()),
+                       **_stats(sim, "sim_"), **_stats(df, "meas_")}
+                for m in ["latency_mean_s", "latency_p95_s", *COMPONENTS]:
+                    meas = row[f"meas_{m}"]
+                    row[f"err_{m}"] = (row[f"sim_{m}"] - meas) / meas if meas and meas > 0 else math.nan
+                rows.append(row)
+    measured = pd.concat(measured_parts, ignore_index=True) if measured_parts else pd.DataFrame(columns=MEASURED_COLUMNS)
+    simulated = pd.concat(sim_parts, ignore_index=True) if sim_parts else pd.DataFrame()
+    table = pd.DataFrame(rows)
+    setup = {"link": link, "cores": {"device": dev_core, "server": srv_core}, "threads": threads,
+             "server_counters": stats, "server_load": server_load, "profile": profile,
+             "torch": torch.__version__, "requests_per_device": n_req, "devices": wl.num_devices,
+             "note": "no propagation delay (kernel netem is unavailable): the simulated link has RTT 0"}
+    return Fidelity(scenario=sc, measured=measured, simulated=simulated, table=table, timings=timings, setup=setup)
+
+
+# ---- output
+
+
+def save(fid: Fidelity, out_dir: str | Path) -> Path:
+    """``<out_dir>/<scenario name>/``: ``measured.parquet``, ``simulated.parquet``,
+    ``fidelity.csv``, ``fidelity.json`` (setup, timings, summary) and ``scenario.yaml``; atomically."""
+    from ..results import write_outputs
+
+    doc = {"setup": fid.setup, "summary": fid.summary(),
+           "timings": fid.timings.reset_index().to_dict(orient="records")}
+    writers = {
+        "measured.parquet": lambda p: fid.measured.to_parquet(p, index=False),
+        "simulated.parquet": lambda p: fid.simulated.to_parquet(p, index=False),
+        "fidelity.csv": lambda p: fid.table.to_csv(p, index=False),
+        "fidelity.json": lambda p: p.write_text(json.dumps(doc, indent=2, default=float)),
+    }
+    return write_outputs(out_dir, fid.scenario, writers)
+
+
+def render(fid: Fidelity) -> str:
+    """Terminal table: per point and mode, simulated vs measured mean and p95 and the components."""
+    def ms(v):
+        return "—" if v is None or not np.isfinite(v) else f"{v * 1e3:.3g}"
+
+    def pct(v):
+        return "—" if v is None or not np.isfinite(v) else f"{v * 100:+.1f}%"
+
+    link = fid.setup["link"]
+    lines = [f"real split run vs simulation · {fid.scenario.name} · link: {link['kind']} "
+             f"{link['uplink_mbps']:.4g} Mbit/s, RTT 0 · cores device {fid.setup['cores']['device']} / server "
+             f"{fid.setup['cores']['server']}, {fid.setup['threads']} thread(s)",
+             "", f"{'split':<14} {'bottleneck':<10} {'mode':<9} {'rate Hz':>8} {'ρ srv':>6} {'n':>5} {'lost':>4}  "
+             f"{'mean ms sim/meas':>17} {'err':>7}  {'p95 ms sim/meas':>17} {'err':>7}"]
+    for _, r in fid.table.iterrows():
+        lines.append(f"{r['split']:<14} {r['bottleneck']:<10} {r['mode']:<9} {r['rate_hz']:>8.3g} {r['server_rho']:>6.2f} "
+                     f"{r['requests']:>5} {r['lost']:>4}  "
+                     f"{ms(r['sim_latency_mean_s']) + ' / ' + ms(r['meas_latency_mean_s']):>17} "
+                     f"{pct(r['err_latency_mean_s']):>7}  "
+                     f"{ms(r['sim_latency_p95_s']) + ' / ' + ms(r['meas_latency_p95_s']):>17} "
+                     f"{pct(r['err_latency_p95_s']):>7}")
+    lines += ["", "components, mean ms simulated / measured:"]
+    short = {"device_wait_s": "dev wait", "device_compute_s": "device", "uplink_s": "uplink",
+             "server_wait_s": "srv wait", "server_compute_s": "server", "downlink_s": "downlink"}
+    lines.append(f"{'split':<14} {'bottleneck':<10} {'mode':<9} " + " ".join(f"{short[c]:>17}" for c in COMPONENTS))
+    for _, r in fid.table.iterrows():
+        lines.append(f"{r['split']:<14} {r['bottleneck']:<10} {r['mode']:<9} " + " ".join(
+            f"{ms(r['sim_' + c]) + ' / ' + ms(r['meas_' + c]):>17}" for c in COMPONENTS))
+    lines.append("")
+    for mode, s in fid.summary().items():
+        lines.append(f"{mode} mode, {s['points']} point(s): |error| of the mean latency median "
+                     f"{s['latency_mean_s']['median_abs_err'] * 100:.1f} % (max "
+                     f"{s['latency_mean_s']['max_abs_err'] * 100:.1f} %), of p95 median "
+                     f"{s['latency_p95_s']['median_abs_err'] * 100:.1f} % (max "
+                     f"{s['latency_p95_s']['max_abs_err'] * 100:.1f} %)")
+    c = fid.setup.get("server_counters", {})
+    lines.append(f"server: {c.get('requests', 0)} requests, {c.get('replies', 0)} replies"
+                 + "".join(f", {k} {v}" for k, v in c.items() if k not in ("requests", "replies", "connections")))
+    return "\n".join(lines)
