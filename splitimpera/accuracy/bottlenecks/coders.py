@@ -124,10 +124,17 @@ def decode_words(blob: bytes, coder: str, bits: int, n: int, side_values: int = 
     if coder == "zstd":
         import zstandard
 
+        d = zstandard.ZstdDecompressor()
         try:
-            body = zstandard.ZstdDecompressor().decompress(blob, max_output_size=limit)
+            body = d.decompress(blob, max_output_size=limit)  # bounded: a frame may claim any size
+            # One frame and nothing after it (decompress() alone ignores trailing bytes); the
+            # bounded pass above already capped what this one can produce.
+            obj = d.decompressobj()
+            obj.decompress(blob)
         except zstandard.ZstdError as e:
             raise ValueError(f"zstd: {e}") from None
+        if obj.unused_data:
+            raise ValueError(f"{len(obj.unused_data)} bytes after the zstd frame")
         return unpack(body, bits, n), side
     if coder == "rle":
         words = rle_decode(blob, bits, limit=n)

@@ -1,0 +1,358 @@
+"""The real split run: wire format, bottleneck wire bytes, the server under bad clients, the
+device's timing columns, and a short ``measure`` (issue 14)."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import splitimpera as si
+from splitimpera.accuracy.bottlenecks import CODERS, Autoencoder, TopChannels, get_bottleneck
+from splitimpera.accuracy.bottlenecks.autoencoder import _AENet
+from splitimpera.accuracy.bottlenecks.coders import decode_words
+from splitimpera.errors import UserError
+from splitimpera.runtime import wire
+from splitimpera.runtime.device import run_device
+from splitimpera.runtime.server import SplitServer
+
+# ---------------------------------------------------------------------------------------------
+# Bottleneck bytes on the wire
+
+
+def _z(shape=(6, 5, 7), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.relu(torch.randn(3, *shape, generator=g)) * 3
+
+
+@pytest.mark.parametrize("name", ["none", "fp16", "int8", "int4", "int2", "int1", "int3", "int5_channel", "int8_pct",
+                                  "int2_channel_pct"])
+@pytest.mark.parametrize("coder", CODERS)
+def test_wire_bytes_are_the_measured_bytes_and_decode_exactly(name, coder):
+    """decode(encode(z)) is the tensor roundtrip() gives the tail, bit for bit, and each
+    sample's wire bytes are exactly what the accuracy stage counts (Payload.sizes)."""
+    b = get_bottleneck(name)
+    z = _z()
+    out, payload = b.roundtrip(z)
+    blobs = b.encode(z, coder)
+    assert [len(x) for x in blobs] == payload.sizes(coder).tolist()
+    assert torch.equal(b.decode(blobs, coder, tuple(z.shape[1:])), out)
+
+
+def test_fitted_bottlenecks_decode_like_their_roundtrip():
+    z = _z((8, 6, 6))
+    top = TopChannels(0.5, "random")
+    top.keep = torch.tensor([0, 3, 5, 6])
+    top.fill = torch.full((8, 6, 6), 0.25)
+    ae = Autoencoder()
+    torch.manual_seed(0)
+    ae.net = _AENet((8, 6, 6)).eval()
+    for b in (top, ae):
+        out, payload = b.roundtrip(z)
+        for coder in CODERS:
+            blobs = b.encode(z, coder)
+            assert [len(x) for x in blobs] == payload.sizes(coder).tolist()
+            torch.testing.assert_close(b.decode(blobs, coder, (8, 6, 6)), out, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("coder", CODERS)
+def test_garbage_payloads_are_refused_not_decoded(coder):
+    b = get_bottleneck("int4")
+    good = b.encode(_z(), coder)[0]
+    for bad in (good[:-3], good + b"\x01\x02", b"", b"\xff" * 9):
+        with pytest.raises(ValueError):
+            b.decode([bad], coder, (6, 5, 7))
+
+
+def test_zstd_bomb_and_rle_run_lengths_are_bounded():
+    import zstandard
+
+    bomb = zstandard.ZstdCompressor().compress(b"\0" * (50 << 20))
+    with pytest.raises(ValueError):
+        decode_words(bomb, "zstd", 8, 100)
+    huge_run = bytes([7]) + bytes([0xFF] * 8 + [0x7F])  # symbol 7, run length 2^63-1
+    with pytest.raises(ValueError):
+        decode_words(huge_run, "rle", 8, 100)
+
+
+# ---------------------------------------------------------------------------------------------
+# Frames
+
+
+def test_frames_round_trip_through_a_socket():
+    a, b = socket.socketpair()
+    req = {"split": "features_4", "bottleneck": "int8", "coder": "zstd", "dtype": "u8", "shape": (32, 16, 16),
+           "want": wire.WANT_OUTPUT, "token": "s3cret"}
+    rep = {"t_recv_ns": 1, "t_start_ns": 2, "t_end_ns": 3, "t_reply_ns": 4, "decode_s": 0.5, "batch": 3,
+           "prediction": 7}
+    frames = [(wire.REQUEST, 5, req, b"payload"), (wire.REPLY, 5, rep, b""), (wire.ERROR, 0, {"reason": "x"}, b""),
+              (wire.PING, 1, {"t_send_ns": 123, "token": ""}, b""), (wire.PONG, 1, {"t_server_ns": -5}, b"")]
+    for kind, rid, meta, body in frames:
+        a.sendall(wire.encode_frame(kind, rid, meta, body))
+    for kind, rid, meta, body in frames:
+        f = wire.read_frame(b, 1 << 20)
+        assert (f.kind, f.req_id, f.body) == (kind, rid, body)
+        assert {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in f.meta.items()} == meta
+    a.close()
+    with pytest.raises(wire.ConnectionClosed) as e:
+        wire.read_frame(b)
+    assert not e.value.mid_frame
+    b.close()
+
+
+def _prefix(magic=wire.MAGIC, version=wire.VERSION, kind=wire.REQUEST, meta_len=0, body_len=0):
+    return wire.PREFIX.pack(magic, version, kind, meta_len, 1, body_len)
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (_prefix(magic=b"GET "), "bad_magic"),
+    (_prefix(version=9), "bad_version"),
+    (_prefix(kind=42), "unknown_kind"),
+    (_prefix(meta_len=wire.MAX_META_BYTES + 1), "oversized"),
+    (_prefix(body_len=(1 << 20) + 1), "oversized"),
+    (_prefix(meta_len=2) + b"\xff\xff", "oversized"),  # a name claiming 65535 bytes
+    (_prefix(meta_len=3) + b"\x00\x01\xff", "malformed"),  # not UTF-8 … and truncated
+])
+def test_malformed_frames_raise_before_reading_what_they_claim(raw, reason):
+    a, b = socket.socketpair()
+    a.sendall(raw)  # nothing follows: a reader that trusted the lengths would block here
+    b.settimeout(5)
+    with pytest.raises(wire.FrameError) as e:
+        wire.read_frame(b, 1 << 20)
+    assert e.value.reason == reason
+    a.close()
+    b.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Server and device
+
+
+@pytest.fixture(scope="module")
+def demo_sc(repo_root):
+    return si.load_scenario(repo_root / "scenarios" / "demo.yaml", overrides={
+        "workload.num_requests": 30, "workload.rate_hz": 100, "bottleneck.name": ["none", "int8"],
+        "bottleneck.coder": "zstd"})
+
+
+@pytest.fixture(scope="module")
+def server(demo_sc):
+    with SplitServer(demo_sc, ["input", "features_4", "features_9", "classifier_1", "output"]) as srv:
+        yield srv
+
+
+def _request(sock, rid, split, x, bn="none", coder="zstd", want=wire.WANT_OUTPUT, token=""):
+    b = get_bottleneck(bn)
+    body = b.encode(x, coder)[0]
+    meta = {"split": split, "bottleneck": bn, "coder": coder, "dtype": "f32", "shape": tuple(x.shape[1:]),
+            "want": want, "token": token}
+    sock.sendall(wire.encode_frame(wire.REQUEST, rid, meta, body))
+    return wire.read_frame(sock, 1 << 20)
+
+
+def test_server_tail_output_equals_the_full_model(demo_sc, server):
+    """What the server computes from the decoded tensor equals model(x) (≤ 1e-5 for none)
+    and tail(roundtrip(head(x))) under int8."""
+    tm = server.tm
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1, *tm.input_shape, generator=g)
+    with torch.no_grad():
+        full = tm.model(x).reshape(-1)
+    s = socket.create_connection(server.address)
+    for i, split in enumerate(["input", "features_4", "features_9", "classifier_1"]):
+        head, tail = si.split_model(tm.model, split, tm.input_shape)
+        with torch.no_grad():
+            z = head(x)
+            f = _request(s, i, split, z)
+            got = torch.from_numpy(np.frombuffer(f.body, dtype="<f4").copy())
+            torch.testing.assert_close(got, full, rtol=0, atol=1e-5)
+            assert f.meta["prediction"] == int(full.argmax())
+            f8 = _request(s, 100 + i, split, z, bn="int8")
+            want = tail(get_bottleneck("int8").roundtrip(z)[0]).reshape(-1)
+            torch.testing.assert_close(torch.from_numpy(np.frombuffer(f8.body, dtype="<f4").copy()), want,
+                                       rtol=0, atol=1e-5)
+    s.close()
+
+
+def _bad_clients(address):
+    """Each misbehaves in its own way; returns the error replies they got (None: closed without one)."""
+    out = {}
+
+    def talk(name, data, close_early=False):
+        s = socket.create_connection(address)
+        s.settimeout(10)
+        s.sendall(data)
+        if close_early:
+            s.close()
+            out[name] = None
+            return
+        try:
+            f = wire.read_frame(s, 1 << 20)
+            out[name] = f.meta.get("reason")
+        except (wire.ConnectionClosed, OSError):
+            out[name] = None
+        s.close()
+
+    good = wire.encode_frame(wire.REQUEST, 1, {"split": "features_4", "bottleneck": "none", "coder": "raw",
+                                               "dtype": "f32", "shape": (16, 16, 16), "want": 0, "token": ""},
+                             b"\0" * (4 * 16 * 16 * 16))
+    talk("killed_mid_frame", good[: len(good) // 2], close_early=True)
+    talk("garbage", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + b"\0" * 64)
+    talk("oversized", _prefix(body_len=2**32 - 1))
+    unknown = wire.encode_frame(wire.REQUEST, 2, {"split": "no_such_layer", "bottleneck": "none", "coder": "raw",
+                                                  "dtype": "f32", "shape": (1,), "want": 0, "token": ""}, b"\0" * 4)
+    talk("unknown_split", unknown)
+    short = wire.encode_frame(wire.REQUEST, 3, {"split": "features_4", "bottleneck": "none", "coder": "raw",
+                                                "dtype": "f32", "shape": (16, 16, 16), "want": 0, "token": ""},
+                              b"\0" * 100)
+    talk("bad_payload", short)
+    return out
+
+
+def test_bad_clients_close_only_their_connection(demo_sc, server):
+    before = dict(server.stats)
+    results = {}
+    good = threading.Thread(target=lambda: results.update(run=run_device(demo_sc, server.address, "features_9",
+                                                                         bottleneck="int8")))
+    good.start()
+    errors = _bad_clients(server.address)
+    good.join(60)
+    df = results["run"].requests
+    assert df["answered"].all() and len(df) == 30  # the well-behaved device was served throughout
+    assert errors["garbage"].startswith("bad_magic")
+    assert errors["oversized"].startswith("oversized")
+    assert errors["unknown_split"].startswith("unknown_split")
+    assert errors["bad_payload"].startswith("bad_payload")
+    deadline = time.monotonic() + 5
+    while server.stats["truncated"] <= before.get("truncated", 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for reason in ("truncated", "bad_magic", "oversized", "unknown_split", "bad_payload"):
+        assert server.stats[reason] == before.get(reason, 0) + 1, reason
+    # …and the server still answers new connections.
+    assert run_device(demo_sc, server.address, "input", num_requests=5).requests["answered"].all()
+
+
+def test_device_columns_add_up_and_follow_the_simulated_arrivals(demo_sc, server):
+    run = run_device(demo_sc, server.address, "features_4", bottleneck="int8")
+    df = run.requests
+    assert df["answered"].all() and (df["frame_lost"] == 0).all()
+    parts = df[["device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s"]].sum(axis=1)
+    # Clock offset error is bounded by half the sync round trip.
+    np.testing.assert_allclose(df["latency_s"], parts, atol=run.sync_rtt_s / 2 + 1e-6)
+    assert (df[["device_wait_s", "device_compute_s", "server_wait_s", "server_compute_s"]] >= 0).all().all()
+    assert (df["uplink_s"] > -run.sync_rtt_s).all()
+    b = get_bottleneck("int8")
+    assert df["bytes_sent"].max() <= b.nominal_bytes((16, 16, 16)) + 64  # zstd on int8 codes: never much larger
+    # The device's schedule is the simulation's (same seed): same arrival times.
+    sim = si.simulate(demo_sc, ["features_4"]).requests
+    sim = sim[sim["bottleneck"] == "int8"]
+    kept = df["t_arrival_s"].to_numpy()[-len(sim):]
+    np.testing.assert_allclose(kept, sim["t_arrival_s"].to_numpy(), rtol=0, atol=1e-12)
+
+
+def test_result_at_device_times_the_downlink(demo_sc, server):
+    sc = demo_sc.model_copy(update={"workload": demo_sc.workload.model_copy(update={"result_at": "device"})})
+    df = run_device(sc, server.address, "classifier_1", num_requests=10).requests
+    assert df["answered"].all()
+    assert (df["downlink_s"] > 0).all()
+    parts = df[["device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s",
+                "downlink_s"]].sum(axis=1)
+    np.testing.assert_allclose(df["latency_s"], parts, atol=2e-4)
+    assert (df["prediction"] >= 0).all()
+
+
+def test_token_is_required_off_loopback_and_checked(demo_sc):
+    with pytest.raises(UserError, match="--token"):
+        SplitServer(demo_sc, ["features_4"], host="0.0.0.0")
+    with SplitServer(demo_sc, ["features_4"], token="right", traced=None) as srv:
+        with pytest.raises(UserError, match="refused"):
+            run_device(demo_sc, srv.address, "features_4", token="wrong", num_requests=2)
+        assert srv.stats["bad_token"] == 1
+        assert run_device(demo_sc, srv.address, "features_4", token="right", num_requests=3).requests[
+            "answered"].all()
+
+
+def test_learning_bottlenecks_are_refused_in_one_line(repo_root):
+    sc = si.load_scenario(repo_root / "scenarios" / "demo.yaml", overrides={"bottleneck.name": "autoencoder"})
+    with pytest.raises(UserError, match="learns at each split"):
+        SplitServer(sc, ["features_4"])
+
+
+def test_dynamic_batching_groups_queued_requests(demo_sc):
+    sc = demo_sc.model_copy(update={"workload": demo_sc.workload.model_copy(
+        update={"max_batch": 4, "batch_timeout_ms": 50.0, "num_devices": 4, "rate_hz": 20})})
+    with SplitServer(sc, ["features_9"]) as srv:
+        runs = [None] * 4
+
+        def go(k):
+            runs[k] = run_device(sc, srv.address, "features_9", device_id=k, num_requests=8)
+        ts = [threading.Thread(target=go, args=(k,)) for k in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60)
+    df = pd.concat([r.requests for r in runs])
+    assert df["answered"].all()
+    assert df["batch"].max() > 1  # four devices, 50 ms window: some batches hold several
+    assert df["batch"].max() <= 4
+
+
+# ---------------------------------------------------------------------------------------------
+# Measured mode and the measure command
+
+
+def test_measured_columns_replace_the_model_in_both_engines(prof, demo_scenario):
+    from splitimpera.latency.analytic import analytic_latency
+    from splitimpera.latency.compute import measured_column
+    from splitimpera.latency.engine import point_frame
+    from splitimpera.latency.simulation import simulate
+
+    sc = demo_scenario(**{"workload.stochastic_network": False, "workload.num_requests": 20})
+    frame = point_frame(prof).iloc[[0, 5, 9]].copy()
+    frame[measured_column("head")] = [0.001, 0.002, 0.003]
+    frame[measured_column("tail")] = [0.004, 0.005, 0.006]
+    ana = analytic_latency(frame, sc)
+    np.testing.assert_allclose(ana["device_compute_s"], [0.001, 0.002, 0.003])
+    np.testing.assert_allclose(ana["server_compute_s"], [0.004, 0.005, 0.006])
+    req = simulate(sc, frame).requests
+    np.testing.assert_allclose(req.groupby("split", sort=False)["device_compute_s"].mean().to_numpy(),
+                               [0.001, 0.002, 0.003])
+
+
+@pytest.mark.slow
+def test_measure_runs_processes_and_simulates_the_same_requests(repo_root, tmp_path):
+    """A short `measure` (one split, few requests, no namespace): real processes, a fidelity row."""
+    from splitimpera.cli import main
+
+    rc = main(["measure", str(repo_root / "scenarios" / "demo.yaml"), "--splits", "features_9", "--requests", "20",
+               "--set", "workload.rate_hz=50", "-o", str(tmp_path), "-q"])
+    assert rc == 0
+    folder = tmp_path / "demo"
+    fid = pd.read_csv(folder / "fidelity.csv")
+    meas = pd.read_parquet(folder / "measured.parquet")
+    sim = pd.read_parquet(folder / "simulated.parquet")
+    assert list(fid["split"]) == ["features_9"] and list(fid["mode"]) == ["measured"]
+    assert len(meas) == 18 and meas["answered"].all()  # 20 less the 10 % warm-up
+    # The simulation replayed the devices' arrival times, request for request.
+    np.testing.assert_allclose(meas["t_arrival_s"].to_numpy(), sim["t_arrival_s"].to_numpy(), atol=1e-12)
+    np.testing.assert_allclose(fid["meas_latency_mean_s"], meas["latency_s"].mean())
+    np.testing.assert_allclose(fid["sim_latency_mean_s"], sim["latency_s"].mean())
+    assert fid["err_latency_mean_s"].iloc[0] == pytest.approx(
+        (sim["latency_s"].mean() - meas["latency_s"].mean()) / meas["latency_s"].mean())
+    assert (folder / "scenario.yaml").is_file()
+
+
+def test_measure_bad_input_is_one_line(repo_root, capsys):
+    from splitimpera.cli import main
+
+    demo = str(repo_root / "scenarios" / "demo.yaml")
+    assert main(["measure", demo, "--server-load", "1.5"]) == 2
+    assert "--server-load" in capsys.readouterr().err
+    assert main(["measure", demo, "--splits", "nope", "--requests", "2"]) == 2
+    assert "nope" in capsys.readouterr().err
