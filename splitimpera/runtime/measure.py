@@ -9,7 +9,8 @@ What it does, in order:
    **measured mode** (:func:`~splitimpera.latency.compute.measured_column`).
 2. **Describes the link** the run will use: inside a private network namespace
    (``--netns``, root) the loopback interface is shaped with ``tc tbf`` to the uplink rate
-   (MTU 1500, a two-MTU bucket); without it the link is this machine's loopback, whose
+   (MTU 1500, a two-frame bucket drained at most at 1.01 × the rate: after an idle gap
+   about one frame still passes unshaped, which the simulated link does not have); without it the link is this machine's loopback, whose
    goodput is measured. Kernel ``netem`` is not available here, so there is no propagation
    delay: the simulated link has RTT 0 (on loopback, the measured round trip), no jitter
    and no loss.
@@ -63,9 +64,15 @@ from .server import wire_bottlenecks
 
 log = logging.getLogger(__name__)
 
+MAX_GAP_S = 0.2
 COMPONENTS = ["device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s", "downlink_s"]
 NETNS_ENV = "SPLITIMPERA_IN_NETNS"
-TBF_BURST_BYTES = 3028  # two 1514-byte frames: a larger bucket lets small payloads through unshaped
+# tbf lets a full bucket through at line rate after an idle gap. The bucket must hold a frame
+# (1514 B); a second, peak-rate bucket of one frame at 1.01 × the rate keeps the burst itself
+# at the rate, so what is left is one frame after idle (measured: 1.4–2 ms at 5 Mbit/s, against
+# 4–4.5 ms with the 2-frame bucket alone).
+TBF_BURST_BYTES = 3028
+TBF_MTU_BYTES = 1514
 
 
 @dataclass(frozen=True)
@@ -133,11 +140,15 @@ class _Pinned:
         torch.set_num_threads(self.old_threads)
 
 
-def _median_s(fn, repeats: int, warmup: int = 3) -> float:
+def _median_s(fn, repeats: int, warmup: int = 3, gap_s: float = 0.0) -> float:
+    """Median seconds of ``fn()``, each run ``gap_s`` after the previous one ended (a request
+    arriving every 100 ms finds colder caches than one in a tight loop)."""
     for _ in range(warmup):
         fn()
     ts = []
     for _ in range(repeats):
+        if gap_s > 0:
+            time.sleep(gap_s)
         t0 = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t0)
@@ -145,10 +156,12 @@ def _median_s(fn, repeats: int, warmup: int = 3) -> float:
 
 
 def time_sides(scenario: Scenario, tm, points: list[tuple[str, str]], *, device_core: int | None,
-               server_core: int | None, threads: int | None, repeats: int = 30) -> pd.DataFrame:
+               server_core: int | None, threads: int | None, repeats: int = 30,
+               gap_s: dict | float = 0.0) -> pd.DataFrame:
     """Median seconds per design point: ``head_s`` (head + encode, on the device core),
     ``tail_s`` (decode + tail at batch 1, on the server core), ``tail_batch_s`` (at
-    ``max_batch``), ``payload_bytes`` (mean over the samples used)."""
+    ``max_batch``), ``payload_bytes`` (mean over the samples used). ``gap_s``: idle seconds
+    before each timed run (per point when a dict), the workload's cadence."""
     bns = wire_bottlenecks(scenario)
     coder = scenario.bottleneck.coder
     b_max = scenario.workload.max_batch
@@ -156,6 +169,7 @@ def time_sides(scenario: Scenario, tm, points: list[tuple[str, str]], *, device_
     rows = []
     with torch.no_grad():
         for split, bname in points:
+            gap = gap_s.get((split, bname), 0.0) if isinstance(gap_s, dict) else gap_s
             bn = bns[bname]
             head, tail = _head_tail(tm, tm.split(split))
             head.eval()
@@ -171,7 +185,7 @@ def time_sides(scenario: Scenario, tm, points: list[tuple[str, str]], *, device_
                     return bn.encode(head(x1), coder)
                 payload = [len(b) for b in bn.encode(head(xs), coder)]
             with _Pinned(device_core, threads):
-                head_s = _median_s(dev, repeats)
+                head_s = _median_s(dev, repeats, gap_s=gap)
             tail_s = tail_batch_s = 0.0
             if split != OUTPUT:
                 blobs = bn.encode(head(xs), coder)
@@ -180,7 +194,7 @@ def time_sides(scenario: Scenario, tm, points: list[tuple[str, str]], *, device_
                 def srv(bl):
                     return tail(bn.decode(bl, coder, shape))
                 with _Pinned(server_core, threads):
-                    tail_s = _median_s(lambda: srv(blobs[:1]), repeats)
+                    tail_s = _median_s(lambda: srv(blobs[:1]), repeats, gap_s=gap)
                     tail_batch_s = _median_s(lambda: srv(reps), max(5, repeats // 3)) if b_max > 1 else tail_s
             rows.append({"split": split, "bottleneck": bname, "head_s": head_s, "tail_s": tail_s,
                          "tail_batch_s": tail_batch_s, "payload_bytes": float(np.mean(payload))})
@@ -226,7 +240,8 @@ def shape_loopback(rate_mbps: float) -> None:
     """Inside a private network namespace: loopback up at MTU 1500, shaped by tbf to ``rate_mbps``."""
     cmds = [["ip", "link", "set", "lo", "mtu", "1500"], ["ip", "link", "set", "lo", "up"],
             ["tc", "qdisc", "replace", "dev", "lo", "root", "tbf", "rate", f"{rate_mbps * 1e6:.0f}bit",
-             "burst", str(TBF_BURST_BYTES), "limit", str(64 << 20)]]
+             "burst", str(TBF_BURST_BYTES), "peakrate", f"{rate_mbps * 1.01e6:.0f}bit", "mtu", str(TBF_MTU_BYTES),
+             "limit", str(64 << 20)]]
     for c in cmds:
         p = subprocess.run(c, capture_output=True, text=True)
         if p.returncode != 0:
@@ -362,13 +377,14 @@ def _rate_for_load(rho: float, t: pd.Series, scenario: Scenario, tx_s: float) ->
 def measure(scenario_path: str | Path, points: list[tuple[str, str]] | None = None, *,
             overrides: dict | None = None, netns_rate_mbps: float | None = None, server_load: float | None = None,
             num_requests: int | None = None, profile: str | None = None, cores: tuple[int, int] | None = None,
-            threads: int | None = 1, repeats: int = 30, progress=None) -> Fidelity:
+            threads: int | None = 1, repeats: int = 30, cadence: bool = True, progress=None) -> Fidelity:
     """Run the real split run of the scenario at ``points`` (default: every split under the
     first bottleneck) and simulate it alongside; see the module doc.
 
     ``netns_rate_mbps``: the uplink rate tbf shapes loopback to (call from inside a private
     network namespace, see :func:`reexec_in_netns`); None measures the unshaped loopback.
     ``cores``: (device core, server core), default (0, 1) on a machine with two or more.
+    ``cadence``: time the sides with the workload's idle gaps between runs (else back to back).
     """
     overrides = dict(overrides or {})
     if num_requests is not None:
@@ -396,8 +412,7 @@ def measure(scenario_path: str | Path, points: list[tuple[str, str]] | None = No
 
     say(f"timing head and tail of {len(points)} design point(s) on cores {dev_core} (device) and "
         f"{srv_core} (server), {threads} thread(s)")
-    timings = time_sides(sc, tm, points, device_core=dev_core, server_core=srv_core, threads=threads,
-                         repeats=repeats)
+    hot = time_sides(sc, tm, points, device_core=dev_core, server_core=srv_core, threads=threads, repeats=repeats)
 
     # The link the real run uses, as the simulator describes it.
     net_over = {"network.rtt_ms": 0.0, "network.jitter_ms": 0.0, "network.loss": 0.0, "network.trace_csv": None,
@@ -417,6 +432,23 @@ def measure(scenario_path: str | Path, points: list[tuple[str, str]] | None = No
     wl = sc.workload
     base = load_scenario(scenario_path, {**overrides, **net_over})
     n_req = base.workload.num_requests
+    rates = {}
+    for (split, bname) in points:
+        t = hot.loc[(split, bname)]
+        rates[(split, bname)] = wl.rate_hz
+        if server_load is not None:
+            tx_s = transfer_latency_s(base.network, t["payload_bytes"], connection="warm") if split != OUTPUT else 0.0
+            rates[(split, bname)] = _rate_for_load(server_load, t, sc, tx_s)
+    if cadence:
+        # Time again at the workload's cadence: idle between requests as the real run is.
+        gaps = {p: min(max(1.0 / rates[p] - hot.loc[p, "head_s"], 0.0), MAX_GAP_S) for p in points}
+        say("timing again at the workload's cadence (idle gaps up to "
+            f"{max(gaps.values(), default=0) * 1e3:.0f} ms between runs)")
+        timings = time_sides(sc, tm, points, device_core=dev_core, server_core=srv_core, threads=threads,
+                             repeats=repeats, gap_s=gaps)
+    else:
+        timings = hot.copy()
+    timings = timings.join(hot[["head_s", "tail_s"]].rename(columns=lambda c: c.replace("_s", "_hot_s")))
     measured_parts, sim_parts, rows = [], [], []
     prof = profile_model(tm)
     with tempfile.TemporaryDirectory(prefix="splitimpera-measure-") as tmpd:
@@ -424,10 +456,7 @@ def measure(scenario_path: str | Path, points: list[tuple[str, str]] | None = No
         stats: dict = {}
         for (split, bname) in points:
             t = timings.loc[(split, bname)]
-            rate = wl.rate_hz
-            if server_load is not None:
-                tx_s = transfer_latency_s(base.network, t["payload_bytes"], connection="warm") if split != OUTPUT else 0.0
-                rate = _rate_for_load(server_load, t, sc, tx_s)
+            rate = rates[(split, bname)]
             point_over = {**overrides, **net_over, "workload.rate_hz": rate}
             if wl.max_batch > 1 and t["tail_s"] > 0:
                 c = (t["tail_batch_s"] / t["tail_s"] - 1.0) / (wl.max_batch - 1)
