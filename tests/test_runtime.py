@@ -346,6 +346,13 @@ def test_measure_runs_processes_and_simulates_the_same_requests(repo_root, tmp_p
     assert fid["err_latency_mean_s"].iloc[0] == pytest.approx(
         (sim["latency_s"].mean() - meas["latency_s"].mean()) / meas["latency_s"].mean())
     assert (folder / "scenario.yaml").is_file()
+    # `report` on the measure folder (or the -o folder above it) shows the comparison.
+    assert main(["report", str(tmp_path), "-o", str(tmp_path / "r.html"), "--png"]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "the real split run against the simulation" in page and "features_9" in page
+    assert f"{fid['meas_latency_mean_s'].iloc[0] * 1e3:.3g}" in page
+    assert page.count("data:image/png;base64,") == 1
+    assert (tmp_path / "r_figures" / "demo_fidelity.png").stat().st_size > 1000
 
 
 def test_measure_bad_input_is_one_line(repo_root, capsys):

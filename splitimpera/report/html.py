@@ -25,6 +25,7 @@ import yaml
 from ..atomic import atomic_write
 from ..errors import UserError, first_line
 from ..qos import human_bytes
+from .fidelity import fidelity_section, is_fidelity_dir, load_fidelity_dir, plot_fidelity
 from .view import View
 
 log = logging.getLogger(__name__)
@@ -516,7 +517,7 @@ def plot_choice(df: pd.DataFrame) -> bytes:
     return _png(fig)
 
 
-RESULT_FILES = ("result.json", "splits.csv")  # either one marks a result folder
+RESULT_FILES = ("result.json", "splits.csv", "fidelity.csv")  # any one marks a result folder (fidelity: measure)
 
 
 def _has_results(path: Path) -> bool:
@@ -548,9 +549,13 @@ def result_dirs(dirs: list[str | Path]) -> list[Path]:
 
 def render_report(dirs: list[str | Path], title: str | None = None) -> str:
     """The HTML text of a report over one or more result folders (see :func:`result_dirs`)."""
-    rds = [load_result_dir(d) for d in result_dirs(dirs)]
-    if not rds:
+    found = result_dirs(dirs)
+    fids = [load_fidelity_dir(d) for d in found if is_fidelity_dir(d)]
+    rds = [load_result_dir(d) for d in found if not is_fidelity_dir(d)]
+    if not rds and not fids:
         raise UserError("no result folder given", source="report")
+    if not rds:
+        title = title or f"splitimpera measure: {fids[0].name if len(fids) == 1 else f'{len(fids)} runs'}"
     title = title or (f"splitimpera report: {rds[0].name}" if len(rds) == 1 else
                       f"splitimpera report: {len(rds)} scenarios")
     parts = [f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
@@ -564,6 +569,8 @@ def render_report(dirs: list[str | Path], title: str | None = None) -> str:
             parts.append(_img(plot_choice(cmp), "how the recommended cut moves"))
     for rd in rds:
         parts.append(_section(rd))
+    for fd in fids:
+        parts.append(fidelity_section(fd, _img, _png))
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -595,6 +602,10 @@ def write_report(dirs: list[str | Path], out_file: str | Path, title: str | None
     try:
         if png:
             for d in dirs:
+                if is_fidelity_dir(d):
+                    fd = load_fidelity_dir(d)
+                    atomic_write(out.parent / f"{out.stem}_figures" / f"{fd.name}_fidelity.png", plot_fidelity(fd, _png))
+                    continue
                 rd = load_result_dir(d)
                 for name, data in figures(rd).items():
                     atomic_write(out.parent / f"{out.stem}_figures" / f"{rd.name}_{name}", data)
