@@ -230,7 +230,7 @@ def _cmd_device(args) -> int:
         raise UserError("name the split to run (or list one in analysis.splits)", source="device", field="--split")
     run = run_device(sc, server, split, bottleneck=args.bottleneck, device_id=args.device_id,
                      token=args.token or os.environ.get("SPLITIMPERA_TOKEN"), threads=args.threads,
-                     num_requests=args.requests)
+                     num_requests=args.requests, start_at_ns=args.start_at)
     df = run.requests
     if args.output:
         import io
@@ -445,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--requests", type=int, default=None, help="requests to send (default workload.num_requests)")
     s.add_argument("--token", default=None)
     s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--start-at", type=int, default=None, metavar="NS",
+                   help="time zero of the schedule on this machine's monotonic clock, ns (devices started "
+                        "together share it)")
     s.add_argument("-o", "--output", metavar="FILE", help="write the per-request table (Parquet)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", default=[])

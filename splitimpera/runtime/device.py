@@ -105,9 +105,13 @@ def _sync_clock(sock: socket.socket, token: str) -> tuple[int, int]:
 def run_device(scenario: Scenario, server: tuple[str, int], split: str, *, bottleneck: str | None = None,
                device_id: int = 0, token: str | None = None, threads: int | None = None,
                num_requests: int | None = None, timeout_s: float = 30.0, traced: TracedModel | None = None,
-               start_delay_s: float = 0.2, warmup: int = 5) -> DeviceRun:
+               start_delay_s: float = 0.2, start_at_ns: int | None = None, warmup: int = 5) -> DeviceRun:
     """Run ``num_requests`` (default ``workload.num_requests``) requests of ``split`` against
-    ``server`` on the scenario's schedule for ``device_id``; see the module doc."""
+    ``server`` on the scenario's schedule for ``device_id``; see the module doc.
+
+    Time zero of the schedule is ``start_at_ns`` on the monotonic clock (several devices on
+    one machine share it, as the simulated devices share theirs), else ``start_delay_s``
+    after connecting."""
     if threads is not None:
         torch.set_num_threads(threads)
     tm = traced if traced is not None else load_traced(scenario)
@@ -181,7 +185,7 @@ def run_device(scenario: Scenario, server: tuple[str, int], split: str, *, bottl
         receiver.start()
 
     rows = []
-    t0_ns = time.monotonic_ns() + int(start_delay_s * 1e9)
+    t0_ns = start_at_ns if start_at_ns is not None else time.monotonic_ns() + int(start_delay_s * 1e9)
     try:
         with torch.no_grad():
             for i in range(n):

@@ -65,6 +65,7 @@ from .server import wire_bottlenecks
 log = logging.getLogger(__name__)
 
 MAX_GAP_S = 0.2
+DEVICE_STARTUP_S = 20.0  # several device processes start their schedules together this long after launch
 COMPONENTS = ["device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s", "downlink_s"]
 NETNS_ENV = "SPLITIMPERA_IN_NETNS"
 # tbf lets a full bucket through at line rate after an idle gap. The bucket must hold a frame
@@ -318,10 +319,15 @@ class _ServerProcess:
 def _run_point(scenario_path: Path, address: str, split: str, bottleneck: str, devices: int, cores, threads,
                overrides: list[str], tmp: Path, timeout_s: float) -> pd.DataFrame:
     procs, files = [], []
+    # One time zero for every device (the monotonic clock is the machine's): far enough ahead
+    # for each process to load torch and the model.
+    start_at = time.monotonic_ns() + int((DEVICE_STARTUP_S if devices > 1 else 0) * 1e9)
     for k in range(devices):
         f = tmp / f"dev-{split}-{bottleneck}-{k}.parquet"
         args = ["device", scenario_path, "--server", address, "--split", split, "--bottleneck", bottleneck,
                 "--device-id", k, "-o", f, "--quiet"]
+        if devices > 1:
+            args += ["--start-at", start_at]
         if threads:
             args += ["--threads", threads]
         for o in overrides:

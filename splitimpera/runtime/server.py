@@ -145,6 +145,7 @@ class SplitServer:
             max_body_bytes = max(1 << 16, 2 * largest + 4096)
         self.max_body_bytes = int(max_body_bytes)
         self.stats: Counter = Counter()
+        self._stats_lock = threading.Lock()  # `+=` on a Counter is not atomic across threads
         self._queue: deque[_Pending] = deque()
         self._cv = threading.Condition()
         self._stop = threading.Event()
@@ -152,6 +153,10 @@ class SplitServer:
         self._threads: list[threading.Thread] = []
         self._listener: socket.socket | None = None
         self.address: tuple[str, int] | None = None
+
+    def _count(self, key: str) -> None:
+        with self._stats_lock:
+            self.stats[key] += 1
 
     # ---- lifecycle
 
@@ -216,19 +221,19 @@ class SplitServer:
             except OSError:
                 return
             if len(self._conns) >= MAX_CONNECTIONS:
-                self.stats["refused_too_many"] += 1
+                self._count("refused_too_many")
                 sock.close()
                 continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = _Connection(sock, f"{peer[0]}:{peer[1]}")
             self._conns.add(conn)
-            self.stats["connections"] += 1
+            self._count("connections")
             t = threading.Thread(target=self._serve_conn, args=(conn,), name="splitimpera-serve-conn", daemon=True)
             t.start()
 
     def _reject(self, conn: _Connection, reason: str, message: str) -> None:
         """Close ``conn`` for ``reason`` (counted, logged, told to the peer when it still listens)."""
-        self.stats[reason] += 1
+        self._count(reason)
         log.warning("closing %s: %s (%s)", conn.peer, message, reason)
         conn.send(wire.encode_frame(wire.ERROR, 0, {"reason": f"{reason}: {message}"}))
         conn.close()
@@ -242,7 +247,7 @@ class SplitServer:
                     return self._reject(conn, e.reason, str(e))
                 except wire.ConnectionClosed as e:
                     if e.mid_frame:
-                        self.stats["truncated"] += 1
+                        self._count("truncated")
                         log.warning("%s closed the connection mid-frame", conn.peer)
                     return conn.close()
                 except OSError:
@@ -258,7 +263,7 @@ class SplitServer:
                 problem = self._check(f)
                 if problem is not None:
                     return self._reject(conn, *problem)
-                self.stats["requests"] += 1
+                self._count("requests")
                 item = _Pending(conn, f.req_id, f.meta["split"], f.meta["bottleneck"], f.meta["coder"], f.body,
                                 f.meta["want"], t_recv)
                 with self._cv:
@@ -351,4 +356,4 @@ class SplitServer:
                     "t_reply_ns": time.monotonic_ns(), "decode_s": decode_s, "batch": len(batch),
                     "prediction": int(p) if it.want != wire.WANT_NOTHING else -1}
             if it.conn.send(wire.encode_frame(wire.REPLY, it.req_id, meta, out)):
-                self.stats["replies"] += 1
+                self._count("replies")

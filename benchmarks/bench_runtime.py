@@ -1,0 +1,153 @@
+"""The simulator against the real split run on this machine (issue 14), side by side.
+
+**Fidelity.** For the demo, ``resnet18`` and ``mobilenet_v3_small`` (random weights, noise
+inputs: latency does not depend on either), at two uplink rates (loopback shaped by tbf in a
+private network namespace; needs root) and two server loads (the scenario's idle rate, and
+per split the rate that loads the server to ρ ≈ 0.7), ``splitimpera measure`` runs ``serve``
+and ``device`` processes pinned to separate cores and simulates the same arrivals in measured
+mode. Prints every point and then, per model and overall, the median and max |error| of the
+mean and p95 end-to-end latency and the median |error| of each component.
+
+**Reliability** (``--reliability``, on by default): four device processes against one server
+at ρ ≈ 0.9 for at least 60 s; every request is answered or counted as lost.
+
+``--quick``: one model, one rate, idle and loaded, fewer requests (a few minutes). Without
+root (or without ``unshare``/``tc``) the fidelity part runs over the unshaped loopback.
+Run it on an otherwise idle machine: the other processes' load shows up as error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+GRID = {
+    # scenario, splits, uplink rates (Mbit/s)
+    "demo": ("demo", ["input", "features_4", "features_9", "classifier_1", "output"], [5, 20]),
+    "resnet18": ("measure_resnet18", ["add_3", "add_5", "add_7", "flatten"], [20, 100]),
+    "mobilenet_v3_small": ("measure_mobilenet_v3_small", ["add_3", "add_5", "avgpool", "classifier_1"], [20, 100]),
+}
+
+
+def can_shape() -> bool:
+    return os.geteuid() == 0 and all(shutil.which(t) for t in ("unshare", "tc", "ip"))
+
+
+def run_measure(scenario: str, splits: list[str], rate: float | None, load: float | None, requests: int,
+                out: Path, extra: list[str] = ()) -> pd.DataFrame:
+    cmd = [sys.executable, "-m", "splitimpera.cli", "measure", scenario, "--splits", *splits, "--requests",
+           str(requests), "-o", str(out), "-q", *extra]
+    if rate is not None:
+        cmd += ["--netns", str(rate)]
+    if load is not None:
+        cmd += ["--server-load", str(load)]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if p.returncode != 0:
+        raise SystemExit(f"measure failed ({p.returncode}):\n{p.stderr[-3000:]}")
+    name = scenario if "/" not in scenario else Path(scenario).stem
+    folder = out / name
+    doc = json.loads((folder / "fidelity.json").read_text())
+    return pd.read_csv(folder / "fidelity.csv").assign(uplink_mbps=doc["setup"]["link"]["uplink_mbps"])
+
+
+def summarize(df: pd.DataFrame, label: str) -> str:
+    m = df["err_latency_mean_s"].abs()
+    p = df["err_latency_p95_s"].abs()
+    comps = []
+    for c in ["device_compute_s", "uplink_s", "server_wait_s", "server_compute_s"]:
+        big = df[(df[f"meas_{c}"] > 50e-6) | (df[f"sim_{c}"] > 50e-6)]
+        if len(big):
+            comps.append(f"{c.replace('_s', '')} {big[f'err_{c}'].abs().median() * 100:.1f}%")
+    return (f"{label:<22} {len(df):>3} pts  mean: median {m.median() * 100:5.1f}%  max {m.max() * 100:6.1f}%   "
+            f"p95: median {p.median() * 100:5.1f}%  max {p.max() * 100:6.1f}%   components (median): "
+            + ", ".join(comps))
+
+
+def fidelity(quick: bool, out: Path) -> pd.DataFrame:
+    shaped = can_shape()
+    if not shaped:
+        print("no root/unshare/tc: measuring over the unshaped loopback")
+    grid = {"demo": GRID["demo"]} if quick else GRID
+    parts = []
+    for model, (scen, splits, rates) in grid.items():
+        for rate in (rates[:1] if quick else rates) if shaped else [None]:
+            for load in (None, 0.7):
+                t0 = time.perf_counter()
+                df = run_measure(scen, splits, rate, load, 30 if quick else 60, out / f"{model}_{rate}_{load}")
+                df = df.assign(model=model, load="idle" if load is None else f"rho {load}")
+                parts.append(df)
+                for _, r in df.iterrows():
+                    print(f"  {model:<18} {r['uplink_mbps']:>8.4g} Mbit/s {r['load']:<8} {r['split']:<14} "
+                          f"rate {r['rate_hz']:>7.3g} Hz ρ {r['server_rho']:.2f}  mean sim/meas "
+                          f"{r['sim_latency_mean_s'] * 1e3:8.3f}/{r['meas_latency_mean_s'] * 1e3:8.3f} ms "
+                          f"{r['err_latency_mean_s'] * 100:+6.1f}%   p95 {r['sim_latency_p95_s'] * 1e3:8.3f}/"
+                          f"{r['meas_latency_p95_s'] * 1e3:8.3f} ms {r['err_latency_p95_s'] * 100:+6.1f}%   "
+                          f"uplink {r['sim_uplink_s'] * 1e3:.3g}/{r['meas_uplink_s'] * 1e3:.3g} ms  "
+                          f"lost {r['lost']}", flush=True)
+                print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    df = pd.concat(parts, ignore_index=True)
+    print("\n== fidelity: |simulated − measured| / measured (measured compute mode)")
+    for model, g in df.groupby("model", sort=False):
+        print(summarize(g, model))
+    for load, g in df.groupby("load", sort=False):
+        print(summarize(g, f"all, {load}"))
+    print(summarize(df, "all"))
+    return df
+
+
+def reliability(out: Path, seconds: float) -> None:
+    """Four devices, one server, ρ ≈ 0.9, ≥ ``seconds``: answered + lost = sent, none missing."""
+    # demo features_9: the tail takes ~1 ms, so ρ 0.9 over four devices is ~200 requests/s each.
+    probe = run_measure("demo", ["features_9"], None, 0.9, 20, out / "probe",
+                        ["--set", "workload.num_devices=4"])
+    rate = float(probe["rate_hz"].iloc[0])
+    n = int(np.ceil(seconds * rate / 0.9))  # the first 10 % are warm-up and dropped from the table
+    t0 = time.perf_counter()
+    df = run_measure("demo", ["features_9"], None, 0.9, n, out / "reliability", ["--set", "workload.num_devices=4"])
+    took = time.perf_counter() - t0
+    folder = out / "reliability" / "demo"
+    meas = pd.read_parquet(folder / "measured.parquet")
+    counters = json.loads((folder / "fidelity.json").read_text())["setup"]["server_counters"]
+    per_dev = n
+    print(f"\n== reliability: 4 devices × {per_dev} requests at {rate:.4g} Hz each (server ρ "
+          f"{df['server_rho'].iloc[0]:.2f}), {per_dev / rate:.0f} s of arrivals, run took {took:.0f} s")
+    print(f"   server: {counters}")
+    kept = len(meas)
+    print(f"   after warm-up: {kept} requests kept, answered {int(meas['answered'].sum())}, lost "
+          f"{int((~meas['answered']).sum())}; server requests {counters.get('requests')} = replies "
+          f"{counters.get('replies')}: {'OK' if counters.get('requests') == counters.get('replies') == 4 * per_dev else 'MISMATCH'}")
+    print(f"   measured mean latency {df['meas_latency_mean_s'].iloc[0] * 1e3:.3f} ms (simulated "
+          f"{df['sim_latency_mean_s'].iloc[0] * 1e3:.3f} ms), p95 {df['meas_latency_p95_s'].iloc[0] * 1e3:.3f} ms "
+          f"(simulated {df['sim_latency_p95_s'].iloc[0] * 1e3:.3f} ms); four device processes share one core")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-reliability", dest="reliability", action="store_false")
+    ap.add_argument("--no-fidelity", dest="fidelity", action="store_false")
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("-o", "--output", default=None, help="keep the measure folders here (default: a temp folder)")
+    args = ap.parse_args()
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bench-runtime-") as tmp:
+        out = Path(args.output) if args.output else Path(tmp)
+        if args.fidelity:
+            fidelity(args.quick, out)
+        if args.reliability:
+            reliability(out, 20.0 if args.quick else args.seconds)
+
+
+if __name__ == "__main__":
+    main()
