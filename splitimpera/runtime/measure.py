@@ -26,7 +26,11 @@ What it does, in order:
 
 ``server_load`` sets, per design point, the request rate that loads the server to that
 utilisation (ρ = devices × rate × measured tail time / workers), capped so that neither the
-device nor the link passes 0.9; the rate used and the resulting ρ are in the table.
+device core nor the link passes 0.9; the rate used and the resulting ρ are in the table.
+
+With several devices, every device process is pinned to the one device core: the simulated
+devices each have their own processor, these share one, so their compute and waits are
+the testbed's, not the scenario's (use it for load and reliability, one device for fidelity).
 """
 
 from __future__ import annotations
@@ -368,14 +372,15 @@ def _stats(df: pd.DataFrame, prefix: str) -> dict:
     return out
 
 
-def _rate_for_load(rho: float, t: pd.Series, scenario: Scenario, tx_s: float) -> float:
+def _rate_for_load(rho: float, t: pd.Series, scenario: Scenario, tx_s: float, devices_per_core: int = 1) -> float:
     """Per-device request rate that loads the server to ``rho`` (see the module doc), capped at
-    utilisation 0.9 of the device and the link; the scenario's rate when there is no server work."""
+    utilisation 0.9 of the device core (``devices_per_core`` device processes share it) and of
+    the link; the scenario's rate when there is no server work."""
     wl = scenario.workload
     if t["tail_s"] < 1e-4:
         return wl.rate_hz
     rate = rho * wl.server_workers / (wl.num_devices * t["tail_s"])
-    caps = [0.9 / t["head_s"] if t["head_s"] > 0 else math.inf,
+    caps = [0.9 / (devices_per_core * t["head_s"]) if t["head_s"] > 0 else math.inf,
             0.9 / (wl.num_devices * tx_s) if tx_s > 0 else math.inf]
     return float(min([rate, *caps]))
 
@@ -444,7 +449,9 @@ def measure(scenario_path: str | Path, points: list[tuple[str, str]] | None = No
         rates[(split, bname)] = wl.rate_hz
         if server_load is not None:
             tx_s = transfer_latency_s(base.network, t["payload_bytes"], connection="warm") if split != OUTPUT else 0.0
-            rates[(split, bname)] = _rate_for_load(server_load, t, sc, tx_s)
+            # Every device process is pinned to the one device core.
+            rates[(split, bname)] = _rate_for_load(server_load, t, sc, tx_s,
+                                                   devices_per_core=wl.num_devices if dev_core is not None else 1)
     if cadence:
         # Time again at the workload's cadence: idle between requests as the real run is.
         gaps = {p: min(max(1.0 / rates[p] - hot.loc[p, "head_s"], 0.0), MAX_GAP_S) for p in points}
