@@ -286,6 +286,8 @@ def _cmd_measure(args) -> int:
             raise UserError(f"expected DEVICE,SERVER core numbers, got {args.cores!r}", source="measure",
                             field="--cores") from None
         cores = (d, s)
+    if args.calibrate and args.profile:
+        raise UserError("give --profile or --calibrate, not both", source="measure", field="--calibrate")
     if args.server_load is not None and not 0 < args.server_load < 1:
         raise UserError(f"must be in (0, 1) (got {args.server_load})", source="measure", field="--server-load")
     rate = None
@@ -293,6 +295,7 @@ def _cmd_measure(args) -> int:
         rate = args.netns if args.netns > 0 else sc.network.uplink_mbps
     fid = m.measure(args.scenario, points, overrides=overrides, netns_rate_mbps=rate, server_load=args.server_load,
                     num_requests=args.requests, profile=args.profile, cores=cores, threads=args.threads,
+                    calibrate=args.calibrate,
                     progress=None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True)))
     print(m.render(fid))
     if args.output:
@@ -473,6 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", default=None, metavar="DEVICE",
                    help="also simulate in predicted mode with this device profile on both sides "
                         "(e.g. one `calibrate` wrote for this machine)")
+    s.add_argument("--calibrate", action="store_true",
+                   help="first run `calibrate` on the device core and simulate in predicted mode with that profile")
     s.add_argument("--cores", default=None, metavar="DEV,SRV", help="cores to pin device and server to (default 0,1)")
     s.add_argument("--threads", type=int, default=1, help="torch threads per side (default 1)")
     s.add_argument("-q", "--quiet", action="store_true")

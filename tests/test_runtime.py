@@ -3,8 +3,8 @@ device's timing columns, and a short ``measure`` (issue 14)."""
 
 from __future__ import annotations
 
+import json
 import socket
-import struct
 import threading
 import time
 
@@ -331,13 +331,26 @@ def test_measure_runs_processes_and_simulates_the_same_requests(repo_root, tmp_p
     from splitimpera.cli import main
 
     rc = main(["measure", str(repo_root / "scenarios" / "demo.yaml"), "--splits", "features_9", "--requests", "20",
-               "--set", "workload.rate_hz=50", "-o", str(tmp_path), "-q"])
+               "--set", "workload.rate_hz=50", "-o", str(tmp_path), "-q", "--profile", "laptop_x86"])
     assert rc == 0
     folder = tmp_path / "demo"
-    fid = pd.read_csv(folder / "fidelity.csv")
+    both = pd.read_csv(folder / "fidelity.csv")
+    assert list(both["split"]) == ["features_9"] * 2 and list(both["mode"]) == ["measured", "predicted"]
+    # Predicted mode is the roofline of the named profile on both sides.
+    from splitimpera.latency.compute import compute_time_s
+
+    prof = si.profile_model(si.load_model("digits_cnn", "none"), (1, 32, 32)).loc[["features_9"]]
+    laptop = si.get_device("laptop_x86")
+    pred = both[both["mode"] == "predicted"].iloc[0]
+    assert pred["sim_device_compute_s"] == pytest.approx(float(compute_time_s(prof, "head", laptop).iloc[0]))
+    assert pred["sim_server_compute_s"] == pytest.approx(float(compute_time_s(prof, "tail", laptop).iloc[0]))
+    fid = both[both["mode"] == "measured"].reset_index(drop=True)
     meas = pd.read_parquet(folder / "measured.parquet")
     sim = pd.read_parquet(folder / "simulated.parquet")
-    assert list(fid["split"]) == ["features_9"] and list(fid["mode"]) == ["measured"]
+    sim = sim[sim["mode"] == "measured"]
+    timings = json.loads((folder / "fidelity.json").read_text())["timings"][0]
+    assert fid["sim_device_compute_s"].iloc[0] == pytest.approx(timings["head_s"])  # measured mode: the timed sides
+    assert fid["sim_server_compute_s"].iloc[0] == pytest.approx(timings["tail_s"])
     assert len(meas) == 18 and meas["answered"].all()  # 20 less the 10 % warm-up
     # The simulation replayed the devices' arrival times, request for request.
     np.testing.assert_allclose(meas["t_arrival_s"].to_numpy(), sim["t_arrival_s"].to_numpy(), atol=1e-12)
@@ -351,7 +364,7 @@ def test_measure_runs_processes_and_simulates_the_same_requests(repo_root, tmp_p
     page = (tmp_path / "r.html").read_text()
     assert "the real split run against the simulation" in page and "features_9" in page
     assert f"{fid['meas_latency_mean_s'].iloc[0] * 1e3:.3g}" in page
-    assert page.count("data:image/png;base64,") == 1
+    assert page.count("data:image/png;base64,") == 1 and "predicted compute" in page
     assert (tmp_path / "r_figures" / "demo_fidelity.png").stat().st_size > 1000
 
 

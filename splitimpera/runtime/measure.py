@@ -388,7 +388,8 @@ def _rate_for_load(rho: float, t: pd.Series, scenario: Scenario, tx_s: float, de
 def measure(scenario_path: str | Path, points: list[tuple[str, str]] | None = None, *,
             overrides: dict | None = None, netns_rate_mbps: float | None = None, server_load: float | None = None,
             num_requests: int | None = None, profile: str | None = None, cores: tuple[int, int] | None = None,
-            threads: int | None = 1, repeats: int = 30, cadence: bool = True, progress=None) -> Fidelity:
+            threads: int | None = 1, repeats: int = 30, cadence: bool = True, calibrate: bool = False,
+            progress=None) -> Fidelity:
     """Run the real split run of the scenario at ``points`` (default: every split under the
     first bottleneck) and simulate it alongside; see the module doc.
 
@@ -396,6 +397,8 @@ def measure(scenario_path: str | Path, points: list[tuple[str, str]] | None = No
     network namespace, see :func:`reexec_in_netns`); None measures the unshaped loopback.
     ``cores``: (device core, server core), default (0, 1) on a machine with two or more.
     ``cadence``: time the sides with the workload's idle gaps between runs (else back to back).
+    ``calibrate``: run :func:`splitimpera.calibrate.calibrate` on the device core first and use
+    the profile it fits as ``profile`` (predicted mode), so the roofline is this machine's.
     """
     overrides = dict(overrides or {})
     if num_requests is not None:
@@ -413,6 +416,13 @@ def measure(scenario_path: str | Path, points: list[tuple[str, str]] | None = No
         if b not in bns:
             raise UserError(f"{b!r} is not one of the scenario's bottlenecks ({', '.join(bns)})",
                             field="--bottleneck")
+    if profile is not None and not calibrate:
+        from ..config.hardware import get_device
+
+        try:
+            get_device(profile)
+        except UserError as e:
+            raise UserError(e.message, source="measure", field="--profile") from None
     ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if cores is None:
         avail = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(ncpu))
@@ -421,6 +431,16 @@ def measure(scenario_path: str | Path, points: list[tuple[str, str]] | None = No
     if netns_rate_mbps is not None:
         shape_loopback(netns_rate_mbps)
 
+    calibration = None
+    if calibrate:
+        from ..calibrate import calibrate as run_calibrate
+        from ..config.hardware import register_device
+
+        say(f"calibrating a profile of this machine on core {dev_core}, {threads} thread(s)")
+        with _Pinned(dev_core, threads):
+            calibration = run_calibrate(name="measure_this_machine", kind="device", threads=threads)
+        register_device(calibration.profile, overwrite=True)
+        profile = calibration.profile.name
     say(f"timing head and tail of {len(points)} design point(s) on cores {dev_core} (device) and "
         f"{srv_core} (server), {threads} thread(s)")
     hot = time_sides(sc, tm, points, device_core=dev_core, server_core=srv_core, threads=threads, repeats=repeats)
@@ -516,6 +536,8 @@ def measure(scenario_path: str | Path, points: list[tuple[str, str]] | None = No
     table = pd.DataFrame(rows)
     setup = {"link": link, "cores": {"device": dev_core, "server": srv_core}, "threads": threads,
              "server_counters": stats, "server_load": server_load, "profile": profile,
+             "calibration": None if calibration is None else {
+                 "profile": calibration.data, "holdout": calibration.summary},
              "torch": torch.__version__, "requests_per_device": n_req, "devices": wl.num_devices,
              "note": "no propagation delay (kernel netem is unavailable): the simulated link has RTT 0"}
     return Fidelity(scenario=sc, measured=measured, simulated=simulated, table=table, timings=timings, setup=setup)
