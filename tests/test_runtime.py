@@ -20,7 +20,7 @@ from splitimpera.accuracy.bottlenecks.coders import decode_words
 from splitimpera.errors import UserError
 from splitimpera.runtime import wire
 from splitimpera.runtime.device import run_device
-from splitimpera.runtime.server import SplitServer
+from splitimpera.runtime.server import SplitServer, symbol_type
 
 # ---------------------------------------------------------------------------------------------
 # Bottleneck bytes on the wire
@@ -71,14 +71,26 @@ def test_garbage_payloads_are_refused_not_decoded(coder):
 
 
 def test_zstd_bomb_and_rle_run_lengths_are_bounded():
+    import tracemalloc
+
     import zstandard
 
-    bomb = zstandard.ZstdCompressor().compress(b"\0" * (50 << 20))
-    with pytest.raises(ValueError):
-        decode_words(bomb, "zstd", 8, 100)
+    bomb = zstandard.ZstdCompressor().compress(b"\0" * (50 << 20))  # 1.6 kB that claims 50 MB
+    no_size = zstandard.ZstdCompressor(write_content_size=False).compress(b"\0" * (50 << 20))
+    tracemalloc.start()
+    try:
+        for blob in (bomb, no_size):
+            with pytest.raises(ValueError):
+                decode_words(blob, "zstd", 8, 100)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20  # refused on the stated size, before decompressing anything
     huge_run = bytes([7]) + bytes([0xFF] * 8 + [0x7F])  # symbol 7, run length 2^63-1
     with pytest.raises(ValueError):
         decode_words(huge_run, "rle", 8, 100)
+    with pytest.raises(ValueError, match="length 0"):
+        decode_words(bytes([7, 0]) * 1000, "rle", 8, 100)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,7 +162,8 @@ def server(demo_sc):
 def _request(sock, rid, split, x, bn="none", coder="zstd", want=wire.WANT_OUTPUT, token=""):
     b = get_bottleneck(bn)
     body = b.encode(x, coder)[0]
-    meta = {"split": split, "bottleneck": bn, "coder": coder, "dtype": "f32", "shape": tuple(x.shape[1:]),
+    meta = {"split": split, "bottleneck": bn, "coder": coder, "dtype": symbol_type(b, split, tuple(x.shape[1:])),
+            "shape": tuple(x.shape[1:]),
             "want": want, "token": token}
     sock.sendall(wire.encode_frame(wire.REQUEST, rid, meta, body))
     return wire.read_frame(sock, 1 << 20)
@@ -243,8 +256,9 @@ def test_device_columns_add_up_and_follow_the_simulated_arrivals(demo_sc, server
     df = run.requests
     assert df["answered"].all() and (df["frame_lost"] == 0).all()
     parts = df[["device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s"]].sum(axis=1)
-    # Clock offset error is bounded by half the sync round trip.
-    np.testing.assert_allclose(df["latency_s"], parts, atol=run.sync_rtt_s / 2 + 1e-6)
+    np.testing.assert_allclose(df["latency_s"], parts, rtol=0, atol=1e-9)
+    # One machine, one monotonic clock: the estimated offset is 0 within half the sync round trip.
+    assert abs(run.clock_offset_s) <= run.sync_rtt_s / 2 + 1e-6
     assert (df[["device_wait_s", "device_compute_s", "server_wait_s", "server_compute_s"]] >= 0).all().all()
     assert (df["uplink_s"] > -run.sync_rtt_s).all()
     b = get_bottleneck("int8")
@@ -263,7 +277,7 @@ def test_result_at_device_times_the_downlink(demo_sc, server):
     assert (df["downlink_s"] > 0).all()
     parts = df[["device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s",
                 "downlink_s"]].sum(axis=1)
-    np.testing.assert_allclose(df["latency_s"], parts, atol=2e-4)
+    np.testing.assert_allclose(df["latency_s"], parts, rtol=0, atol=1e-9)  # the components tile the latency
     assert (df["prediction"] >= 0).all()
 
 
@@ -376,3 +390,49 @@ def test_measure_bad_input_is_one_line(repo_root, capsys):
     assert "--server-load" in capsys.readouterr().err
     assert main(["measure", demo, "--splits", "nope", "--requests", "2"]) == 2
     assert "nope" in capsys.readouterr().err
+    for args, field in ((["--cores", "0,0"], "--cores"), (["--cores", "0,99"], "--cores"),
+                        (["--requests", "0"], "--requests"), (["--threads", "-1"], "--threads"),
+                        (["--profile", "no_such_board"], "--profile")):
+        assert main(["measure", demo, "--splits", "input", *args]) == 2
+        assert field in capsys.readouterr().err
+
+
+def test_a_skewed_server_clock_is_corrected(demo_sc):
+    """The server's clock 5 s ahead: the device's estimate finds the skew and the components
+    stay what they are (a sign error would put ±5 s into the uplink)."""
+    skew = 5_000_000_000
+    with SplitServer(demo_sc, ["features_9"], clock_ns=lambda: time.monotonic_ns() + skew) as srv:
+        run = run_device(demo_sc, srv.address, "features_9", num_requests=10)
+    df = run.requests
+    assert run.clock_offset_s == pytest.approx(skew / 1e9, abs=run.sync_rtt_s / 2 + 1e-6)
+    assert df["answered"].all()
+    assert (df["uplink_s"] > -run.sync_rtt_s).all() and (df["uplink_s"] < 0.5).all()
+    assert (df["latency_s"] < 1.0).all()
+
+
+def test_requests_the_server_cannot_answer_are_counted_lost(demo_sc):
+    """A server that refuses the device's bottleneck closes the connection: every request is a
+    row marked lost, and the command does not crash."""
+    only_none = demo_sc.model_copy(update={"bottleneck": demo_sc.bottleneck.model_copy(update={"name": "none"})})
+    with SplitServer(only_none, ["features_9"]) as srv:
+        run = run_device(demo_sc, srv.address, "features_9", bottleneck="int8", num_requests=12)
+        assert srv.stats["unknown_bottleneck"] == 1
+    df = run.requests
+    assert len(df) == 12 and not df["answered"].any() and (df["frame_lost"] == 1.0).all()
+
+
+def test_a_failing_batch_is_answered_with_an_error_and_the_workers_live_on(demo_sc):
+    sc = demo_sc.model_copy(update={"workload": demo_sc.workload.model_copy(
+        update={"server_workers": 2, "max_batch": 4, "batch_timeout_ms": 5.0})})
+
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("out of memory (simulated)")
+
+    with SplitServer(sc, ["features_9", "classifier_1"]) as srv:
+        srv.tails["classifier_1"] = Broken()
+        bad = run_device(sc, srv.address, "classifier_1", num_requests=6, timeout_s=5)
+        assert not bad.requests["answered"].any()
+        assert srv.stats["server_error"] >= 1
+        good = run_device(sc, srv.address, "features_9", num_requests=20)
+        assert good.requests["answered"].all()

@@ -19,7 +19,7 @@ import yaml
 from ..errors import UserError, first_line
 
 FIDELITY_FILES = ("fidelity.csv", "fidelity.json", "scenario.yaml")
-_COMPONENTS = (("device_compute_s", "device"), ("uplink_s", "uplink"), ("server_wait_s", "srv wait"),
+_COMPONENTS = (("device_wait_s", "dev wait"), ("device_compute_s", "device"), ("uplink_s", "uplink"), ("server_wait_s", "srv wait"),
                ("server_compute_s", "server"), ("downlink_s", "downlink"))
 
 
@@ -87,12 +87,14 @@ def plot_fidelity(fd: FidelityDir, png) -> bytes:
     return png(fig)
 
 
-def _pct(v) -> str:
-    return "—" if pd.isna(v) else f"{v * 100:+.1f} %"
+def fmt_pct(v) -> str:
+    """A relative error as a signed percentage, ``—`` when unknown."""
+    return "—" if v is None or pd.isna(v) else f"{v * 100:+.1f}%"
 
 
-def _ms(v) -> str:
-    return "—" if pd.isna(v) else f"{v * 1e3:.3g}"
+def fmt_ms(v) -> str:
+    """Seconds as milliseconds (3 significant digits), ``—`` when unknown."""
+    return "—" if v is None or pd.isna(v) else f"{v * 1e3:.3g}"
 
 
 def fidelity_section(fd: FidelityDir, img, png) -> str:
@@ -122,9 +124,9 @@ def fidelity_section(fd: FidelityDir, img, png) -> str:
     for _, r in fd.table.iterrows():
         cells = [r["split"], r["bottleneck"], r["mode"], f"{r['rate_hz']:.3g}", f"{r['server_rho']:.2f}",
                  f"{int(r['requests'])}", f"{int(r['lost'])}",
-                 f"{_ms(r['sim_latency_mean_s'])} / {_ms(r['meas_latency_mean_s'])}", _pct(r["err_latency_mean_s"]),
-                 f"{_ms(r['sim_latency_p95_s'])} / {_ms(r['meas_latency_p95_s'])}", _pct(r["err_latency_p95_s"])]
-        cells += [f"{_ms(r['sim_' + c])} / {_ms(r['meas_' + c])}" for c, _ in _COMPONENTS]
+                 f"{fmt_ms(r['sim_latency_mean_s'])} / {fmt_ms(r['meas_latency_mean_s'])}", fmt_pct(r["err_latency_mean_s"]),
+                 f"{fmt_ms(r['sim_latency_p95_s'])} / {fmt_ms(r['meas_latency_p95_s'])}", fmt_pct(r["err_latency_p95_s"])]
+        cells += [f"{fmt_ms(r['sim_' + c])} / {fmt_ms(r['meas_' + c])}" for c, _ in _COMPONENTS]
         body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     table = ("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>" + "".join(body)
              + "</table>")

@@ -17,7 +17,7 @@ where both processes read the same clock anyway). Per request, in the columns of
     uplink_s          send starts → the server has read the whole frame
     server_wait_s     frame read → its batch starts
     server_compute_s  batch start → batch end (decode + tail; ``decode_s`` apart)
-    downlink_s        reply written → reply read by the device (result_at: device only)
+    downlink_s        batch end → reply read by the device (result_at: device only)
     latency_s         schedule → prediction at the server (result_at: server) or back on
                       the device (result_at: device)
 
@@ -45,14 +45,14 @@ from ..latency.simulation import REQUEST_COLUMNS, _arrivals, common_streams
 from ..model.loading import load_traced
 from ..model.splits import OUTPUT, TracedModel, _head_tail
 from . import wire
-from .server import wire_bottlenecks
+from .server import check_splits, symbol_type, wire_bottlenecks
 
 log = logging.getLogger(__name__)
 
 SYNC_PINGS = 16
+CONNECT_TIMEOUT_S = 10.0
 EXTRA_COLUMNS = ["head_s", "encode_s", "decode_s", "batch", "frame_bytes", "answered", "prediction"]
 MEASURED_COLUMNS = REQUEST_COLUMNS + EXTRA_COLUMNS
-_DTYPES = {32: "f32", 16: "f16"}
 
 
 @dataclass(frozen=True)
@@ -105,19 +105,19 @@ def _sync_clock(sock: socket.socket, token: str) -> tuple[int, int]:
 def run_device(scenario: Scenario, server: tuple[str, int], split: str, *, bottleneck: str | None = None,
                device_id: int = 0, token: str | None = None, threads: int | None = None,
                num_requests: int | None = None, timeout_s: float = 30.0, traced: TracedModel | None = None,
-               start_delay_s: float = 0.2, start_at_ns: int | None = None, warmup: int = 5) -> DeviceRun:
+               start_delay_s: float = 0.2, start_at_ns: int | None = None, warmup: int = 5,
+               same_clock: bool = False) -> DeviceRun:
     """Run ``num_requests`` (default ``workload.num_requests``) requests of ``split`` against
     ``server`` on the scenario's schedule for ``device_id``; see the module doc.
 
     Time zero of the schedule is ``start_at_ns`` on the monotonic clock (several devices on
     one machine share it, as the simulated devices share theirs), else ``start_delay_s``
-    after connecting."""
+    after connecting. ``same_clock``: server and device read one monotonic clock (one
+    machine): the offset is 0, not estimated."""
     if threads is not None:
         torch.set_num_threads(threads)
     tm = traced if traced is not None else load_traced(scenario)
-    names = [sp.name for sp in tm.candidates]
-    if split not in names:
-        raise UserError(f"unknown split {split!r}; the model's splits are {', '.join(names)}", field="--split")
+    check_splits(tm, [split], field="--split")
     bns = wire_bottlenecks(scenario)
     bn_name = bottleneck or next(iter(bns))
     if bn_name not in bns:
@@ -138,9 +138,7 @@ def run_device(scenario: Scenario, server: tuple[str, int], split: str, *, bottl
                         f"got {device_id})", field="--device-id")
     arrivals = _arrivals(wl.model_copy(update={"num_requests": n}), common_streams(scenario.seed)["arrivals"])[device_id]
     # The shape and symbol type on the wire do not change between requests: one header.
-    bits = bn.wire_format(shape)[0] if split != OUTPUT else 64
-    dtype = _DTYPES.get(bits, f"u{bits}") if split != OUTPUT else "i64"
-    meta = {"split": split, "bottleneck": bn_name, "coder": coder, "dtype": dtype,
+    meta = {"split": split, "bottleneck": bn_name, "coder": coder, "dtype": symbol_type(bn, split, shape),
             "shape": shape if split != OUTPUT else (), "want": want, "token": token or ""}
 
     with torch.no_grad():  # first calls allocate and dispatch slowly: a deployed device is warm
@@ -151,13 +149,22 @@ def run_device(scenario: Scenario, server: tuple[str, int], split: str, *, bottl
     sock = None
     offset_ns, sync_rtt_ns = 0, 0
     if not local_only:
+        where = f"{server[0]}:{server[1]}"
         try:
-            sock = socket.create_connection(server, timeout=10)
+            sock = socket.create_connection(server, timeout=CONNECT_TIMEOUT_S)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            offset_ns, sync_rtt_ns = _sync_clock(sock, token or "")  # under the connect timeout
+        except (wire.FrameError, wire.ConnectionClosed, socket.timeout) as e:
+            if sock is not None:
+                sock.close()
+            raise UserError(f"no splitimpera server answers at {where} ({e})", field="--server") from None
         except OSError as e:
-            raise UserError(f"cannot connect to {server[0]}:{server[1]}: {e.strerror or e}", field="--server") from None
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if sock is not None:
+                sock.close()
+            raise UserError(f"cannot connect to {where}: {e.strerror or e}", field="--server") from None
         sock.settimeout(None)
-        offset_ns, sync_rtt_ns = _sync_clock(sock, token or "")
+        if same_clock:  # one machine, one monotonic clock: the estimate could only add its error
+            offset_ns = 0
 
     replies: dict[int, tuple[int, dict]] = {}
     done = threading.Event()
@@ -208,7 +215,11 @@ def run_device(scenario: Scenario, server: tuple[str, int], split: str, *, bottl
                 frame = None if local_only else wire.encode_frame(wire.REQUEST, i, meta, body)
                 t_send = time.monotonic_ns()
                 if frame is not None:
-                    sock.sendall(frame)
+                    try:
+                        sock.sendall(frame)
+                    except OSError as e:  # the server closed on us: the rest are counted as lost
+                        errors.append(f"send failed: {e}")
+                        break
                 rows.append({"i": i, "target": target, "start": start, "t_head": t_head, "t_send": t_send,
                              "bytes": len(body) if frame is not None else 0,
                              "frame_bytes": len(frame) if frame is not None else 0, "pred": pred})
@@ -249,10 +260,9 @@ def run_device(scenario: Scenario, server: tuple[str, int], split: str, *, bottl
             t_back, m = replies[r["i"]]
             recv_dev = m["t_recv_ns"] - offset_ns
             end_dev = m["t_end_ns"] - offset_ns
-            reply_dev = m["t_reply_ns"] - offset_ns
             rec.update(uplink_s=(recv_dev - r["t_send"]) / 1e9, server_wait_s=(m["t_start_ns"] - m["t_recv_ns"]) / 1e9,
                        server_compute_s=(m["t_end_ns"] - m["t_start_ns"]) / 1e9, decode_s=m["decode_s"],
-                       downlink_s=(t_back - reply_dev) / 1e9 if result_at_device else 0.0,
+                       downlink_s=(t_back - end_dev) / 1e9 if result_at_device else 0.0,
                        latency_s=((t_back if result_at_device else end_dev) - r["target"]) / 1e9,
                        batch=m["batch"], answered=True, frame_lost=0.0,
                        prediction=m["prediction"] if m["prediction"] >= 0 else r["pred"])

@@ -64,7 +64,7 @@ from ..model.cost import profile_model
 from ..model.loading import load_traced
 from ..model.splits import INPUT, OUTPUT, _head_tail
 from .device import MEASURED_COLUMNS, input_samples
-from .server import wire_bottlenecks
+from .server import check_splits, wire_bottlenecks
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,8 @@ def time_sides(scenario: Scenario, tm, points: list[tuple[str, str]], *, device_
                     return tail(bn.decode(bl, coder, shape))
                 with _Pinned(server_core, threads):
                     tail_s = _median_s(lambda: srv(blobs[:1]), repeats, gap_s=gap)
-                    tail_batch_s = _median_s(lambda: srv(reps), max(5, repeats // 3)) if b_max > 1 else tail_s
+                    tail_batch_s = (_median_s(lambda: srv(reps), max(5, repeats // 3), gap_s=gap) if b_max > 1
+                                    else tail_s)
             rows.append({"split": split, "bottleneck": bname, "head_s": head_s, "tail_s": tail_s,
                          "tail_batch_s": tail_batch_s, "payload_bytes": float(np.mean(payload))})
     return pd.DataFrame(rows).set_index(["split", "bottleneck"])
@@ -287,7 +288,9 @@ class _ServerProcess:
             args += ["--threads", threads]
         for o in overrides:
             args += ["--set", o]
-        self.p = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # stderr to a file: nothing reads it during the run, and a full pipe would block the server.
+        self.err = tempfile.TemporaryFile(mode="w+")
+        self.p = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=self.err, text=True,
                                   preexec_fn=_pin(None if core is None else {core}))
         sel = selectors.DefaultSelector()
         sel.register(self.p.stdout, selectors.EVENT_READ)
@@ -301,55 +304,73 @@ class _ServerProcess:
         sel.close()
         if not line.startswith("listening on "):
             self.p.kill()
-            err = self.p.stderr.read().strip().splitlines()
-            raise RuntimeError(f"the server did not start: {err[-1] if err else 'no output'}")
+            self.p.wait()
+            raise RuntimeError(f"the server did not start: {self._last_error()}")
         host, _, port = line.split()[-1].rpartition(":")
         self.address = f"{host}:{port}"
+
+    def _last_error(self) -> str:
+        self.err.seek(0)
+        lines = self.err.read().strip().splitlines()
+        return lines[-1] if lines else "no output"
 
     def stop(self) -> dict:
         self.p.send_signal(signal.SIGINT)
         try:
-            out, err = self.p.communicate(timeout=30)
+            out, _ = self.p.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             self.p.kill()
-            out, err = self.p.communicate()
-        for line in out.splitlines():
-            if line.startswith("stats "):
-                return json.loads(line[6:])
-        log.warning("server gave no counters: %s", err.strip()[-300:])
-        return {}
+            out, _ = self.p.communicate()
+        try:
+            for line in out.splitlines():
+                if line.startswith("stats "):
+                    return json.loads(line[6:])
+            log.warning("server gave no counters: %s", self._last_error())
+            return {}
+        finally:
+            self.err.close()
 
 
 def _run_point(scenario_path: Path, address: str, split: str, bottleneck: str, devices: int, cores, threads,
                overrides: list[str], tmp: Path, timeout_s: float) -> pd.DataFrame:
-    procs, files = [], []
+    procs, files, errs = [], [], []
     # One time zero for every device (the monotonic clock is the machine's): far enough ahead
     # for each process to load torch and the model.
     start_at = time.monotonic_ns() + int((DEVICE_STARTUP_S if devices > 1 else 0) * 1e9)
     for k in range(devices):
         f = tmp / f"dev-{split}-{bottleneck}-{k}.parquet"
         args = ["device", scenario_path, "--server", address, "--split", split, "--bottleneck", bottleneck,
-                "--device-id", k, "-o", f, "--quiet"]
+                "--device-id", k, "-o", f, "--quiet", "--same-clock"]
         if devices > 1:
             args += ["--start-at", start_at]
         if threads:
             args += ["--threads", threads]
         for o in overrides:
             args += ["--set", o]
-        procs.append(subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                      preexec_fn=_pin(cores)))
+        err = tmp / f"dev-{split}-{bottleneck}-{k}.err"
+        with open(err, "w") as fh:
+            procs.append(subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=fh, preexec_fn=_pin(cores)))
         files.append(f)
+        errs.append(err)
     parts = []
-    for p, f in zip(procs, files):
-        try:
-            _, err = p.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            _, err = p.communicate()
-        if p.returncode != 0 or not f.exists():
-            raise RuntimeError(f"device process for {split} · {bottleneck} failed ({p.returncode}): "
-                               f"{err.strip().splitlines()[-1] if err.strip() else 'no output'}")
-        parts.append(pd.read_parquet(f))
+    try:
+        deadline = time.monotonic() + timeout_s
+        for p, f, err in zip(procs, files, errs):
+            try:
+                p.wait(timeout=max(deadline - time.monotonic(), 1.0))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            if p.returncode != 0 or not f.exists():
+                lines = err.read_text().strip().splitlines()
+                raise RuntimeError(f"device process for {split} · {bottleneck} failed ({p.returncode}): "
+                                   f"{lines[-1] if lines else 'no output'}")
+            parts.append(pd.read_parquet(f))
+    finally:
+        for p in procs:  # none is left running, pinned to the core, when one failed
+            if p.poll() is None:
+                p.kill()
+                p.wait()
     return pd.concat(parts, ignore_index=True)
 
 
@@ -406,13 +427,11 @@ def measure(scenario_path: str | Path, points: list[tuple[str, str]] | None = No
     sc = load_scenario(scenario_path, overrides)
     say = progress or (lambda msg: log.info("%s", msg))
     tm = load_traced(sc)
-    names = [s.name for s in tm.candidates]
     bns = list(wire_bottlenecks(sc))
     if points is None:
-        points = [(s, bns[0]) for s in names]
+        points = [(s.name, bns[0]) for s in tm.candidates]
+    check_splits(tm, [s for s, _ in points])
     for s, b in points:
-        if s not in names:
-            raise UserError(f"unknown split {s!r}; the model's splits are {', '.join(names)}", field="--splits")
         if b not in bns:
             raise UserError(f"{b!r} is not one of the scenario's bottlenecks ({', '.join(bns)})",
                             field="--bottleneck")
@@ -423,10 +442,12 @@ def measure(scenario_path: str | Path, points: list[tuple[str, str]] | None = No
             get_device(profile)
         except UserError as e:
             raise UserError(e.message, source="measure", field="--profile") from None
-    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    avail = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if cores is None:
-        avail = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(ncpu))
         cores = (avail[0], avail[1]) if len(avail) >= 2 else (None, None)
+    elif cores[0] == cores[1] or any(c not in avail for c in cores):
+        raise UserError(f"two different cores of this process's {avail} (got {cores[0]},{cores[1]})",
+                        source="measure", field="--cores")
     dev_core, srv_core = cores
     if netns_rate_mbps is not None:
         shape_loopback(netns_rate_mbps)
@@ -564,11 +585,7 @@ def save(fid: Fidelity, out_dir: str | Path) -> Path:
 
 def render(fid: Fidelity) -> str:
     """Terminal table: per point and mode, simulated vs measured mean and p95 and the components."""
-    def ms(v):
-        return "—" if v is None or not np.isfinite(v) else f"{v * 1e3:.3g}"
-
-    def pct(v):
-        return "—" if v is None or not np.isfinite(v) else f"{v * 100:+.1f}%"
+    from ..report.fidelity import fmt_ms as ms, fmt_pct as pct
 
     link = fid.setup["link"]
     lines = [f"real split run vs simulation · {fid.scenario.name} · link: {link['kind']} "

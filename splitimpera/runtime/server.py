@@ -19,6 +19,7 @@ Nothing is ever unpickled.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import math
 import socket
@@ -26,6 +27,7 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -38,12 +40,28 @@ from . import wire
 
 log = logging.getLogger(__name__)
 
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 MAX_CONNECTIONS = 256
+IDLE_TIMEOUT_S = 300.0
 
 
 def is_loopback(host: str) -> bool:
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1); a host name other than
+    ``localhost`` is not trusted to be one."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def symbol_type(bn: Bottleneck, split: str, shape: tuple[int, ...]) -> str:
+    """The ``dtype`` a request frame names: ``i64`` (the prediction at ``output``), ``f32``,
+    ``f16`` or ``u<bits>`` (the bottleneck's symbols)."""
+    if split == OUTPUT:
+        return "i64"
+    bits = bn.wire_format(tuple(shape))[0]
+    return {32: "f32", 16: "f16"}.get(bits, f"u{bits}")
 
 
 def wire_bottlenecks(scenario: Scenario) -> dict[str, Bottleneck]:
@@ -64,13 +82,18 @@ def wire_bottlenecks(scenario: Scenario) -> dict[str, Bottleneck]:
     return out
 
 
-def split_parts(tm: TracedModel, splits: list[str]) -> dict[str, tuple[torch.nn.Module, torch.nn.Module]]:
-    """``{split: (head, tail)}`` (exact, shared weights) for the named splits; UserError on an unknown one."""
+def check_splits(tm: TracedModel, splits, field: str = "--splits") -> None:
+    """UserError naming ``field`` unless every split in ``splits`` is one of the model's."""
     names = [sp.name for sp in tm.candidates]
     unknown = [s for s in splits if s not in names]
     if unknown:
         raise UserError(f"unknown split(s) {', '.join(unknown)}; the model's splits are {', '.join(names)}",
-                        field="--splits")
+                        field=field)
+
+
+def split_parts(tm: TracedModel, splits: list[str]) -> dict[str, tuple[torch.nn.Module, torch.nn.Module]]:
+    """``{split: (head, tail)}`` (exact, shared weights) for the named splits; UserError on an unknown one."""
+    check_splits(tm, splits)
     return {s: _head_tail(tm, tm.split(s)) for s in splits}
 
 
@@ -124,11 +147,13 @@ class SplitServer:
 
     def __init__(self, scenario: Scenario, splits: list[str] | None = None, *, host: str = "127.0.0.1",
                  port: int = 0, token: str | None = None, threads: int | None = None,
-                 max_body_bytes: int | None = None, traced: TracedModel | None = None):
+                 max_body_bytes: int | None = None, traced: TracedModel | None = None,
+                 clock_ns: Callable[[], int] = time.monotonic_ns):
         if not is_loopback(host) and not token:
             raise UserError(f"binding to {host} exposes the server beyond this machine: give --token (a shared "
                             "secret every frame must carry)", field="--bind")
         self.scenario, self.host, self.port, self.token = scenario, host, port, token or ""
+        self.clock_ns = clock_ns  # the clock replies are stamped with (tests skew it)
         self.tm = traced if traced is not None else load_traced(scenario)
         names = [sp.name for sp in self.tm.candidates]
         self.splits = list(names if splits is None else splits)
@@ -239,10 +264,13 @@ class SplitServer:
         conn.close()
 
     def _serve_conn(self, conn: _Connection) -> None:
+        # A connection that sends nothing for this long is closed: idle or slow clients must
+        # not hold the connection slots the devices need.
+        conn.sock.settimeout(IDLE_TIMEOUT_S)
         try:
             while not self._stop.is_set():
                 try:
-                    f = wire.read_frame(conn.sock, self.max_body_bytes)
+                    f = wire.read_frame(conn.sock, self.max_body_bytes, self._check)
                 except wire.FrameError as e:
                     return self._reject(conn, e.reason, str(e))
                 except wire.ConnectionClosed as e:
@@ -250,22 +278,23 @@ class SplitServer:
                         self._count("truncated")
                         log.warning("%s closed the connection mid-frame", conn.peer)
                     return conn.close()
+                except socket.timeout:
+                    return self._reject(conn, "idle_timeout", f"nothing received for {IDLE_TIMEOUT_S:g} s")
                 except OSError:
                     return conn.close()
-                t_recv = time.monotonic_ns()
+                t_recv = self.clock_ns()
                 if f.kind == wire.PING:
-                    if not self._token_ok(f.meta.get("token", "")):
-                        return self._reject(conn, "bad_token", "wrong or missing token")
-                    conn.send(wire.encode_frame(wire.PONG, f.req_id, {"t_server_ns": time.monotonic_ns()}))
+                    conn.send(wire.encode_frame(wire.PONG, f.req_id, {"t_server_ns": self.clock_ns()}))
                     continue
-                if f.kind != wire.REQUEST:
-                    return self._reject(conn, "unexpected_kind", f"a {wire.KINDS[f.kind]} frame from a device")
-                problem = self._check(f)
-                if problem is not None:
-                    return self._reject(conn, *problem)
                 self._count("requests")
                 item = _Pending(conn, f.req_id, f.meta["split"], f.meta["bottleneck"], f.meta["coder"], f.body,
                                 f.meta["want"], t_recv)
+                if item.split == OUTPUT:  # the prediction itself: nothing to queue or run (as simulated)
+                    if len(f.body) != 8:
+                        return self._reject(conn, "bad_payload", f"{len(f.body)} bytes for the 8-byte prediction")
+                    self._reply([item], t_recv, t_recv, [int.from_bytes(f.body, "little", signed=True)],
+                                [b""], 0.0)
+                    continue
                 with self._cv:
                     self._queue.append(item)
                     self._cv.notify()
@@ -275,36 +304,47 @@ class SplitServer:
     def _token_ok(self, token: str) -> bool:
         return hmac.compare_digest(token.encode(), self.token.encode())
 
-    def _check(self, f: wire.Frame) -> tuple[str, str] | None:
-        m = f.meta
+    def _check(self, kind: int, m: dict) -> None:
+        """Refuse a frame on its metadata, before its body is read (:func:`wire.read_frame`)."""
+        if kind not in (wire.PING, wire.REQUEST):
+            raise wire.FrameError(f"a {wire.KINDS[kind]} frame from a device", "unexpected_kind")
         if not self._token_ok(m["token"]):
-            return "bad_token", "wrong or missing token"
+            raise wire.FrameError("wrong or missing token", "bad_token")
+        if kind == wire.PING:
+            return
         if m["split"] not in self.tails:
-            return "unknown_split", f"split {m['split']!r} is not served here (serving {', '.join(self.splits)})"
+            raise wire.FrameError(f"split {m['split']!r} is not served here (serving {', '.join(self.splits)})",
+                                  "unknown_split")
         if m["bottleneck"] not in self.bottlenecks:
-            return "unknown_bottleneck", f"bottleneck {m['bottleneck']!r} (serving {', '.join(self.bottlenecks)})"
+            raise wire.FrameError(f"bottleneck {m['bottleneck']!r} (serving {', '.join(self.bottlenecks)})",
+                                  "unknown_bottleneck")
         if m["coder"] not in CODERS:
-            return "unknown_coder", f"coder {m['coder']!r}"
+            raise wire.FrameError(f"coder {m['coder']!r}", "unknown_coder")
         want = self.shapes[m["split"]] if m["split"] != OUTPUT else ()
         if tuple(m["shape"]) != want:
-            return "bad_shape", f"shape {tuple(m['shape'])} at {m['split']} (expected {want})"
-        return None
+            raise wire.FrameError(f"shape {tuple(m['shape'])} at {m['split']} (expected {want})", "bad_shape")
+        dtype = symbol_type(self.bottlenecks[m["bottleneck"]], m["split"], want)
+        if m["dtype"] != dtype:
+            raise wire.FrameError(f"symbol type {m['dtype']!r} (expected {dtype!r})", "bad_dtype")
 
     # ---- workers
 
     def _take_batch(self) -> list[_Pending] | None:
         with self._cv:
-            while not self._queue:
-                if self._stop.is_set():
-                    return None
-                self._cv.wait(0.5)
-            if self.max_batch > 1 and self.batch_timeout_ns > 0:
-                deadline = self._queue[0].t_recv_ns + self.batch_timeout_ns
-                while len(self._queue) < self.max_batch and not self._stop.is_set():
-                    left = deadline - time.monotonic_ns()
-                    if left <= 0:
-                        break
-                    self._cv.wait(left / 1e9)
+            while True:
+                while not self._queue:
+                    if self._stop.is_set():
+                        return None
+                    self._cv.wait(0.5)
+                if self.max_batch > 1 and self.batch_timeout_ns > 0:
+                    deadline = self._queue[0].t_recv_ns + self.batch_timeout_ns
+                    while 0 < len(self._queue) < self.max_batch and not self._stop.is_set():
+                        left = deadline - self.clock_ns()
+                        if left <= 0:
+                            break
+                        self._cv.wait(left / 1e9)
+                if self._queue:  # another worker may have taken everything while this one waited
+                    break
             first = self._queue.popleft()
             batch, keep = [first], deque()
             while self._queue and len(batch) < self.max_batch:
@@ -319,41 +359,40 @@ class SplitServer:
             batch = self._take_batch()
             if batch is None:
                 return
-            self._run_batch(batch)
+            try:
+                self._run_batch(batch)
+            except Exception as e:  # a bug or a resource error: answer with it, keep serving
+                log.exception("batch of %d at %s failed", len(batch), batch[0].split)
+                for it in batch:
+                    self._reject(it.conn, "server_error", f"{type(e).__name__}: {e}")
 
     def _run_batch(self, batch: list[_Pending]) -> None:
-        t_start = time.monotonic_ns()
+        t_start = self.clock_ns()
         split, bn = batch[0].split, self.bottlenecks[batch[0].bottleneck]
-        preds = [-1] * len(batch)
-        outputs = [b""] * len(batch)
-        decode_s = 0.0
-        if split != OUTPUT:
-            t0 = time.perf_counter()
-            good, tensors = [], []
-            for it in batch:
-                try:
-                    tensors.append(bn.decode([it.body], it.coder, self.shapes[split]))
-                    good.append(it)
-                except ValueError as e:
-                    self._reject(it.conn, "bad_payload", str(e))
-            decode_s = (time.perf_counter() - t0) / max(len(batch), 1)
-            batch = good
-            if not batch:
-                return
-            with torch.no_grad():
-                y = self.tails[split](torch.cat(tensors))
-            flat = y.reshape(len(batch), -1)
-            preds = flat.argmax(1).tolist()
-            if any(it.want == wire.WANT_OUTPUT for it in batch):
-                outputs = [flat[i].float().numpy().astype("<f4").tobytes() if it.want == wire.WANT_OUTPUT else b""
-                           for i, it in enumerate(batch)]
-        else:  # the device sent its prediction: nothing to run
-            preds = [int.from_bytes(it.body[:8], "little", signed=True) if len(it.body) == 8 else -1
-                     for it in batch]
-        t_end = time.monotonic_ns()
-        for it, p, out in zip(batch, preds, outputs):
+        t0 = time.perf_counter()
+        good, tensors = [], []
+        for it in batch:
+            try:
+                tensors.append(bn.decode([it.body], it.coder, self.shapes[split]))
+                good.append(it)
+            except ValueError as e:
+                self._reject(it.conn, "bad_payload", str(e))
+        decode_s = (time.perf_counter() - t0) / max(len(batch), 1)
+        if not good:
+            return
+        with torch.no_grad():
+            y = self.tails[split](torch.cat(tensors))
+        flat = y.reshape(len(good), -1)
+        preds = flat.argmax(1).tolist()
+        outputs = [flat[i].float().numpy().astype("<f4").tobytes() if it.want == wire.WANT_OUTPUT else b""
+                   for i, it in enumerate(good)]
+        self._reply(good, t_start, self.clock_ns(), preds, outputs, decode_s)
+
+    def _reply(self, items: list[_Pending], t_start: int, t_end: int, preds: list[int], outputs: list[bytes],
+               decode_s: float) -> None:
+        for it, p, out in zip(items, preds, outputs):
             meta = {"t_recv_ns": it.t_recv_ns, "t_start_ns": t_start, "t_end_ns": t_end,
-                    "t_reply_ns": time.monotonic_ns(), "decode_s": decode_s, "batch": len(batch),
+                    "t_reply_ns": self.clock_ns(), "decode_s": decode_s, "batch": len(items),
                     "prediction": int(p) if it.want != wire.WANT_NOTHING else -1}
             if it.conn.send(wire.encode_frame(wire.REPLY, it.req_id, meta, out)):
                 self._count("replies")

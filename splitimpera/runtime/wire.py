@@ -33,6 +33,7 @@ from __future__ import annotations
 import socket
 import struct
 from dataclasses import dataclass
+from typing import Callable
 
 MAGIC = b"SPIM"
 VERSION = 1
@@ -68,7 +69,7 @@ class Frame:
     kind: int
     req_id: int
     meta: dict
-    body: bytes = b""
+    body: bytes | bytearray = b""
 
 
 # ---- metadata blocks
@@ -171,8 +172,8 @@ def encode_frame(kind: int, req_id: int, meta: dict, body: bytes = b"") -> bytes
     return PREFIX.pack(MAGIC, VERSION, kind, len(m), req_id, len(body)) + m + body
 
 
-def _recv_exact(sock: socket.socket, n: int, started: bool) -> bytes:
-    """Exactly ``n`` bytes (n is already bounded by the caller's limits)."""
+def _recv_exact(sock: socket.socket, n: int, started: bool) -> bytearray:
+    """Exactly ``n`` bytes (n is already bounded by the caller's limits), read in place."""
     buf = bytearray(n)
     view = memoryview(buf)
     got = 0
@@ -181,12 +182,17 @@ def _recv_exact(sock: socket.socket, n: int, started: bool) -> bytes:
         if k == 0:
             raise ConnectionClosed(mid_frame=started or got > 0)
         got += k
-    return bytes(buf)
+    return buf
 
 
-def read_frame(sock: socket.socket, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Frame:
+def read_frame(sock: socket.socket, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               before_body: Callable[[int, dict], None] | None = None) -> Frame:
     """Read one frame from ``sock``. Raises :class:`FrameError` on anything malformed or over
-    a limit (checked before the bytes are read), :class:`ConnectionClosed` at EOF."""
+    a limit (checked before the bytes are read), :class:`ConnectionClosed` at EOF.
+
+    ``before_body(kind, meta)`` runs once the metadata is parsed and before the body is
+    read: it may raise :class:`FrameError` (a wrong token, an unknown split) so that a
+    frame that will be refused costs no more than its header."""
     magic, version, kind, meta_len, req_id, body_len = PREFIX.unpack(_recv_exact(sock, PREFIX.size, False))
     if magic != MAGIC:
         raise FrameError(f"bad magic {magic!r}", "bad_magic")
@@ -198,6 +204,8 @@ def read_frame(sock: socket.socket, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
         raise FrameError(f"metadata of {meta_len} bytes (limit {MAX_META_BYTES})", "oversized")
     if body_len > max_body_bytes:
         raise FrameError(f"body of {body_len} bytes (limit {max_body_bytes})", "oversized")
-    meta = _parse_meta(kind, _recv_exact(sock, meta_len, True))
+    meta = _parse_meta(kind, bytes(_recv_exact(sock, meta_len, True)))
+    if before_body is not None:
+        before_body(kind, meta)
     body = _recv_exact(sock, body_len, True) if body_len else b""
     return Frame(kind=kind, req_id=req_id, meta=meta, body=body)

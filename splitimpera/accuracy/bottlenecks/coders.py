@@ -118,23 +118,29 @@ def decode_words(blob: bytes, coder: str, bits: int, n: int, side_values: int = 
             raise ValueError(f"{len(blob)} bytes, fewer than the {4 * side_values} bytes of side information")
         side = np.frombuffer(blob[:4 * side_values], dtype="<f4").astype(np.float32)
         blob = blob[4 * side_values:]
-    limit = max_bytes if max_bytes is not None else n * 4 + 64
+    limit = max_bytes if max_bytes is not None else math.ceil(n * bits / 8)
     if coder == "raw":
         return unpack(blob, bits, n), side
     if coder == "zstd":
         import zstandard
 
-        d = zstandard.ZstdDecompressor()
         try:
-            body = d.decompress(blob, max_output_size=limit)  # bounded: a frame may claim any size
-            # One frame and nothing after it (decompress() alone ignores trailing bytes); the
-            # bounded pass above already capped what this one can produce.
-            obj = d.decompressobj()
-            obj.decompress(blob)
+            # The frame states its size (our coder writes it): refuse an unknown or too large
+            # one before anything is allocated; decompress() trusts a stated size over
+            # max_output_size.
+            size = zstandard.frame_content_size(bytes(blob[:18]))
         except zstandard.ZstdError as e:
             raise ValueError(f"zstd: {e}") from None
-        if obj.unused_data:
-            raise ValueError(f"{len(obj.unused_data)} bytes after the zstd frame")
+        if size < 0 or size > limit:
+            raise ValueError(f"zstd frame of {'unknown' if size < 0 else size} decompressed bytes "
+                             f"(expected at most {limit})")
+        obj = zstandard.ZstdDecompressor().decompressobj()
+        try:
+            body = obj.decompress(bytes(blob))
+        except zstandard.ZstdError as e:
+            raise ValueError(f"zstd: {e}") from None
+        if not obj.eof or obj.unused_data or len(body) != size:
+            raise ValueError("not exactly one complete zstd frame")
         return unpack(body, bits, n), side
     if coder == "rle":
         words = rle_decode(blob, bits, limit=n)
@@ -215,6 +221,8 @@ def rle_decode(buf: bytes, bits: int, limit: int | None = None) -> np.ndarray:
             shift += 7
             if not b & 0x80:
                 break
+        if n == 0:  # the encoder never writes an empty run; a stream of them is only work
+            raise ValueError("run of length 0 in a run-length code")
         total += n
         if limit is not None and total > limit:
             raise ValueError(f"run-length code holds more than {limit} symbols")
