@@ -457,7 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--split", default=None, help="split to run (default: the first of analysis.splits)")
     s.add_argument("--bottleneck", default=None, help="one of the scenario's bottlenecks (default: the first)")
     s.add_argument("--device-id", type=int, default=0, help="which device's arrival times (0..num_devices-1)")
-    s.add_argument("--requests", type=int, default=None, help="requests to send (default workload.num_requests)")
+    s.add_argument("--requests", type=int, default=None,
+                   help="requests to send (default workload.num_requests; with Poisson arrivals another count "
+                        "draws other arrival times than a simulation of the scenario: prefer --set "
+                        "workload.num_requests=N)")
     s.add_argument("--token", default=None)
     s.add_argument("--threads", type=int, default=None)
     s.add_argument("--start-at", type=int, default=None, metavar="NS",

@@ -80,7 +80,11 @@ class Bottleneck:
 
     def encode(self, z: torch.Tensor, coder: str = "raw") -> list[bytes]:
         """Each sample of ``z`` (B, *shape) as bytes on the wire under ``coder`` (the payload
-        :meth:`roundtrip` measures, so ``len`` equals its :meth:`Payload.sizes`)."""
+        :meth:`roundtrip` measures, so ``len`` equals its :meth:`Payload.sizes`).
+
+        It runs the whole :meth:`roundtrip`, the reconstruction included, which a device
+        would not need: one code path for the bytes counted and the bytes sent. For the
+        element-wise bottlenecks the extra work is a multiply-add per element."""
         return self.roundtrip(z)[1].encoded(coder)
 
     def decode(self, blobs: list[bytes], coder: str, shape: tuple[int, ...]) -> torch.Tensor:
