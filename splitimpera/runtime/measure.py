@@ -89,7 +89,8 @@ class Fidelity:
     ``predicted``). ``table``: one row per (split, bottleneck, mode): ``rate_hz``,
     ``server_rho``, ``requests``, ``lost``, then ``sim_<m>``, ``meas_<m>`` and ``err_<m>``
     (relative error, simulated vs measured) for ``latency_mean_s``, ``latency_p95_s`` and the
-    mean of each component. ``timings``: the measured sides per point. ``setup``: the link,
+    mean of each component; ``meas_encode_s``/``meas_decode_s``: the bottleneck's share of
+    the device's and the server's compute. ``timings``: the measured sides per point. ``setup``: the link,
     cores, threads and server counters.
     """
 
@@ -390,6 +391,9 @@ def _stats(df: pd.DataFrame, prefix: str) -> dict:
            f"{prefix}latency_p95_s": float(np.percentile(lat, 95)) if len(lat) else math.nan}
     for c in COMPONENTS:
         out[f"{prefix}{c}"] = float(ok[c].mean()) if len(ok) else math.nan
+    for c in ("encode_s", "decode_s"):  # parts of device_compute_s / server_compute_s the real run times apart
+        if c in ok.columns:
+            out[f"{prefix}{c}"] = float(ok[c].mean()) if len(ok) else math.nan
     return out
 
 
