@@ -11,7 +11,7 @@ import logging
 import sys
 import warnings
 
-from .errors import UserError
+from .errors import UserError, first_line
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
 
@@ -150,6 +150,38 @@ def _cmd_calibrate(args) -> int:
     return EXIT_OK
 
 
+def _cmd_sweep(args) -> int:
+    import os
+
+    from .report.sweep import render_sweep
+    from .sweep import load_sweep, sweep
+
+    if args.workers is not None and args.workers < 0:
+        raise UserError("must be 0 (in this process) or more", source="sweep", field="--workers")
+    if args.chunk is not None and args.chunk < 1:
+        raise UserError("must be 1 or more", source="sweep", field="--chunk")
+    workers = args.workers if args.workers is not None else os.cpu_count() or 1
+    sw = load_sweep(args.sweep)
+    out = args.output or sw.base_scenario.output.dir
+    client = None
+    if args.scheduler:
+        from distributed import Client
+
+        try:
+            client = Client(args.scheduler, timeout="20s")
+        except (OSError, TimeoutError, ValueError) as e:
+            raise UserError(f"cannot reach the Dask scheduler: {first_line(e)}", source="sweep",
+                            field="--scheduler") from None
+    try:
+        res = sweep(sw, client, workers=workers,
+                    out_dir=out, progress=not args.quiet, chunk_size=args.chunk)
+    finally:
+        if client is not None:
+            client.close()
+    print(render_sweep(res))
+    return EXIT_OK if not (res.summary["status"] == "error").any() else EXIT_INTERNAL
+
+
 def _cmd_bottlenecks(args) -> int:
     from .accuracy.bottlenecks import get_bottleneck, list_bottlenecks
 
@@ -256,6 +288,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a scenario field, e.g. analysis.cui.classes=[3,5,8]")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_analyze)
+
+    s = sub.add_parser("sweep", help="run a parameter sweep (sweep.yaml) in-process or on Dask",
+                       description="Run every point of a sweep file (a base scenario and grid, zip and random axes "
+                                   "over dotted keys) and write DIR/<name>/points.parquet (one row per point and "
+                                   "design point) and summary.parquet/.csv (one row per point), as points finish: "
+                                   "rerunning resumes. The heavy stages run once per model, data and bottleneck.")
+    s.add_argument("sweep", metavar="SWEEP", help="sweep YAML file, e.g. scenarios/sweeps/demo_grid.yaml")
+    s.add_argument("-o", "--output", metavar="DIR", help="results folder (default: the base scenario's output.dir)")
+    s.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="local Dask worker processes (default: one per core; 0: in this process, no Dask)")
+    s.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run on an existing Dask cluster")
+    s.add_argument("--chunk", type=int, default=None, metavar="N", help="points per task (default: automatic)")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_sweep)
 
     s = sub.add_parser("bottlenecks", help="list the bottlenecks a scenario can put on the sent tensor",
                        description="List the registered bottlenecks (bottleneck.name, bottleneck.measure).")
