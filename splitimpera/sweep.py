@@ -479,8 +479,8 @@ class _Journal:
     A part is a pair of Parquet files (design-point rows, then summary rows); a point counts as
     finished when its summary row is on disk. ``folder`` None: kept in memory only."""
 
-    def __init__(self, folder: Path | None, keys: list[str]):
-        self.folder = folder
+    def __init__(self, folder: Path | None, keys: list[str], flush_s: float = FLUSH_EVERY_S):
+        self.folder, self.flush_s = folder, flush_s
         self.current = dict(zip(keys, range(len(keys))))
         self.tables: list[pd.DataFrame] = []
         self.summaries: list[pd.DataFrame] = []
@@ -526,7 +526,7 @@ class _Journal:
         self.pending_s.extend(chunk.summary)
 
     def flush(self, force: bool = False) -> None:
-        if not self.pending_s or (not force and time.monotonic() - self.last_flush < FLUSH_EVERY_S):
+        if not self.pending_s or (not force and time.monotonic() - self.last_flush < self.flush_s):
             return
         t = pd.concat(self.pending_t, ignore_index=True) if self.pending_t else None
         s = pd.DataFrame(self.pending_s)
@@ -595,7 +595,7 @@ def _chunks(items: list, size: int) -> Iterable[list]:
 
 
 def sweep(spec: str | Path | dict | SweepSpec | Sweep, client=None, *, workers: int = 0, out_dir: str | Path | None = None,
-          progress: bool = False, chunk_size: int | None = None) -> SweepResult:
+          progress: bool = False, chunk_size: int | None = None, flush_s: float = FLUSH_EVERY_S) -> SweepResult:
     """Run a sweep (a file, a mapping or a :class:`SweepSpec`; see the module doc).
 
     ``client``: a ``dask.distributed.Client`` to run on (an existing cluster); else
@@ -604,7 +604,8 @@ def sweep(spec: str | Path | dict | SweepSpec | Sweep, client=None, *, workers: 
     ``<out_dir>/<name>/`` as points finish and resume from what is there (points already
     finished with the same base scenario are not run again). ``progress``: a progress bar on
     stderr (points done, failed, rate). ``chunk_size``: points per task (default: a few
-    tasks per worker). Bad input (the sweep file, the base scenario) is a :class:`UserError`;
+    tasks per worker). ``flush_s``: finished points are written at most this often (an
+    interrupted run loses less than that much work). Bad input (the sweep file, the base scenario) is a :class:`UserError`;
     an invalid point is a summary row with status ``invalid``.
     """
     sw = spec if isinstance(spec, Sweep) else load_sweep(spec)
@@ -612,7 +613,7 @@ def sweep(spec: str | Path | dict | SweepSpec | Sweep, client=None, *, workers: 
     if out_dir is not None:
         check_writable_dir(out_dir, field="-o")
         folder = Path(out_dir) / sw.spec.name
-    journal = _Journal(folder, sw.keys)
+    journal = _Journal(folder, sw.keys, flush_s)
     done = journal.load()
     todo = [(i, k, v) for i, (k, v) in enumerate(zip(sw.keys, sw.values)) if k not in done]
     t0 = time.perf_counter()
