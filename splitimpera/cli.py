@@ -54,6 +54,14 @@ def _cmd_report(args) -> int:
     from .report.html import write_report
 
     check_writable_file(args.output, field="-o")
+    from .report.sweep import is_sweep_dir, write_sweep_report
+
+    if any(is_sweep_dir(d) for d in args.dirs):
+        if len(args.dirs) > 1:
+            raise UserError("a sweep folder is reported on its own", source="report", field="DIR")
+        out = write_sweep_report(args.dirs[0], args.output, x=args.x, y=args.y, fix=args.fix, title=args.title)
+        print(f"wrote {out}")
+        return EXIT_OK
     if args.png:
         out = Path(args.output)
         check_writable_dir(out.parent / f"{out.stem}_figures", field="--png")
@@ -264,12 +272,18 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write one self-contained HTML report (plots embedded, opens offline) over "
                                    "one or more result folders written by `simulate -o` (and `analyze -o`). "
                                    "A DIR holding result folders (the DIR given to `simulate -o`) stands for "
-                                   "all of them, sorted by name.")
+                                   "all of them, sorted by name. A sweep folder (`sweep -o`) gets a sweep report: "
+                                   "the recommended split as a heatmap over two axes, where the cut moves, the "
+                                   "Pareto front across the sweep and the points where nothing meets the QoS.")
     s.add_argument("dirs", nargs="+", metavar="DIR",
                    help="result folder(s), e.g. results/demo, or a folder of them, e.g. results")
     s.add_argument("-o", "--output", metavar="FILE", default="report.html", help="HTML file (default report.html)")
     s.add_argument("--title", default=None)
     s.add_argument("--png", action="store_true", help="also write the plots as PNG files beside the report")
+    s.add_argument("--x", metavar="AXIS", help="sweep folder: the heatmap's x axis (default: the first that varies)")
+    s.add_argument("--y", metavar="AXIS", help="sweep folder: the heatmap's y axis (default: the next that varies)")
+    s.add_argument("--fix", action="append", metavar="AXIS=VALUE", default=[],
+                   help="sweep folder: hold another axis at a value (default: marginalised); repeatable")
     s.set_defaults(func=_cmd_report)
 
     s = sub.add_parser("analyze", help="I-SPLIT importance (CUI curve, nominations) and accuracy × bytes under "

@@ -45,6 +45,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import secrets
 import time
 from dataclasses import dataclass, field, replace
@@ -312,7 +313,7 @@ def _canonical(v: dict) -> str:
 def _load_base(sp: SweepSpec, source: str, base_dir: Path) -> _Base:
     if isinstance(sp.base, dict):
         return _Base(sp.base, source, str(base_dir), dict(sp.set))
-    path = base_dir / sp.base
+    path = Path(os.path.normpath(base_dir / sp.base))
     if not path.is_file():
         try:
             path = _bundled_scenario(Path(sp.base)) or path
