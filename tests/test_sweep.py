@@ -191,3 +191,36 @@ def test_invalid_combinations_are_reported_per_point_and_the_others_finish(tmp_p
     out = capsys.readouterr().out
     assert "1 ok, 3 invalid, 0 error" in out and "unknown split(s) nope" in out
     assert len(pd.read_parquet(tmp_path / "out" / "mixed" / "summary.parquet")) == 4
+    # The sweep report lists them too.
+    assert main(["report", str(tmp_path / "out" / "mixed"), "-o", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "Points that did not run" in page and "unknown split(s) nope" in page and "data:image/png" in page
+
+
+def test_report_heatmap_cells_and_cut_moves_on_a_known_summary(tmp_path):
+    from splitimpera.report.sweep import SweepDir, choice_grid, cut_moves
+
+    # a = uplink-like axis, b = a marginalised axis; the cut moves from output to input between
+    # a=1 and a=2 where b is x or z, and only between a=2 and a=3 where b is y.
+    rec = {(1, "x"): "output", (1, "y"): "output", (1, "z"): "output",
+           (2, "x"): "input", (2, "y"): "output", (2, "z"): "input",
+           (3, "x"): "input", (3, "y"): "input", (3, "z"): None}
+    summary = pd.DataFrame([{"point": i, "a": a, "b": b, "status": "ok", "recommended_split": r,
+                             "recommended_bottleneck": "none" if r else None} for i, ((a, b), r) in enumerate(rec.items())])
+    table = pd.DataFrame({"split": ["input", "output"], "bottleneck": "none", "head_flops": [0, 10],
+                          "tail_flops": [10, 0], "latency_s": 0.01, "energy_j": 0.01, "accuracy": 0.9,
+                          "feasible": True, "point": 0})
+    sd = SweepDir(tmp_path, table, summary, {"axes": ["a", "b"], "name": "t"})
+    grid = choice_grid(sd, "a", None, {}).set_index("x")
+    assert list(grid["split"]) == ["output", "input", "input"]
+    assert list(grid["share"]) == pytest.approx([1, 2 / 3, 2 / 3])
+    assert list(grid["device_share"]) == [1.0, 0.0, 0.0]
+    assert choice_grid(sd, "a", None, {"b": "y"}).set_index("x")["split"].tolist() == ["output", "output", "input"]
+    moves = cut_moves(sd)
+    got = {(r["axis"], r["from"], r["to"], r["before"], r["after"]): r["pairs"] for _, r in moves.iterrows()}
+    assert got == {("a", "1", "2", "output · none", "input · none"): 2,
+                   ("a", "2", "3", "output · none", "input · none"): 1,
+                   ("a", "2", "3", "input · none", "none feasible"): 1,
+                   ("b", "x", "y", "input · none", "output · none"): 1,
+                   ("b", "y", "z", "output · none", "input · none"): 1,
+                   ("b", "y", "z", "input · none", "none feasible"): 1}

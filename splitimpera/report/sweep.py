@@ -226,8 +226,7 @@ def plot_heatmap(sd: SweepDir, grid: pd.DataFrame, x: str, y: str | None) -> byt
     val = np.full((len(ys), len(xs)), np.nan)
     for _, r in grid.iterrows():
         val[ys.index(r["y"]), xs.index(r["x"])] = r["device_share"]
-    cmap = colormaps["viridis"].copy()
-    cmap.set_bad("#dddddd")
+    cmap = colormaps["viridis"].with_extremes(bad="#dddddd")
     im = ax.imshow(np.ma.masked_invalid(val), cmap=cmap, vmin=0, vmax=1, aspect="auto")
     for _, r in grid.iterrows():
         i, j = ys.index(r["y"]), xs.index(r["x"])
@@ -296,7 +295,7 @@ def plot_front(sd: SweepDir, front: pd.DataFrame) -> bytes:
     ax.scatter(t.loc[feas, "latency_s"] * 1e3, t.loc[feas, "energy_j"] * 1e3, s=6, c="#9ecae1",
                label="design points (QoS met)")
     f = front.sort_values("latency_s")
-    ax.plot(f["latency_s"] * 1e3, f["energy_j"] * 1e3, "o-", ms=4, c="tab:red", lw=1,
+    ax.plot(f["latency_s"] * 1e3, f["energy_j"] * 1e3, "o", ms=5, c="tab:red",
             label="Pareto front (latency, energy, accuracy; QoS met)")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -322,6 +321,14 @@ def _ms(v) -> str:
     return "" if pd.isna(v) else f"{v * 1e3:.4g}"
 
 
+def _values_summary(sd: SweepDir, axis: str) -> str:
+    vals = _axis_order(sd, axis)
+    if len(vals) > MAX_CELLS and pd.api.types.is_numeric_dtype(sd.summary[axis]):
+        return f"{min(vals):.4g} to {max(vals):.4g} ({len(vals)} values)"
+    return ", ".join(map(str, vals[:MAX_CELLS])) + (f" … ({len(vals)} values)" if len(vals) > MAX_CELLS else
+                                                     f" ({len(vals)} values)")
+
+
 def render_sweep_report(path: str | Path, x: str | None = None, y: str | None = None,
                         fix: list[str] | None = None, title: str | None = None) -> str:
     """The HTML text of a sweep folder's report (see the module doc). ``x``/``y``: the
@@ -334,8 +341,8 @@ def render_sweep_report(path: str | Path, x: str | None = None, y: str | None = 
         raise UserError("an axis of the heatmap cannot also be fixed", source="report", field="--fix")
     m, s = sd.meta, sd.summary
     title = title or f"splitimpera sweep: {sd.name}"
-    axes_desc = "".join(f"<li><code>{html.escape(a)}</code>: {html.escape(', '.join(map(str, _axis_order(sd, a)[:12])))}"
-                        f"{' …' if s[a].nunique() > 12 else ''} ({s[a].nunique()} values)</li>" for a in sd.axes)
+    axes_desc = "".join(f"<li><code>{html.escape(a)}</code>: {html.escape(_values_summary(sd, a))}</li>"
+                        for a in sd.axes)
     counts = {k: int((s["status"] == k).sum()) for k in ("ok", "invalid", "error")}
     parts = [f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
              f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
