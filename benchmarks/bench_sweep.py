@@ -98,7 +98,7 @@ def main() -> int:
     print(f"--workers 0: {dt:6.1f} s  {rates[0]:7.1f} points/s")
     for w in (1, 2):
         t0 = time.perf_counter()
-        with LocalCluster(n_workers=w, threads_per_worker=1, processes=True, dashboard_address=None,
+        with LocalCluster(n_workers=w, threads_per_worker=1, processes=True, dashboard_address=":0",
                           silence_logs=40) as cluster, Client(cluster) as client:
             start = time.perf_counter() - t0
             timed_sweep(sp, client)  # warm-up: workers import the package, fill their transport tables

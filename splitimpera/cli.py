@@ -171,6 +171,9 @@ def _cmd_sweep(args) -> int:
     workers = args.workers if args.workers is not None else os.cpu_count() or 1
     sw = load_sweep(args.sweep)
     out = args.output or sw.base_scenario.output.dir
+    if not args.verbose:  # Dask sets its loggers to INFO: its scheduler's and nannies' lines are noise here
+        for handler in logging.getLogger().handlers:
+            handler.setLevel(logging.WARNING)
     client = None
     if args.scheduler:
         from distributed import Client

@@ -658,7 +658,7 @@ def sweep(spec: str | Path | dict | SweepSpec | Sweep, client=None, *, workers: 
         elif workers > 0:
             from distributed import Client, LocalCluster
 
-            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                               silence_logs=logging.ERROR) as cluster, Client(cluster) as cl:
                 _run_dask(cl, sw, prepared, finished, chunk_size)
         else:
