@@ -61,7 +61,7 @@ from . import cache
 from ._version import __version__
 from .atomic import atomic_write, check_writable_dir
 from .config.hardware import DeviceProfile, NetworkProfile, _Strict, format_validation_error, read_yaml
-from .config.scenario import _NAME_RE, Scenario, _bundled_scenario, scenario_from_dict
+from .config.scenario import FolderName, Scenario, _bundled_scenario, scenario_from_dict
 from .errors import UserError, first_line
 from .pipeline import Prepared, evaluate, prepare
 from .qos import what_would_change
@@ -131,7 +131,7 @@ class RandomBlock(_Strict):
 class SweepSpec(_Strict):
     """A sweep file, validated (see the module doc)."""
 
-    name: str
+    name: FolderName
     seed: int = Field(0, ge=0, description="seeds the random block (numpy Generator)")
     description: str = ""
     base: str | dict = Field(description="scenario file (relative to the sweep file), bundled name, or mapping")
@@ -139,13 +139,6 @@ class SweepSpec(_Strict):
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="axes crossed with each other")
     zip: dict[str, list[Any]] = Field(default_factory=dict, description="axes paired by position")
     random: RandomBlock | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v):
-        if not _NAME_RE.match(v):
-            raise ValueError("use letters, digits, '.', '_' and '-' only (it names the output folder)")
-        return v
 
     @field_validator("grid")
     @classmethod
