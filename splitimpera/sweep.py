@@ -290,13 +290,15 @@ def load_sweep(spec: str | Path | dict | SweepSpec, source: str | None = None, b
         base_sc = base.scenario({})
     except UserError as e:
         raise UserError(f"the base scenario with set is invalid: {e.line()}", source=source, field="base") from None
-    values = sp.points()
     fp = cache.key("sweep", __version__, base_sc.resolved())
-    keys = [cache.key(fp, _canonical(v)) for v in values]
-    dup = len(set(keys)) < len(keys)
-    if dup:
-        raise UserError("two points have the same values (repeated values in a list?)", source=source)
-    return Sweep(sp, source, base, base_sc, values, keys)
+    drawn = sp.points()
+    points: dict[str, dict] = {}
+    for v in drawn:
+        points.setdefault(cache.key(fp, _canonical(v)), v)  # equal points run once, where first drawn
+    if len(points) < len(drawn):
+        log.warning("%s: %d point(s) repeat an earlier one (a value listed twice, or a random draw "
+                    "that came up again); each runs once", source, len(drawn) - len(points))
+    return Sweep(sp, source, base, base_sc, list(points.values()), list(points))
 
 
 def _canonical(v: dict) -> str:
@@ -695,6 +697,9 @@ def _run_dask(client, sw: Sweep, prepared: dict[str, tuple[Scenario, list]], fin
     for key, (rep, pts) in prepared.items():
         prep = client.submit(_prepare_task, rep, key=f"prepare-{cache.key(key)}", pure=False)
         futures += [client.submit(_evaluate_chunk, prep, base, c, pure=False) for c in _chunks(pts, size)]
-    for fut in as_completed(futures):
-        finished(fut.result())
-        fut.release()
+    try:
+        for fut in as_completed(futures):
+            finished(fut.result())
+            fut.release()
+    finally:  # an error (or Ctrl-C) here must not leave this sweep's tasks running on the cluster
+        client.cancel(futures)

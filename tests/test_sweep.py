@@ -70,6 +70,8 @@ def test_points_are_the_product_of_grid_zip_and_seeded_random_samples(tmp_path):
     assert load_sweep(spec).values == sw.values  # seeded
     assert load_sweep({**spec, "seed": 8}).values != sw.values
     assert len(set(sw.keys)) == len(sw.keys)
+    # A value listed twice (or a random draw that comes up again) is one point.
+    assert len(load_sweep({**spec, "grid": {"workload.num_devices": [1, 2, 1]}, "random": None}).values) == 2 * 2
     # The key names the resolved base: another base gives other keys (an earlier run's rows are stale).
     other = load_sweep({**spec, "set": {"qos.max_latency_ms": 70}, "random": {"samples": 5, "axes": {
         k: v for k, v in spec["random"]["axes"].items() if k != "qos.max_latency_ms"}}})
