@@ -34,6 +34,7 @@ from .latency.simulation import SimResult  # noqa: E402
 from .latency.transport import transfer_latency_s  # noqa: E402
 from .results import DesignPoint, Result  # noqa: E402
 from .pipeline import Prepared, evaluate, prepare, run, simulate  # noqa: E402
+from .sweep import SweepResult, sweep  # noqa: E402
 
 __all__ = [
     "UserError", "DeviceProfile", "NetworkProfile", "get_device", "get_network", "list_devices", "list_networks",
@@ -41,5 +42,5 @@ __all__ = [
     "split_model", "profile_model", "profile_nodes", "Bottleneck", "get_bottleneck", "list_bottlenecks",
     "register_bottleneck", "layer_maps", "CUIResult", "cui", "AccuracyTable", "fit_predictor", "measure_accuracy",
     "DesignPoints", "analyze", "SimResult", "DesignPoint", "Result", "Prepared", "evaluate", "prepare", "run",
-    "simulate", "transfer_latency_s",
+    "simulate", "transfer_latency_s", "SweepResult", "sweep",
 ]

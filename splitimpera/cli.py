@@ -11,7 +11,7 @@ import logging
 import sys
 import warnings
 
-from .errors import UserError
+from .errors import UserError, first_line
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
 
@@ -54,6 +54,14 @@ def _cmd_report(args) -> int:
     from .report.html import write_report
 
     check_writable_file(args.output, field="-o")
+    from .report.sweep import is_sweep_dir, write_sweep_report
+
+    if any(is_sweep_dir(d) for d in args.dirs):
+        if len(args.dirs) > 1:
+            raise UserError("a sweep folder is reported on its own", source="report", field="DIR")
+        out = write_sweep_report(args.dirs[0], args.output, x=args.x, y=args.y, fix=args.fix, title=args.title)
+        print(f"wrote {out}")
+        return EXIT_OK
     if args.png:
         out = Path(args.output)
         check_writable_dir(out.parent / f"{out.stem}_figures", field="--png")
@@ -148,6 +156,41 @@ def _cmd_calibrate(args) -> int:
     print(f"\nwrote {path} ({cal.seconds:.0f} s); use it from profiles/devices/ or a folder named in "
           "$SPLITIMPERA_PROFILES (as <folder>/devices/" + path.name + ")")
     return EXIT_OK
+
+
+def _cmd_sweep(args) -> int:
+    import os
+
+    from .report.sweep import render_sweep
+    from .sweep import load_sweep, sweep
+
+    if args.workers is not None and args.workers < 0:
+        raise UserError("must be 0 (in this process) or more", source="sweep", field="--workers")
+    if args.chunk is not None and args.chunk < 1:
+        raise UserError("must be 1 or more", source="sweep", field="--chunk")
+    workers = args.workers if args.workers is not None else os.cpu_count() or 1
+    sw = load_sweep(args.sweep)
+    out = args.output or sw.base_scenario.output.dir
+    if not args.verbose:  # Dask sets its loggers to INFO: its scheduler's and nannies' lines are noise here
+        for handler in logging.getLogger().handlers:
+            handler.setLevel(logging.WARNING)
+    client = None
+    if args.scheduler:
+        from distributed import Client
+
+        try:
+            client = Client(args.scheduler, timeout="20s")
+        except (OSError, TimeoutError, ValueError) as e:
+            raise UserError(f"cannot reach the Dask scheduler: {first_line(e)}", source="sweep",
+                            field="--scheduler") from None
+    try:
+        res = sweep(sw, client, workers=workers,
+                    out_dir=out, progress=not args.quiet, chunk_size=args.chunk)
+    finally:
+        if client is not None:
+            client.close()
+    print(render_sweep(res))
+    return EXIT_OK if not (res.summary["status"] == "error").any() else EXIT_INTERNAL
 
 
 def _cmd_bottlenecks(args) -> int:
@@ -366,12 +409,18 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write one self-contained HTML report (plots embedded, opens offline) over "
                                    "one or more result folders written by `simulate -o` (and `analyze -o`). "
                                    "A DIR holding result folders (the DIR given to `simulate -o`) stands for "
-                                   "all of them, sorted by name.")
+                                   "all of them, sorted by name. A sweep folder (`sweep -o`) gets a sweep report: "
+                                   "the recommended split as a heatmap over two axes, where the cut moves, the "
+                                   "Pareto front across the sweep and the points where nothing meets the QoS.")
     s.add_argument("dirs", nargs="+", metavar="DIR",
                    help="result folder(s), e.g. results/demo, or a folder of them, e.g. results")
     s.add_argument("-o", "--output", metavar="FILE", default="report.html", help="HTML file (default report.html)")
     s.add_argument("--title", default=None)
     s.add_argument("--png", action="store_true", help="also write the plots as PNG files beside the report")
+    s.add_argument("--x", metavar="AXIS", help="sweep folder: the heatmap's x axis (default: the first that varies)")
+    s.add_argument("--y", metavar="AXIS", help="sweep folder: the heatmap's y axis (default: the next that varies)")
+    s.add_argument("--fix", action="append", metavar="AXIS=VALUE", default=[],
+                   help="sweep folder: hold another axis at a value (default: marginalised); repeatable")
     s.set_defaults(func=_cmd_report)
 
     s = sub.add_parser("analyze", help="I-SPLIT importance (CUI curve, nominations) and accuracy × bytes under "
@@ -390,6 +439,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a scenario field, e.g. analysis.cui.classes=[3,5,8]")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_analyze)
+
+    s = sub.add_parser("sweep", help="run a parameter sweep (sweep.yaml) in-process or on Dask",
+                       description="Run every point of a sweep file (a base scenario and grid, zip and random axes "
+                                   "over dotted keys) and write DIR/<name>/points.parquet (one row per point and "
+                                   "design point) and summary.parquet/.csv (one row per point), as points finish: "
+                                   "rerunning resumes. The heavy stages run once per model, data and bottleneck.")
+    s.add_argument("sweep", metavar="SWEEP", help="sweep YAML file, e.g. scenarios/sweeps/demo_grid.yaml")
+    s.add_argument("-o", "--output", metavar="DIR", help="results folder (default: the base scenario's output.dir)")
+    s.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="local Dask worker processes (default: one per core; 0: in this process, no Dask)")
+    s.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run on an existing Dask cluster")
+    s.add_argument("--chunk", type=int, default=None, metavar="N", help="points per task (default: automatic)")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_sweep)
 
     s = sub.add_parser("bottlenecks", help="list the bottlenecks a scenario can put on the sent tensor",
                        description="List the registered bottlenecks (bottleneck.name, bottleneck.measure).")

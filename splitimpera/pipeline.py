@@ -7,15 +7,17 @@ of every design point); ``evaluate`` runs the latency engine and the QoS ranking
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from .accuracy.stage import DesignPoints, analyze, design_points, full_model_accuracy
 from .config.scenario import Scenario
 from .data import load_data
 from .errors import UserError
-from .latency.engine import TABLE_COLUMNS, latency_table, uplink_utilisation
+from .latency.compute import compute_time_s
+from .latency.engine import TABLE_COLUMNS, latency_table, point_frame, uplink_utilisation
 from .latency.simulation import SimResult
 from .model.cost import profile_model
 from .model.loading import load_traced
@@ -38,6 +40,9 @@ class Prepared:
     full_accuracy: float | None
     importance: object | None  # CUIResult with analysis.splits "nominated"
     points: DesignPoints
+    # evaluate()'s work that depends on the splits ranked alone, kept per selection: a sweep
+    # or the dashboard evaluates many scenarios on one Prepared.
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def splits(self) -> list[str]:
@@ -76,32 +81,51 @@ def prepare(scenario: Scenario) -> Prepared:
     return Prepared(traced=tm, profile=prof, full_accuracy=full_acc, importance=importance, points=points)
 
 
+def _selection(prep: Prepared, names: list[str]) -> tuple[DesignPoints, pd.DataFrame, dict]:
+    """The design points at ``names``, their engine frame, and the table columns that depend
+    on the model alone (kept in ``prep.memo``)."""
+    key = ("selection", tuple(names))
+    if key not in prep.memo:
+        prof = prep.profile
+        points = prep.points.select(names)
+        splits = points.table.index.get_level_values("split")
+        rows = prof.loc[splits]
+        cols = {c: rows[c].to_numpy() for c in ("index", "op", "shape", "head_flops", "tail_flops", "head_params",
+                                                "tail_params")}
+        # At batch 1 the head must hold its weights and its peak of live activations.
+        cols["head_mem_bytes"] = (rows["head_state_bytes"] + rows["head_peak_act_bytes"]).to_numpy()
+        cols["accuracy"] = points.table["accuracy"].to_numpy()
+        cols["accuracy_source"] = points.table["accuracy_source"].to_numpy()
+        if prep.importance is not None:
+            cols["log10_cui"] = prep.importance.curve["log10_cui"].reindex(splits).to_numpy()
+        prep.memo[key] = (points, point_frame(prof, points.table), cols)
+    return prep.memo[key]
+
+
 def evaluate(scenario: Scenario, prep: Prepared) -> Result:
     """Latency (by ``analysis.engine``) and the joint QoS ranking of ``prep``'s design points.
 
     ``scenario`` must share ``prep``'s model, data, analysis and bottleneck settings;
     everything else (device, server, network, workload, QoS) may differ.
     """
-    prof = prep.profile
-    points = prep.points.select(_select(scenario, prep.splits, scenario.analysis.splits))
-    sim, lat = latency_table(scenario, prof, points.table)
-    splits = points.table.index.get_level_values("split")
-    table = pd.DataFrame(index=points.table.index)
-    for col in ("index", "op", "shape", "head_flops", "tail_flops", "head_params", "tail_params"):
-        table[col] = prof.loc[splits, col].to_numpy()
-    # At batch 1 the head must hold its weights and its peak of live activations.
-    table["head_mem_bytes"] = (prof["head_state_bytes"] + prof["head_peak_act_bytes"]).loc[splits].to_numpy()
-    table = table.join(lat)
-    table["accuracy"] = points.table["accuracy"]
-    table["accuracy_source"] = points.table["accuracy_source"]
-    table["uplink_utilisation"] = uplink_utilisation(table["bytes_sent"], scenario)
-    table = table[TABLE_COLUMNS]
-    if prep.importance is not None:
-        table["log10_cui"] = prep.importance.curve["log10_cui"].reindex(splits).to_numpy()
+    names = _select(scenario, prep.splits, scenario.analysis.splits)
+    points, frame, cols = _selection(prep, names)
+
+    def compute_s(rows: pd.DataFrame, side: str, device) -> np.ndarray:  # kept per device: sweeps repeat them
+        key = ("compute", tuple(names), side, device.model_dump_json())
+        if key not in prep.memo:
+            prep.memo[key] = compute_time_s(rows, side, device).to_numpy()
+        return prep.memo[key]
+
+    sim, lat = latency_table(scenario, prep.profile, points.table, frame=frame, compute_s=compute_s)
+    cols = {**cols, **{c: lat[c].to_numpy() for c in lat.columns}}
+    cols["uplink_utilisation"] = uplink_utilisation(cols["bytes_sent"], scenario)
+    extra = ["log10_cui"] if "log10_cui" in cols else []
+    table = pd.DataFrame({c: cols[c] for c in TABLE_COLUMNS + extra}, index=points.table.index)
     # QoS: the latency limit applies to qos.latency_statistic (mean, p50, p95, p99).
     table = rank(table, scenario.qos, scenario.device)
     full = points.full_accuracy if points.full_accuracy is not None else prep.full_accuracy
-    return Result(scenario=scenario, table=table, profile=prof, input_shape=prep.traced.input_shape,
+    return Result(scenario=scenario, table=table, profile=prep.profile, input_shape=prep.traced.input_shape,
                   full_accuracy=full, importance=prep.importance, sim=sim,
                   meta={"accuracy": points.info} if points.info else {})
 
@@ -118,7 +142,6 @@ def run(scenario: Scenario) -> Result:
 def simulate(scenario: Scenario, splits: list[str] | None = None) -> SimResult:
     """The discrete-event simulation of the scenario's design points (``splits``: only those),
     whatever ``analysis.engine`` says; see :class:`~splitimpera.latency.simulation.SimResult`."""
-    from .latency.engine import point_frame
     from .latency.simulation import simulate as simulate_frame
 
     prep = prepare(scenario)

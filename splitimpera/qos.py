@@ -101,40 +101,58 @@ def rank(table: pd.DataFrame, qos, device=None) -> pd.DataFrame:
     """``table`` plus ``feasible``, ``pareto`` (on the accuracy/latency/energy front), ``reason``,
     ``rank`` (1 = recommended; NA when infeasible),
     ``margin_<constraint>_…`` columns, and ``violation`` (worst relative overshoot, 0 if feasible)."""
-    out = table.copy()
+    # On arrays, one frame built at the end: this runs once per sweep point (a few ms matter).
+    n = len(table)
+    new: dict[str, np.ndarray] = {}
+
+    def column(name: str) -> np.ndarray:
+        return new[name] if name in new else table[name].to_numpy(dtype=float, na_value=np.nan)
+
     # The latency the limit applies to; a missing percentile (analytic engine: one request,
     # no spread) falls back to the mean.
     lat_col = LATENCY_COLUMN[qos.latency_statistic]
-    out["latency_qos_s"] = (out[lat_col] if lat_col in out.columns else out["latency_s"]).fillna(out["latency_s"])
-    if "deadline_miss_ratio" in out.columns and qos.max_latency_s is not None:
+    lat = column("latency_s")
+    q = column(lat_col) if lat_col in table.columns else lat
+    new["latency_qos_s"] = np.where(np.isnan(q), lat, q)
+    if "deadline_miss_ratio" in table.columns and qos.max_latency_s is not None:
         # Analytic engine: every request takes the same time, so it misses or it does not.
-        out["deadline_miss_ratio"] = out["deadline_miss_ratio"].fillna(
-            (out["latency_s"] > qos.max_latency_s).astype(float))
-    cs = constraints(qos, device)
-    feasible = pd.Series(True, index=out.index)
-    reasons: list[list[str]] = [[] for _ in range(len(out))]  # by position: index labels may be tuples
-    violation = pd.Series(0.0, index=out.index)
-    for c in cs:
-        vals = out[c.column].astype(float)
-        ok = c.ok(vals) & vals.notna()
+        d = column("deadline_miss_ratio")
+        new["deadline_miss_ratio"] = np.where(np.isnan(d), (lat > qos.max_latency_s).astype(float), d)
+    feasible = np.ones(n, dtype=bool)
+    reasons: list[list[str]] = [[] for _ in range(n)]  # by position: index labels may be tuples
+    violation = np.zeros(n)
+    margins = {}
+    for c in constraints(qos, device):
+        vals = column(c.column)
+        known = ~np.isnan(vals)
+        with np.errstate(invalid="ignore"):
+            ok = (vals <= c.limit if c.upper else vals >= c.limit) & known
         feasible &= ok
-        for i in np.flatnonzero(~ok.to_numpy()):
-            reasons[i].append(c.reason(vals.iloc[i]))
+        for i in np.flatnonzero(~ok):
+            reasons[i].append(c.reason(vals[i]))
         # Relative overshoot (absolute when the limit is 0, e.g. "no deadline misses");
         # a missing value is as far as can be.
-        over = (-c.margin(vals)).clip(lower=0)
-        rel = (over / abs(c.limit) if c.limit != 0 else over).where(vals.notna(), np.inf)
-        violation = np.maximum(violation, rel)
-        out[f"margin_{c.column}"] = c.margin(vals)
-    out["feasible"] = feasible
-    out["pareto"] = pareto_front(out)
-    out["reason"] = pd.Series(["; ".join(r) for r in reasons], index=out.index, dtype=object)
-    out["violation"] = violation
-    out["score"] = objective_score(out, qos)
-    order = out[feasible].sort_values(["score", "latency_s", "bytes_sent", "index"], kind="stable").index
-    out["rank"] = pd.Series(pd.NA, index=out.index, dtype="Int64")
-    out.loc[order, "rank"] = np.arange(1, len(order) + 1)
-    return out
+        margin = (c.limit - vals) if c.upper else (vals - c.limit)
+        over = np.clip(-margin, 0, None)
+        rel = np.where(known, over / abs(c.limit) if c.limit != 0 else over, np.inf)
+        violation = np.fmax(violation, rel)
+        margins[f"margin_{c.column}"] = margin
+    pareto = pareto_front(table).to_numpy()
+    score = objective_score(table, qos).to_numpy(dtype=float)
+    # Feasible points by score, ties by mean latency, bytes sent, topological position (stable).
+    feas = np.flatnonzero(feasible)
+    keys = [column(k)[feas] for k in ("index", "bytes_sent", "latency_s")] + [score[feas]]
+    order = feas[np.lexsort(keys)]
+    ranks = pd.array([pd.NA] * n, dtype="Int64")
+    ranks[order] = np.arange(1, len(order) + 1)
+    base = table
+    if "deadline_miss_ratio" in new:  # replaced where it stands
+        base = base.assign(deadline_miss_ratio=new.pop("deadline_miss_ratio"))
+    extra = pd.DataFrame({**new, **margins, "feasible": feasible, "pareto": pareto,
+                          "reason": pd.Series(["; ".join(r) for r in reasons], index=table.index, dtype=object),
+                          "violation": violation, "score": score, "rank": ranks}, index=table.index)
+    base = base.drop(columns=[c for c in extra.columns if c in base.columns])  # a table ranked before
+    return pd.concat([base, extra], axis=1)
 
 
 PARETO_OBJECTIVES = {"latency_s": "min", "accuracy": "max", "energy_j": "min"}
@@ -171,9 +189,9 @@ def pareto_front(table: pd.DataFrame, objectives: dict[str, str] | None = None) 
     if not cols or table.empty:
         return pd.Series(True, index=table.index, name="pareto")
     # Turn every objective into "smaller is better".
-    v = np.column_stack([
-        (table[c].astype(float) if objectives[c] == "min" else -table[c].astype(float)).fillna(np.inf).to_numpy()
-        for c in cols])
+    v = np.column_stack([table[c].to_numpy(dtype=float, na_value=np.nan) * (1.0 if objectives[c] == "min" else -1.0)
+                         for c in cols])
+    v[np.isnan(v)] = np.inf
     le = (v[:, None, :] <= v[None, :, :]).all(axis=2)   # le[j, i]: j at least as good as i everywhere
     lt = (v[:, None, :] < v[None, :, :]).any(axis=2)    # lt[j, i]: j strictly better somewhere
     dominated = (le & lt).any(axis=0)

@@ -12,10 +12,10 @@ import copy
 import logging
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ..errors import UserError
 from .checks import run_checks
@@ -42,6 +42,16 @@ def parse_shape_text(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in text.lower().replace("×", "x").split("x"))
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _folder_name(v: str) -> str:
+    if not _NAME_RE.match(v):
+        raise ValueError("use letters, digits, '.', '_' and '-' only (it names the output folder)")
+    return v
+
+
+# A name that becomes an output folder's name (a scenario's, a sweep's).
+FolderName = Annotated[str, AfterValidator(_folder_name)]
 
 
 class ModelSpec(_Strict):
@@ -237,7 +247,7 @@ class OutputSpec(_Strict):
 
 
 class Scenario(_Strict):
-    name: str
+    name: FolderName
     seed: int = Field(0, ge=0)
     description: str = ""
     model: ModelSpec
@@ -252,13 +262,6 @@ class Scenario(_Strict):
     output: OutputSpec = OutputSpec()
 
     _source: str = PrivateAttr(default="<scenario>")
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v):
-        if not _NAME_RE.match(v):
-            raise ValueError("use letters, digits, '.', '_' and '-' only (it names the output folder)")
-        return v
 
     @property
     def source(self) -> str:

@@ -39,11 +39,13 @@ def split_names(frame: pd.DataFrame) -> np.ndarray:
     return np.asarray(idx.get_level_values("split") if "split" in (idx.names or []) else idx)
 
 
-def analytic_latency(profile: pd.DataFrame, scenario) -> pd.DataFrame:
+def analytic_latency(profile: pd.DataFrame, scenario, compute_s=compute_time_s) -> pd.DataFrame:
     """Latency breakdown per row of ``profile`` (seconds and joules), index kept.
 
     ``profile`` is a per-split profile (the plain fp32 tensor is sent) or a per-design-point
     frame (:func:`~splitimpera.latency.engine.point_frame`); ``tx_bytes`` is what is sent.
+    ``compute_s(profile, side, device)``: seconds per row, :func:`compute_time_s` unless the
+    caller keeps them per device.
     """
     dev, srv, net, wl = scenario.device, scenario.server, scenario.network, scenario.workload
     stations = wl.num_devices
@@ -53,8 +55,8 @@ def analytic_latency(profile: pd.DataFrame, scenario) -> pd.DataFrame:
         sent = np.where(is_output, 0.0, sent)
     up = request_transfers(net, sent, "up", stations, 1.0 / wl.rate_hz)
 
-    device_s = compute_time_s(profile, "head", dev).to_numpy()
-    server_s = compute_time_s(profile, "tail", srv).to_numpy()
+    device_s = np.asarray(compute_s(profile, "head", dev), dtype=float)
+    server_s = np.asarray(compute_s(profile, "tail", srv), dtype=float)
     if wl.result_at == "device":
         back = np.where(is_output, 0.0, float(PREDICTION_BYTES))
         down = link_transfers(net, back, "down", stations, "idle")  # the request's connection, open

@@ -13,6 +13,7 @@ import pandas as pd
 from ..accuracy.stage import EXTRA_COLUMNS, POINT_LEVELS
 from ..config.scenario import Scenario
 from .analytic import analytic_latency
+from .compute import compute_time_s
 from .link import contention_share, wire_bytes
 from .simulation import SimResult, simulate, split_table
 
@@ -67,19 +68,21 @@ def uplink_utilisation(bytes_sent, scenario: Scenario) -> np.ndarray:
 
 
 def latency_table(scenario: Scenario, profile: pd.DataFrame, points: pd.DataFrame | None = None,
+                  frame: pd.DataFrame | None = None, compute_s=compute_time_s,
                   ) -> tuple[SimResult | None, pd.DataFrame]:
     """Latency columns of :data:`TABLE_COLUMNS` for every design point of ``points`` (default:
-    every split with the plain fp32 tensor) by the scenario's engine.
+    every split with the plain fp32 tensor) by the scenario's engine. ``frame``: their
+    :func:`point_frame`, when the caller has it already; ``compute_s``: the analytic engine's
+    compute times (see :func:`~splitimpera.latency.analytic.analytic_latency`).
 
     Returns ``(SimResult or None, table indexed like points)``.
     """
-    frame = point_frame(profile, points)
+    frame = point_frame(profile, points) if frame is None else frame
     if scenario.analysis.engine == "simpy":
         sim = simulate(scenario, frame)
         return sim, split_table(sim)
-    lat = analytic_latency(frame, scenario)
-    lat["device_wait_s"] = 0.0  # one request alone: nothing queues
-    lat["server_wait_s"] = 0.0
-    for col in SIM_ONLY_COLUMNS:
-        lat[col] = np.nan
-    return None, lat
+    lat = analytic_latency(frame, scenario, compute_s)
+    n = len(lat)
+    # One request alone: nothing queues, and there is no spread to take percentiles of.
+    extra = {"device_wait_s": np.zeros(n), "server_wait_s": np.zeros(n), **{c: np.full(n, np.nan) for c in SIM_ONLY_COLUMNS}}
+    return None, pd.concat([lat, pd.DataFrame(extra, index=lat.index)], axis=1)

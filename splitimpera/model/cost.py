@@ -291,8 +291,17 @@ def profile_model(model: nn.Module | TracedModel, input_shape=None, *, use_cache
     df = pd.DataFrame(rows).set_index("split")
     df.attrs["flop_convention"] = "fvcore: 1 FLOP = 1 multiply-add"
     df.attrs["input_shape"] = list(tm.input_shape)
-    df.attrs["nodes"] = {c: nodes[c].tolist() for c in ROOFLINE_COLUMNS}
+    df.attrs["nodes"] = NodeLists({c: nodes[c].tolist() for c in ROOFLINE_COLUMNS})
     return df
+
+
+class NodeLists(dict):
+    """``attrs["nodes"]``: column name → list, never modified. pandas deep-copies ``attrs`` on
+    nearly every operation of a frame that carries them (milliseconds per evaluate for a few
+    hundred nodes); a deep copy of this one is itself."""
+
+    def __deepcopy__(self, memo):
+        return self
 
 
 def extra_columns(side: str) -> list[str]:
