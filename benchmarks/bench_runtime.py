@@ -83,7 +83,7 @@ def fidelity(quick: bool, out: Path) -> pd.DataFrame:
         for rate in (rates[:1] if quick else rates) if shaped else [None]:
             for load in (None, 0.7):
                 t0 = time.perf_counter()
-                df = run_measure(scen, splits, rate, load, 30 if quick else 60, out / f"{model}_{rate}_{load}")
+                df = run_measure(scen, splits, rate, load, 30 if quick else 40, out / f"{model}_{rate}_{load}")
                 df = df.assign(model=model, load="idle" if load is None else f"rho {load}")
                 parts.append(df)
                 for _, r in df.iterrows():
