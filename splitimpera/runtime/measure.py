@@ -488,15 +488,21 @@ def measure(scenario_path: str | Path, points: list[tuple[str, str]] | None = No
     wl = sc.workload
     base = load_scenario(scenario_path, {**overrides, **net_over})
     n_req = base.workload.num_requests
-    rates = {}
-    for (split, bname) in points:
-        t = hot.loc[(split, bname)]
-        rates[(split, bname)] = wl.rate_hz
-        if server_load is not None:
-            tx_s = transfer_latency_s(base.network, t["payload_bytes"], connection="warm") if split != OUTPUT else 0.0
-            # Every device process is pinned to the one device core.
-            rates[(split, bname)] = _rate_for_load(server_load, t, sc, tx_s,
-                                                   devices_per_core=wl.num_devices if dev_core is not None else 1)
+
+    def rates_for(timed: pd.DataFrame) -> dict:
+        out = {}
+        for (split, bname) in points:
+            t = timed.loc[(split, bname)]
+            out[(split, bname)] = wl.rate_hz
+            if server_load is not None:
+                tx_s = (transfer_latency_s(base.network, t["payload_bytes"], connection="warm")
+                        if split != OUTPUT else 0.0)
+                # Every device process is pinned to the one device core.
+                out[(split, bname)] = _rate_for_load(server_load, t, sc, tx_s,
+                                                     devices_per_core=wl.num_devices if dev_core is not None else 1)
+        return out
+
+    rates = rates_for(hot)
     if cadence:
         # Time again at the workload's cadence: idle between requests as the real run is.
         gaps = {p: min(max(1.0 / rates[p] - hot.loc[p, "head_s"], 0.0), MAX_GAP_S) for p in points}
@@ -504,6 +510,8 @@ def measure(scenario_path: str | Path, points: list[tuple[str, str]] | None = No
             f"{max(gaps.values(), default=0) * 1e3:.0f} ms between runs)")
         timings = time_sides(sc, tm, points, device_core=dev_core, server_core=srv_core, threads=threads,
                              repeats=repeats, gap_s=gaps)
+        if server_load is not None:  # the load asked for, on the times the simulation will use
+            rates = rates_for(timings)
     else:
         timings = hot.copy()
     timings = timings.join(hot[["head_s", "tail_s"]].rename(columns=lambda c: c.replace("_s", "_hot_s")))
