@@ -15,7 +15,7 @@ from .accuracy.stage import DesignPoints, analyze, design_points, full_model_acc
 from .config.scenario import Scenario
 from .data import load_data
 from .errors import UserError
-from .latency.engine import TABLE_COLUMNS, latency_table, uplink_utilisation
+from .latency.engine import TABLE_COLUMNS, latency_table
 from .latency.simulation import SimResult
 from .model.cost import profile_model
 from .model.loading import load_traced
@@ -94,7 +94,6 @@ def evaluate(scenario: Scenario, prep: Prepared) -> Result:
     table = table.join(lat)
     table["accuracy"] = points.table["accuracy"]
     table["accuracy_source"] = points.table["accuracy_source"]
-    table["uplink_utilisation"] = uplink_utilisation(table["bytes_sent"], scenario)
     table = table[TABLE_COLUMNS]
     if prep.importance is not None:
         table["log10_cui"] = prep.importance.curve["log10_cui"].reindex(splits).to_numpy()

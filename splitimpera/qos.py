@@ -74,6 +74,31 @@ def human_bytes(n: float) -> str:
     return f"{int(n)} B"
 
 
+RESOURCES = ("device", "uplink", "server", "downlink")  # the ``overload`` column's names, in a request's order
+# Limits whose violation follows from an overload (unbounded latency): not restated in its reason.
+FOLLOW_OVERLOAD = ("latency_qos_s", "deadline_miss_ratio")
+
+
+def overloaded(table: pd.DataFrame) -> pd.Series:
+    """True where a resource is at or over its capacity (the latency stage's ``overload``)."""
+    if "overload" not in table.columns:
+        return pd.Series(False, index=table.index)
+    col = table["overload"]
+    return col.notna() & (col.astype(str).str.strip().str.len() > 0)
+
+
+def overload_reason(row: pd.Series) -> str:
+    """``"device overloaded (1.43× its capacity), latency unbounded"`` for the resources ``row``
+    overloads (several: ``"device, uplink overloaded (2.1×, 1.2× their capacity), …"``)."""
+    names = [r.strip() for r in str(row.get("overload") or "").split(",") if r.strip()]
+    times = ", ".join(_times(row.get(f"{r}_utilisation", np.nan)) for r in names)
+    return f"{', '.join(names)} overloaded ({times} {'its' if len(names) == 1 else 'their'} capacity), latency unbounded"
+
+
+def _times(rho: float) -> str:
+    return "≥ 1×" if pd.isna(rho) else f"{rho:.3g}×"
+
+
 def constraints(qos, device=None) -> list[Constraint]:
     cs = []
     if qos.max_latency_s is not None:
@@ -111,15 +136,18 @@ def rank(table: pd.DataFrame, qos, device=None) -> pd.DataFrame:
         out["deadline_miss_ratio"] = out["deadline_miss_ratio"].fillna(
             (out["latency_s"] > qos.max_latency_s).astype(float))
     cs = constraints(qos, device)
-    feasible = pd.Series(True, index=out.index)
-    reasons: list[list[str]] = [[] for _ in range(len(out))]  # by position: index labels may be tuples
-    violation = pd.Series(0.0, index=out.index)
+    # An overloaded resource (utilisation ≥ 1, from the latency stage) makes latency unbounded.
+    unstable = overloaded(out)
+    feasible = ~unstable
+    reasons: list[list[str]] = [[overload_reason(r)] if o else [] for (_, r), o in zip(out.iterrows(), unstable)]
+    violation = pd.Series(np.where(unstable, np.inf, 0.0), index=out.index)
     for c in cs:
         vals = out[c.column].astype(float)
         ok = c.ok(vals) & vals.notna()
         feasible &= ok
         for i in np.flatnonzero(~ok.to_numpy()):
-            reasons[i].append(c.reason(vals.iloc[i]))
+            if not (unstable.iloc[i] and c.column in FOLLOW_OVERLOAD):
+                reasons[i].append(c.reason(vals.iloc[i]))
         # Relative overshoot (absolute when the limit is 0, e.g. "no deadline misses");
         # a missing value is as far as can be.
         over = (-c.margin(vals)).clip(lower=0)
@@ -181,25 +209,65 @@ def pareto_front(table: pd.DataFrame, objectives: dict[str, str] | None = None) 
 
 
 def closest(table: pd.DataFrame, n: int = 3) -> pd.DataFrame:
-    """The ``n`` infeasible splits nearest to feasibility (smallest worst relative overshoot)."""
+    """The ``n`` infeasible splits nearest to feasibility (smallest worst relative overshoot;
+    among overloaded ones, the least loaded)."""
     bad = table[~table["feasible"]]
-    return bad.sort_values(["violation", "latency_s", "index"], kind="stable").head(n)
+    cols = [f"{r}_utilisation" for r in RESOURCES if f"{r}_utilisation" in bad.columns]
+    load = bad[cols].max(axis=1) if cols else pd.Series(0.0, index=bad.index)
+    order = pd.DataFrame({"v": bad["violation"], "l": load.where(overloaded(bad), 0.0), "t": bad["latency_s"],
+                          "i": bad["index"]}, index=bad.index)
+    return bad.loc[order.sort_values(["v", "l", "t", "i"], kind="stable").index].head(n)
 
 
-def what_would_change(table: pd.DataFrame, qos, network=None, n: int = 3) -> dict:
+def overload_tips(r: pd.Series, network=None, workload=None) -> list[str]:
+    """What would bring an overloaded point's every resource under its capacity: a lower
+    request rate, else the overloaded resource itself (faster, more workers, a faster link)."""
+    names = [x.strip() for x in str(r.get("overload") or "").split(",") if x.strip()]
+    rho = {x: float(r.get(f"{x}_utilisation", np.nan)) for x in names}
+    worst = max(rho.values(), default=np.nan)
+    tips, fixes = [], []
+    if workload is not None and np.isfinite(worst):
+        tips.append(f"a request rate below {workload.rate_hz / worst:.3g} Hz per device (now {workload.rate_hz:g})")
+    elif np.isfinite(worst):
+        tips.append(f"{worst:.3g}× less load (a lower request rate or fewer devices)")
+    for x, u in rho.items():
+        if not np.isfinite(u):
+            continue
+        if x == "device":
+            fixes.append(f"a device more than {u:.3g}× faster")
+        elif x == "server":
+            more = "" if workload is None else (f" (or more than {workload.server_workers * u:.3g} server workers, "
+                                                f"now {workload.server_workers})")
+            fixes.append(f"a server more than {u:.3g}× faster{more}")
+        elif network is not None:
+            now = network.uplink_mbps if x == "uplink" else network.downlink_mbps
+            fixes.append(f"{x} above {now * u:.3g} Mbit/s (now {now:.3g})")
+        else:
+            fixes.append(f"{x} more than {u:.3g}× faster")
+    if fixes:  # every overloaded resource must change, so they are needed together
+        tips.append(" and ".join(fixes))
+    return tips
+
+
+def what_would_change(table: pd.DataFrame, qos, network=None, n: int = 3, workload=None) -> dict:
     """For the ``n`` closest infeasible points (keyed by their index label), first-order changes
     that would make each feasible.
 
-    Latency: the uplink rate that would bring the transfer within the budget (``None`` when
-    even an infinitely fast link would not, because compute and RTT alone exceed it), the
-    device speed-up that would, and the limit that would accept the split as it is. Other
-    constraints: the amount to relax. Estimates hold the other terms fixed (no queueing change).
+    Overloaded points (a resource at or over capacity, latency unbounded): :func:`overload_tips`
+    (the request rate, given ``workload``, or the resource). Latency: the uplink rate that
+    would bring the transfer within the budget (``None`` when even an infinitely fast link
+    would not, because compute and RTT alone exceed it), the device speed-up that would, and
+    the limit that would accept the split as it is. Other constraints: the amount to relax.
+    Estimates hold the other terms fixed (no queueing change).
     """
     out: dict = {}
     for name, r in closest(table, n).iterrows():
         tips = []
         lat, lim = float(r.get("latency_qos_s", r["latency_s"])), qos.max_latency_s
-        if lim is not None and lat > lim:
+        is_over = bool(overloaded(r.to_frame().T).iloc[0])
+        if is_over:
+            tips += overload_tips(r, network, workload)
+        elif lim is not None and lat > lim:
             excess = lat - lim
             up = float(r["uplink_s"]) if r["bytes_sent"] > 0 else 0.0
             if network is not None and up > 0:
@@ -221,7 +289,7 @@ def what_would_change(table: pd.DataFrame, qos, network=None, n: int = 3) -> dic
                 tips.append(f"a {dev / (dev - excess):.3g}× faster device")
             tips.append(f"a latency limit of {lat * 1e3:.4g} ms")
         for c in constraints(qos):
-            if c.column in ("latency_s", "latency_qos_s"):
+            if c.column in ("latency_s", "latency_qos_s") or (is_over and c.column in FOLLOW_OVERLOAD):
                 continue  # handled above
             v = r.get(c.column)
             if v is not None and not pd.isna(v) and not (v <= c.limit if c.upper else v >= c.limit):

@@ -11,7 +11,9 @@ from .view import View, flops_text as _flops
 
 
 def _ms(v: float) -> str:
-    return "—" if v == 0 else f"{v * 1e3:.3g}" if v * 1e3 < 100 else f"{v * 1e3:.0f}"
+    if v == 0 or v == np.inf:  # nothing to wait for; or unbounded (an overloaded resource)
+        return "—" if v == 0 else "∞"
+    return f"{v * 1e3:.3g}" if v * 1e3 < 100 else f"{v * 1e3:.0f}"
 
 
 def _grid(header: list[str], rows: list[list[str]], align: str) -> str:
@@ -166,12 +168,15 @@ def render_result(result, top: int | None = None) -> str:
     lines.append("transport: " + describe_transport(sc.network))
     sim = getattr(result, "sim", None)
     stat = sc.qos.latency_statistic
+    n_over = int((t["overload"].fillna("") != "").sum()) if "overload" in t.columns else 0
+    overload = (f"; {n_over} overloaded design point{'s' if n_over > 1 else ''} (a resource at or over its "
+                "capacity: latency unbounded) not simulated" if n_over else "")
     if sim is not None:
         per_point = int(sim.summary["requests"].iloc[0]) if len(sim.summary) else 0
         trace = " following its rate trace" if sc.network.trace_csv else ""
         lines.append(f"engine simpy: {len(sim.requests):,} simulated requests ({per_point} per design point after "
                      f"warm-up; {wl.arrival} arrivals at {wl.rate_hz:g} Hz per device{trace}); "
-                     f"latency limit on the {stat}")
+                     f"latency limit on the {stat}{overload}")
     else:
         lines.append("engine analytic: one request, no queueing"
                      + ("" if stat == "mean" else f" (a {stat} limit is applied to that one latency)"))

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ..config.hardware import NetworkProfile
-from ..config.scenario import QoSSpec
-from ..qos import LATENCY_COLUMN, best_per_bottleneck, closest, human_bytes, what_would_change
+from ..config.scenario import QoSSpec, WorkloadSpec
+from ..qos import LATENCY_COLUMN, best_per_bottleneck, closest, human_bytes, overloaded, what_would_change
 
 # Latency stages of a request, in order, with their display names.
 STAGES = [("device_wait_s", "device wait"), ("device_compute_s", "device compute"), ("uplink_s", "uplink"),
@@ -53,7 +53,8 @@ class View:
 
     ``table`` is indexed by ``(split, bottleneck)`` with the ranking columns
     (:func:`~splitimpera.qos.rank`); ``simulated``: the latency columns are simulation means
-    (percentiles exist); ``network`` feeds what-would-change (None: no uplink advice).
+    (percentiles exist); ``network`` and ``workload`` feed what-would-change (None: no uplink
+    or request-rate advice).
     """
 
     table: pd.DataFrame
@@ -61,11 +62,12 @@ class View:
     network: NetworkProfile | None = None
     simulated: bool = False
     name: str = ""
+    workload: WorkloadSpec | None = None
 
     @classmethod
     def of(cls, result) -> "View":
         sc = result.scenario
-        return cls(result.table, sc.qos, sc.network, result.sim is not None, sc.name)
+        return cls(result.table, sc.qos, sc.network, result.sim is not None, sc.name, sc.workload)
 
     @classmethod
     def of_folder(cls, table: pd.DataFrame, scenario: dict, summary: dict) -> "View":
@@ -76,6 +78,10 @@ class View:
             net = NetworkProfile.model_validate(scenario["network"])
         except Exception:  # an older or hand-edited folder: no uplink advice
             net = None
+        try:
+            workload = WorkloadSpec.model_validate(scenario.get("workload") or {})
+        except Exception:  # likewise: no request-rate advice
+            workload = None
         t = table.copy()
         missing = [c for c in ("feasible", "latency_s", "bytes_sent", "index") if c not in t.columns]
         if missing:
@@ -93,7 +99,7 @@ class View:
             if col not in t.columns:
                 t[col] = np.nan
         simulated = summary.get("engine", "simpy") == "simpy" and "latency_p95_s" in t and t["latency_p95_s"].notna().any()
-        return cls(t, qos, net, bool(simulated), str(scenario.get("name", "")))
+        return cls(t, qos, net, bool(simulated), str(scenario.get("name", "")), workload)
 
     # -- the key -------------------------------------------------------------------------------
 
@@ -145,10 +151,18 @@ class View:
         t = self.table
         return pd.concat([t[t["feasible"]].sort_values("rank"), closest(t, n=len(t))])
 
+    @property
+    def unbounded(self) -> pd.Series:
+        """True for the overloaded points (a resource at or over its capacity): their latency is infinite."""
+        return overloaded(self.table)
+
     def stages(self) -> pd.DataFrame:
-        """Latency per stage (seconds) for every point, in :data:`STAGES` order (absent: 0)."""
-        return pd.DataFrame({label: self.table[col].fillna(0.0) if col in self.table.columns else 0.0
-                             for col, label in STAGES}, index=self.table.index)
+        """Latency per stage (seconds) for every point, in :data:`STAGES` order (absent: 0;
+        NaN for an :attr:`unbounded` point, which charts leave out and mark)."""
+        out = pd.DataFrame({label: self.table[col].fillna(0.0) if col in self.table.columns else 0.0
+                            for col, label in STAGES}, index=self.table.index)
+        out[self.unbounded.to_numpy()] = np.nan
+        return out
 
     def best_per_bottleneck(self) -> pd.DataFrame:
         return best_per_bottleneck(self.table)
@@ -160,6 +174,7 @@ class View:
         Columns: ``split``, ``bottleneck``, ``label`` (:meth:`label`), ``index`` (topological
         position of the split), ``latency_s``, ``latency_qos_s`` (the latency the limit applies
         to), one column per stage of :meth:`stages` (seconds, named by its display name),
+        ``unbounded`` (overloaded: the latency columns are NaN),
         ``energy_j``, ``accuracy`` (fraction; NaN when unknown), ``bytes_sent``, ``feasible``,
         ``pareto``, ``rank`` (NA when infeasible), ``status`` (``recommended``, ``feasible`` or
         ``infeasible``), ``verdict`` (``ok`` or the reason) and ``best`` (the point is its
@@ -177,6 +192,9 @@ class View:
             "latency_s": t["latency_s"].to_numpy(),
             "latency_qos_s": [self.constrained(r) for _, r in t.iterrows()],
         })
+        out["unbounded"] = self.unbounded.loc[t.index].to_numpy()
+        for col in ("latency_s", "latency_qos_s"):  # charts leave an unbounded latency out (and mark it)
+            out[col] = out[col].where(~out["unbounded"])
         for label in stages.columns:
             out[label] = stages[label].to_numpy(dtype=float)
         out["energy_j"] = t["energy_j"].to_numpy()
@@ -193,7 +211,7 @@ class View:
 
     def suggestions(self, n: int = 3) -> dict[str, list[str]]:
         """For the closest infeasible points (by label), what would have to change."""
-        tips = what_would_change(self.table, self.qos, self.network, n=n)
+        tips = what_would_change(self.table, self.qos, self.network, n=n, workload=self.workload)
         return {self.label(p): t for p, t in tips.items()}
 
     # -- the answer ------------------------------------------------------------------------------
@@ -204,7 +222,7 @@ class View:
         n_feas, n = int(t["feasible"].sum()), len(t)
         what = "design points" if self.multi else "splits"
         if rec is None:
-            tips = what_would_change(t, self.qos, self.network, n=3)
+            tips = what_would_change(t, self.qos, self.network, n=3, workload=self.workload)
             near = [(self.label(p), str(t.loc[p, "reason"]), tp) for p, tp in tips.items()]
             return Verdict(False, f"No {what[:-1]} meets the QoS ({n} evaluated).", [], near)
         r = t.loc[rec]
