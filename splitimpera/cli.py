@@ -33,7 +33,7 @@ def _cmd_simulate(args) -> int:
     sc = load_scenario(args.scenario, parse_overrides(args.set))
     if args.output is not None:  # before the work, not after it
         check_output_dir(args.output, sc, field="-o")
-    res = run(sc)
+    res = run(sc, progress=_sim_progress)
     print(render_result(res, top=args.top))
     if args.output is not None:
         folder = res.save(args.output)
@@ -45,6 +45,17 @@ def _cmd_simulate(args) -> int:
             files += ", report.html"
         print(f"\nwrote {folder}/ ({files})")
     return EXIT_OK if res.recommended is not None or not args.strict else 3
+
+
+def _sim_progress(size):
+    """Before a simulation: its size on stderr when it is long, and a progress bar on a terminal."""
+    if size.seconds >= 5:
+        print(f"simulating {size.text()}", file=sys.stderr, flush=True)
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=size.total, desc="simulating", unit="req", unit_scale=True, leave=False, file=sys.stderr)
 
 
 def _cmd_report(args) -> int:

@@ -76,15 +76,16 @@ def prepare(scenario: Scenario) -> Prepared:
     return Prepared(traced=tm, profile=prof, full_accuracy=full_acc, importance=importance, points=points)
 
 
-def evaluate(scenario: Scenario, prep: Prepared) -> Result:
+def evaluate(scenario: Scenario, prep: Prepared, progress=None) -> Result:
     """Latency (by ``analysis.engine``) and the joint QoS ranking of ``prep``'s design points.
 
     ``scenario`` must share ``prep``'s model, data, analysis and bottleneck settings;
-    everything else (device, server, network, workload, QoS) may differ.
+    everything else (device, server, network, workload, QoS) may differ. ``progress``: the
+    simulation's size and progress hook (:func:`~splitimpera.latency.simulation.simulate`).
     """
     prof = prep.profile
     points = prep.points.select(_select(scenario, prep.splits, scenario.analysis.splits))
-    sim, lat = latency_table(scenario, prof, points.table)
+    sim, lat = latency_table(scenario, prof, points.table, progress)
     splits = points.table.index.get_level_values("split")
     table = pd.DataFrame(index=points.table.index)
     for col in ("index", "op", "shape", "head_flops", "tail_flops", "head_params", "tail_params"):
@@ -105,13 +106,13 @@ def evaluate(scenario: Scenario, prep: Prepared) -> Result:
                   meta={"accuracy": points.info} if points.info else {})
 
 
-def run(scenario: Scenario) -> Result:
+def run(scenario: Scenario, progress=None) -> Result:
     """Run the pipeline on a validated scenario: ``evaluate(scenario, prepare(scenario))``.
 
     Every design point ``(split, bottleneck)`` is ranked; the latency model is
     ``analysis.engine`` (``simpy``: simulated; ``analytic``: the closed form).
     """
-    return evaluate(scenario, prepare(scenario))
+    return evaluate(scenario, prepare(scenario), progress)
 
 
 def simulate(scenario: Scenario, splits: list[str] | None = None) -> SimResult:

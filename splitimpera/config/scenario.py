@@ -110,6 +110,9 @@ class AnalysisSpec(_Strict):
         "simpy", description="latency model behind the ranking: the discrete-event simulation (queueing, "
                              "contention over time, jitter, traces) or the closed-form one-request model (fast)")
     cui: CUISpec = CUISpec()
+    max_simulated_requests: int = Field(
+        2_000_000, gt=0, description="the most requests the simpy engine simulates in one run (design points × "
+                                     "devices × requests; ~500 B and ~50 µs each); beyond it the run is refused")
 
     @field_validator("splits")
     @classmethod

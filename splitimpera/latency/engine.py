@@ -130,9 +130,10 @@ def unbounded(lat: pd.DataFrame, load: pd.DataFrame, scenario: Scenario) -> pd.D
 
 
 def latency_table(scenario: Scenario, profile: pd.DataFrame, points: pd.DataFrame | None = None,
-                  ) -> tuple[SimResult | None, pd.DataFrame]:
+                  progress=None) -> tuple[SimResult | None, pd.DataFrame]:
     """Latency columns of :data:`TABLE_COLUMNS` for every design point of ``points`` (default:
-    every split with the plain fp32 tensor) by the scenario's engine.
+    every split with the plain fp32 tensor) by the scenario's engine (``progress``: see
+    :func:`~splitimpera.latency.simulation.simulate`).
 
     Returns ``(SimResult or None, table indexed like points)``.
     """
@@ -142,7 +143,7 @@ def latency_table(scenario: Scenario, profile: pd.DataFrame, points: pd.DataFram
     simpy = scenario.analysis.engine == "simpy"
     # An overloaded point has no steady state: a finite run's mean would only say how long
     # the run was. It is not simulated; both engines report it the same way (:func:`unbounded`).
-    sim = simulate(scenario, frame[~over]) if simpy else None
+    sim = simulate(scenario, frame[~over], progress) if simpy else None
     if simpy and not over.any():
         return sim, split_table(sim).join(load)
     lat = analytic_latency(frame[over] if simpy else frame, scenario)
