@@ -18,7 +18,8 @@ import pandas as pd
 
 from .latency.transport import transfer_latency_s, uplink_mbps_for
 
-OBJECTIVE_COLUMN = {"latency": "latency_s", "energy": "energy_j", "bytes": "bytes_sent", "accuracy": "accuracy"}
+# "latency" is the latency the limit applies to (qos.latency_statistic; rank() sets the column).
+OBJECTIVE_COLUMN = {"latency": "latency_qos_s", "energy": "energy_j", "bytes": "bytes_sent", "accuracy": "accuracy"}
 LATENCY_COLUMN = {"mean": "latency_s", "p50": "latency_p50_s", "p95": "latency_p95_s", "p99": "latency_p99_s"}
 TIE_BREAKS = "ties broken by mean latency, then bytes sent, then the earlier cut, then bottleneck order"
 
@@ -170,18 +171,23 @@ PARETO_OBJECTIVES = {"latency_s": "min", "accuracy": "max", "energy_j": "min"}
 
 def objective_score(table: pd.DataFrame, qos) -> pd.Series:
     """Lower is better. ``weighted``: Σ weight × metric min-max scaled over the table's splits
-    (accuracy enters as 1 − scaled accuracy); otherwise the objective's column (accuracy negated)."""
+    (accuracy enters as 1 − scaled accuracy); otherwise the objective's column (accuracy negated).
+    Latency is the ``qos.latency_statistic`` the limit applies to (``latency_qos_s``)."""
     if qos.objective != "weighted":
         col = OBJECTIVE_COLUMN[qos.objective]
+        if col not in table.columns:  # a table rank() has not seen: the mean
+            col = "latency_s"
         v = table[col].astype(float)
         return -v.fillna(-np.inf) if col == "accuracy" else v
     w = qos.weights
     score = pd.Series(0.0, index=table.index)
-    for col, weight, sign in (("latency_s", w.latency, 1), ("energy_j", w.energy, 1), ("bytes_sent", w.bytes, 1),
+    lat = "latency_qos_s" if "latency_qos_s" in table.columns else "latency_s"
+    for col, weight, sign in ((lat, w.latency, 1), ("energy_j", w.energy, 1), ("bytes_sent", w.bytes, 1),
                               ("accuracy", w.accuracy, -1)):
         if weight == 0 or col not in table.columns or table[col].isna().all():
             continue
         v = table[col].astype(float) * sign
+        v = v.where(np.isfinite(v))  # an unbounded latency (overloaded) would flatten the scale
         span = v.max() - v.min()
         score += weight * ((v - v.min()) / span if span > 0 else 0.0)
     return score

@@ -152,7 +152,7 @@ def plot_breakdown(rd: ResultDir) -> bytes:
     plt = _fig()
     v = rd.view
     t = _shown_points(rd)
-    stages = v.stages().loc[t.index]
+    stages = v.stages(bounded=True).loc[t.index]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(t) + 2), 3.8))
     bottom = np.zeros(len(t))
     x = np.arange(len(t))
@@ -164,6 +164,9 @@ def plot_breakdown(rd: ResultDir) -> bytes:
     limit = v.qos.max_latency_ms
     if limit:
         ax.axhline(limit, color="k", ls="--", lw=1, label=f"limit {limit:g} ms ({v.statistic})")
+    if v.latency_column != "latency_s":  # the bars are means; the limit is on this statistic
+        ax.scatter(x, t["latency_qos_s"].to_numpy(dtype=float) * 1e3, marker="_", s=160, color="k", zorder=4,
+                   label=f"{v.statistic} latency")
     rec = v.recommended
     unbounded = v.unbounded.loc[t.index].to_numpy()
     for i in np.flatnonzero(unbounded):  # overloaded: latency unbounded, no bar to draw
@@ -337,7 +340,8 @@ def _verdict(rd: ResultDir) -> str:
         f"<li><b>{html.escape(label)}</b>: {html.escape(reason)}"
         + (f" — would pass with {html.escape('; or '.join(tips))}" if tips else "") + "</li>"
         for label, reason, tips in v.closest)
-    return (f'<div class="verdict no"><b>{html.escape(v.headline)}</b> '
+    note = "".join(f" {html.escape(d)}" for d in v.details)
+    return (f'<div class="verdict no"><b>{html.escape(v.headline)}</b>{note} '
             f"Closest, and what would have to change (first-order estimates):<ul>{items}</ul></div>")
 
 
@@ -422,6 +426,8 @@ def _qos_text(qos: dict) -> str:
     if qos.get("fit_device_memory", True):
         parts.append("head fits device memory")
     obj = qos.get("objective", "latency")
+    if obj == "latency" and stat != "mean":
+        obj = f"{stat} latency"
     if obj == "weighted":
         w = qos.get("weights") or {}
         obj = "weighted (" + ", ".join(f"{k} {v:g}" for k, v in w.items() if v) + ")"

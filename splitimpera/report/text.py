@@ -94,7 +94,8 @@ def describe_objective(qos) -> str:
         w = qos.weights.model_dump()
         what = "min weighted score (" + ", ".join(f"{k} {v:g}" for k, v in w.items() if v) + "; min-max scaled)"
     else:
-        what = ("max " if qos.objective == "accuracy" else "min ") + qos.objective
+        stat = "" if qos.objective != "latency" or qos.latency_statistic == "mean" else f"{qos.latency_statistic} "
+        what = ("max " if qos.objective == "accuracy" else "min ") + stat + qos.objective
     return f"objective: {what}, {TIE_BREAKS}"
 
 
@@ -178,8 +179,7 @@ def render_result(result, top: int | None = None) -> str:
                      f"warm-up; {wl.arrival} arrivals at {wl.rate_hz:g} Hz per device{trace}); "
                      f"latency limit on the {stat}{overload}")
     else:
-        lines.append("engine analytic: one request, no queueing"
-                     + ("" if stat == "mean" else f" (a {stat} limit is applied to that one latency)"))
+        lines.append("engine analytic: one request, no queueing" + (f"; latency limit on the {stat}" if stat != "mean" else ""))
     lines += _accuracy_lines(result, view)
     with_acc = not t["accuracy_source"].isin(["full model", "unknown"]).all()
     lines.append("")
@@ -199,7 +199,7 @@ def render_result(result, top: int | None = None) -> str:
         lines.append(verdict.headline)
         lines += [d for d in verdict.details[1:]]
     else:
-        lines.append(f"{verdict.headline} Closest:")
+        lines.append(" ".join([verdict.headline, *verdict.details, "Closest:"]))
         header, rows, align = split_rows(closest(t, 3), with_reason=True, **kw)
         lines.append(_grid(header, rows, align))
         tips = [(label, tp) for label, _, tp in verdict.closest if tp]

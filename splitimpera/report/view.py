@@ -134,6 +134,20 @@ class View:
         col = LATENCY_COLUMN[self.statistic]
         return col if col in self.table.columns and self.table[col].notna().any() else "latency_s"
 
+    @property
+    def latency_name(self) -> str:
+        """What the ranking and the limit call latency: ``latency`` (the mean) or ``p95 latency``."""
+        return "latency" if self.statistic == "mean" else f"{self.statistic} latency"
+
+    @property
+    def statistic_note(self) -> str | None:
+        """A sentence when the statistic cannot be what it says: a percentile limit on the
+        analytic engine, which has one latency per point and no spread."""
+        if self.simulated or self.statistic == "mean" or self.qos.max_latency_s is None:
+            return None
+        return (f"The analytic engine has no spread: the {self.statistic} limit applies to its one-request "
+                "latency (analysis.engine=simpy gives percentiles).")
+
     def constrained(self, row: pd.Series) -> float:
         v = row.get("latency_qos_s")
         return float(row["latency_s"] if v is None or pd.isna(v) else v)
@@ -156,12 +170,14 @@ class View:
         """True for the overloaded points (a resource at or over its capacity): their latency is infinite."""
         return overloaded(self.table)
 
-    def stages(self) -> pd.DataFrame:
+    def stages(self, bounded: bool = False) -> pd.DataFrame:
         """Latency per stage (seconds) for every point, in :data:`STAGES` order (absent: 0;
-        NaN for an :attr:`unbounded` point, which charts leave out and mark)."""
+        infinite at an overloaded resource). ``bounded``: NaN for every stage of an
+        :attr:`unbounded` point, which charts leave out (and mark)."""
         out = pd.DataFrame({label: self.table[col].fillna(0.0) if col in self.table.columns else 0.0
                             for col, label in STAGES}, index=self.table.index)
-        out[self.unbounded.to_numpy()] = np.nan
+        if bounded:
+            out[self.unbounded.to_numpy()] = np.nan
         return out
 
     def best_per_bottleneck(self) -> pd.DataFrame:
@@ -181,7 +197,7 @@ class View:
         bottleneck's best split, :meth:`best_per_bottleneck`).
         """
         t = self.table.sort_values("index", kind="stable")
-        stages = self.stages().loc[t.index]
+        stages = self.stages(bounded=True).loc[t.index]
         rec = self.recommended
         best = {(r["split"], b) for b, r in self.best_per_bottleneck().iterrows()}
         points = [tuple(map(str, p)) for p in t.index]
@@ -224,21 +240,25 @@ class View:
         if rec is None:
             tips = what_would_change(t, self.qos, self.network, n=3, workload=self.workload)
             near = [(self.label(p), str(t.loc[p, "reason"]), tp) for p, tp in tips.items()]
-            return Verdict(False, f"No {what[:-1]} meets the QoS ({n} evaluated).", [], near)
+            return Verdict(False, f"No {what[:-1]} meets the QoS ({n} evaluated).",
+                           [self.statistic_note] if self.statistic_note else [], near)
         r = t.loc[rec]
         stat = self.statistic
+        shown = self.latency_column
         margin = ""
-        if self.qos.max_latency_s is not None:
-            on = "" if stat == "mean" else f" on the {stat}"
+        if self.qos.max_latency_s is not None:  # (analytic: a percentile limit on the one latency)
+            on = f" on the {stat}" if stat != "mean" and shown == "latency_s" else ""
             margin = (f", {(self.qos.max_latency_s - self.constrained(r)) * 1e3:.3g} ms under the "
                       f"{self.qos.max_latency_ms:g} ms limit{on}")
-        shown = self.latency_column
-        extra = "" if shown == "latency_s" else f" ({stat} {r[shown] * 1e3:.3g} ms)"
-        if shown == "latency_s" and self.simulated and "latency_p95_s" in r and pd.notna(r["latency_p95_s"]):
-            extra = f" (p95 {r['latency_p95_s'] * 1e3:.3g} ms)"
+        # The statistic the limit and the ranking use comes first, the mean (or p95) beside it.
+        if stat != "mean" and shown != "latency_s":
+            lat = f"{stat} latency {self.constrained(r) * 1e3:.3g} ms (mean {r['latency_s'] * 1e3:.3g} ms)"
+        else:
+            p95 = r.get("latency_p95_s", np.nan) if self.simulated else np.nan
+            lat = f"latency {r['latency_s'] * 1e3:.3g} ms" + ("" if pd.isna(p95) else f" (p95 {p95 * 1e3:.3g} ms)")
         acc = "" if pd.isna(r.get("accuracy", np.nan)) else f", accuracy {r['accuracy'] * 100:.2f} %"
         bn = f" under {rec[1]}" if not self.multi and rec[1] != "none" else ""
-        headline = (f"Recommended: {self.label(rec)} — latency {r['latency_s'] * 1e3:.3g} ms{extra}{margin}; "
+        headline = (f"Recommended: {self.label(rec)} — {lat}{margin}; "
                     f"the device runs {flops_text(r['head_flops'])} of {flops_text(r['head_flops'] + r['tail_flops'])}"
                     f" FLOPs and sends {human_bytes(r['bytes_sent'])}{bn} ({r['energy_j'] * 1e3:.3g} mJ on the "
                     f"device){acc}.")
@@ -247,5 +267,8 @@ class View:
         runners = list(ranked.index[1:3])
         if runners:
             details.append("Runners-up: " + ", ".join(
-                f"{self.label(p)} ({t.loc[p, 'latency_s'] * 1e3:.3g} ms)" for p in runners))
+                f"{self.label(p)} ({'' if shown == 'latency_s' else stat + ' '}{self.constrained(t.loc[p]) * 1e3:.3g} ms)"
+                for p in runners))
+        if self.statistic_note:
+            details.append(self.statistic_note)
         return Verdict(True, headline, details)
