@@ -255,6 +255,7 @@ class Scenario(_Strict):
     output: OutputSpec = OutputSpec()
 
     _source: str = PrivateAttr(default="<scenario>")
+    _base_dir: Path | None = PrivateAttr(default=None)
 
     @field_validator("name")
     @classmethod
@@ -266,6 +267,12 @@ class Scenario(_Strict):
     @property
     def source(self) -> str:
         return self._source
+
+    @property
+    def base_dir(self) -> Path | None:
+        """The folder of the scenario file (None when given as data): relative paths, and a
+        user model's module (``model.name: mymod:make`` with ``mymod.py`` beside the file)."""
+        return self._base_dir
 
     def resolved(self) -> dict:
         """The fully resolved scenario as plain data (profiles expanded), reloadable as is."""
@@ -346,6 +353,7 @@ def scenario_from_dict(data: Any, source: str = "<scenario>", overrides: dict[st
     except ValidationError as e:
         field, msg = format_validation_error(e, model=Scenario)
         raise UserError(msg, source=src_for(field), field=field) from None
+    sc._base_dir = base_dir
     _semantic_checks(sc, src_for)
     sc._source = source
     return sc
