@@ -16,6 +16,11 @@ def _ms(v: float) -> str:
     return f"{v * 1e3:.3g}" if v * 1e3 < 100 else f"{v * 1e3:.0f}"
 
 
+def _log(v: float) -> str:
+    """A log10 CUI value; "—" where it is undefined (an all-zero map)."""
+    return "—" if pd.isna(v) else f"{v:.3f}"
+
+
 def _grid(header: list[str], rows: list[list[str]], align: str) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
 
@@ -248,9 +253,9 @@ def render_analysis(scenario, res, input_shape) -> str:
     lines.append(_grid(header, rows, "rlrrl"))
     best = res.best_per_class()
     lines += ["", "Best split per class:"]
-    rows = [[str(c), str(int(r["n_images"])), r["best_split"], f"{r['log10_cui']:.3f}"] for c, r in best.iterrows()]
+    rows = [[str(c), str(int(r["n_images"])), r["best_split"] or "—", _log(r["log10_cui"])] for c, r in best.iterrows()]
     lines.append(_grid(["class", "images", "best split", "log10 CUI"], rows, "rrlr"))
-    moved = sorted({b for b in best["best_split"] if b != res.best})
+    moved = sorted({b for b in best["best_split"] if b and b != res.best})
     if moved:
         lines.append(f"Classes whose best split differs from {res.best}: " + ", ".join(
             f"{b} ({', '.join(str(c) for c in best.index[best['best_split'] == b])})" for b in moved))
