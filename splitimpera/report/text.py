@@ -32,7 +32,7 @@ def _grid(header: list[str], rows: list[list[str]], align: str) -> str:
 
 def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = False, downlink: bool = True,
                accuracy: bool = False, bottleneck: bool = False, statistic: str = "mean",
-               frame_loss: bool = False) -> tuple[list[str], list[list[str]], str]:
+               frame_loss: bool = False, half_rtt_s: float | None = None) -> tuple[list[str], list[list[str]], str]:
     """Header, rows and alignment of the per-point terminal table (index: split, bottleneck).
 
     ``simulated`` adds the queueing waits (device, server) and the p95 latency (or the
@@ -41,6 +41,9 @@ def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = 
     server); ``accuracy`` adds the accuracy and where it comes from (a ``*`` marks a
     prediction from the CUI curve, ``u`` your CSV, ``n`` a nominal assumption);
     ``bottleneck`` adds the bottleneck column; ``frame_loss`` the frames lost (UDP).
+    ``half_rtt_s`` splits the uplink into its propagation (``RTT/2 ms``, where something is
+    sent) and the rest (``transmit ms``: bytes on the air, the transport's round trips and
+    retransmissions, waiting for the medium).
     """
     pct = "p95" if statistic == "mean" else statistic
     named = {"device_wait_s": "dev wait ms", "device_compute_s": "device ms", "uplink_s": "uplink ms",
@@ -53,6 +56,14 @@ def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = 
         cols = ["device_compute_s", "uplink_s", "server_compute_s", "downlink_s", "latency_s"]
     if not downlink:
         cols.remove("downlink_s")
+    table = table.copy()
+    if half_rtt_s is not None:
+        prop = np.where(table["uplink_s"].to_numpy(dtype=float) > 0, half_rtt_s, 0.0)
+        table["uplink_prop_s"] = prop
+        table["uplink_tx_s"] = table["uplink_s"].to_numpy(dtype=float) - prop
+        i = cols.index("uplink_s")
+        cols[i:i + 1] = ["uplink_prop_s", "uplink_tx_s"]
+        named.update(uplink_prop_s="RTT/2 ms", uplink_tx_s="transmit ms")
     header = ["rank", "split", *(["bottleneck"] if bottleneck else []), "sent", *(named[c] for c in cols),
               "energy mJ"]
     align = "rl" + ("l" if bottleneck else "") + "r" + "r" * (len(cols) + 1)
@@ -79,6 +90,10 @@ def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = 
             row.append("ok" if r["feasible"] else r["reason"])
         rows.append(row)
     return header, rows, align
+
+
+UPLINK_NOTE = ("(uplink = RTT/2, the propagation of a {rtt:g} ms round trip, + transmit: the bytes at the link's "
+               "rate, the transport's round trips and retransmissions, waits for the medium)")
 
 
 def describe_transport(net) -> str:
@@ -195,11 +210,12 @@ def render_result(result, top: int | None = None) -> str:
     downlink = wl.result_at == "device"
     verdict = view.verdict()
     kw = dict(simulated=simulated, downlink=downlink, accuracy=with_acc, bottleneck=view.multi, statistic=stat,
-              frame_loss=sc.network.transport == "udp")
+              frame_loss=sc.network.transport == "udp", half_rtt_s=sc.network.rtt_s / 2)
     if n_feas:
         header, rows, align = split_rows(shown, with_reason=False, **kw)
         lines.append(f"{verdict.details[0][:-1]}; top {len(shown)}:")
         lines.append(_grid(header, rows, align))
+        lines.append(UPLINK_NOTE.format(rtt=sc.network.rtt_ms))
         lines.append("")
         lines.append(verdict.headline)
         lines += [d for d in verdict.details[1:]]
