@@ -9,7 +9,7 @@ from splitimpera.report.text import render_result
 
 def test_uplink_is_rtt_half_plus_transmission_at_the_links_rate(demo_scenario):
     # One packet, no loss, one request alone: the transfer is RTT/2 plus the bytes at the rate.
-    sc = demo_scenario(**{"data.source": "none", "qos.min_accuracy": None, "device": "stm32h7", "network": "ltem",
+    sc = demo_scenario(**{"data.source": "none", "qos.min_accuracy": None, "device": "stm32h7", "network": "catm1",
                           "network.loss": 0, "analysis.engine": "analytic", "qos.max_latency_ms": 1000})
     res = si.run(sc)
     out = render_result(res, top=30)
