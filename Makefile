@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: venv
 	$(BIN)/splitimpera simulate scenarios/demo.yaml -o results
+	@echo
+	$(BIN)/splitimpera simulate scenarios/demo_mcu.yaml -o results
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -14,6 +14,8 @@ import warnings
 from .errors import UserError, first_line
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
+THREADS_ENV = "SPLITIMPERA_THREADS"
+THREADS_HELP = f"torch CPU threads at most (default: ${THREADS_ENV}, else torch's default)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,13 +29,15 @@ def _cmd_simulate(args) -> int:
     from .config.scenario import load_scenario, parse_overrides
     from .results import check_output_dir
 
+    if args.top is not None and args.top < 1:
+        raise UserError(f"must be at least 1 (got {args.top})", source="simulate", field="--top")
     if args.report and args.output is None:
         raise UserError("needs -o DIR (the report is written beside the results)", source="simulate",
                         field="--report")
     sc = load_scenario(args.scenario, parse_overrides(args.set))
     if args.output is not None:  # before the work, not after it
         check_output_dir(args.output, sc, field="-o")
-    res = run(sc)
+    res = run(sc, progress=_sim_progress)
     print(render_result(res, top=args.top))
     if args.output is not None:
         folder = res.save(args.output)
@@ -45,6 +49,17 @@ def _cmd_simulate(args) -> int:
             files += ", report.html"
         print(f"\nwrote {folder}/ ({files})")
     return EXIT_OK if res.recommended is not None or not args.strict else 3
+
+
+def _sim_progress(size):
+    """Before a simulation: its size on stderr when it is long, and a progress bar on a terminal."""
+    if size.seconds >= 5:
+        print(f"simulating {size.text()}", file=sys.stderr, flush=True)
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=size.total, desc="simulating", unit="req", unit_scale=True, leave=False, file=sys.stderr)
 
 
 def _cmd_report(args) -> int:
@@ -197,6 +212,9 @@ def _cmd_bottlenecks(args) -> int:
     from .accuracy.bottlenecks import get_bottleneck, list_bottlenecks
 
     names = list_bottlenecks(args.include)
+    if not names:
+        raise UserError(f"no bottleneck matches {args.include!r} (see `splitimpera bottlenecks`)", source="bottlenecks",
+                        field="--include")
     width = max((len(n) for n in names), default=4)
     for n in names:
         b = get_bottleneck(n)
@@ -209,14 +227,18 @@ def _cmd_bottlenecks(args) -> int:
 def _cmd_profiles(args) -> int:
     from .config.hardware import get_device, get_network, list_devices, list_networks
 
-    if args.kind in (None, "devices"):
+    kinds = [k for k in ("devices", "networks") if args.kind in (None, k)]
+    if args.include and not any((list_devices if k == "devices" else list_networks)(args.include) for k in kinds):
+        raise UserError(f"no {' or '.join(k[:-1] for k in kinds)} profile matches {args.include!r} "
+                        "(see `splitimpera profiles`)", source="profiles", field="--include")
+    if "devices" in kinds and list_devices(args.include):
         print("devices:")
         for n in list_devices(args.include):
             d = get_device(n)
             eff = d.compute.peak_gflops * d.compute.efficiency.conv
             print(f"  {n:<18} {d.kind:<7} {eff:8.1f} GFLOP/s conv  {d.memory.capacity_gb:6.1f} GB  "
                   f"{d.power.active_w:6.1f} W  {d.description.splitlines()[0][:60] if d.description else ''}")
-    if args.kind in (None, "networks"):
+    if "networks" in kinds and list_networks(args.include):
         print("networks:")
         for n in list_networks(args.include):
             p = get_network(n)
@@ -387,6 +409,27 @@ def _cmd_dashboard(args) -> int:
     return EXIT_OK  # not reached
 
 
+def _cap_threads(args) -> None:
+    """``--threads N`` (or ``$SPLITIMPERA_THREADS``): torch's CPU threads at most N."""
+    if not hasattr(args, "threads"):
+        return
+    import os
+
+    raw, field = (args.threads, "--threads") if args.threads is not None else (os.environ.get(THREADS_ENV), THREADS_ENV)
+    if raw is None or raw == "":
+        return
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise UserError(f"must be a whole number of at least 1 (got {raw!r})", source=args.command, field=field)
+    args.threads = n
+    import torch
+
+    torch.set_num_threads(n)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="splitimpera", description="Design-space simulator for split computing: where to cut "
                 "a DNN, on which device, over which link.")
@@ -403,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top", type=int, default=None, help="rows to show (default: output.top)")
     s.add_argument("--strict", action="store_true", help="exit with code 3 when no split meets the QoS")
     s.add_argument("--report", action="store_true", help="also write report.html (needs -o)")
+    s.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     s.set_defaults(func=_cmd_simulate)
 
     s = sub.add_parser("report", help="self-contained HTML report over result folders",
@@ -438,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override a scenario field, e.g. analysis.cui.classes=[3,5,8]")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     s.set_defaults(func=_cmd_analyze)
 
     s = sub.add_parser("sweep", help="run a parameter sweep (sweep.yaml) in-process or on Dask",
@@ -489,7 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
                    help=f"timed runs per model, median taken (default: {DEFAULT_REPEATS})")
     s.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help=f"untimed runs first (default: {DEFAULT_WARMUP})")
-    s.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's default)")
+    s.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     s.add_argument("--peak-gflops", type=float, default=None,
                    help="fp32 peak, 2 FLOP per multiply-add (default: measured with a large matmul)")
     s.add_argument("--idle-w", type=float, default=None, help="idle power, W (default: placeholder, marked estimate)")
@@ -589,6 +634,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s")
+        _cap_threads(args)
         return args.func(args)
     except UserError as e:
         print(f"error: {e.line()}", file=sys.stderr)

@@ -17,7 +17,7 @@ from .config.scenario import Scenario
 from .data import load_data
 from .errors import UserError
 from .latency.compute import compute_time_s
-from .latency.engine import TABLE_COLUMNS, latency_table, point_frame, uplink_utilisation
+from .latency.engine import TABLE_COLUMNS, latency_table, point_frame
 from .latency.simulation import SimResult
 from .model.cost import profile_model
 from .model.loading import load_traced
@@ -102,11 +102,12 @@ def _selection(prep: Prepared, names: list[str]) -> tuple[DesignPoints, pd.DataF
     return prep.memo[key]
 
 
-def evaluate(scenario: Scenario, prep: Prepared) -> Result:
+def evaluate(scenario: Scenario, prep: Prepared, progress=None) -> Result:
     """Latency (by ``analysis.engine``) and the joint QoS ranking of ``prep``'s design points.
 
     ``scenario`` must share ``prep``'s model, data, analysis and bottleneck settings;
-    everything else (device, server, network, workload, QoS) may differ.
+    everything else (device, server, network, workload, QoS) may differ. ``progress``: the
+    simulation's size and progress hook (:func:`~splitimpera.latency.simulation.simulate`).
     """
     names = _select(scenario, prep.splits, scenario.analysis.splits)
     points, frame, cols = _selection(prep, names)
@@ -117,9 +118,9 @@ def evaluate(scenario: Scenario, prep: Prepared) -> Result:
             prep.memo[key] = compute_time_s(rows, side, device).to_numpy()
         return prep.memo[key]
 
-    sim, lat = latency_table(scenario, prep.profile, points.table, frame=frame, compute_s=compute_s)
+    sim, lat = latency_table(scenario, prep.profile, points.table, frame=frame, compute_s=compute_s,
+                             progress=progress)
     cols = {**cols, **{c: lat[c].to_numpy() for c in lat.columns}}
-    cols["uplink_utilisation"] = uplink_utilisation(cols["bytes_sent"], scenario)
     extra = ["log10_cui"] if "log10_cui" in cols else []
     table = pd.DataFrame({c: cols[c] for c in TABLE_COLUMNS + extra}, index=points.table.index)
     # QoS: the latency limit applies to qos.latency_statistic (mean, p50, p95, p99).
@@ -130,13 +131,13 @@ def evaluate(scenario: Scenario, prep: Prepared) -> Result:
                   meta={"accuracy": points.info} if points.info else {})
 
 
-def run(scenario: Scenario) -> Result:
+def run(scenario: Scenario, progress=None) -> Result:
     """Run the pipeline on a validated scenario: ``evaluate(scenario, prepare(scenario))``.
 
     Every design point ``(split, bottleneck)`` is ranked; the latency model is
     ``analysis.engine`` (``simpy``: simulated; ``analytic``: the closed form).
     """
-    return evaluate(scenario, prepare(scenario))
+    return evaluate(scenario, prepare(scenario), progress)
 
 
 def simulate(scenario: Scenario, splits: list[str] | None = None) -> SimResult:

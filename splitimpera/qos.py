@@ -18,7 +18,8 @@ import pandas as pd
 
 from .latency.transport import transfer_latency_s, uplink_mbps_for
 
-OBJECTIVE_COLUMN = {"latency": "latency_s", "energy": "energy_j", "bytes": "bytes_sent", "accuracy": "accuracy"}
+# "latency" is the latency the limit applies to (qos.latency_statistic; rank() sets the column).
+OBJECTIVE_COLUMN = {"latency": "latency_qos_s", "energy": "energy_j", "bytes": "bytes_sent", "accuracy": "accuracy"}
 LATENCY_COLUMN = {"mean": "latency_s", "p50": "latency_p50_s", "p95": "latency_p95_s", "p99": "latency_p99_s"}
 TIE_BREAKS = "ties broken by mean latency, then bytes sent, then the earlier cut, then bottleneck order"
 
@@ -74,6 +75,31 @@ def human_bytes(n: float) -> str:
     return f"{int(n)} B"
 
 
+RESOURCES = ("device", "uplink", "server", "downlink")  # the ``overload`` column's names, in a request's order
+# Limits whose violation follows from an overload (unbounded latency): not restated in its reason.
+FOLLOW_OVERLOAD = ("latency_qos_s", "deadline_miss_ratio")
+
+
+def overloaded(table: pd.DataFrame) -> pd.Series:
+    """True where a resource is at or over its capacity (the latency stage's ``overload``)."""
+    if "overload" not in table.columns:
+        return pd.Series(False, index=table.index)
+    col = table["overload"]
+    return col.notna() & (col.astype(str).str.strip().str.len() > 0)
+
+
+def overload_reason(row: pd.Series) -> str:
+    """``"device overloaded (1.43× its capacity), latency unbounded"`` for the resources ``row``
+    overloads (several: ``"device, uplink overloaded (2.1×, 1.2× their capacity), …"``)."""
+    names = [r.strip() for r in str(row.get("overload") or "").split(",") if r.strip()]
+    times = ", ".join(_times(row.get(f"{r}_utilisation", np.nan)) for r in names)
+    return f"{', '.join(names)} overloaded ({times} {'its' if len(names) == 1 else 'their'} capacity), latency unbounded"
+
+
+def _times(rho: float) -> str:
+    return "≥ 1×" if pd.isna(rho) else f"{rho:.3g}×"
+
+
 def constraints(qos, device=None) -> list[Constraint]:
     cs = []
     if qos.max_latency_s is not None:
@@ -118,9 +144,11 @@ def rank(table: pd.DataFrame, qos, device=None) -> pd.DataFrame:
         # Analytic engine: every request takes the same time, so it misses or it does not.
         d = column("deadline_miss_ratio")
         new["deadline_miss_ratio"] = np.where(np.isnan(d), (lat > qos.max_latency_s).astype(float), d)
-    feasible = np.ones(n, dtype=bool)
-    reasons: list[list[str]] = [[] for _ in range(n)]  # by position: index labels may be tuples
-    violation = np.zeros(n)
+    # An overloaded resource (utilisation ≥ 1, from the latency stage) makes latency unbounded.
+    unstable = overloaded(table).to_numpy()
+    feasible = ~unstable
+    reasons: list[list[str]] = [[overload_reason(table.iloc[i])] if unstable[i] else [] for i in range(n)]
+    violation = np.where(unstable, np.inf, 0.0)
     margins = {}
     for c in constraints(qos, device):
         vals = column(c.column)
@@ -129,7 +157,8 @@ def rank(table: pd.DataFrame, qos, device=None) -> pd.DataFrame:
             ok = (vals <= c.limit if c.upper else vals >= c.limit) & known
         feasible &= ok
         for i in np.flatnonzero(~ok):
-            reasons[i].append(c.reason(vals[i]))
+            if not (unstable[i] and c.column in FOLLOW_OVERLOAD):
+                reasons[i].append(c.reason(vals[i]))
         # Relative overshoot (absolute when the limit is 0, e.g. "no deadline misses");
         # a missing value is as far as can be.
         margin = (c.limit - vals) if c.upper else (vals - c.limit)
@@ -138,7 +167,7 @@ def rank(table: pd.DataFrame, qos, device=None) -> pd.DataFrame:
         violation = np.fmax(violation, rel)
         margins[f"margin_{c.column}"] = margin
     pareto = pareto_front(table).to_numpy()
-    score = objective_score(table, qos).to_numpy(dtype=float)
+    score = objective_score(table.assign(latency_qos_s=new["latency_qos_s"]), qos).to_numpy(dtype=float)
     # Feasible points by score, ties by mean latency, bytes sent, topological position (stable).
     feas = np.flatnonzero(feasible)
     keys = [column(k)[feas] for k in ("index", "bytes_sent", "latency_s")] + [score[feas]]
@@ -160,18 +189,23 @@ PARETO_OBJECTIVES = {"latency_s": "min", "accuracy": "max", "energy_j": "min"}
 
 def objective_score(table: pd.DataFrame, qos) -> pd.Series:
     """Lower is better. ``weighted``: Σ weight × metric min-max scaled over the table's splits
-    (accuracy enters as 1 − scaled accuracy); otherwise the objective's column (accuracy negated)."""
+    (accuracy enters as 1 − scaled accuracy); otherwise the objective's column (accuracy negated).
+    Latency is the ``qos.latency_statistic`` the limit applies to (``latency_qos_s``)."""
     if qos.objective != "weighted":
         col = OBJECTIVE_COLUMN[qos.objective]
+        if col not in table.columns:  # a table rank() has not seen: the mean
+            col = "latency_s"
         v = table[col].astype(float)
         return -v.fillna(-np.inf) if col == "accuracy" else v
     w = qos.weights
     score = pd.Series(0.0, index=table.index)
-    for col, weight, sign in (("latency_s", w.latency, 1), ("energy_j", w.energy, 1), ("bytes_sent", w.bytes, 1),
+    lat = "latency_qos_s" if "latency_qos_s" in table.columns else "latency_s"
+    for col, weight, sign in ((lat, w.latency, 1), ("energy_j", w.energy, 1), ("bytes_sent", w.bytes, 1),
                               ("accuracy", w.accuracy, -1)):
         if weight == 0 or col not in table.columns or table[col].isna().all():
             continue
         v = table[col].astype(float) * sign
+        v = v.where(np.isfinite(v))  # an unbounded latency (overloaded) would flatten the scale
         span = v.max() - v.min()
         score += weight * ((v - v.min()) / span if span > 0 else 0.0)
     return score
@@ -199,25 +233,65 @@ def pareto_front(table: pd.DataFrame, objectives: dict[str, str] | None = None) 
 
 
 def closest(table: pd.DataFrame, n: int = 3) -> pd.DataFrame:
-    """The ``n`` infeasible splits nearest to feasibility (smallest worst relative overshoot)."""
+    """The ``n`` infeasible splits nearest to feasibility (smallest worst relative overshoot;
+    among overloaded ones, the least loaded)."""
     bad = table[~table["feasible"]]
-    return bad.sort_values(["violation", "latency_s", "index"], kind="stable").head(n)
+    cols = [f"{r}_utilisation" for r in RESOURCES if f"{r}_utilisation" in bad.columns]
+    load = bad[cols].max(axis=1) if cols else pd.Series(0.0, index=bad.index)
+    order = pd.DataFrame({"v": bad["violation"], "l": load.where(overloaded(bad), 0.0), "t": bad["latency_s"],
+                          "i": bad["index"]}, index=bad.index)
+    return bad.loc[order.sort_values(["v", "l", "t", "i"], kind="stable").index].head(n)
 
 
-def what_would_change(table: pd.DataFrame, qos, network=None, n: int = 3) -> dict:
+def overload_tips(r: pd.Series, network=None, workload=None) -> list[str]:
+    """What would bring an overloaded point's every resource under its capacity: a lower
+    request rate, else the overloaded resource itself (faster, more workers, a faster link)."""
+    names = [x.strip() for x in str(r.get("overload") or "").split(",") if x.strip()]
+    rho = {x: float(r.get(f"{x}_utilisation", np.nan)) for x in names}
+    worst = max(rho.values(), default=np.nan)
+    tips, fixes = [], []
+    if workload is not None and np.isfinite(worst):
+        tips.append(f"a request rate below {workload.rate_hz / worst:.3g} Hz per device (now {workload.rate_hz:g})")
+    elif np.isfinite(worst):
+        tips.append(f"{worst:.3g}× less load (a lower request rate or fewer devices)")
+    for x, u in rho.items():
+        if not np.isfinite(u):
+            continue
+        if x == "device":
+            fixes.append(f"a device more than {u:.3g}× faster")
+        elif x == "server":
+            more = "" if workload is None else (f" (or more than {workload.server_workers * u:.3g} server workers, "
+                                                f"now {workload.server_workers})")
+            fixes.append(f"a server more than {u:.3g}× faster{more}")
+        elif network is not None:
+            now = network.uplink_mbps if x == "uplink" else network.downlink_mbps
+            fixes.append(f"{x} above {now * u:.3g} Mbit/s (now {now:.3g})")
+        else:
+            fixes.append(f"{x} more than {u:.3g}× faster")
+    if fixes:  # every overloaded resource must change, so they are needed together
+        tips.append(" and ".join(fixes))
+    return tips
+
+
+def what_would_change(table: pd.DataFrame, qos, network=None, n: int = 3, workload=None) -> dict:
     """For the ``n`` closest infeasible points (keyed by their index label), first-order changes
     that would make each feasible.
 
-    Latency: the uplink rate that would bring the transfer within the budget (``None`` when
-    even an infinitely fast link would not, because compute and RTT alone exceed it), the
-    device speed-up that would, and the limit that would accept the split as it is. Other
-    constraints: the amount to relax. Estimates hold the other terms fixed (no queueing change).
+    Overloaded points (a resource at or over capacity, latency unbounded): :func:`overload_tips`
+    (the request rate, given ``workload``, or the resource). Latency: the uplink rate that
+    would bring the transfer within the budget (``None`` when even an infinitely fast link
+    would not, because compute and RTT alone exceed it), the device speed-up that would, and
+    the limit that would accept the split as it is. Other constraints: the amount to relax.
+    Estimates hold the other terms fixed (no queueing change).
     """
     out: dict = {}
     for name, r in closest(table, n).iterrows():
         tips = []
         lat, lim = float(r.get("latency_qos_s", r["latency_s"])), qos.max_latency_s
-        if lim is not None and lat > lim:
+        is_over = bool(overloaded(r.to_frame().T).iloc[0])
+        if is_over:
+            tips += overload_tips(r, network, workload)
+        elif lim is not None and lat > lim:
             excess = lat - lim
             up = float(r["uplink_s"]) if r["bytes_sent"] > 0 else 0.0
             if network is not None and up > 0:
@@ -239,7 +313,7 @@ def what_would_change(table: pd.DataFrame, qos, network=None, n: int = 3) -> dic
                 tips.append(f"a {dev / (dev - excess):.3g}× faster device")
             tips.append(f"a latency limit of {lat * 1e3:.4g} ms")
         for c in constraints(qos):
-            if c.column in ("latency_s", "latency_qos_s"):
+            if c.column in ("latency_s", "latency_qos_s") or (is_over and c.column in FOLLOW_OVERLOAD):
                 continue  # handled above
             v = r.get(c.column)
             if v is not None and not pd.isna(v) and not (v <= c.limit if c.upper else v >= c.limit):

@@ -135,7 +135,7 @@ def test_scenario_from_text_errors_are_one_line():
     assert "\n" not in e.value.line()
     with pytest.raises(si.UserError) as e:
         whatif.scenario_from_text(DEMO_TEXT.replace("rate_hz: 10", "rate_hz: 0"), source="up.yaml")
-    assert e.value.line() == "up.yaml: workload.rate_hz: Input should be greater than 0"
+    assert e.value.line() == "up.yaml: workload.rate_hz: Input should be greater than 0 (got 0)"
     with pytest.raises(si.UserError, match="up.yaml: a scenario must be a YAML mapping, got a list"):
         whatif.scenario_from_text("- a\n- b\n", source="up.yaml")
 

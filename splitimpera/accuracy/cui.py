@@ -39,7 +39,6 @@ from ..model.splits import TracedModel, trace
 log = logging.getLogger(__name__)
 
 CUI_VERSION = 2
-LOG_FLOOR = 1e-30  # log10 of an all-zero map (ReLU killed everything) is floored, not -inf
 
 PRESETS = {
     "default": {"method": "gradcam", "target": "label", "reduction": "sum", "aggregate": "mean",
@@ -83,7 +82,8 @@ class CUIResult:
         for c, row in pc.iterrows():
             nom = nominate(row, self.settings["prominence"], 1)
             rows.append({"class": c, "n_images": int((self.per_image["label"] == c).sum()),
-                         "best_split": nom["split"].iloc[0], "log10_cui": nom["log10_cui"].iloc[0]})
+                         "best_split": nom["split"].iloc[0] if len(nom) else None,  # every map all zero
+                         "log10_cui": nom["log10_cui"].iloc[0] if len(nom) else np.nan})
         return pd.DataFrame(rows).set_index("class")
 
     def for_classes(self, classes: Sequence[int]) -> "CUIResult":
@@ -128,7 +128,11 @@ def aggregate(values: np.ndarray, how: str, trim: float = 0.1) -> np.ndarray:
 
 
 def log10(v) -> np.ndarray:
-    return np.log10(np.maximum(np.asarray(v, dtype=float), LOG_FLOOR))
+    """log10 of CUI values; NaN (undefined, not a number to rank or measure prominence
+    against) where the value is 0: an all-zero map, e.g. a ReLU that killed everything."""
+    v = np.asarray(v, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(v > 0, np.log10(np.where(v > 0, v, 1.0)), np.nan)
 
 
 def nominate(curve: pd.Series, prominence: float = 0.1, top_k: int = 3) -> pd.DataFrame:
@@ -138,16 +142,16 @@ def nominate(curve: pd.Series, prominence: float = 0.1, top_k: int = 3) -> pd.Da
     it must cross to reach higher ground (scipy's topographic prominence). Endpoints count:
     the curve is padded below its minimum, so the first or last split can be a maximum, and
     nothing outside the curve (such as the raw input) can create one. The global maximum is
-    always nominated.
+    always nominated. Undefined (NaN) values are left out: their neighbours meet across them.
     """
     from scipy.signal import find_peaks
 
+    curve = curve.dropna()  # undefined values (all-zero maps) are neither peaks nor valleys
     y = curve.to_numpy(dtype=float)
     names = list(curve.index)
     if len(y) == 0:
         return pd.DataFrame(columns=["rank", "split", "log10_cui", "prominence", "kind"])
-    pad = np.nanmin(y) - 1.0
-    y = np.nan_to_num(y, nan=pad)
+    pad = y.min() - 1.0
     padded = np.concatenate([[pad], y, [pad]])
     # scipy finds the maxima and plateaus; on a plateau (ops that leave the map unchanged,
     # e.g. ReLU then Dropout) the earliest split stands for it: it keeps the least on the device.

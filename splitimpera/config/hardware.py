@@ -285,6 +285,8 @@ def format_validation_error(err: ValidationError, prefix: str = "", model: type[
     loc = ".".join(str(p) for p in first["loc"])
     field = ".".join(p for p in (prefix, loc) if p)
     msg = first["msg"]
+    if first["type"] == "value_error":  # our own validators' messages, without pydantic's prefix
+        msg = msg.removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
         known = _allowed_keys(model, tuple(first["loc"][:-1]))
@@ -294,7 +296,9 @@ def format_validation_error(err: ValidationError, prefix: str = "", model: type[
         elif known:
             msg += f" (known: {', '.join(known)})"
     elif ("input" in first and first["type"] not in ("missing",) and not isinstance(first["input"], dict)
-          and str(first["input"]) not in msg):  # e.g. a trace file's message already names it
+          and not (first["type"] == "value_error" and str(first["input"]) in msg)):
+        # Every rejected value is named ("greater than 0 (got 0)"), unless our own message
+        # already does (e.g. a trace file's).
         msg = f"{msg} (got {first['input']!r})"
     if len(errors) > 1:
         msg += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"

@@ -120,6 +120,9 @@ class AnalysisSpec(_Strict):
         "simpy", description="latency model behind the ranking: the discrete-event simulation (queueing, "
                              "contention over time, jitter, traces) or the closed-form one-request model (fast)")
     cui: CUISpec = CUISpec()
+    max_simulated_requests: int = Field(
+        2_000_000, gt=0, description="the most requests the simpy engine simulates in one run (design points × "
+                                     "devices × requests; ~500 B and ~50 µs each); beyond it the run is refused")
 
     @field_validator("splits")
     @classmethod
@@ -262,10 +265,17 @@ class Scenario(_Strict):
     output: OutputSpec = OutputSpec()
 
     _source: str = PrivateAttr(default="<scenario>")
+    _base_dir: Path | None = PrivateAttr(default=None)
 
     @property
     def source(self) -> str:
         return self._source
+
+    @property
+    def base_dir(self) -> Path | None:
+        """The folder of the scenario file (None when given as data): relative paths, and a
+        user model's module (``model.name: mymod:make`` with ``mymod.py`` beside the file)."""
+        return self._base_dir
 
     def resolved(self) -> dict:
         """The fully resolved scenario as plain data (profiles expanded), reloadable as is."""
@@ -346,6 +356,7 @@ def scenario_from_dict(data: Any, source: str = "<scenario>", overrides: dict[st
     except ValidationError as e:
         field, msg = format_validation_error(e, model=Scenario)
         raise UserError(msg, source=src_for(field), field=field) from None
+    sc._base_dir = base_dir
     _semantic_checks(sc, src_for)
     sc._source = source
     return sc

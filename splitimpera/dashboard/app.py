@@ -333,6 +333,8 @@ def verdict(view: View) -> None:
             st.caption(" ".join(v.details))
         return
     st.warning(v.headline, icon=":material/block:")
+    if v.details:  # e.g. a percentile limit on the analytic engine
+        st.caption(" ".join(v.details))
     lines = [f"- `{label}`: {reason}" + (f" — to pass: {'; or '.join(tips)}" if tips else "")
              for label, reason, tips in v.closest]
     st.markdown("\n".join(["Closest, and what would have to change (first-order estimates, other terms held fixed):",
@@ -353,7 +355,7 @@ def metrics(view: View, pinned: View | None) -> None:
                        delta=None if pinned is None else ("same as A" if rec == a_rec else
                                                           f"A: {'none' if a_rec is None else pinned.label(a_rec)}"),
                        delta_color="off", delta_arrow="off")
-        for col, label, c, unit in ((cols[1], "Latency", "latency_s", "ms"),
+        for col, label, c, unit in ((cols[1], view.latency_name.capitalize(), "latency_qos_s", "ms"),
                                     (cols[2], "Device energy", "energy_j", "mJ")):
             v, ref_v = r[c], None if ref is None else ref[c]
             d = None if ref_v is None else (v - ref_v) * 1e3
@@ -449,6 +451,13 @@ def breakdown_chart(view: View, points: pd.DataFrame) -> dict:
         layers.append({"data": {"values": [{"limit_ms": lim}]},
                        "mark": {"type": "rule", "color": "black", "strokeDash": [5, 4]},
                        "encoding": {"y": _q("limit_ms"), "tooltip": [_q("limit_ms", "QoS limit ms")]}})
+    if view.latency_column != "latency_s":  # the bars are means; the limit and the ranking use this statistic
+        layers.append({"data": {"values": _records(points)},
+                       "transform": [{"calculate": "datum.latency_qos_s * 1000", "as": "stat_ms"}],
+                       "mark": {"type": "tick", "color": "black", "thickness": 2},
+                       "encoding": {"x": _x_points(order), "y": _q("stat_ms"),
+                                    "tooltip": [{"field": "label", "title": "point"},
+                                                _q("stat_ms", f"{view.statistic} ms", ".3g")]}})
     rec = points[points["status"] == "recommended"]
     if len(rec):
         layers.append({"data": {"values": _records(rec)},
@@ -651,9 +660,6 @@ def main() -> None:
         pk = whatif.prepare_key(pinned_sc)
         pinned = evaluated(pinned_sc.to_yaml(), pk, pinned_sc, prepared(pk, pinned_sc))
 
-    if not simpy and sc.qos.max_latency_ms and sc.qos.latency_statistic != "mean":
-        st.caption(f"The analytic engine has no spread: the {sc.qos.latency_statistic} limit applies to its "
-                   "one-request latency. Choose the SimPy engine for percentiles.")
     verdict(view)
     metrics(view, None if pinned is None else View.of(pinned))
     shown: dict = {}  # filled below by the importance tab; read when the report is clicked

@@ -12,16 +12,18 @@ import pandas as pd
 
 from ..accuracy.stage import EXTRA_COLUMNS, POINT_LEVELS
 from ..config.scenario import Scenario
-from .analytic import analytic_latency
+from .analytic import analytic_latency, split_names
 from .compute import compute_time_s
 from .link import contention_share, wire_bytes
 from .simulation import SimResult, simulate, split_table
+from ..model.splits import OUTPUT, PREDICTION_BYTES
 
 TABLE_COLUMNS = [
     "index", "op", "shape", "head_flops", "tail_flops", "head_params", "tail_params", "head_mem_bytes",
     "bytes_sent", "device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s",
     "downlink_s", "latency_s", "latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_rps",
-    "deadline_miss_ratio", "frame_loss_ratio", "uplink_utilisation", "energy_j", "accuracy", "accuracy_source",
+    "deadline_miss_ratio", "frame_loss_ratio", "device_utilisation", "uplink_utilisation", "server_utilisation",
+    "downlink_utilisation", "overload", "energy_j", "accuracy", "accuracy_source",
 ]
 # Columns only the simulation measures; the analytic engine (one request, no queueing) leaves them NaN.
 SIM_ONLY_COLUMNS = ["latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_rps", "deadline_miss_ratio"]
@@ -51,38 +53,111 @@ def point_frame(profile: pd.DataFrame, points: pd.DataFrame | None = None) -> pd
     return frame
 
 
-def uplink_utilisation(bytes_sent, scenario: Scenario) -> np.ndarray:
+def uplink_utilisation(bytes_sent, scenario: Scenario, direction: str = "up") -> np.ndarray:
     """Offered uplink load of all devices over the link's capacity (1 = saturated).
 
     Load = devices × request rate × bits on the air per request (headers included, and over
     TCP the mean retransmissions, ``1/(1 − loss)`` per packet; UDP retransmits nothing);
     capacity = the link's aggregate rate with that many stations
-    (``contention_share × stations × uplink rate``).
+    (``contention_share × stations × uplink rate``). ``direction="down"``: the same for the
+    downlink. A rate trace is seen at its time-weighted mean rate.
     """
     net, wl = scenario.network, scenario.workload
     b = np.asarray(bytes_sent, dtype=float)
     resend = 1.0 / (1.0 - net.loss) if net.transport == "tcp" else 1.0
     bits = np.where(b > 0, wire_bytes(b, net) * 8.0 * resend, 0.0)
-    capacity = net.uplink_bps * contention_share(net, wl.num_devices) * wl.num_devices
+    rate = net.uplink_bps if direction == "up" else net.downlink_bps
+    capacity = rate * contention_share(net, wl.num_devices) * wl.num_devices
     return wl.num_devices * wl.rate_hz * bits / capacity
 
 
+# Resources a request passes through, in order, with the latency column that grows without
+# bound when one is overloaded (its queue, or the link's wait for the medium).
+RESOURCES = {"device": "device_wait_s", "uplink": "uplink_s", "server": "server_wait_s", "downlink": "downlink_s"}
+
+
+def utilisation(frame: pd.DataFrame, scenario: Scenario, compute_s=compute_time_s) -> pd.DataFrame:
+    """Offered load over capacity of every resource, per design point of ``frame`` (a
+    :func:`point_frame`), from the closed form; ``≥ 1``: the queue there grows without bound.
+
+    Columns (index: ``frame``'s):
+
+    * ``device_utilisation`` = rate × head time (each device has its own FIFO);
+    * ``uplink_utilisation`` / ``downlink_utilisation``: :func:`uplink_utilisation` (bits on
+      the medium; a transfer's stalls, waiting for ACKs, leave the medium to the others);
+    * ``server_utilisation`` = N × rate × t(B) / (B × workers): full batches of
+      ``B = max_batch`` at saturation, ``t(B) = t1 · (1 + c · (B − 1))`` (batch-1 tail time
+      ``t1``, ``c = batch_cost_fraction``), the most the dynamic batcher serves; B = 1 without
+      batching;
+    * ``overload``: the resources at ``≥ 1``, in the request's order, comma-separated ("" if none).
+    """
+    dev, srv, wl = scenario.device, scenario.server, scenario.workload
+    is_output = split_names(frame) == OUTPUT
+    sent = frame["tx_bytes"].to_numpy(dtype=float)
+    to_device = wl.result_at == "device"
+    if to_device:
+        sent = np.where(is_output, 0.0, sent)
+    back = np.where(is_output | (not to_device), 0.0, float(PREDICTION_BYTES))
+    head_s = np.asarray(compute_s(frame, "head", dev), dtype=float)
+    tail_s = np.where(is_output, 0.0, np.asarray(compute_s(frame, "tail", srv), dtype=float))
+    b = wl.max_batch
+    batch_s = tail_s * (1.0 + wl.batch_cost_fraction * (b - 1))
+    out = pd.DataFrame({
+        "device_utilisation": wl.rate_hz * head_s,
+        "uplink_utilisation": uplink_utilisation(sent, scenario),
+        "server_utilisation": wl.num_devices * wl.rate_hz * batch_s / (b * wl.server_workers),
+        "downlink_utilisation": uplink_utilisation(back, scenario, "down"),
+    }, index=frame.index)
+    over = out[[f"{r}_utilisation" for r in RESOURCES]].to_numpy() >= 1.0
+    out["overload"] = [", ".join(r for r, o in zip(RESOURCES, row) if o) for row in over]
+    return out
+
+
+def unbounded(lat: pd.DataFrame, load: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
+    """``lat`` (analytic rows: one request's service times) for overloaded points: the wait
+    at each overloaded resource, the latency and its percentiles infinite, every request
+    missing a deadline, and the throughput the capacity of the busiest resource."""
+    out = lat.copy()
+    for resource, col in RESOURCES.items():
+        hit = load["overload"].str.contains(resource).to_numpy()
+        out.loc[hit, col] = np.inf
+    for col in ("latency_s", "latency_p50_s", "latency_p95_s", "latency_p99_s"):
+        out[col] = np.inf
+    busiest = load[[f"{r}_utilisation" for r in RESOURCES]].max(axis=1)
+    out["throughput_rps"] = scenario.workload.num_devices * scenario.workload.rate_hz / busiest
+    out["deadline_miss_ratio"] = 1.0 if scenario.qos.max_latency_s is not None else np.nan
+    return out
+
+
 def latency_table(scenario: Scenario, profile: pd.DataFrame, points: pd.DataFrame | None = None,
-                  frame: pd.DataFrame | None = None, compute_s=compute_time_s,
+                  frame: pd.DataFrame | None = None, compute_s=compute_time_s, progress=None,
                   ) -> tuple[SimResult | None, pd.DataFrame]:
     """Latency columns of :data:`TABLE_COLUMNS` for every design point of ``points`` (default:
     every split with the plain fp32 tensor) by the scenario's engine. ``frame``: their
-    :func:`point_frame`, when the caller has it already; ``compute_s``: the analytic engine's
-    compute times (see :func:`~splitimpera.latency.analytic.analytic_latency`).
+    :func:`point_frame`, when the caller has it already; ``compute_s``: compute times of the
+    whole frame (see :func:`~splitimpera.latency.analytic.analytic_latency`); ``progress``:
+    see :func:`~splitimpera.latency.simulation.simulate`.
 
     Returns ``(SimResult or None, table indexed like points)``.
     """
     frame = point_frame(profile, points) if frame is None else frame
-    if scenario.analysis.engine == "simpy":
-        sim = simulate(scenario, frame)
-        return sim, split_table(sim)
-    lat = analytic_latency(frame, scenario, compute_s)
+    load = utilisation(frame, scenario, compute_s)
+    over = (load["overload"] != "").to_numpy()
+    simpy = scenario.analysis.engine == "simpy"
+    # An overloaded point has no steady state: a finite run's mean would only say how long
+    # the run was. It is not simulated; both engines report it the same way (:func:`unbounded`).
+    sim = simulate(scenario, frame[~over], progress) if simpy else None
+    if simpy and not over.any():
+        return sim, split_table(sim).join(load)
+    # compute_s answers for the whole frame (it may be kept per selection): a subset asks the model.
+    lat = analytic_latency(frame[over], scenario) if simpy else analytic_latency(frame, scenario, compute_s)
     n = len(lat)
     # One request alone: nothing queues, and there is no spread to take percentiles of.
     extra = {"device_wait_s": np.zeros(n), "server_wait_s": np.zeros(n), **{c: np.full(n, np.nan) for c in SIM_ONLY_COLUMNS}}
-    return None, pd.concat([lat, pd.DataFrame(extra, index=lat.index)], axis=1)
+    lat = pd.concat([lat, pd.DataFrame(extra, index=lat.index)], axis=1)
+    if simpy:
+        lat = pd.concat([split_table(sim), lat]) if (~over).any() else lat
+        lat = lat.reindex(frame.index)
+    if over.any():
+        lat.loc[over] = unbounded(lat[over], load[over], scenario)
+    return sim, lat.join(load)

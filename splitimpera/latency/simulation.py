@@ -86,6 +86,7 @@ from .compute import compute_energy_j, compute_time_s
 from .link import contention_share
 from .transport import LinkSender
 from ..config.scenario import Scenario
+from ..errors import UserError
 from ..model.splits import OUTPUT, PREDICTION_BYTES
 
 log = logging.getLogger(__name__)
@@ -581,13 +582,89 @@ def split_table(result: SimResult) -> pd.DataFrame:
     return out[SPLIT_TABLE_COLUMNS]
 
 
-def simulate(scenario: Scenario, frame: pd.DataFrame) -> SimResult:
+# Measured on the demo (2-core VM, 20-100 devices): peak memory per simulated request while
+# the run's tables are built, and simulated requests per second (53k/s on one idle core).
+BYTES_PER_REQUEST = 600
+REQUESTS_PER_S = 20_000
+
+
+@dataclass(frozen=True)
+class SimSize:
+    """How big a simulation is before it runs: ``points`` design points × ``devices`` ×
+    ``requests`` per device = :attr:`total` simulated requests, with rough memory and time."""
+
+    points: int
+    devices: int
+    requests: int
+
+    @property
+    def total(self) -> int:
+        return self.points * self.devices * self.requests
+
+    @property
+    def memory_bytes(self) -> float:
+        return self.total * BYTES_PER_REQUEST
+
+    @property
+    def seconds(self) -> float:
+        return self.total / REQUESTS_PER_S
+
+    def text(self) -> str:
+        """``4,400,000 requests (22 design points × 1,000 devices × 200 each), about 3.7 min and 2.64 GB``."""
+        s = self.seconds
+        t = f"{s:.0f} s" if s < 120 else f"{s / 60:.2g} min" if s < 7200 else f"{s / 3600:.3g} h"
+        m = self.memory_bytes
+        mem = f"{m / 1e9:.3g} GB" if m >= 1e9 else f"{m / 1e6:.3g} MB" if m >= 1e6 else f"{m / 1e3:.3g} kB"
+        return (f"{self.total:,} requests ({self.points:,} design point{'s' if self.points != 1 else ''} "
+                f"× {self.devices:,} device{'s' if self.devices != 1 else ''} × {self.requests:,} each), "
+                f"about {t} and {mem}")
+
+
+def simulation_size(scenario: Scenario, points: int) -> SimSize:
+    """The :class:`SimSize` of simulating ``points`` design points of ``scenario``."""
+    wl = scenario.workload
+    return SimSize(int(points), wl.num_devices, wl.num_requests)
+
+
+def check_size(scenario: Scenario, size: SimSize) -> None:
+    """Refuse (:class:`UserError`) a simulation beyond ``analysis.max_simulated_requests``."""
+    limit = scenario.analysis.max_simulated_requests
+    if size.total <= limit:
+        return
+    wl = scenario.workload
+    field = "workload.num_devices" if wl.num_devices > 1 else "workload.num_requests"
+    raise UserError(
+        f"simulating {size.text()} is more than analysis.max_simulated_requests ({limit:,}); use analysis.engine=analytic "
+        f"(closed form, instant), fewer workload.num_requests (now {wl.num_requests:,}) or devices, fewer "
+        "splits (analysis.splits), or raise the limit", source=scenario.source, field=field)
+
+
+def simulate(scenario: Scenario, frame: pd.DataFrame, progress: Callable[[SimSize], object] | None = None,
+             ) -> SimResult:
     """Simulate every design point of ``frame`` (a :func:`~splitimpera.latency.engine.point_frame`:
-    one profile row per point, with what it sends), each independently, in ``frame``'s order."""
+    one profile row per point, with what it sends), each independently, in ``frame``'s order.
+
+    Refused (:func:`check_size`) beyond ``analysis.max_simulated_requests``. ``progress``:
+    called once with the :class:`SimSize` before the run; what it returns (e.g. a ``tqdm``
+    bar) gets ``update(n)`` after each design point's ``n`` requests, and ``close()`` at the end.
+    """
     if not isinstance(frame.index, pd.MultiIndex):
         raise ValueError("simulate() takes a design-point frame (latency.engine.point_frame)")
     points = list(frame.index)
-    parts = [simulate_point(p, frame, scenario) for p in points]
+    size = simulation_size(scenario, len(points))
+    check_size(scenario, size)
+    if size.total:
+        log.info("simulating %s", size.text())
+    bar = progress(size) if progress is not None and size.total else None
+    parts = []
+    try:
+        for p in points:
+            parts.append(simulate_point(p, frame, scenario))
+            if bar is not None:
+                bar.update(size.devices * size.requests)
+    finally:
+        if bar is not None:
+            bar.close()
     requests = (pd.concat(parts, ignore_index=True) if parts
                 else pd.DataFrame({c: pd.Series(dtype=float) for c in REQUEST_COLUMNS}))
     requests = requests[REQUEST_COLUMNS]

@@ -15,6 +15,7 @@ import difflib
 import importlib
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,25 +58,48 @@ def model_kind(name: str) -> str:
                     field=NAME_FIELD)
 
 
-def _user_builder(name: str):
+def _import_user_module(mod_name: str, search_dir: Path | None):
+    """``import mod_name``, from the Python path or else from ``search_dir`` (the scenario's
+    folder), which is on ``sys.path`` only during the import."""
+    try:
+        return importlib.import_module(mod_name)
+    except ModuleNotFoundError as e:
+        top = mod_name.split(".")[0]
+        if search_dir is None or e.name != top or not any(
+                (Path(search_dir) / p).exists() for p in (f"{top}.py", f"{top}/__init__.py")):
+            raise
+    where = str(search_dir)
+    sys.path.insert(0, where)
+    importlib.invalidate_caches()
+    try:
+        return importlib.import_module(mod_name)
+    finally:
+        if where in sys.path:
+            sys.path.remove(where)
+
+
+def _user_builder(name: str, search_dir: Path | None = None):
     mod_name, _, fn_name = name.partition(":")
     if not mod_name or not fn_name:
         raise UserError(f"user model {name!r} must be written package.module:function", field=NAME_FIELD)
     try:
-        mod = importlib.import_module(mod_name)
+        mod = _import_user_module(mod_name, search_dir)
     except ImportError as e:
-        raise UserError(f"cannot import module {mod_name!r} for user model: {e}", field=NAME_FIELD) from None
+        where = "" if search_dir is None else f" and in the scenario's folder {search_dir}"
+        raise UserError(f"cannot import module {mod_name!r} for user model: {e} (looked on the Python path{where}; "
+                        "or set PYTHONPATH to its folder)", field=NAME_FIELD) from None
     try:
         return getattr(mod, fn_name)
     except AttributeError:
         raise UserError(f"module {mod_name!r} has no attribute {fn_name!r}", field=NAME_FIELD) from None
 
 
-def check_model(name: str, weights: str | None) -> None:
-    """Cheap checks done when a scenario is loaded, before any heavy work."""
+def check_model(name: str, weights: str | None, search_dir: Path | None = None) -> None:
+    """Cheap checks done when a scenario is loaded, before any heavy work (``search_dir``:
+    where a user model's module may also be, the scenario's folder)."""
     kind = model_kind(name)
     if kind == "user":
-        _user_builder(name)
+        _user_builder(name, search_dir)
     w = _weights_keyword(weights)
     if w in WEIGHT_KEYWORDS:
         return
@@ -89,7 +113,7 @@ def _check_scenario_model(sc: "Scenario", src_for) -> None:
     """Scenario hook (``model`` section, see :mod:`splitimpera.config.checks`): the model
     name and weights resolve, and a user model states its input shape."""
     try:
-        check_model(sc.model.name, sc.model.weights)
+        check_model(sc.model.name, sc.model.weights, sc.base_dir)
     except UserError as e:
         field = e.field or NAME_FIELD
         raise UserError(e.message, source=src_for(field), field=field) from None
@@ -121,8 +145,10 @@ def hub_checkpoint_path(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
-def load_model(name: str, weights: str | None = None, num_classes: int | None = None) -> nn.Module:
+def load_model(name: str, weights: str | None = None, num_classes: int | None = None,
+               search_dir: str | Path | None = None) -> nn.Module:
     """Build a model by name and load its weights; returns it in eval mode on the CPU.
+    ``search_dir``: a folder a user model's module may also be in (the scenario's).
 
     Raises :class:`UserError` (naming what to do) for unknown names, unreadable weights, and
     torchvision weights that are not in the local cache.
@@ -144,7 +170,7 @@ def load_model(name: str, weights: str | None = None, num_classes: int | None = 
     elif kind == "torchvision":
         model = _load_torchvision(name, w, num_classes)
     else:
-        builder = _user_builder(name)
+        builder = _user_builder(name, None if search_dir is None else Path(search_dir))
         kwargs = {"num_classes": num_classes} if num_classes is not None else {}
         try:
             model = builder(**kwargs)
@@ -228,7 +254,7 @@ def load_traced(scenario: "Scenario") -> "TracedModel":
         # global torch generator.
         with torch.random.fork_rng():
             torch.manual_seed(scenario.seed)
-            model = load_model(ms.name, ms.weights, ms.num_classes)
+            model = load_model(ms.name, ms.weights, ms.num_classes, scenario.base_dir)
     except UserError as e:
         raise e.at(source=scenario.source, field="model.name") from None
     shape = tuple(ms.input_shape) if ms.input_shape else default_input_shape(ms.name, model)

@@ -153,7 +153,7 @@ def plot_breakdown(rd: ResultDir) -> bytes:
     plt = _fig()
     v = rd.view
     t = _shown_points(rd)
-    stages = v.stages().loc[t.index]
+    stages = v.stages(bounded=True).loc[t.index]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(t) + 2), 3.8))
     bottom = np.zeros(len(t))
     x = np.arange(len(t))
@@ -165,8 +165,15 @@ def plot_breakdown(rd: ResultDir) -> bytes:
     limit = v.qos.max_latency_ms
     if limit:
         ax.axhline(limit, color="k", ls="--", lw=1, label=f"limit {limit:g} ms ({v.statistic})")
+    if v.latency_column != "latency_s":  # the bars are means; the limit is on this statistic
+        ax.scatter(x, t["latency_qos_s"].to_numpy(dtype=float) * 1e3, marker="_", s=160, color="k", zorder=4,
+                   label=f"{v.statistic} latency")
     rec = v.recommended
-    ax.set_xticks(x, [("★ " if p == rec else "") + v.label(p) for p in t.index], rotation=70, ha="right", fontsize=7)
+    unbounded = v.unbounded.loc[t.index].to_numpy()
+    for i in np.flatnonzero(unbounded):  # overloaded: latency unbounded, no bar to draw
+        ax.text(x[i], 0, "∞", ha="center", va="bottom", fontsize=9, color="tab:red")
+    ax.set_xticks(x, [("★ " if p == rec else "") + v.label(p) + (" (overloaded)" if u else "")
+                      for p, u in zip(t.index, unbounded)], rotation=70, ha="right", fontsize=7)
     ax.set_ylabel("mean latency (ms)" if v.simulated else "latency (ms)")
     ax.set_title("Latency breakdown per split" if not v.multi else "Latency breakdown: best split per bottleneck",
                  fontsize=10)
@@ -182,15 +189,16 @@ def plot_tradeoff(rd: ResultDir, metric: str = "accuracy") -> bytes:
     qos = rd.scenario.get("qos") or {}
     has_acc = metric == "accuracy"
     ycol, ylabel = ("accuracy", "accuracy") if has_acc else ("energy_j", "device energy (mJ)")
-    y = t[ycol] * (100 if has_acc else 1e3)
     # The x axis is the latency the limit applies to, so the QoS region is read correctly.
     lat_col = "latency_qos_s" if "latency_qos_s" in t.columns else "latency_s"
+    t = t[np.isfinite(t[lat_col].astype(float))]  # an overloaded point's latency is unbounded: not drawn
+    y = t[ycol] * (100 if has_acc else 1e3)
     xms = t[lat_col] * 1e3
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     lim = qos.get("max_latency_ms")
     ymin = (qos.get("min_accuracy") or 0) * 100 if has_acc else None
     ymax = qos.get("max_energy_mj") if not has_acc else None
-    x_hi = max(float(xms.max()) * 1.1, (lim or 0) * 1.1)
+    x_hi = max(float(xms.max()) * 1.1 if len(xms) else 1.0, (lim or 0) * 1.1)
     if lim:
         lo_y, hi_y = float(y.min()), float(y.max())
         span = max(hi_y - lo_y, 1e-6)
@@ -320,7 +328,7 @@ def _img(png: bytes, alt: str) -> str:
 
 
 def _fmt_ms(v) -> str:
-    return "" if pd.isna(v) else f"{v * 1e3:.3g}"
+    return "" if pd.isna(v) else "∞" if v == np.inf else f"{v * 1e3:.3g}"
 
 
 def _verdict(rd: ResultDir) -> str:
@@ -333,7 +341,8 @@ def _verdict(rd: ResultDir) -> str:
         f"<li><b>{html.escape(label)}</b>: {html.escape(reason)}"
         + (f" — would pass with {html.escape('; or '.join(tips))}" if tips else "") + "</li>"
         for label, reason, tips in v.closest)
-    return (f'<div class="verdict no"><b>{html.escape(v.headline)}</b> '
+    note = "".join(f" {html.escape(d)}" for d in v.details)
+    return (f'<div class="verdict no"><b>{html.escape(v.headline)}</b>{note} '
             f"Closest, and what would have to change (first-order estimates):<ul>{items}</ul></div>")
 
 
@@ -418,6 +427,8 @@ def _qos_text(qos: dict) -> str:
     if qos.get("fit_device_memory", True):
         parts.append("head fits device memory")
     obj = qos.get("objective", "latency")
+    if obj == "latency" and stat != "mean":
+        obj = f"{stat} latency"
     if obj == "weighted":
         w = qos.get("weights") or {}
         obj = "weighted (" + ", ".join(f"{k} {v:g}" for k, v in w.items() if v) + ")"

@@ -10,23 +10,22 @@ def draw_cui(ax, curve: pd.DataFrame, nominated, per_class: pd.DataFrame | None 
     """Draw the log10 CUI curve on ``ax``, nominated splits starred, per-class curves faint.
 
     ``curve``: indexed by split with ``log10_cui``; ``nominated``: records with ``rank``,
-    ``split``, ``log10_cui``, ``kind``. All-zero maps sit at log10(LOG_FLOOR): the axis stays on
-    real values and those are pinned to its floor.
+    ``split``, ``log10_cui``, ``kind``. An all-zero map has no log10 (NaN): the line breaks
+    there and an × on the axis's floor marks it.
     """
-    import numpy as np
-
-    from ..accuracy.cui import LOG_FLOOR
-
     per_class = per_class if per_class is not None else pd.DataFrame()
-    x = range(len(curve))
-    floor = np.log10(LOG_FLOOR) + 1
-    vals = np.concatenate([curve["log10_cui"].to_numpy(), per_class.to_numpy(dtype=float).ravel()])
-    real = vals[vals > floor]
+    x = np.arange(len(curve))
+    vals = np.concatenate([curve["log10_cui"].to_numpy(dtype=float), per_class.to_numpy(dtype=float).ravel()])
+    real = vals[np.isfinite(vals)]
     lo, hi = (real.min(), real.max()) if len(real) else (-1.0, 1.0)
     margin = 0.08 * max(hi - lo, 0.5)
     bottom = lo - margin
     for _, row in per_class.iterrows():
-        ax.plot(x, np.maximum(row.to_numpy(dtype=float), bottom), color="0.8", lw=0.8, zorder=1)
+        ax.plot(x, row.to_numpy(dtype=float), color="0.8", lw=0.8, zorder=1)
+    undefined = ~np.isfinite(curve["log10_cui"].to_numpy(dtype=float))
+    if undefined.any():
+        ax.plot(x[undefined], np.full(undefined.sum(), bottom), "x", color="tab:blue", ms=6, clip_on=False,
+                label="all-zero map (undefined)")
     ax.plot(x, curve["log10_cui"], "o-", color="tab:blue", lw=1.8, ms=4, zorder=2, label="CUI (all images)")
     pos = {s: i for i, s in enumerate(curve.index)}
     for r in nominated:

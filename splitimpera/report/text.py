@@ -11,7 +11,14 @@ from .view import View, flops_text as _flops
 
 
 def _ms(v: float) -> str:
-    return "—" if v == 0 else f"{v * 1e3:.3g}" if v * 1e3 < 100 else f"{v * 1e3:.0f}"
+    if v == 0 or v == np.inf:  # nothing to wait for; or unbounded (an overloaded resource)
+        return "—" if v == 0 else "∞"
+    return f"{v * 1e3:.3g}" if v * 1e3 < 100 else f"{v * 1e3:.0f}"
+
+
+def _log(v: float) -> str:
+    """A log10 CUI value; "—" where it is undefined (an all-zero map)."""
+    return "—" if pd.isna(v) else f"{v:.3f}"
 
 
 def _grid(header: list[str], rows: list[list[str]], align: str) -> str:
@@ -25,7 +32,7 @@ def _grid(header: list[str], rows: list[list[str]], align: str) -> str:
 
 def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = False, downlink: bool = True,
                accuracy: bool = False, bottleneck: bool = False, statistic: str = "mean",
-               frame_loss: bool = False) -> tuple[list[str], list[list[str]], str]:
+               frame_loss: bool = False, half_rtt_s: float | None = None) -> tuple[list[str], list[list[str]], str]:
     """Header, rows and alignment of the per-point terminal table (index: split, bottleneck).
 
     ``simulated`` adds the queueing waits (device, server) and the p95 latency (or the
@@ -34,6 +41,9 @@ def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = 
     server); ``accuracy`` adds the accuracy and where it comes from (a ``*`` marks a
     prediction from the CUI curve, ``u`` your CSV, ``n`` a nominal assumption);
     ``bottleneck`` adds the bottleneck column; ``frame_loss`` the frames lost (UDP).
+    ``half_rtt_s`` splits the uplink into its propagation (``RTT/2 ms``, where something is
+    sent) and the rest (``transmit ms``: bytes on the air, the transport's round trips and
+    retransmissions, waiting for the medium).
     """
     pct = "p95" if statistic == "mean" else statistic
     named = {"device_wait_s": "dev wait ms", "device_compute_s": "device ms", "uplink_s": "uplink ms",
@@ -46,6 +56,14 @@ def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = 
         cols = ["device_compute_s", "uplink_s", "server_compute_s", "downlink_s", "latency_s"]
     if not downlink:
         cols.remove("downlink_s")
+    table = table.copy()
+    if half_rtt_s is not None:
+        prop = np.where(table["uplink_s"].to_numpy(dtype=float) > 0, half_rtt_s, 0.0)
+        table["uplink_prop_s"] = prop
+        table["uplink_tx_s"] = table["uplink_s"].to_numpy(dtype=float) - prop
+        i = cols.index("uplink_s")
+        cols[i:i + 1] = ["uplink_prop_s", "uplink_tx_s"]
+        named.update(uplink_prop_s="RTT/2 ms", uplink_tx_s="transmit ms")
     header = ["rank", "split", *(["bottleneck"] if bottleneck else []), "sent", *(named[c] for c in cols),
               "energy mJ"]
     align = "rl" + ("l" if bottleneck else "") + "r" + "r" * (len(cols) + 1)
@@ -74,6 +92,10 @@ def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = 
     return header, rows, align
 
 
+UPLINK_NOTE = ("(uplink = RTT/2, the propagation of a {rtt:g} ms round trip, + transmit: the bytes at the link's "
+               "rate, the transport's round trips and retransmissions, waits for the medium)")
+
+
 def describe_transport(net) -> str:
     """The link's transport in words, e.g. ``TCP, persistent connection (initial window 10, min RTO 200 ms)``."""
     if net.transport == "udp":
@@ -92,7 +114,8 @@ def describe_objective(qos) -> str:
         w = qos.weights.model_dump()
         what = "min weighted score (" + ", ".join(f"{k} {v:g}" for k, v in w.items() if v) + "; min-max scaled)"
     else:
-        what = ("max " if qos.objective == "accuracy" else "min ") + qos.objective
+        stat = "" if qos.objective != "latency" or qos.latency_statistic == "mean" else f"{qos.latency_statistic} "
+        what = ("max " if qos.objective == "accuracy" else "min ") + stat + qos.objective
     return f"objective: {what}, {TIE_BREAKS}"
 
 
@@ -166,15 +189,17 @@ def render_result(result, top: int | None = None) -> str:
     lines.append("transport: " + describe_transport(sc.network))
     sim = getattr(result, "sim", None)
     stat = sc.qos.latency_statistic
+    n_over = int((t["overload"].fillna("") != "").sum()) if "overload" in t.columns else 0
+    overload = (f"; {n_over} overloaded design point{'s' if n_over > 1 else ''} (a resource at or over its "
+                "capacity: latency unbounded) not simulated" if n_over else "")
     if sim is not None:
         per_point = int(sim.summary["requests"].iloc[0]) if len(sim.summary) else 0
         trace = " following its rate trace" if sc.network.trace_csv else ""
         lines.append(f"engine simpy: {len(sim.requests):,} simulated requests ({per_point} per design point after "
                      f"warm-up; {wl.arrival} arrivals at {wl.rate_hz:g} Hz per device{trace}); "
-                     f"latency limit on the {stat}")
+                     f"latency limit on the {stat}{overload}")
     else:
-        lines.append("engine analytic: one request, no queueing"
-                     + ("" if stat == "mean" else f" (a {stat} limit is applied to that one latency)"))
+        lines.append("engine analytic: one request, no queueing" + (f"; latency limit on the {stat}" if stat != "mean" else ""))
     lines += _accuracy_lines(result, view)
     with_acc = not t["accuracy_source"].isin(["full model", "unknown"]).all()
     lines.append("")
@@ -185,16 +210,17 @@ def render_result(result, top: int | None = None) -> str:
     downlink = wl.result_at == "device"
     verdict = view.verdict()
     kw = dict(simulated=simulated, downlink=downlink, accuracy=with_acc, bottleneck=view.multi, statistic=stat,
-              frame_loss=sc.network.transport == "udp")
+              frame_loss=sc.network.transport == "udp", half_rtt_s=sc.network.rtt_s / 2)
     if n_feas:
         header, rows, align = split_rows(shown, with_reason=False, **kw)
         lines.append(f"{verdict.details[0][:-1]}; top {len(shown)}:")
         lines.append(_grid(header, rows, align))
+        lines.append(UPLINK_NOTE.format(rtt=sc.network.rtt_ms))
         lines.append("")
         lines.append(verdict.headline)
         lines += [d for d in verdict.details[1:]]
     else:
-        lines.append(f"{verdict.headline} Closest:")
+        lines.append(" ".join([verdict.headline, *verdict.details, "Closest:"]))
         header, rows, align = split_rows(closest(t, 3), with_reason=True, **kw)
         lines.append(_grid(header, rows, align))
         tips = [(label, tp) for label, _, tp in verdict.closest if tp]
@@ -243,9 +269,9 @@ def render_analysis(scenario, res, input_shape) -> str:
     lines.append(_grid(header, rows, "rlrrl"))
     best = res.best_per_class()
     lines += ["", "Best split per class:"]
-    rows = [[str(c), str(int(r["n_images"])), r["best_split"], f"{r['log10_cui']:.3f}"] for c, r in best.iterrows()]
+    rows = [[str(c), str(int(r["n_images"])), r["best_split"] or "—", _log(r["log10_cui"])] for c, r in best.iterrows()]
     lines.append(_grid(["class", "images", "best split", "log10 CUI"], rows, "rrlr"))
-    moved = sorted({b for b in best["best_split"] if b != res.best})
+    moved = sorted({b for b in best["best_split"] if b and b != res.best})
     if moved:
         lines.append(f"Classes whose best split differs from {res.best}: " + ", ".join(
             f"{b} ({', '.join(str(c) for c in best.index[best['best_split'] == b])})" for b in moved))

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ..config.hardware import NetworkProfile
-from ..config.scenario import QoSSpec
-from ..qos import LATENCY_COLUMN, best_per_bottleneck, closest, human_bytes, what_would_change
+from ..config.scenario import QoSSpec, WorkloadSpec
+from ..qos import LATENCY_COLUMN, best_per_bottleneck, closest, human_bytes, overloaded, what_would_change
 
 # Latency stages of a request, in order, with their display names.
 STAGES = [("device_wait_s", "device wait"), ("device_compute_s", "device compute"), ("uplink_s", "uplink"),
@@ -53,7 +53,8 @@ class View:
 
     ``table`` is indexed by ``(split, bottleneck)`` with the ranking columns
     (:func:`~splitimpera.qos.rank`); ``simulated``: the latency columns are simulation means
-    (percentiles exist); ``network`` feeds what-would-change (None: no uplink advice).
+    (percentiles exist); ``network`` and ``workload`` feed what-would-change (None: no uplink
+    or request-rate advice).
     """
 
     table: pd.DataFrame
@@ -61,11 +62,12 @@ class View:
     network: NetworkProfile | None = None
     simulated: bool = False
     name: str = ""
+    workload: WorkloadSpec | None = None
 
     @classmethod
     def of(cls, result) -> "View":
         sc = result.scenario
-        return cls(result.table, sc.qos, sc.network, result.sim is not None, sc.name)
+        return cls(result.table, sc.qos, sc.network, result.sim is not None, sc.name, sc.workload)
 
     @classmethod
     def of_folder(cls, table: pd.DataFrame, scenario: dict, summary: dict) -> "View":
@@ -76,6 +78,10 @@ class View:
             net = NetworkProfile.model_validate(scenario["network"])
         except Exception:  # an older or hand-edited folder: no uplink advice
             net = None
+        try:
+            workload = WorkloadSpec.model_validate(scenario.get("workload") or {})
+        except Exception:  # likewise: no request-rate advice
+            workload = None
         t = table.copy()
         missing = [c for c in ("feasible", "latency_s", "bytes_sent", "index") if c not in t.columns]
         if missing:
@@ -93,7 +99,7 @@ class View:
             if col not in t.columns:
                 t[col] = np.nan
         simulated = summary.get("engine", "simpy") == "simpy" and "latency_p95_s" in t and t["latency_p95_s"].notna().any()
-        return cls(t, qos, net, bool(simulated), str(scenario.get("name", "")))
+        return cls(t, qos, net, bool(simulated), str(scenario.get("name", "")), workload)
 
     # -- the key -------------------------------------------------------------------------------
 
@@ -128,6 +134,20 @@ class View:
         col = LATENCY_COLUMN[self.statistic]
         return col if col in self.table.columns and self.table[col].notna().any() else "latency_s"
 
+    @property
+    def latency_name(self) -> str:
+        """What the ranking and the limit call latency: ``latency`` (the mean) or ``p95 latency``."""
+        return "latency" if self.statistic == "mean" else f"{self.statistic} latency"
+
+    @property
+    def statistic_note(self) -> str | None:
+        """A sentence when the statistic cannot be what it says: a percentile limit on the
+        analytic engine, which has one latency per point and no spread."""
+        if self.simulated or self.statistic == "mean" or self.qos.max_latency_s is None:
+            return None
+        return (f"The analytic engine has no spread: the {self.statistic} limit applies to its one-request "
+                "latency (analysis.engine=simpy gives percentiles).")
+
     def constrained(self, row: pd.Series) -> float:
         v = row.get("latency_qos_s")
         return float(row["latency_s"] if v is None or pd.isna(v) else v)
@@ -145,10 +165,20 @@ class View:
         t = self.table
         return pd.concat([t[t["feasible"]].sort_values("rank"), closest(t, n=len(t))])
 
-    def stages(self) -> pd.DataFrame:
-        """Latency per stage (seconds) for every point, in :data:`STAGES` order (absent: 0)."""
-        return pd.DataFrame({label: self.table[col].fillna(0.0) if col in self.table.columns else 0.0
-                             for col, label in STAGES}, index=self.table.index)
+    @property
+    def unbounded(self) -> pd.Series:
+        """True for the overloaded points (a resource at or over its capacity): their latency is infinite."""
+        return overloaded(self.table)
+
+    def stages(self, bounded: bool = False) -> pd.DataFrame:
+        """Latency per stage (seconds) for every point, in :data:`STAGES` order (absent: 0;
+        infinite at an overloaded resource). ``bounded``: NaN for every stage of an
+        :attr:`unbounded` point, which charts leave out (and mark)."""
+        out = pd.DataFrame({label: self.table[col].fillna(0.0) if col in self.table.columns else 0.0
+                            for col, label in STAGES}, index=self.table.index)
+        if bounded:
+            out[self.unbounded.to_numpy()] = np.nan
+        return out
 
     def best_per_bottleneck(self) -> pd.DataFrame:
         return best_per_bottleneck(self.table)
@@ -160,13 +190,14 @@ class View:
         Columns: ``split``, ``bottleneck``, ``label`` (:meth:`label`), ``index`` (topological
         position of the split), ``latency_s``, ``latency_qos_s`` (the latency the limit applies
         to), one column per stage of :meth:`stages` (seconds, named by its display name),
+        ``unbounded`` (overloaded: the latency columns are NaN),
         ``energy_j``, ``accuracy`` (fraction; NaN when unknown), ``bytes_sent``, ``feasible``,
         ``pareto``, ``rank`` (NA when infeasible), ``status`` (``recommended``, ``feasible`` or
         ``infeasible``), ``verdict`` (``ok`` or the reason) and ``best`` (the point is its
         bottleneck's best split, :meth:`best_per_bottleneck`).
         """
         t = self.table.sort_values("index", kind="stable")
-        stages = self.stages().loc[t.index]
+        stages = self.stages(bounded=True).loc[t.index]
         rec = self.recommended
         best = {(r["split"], b) for b, r in self.best_per_bottleneck().iterrows()}
         points = [tuple(map(str, p)) for p in t.index]
@@ -177,6 +208,9 @@ class View:
             "latency_s": t["latency_s"].to_numpy(),
             "latency_qos_s": [self.constrained(r) for _, r in t.iterrows()],
         })
+        out["unbounded"] = self.unbounded.loc[t.index].to_numpy()
+        for col in ("latency_s", "latency_qos_s"):  # charts leave an unbounded latency out (and mark it)
+            out[col] = out[col].where(~out["unbounded"])
         for label in stages.columns:
             out[label] = stages[label].to_numpy(dtype=float)
         out["energy_j"] = t["energy_j"].to_numpy()
@@ -193,7 +227,7 @@ class View:
 
     def suggestions(self, n: int = 3) -> dict[str, list[str]]:
         """For the closest infeasible points (by label), what would have to change."""
-        tips = what_would_change(self.table, self.qos, self.network, n=n)
+        tips = what_would_change(self.table, self.qos, self.network, n=n, workload=self.workload)
         return {self.label(p): t for p, t in tips.items()}
 
     # -- the answer ------------------------------------------------------------------------------
@@ -204,23 +238,27 @@ class View:
         n_feas, n = int(t["feasible"].sum()), len(t)
         what = "design points" if self.multi else "splits"
         if rec is None:
-            tips = what_would_change(t, self.qos, self.network, n=3)
+            tips = what_would_change(t, self.qos, self.network, n=3, workload=self.workload)
             near = [(self.label(p), str(t.loc[p, "reason"]), tp) for p, tp in tips.items()]
-            return Verdict(False, f"No {what[:-1]} meets the QoS ({n} evaluated).", [], near)
+            return Verdict(False, f"No {what[:-1]} meets the QoS ({n} evaluated).",
+                           [self.statistic_note] if self.statistic_note else [], near)
         r = t.loc[rec]
         stat = self.statistic
+        shown = self.latency_column
         margin = ""
-        if self.qos.max_latency_s is not None:
-            on = "" if stat == "mean" else f" on the {stat}"
+        if self.qos.max_latency_s is not None:  # (analytic: a percentile limit on the one latency)
+            on = f" on the {stat}" if stat != "mean" and shown == "latency_s" else ""
             margin = (f", {(self.qos.max_latency_s - self.constrained(r)) * 1e3:.3g} ms under the "
                       f"{self.qos.max_latency_ms:g} ms limit{on}")
-        shown = self.latency_column
-        extra = "" if shown == "latency_s" else f" ({stat} {r[shown] * 1e3:.3g} ms)"
-        if shown == "latency_s" and self.simulated and "latency_p95_s" in r and pd.notna(r["latency_p95_s"]):
-            extra = f" (p95 {r['latency_p95_s'] * 1e3:.3g} ms)"
+        # The statistic the limit and the ranking use comes first, the mean (or p95) beside it.
+        if stat != "mean" and shown != "latency_s":
+            lat = f"{stat} latency {self.constrained(r) * 1e3:.3g} ms (mean {r['latency_s'] * 1e3:.3g} ms)"
+        else:
+            p95 = r.get("latency_p95_s", np.nan) if self.simulated else np.nan
+            lat = f"latency {r['latency_s'] * 1e3:.3g} ms" + ("" if pd.isna(p95) else f" (p95 {p95 * 1e3:.3g} ms)")
         acc = "" if pd.isna(r.get("accuracy", np.nan)) else f", accuracy {r['accuracy'] * 100:.2f} %"
         bn = f" under {rec[1]}" if not self.multi and rec[1] != "none" else ""
-        headline = (f"Recommended: {self.label(rec)} — latency {r['latency_s'] * 1e3:.3g} ms{extra}{margin}; "
+        headline = (f"Recommended: {self.label(rec)} — {lat}{margin}; "
                     f"the device runs {flops_text(r['head_flops'])} of {flops_text(r['head_flops'] + r['tail_flops'])}"
                     f" FLOPs and sends {human_bytes(r['bytes_sent'])}{bn} ({r['energy_j'] * 1e3:.3g} mJ on the "
                     f"device){acc}.")
@@ -229,5 +267,8 @@ class View:
         runners = list(ranked.index[1:3])
         if runners:
             details.append("Runners-up: " + ", ".join(
-                f"{self.label(p)} ({t.loc[p, 'latency_s'] * 1e3:.3g} ms)" for p in runners))
+                f"{self.label(p)} ({'' if shown == 'latency_s' else stat + ' '}{self.constrained(t.loc[p]) * 1e3:.3g} ms)"
+                for p in runners))
+        if self.statistic_note:
+            details.append(self.statistic_note)
         return Verdict(True, headline, details)
