@@ -84,8 +84,9 @@ def overloaded(table: pd.DataFrame) -> pd.Series:
     """True where a resource is at or over its capacity (the latency stage's ``overload``)."""
     if "overload" not in table.columns:
         return pd.Series(False, index=table.index)
-    col = table["overload"]
-    return col.notna() & (col.astype(str).str.strip().str.len() > 0)
+    # A plain loop: this runs once per evaluate (sweeps: per point), pandas' .str is slower here.
+    return pd.Series([isinstance(v, str) and v.strip() != "" for v in table["overload"]], index=table.index,
+                     dtype=bool)
 
 
 def overload_reason(row: pd.Series) -> str:
@@ -163,11 +164,12 @@ def rank(table: pd.DataFrame, qos, device=None) -> pd.DataFrame:
         # a missing value is as far as can be.
         margin = (c.limit - vals) if c.upper else (vals - c.limit)
         over = np.clip(-margin, 0, None)
-        rel = np.where(known, over / abs(c.limit) if c.limit != 0 else over, np.inf)
+        with np.errstate(over="ignore", invalid="ignore"):  # an unbounded (overloaded) value overshoots by inf
+            rel = np.where(known, over / abs(c.limit) if c.limit != 0 else over, np.inf)
         violation = np.fmax(violation, rel)
         margins[f"margin_{c.column}"] = margin
     pareto = pareto_front(table).to_numpy()
-    score = objective_score(table.assign(latency_qos_s=new["latency_qos_s"]), qos).to_numpy(dtype=float)
+    score = objective_score(table, qos, {"latency_qos_s": new["latency_qos_s"]}).to_numpy(dtype=float)
     # Feasible points by score, ties by mean latency, bytes sent, topological position (stable).
     feas = np.flatnonzero(feasible)
     keys = [column(k)[feas] for k in ("index", "bytes_sent", "latency_s")] + [score[feas]]
@@ -187,24 +189,34 @@ def rank(table: pd.DataFrame, qos, device=None) -> pd.DataFrame:
 PARETO_OBJECTIVES = {"latency_s": "min", "accuracy": "max", "energy_j": "min"}
 
 
-def objective_score(table: pd.DataFrame, qos) -> pd.Series:
+def objective_score(table: pd.DataFrame, qos, extra: dict | None = None) -> pd.Series:
     """Lower is better. ``weighted``: Σ weight × metric min-max scaled over the table's splits
     (accuracy enters as 1 − scaled accuracy); otherwise the objective's column (accuracy negated).
-    Latency is the ``qos.latency_statistic`` the limit applies to (``latency_qos_s``)."""
+    Latency is the ``qos.latency_statistic`` the limit applies to (``latency_qos_s``).
+    ``extra``: columns (arrays in the table's order) not in ``table`` yet, e.g. ``latency_qos_s``
+    while :func:`rank` builds it (no copy of the table)."""
+    extra = extra or {}
+
+    def has(col: str) -> bool:
+        return col in extra or col in table.columns
+
+    def values(col: str) -> pd.Series:
+        return pd.Series(extra[col], index=table.index, dtype=float) if col in extra else table[col].astype(float)
+
     if qos.objective != "weighted":
         col = OBJECTIVE_COLUMN[qos.objective]
-        if col not in table.columns:  # a table rank() has not seen: the mean
+        if not has(col):  # a table rank() has not seen: the mean
             col = "latency_s"
-        v = table[col].astype(float)
+        v = values(col)
         return -v.fillna(-np.inf) if col == "accuracy" else v
     w = qos.weights
     score = pd.Series(0.0, index=table.index)
-    lat = "latency_qos_s" if "latency_qos_s" in table.columns else "latency_s"
+    lat = "latency_qos_s" if has("latency_qos_s") else "latency_s"
     for col, weight, sign in ((lat, w.latency, 1), ("energy_j", w.energy, 1), ("bytes_sent", w.bytes, 1),
                               ("accuracy", w.accuracy, -1)):
-        if weight == 0 or col not in table.columns or table[col].isna().all():
+        if weight == 0 or not has(col) or values(col).isna().all():
             continue
-        v = table[col].astype(float) * sign
+        v = values(col) * sign
         v = v.where(np.isfinite(v))  # an unbounded latency (overloaded) would flatten the scale
         span = v.max() - v.min()
         score += weight * ((v - v.min()) / span if span > 0 else 0.0)
