@@ -62,7 +62,7 @@ from ..latency.simulation import simulate, warmup_requests
 from ..latency.transport import transfer_latency_s
 from ..model.cost import profile_model
 from ..model.loading import load_traced
-from ..model.splits import INPUT, OUTPUT, _head_tail
+from ..model.splits import OUTPUT, _head_tail
 from .device import MEASURED_COLUMNS, input_samples
 from .server import check_splits, wire_bottlenecks
 
