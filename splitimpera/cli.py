@@ -23,14 +23,21 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(message, source=self.prog)
 
 
+def _positive(args, command: str, *names: str) -> None:
+    """One line, exit 2, for an integer option given as 0 or less."""
+    for name in names:
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise UserError(f"must be at least 1 (got {v})", source=command, field="--" + name.replace("_", "-"))
+
+
 def _cmd_simulate(args) -> int:
     from .pipeline import run
     from .report.text import render_result
     from .config.scenario import load_scenario, parse_overrides
     from .results import check_output_dir
 
-    if args.top is not None and args.top < 1:
-        raise UserError(f"must be at least 1 (got {args.top})", source="simulate", field="--top")
+    _positive(args, "simulate", "top")
     if args.report and args.output is None:
         raise UserError("needs -o DIR (the report is written beside the results)", source="simulate",
                         field="--report")
@@ -247,16 +254,7 @@ def _cmd_profiles(args) -> int:
     return EXIT_OK
 
 
-def _positive(args, command: str, *names: str) -> None:
-    """One line, exit 2, for an integer option given as 0 or less."""
-    for name in names:
-        v = getattr(args, name)
-        if v is not None and v < 1:
-            raise UserError(f"must be at least 1 (got {v})", source=command, field="--" + name.replace("_", "-"))
-
-
 def _cmd_serve(args) -> int:
-    _positive(args, "serve", "threads")
     import json
     import os
     import signal
@@ -295,7 +293,7 @@ def _cmd_device(args) -> int:
     from .config.scenario import load_scenario, parse_overrides
     from .runtime.device import parse_address, run_device
 
-    _positive(args, "device", "requests", "threads")
+    _positive(args, "device", "requests")  # --threads: checked for every command by _cap_threads
     sc = load_scenario(args.scenario, parse_overrides(args.set))
     server = parse_address(args.server)
     if args.output:
@@ -333,7 +331,7 @@ def _cmd_measure(args) -> int:
     from .results import check_output_dir
     from .runtime import measure as m
 
-    _positive(args, "measure", "requests", "threads")
+    _positive(args, "measure", "requests")
     overrides = parse_overrides(args.set)
     if args.netns is not None and os.environ.get(m.NETNS_ENV) != "1":
         sc = load_scenario(args.scenario, overrides)  # bad input is reported before the namespace
