@@ -32,6 +32,7 @@ the same figures for the flop-only model (``Σ_c F_ic a_c + o``) fitted to the s
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import gc
 import logging
@@ -60,8 +61,15 @@ from .model.splits import TracedModel, attr_value, eval_mode, trace
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FIT_MODELS = ("resnet18", "mobilenet_v3_small", "vgg11", "squeezenet1_0")
-DEFAULT_HOLDOUT_MODELS = ("efficientnet_b0", "resnet50", "densenet121")
+# The fit set covers the kinds users meet: plain convolutions (resnet18, vgg11), depthwise and
+# squeeze-excite (mobilenet_v3_small), grouped (regnet_x_400mf), concat-heavy inception
+# blocks (squeezenet1_0, googlenet) and transformer blocks (vit_b_16 at 112×112).
+DEFAULT_FIT_MODELS = ("resnet18", "mobilenet_v3_small", "vgg11", "squeezenet1_0", "googlenet", "regnet_x_400mf",
+                      "vit_b_16@3x112x112")
+# Held out: 8 of the 12 are depthwise-, grouped- or branch-heavy.
+DEFAULT_HOLDOUT_MODELS = ("efficientnet_b0", "resnet50", "densenet121", "mobilenet_v2", "shufflenet_v2_x1_0",
+                          "mnasnet1_0", "resnet34", "regnet_y_400mf", "mobilenet_v3_large", "alexnet",
+                          "convnext_tiny", "efficientnet_b1")
 DEFAULT_INPUT_SHAPE = (3, 224, 224)
 DEFAULT_REPEATS = 15
 DEFAULT_WARMUP = 3
@@ -84,6 +92,9 @@ class Measurement:
     model: str
     nodes: pd.DataFrame
     total_s: float
+    noise: float = 0.0
+    rounds: int = 0
+    redone: int = 0
 
 
 class _TimedRun:
@@ -153,26 +164,85 @@ def _quiet_gc():
 def measure_model(name: str, tm: TracedModel, *, repeats: int = DEFAULT_REPEATS,
                   warmup: int = DEFAULT_WARMUP) -> Measurement:
     """Time every node of ``tm`` and a plain forward on this machine's CPU (see the module doc)."""
-    nodes = profile_nodes(tm)
-    runner = _TimedRun(tm)
-    x = torch.randn((1, *tm.input_shape), generator=torch.Generator().manual_seed(0))
-    node_ns = np.zeros((repeats, len(runner.nodes)))
-    scratch = np.zeros(len(runner.nodes))
-    total_ns = np.zeros(repeats)
-    with torch.no_grad(), eval_mode(tm.gm), _quiet_gc():
-        for _ in range(warmup):
-            runner(x, scratch)
-            tm.gm(x)
-        for r in range(repeats):
-            runner(x, node_ns[r])
-            t0 = time.perf_counter_ns()
-            tm.gm(x)
-            total_ns[r] = time.perf_counter_ns() - t0
-    med = np.median(node_ns, axis=0) * 1e-9
-    by_name = {n.name: med[i] for i, n in enumerate(runner.nodes)}
-    nodes = nodes.copy()
-    nodes["measured_s"] = [by_name[n] for n in nodes.index]
-    return Measurement(model=name, nodes=nodes, total_s=float(np.median(total_ns)) * 1e-9)
+    return measure_models([(name, tm)], repeats=repeats, warmup=warmup)[0]
+
+
+def _probe_s(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, n: int = 5) -> float:
+    """Median seconds of a small fixed matmul: a yardstick for how busy the machine is right now."""
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        torch.mm(a, b, out=out)
+        ts.append(time.perf_counter_ns() - t0)
+    return float(np.median(ts)) * 1e-9
+
+
+def measure_models(models: Sequence[tuple[str, TracedModel]], *, repeats: int = DEFAULT_REPEATS,
+                   warmup: int = DEFAULT_WARMUP, max_redo: float = 1.0, disturbed: float = 1.3,
+                   seed: int = 0) -> list[Measurement]:
+    """Time every node of each model and a plain forward, interleaved so that the neighbours'
+    noise falls on every model alike.
+
+    Each round runs every model once (node by node, then a plain forward) in a shuffled
+    order, after a small matmul probe. A round whose probe is more than ``disturbed`` × the
+    median probe so far is *disturbed*: it is discarded and run again (at most ``max_redo``
+    × ``repeats`` extra rounds). Node times are medians over the kept rounds; ``noise`` of a
+    model is the interquartile range of its plain-forward times over their median, and each
+    node's ``noise`` column the same ratio of its own times.
+    """
+    runs = [(name, tm, _TimedRun(tm)) for name, tm in models]
+    xs = [torch.randn((1, *tm.input_shape), generator=torch.Generator().manual_seed(0)) for _, tm, _ in runs]
+    node_ns = [np.zeros((repeats, len(r.nodes))) for _, _, r in runs]
+    total_ns = [np.zeros(repeats) for _ in runs]
+    scratch = [np.zeros(len(r.nodes)) for _, _, r in runs]
+    g = torch.Generator().manual_seed(1)
+    pa, pb, po = torch.randn(128, 128, generator=g), torch.randn(128, 128, generator=g), torch.empty(128, 128)
+    rng = np.random.default_rng(seed)
+    probes: list[float] = []
+    redone, kept, budget = 0, 0, int(max_redo * repeats)
+    with torch.no_grad(), _quiet_gc():
+        for (_, tm, runner), x, sc in zip(runs, xs, scratch):
+            with eval_mode(tm.gm):
+                for _ in range(warmup):
+                    runner(x, sc)
+                    tm.gm(x)
+        for _ in range(20):
+            probes.append(_probe_s(pa, pb, po))
+        while kept < repeats:
+            p0 = _probe_s(pa, pb, po)
+            order = rng.permutation(len(runs))
+            row_ns = {}
+            for i in order:
+                _, tm, runner = runs[i]
+                with eval_mode(tm.gm):
+                    buf = np.zeros(len(runner.nodes))
+                    runner(xs[i], buf)
+                    t0 = time.perf_counter_ns()
+                    tm.gm(xs[i])
+                    row_ns[i] = (buf, time.perf_counter_ns() - t0)
+            p1 = _probe_s(pa, pb, po)
+            ref = float(np.median(probes))
+            probes += [p0, p1]
+            if max(p0, p1) > disturbed * ref and redone < budget:
+                redone += 1
+                continue
+            for i, (buf, tot) in row_ns.items():
+                node_ns[i][kept] = buf
+                total_ns[i][kept] = tot
+            kept += 1
+    out = []
+    for (name, tm, runner), ns, tot in zip(runs, node_ns, total_ns):
+        med = np.median(ns, axis=0)
+        q1, q3 = np.percentile(ns, [25, 75], axis=0)
+        by_name = {n.name: i for i, n in enumerate(runner.nodes)}
+        nodes = profile_nodes(tm).copy()
+        idx = [by_name[n] for n in nodes.index]
+        nodes["measured_s"] = med[idx] * 1e-9
+        nodes["noise"] = np.where(med[idx] > 0, (q3 - q1)[idx] / np.maximum(med[idx], 1), 0.0)
+        tq1, tmed, tq3 = np.percentile(tot, [25, 50, 75])
+        out.append(Measurement(model=name, nodes=nodes, total_s=float(tmed) * 1e-9,
+                               noise=float((tq3 - tq1) / tmed), rounds=repeats, redone=redone))
+    return out
 
 
 def measure_peak_gflops(n: int = 1024, repeats: int = 10) -> float:
@@ -331,16 +401,18 @@ def prediction_errors(measurements: Sequence[Measurement], predict: Callable) ->
         total = float(pred.sum())
         rows.append({"model": m.model, "layers": int(lay.sum()), "layer_mdape": float(np.median(ape)),
                      "measured_s": m.total_s, "predicted_s": total,
+                     "model_err": (total - m.total_s) / m.total_s * 100,
                      "model_ape": abs(total - m.total_s) / m.total_s * 100, "_ape": ape})
-    cols = ["model", "layers", "layer_mdape", "measured_s", "predicted_s", "model_ape", "_ape"]
+    cols = ["model", "layers", "layer_mdape", "measured_s", "predicted_s", "model_err", "model_ape", "_ape"]
     return pd.DataFrame(rows, columns=cols).set_index("model")
 
 
 def summarize_errors(errors: pd.DataFrame) -> dict[str, float]:
-    """Pooled per-layer median APE and median per-model APE, %."""
+    """Pooled per-layer median APE, median per-model APE and the share of models within 10 %, %."""
     pooled = np.concatenate(list(errors["_ape"])) if len(errors) else np.zeros(0)
     return {"layer_mdape": float(np.median(pooled)) if len(pooled) else float("nan"),
-            "model_mdape": float(np.median(errors["model_ape"])) if len(errors) else float("nan")}
+            "model_mdape": float(np.median(errors["model_ape"])) if len(errors) else float("nan"),
+            "within_10": float(np.mean(errors["model_ape"] <= 10) * 100) if len(errors) else float("nan")}
 
 
 # --------------------------------------------------------------------------------------------
@@ -388,8 +460,11 @@ class Calibration:
     """What :func:`calibrate` found: the profile, its YAML mapping, the fits and the errors.
 
     ``errors`` has one row per (``method``, ``model``) for the held-out models, methods
-    ``roofline`` (the written profile) and ``flop-only`` (fitted to the same layers);
-    ``summary`` the pooled figures per method (:func:`summarize_errors`).
+    ``kinds+residual`` and ``kinds`` (the per-kind model with and without its residual
+    stage), ``roofline`` and ``flop-only`` (all fitted to the same nodes); ``summary`` the
+    pooled figures per method (:func:`summarize_errors`); ``chosen`` the method the profile
+    uses. ``table`` is the measured node table of the fit models (the residual table).
+    ``noise`` has one row per measured model: its run-to-run spread and median node spread.
     """
 
     profile: DeviceProfile
@@ -403,6 +478,10 @@ class Calibration:
     measured_peak_gflops: float | None
     seconds: float
     notes: tuple[str, ...] = field(default_factory=tuple)
+    chosen: str = "roofline"
+    table: pd.DataFrame | None = None
+    noise: pd.DataFrame | None = None
+    measurements: tuple = ()
 
 
 def profile_from_fit(fit: RooflineFit, *, name: str, peak_gflops: float, kind: str = "device",
@@ -462,12 +541,23 @@ def validate_profile(data: dict, source: str = SOURCE) -> DeviceProfile:
         raise UserError(msg, source=source, field=f) from None
 
 
-def write_profile(data: dict, path: str | Path) -> Path:
-    """Write a device profile YAML atomically (temporary file, then rename); returns the path."""
+def write_profile(data: dict, path: str | Path, table: pd.DataFrame | None = None) -> Path:
+    """Write a device profile YAML atomically (temporary file, then rename); returns the path.
+
+    With ``table`` (the residual table of a per-kind profile), it is written first beside the
+    YAML as ``<stem>.nodes.csv`` and ``compute.residual_table`` names it (relative)."""
     path = Path(path)
+    data = copy.deepcopy(data)
+    if table is not None:
+        side = path.with_name(f"{path.stem}.nodes.csv")
+        data["compute"]["residual_table"] = side.name
+    else:
+        data.get("compute", {}).pop("residual_table", None)
     validate_profile(data, str(path))
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
     try:
+        if table is not None:
+            atomic_write(side, table.to_csv(index=False, float_format="%.6g"))
         atomic_write(path, text)
     except OSError as e:
         raise UserError(f"cannot write: {e.strerror or e}", source=str(path)) from None
@@ -477,20 +567,37 @@ def write_profile(data: dict, path: str | Path) -> Path:
 # --------------------------------------------------------------------------------------------
 # The whole run
 
-MeasureFn = Callable[..., Measurement]
+MeasureFn = Callable[..., list]
+
+
+def split_spec(spec: str) -> tuple[str, tuple[int, ...] | None]:
+    """``"vit_b_16@3x112x112"`` → ``("vit_b_16", (3, 112, 112))``; no ``@``: its own shape None."""
+    from .model.splits import normalize_input_shape
+
+    name, at, shape = spec.partition("@")
+    if not at:
+        return spec, None
+    return name, tuple(normalize_input_shape(shape))
 
 
 def _load_traced(names: Sequence[str], input_shape, field_name: str) -> list[tuple[str, TracedModel]]:
     from .model.loading import load_model
 
     out = []
-    for name in names:
+    for spec in names:
+        name, own = split_spec(spec)
+        shape = own or input_shape
         try:
             torch.manual_seed(0)
-            model = load_model(name, "none")
-            out.append((name, trace(model, input_shape)))
+            if own is not None and name.startswith("vit"):  # a ViT is built for its image size
+                import torchvision.models as tvm
+
+                model = tvm.get_model(name, weights=None, image_size=shape[-1]).eval()
+            else:
+                model = load_model(name, "none")
+            out.append((spec, trace(model, shape)))
         except UserError as e:
-            raise UserError(f"{name}: {e.message}", source=SOURCE, field=field_name) from None
+            raise UserError(f"{spec}: {e.message}", source=SOURCE, field=field_name) from None
     return out
 
 
@@ -501,9 +608,10 @@ def check_model_names(models: Sequence[str], holdout: Sequence[str]) -> None:
     for names, arg in ((models, "--models"), (holdout, "--holdout")):
         for n in names:
             try:
-                model_kind(n)
+                split_spec(n)
+                model_kind(split_spec(n)[0])
             except UserError as e:
-                raise UserError(e.message, source=SOURCE, field=arg) from None
+                raise UserError(f"{n}: {e.message}" if "@" in n else e.message, source=SOURCE, field=arg) from None
     if not models:
         raise UserError("at least one model to fit is needed", source=SOURCE, field="--models")
     both = sorted(set(models) & set(holdout))
@@ -513,27 +621,72 @@ def check_model_names(models: Sequence[str], holdout: Sequence[str]) -> None:
 
 
 @contextmanager
-def _threads(n: int | None):
-    old = torch.get_num_threads()
+def pinned(n: int | None):
+    """``n`` torch threads (default: as now) on as many CPUs, the first ``n`` of this process's
+    affinity (Linux; elsewhere threads only). Yields ``(threads, cpus)``; both restored after."""
+    old_threads = torch.get_num_threads()
+    old_cpus = None
     if n is not None:
         torch.set_num_threads(n)
+    threads = torch.get_num_threads()
+    cpus: tuple[int, ...] = ()
+    if hasattr(os, "sched_setaffinity"):
+        try:
+            old_cpus = os.sched_getaffinity(0)
+            cpus = tuple(sorted(old_cpus)[:threads])
+            os.sched_setaffinity(0, cpus)
+        except OSError:
+            old_cpus, cpus = None, ()
     try:
-        yield
+        yield threads, cpus
     finally:
-        torch.set_num_threads(old)
+        torch.set_num_threads(old_threads)
+        if old_cpus is not None:
+            os.sched_setaffinity(0, old_cpus)
+
+
+def _measure_all(measure, models, repeats, warmup) -> list[Measurement]:
+    """``measure`` as :func:`measure_models` (a list in, a list out)."""
+    return list(measure(models, repeats=repeats, warmup=warmup))
+
+
+def node_table(measurements: Sequence[Measurement]) -> pd.DataFrame:
+    """The residual table (:data:`splitimpera.latency.kinds.TABLE_COLUMNS` plus ``model``, ``node``)
+    of measured models: every timed graph operation."""
+    from .latency.kinds import TABLE_COLUMNS, timed
+
+    parts = []
+    for m in measurements:
+        n = m.nodes
+        sel = timed(n) & (n["measured_s"].to_numpy(dtype=float) > 0)
+        part = n.loc[sel, list(TABLE_COLUMNS)].copy()
+        part.insert(0, "node", part.index)
+        part.insert(0, "model", m.model)
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
 
 
 def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str] = DEFAULT_HOLDOUT_MODELS, *,
               input_shape=DEFAULT_INPUT_SHAPE, name: str | None = None, kind: str = "device",
               repeats: int = DEFAULT_REPEATS, warmup: int = DEFAULT_WARMUP, peak_gflops: float | None = None,
               idle_w: float | None = None, active_w: float | None = None, threads: int | None = None,
-              measure: MeasureFn = measure_model) -> Calibration:
-    """Measure ``models`` (fit) and ``holdout`` layer by layer, fit a profile, check it on ``holdout``.
+              measure: MeasureFn = measure_models, residual: bool | None = None) -> Calibration:
+    """Measure ``models`` (fit) and ``holdout`` layer by layer, fit, check the fits on ``holdout``.
 
-    ``measure(name, traced_model, repeats=, warmup=) -> Measurement`` is the timing step
-    (tests inject synthetic times). ``peak_gflops`` (2 FLOP per multiply-add) defaults to a
-    measured fp32 matmul rate. Nothing is written: see :func:`write_profile`.
+    Every model (fit and held out) is measured in one interleaved run (:func:`measure_models`)
+    with ``threads`` torch threads pinned to as many CPUs (:func:`pinned`), so the fit and the
+    check see the same machine. Four models are fitted to the fit models' nodes: the per-kind
+    model with and without its residual stage (:mod:`splitimpera.latency.kinds`), the roofline
+    and the flop-only model. The profile uses the per-kind model; ``residual`` None chooses
+    the variant with the smaller held-out median model error (without held-out models: the
+    base alone), True/False forces it. The roofline fields are written too (older readers,
+    bottleneck extras).
+
+    ``measure(models, repeats=, warmup=) -> [Measurement]`` is the timing step (tests inject
+    synthetic times). ``peak_gflops`` (2 FLOP per multiply-add) defaults to a measured fp32
+    matmul rate. Nothing is written: see :func:`write_profile`.
     """
+    from .latency import kinds as K
     from .model.splits import normalize_input_shape
 
     t_start = time.perf_counter()
@@ -553,94 +706,141 @@ def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str]
         raise e.at(source=SOURCE, field="--input") from None
     name = name or default_name()
 
-    with _threads(threads):
-        n_threads = torch.get_num_threads()
+    with pinned(threads) as (n_threads, cpus):
         fit_tm = _load_traced(models, shape, "--models")
         hold_tm = _load_traced(holdout, shape, "--holdout")
         probe_before = measure_peak_gflops()
-        fit_ms = []
-        for n, tm in fit_tm:
-            log.info("measuring %s (fit)", n)
-            fit_ms.append(measure(n, tm, repeats=repeats, warmup=warmup))
-        hold_ms = []
-        for n, tm in hold_tm:
-            log.info("measuring %s (held out)", n)
-            hold_ms.append(measure(n, tm, repeats=repeats, warmup=warmup))
+        log.info("measuring %d models (%d fit, %d held out), %d rounds", len(fit_tm) + len(hold_tm), len(fit_tm),
+                 len(hold_tm), repeats)
+        measured = _measure_all(measure, [*fit_tm, *hold_tm], repeats, warmup)
+        fit_ms, hold_ms = measured[:len(fit_tm)], measured[len(fit_tm):]
         probe_after = measure_peak_gflops()
-        notes: list[str] = []
-        # The same matmul before and after: a machine busy with other work shows here.
-        if max(probe_before, probe_after) > 1.25 * min(probe_before, probe_after):
-            notes.append(f"matmul rate changed from {probe_before:.4g} to {probe_after:.4g} GFLOP/s while "
-                         "measuring: the machine was busy, times are unreliable; run again when it is idle")
-        measured_peak = None
-        if peak_gflops is None:
-            measured_peak = max(probe_before, probe_after)
-            peak_gflops = measured_peak
-        fit_nodes = pd.concat([m.nodes for m in fit_ms])
-        fit = fit_roofline(fit_nodes)
-        flop_only = fit_flop_only(fit_nodes)
-        cap = memory_capacity_gb()
-        today = _dt.date.today().isoformat()
-        cpu = cpu_model()
-        errs = {"roofline": prediction_errors(hold_ms, fit.predict_s),
-                "flop-only": prediction_errors(hold_ms, flop_only.predict_s)}
-        summary = {k: summarize_errors(v) for k, v in errs.items()}
-        held = (f"held-out {', '.join(holdout)}: median abs error {summary['roofline']['layer_mdape']:.1f} % "
-                f"per layer, {summary['roofline']['model_mdape']:.1f} % per model" if holdout else "no held-out models")
-        where = (f"{cpu}, {n_threads} thread{'s' if n_threads != 1 else ''}, torch {torch.__version__}, "
-                 f"{platform.system()} {platform.machine()}")
-        sources = [
-            f"compute.*, memory.bandwidth_gbps: measured by `splitimpera calibrate` on {today} ({where}); "
-            f"per-layer roofline fitted to {fit.layers} layers of {', '.join(models)} at "
-            f"{'x'.join(map(str, shape))}, fp32, batch 1, median of {repeats} runs; {held}",
-            ("compute.peak_gflops: measured fp32 1024x1024 matmul rate (best of before and after the layer timings)"
-             if measured_peak is not None else "compute.peak_gflops: given with --peak-gflops"),
-        ]
-        if cap is not None:
-            sources.append("memory.capacity_gb: MemTotal of this machine (/proc/meminfo)")
-        estimates = [] if cap is not None else ["memory.capacity_gb: unknown; placeholder 1 GB"]
-        description = (f"Measured by splitimpera calibrate on {today}: {cpu}, {n_threads} threads, "
-                       f"PyTorch {torch.__version__} eager fp32 on CPU.")
-        data, fit_notes = profile_from_fit(fit, name=name, peak_gflops=peak_gflops, kind=kind, capacity_gb=cap or 1.0,
+    notes: list[str] = []
+    # The same matmul before and after: a machine busy with other work shows here.
+    if max(probe_before, probe_after) > 1.25 * min(probe_before, probe_after):
+        notes.append(f"matmul rate changed from {probe_before:.4g} to {probe_after:.4g} GFLOP/s while "
+                     "measuring: the machine was busy, times are unreliable; run again when it is idle")
+    redone = max((m.redone for m in measured), default=0)
+    if redone:
+        notes.append(f"{redone} disturbed round(s) were measured again (the probe ran > 1.3x its median)")
+    measured_peak = None
+    if peak_gflops is None:
+        measured_peak = max(probe_before, probe_after)
+        peak_gflops = measured_peak
+    fit_nodes = pd.concat([m.nodes for m in fit_ms])
+    fit = fit_roofline(fit_nodes)
+    flop_only = fit_flop_only(fit_nodes)
+    table = node_table(fit_ms)
+    # The per-kind model as a profile will load it: coefficients through their YAML form.
+    coef = {k: K.KindCoef.from_yaml(c.to_yaml()) for k, c in K.fit_base(table).items()}
+    with_res = K.KindModel(coef, K.fit_residual(table, coef))
+    base_only = K.KindModel(coef)
+    errs = {"kinds+residual": prediction_errors(hold_ms, with_res.predict_s),
+            "kinds": prediction_errors(hold_ms, base_only.predict_s),
+            "roofline": prediction_errors(hold_ms, fit.predict_s),
+            "flop-only": prediction_errors(hold_ms, flop_only.predict_s)}
+    summary = {k: summarize_errors(v) for k, v in errs.items()}
+    if residual is None:
+        residual = bool(holdout) and summary["kinds+residual"]["model_mdape"] <= summary["kinds"]["model_mdape"]
+    chosen = "kinds+residual" if residual else "kinds"
+    cap = memory_capacity_gb()
+    today = _dt.date.today().isoformat()
+    cpu = cpu_model()
+    sc = summary[chosen]
+    held = (f"held-out {', '.join(holdout)}: median abs error {sc['model_mdape']:.1f} % per model "
+            f"({sc['within_10']:.0f} % of models within 10 %), {sc['layer_mdape']:.1f} % per layer"
+            if holdout else "no held-out models")
+    pin = f", pinned to CPU {','.join(map(str, cpus))}" if cpus else ""
+    where = (f"{cpu}, {n_threads} thread{'s' if n_threads != 1 else ''}{pin}, torch {torch.__version__}, "
+             f"{platform.system()} {platform.machine()}")
+    noise = pd.DataFrame([{"model": m.model, "noise_pct": m.noise * 100, "node_noise_pct": _node_noise(m) * 100}
+                          for m in measured], columns=["model", "noise_pct", "node_noise_pct"]).set_index("model")
+    sources = [
+        f"compute.kinds, compute.residual_table: measured by `splitimpera calibrate` on {today} ({where}); "
+        f"per-kind model ({chosen}) fitted to {len(table)} nodes of {', '.join(models)} (input "
+        f"{'x'.join(map(str, shape))} unless given), fp32, batch 1, median of {repeats} interleaved rounds; {held}; "
+        f"run-to-run spread (IQR/median) median {noise['noise_pct'].median():.1f} % per model",
+        f"compute.efficiency, compute.layer_overhead_us, memory.bandwidth_gbps: the per-layer roofline fitted to the "
+        f"same {fit.layers} layers (used for bottleneck extras and by readers without kinds)",
+        ("compute.peak_gflops: measured fp32 1024x1024 matmul rate (best of before and after the layer timings)"
+         if measured_peak is not None else "compute.peak_gflops: given with --peak-gflops"),
+    ]
+    if cap is not None:
+        sources.append("memory.capacity_gb: MemTotal of this machine (/proc/meminfo)")
+    estimates = [] if cap is not None else ["memory.capacity_gb: unknown; placeholder 1 GB"]
+    description = (f"Measured by splitimpera calibrate on {today}: {cpu}, {n_threads} threads{pin}, "
+                   f"PyTorch {torch.__version__} eager fp32 on CPU.")
+    data, fit_notes = profile_from_fit(fit, name=name, peak_gflops=peak_gflops, kind=kind, capacity_gb=cap or 1.0,
                                        bandwidth_fallback_gbps=measure_copy_gbps, idle_w=idle_w, active_w=active_w,
                                        description=description, sources=sources, estimates=estimates)
-        notes += fit_notes
-        for note in notes:
-            log.warning("%s", note)
-            data["estimates"].append(note)
-        prof = validate_profile(data)
+    data["compute"]["kinds"] = K.coef_to_yaml(coef)
+    if residual:
+        data["compute"]["residual_table"] = str(_scratch_table(table))
+    if holdout:
+        data["compute"]["error_pct"] = _sig(max(sc["model_mdape"], 0.1), 3)
+    notes += fit_notes
+    for note in notes:
+        log.warning("%s", note)
+        data["estimates"].append(note)
+    prof = validate_profile(data)
     errors = pd.concat({k: v for k, v in errs.items()}, names=["method", "model"])
     return Calibration(profile=prof, data=data, fit=fit, flop_only=flop_only, errors=errors, summary=summary,
                        fit_models=models, holdout_models=holdout, measured_peak_gflops=measured_peak,
-                       seconds=time.perf_counter() - t_start, notes=tuple(notes))
+                       seconds=time.perf_counter() - t_start, notes=tuple(notes), chosen=chosen,
+                       table=table if residual else None, noise=noise, measurements=tuple(measured))
+
+
+def _node_noise(m: Measurement) -> float:
+    """Median spread (IQR/median) of a measurement's timed layers; 0 without a ``noise`` column."""
+    n = m.nodes
+    if "noise" not in n.columns:
+        return 0.0
+    lay = n["is_layer"].astype(bool) & (n["measured_s"] > 0)
+    return float(np.median(n.loc[lay, "noise"])) if lay.any() else 0.0
+
+
+def _scratch_table(table: pd.DataFrame) -> Path:
+    """The residual table in the cache folder, so that the in-memory profile can be used before
+    it is written (:func:`write_profile` puts a copy beside the YAML)."""
+    from . import cache
+
+    text = table.to_csv(index=False, float_format="%.6g")
+    path = cache.cache_dir() / "tables" / f"{cache.key('residual', text)}.csv"
+    if not path.exists():
+        atomic_write(path, text)
+    return path
 
 
 def render_calibration(cal: Calibration) -> str:
-    """Plain-text summary: the fitted numbers and the held-out errors side by side."""
+    """Plain-text summary: the fitted numbers and the held-out errors of every method side by side."""
     c = cal.profile.compute
     lines = [
-        f"profile {cal.profile.name}: peak {c.peak_gflops:.4g} GFLOP/s, efficiency conv {c.efficiency.conv:.3g} "
+        f"profile {cal.profile.name}: per-kind model ({cal.chosen}), {len(c.kinds or {}) - 1} op kinds fitted; "
+        f"roofline peak {c.peak_gflops:.4g} GFLOP/s, efficiency conv {c.efficiency.conv:.3g} "
         f"linear {c.efficiency.linear:.3g} other {c.efficiency.other:.3g}, layer overhead "
         f"{c.layer_overhead_us:.3g} us, memory {cal.profile.memory.bandwidth_gbps:.3g} GB/s",
-        f"fit: {cal.fit.layers} layers of {', '.join(cal.fit_models)}; mean |relative error| "
-        f"{cal.fit.fit_error * 100:.1f} % (flop-only {cal.flop_only.fit_error * 100:.1f} %)"
-        + (f"; not identified: {', '.join(cal.fit.unidentified)}" if cal.fit.unidentified else ""),
+        f"fit: {cal.fit.layers} layers of {', '.join(cal.fit_models)}",
     ]
+    if cal.noise is not None and len(cal.noise):
+        lines.append(f"noise: run-to-run spread (IQR/median) median {cal.noise['noise_pct'].median():.1f} % per "
+                     f"model (max {cal.noise['noise_pct'].max():.1f} %), {cal.noise['node_noise_pct'].median():.1f} %"
+                     " per layer")
     lines += [f"note: {n}" for n in cal.notes]
     if not cal.holdout_models:
         lines.append("no held-out models: prediction error not checked")
         return "\n".join(lines)
-    lines += ["", "held-out prediction error (|predicted - measured| / measured):",
-              f"  {'model':<20} {'layers':>6} {'measured':>10} {'roofline':>10} {'layer MdAPE':>12} "
-              f"{'model APE':>10} {'flop-only':>10} {'layer MdAPE':>12} {'model APE':>10}"]
-    roof, flop = cal.errors.loc["roofline"], cal.errors.loc["flop-only"]
-    for m in roof.index:
-        r, f = roof.loc[m], flop.loc[m]
-        lines.append(f"  {m:<20} {int(r['layers']):>6} {r['measured_s'] * 1e3:>8.2f}ms "
-                     f"{r['predicted_s'] * 1e3:>8.2f}ms "
-                     f"{r['layer_mdape']:>11.1f}% {r['model_ape']:>9.1f}% {f['predicted_s'] * 1e3:>8.2f}ms "
-                     f"{f['layer_mdape']:>11.1f}% {f['model_ape']:>9.1f}%")
-    sr, sf = cal.summary["roofline"], cal.summary["flop-only"]
-    lines.append(f"  {'all (pooled layers, median of models)':<49} {sr['layer_mdape']:>11.1f}% "
-                 f"{sr['model_mdape']:>9.1f}% {'':>10} {sf['layer_mdape']:>11.1f}% {sf['model_mdape']:>9.1f}%")
+    methods = ["kinds+residual", "kinds", "roofline", "flop-only"]
+    lines += ["", "held-out models: measured and predicted ms, error (predicted - measured) / measured:",
+              f"  {'model':<20} {'measured':>9} " + " ".join(f"{m:>16}" for m in methods)]
+    first = cal.errors.loc[methods[0]]
+    for model in first.index:
+        cells = []
+        for m in methods:
+            r = cal.errors.loc[(m, model)]
+            cells.append(f"{r['predicted_s'] * 1e3:>7.2f} {r['model_err']:>+7.1f}%")
+        lines.append(f"  {model:<20} {first.loc[model, 'measured_s'] * 1e3:>7.2f}ms " + " ".join(f"{c:>16}" for c in cells))
+    s = cal.summary
+    lines.append(f"  {'median |error| per model':<30}" + " ".join(f"{s[m]['model_mdape']:>15.1f}%" for m in methods))
+    lines.append(f"  {'models within 10 %':<30}" + " ".join(f"{s[m]['within_10']:>15.0f}%" for m in methods))
+    lines.append(f"  {'median |error| per layer':<30}" + " ".join(f"{s[m]['layer_mdape']:>15.1f}%" for m in methods))
     return "\n".join(lines)

@@ -174,7 +174,7 @@ def _cmd_calibrate(args) -> int:
                     warmup=args.warmup, peak_gflops=args.peak_gflops, idle_w=args.idle_w, active_w=args.active_w,
                     threads=args.threads)
     print(render_calibration(cal))
-    path = write_profile(cal.data, out)
+    path = write_profile(cal.data, out, table=cal.table)
     print(f"\nwrote {path} ({cal.seconds:.0f} s); use it from profiles/devices/ or a folder named in "
           "$SPLITIMPERA_PROFILES (as <folder>/devices/" + path.name + ")")
     return EXIT_OK

@@ -48,10 +48,48 @@ class Efficiency(_Strict):
     other: float = Field(gt=0, le=1)
 
 
+class KindCoefficients(_Strict):
+    """One op kind of the per-kind compute model (:mod:`splitimpera.latency.kinds`)."""
+
+    overhead_us: float = Field(ge=0, description="fixed cost per call, µs")
+    gmacs_per_s: float | None = Field(None, gt=0, description="multiply-adds per second, 1e9 (None: MACs cost nothing)")
+    gbytes_per_s: float | None = Field(None, gt=0, description="bytes moved per second, 1e9 (None: bytes cost nothing)")
+
+
+class TimingTable(_Strict):
+    """A per-node timing table of one model on this device (``calibrate --for-model``)."""
+
+    file: str = Field(min_length=1, description="CSV: node, pos, kind, measured_s (seconds, median)")
+    model: str = Field(min_length=1)
+    input: str = Field(min_length=1, description="input shape, CxHxW")
+    structure: str = Field(min_length=1, description="hash of the traced graph the table was measured on")
+    noise_pct: float = Field(0.0, ge=0, description="run-to-run spread of the whole model (IQR / median), %")
+
+
 class Compute(_Strict):
     peak_gflops: float = Field(gt=0, description="fp32 peak, 2 FLOP per multiply-add, GFLOP/s")
     efficiency: Efficiency
     layer_overhead_us: float = Field(ge=0, description="fixed cost per executed layer, µs")
+    kinds: dict[str, KindCoefficients] | None = Field(
+        None, description="per-kind compute model (replaces the roofline when set; needs an 'all' entry)")
+    residual_table: str | None = Field(None, description="CSV of measured nodes the residual model is fitted from")
+    error_pct: float | None = Field(
+        None, ge=0, description="held-out whole-model error of this profile's compute model, % (median |error|)")
+    timings: list[TimingTable] = Field(default_factory=list, description="measured per-node tables (measured mode)")
+
+    @model_validator(mode="after")
+    def _kinds_all(self) -> "Compute":
+        if self.kinds is not None:
+            from ..model.kinds import KINDS
+
+            unknown = sorted(set(self.kinds) - {"all", *KINDS})
+            if unknown:
+                raise ValueError(f"unknown op kind(s) {', '.join(unknown)} in kinds; known: all, {', '.join(KINDS)}")
+            if "all" not in self.kinds:
+                raise ValueError("kinds needs an 'all' entry (used for kinds the fit did not see)")
+        if self.residual_table is not None and self.kinds is None:
+            raise ValueError("residual_table needs kinds")
+        return self
 
 
 class Memory(_Strict):
@@ -349,6 +387,15 @@ def resolve_relative_paths(kind: str, data: Any, base_dir: Path) -> Any:
         tr = data.get("trace_csv")
         if isinstance(tr, str) and tr and not Path(tr).is_absolute():
             data = {**data, "trace_csv": str((Path(base_dir) / tr).resolve())}
+    if kind == "devices" and isinstance(data, dict) and isinstance(data.get("compute"), dict):
+        comp = dict(data["compute"])
+        absolute = lambda f: f if Path(f).is_absolute() else str((Path(base_dir) / f).resolve())  # noqa: E731
+        if isinstance(comp.get("residual_table"), str) and comp["residual_table"]:
+            comp["residual_table"] = absolute(comp["residual_table"])
+        if isinstance(comp.get("timings"), list):
+            comp["timings"] = [{**t, "file": absolute(t["file"])} if isinstance(t, dict) and isinstance(
+                t.get("file"), str) and t["file"] else t for t in comp["timings"]]
+        data = {**data, "compute": comp}
     return data
 
 

@@ -28,6 +28,7 @@ flop-only model (:func:`flop_only_time_s`) with a logged warning.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -73,6 +74,9 @@ def compute_time_s(profile: pd.DataFrame, side: str, device: DeviceProfile) -> p
     """Seconds to run the ``side`` ("head" or "tail") of every split on ``device``, batch 1.
 
     ``profile`` is (a row selection of) :func:`~splitimpera.model.cost.profile_model`'s table.
+    Which model gives the seconds (:func:`compute_mode`), first that applies: the frame's
+    measured columns; a timing table of ``device`` measured on this very model and input
+    (``calibrate --for-model``); the device's per-kind model (``compute.kinds``); the roofline.
     """
     if side not in ("head", "tail"):
         raise ValueError(f"side must be 'head' or 'tail', got {side!r}")
@@ -83,12 +87,84 @@ def compute_time_s(profile: pd.DataFrame, side: str, device: DeviceProfile) -> p
         log.warning("profile has no per-node table (attrs['nodes']); using the flop-only compute model")
         return flop_only_time_s(profile, side, device)
     nodes = profile.attrs["nodes"]
-    cum = np.concatenate([[0.0], np.cumsum(node_time_s(nodes, device))])
+    table = matching_table(profile, device)
+    if table is not None:
+        per_node = table_node_s(table, nodes)
+    elif device.compute.kinds and _has_kind_columns(nodes):
+        per_node = _kind_model(device).predict_s(nodes)
+    else:
+        per_node = node_time_s(nodes, device)
+    cum = np.concatenate([[0.0], np.cumsum(per_node)])
     # Nodes at positions <= index are in the head; `output`'s index is past every node.
     k = np.searchsorted(np.asarray(nodes["pos"]), profile["index"].to_numpy(), side="right")
     head = cum[k]
     t = head if side == "head" else cum[-1] - head
     return pd.Series(t + extra_time_s(profile, side, device), index=profile.index, name=f"{side}_compute_s")
+
+
+def _kind_model(device: DeviceProfile):
+    from .kinds import model_for
+
+    return model_for(device)
+
+
+def _has_kind_columns(nodes) -> bool:
+    from .kinds import MODEL_COLUMNS
+
+    return all(c in nodes for c in MODEL_COLUMNS if c != "macs")
+
+
+def matching_table(profile: pd.DataFrame, device: DeviceProfile):
+    """The device's timing table (:class:`~splitimpera.config.hardware.TimingTable`) measured on
+    this profile's model and input, or None."""
+    structure = profile.attrs.get("structure")
+    shape = "x".join(map(str, profile.attrs.get("input_shape", [])))
+    for t in device.compute.timings:
+        if t.structure == structure and t.input == shape:
+            return t
+    return None
+
+
+_tables: dict[tuple, np.ndarray] = {}
+
+
+def table_node_s(table, nodes) -> np.ndarray:
+    """Seconds per node of ``nodes`` from a timing table (matched by position; cached per file)."""
+    from ..errors import UserError
+
+    path = Path(table.file)
+    try:
+        st = path.stat()
+        key = (str(path), st.st_mtime_ns, st.st_size, tuple(nodes["pos"]))
+    except OSError as e:
+        raise UserError(f"cannot read the timing table: {e.strerror or e}", source=str(path),
+                        field="compute.timings") from None
+    if key not in _tables:
+        try:
+            df = pd.read_csv(path)
+            by_pos = dict(zip(df["pos"].astype(int), df["measured_s"].astype(float)))
+        except (OSError, ValueError, KeyError) as e:
+            raise UserError(f"cannot read the timing table: {e}", source=str(path), field="compute.timings") from None
+        missing = [p for p in nodes["pos"] if p not in by_pos]
+        if missing:
+            raise UserError(f"timing table has no row for graph position(s) {missing[:5]}: measured on another "
+                            "graph?", source=str(path), field="compute.timings")
+        _tables[key] = np.array([by_pos[p] for p in nodes["pos"]], dtype=float)
+    return _tables[key]
+
+
+def compute_mode(profile: pd.DataFrame, side: str, device: DeviceProfile) -> str:
+    """Which model :func:`compute_time_s` uses for ``side`` on ``device``, in words."""
+    if measured_column(side) in profile.columns:
+        return "measured (real run)"
+    if not _has_nodes(profile):
+        return "flop-only model"
+    table = matching_table(profile, device)
+    if table is not None:
+        return f"measured (timing table {Path(table.file).name})"
+    if device.compute.kinds and _has_kind_columns(profile.attrs["nodes"]):
+        return "per-kind model" + (" + residual" if device.compute.residual_table else "")
+    return "roofline"
 
 
 def measured_column(side: str) -> str:
@@ -98,13 +174,25 @@ def measured_column(side: str) -> str:
 
 
 def extra_time_s(profile: pd.DataFrame, side: str, device: DeviceProfile) -> np.ndarray:
-    """Roofline seconds of the ``<side>_extra_…`` columns (0 where absent), one node per split."""
+    """Seconds of the ``<side>_extra_…`` columns (0 where absent), one node per split: the
+    roofline, or with a per-kind model its base for the kind of the largest FLOP class
+    (``conv``, ``linear``; element-wise when there are none) plus the overhead of the
+    remaining layers."""
     cols = extra_columns(side)
     if not all(c in profile.columns for c in cols):
         return np.zeros(len(profile))
     nodes = {f"flops_{c}": profile[f"{side}_extra_flops_{c}"].to_numpy(dtype=float) for c in OP_CLASSES}
     nodes["bytes_moved"] = profile[f"{side}_extra_bytes_moved"].to_numpy(dtype=float)
     layers = profile[f"{side}_extra_layers"].to_numpy(dtype=float)
+    if device.compute.kinds:
+        from .kinds import KindModel, KindCoef
+
+        coef = {k: KindCoef.from_yaml(v.model_dump()) for k, v in device.compute.kinds.items()}
+        f = np.column_stack([nodes[f"flops_{c}"] for c in OP_CLASSES])
+        kind = np.where(f.sum(axis=1) == 0, "eltwise", np.array(["conv", "linear", "eltwise"])[f.argmax(axis=1)])
+        one = {"kind": kind.astype(object), "macs": f.sum(axis=1), "bytes_moved": nodes["bytes_moved"]}
+        t = np.where(layers > 0, KindModel(coef).base_s(one), 0.0)
+        return t + np.maximum(layers - 1, 0) * coef["all"].overhead_s
     nodes["is_layer"] = np.zeros(len(profile))
     return node_time_s(nodes, device) + layers * device.layer_overhead_s
 

@@ -29,6 +29,7 @@ import torch.nn as nn
 
 from .. import cache
 from ..config.hardware import OP_CLASSES
+from .kinds import conv_features, node_kind
 from .splits import INPUT, OUTPUT, PREDICTION_BYTES, TracedModel, attr_value, eval_mode, trace
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,9 @@ LINEAR_OPS = {"addmm", "mm", "matmul", "bmm", "linear", "einsum", "scaled_dot_pr
 # Columns of the per-node table that profile_model attaches as ``attrs["nodes"]``: all the
 # device-independent inputs of the roofline (compute.node_time_s).
 ROOFLINE_COLUMNS = ("pos", *(f"flops_{c}" for c in OP_CLASSES), "bytes_moved", "is_layer")
+_CONV_FEATURES = ("cin", "cout", "kernel", "stride", "groups", "out_hw")
+# And those of the per-kind model (splitimpera.latency.kinds; kinds and features: model.kinds).
+KIND_COLUMNS = ("kind", "in_bytes", "out_bytes", "param_bytes", *_CONV_FEATURES)
 # Ops that return a view of their input (no data moved) when their output aliases an input.
 _VIEW_FUNCTIONS = {"getitem", "flatten", "reshape", "transpose", "permute", "squeeze", "unsqueeze", "narrow",
                    "chunk", "split", "unbind", "view", "view_as", "expand", "expand_as", "unflatten", "t",
@@ -165,6 +169,12 @@ def _node_bytes(n: fx.Node, tm: TracedModel) -> tuple[int, int, int]:
     return int(in_bytes), param_bytes, int(moved)
 
 
+def structure_hash(tm: TracedModel) -> str:
+    """A short hash of what determines the graph's work (:meth:`TracedModel.structure_key`):
+    measured per-node timing tables are matched to a model by it."""
+    return cache.key("structure", tm.structure_key())
+
+
 def _cache_key(tm: TracedModel) -> str:
     return cache.key("profile", PROFILE_VERSION, torch.__version__, tm.structure_key())
 
@@ -177,7 +187,9 @@ def profile_nodes(model: nn.Module | TracedModel, input_shape=None, *, use_cache
     read, fp32), ``param_bytes`` (floating-point parameters and buffers read),
     ``bytes_moved`` (memory traffic of the node: in + out + params, 0 for views; see the
     module docstring), ``live_bytes`` (all activations alive while the node runs, aliasing
-    counted once), ``is_layer`` (counts toward per-layer overhead).
+    counted once), ``is_layer`` (counts toward per-layer overhead), ``macs`` (= ``flops``), and the
+    per-kind features of :mod:`splitimpera.model.kinds`: ``kind``, ``cin``, ``cout``, ``kernel``,
+    ``stride``, ``groups``, ``out_hw``.
     """
     tm = model if isinstance(model, TracedModel) else trace(model, input_shape)
     k = _cache_key(tm)
@@ -198,16 +210,22 @@ def profile_nodes(model: nn.Module | TracedModel, input_shape=None, *, use_cache
                  if m.op != "get_attr" and tm.info[m].is_tensor and tm.last_use[m] >= ni.pos]
         storages = {tm.info[m].storage_key: tm.info[m].storage_bytes for m in alive}
         in_bytes, param_bytes, moved = _node_bytes(n, tm)
+        compute = n.op in ("call_module", "call_function", "call_method")
+        kind = node_kind(n, tm.gm, is_view=_is_view(n, tm)) if compute else "none"
+        conv = (conv_features(n, tm.gm, ni.shape) if kind.startswith("conv") and n.op == "call_module"
+                else dict.fromkeys(_CONV_FEATURES, 0))
         rows.append({
             "node": n.name, "pos": ni.pos, "op": n.op,
             **{f"flops_{c}": int(f.get(c, 0)) for c in OP_CLASSES},
             "out_bytes": ni.numel * 4 if ni.is_tensor else 0,
             "in_bytes": in_bytes, "param_bytes": param_bytes, "bytes_moved": moved,
             "live_bytes": int(sum(storages.values())),
-            "is_layer": n.op in ("call_module", "call_function", "call_method") and ni.is_tensor,
+            "is_layer": compute and ni.is_tensor,
+            "kind": kind, **conv,
         })
     df = pd.DataFrame(rows).set_index("node")
     df["flops"] = df[[f"flops_{c}" for c in OP_CLASSES]].sum(axis=1)
+    df["macs"] = df["flops"]
     return df
 
 
@@ -291,7 +309,8 @@ def profile_model(model: nn.Module | TracedModel, input_shape=None, *, use_cache
     df = pd.DataFrame(rows).set_index("split")
     df.attrs["flop_convention"] = "fvcore: 1 FLOP = 1 multiply-add"
     df.attrs["input_shape"] = list(tm.input_shape)
-    df.attrs["nodes"] = NodeLists({c: nodes[c].tolist() for c in ROOFLINE_COLUMNS})
+    df.attrs["structure"] = structure_hash(tm)
+    df.attrs["nodes"] = NodeLists({c: nodes[c].tolist() for c in (*ROOFLINE_COLUMNS, *KIND_COLUMNS)})
     return df
 
 

@@ -1,0 +1,227 @@
+"""The per-kind compute model: each graph node's time from its kind and its features.
+
+The roofline (:mod:`splitimpera.latency.compute`) gives every convolution one efficiency: on
+a CPU a depthwise convolution, a 1×1 convolution on a 7×7 map and a 3×3 one on a 56×56 map
+run at rates that differ by 5× and more, and a concatenation or a normalisation costs far
+more than its FLOPs say. Like nn-Meter, this model predicts per node with the node's own
+features (:mod:`splitimpera.model.kinds`), in two stages:
+
+1. **Per-kind base** — for each kind ``k`` (dense, depthwise and grouped convolution,
+   linear, norm, activation, pooling, element-wise, concat, view, …)::
+
+       base = o_k + macs · a_k + bytes_moved · b_k          (o, a, b ≥ 0)
+
+   fitted by least absolute *relative* deviation to the measured nodes of that kind (a
+   linear program, so a few disturbed nodes do not drag it). A kind absent from the fit set
+   uses the fit over all nodes. These coefficients are the readable part of the profile
+   (``compute.kinds``: overhead µs, GMAC/s, GB/s per kind).
+2. **Residual** (optional) — a gradient-boosted regressor (scikit-learn's
+   ``HistGradientBoostingRegressor``, seeded, no early stopping) on
+   ``log(measured / base)`` with the features: log MACs, log bytes moved/in/out/params,
+   log channels in and out, kernel, stride, log groups, log output pixels and the kind. It
+   learns what the base misses (a 1×1 convolution's lower rate, a cache that holds the
+   input) and, being multiplicative on the base, falls back to the base outside the
+   measured range. Trees are not YAML: the measured table it is fitted from is kept beside
+   the profile (``compute.residual_table``, CSV) and the regressor is refitted from it when
+   the profile is first used (deterministic, well under a second; cached per file).
+
+``calibrate`` fits the base alone and base + residual and writes the one with the smaller
+held-out error (:mod:`splitimpera.calibrate`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..model.kinds import KINDS
+
+log = logging.getLogger(__name__)
+
+# Columns of a node table the model reads (profile_nodes, or profile_model's attrs["nodes"]).
+MODEL_COLUMNS = ("kind", "macs", "bytes_moved", "in_bytes", "out_bytes", "param_bytes", "cin", "cout", "kernel",
+                 "stride", "groups", "out_hw")
+# Columns of a residual table (CSV): the features and the measured seconds.
+TABLE_COLUMNS = (*MODEL_COLUMNS, "measured_s")
+RESIDUAL_PARAMS = dict(max_iter=300, learning_rate=0.05, early_stopping=False, random_state=0)
+
+
+def _col(nodes, c) -> np.ndarray:
+    if c == "macs" and "macs" not in nodes:
+        return sum(np.asarray(nodes[f"flops_{k}"], dtype=float) for k in ("conv", "linear", "other"))
+    return np.asarray(nodes[c], dtype=float)
+
+
+def base_design(nodes) -> np.ndarray:
+    """``[1, macs, bytes_moved]`` per node, shape ``(n, 3)``."""
+    return np.column_stack([np.ones(len(nodes["kind"])), _col(nodes, "macs"), _col(nodes, "bytes_moved")])
+
+
+def features(nodes) -> np.ndarray:
+    """The residual model's feature matrix (see the module doc), shape ``(n, 11 + len(KINDS))``."""
+    log1p = lambda c: np.log1p(np.maximum(_col(nodes, c), 0.0))  # noqa: E731
+    kind = np.asarray(nodes["kind"], dtype=object)
+    cols = [log1p("macs"), log1p("bytes_moved"), log1p("in_bytes"), log1p("out_bytes"), log1p("param_bytes"),
+            log1p("cin"), log1p("cout"), _col(nodes, "kernel"), _col(nodes, "stride"), log1p("groups"),
+            log1p("out_hw")]
+    cols += [(kind == k).astype(float) for k in KINDS]
+    return np.column_stack(cols)
+
+
+def timed(nodes) -> np.ndarray:
+    """Which nodes the model predicts: graph operations (kind other than ``none``)."""
+    return np.asarray(nodes["kind"], dtype=object) != "none"
+
+
+@dataclass(frozen=True)
+class KindCoef:
+    """One kind's base: seconds per call, per multiply-add, per byte moved."""
+
+    overhead_s: float
+    s_per_mac: float
+    s_per_byte: float
+
+    def to_yaml(self) -> dict:
+        return {"overhead_us": _sig(self.overhead_s * 1e6),
+                "gmacs_per_s": _sig(1e-9 / self.s_per_mac) if self.s_per_mac > 0 else None,
+                "gbytes_per_s": _sig(1e-9 / self.s_per_byte) if self.s_per_byte > 0 else None}
+
+    @classmethod
+    def from_yaml(cls, d: Mapping) -> "KindCoef":
+        g, b = d.get("gmacs_per_s"), d.get("gbytes_per_s")
+        return cls(float(d.get("overhead_us") or 0.0) * 1e-6, 1e-9 / g if g else 0.0, 1e-9 / b if b else 0.0)
+
+    def vector(self) -> np.ndarray:
+        return np.array([self.overhead_s, self.s_per_mac, self.s_per_byte])
+
+
+def _sig(x: float, digits: int = 4) -> float:
+    return float(f"{x:.{digits}g}")
+
+
+@dataclass(frozen=True)
+class KindModel:
+    """Per-kind base coefficients (``coef[kind]``, ``"all"`` for unseen kinds) and an optional
+    residual regressor (see the module doc)."""
+
+    coef: Mapping[str, KindCoef]
+    residual: object | None = None
+
+    def base_s(self, nodes) -> np.ndarray:
+        kind = np.asarray(nodes["kind"], dtype=object)
+        X = base_design(nodes)
+        out = np.zeros(len(kind))
+        for k in np.unique(kind):
+            sel = kind == k
+            c = self.coef.get(k) or self.coef["all"]
+            out[sel] = X[sel] @ c.vector()
+        return np.where(timed(nodes), np.maximum(out, 1e-9), 0.0)
+
+    def predict_s(self, nodes) -> np.ndarray:
+        """Seconds of each node (batch 1); 0 for placeholders and the output."""
+        base = self.base_s(nodes)
+        if self.residual is None:
+            return base
+        sel = timed(nodes)
+        out = base.copy()
+        if sel.any():
+            sub = {c: (_col(nodes, c) if c != "kind" else np.asarray(nodes[c], dtype=object))[sel]
+                   for c in MODEL_COLUMNS}
+            out[sel] = base[sel] * np.exp(self.residual.predict(features(sub)))
+        return out
+
+
+def _nnlad_relative(X: np.ndarray, t: np.ndarray) -> np.ndarray:
+    from ..calibrate import _nnlad
+
+    return _nnlad(X / t[:, None], np.ones(len(t)))
+
+
+def fit_base(table: pd.DataFrame, *, min_nodes: int = 6) -> dict[str, KindCoef]:
+    """Per-kind base coefficients from a table with :data:`TABLE_COLUMNS` (see the module doc).
+    Kinds with fewer than ``min_nodes`` timed nodes use the all-kinds fit (``"all"``)."""
+    rows = table[timed(table) & (table["measured_s"].to_numpy(dtype=float) > 0)]
+    if len(rows) < 5:
+        raise ValueError(f"need at least 5 timed nodes to fit, got {len(rows)}")
+    coef = {"all": KindCoef(*_nnlad_relative(base_design(rows), rows["measured_s"].to_numpy(dtype=float)))}
+    for k, g in rows.groupby("kind"):
+        if len(g) >= min_nodes:
+            coef[str(k)] = KindCoef(*_nnlad_relative(base_design(g), g["measured_s"].to_numpy(dtype=float)))
+    return coef
+
+
+def fit_residual(table: pd.DataFrame, coef: Mapping[str, KindCoef]):
+    """The residual regressor on ``log(measured / base)`` (see the module doc)."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    rows = table[timed(table) & (table["measured_s"].to_numpy(dtype=float) > 0)]
+    base = KindModel(coef).base_s(rows)
+    y = np.log(rows["measured_s"].to_numpy(dtype=float)) - np.log(base)
+    return HistGradientBoostingRegressor(**RESIDUAL_PARAMS).fit(features(rows), y)
+
+
+def fit_kind_model(table: pd.DataFrame, *, residual: bool = True) -> KindModel:
+    coef = fit_base(table)
+    return KindModel(coef, fit_residual(table, coef) if residual else None)
+
+
+# --------------------------------------------------------------------------------------------
+# From and to a device profile
+
+_cache: dict[tuple, KindModel] = {}
+_lock = threading.Lock()
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A residual table (CSV with :data:`TABLE_COLUMNS`)."""
+    from ..errors import UserError
+
+    path = Path(path)
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read the residual table: {e}", source=str(path), field="compute.residual_table") from None
+    missing = [c for c in TABLE_COLUMNS if c not in df.columns]
+    if missing:
+        raise UserError(f"residual table lacks column(s) {', '.join(missing)}", source=str(path),
+                        field="compute.residual_table")
+    return df
+
+
+def model_for(device) -> KindModel | None:
+    """The per-kind model of a device profile, or None when it has none (``compute.kinds`` unset)."""
+    kinds = device.compute.kinds
+    if not kinds:
+        return None
+    coef = {k: KindCoef.from_yaml(v if isinstance(v, Mapping) else v.model_dump()) for k, v in kinds.items()}
+    table = device.compute.residual_table
+    if not table:
+        return KindModel(coef)
+    try:
+        data = Path(table).read_bytes()
+    except OSError as e:
+        from ..errors import UserError
+
+        raise UserError(f"cannot read the residual table: {e.strerror or e}", source=str(table),
+                        field=f"{device.name}: compute.residual_table") from None
+    key = (tuple(sorted((k, tuple(c.vector())) for k, c in coef.items())), hashlib.sha256(data).hexdigest())
+    with _lock:
+        model = _cache.get(key)
+    if model is None:
+        df = read_table(table)
+        model = KindModel(coef, fit_residual(df, coef))
+        with _lock:
+            _cache[key] = model
+    return model
+
+
+def coef_to_yaml(coef: Mapping[str, KindCoef]) -> dict:
+    order = ["all", *KINDS]
+    return {k: coef[k].to_yaml() for k in order if k in coef}

@@ -1,0 +1,122 @@
+"""What kind of operator each graph node is, and the features a per-kind latency model needs.
+
+The per-kind compute model (:mod:`splitimpera.latency.kinds`) predicts a node's time from
+its kind and a few numbers about it, as nn-Meter does per kernel: a depthwise convolution
+runs at a fraction of a dense one's rate, a concatenation or an add costs its memory
+traffic, a reshape costs only its dispatch. The kinds (:data:`KINDS`):
+
+``conv``        dense convolution (``groups == 1``)
+``conv_dw``     depthwise convolution (``groups == in_channels``, more than one group)
+``conv_group``  grouped convolution (1 < ``groups`` < ``in_channels``)
+``linear``      fully connected layer (``nn.Linear``, ``F.linear``)
+``matmul``      matrix products of activations (``matmul``, ``bmm``, attention products)
+``attention``   a whole ``nn.MultiheadAttention`` (fx keeps it as one node)
+``norm``        batch, layer, group and instance norm
+``act``         element-wise activations (ReLU, GELU, Hardswish, sigmoid, softmax …)
+``pool``        max/average/adaptive pooling and ``mean``
+``eltwise``     element-wise arithmetic between tensors (add, mul …)
+``concat``      ``torch.cat``/``stack``
+``view``        nodes that only make a view (flatten, reshape of a contiguous tensor, getitem,
+                eval-mode dropout …): no data moved
+``copy``        layout changes that copy (``contiguous``, reshape of a permuted tensor …)
+``other``       anything else
+
+Features per node (:func:`node_features`, columns :data:`FEATURE_COLUMNS`): ``macs``
+(fvcore multiply-adds), ``bytes_moved``, ``in_bytes``, ``out_bytes``, ``param_bytes``
+(fp32, batch 1; see :mod:`splitimpera.model.cost`), and for convolutions ``cin``, ``cout``,
+``kernel`` (kh·kw), ``stride``, ``groups``, ``out_hw`` (output pixels); 0 where they do not apply.
+"""
+
+from __future__ import annotations
+
+import torch.fx as fx
+import torch.nn as nn
+
+KINDS = ("conv", "conv_dw", "conv_group", "linear", "matmul", "attention", "norm", "act", "pool", "eltwise",
+         "concat", "view", "copy", "other")
+# Kinds whose time grows with multiply-adds (the rest: with bytes moved).
+FLOP_KINDS = ("conv", "conv_dw", "conv_group", "linear", "matmul", "attention")
+FEATURE_COLUMNS = ("kind", "macs", "bytes_moved", "in_bytes", "out_bytes", "param_bytes",
+                   "cin", "cout", "kernel", "stride", "groups", "out_hw")
+
+_ACT_MODULES = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh,
+                nn.LeakyReLU, nn.ELU, nn.PReLU, nn.Softmax, nn.LogSoftmax, nn.Mish, nn.Softplus, nn.Hardtanh)
+_NORM_MODULES = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm,
+                 nn.LocalResponseNorm)
+_POOL_MODULES = (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
+                 nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd)
+_ACT_FUNCS = {"relu", "relu_", "relu6", "gelu", "silu", "hardswish", "hardsigmoid", "sigmoid", "tanh", "softmax",
+              "log_softmax", "leaky_relu", "elu", "hardtanh", "mish", "softplus", "clamp", "clamp_", "sigmoid_"}
+_POOL_FUNCS = {"max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+               "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "mean", "amax", "sum"}
+_ELTWISE_FUNCS = {"add", "add_", "iadd", "sub", "isub", "mul", "mul_", "imul", "truediv", "div", "floordiv",
+                  "pow", "neg", "exp", "sqrt", "rsqrt", "where", "abs", "masked_fill", "expand_as"}
+_MATMUL_FUNCS = {"matmul", "bmm", "mm", "baddbmm", "einsum", "scaled_dot_product_attention"}
+_NORM_FUNCS = {"layer_norm", "batch_norm", "group_norm", "instance_norm", "normalize"}
+_CONCAT_FUNCS = {"cat", "concat", "stack"}
+_COPY_FUNCS = {"contiguous", "clone", "reshape", "flatten", "permute", "transpose", "view", "to", "roll", "pad",
+               "interpolate", "channel_shuffle"}
+
+
+def _name(n: fx.Node) -> str:
+    t = n.target
+    return t if isinstance(t, str) else getattr(t, "__name__", str(t))
+
+
+def node_kind(n: fx.Node, gm: fx.GraphModule, *, is_view: bool) -> str:
+    """The kind (one of :data:`KINDS`) of a compute node; ``is_view``: it only reinterprets an input."""
+    if is_view:
+        return "view"
+    if n.op == "call_module":
+        m = gm.get_submodule(n.target)
+        if isinstance(m, nn.modules.conv._ConvNd):
+            if m.groups == 1:
+                return "conv"
+            return "conv_dw" if m.groups == m.in_channels else "conv_group"
+        if isinstance(m, nn.Linear):
+            return "linear"
+        if isinstance(m, nn.MultiheadAttention):
+            return "attention"
+        if isinstance(m, _NORM_MODULES):
+            return "norm"
+        if isinstance(m, _ACT_MODULES):
+            return "act"
+        if isinstance(m, _POOL_MODULES):
+            return "pool"
+        if isinstance(m, (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout)):
+            return "copy"
+        return "other"
+    name = _name(n).lower()
+    if name in ("conv1d", "conv2d", "conv3d"):
+        groups = n.kwargs.get("groups", n.args[6] if len(n.args) > 6 else 1)
+        return "conv" if groups == 1 else "conv_group"
+    if name == "linear":
+        return "linear"
+    if name in _MATMUL_FUNCS:
+        return "matmul"
+    if name in _NORM_FUNCS:
+        return "norm"
+    if name in _ACT_FUNCS:
+        return "act"
+    if name in _POOL_FUNCS:
+        return "pool"
+    if name in _ELTWISE_FUNCS:
+        return "eltwise"
+    if name in _CONCAT_FUNCS:
+        return "concat"
+    if name in _COPY_FUNCS:
+        return "copy"
+    return "other"
+
+
+def conv_features(n: fx.Node, gm: fx.GraphModule, out_shape) -> dict[str, int]:
+    """``cin``, ``cout``, ``kernel``, ``stride``, ``groups``, ``out_hw`` of a convolution module node."""
+    m = gm.get_submodule(n.target)
+    k = 1
+    for s in m.kernel_size:
+        k *= int(s)
+    hw = 1
+    for s in tuple(out_shape)[1:]:  # per-sample shape (C, H, W)
+        hw *= int(s)
+    return {"cin": int(m.in_channels), "cout": int(m.out_channels), "kernel": k, "stride": int(m.stride[0]),
+            "groups": int(m.groups), "out_hw": hw}
