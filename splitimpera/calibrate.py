@@ -184,9 +184,12 @@ def measure_models(models: Sequence[tuple[str, TracedModel]], *, repeats: int = 
     noise falls on every model alike.
 
     Each round runs every model once (node by node, then a plain forward) in a shuffled
-    order, after a small matmul probe. A round whose probe is more than ``disturbed`` × the
-    median probe so far is *disturbed*: it is discarded and run again (at most ``max_redo``
-    × ``repeats`` extra rounds). Node times are medians over the kept rounds; ``noise`` of a
+    order, between two runs of a small matmul probe. A round is *disturbed* when a probe took
+    more than ``disturbed`` × the median probe so far, or the round's plain forwards together
+    more than ``disturbed`` × the median of the rounds kept so far (from the fourth on): it is
+    discarded and run again (at most ``max_redo`` × ``repeats`` extra rounds). On a machine
+    shared with other work, multi-threaded timings suffer most (a parallel region waits for
+    its slowest thread): ``--threads 1`` is steadier there. Node times are medians over the kept rounds; ``noise`` of a
     model is the interquartile range of its plain-forward times over their median, and each
     node's ``noise`` column the same ratio of its own times.
     """
@@ -200,6 +203,7 @@ def measure_models(models: Sequence[tuple[str, TracedModel]], *, repeats: int = 
     rng = np.random.default_rng(seed)
     probes: list[float] = []
     redone, kept, budget = 0, 0, int(max_redo * repeats)
+    totals: list[int] = []
     with torch.no_grad(), _quiet_gc():
         for (_, tm, runner), x, sc in zip(runs, xs, scratch):
             with eval_mode(tm.gm):
@@ -223,9 +227,12 @@ def measure_models(models: Sequence[tuple[str, TracedModel]], *, repeats: int = 
             p1 = _probe_s(pa, pb, po)
             ref = float(np.median(probes))
             probes += [p0, p1]
-            if max(p0, p1) > disturbed * ref and redone < budget:
+            total = sum(t for _, t in row_ns.values())
+            slow = len(totals) >= 3 and total > disturbed * float(np.median(totals))
+            if (max(p0, p1) > disturbed * ref or slow) and redone < budget:
                 redone += 1
                 continue
+            totals.append(total)
             for i, (buf, tot) in row_ns.items():
                 node_ns[i][kept] = buf
                 total_ns[i][kept] = tot
@@ -844,3 +851,116 @@ def render_calibration(cal: Calibration) -> str:
     lines.append(f"  {'models within 10 %':<30}" + " ".join(f"{s[m]['within_10']:>15.0f}%" for m in methods))
     lines.append(f"  {'median |error| per layer':<30}" + " ".join(f"{s[m]['layer_mdape']:>15.1f}%" for m in methods))
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Measured mode: one model, node by node (``calibrate --for-model``)
+
+
+@dataclass(frozen=True)
+class ModelTiming:
+    """A per-node timing table of one model on this machine (see :func:`time_model`).
+
+    ``table``: ``node``, ``pos``, ``kind``, ``measured_s`` (median seconds of the node's call,
+    scaled so that the nodes sum to the plain forward), ``raw_s`` (before scaling) and
+    ``noise`` (IQR/median of the node's times); ``total_s`` the median plain forward;
+    ``noise`` the forward's IQR/median.
+    """
+
+    model: str
+    input: str
+    structure: str
+    table: pd.DataFrame
+    total_s: float
+    noise: float
+    threads: int
+    cpus: tuple[int, ...]
+    repeats: int
+
+
+def time_model(name: str, input_shape=None, *, num_classes: int | None = None, repeats: int = DEFAULT_REPEATS,
+               warmup: int = DEFAULT_WARMUP, threads: int | None = None, search_dir=None) -> ModelTiming:
+    """Time ``name`` (a zoo, torchvision or ``module:function`` model, random weights) node by
+    node on this machine, pinned as :func:`calibrate` is; see :class:`ModelTiming`."""
+    from .model.cost import structure_hash
+    from .model.loading import default_input_shape, load_model
+    from .model.splits import normalize_input_shape
+
+    if repeats < 1:
+        raise UserError(f"must be at least 1 (got {repeats})", source=SOURCE, field="--repeats")
+    if warmup < 0:
+        raise UserError(f"must be at least 0 (got {warmup})", source=SOURCE, field="--warmup")
+    if threads is not None and threads < 1:
+        raise UserError(f"must be at least 1 (got {threads})", source=SOURCE, field="--threads")
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = load_model(name, "none", num_classes, search_dir)
+    except UserError as e:
+        raise UserError(e.message, source=SOURCE, field="--for-model") from None
+    try:
+        shape = (tuple(normalize_input_shape(input_shape)) if input_shape is not None
+                 else tuple(default_input_shape(name, model)))
+        tm = trace(model, shape)
+    except UserError as e:
+        raise e.at(source=SOURCE, field="--input") from None
+    with pinned(threads) as (n_threads, cpus):
+        (m,) = measure_models([(name, tm)], repeats=repeats, warmup=warmup)
+    n = m.nodes
+    raw = n["measured_s"].to_numpy(dtype=float)
+    scale = m.total_s / raw.sum() if raw.sum() > 0 else 1.0
+    table = pd.DataFrame({"node": n.index, "pos": n["pos"].to_numpy(), "kind": n["kind"].to_numpy(),
+                          "measured_s": raw * scale, "raw_s": raw,
+                          "noise": n["noise"].to_numpy() if "noise" in n.columns else 0.0})
+    return ModelTiming(model=name, input="x".join(map(str, shape)), structure=structure_hash(tm), table=table,
+                       total_s=m.total_s, noise=m.noise, threads=n_threads, cpus=tuple(cpus), repeats=repeats)
+
+
+def _shape_tag(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+def profile_with_timing(base: dict, timing: ModelTiming, *, name: str, out: Path, base_dir: Path | None) -> tuple[dict, Path]:
+    """``base`` (a device profile mapping) plus ``timing`` as a ``compute.timings`` entry (one per
+    model and input: a previous one is replaced), named ``name``, its paths made to work from
+    ``out``'s folder. Returns the mapping and the table's path (``<stem>.<model>_<input>.timings.csv``)."""
+    from .config.hardware import resolve_relative_paths
+
+    data = copy.deepcopy(base)
+    if base_dir is not None:
+        data = resolve_relative_paths("devices", data, base_dir)
+    data["name"] = name
+    comp = data.setdefault("compute", {})
+    table_path = out.with_name(f"{out.stem}.{_shape_tag(timing.model)}_{timing.input}.timings.csv")
+
+    def rel(p: str) -> str:
+        p = Path(p)
+        return p.name if p.parent.resolve() == out.parent.resolve() else str(p)
+
+    if comp.get("residual_table"):
+        comp["residual_table"] = rel(comp["residual_table"])
+    entries = [dict(t, file=rel(t["file"])) for t in comp.get("timings", []) or []
+               if not (t.get("model") == timing.model and t.get("input") == timing.input)]
+    entries.append({"file": table_path.name, "model": timing.model, "input": timing.input,
+                    "structure": timing.structure, "noise_pct": _sig(timing.noise * 100, 3)})
+    comp["timings"] = entries
+    today = _dt.date.today().isoformat()
+    pin = f", pinned to CPU {','.join(map(str, timing.cpus))}" if timing.cpus else ""
+    data.setdefault("sources", []).append(
+        f"compute.timings ({timing.model} at {timing.input}): measured node by node by `splitimpera calibrate "
+        f"--for-model` on {today} ({cpu_model()}, {timing.threads} threads{pin}, torch {torch.__version__}); "
+        f"median of {timing.repeats} rounds, plain forward {timing.total_s * 1e3:.4g} ms, run-to-run spread "
+        f"{timing.noise * 100:.2g} %")
+    return data, table_path
+
+
+def write_timing_profile(data: dict, path: Path, timing: ModelTiming, table_path: Path) -> Path:
+    """The timing table, then the profile YAML, each atomically."""
+    validate_profile(data, str(path))
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+    try:
+        atomic_write(table_path, timing.table.to_csv(index=False, float_format="%.6g"))
+        atomic_write(path, text)
+    except OSError as e:
+        raise UserError(f"cannot write: {e.strerror or e}", source=str(path)) from None
+    return path

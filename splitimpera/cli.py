@@ -157,8 +157,14 @@ def _cmd_calibrate(args) -> int:
     from pathlib import Path
 
     from .atomic import check_writable_file
-    from .calibrate import calibrate, check_model_names, default_name, render_calibration, write_profile
+    from .calibrate import (DEFAULT_INPUT_SHAPE, calibrate, check_model_names, default_name, render_calibration,
+                            write_profile)
 
+    if args.for_model is not None:
+        return _calibrate_for_model(args)
+    if args.profile is not None:
+        raise UserError("--profile names the base profile of --for-model; without --for-model calibrate fits a "
+                        "new profile", source="calibrate", field="--profile")
     models = [m for arg in args.models for m in arg.split(",") if m]
     holdout = [m for arg in args.holdout for m in arg.split(",") if m]
     check_model_names(models, holdout)  # before minutes of measuring
@@ -170,13 +176,66 @@ def _cmd_calibrate(args) -> int:
         raise UserError(f"profile name {name!r} must equal the file stem of -o {out.name!r}",
                         source="calibrate", field="--name")
     check_writable_file(out, field="-o" if args.output else None)  # before minutes of measuring
-    cal = calibrate(models, holdout, input_shape=args.input, name=name, kind=args.kind, repeats=args.repeats,
+    cal = calibrate(models, holdout, input_shape=args.input or DEFAULT_INPUT_SHAPE, name=name, kind=args.kind, repeats=args.repeats,
                     warmup=args.warmup, peak_gflops=args.peak_gflops, idle_w=args.idle_w, active_w=args.active_w,
                     threads=args.threads)
     print(render_calibration(cal))
     path = write_profile(cal.data, out, table=cal.table)
     print(f"\nwrote {path} ({cal.seconds:.0f} s); use it from profiles/devices/ or a folder named in "
           "$SPLITIMPERA_PROFILES (as <folder>/devices/" + path.name + ")")
+    return EXIT_OK
+
+
+def _calibrate_for_model(args) -> int:
+    """``calibrate --for-model``: time one model node by node, add the table to a device profile."""
+    from pathlib import Path
+
+    from .atomic import check_writable_file
+    from .calibrate import profile_with_timing, time_model, write_timing_profile
+    from .config.hardware import profile_raw, read_yaml
+    from .model.loading import model_kind
+
+    if not args.profile:
+        raise UserError("name the device profile this machine is (a profile name or a YAML file), e.g. "
+                        "--profile rpi4", source="calibrate", field="--profile")
+    try:
+        model_kind(args.for_model)
+    except UserError as e:
+        raise UserError(e.message, source="calibrate", field="--for-model") from None
+    spec = Path(args.profile)
+    if spec.suffix in (".yaml", ".yml"):
+        if not spec.is_file():
+            raise UserError(f"no such profile file: {spec}", source="calibrate", field="--profile")
+        base, base_dir = read_yaml(spec), spec.parent
+        if not isinstance(base, dict):
+            raise UserError("expected a device profile mapping", source=str(spec))
+        out = Path(args.output) if args.output else spec
+    else:
+        try:
+            base, base_dir = profile_raw("devices", args.profile), None
+        except UserError as e:
+            raise e.at(source="calibrate", field="--profile") from None
+        if not args.output:
+            raise UserError(f"give -o FILE.yaml for the new profile ({args.profile!r} is a bundled or registered "
+                            "profile, not a file to change)", source="calibrate", field="-o")
+        out = Path(args.output)
+    name = args.name or out.stem
+    if out.stem != name:  # the registry requires it
+        raise UserError(f"profile name {name!r} must equal the file stem of -o {out.name!r}",
+                        source="calibrate", field="--name")
+    check_writable_file(out, field="-o" if args.output else "--profile")  # before the measuring
+    timing = time_model(args.for_model, args.input, num_classes=args.num_classes, repeats=args.repeats,
+                        warmup=args.warmup, threads=args.threads, search_dir=Path.cwd())
+    data, table_path = profile_with_timing(base, timing, name=name, out=out, base_dir=base_dir)
+    t = timing.table
+    print(f"{timing.model} at {timing.input}: {int((t['raw_s'] > 0).sum())} nodes timed, plain forward "
+          f"{timing.total_s * 1e3:.4g} ms (nodes sum to {t['raw_s'].sum() * 1e3:.4g} ms before scaling), run-to-run "
+          f"spread {timing.noise * 100:.2g} %, {timing.threads} thread{"s" if timing.threads != 1 else ""}")
+    by_kind = t.groupby("kind")["measured_s"].sum().sort_values(ascending=False)
+    print("time by op kind: " + ", ".join(f"{k} {v * 1e3:.3g} ms" for k, v in by_kind.items() if v > 0))
+    write_timing_profile(data, out, timing, table_path)
+    print(f"wrote {table_path} and {out}: `simulate` uses the table (measured mode) whenever this profile runs "
+          f"{timing.model} at {timing.input}")
     return EXIT_OK
 
 
@@ -528,7 +587,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", help="profile name (default: the stem of -o, else calibrated_<hostname>)")
     s.add_argument("--kind", choices=["device", "server"], default="device")
     shape = "x".join(map(str, DEFAULT_INPUT_SHAPE))
-    s.add_argument("--input", default=shape, metavar="CxHxW", help=f"input shape of every model (default: {shape})")
+    s.add_argument("--input", default=None, metavar="CxHxW",
+                   help=f"input shape of every model (default: {shape}; with --for-model: the model's own)")
     s.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
                    help=f"timed runs per model, median taken (default: {DEFAULT_REPEATS})")
     s.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help=f"untimed runs first (default: {DEFAULT_WARMUP})")
@@ -538,6 +598,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--idle-w", type=float, default=None, help="idle power, W (default: placeholder, marked estimate)")
     s.add_argument("--active-w", type=float, default=None,
                    help="active power, W (default: placeholder, marked estimate)")
+    s.add_argument("--for-model", metavar="MODEL", default=None,
+                   help="measured mode: time this model (zoo, torchvision or module:function) node by node and add "
+                        "the table to the --profile's compute.timings; simulate then uses it for this model and input")
+    s.add_argument("--profile", metavar="NAME|FILE", default=None,
+                   help="with --for-model: the device profile this machine is (a file is updated in place unless -o)")
+    s.add_argument("--num-classes", type=int, default=None, help="with --for-model: the model's classes")
     s.set_defaults(func=_cmd_calibrate)
 
     s = sub.add_parser("serve", help="the tail side of a real split run (listens on loopback by default)",

@@ -16,7 +16,7 @@ from .accuracy.stage import DesignPoints, analyze, design_points, full_model_acc
 from .config.scenario import Scenario
 from .data import load_data
 from .errors import UserError
-from .latency.compute import compute_time_s
+from .latency.compute import compute_mode, compute_time_s
 from .latency.engine import TABLE_COLUMNS, latency_table, point_frame
 from .latency.simulation import SimResult
 from .model.cost import profile_model
@@ -126,9 +126,11 @@ def evaluate(scenario: Scenario, prep: Prepared, progress=None) -> Result:
     # QoS: the latency limit applies to qos.latency_statistic (mean, p50, p95, p99).
     table = rank(table, scenario.qos, scenario.device)
     full = points.full_accuracy if points.full_accuracy is not None else prep.full_accuracy
+    meta = {"accuracy": points.info} if points.info else {}
+    meta["compute"] = {"device": compute_mode(prep.profile, "head", scenario.device),
+                       "server": compute_mode(prep.profile, "tail", scenario.server)}
     return Result(scenario=scenario, table=table, profile=prep.profile, input_shape=prep.traced.input_shape,
-                  full_accuracy=full, importance=prep.importance, sim=sim,
-                  meta={"accuracy": points.info} if points.info else {})
+                  full_accuracy=full, importance=prep.importance, sim=sim, meta=meta)
 
 
 def run(scenario: Scenario, progress=None) -> Result:

@@ -107,6 +107,7 @@ class Result:
             "full_model_accuracy": self.full_accuracy,
             "flop_convention": "1 FLOP = 1 multiply-add (fvcore)",
             "engine": sc.analysis.engine,
+            "compute_model": self.meta.get("compute"),
             "simulated_requests": None if self.sim is None else int(len(self.sim.requests)),
             "bottleneck": {"names": self.bottlenecks, "coder": sc.bottleneck.coder,
                            "nominal": sc.bottleneck.nominal, **self.meta.get("accuracy", {})},

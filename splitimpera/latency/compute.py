@@ -209,3 +209,36 @@ def flop_only_time_s(profile: pd.DataFrame, side: str, device: DeviceProfile) ->
 def compute_energy_j(time_s, device: DeviceProfile):
     """Energy of computing for ``time_s`` at the profile's active power, joules."""
     return np.asarray(time_s, dtype=float) * device.power.active_w
+
+
+def predict_latency_s(model, input_shape=None, device: DeviceProfile | str = "rpi4",
+                      server: DeviceProfile | str | None = None) -> pd.DataFrame:
+    """Compute seconds of every split's head on ``device`` and tail on ``server`` (default: the
+    same device), batch 1, without a bottleneck: the numbers ``simulate`` uses.
+
+    ``model``: an ``nn.Module``, a model name (zoo, torchvision, ``module:function``; random
+    weights) or a traced model; ``device``/``server``: profiles or profile names. Returns a
+    frame indexed by split with ``head_s`` and ``tail_s``; ``attrs["mode"]`` says which model
+    gave each side (:func:`compute_mode`).
+    """
+    import torch
+
+    from ..config.hardware import get_device
+    from ..model.cost import profile_model
+    from ..model.loading import default_input_shape, load_model
+    from ..model.splits import TracedModel, trace
+
+    dev = get_device(device) if isinstance(device, str) else device
+    srv = dev if server is None else (get_device(server) if isinstance(server, str) else server)
+    if isinstance(model, str):
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            module = load_model(model, "none")
+        model = trace(module, input_shape if input_shape is not None else default_input_shape(model, module))
+    elif not isinstance(model, TracedModel):
+        model = trace(model, input_shape)
+    prof = profile_model(model)
+    out = pd.DataFrame({"head_s": compute_time_s(prof, "head", dev).to_numpy(),
+                        "tail_s": compute_time_s(prof, "tail", srv).to_numpy()}, index=prof.index)
+    out.attrs["mode"] = {"head": compute_mode(prof, "head", dev), "tail": compute_mode(prof, "tail", srv)}
+    return out

@@ -187,6 +187,9 @@ def render_result(result, top: int | None = None) -> str:
     lines.append(f"{sent}, result at the {wl.result_at}, {wl.num_devices} device(s); "
                  f"FLOPs: 1 per multiply-add (fvcore)")
     lines.append("transport: " + describe_transport(sc.network))
+    modes = getattr(result, "meta", {}).get("compute")
+    if modes:
+        lines.append(f"compute: {sc.device.name} {modes['device']}; {sc.server.name} {modes['server']}")
     sim = getattr(result, "sim", None)
     stat = sc.qos.latency_statistic
     n_over = int((t["overload"].fillna("") != "").sum()) if "overload" in t.columns else 0

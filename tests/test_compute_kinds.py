@@ -1,0 +1,214 @@
+"""The per-kind compute model, `calibrate`'s fit of it, and measured mode (timing tables)."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+import splitimpera as si
+from splitimpera.calibrate import Measurement, calibrate, write_profile
+from splitimpera.cli import main
+from splitimpera.config.hardware import parse_profile, read_yaml, resolve_relative_paths
+from splitimpera.latency.compute import compute_mode, compute_time_s
+from splitimpera.latency.kinds import KindCoef, KindModel, fit_base
+from splitimpera.model.cost import profile_model, profile_nodes
+from splitimpera.model.splits import trace
+
+SHAPE = (3, 64, 64)
+# A known per-kind model: depthwise convolutions at a tenth of the dense rate, norms and
+# element-wise ops bound by bytes, every kind with its own call overhead.
+TRUTH = {
+    "all": KindCoef(4e-6, 1 / 20e9, 1 / 15e9),
+    "conv": KindCoef(18e-6, 1 / 60e9, 1 / 40e9),
+    "conv_dw": KindCoef(9e-6, 1 / 6e9, 1 / 10e9),
+    "norm": KindCoef(7e-6, 0.0, 1 / 12e9),
+    "act": KindCoef(3e-6, 0.0, 1 / 25e9),
+    "eltwise": KindCoef(2.5e-6, 0.0, 1 / 18e9),
+    "pool": KindCoef(11e-6, 0.0, 1 / 4e9),
+    "view": KindCoef(0.8e-6, 0.0, 0.0),
+}
+
+
+def _traced(name):
+    return trace(si.load_model(name, "none"), SHAPE)
+
+
+def synthetic_measure(models, repeats, warmup, disturb=0.0):
+    """Node times from TRUTH instead of a clock (``disturb``: share of nodes slowed 3x)."""
+    rng = np.random.default_rng(0)
+    out = []
+    for name, tm in models:
+        nodes = profile_nodes(tm).copy()
+        t = KindModel(TRUTH).predict_s(nodes)
+        hit = rng.random(len(t)) < disturb
+        nodes["measured_s"] = np.where(hit, 3 * t, t)
+        out.append(Measurement(name, nodes, float(KindModel(TRUTH).predict_s(nodes).sum())))
+    return out
+
+
+@pytest.fixture(scope="module")
+def synthetic_cal():
+    return calibrate(["resnet18", "mobilenet_v3_small"], ["mobilenet_v2"], input_shape=SHAPE, peak_gflops=100.0,
+                     idle_w=1.0, active_w=3.0, name="synthetic", measure=synthetic_measure, residual=False)
+
+
+def _fitted_kinds(cal):
+    table = cal.table if cal.table is not None else None
+    counts = pd.concat([m.nodes for m in cal.measurements[:2]])["kind"].value_counts()
+    return [k for k in TRUTH if k != "all" and counts.get(k, 0) >= 6], table
+
+
+def test_calibrate_recovers_a_known_per_kind_profile(synthetic_cal):
+    kinds, _ = _fitted_kinds(synthetic_cal)
+    assert {"conv", "conv_dw", "norm", "act", "eltwise"} <= set(kinds)
+    got = synthetic_cal.profile.compute.kinds
+    for k in kinds:
+        want = TRUTH[k].to_yaml()
+        for field, v in want.items():
+            if v is None:
+                assert getattr(got[k], field) is None or getattr(got[k], field) > 1e3, (k, field)
+            else:
+                assert getattr(got[k], field) == pytest.approx(v, rel=2e-3), (k, field)
+    # The depthwise rate is told apart from the dense one: a single efficiency could not.
+    assert got["conv"].gmacs_per_s / got["conv_dw"].gmacs_per_s == pytest.approx(10, rel=1e-2)
+    # Held out: the per-kind model predicts the truth's times; the roofline does not.
+    s = synthetic_cal.summary
+    assert s["kinds"]["layer_mdape"] < 0.5
+    assert s["roofline"]["layer_mdape"] > 5 * max(s["kinds"]["layer_mdape"], 1.0)
+    assert synthetic_cal.chosen == "kinds" and synthetic_cal.profile.compute.error_pct is not None
+
+
+def test_base_fit_shrugs_off_disturbed_nodes():
+    models = [("resnet18", _traced("resnet18")), ("mobilenet_v3_small", _traced("mobilenet_v3_small"))]
+    clean = pd.concat([m.nodes for m in synthetic_measure(models, 1, 0)])
+    noisy = pd.concat([m.nodes for m in synthetic_measure(models, 1, 0, disturb=0.1)])
+    for nodes in (clean, noisy):
+        nodes["macs"] = nodes["flops"]
+    fit = fit_base(noisy)
+    for k in ("conv", "conv_dw", "norm"):
+        np.testing.assert_allclose(fit[k].vector(), TRUTH[k].vector(), rtol=0.05, atol=1e-13)
+
+
+def test_profile_loads_and_simulate_uses_the_per_kind_model(synthetic_cal, tmp_path):
+    path = tmp_path / "devices" / "synthetic.yaml"
+    write_profile(synthetic_cal.data, path, table=synthetic_cal.table)
+    prof = parse_profile("devices", resolve_relative_paths("devices", read_yaml(path), path.parent), str(path))
+    tm = _traced("mobilenet_v2")
+    p = profile_model(tm)
+    head = compute_time_s(p, "head", prof).to_numpy()
+    # Equal to the profile's per-kind node times summed up to each split …
+    nodes = p.attrs["nodes"]
+    coef = {k: KindCoef.from_yaml(v.model_dump()) for k, v in prof.compute.kinds.items()}
+    per_node = KindModel(coef).predict_s(nodes)
+    cum = np.concatenate([[0.0], np.cumsum(per_node)])
+    k = np.searchsorted(np.asarray(nodes["pos"]), p["index"].to_numpy(), side="right")
+    np.testing.assert_allclose(head, cum[k], rtol=1e-12)
+    # … which are the truth's for every kind the fit set had enough of.
+    kinds, _ = _fitted_kinds(synthetic_cal)
+    seen = np.isin(np.asarray(nodes["kind"], dtype=object), kinds)
+    assert seen.mean() > 0.9
+    np.testing.assert_allclose(per_node[seen], KindModel(TRUTH).predict_s(nodes)[seen], rtol=2e-3)
+    assert compute_mode(p, "head", prof) == "per-kind model"
+
+
+def _table_profile(tmp_path, tm, times, input_shape=SHAPE):
+    from splitimpera.model.cost import structure_hash
+
+    nodes = profile_nodes(tm)
+    csv = tmp_path / "t.csv"
+    pd.DataFrame({"node": nodes.index, "pos": nodes["pos"], "kind": nodes["kind"], "measured_s": times}).to_csv(
+        csv, index=False)
+    data = si.get_device("rpi4").model_dump()
+    data["compute"]["timings"] = [{"file": str(csv), "model": "mobilenet_v2", "input": "x".join(map(str, input_shape)),
+                                   "structure": structure_hash(tm)}]
+    return si.DeviceProfile.model_validate(data)
+
+
+def test_measured_mode_reproduces_the_timing_table(tmp_path):
+    tm = _traced("mobilenet_v2")
+    n = len(profile_nodes(tm))
+    times = np.random.default_rng(3).uniform(1e-6, 1e-3, n)
+    dev = _table_profile(tmp_path, tm, times)
+    p = profile_model(tm)
+    head = compute_time_s(p, "head", dev).to_numpy()
+    tail = compute_time_s(p, "tail", dev).to_numpy()
+    cum = np.concatenate([[0.0], np.cumsum(times)])
+    k = np.searchsorted(profile_nodes(tm)["pos"].to_numpy(), p["index"].to_numpy(), side="right")
+    np.testing.assert_allclose(head, cum[k], rtol=1e-12)
+    np.testing.assert_allclose(tail, times.sum() - cum[k], rtol=1e-9, atol=1e-15)
+    assert head[-1] == pytest.approx(times.sum()) and compute_mode(p, "head", dev).startswith("measured (timing table")
+    # Another input shape is another graph: the table does not apply, the model predicts.
+    other = profile_model(trace(si.load_model("mobilenet_v2", "none"), (3, 32, 32)))
+    assert compute_mode(other, "head", dev) == "roofline"
+    assert not np.allclose(compute_time_s(other, "head", dev).to_numpy()[-1], times.sum())
+
+
+def test_predict_latency_api_matches_what_simulate_uses():
+    tm = _traced("resnet18")
+    got = si.predict_latency_s(tm, device="rpi4", server="server_t4")
+    p = profile_model(tm)
+    np.testing.assert_array_equal(got["head_s"], compute_time_s(p, "head", si.get_device("rpi4")).to_numpy())
+    np.testing.assert_array_equal(got["tail_s"], compute_time_s(p, "tail", si.get_device("server_t4")).to_numpy())
+    assert list(got.index) == list(p.index) and got.attrs["mode"] == {"head": "roofline", "tail": "roofline"}
+
+
+def test_cli_for_model_writes_a_profile_that_simulate_uses(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    devs = tmp_path / "profiles" / "devices"
+    devs.mkdir(parents=True)
+    out = devs / "mypi.yaml"
+    rc = main(["calibrate", "--for-model", "digits_cnn", "--profile", "rpi4", "-o", str(out), "--repeats", "3",
+               "--warmup", "1", "--threads", "1"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "digits_cnn at 1x32x32" in text
+    data = yaml.safe_load(out.read_text())
+    (entry,) = data["compute"]["timings"]
+    table = pd.read_csv(devs / entry["file"])
+    assert entry["input"] == "1x32x32" and (table["measured_s"] >= 0).all()
+    # The nodes were scaled to sum to the plain forward the table reports.
+    assert table["measured_s"].sum() > 0
+    monkeypatch.setenv("SPLITIMPERA_PROFILES", str(tmp_path / "profiles"))
+    si.config.hardware.DEVICES.reset()
+    try:
+        sc = si.load_scenario(Path(__file__).resolve().parents[1] / "scenarios" / "demo.yaml",
+                              overrides={"device": "mypi", "analysis.engine": "analytic"})
+        res = si.run(sc)
+        assert res.meta["compute"]["device"] == f"measured (timing table {entry['file']})"
+        assert res.meta["compute"]["server"] == "roofline"
+        # The device's compute time of the whole model is the table's sum.
+        out_row = res.table.xs("output", level="split").iloc[0]
+        assert out_row["device_compute_s"] == pytest.approx(table["measured_s"].sum(), rel=1e-6)
+        # A second run on the same file replaces its entry rather than adding one.
+        assert main(["calibrate", "--for-model", "digits_cnn", "--profile", str(out), "--repeats", "2",
+                     "--warmup", "0", "--threads", "1"]) == 0
+        assert len(yaml.safe_load(out.read_text())["compute"]["timings"]) == 1
+    finally:
+        monkeypatch.delenv("SPLITIMPERA_PROFILES")
+        si.config.hardware.DEVICES.reset()
+
+
+@pytest.mark.parametrize("argv,field", [
+    (["--for-model", "digits_cnn"], "--profile"),
+    (["--for-model", "no_such_net", "--profile", "rpi4", "-o", "x.yaml"], "--for-model"),
+    (["--for-model", "digits_cnn", "--profile", "rpi4"], "-o"),
+    (["--for-model", "digits_cnn", "--profile", "nope.yaml"], "--profile"),
+    (["--profile", "rpi4"], "--profile"),
+])
+def test_for_model_bad_input_is_one_line(argv, field, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc = main(["calibrate", *argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and field in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_kinds_need_an_all_entry_and_known_names():
+    data = si.get_device("rpi4").model_dump()
+    data["compute"]["kinds"] = {"conv": {"overhead_us": 1.0, "gmacs_per_s": 1.0}}
+    with pytest.raises(Exception, match="'all'"):
+        si.DeviceProfile.model_validate(data)
+    data["compute"]["kinds"] = {"all": {"overhead_us": 1.0}, "convv": {"overhead_us": 1.0}}
+    with pytest.raises(Exception, match="convv"):
+        si.DeviceProfile.model_validate(data)
