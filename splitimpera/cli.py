@@ -230,7 +230,7 @@ def _calibrate_for_model(args) -> int:
     t = timing.table
     print(f"{timing.model} at {timing.input}: {int((t['raw_s'] > 0).sum())} nodes timed, plain forward "
           f"{timing.total_s * 1e3:.4g} ms (nodes sum to {t['raw_s'].sum() * 1e3:.4g} ms before scaling), run-to-run "
-          f"spread {timing.noise * 100:.2g} %, {timing.threads} thread{"s" if timing.threads != 1 else ""}")
+          f"spread {timing.noise * 100:.2g} %, {timing.threads} thread{'s' if timing.threads != 1 else ''}")
     by_kind = t.groupby("kind")["measured_s"].sum().sort_values(ascending=False)
     print("time by op kind: " + ", ".join(f"{k} {v * 1e3:.3g} ms" for k, v in by_kind.items() if v > 0))
     write_timing_profile(data, out, timing, table_path)
