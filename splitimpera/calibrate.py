@@ -666,7 +666,7 @@ def node_table(measurements: Sequence[Measurement]) -> pd.DataFrame:
     for m in measurements:
         n = m.nodes
         sel = timed(n) & (n["measured_s"].to_numpy(dtype=float) > 0)
-        part = n.loc[sel, list(TABLE_COLUMNS)].copy()
+        part = n.loc[sel, [*TABLE_COLUMNS, *(["noise"] if "noise" in n.columns else [])]].copy()
         part.insert(0, "node", part.index)
         part.insert(0, "model", m.model)
         parts.append(part)
@@ -781,6 +781,8 @@ def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str]
                                        bandwidth_fallback_gbps=measure_copy_gbps, idle_w=idle_w, active_w=active_w,
                                        description=description, sources=sources, estimates=estimates)
     data["compute"]["kinds"] = K.coef_to_yaml(coef)
+    data["compute"]["measured_on"] = {"cpu": cpu, "threads": int(n_threads), "cpus": list(map(int, cpus)),
+                                      "torch": torch.__version__, "date": today, "rounds": int(repeats)}
     if residual:
         data["compute"]["residual_table"] = str(_scratch_table(table))
     if holdout:

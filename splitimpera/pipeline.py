@@ -22,7 +22,7 @@ from .latency.simulation import SimResult
 from .model.cost import profile_model
 from .model.loading import load_traced
 from .model.splits import TracedModel
-from .qos import rank
+from .qos import compute_error_fraction, mark_ties, rank
 from .results import Result
 
 
@@ -125,10 +125,16 @@ def evaluate(scenario: Scenario, prep: Prepared, progress=None) -> Result:
     table = pd.DataFrame({c: cols[c] for c in TABLE_COLUMNS + extra}, index=points.table.index)
     # QoS: the latency limit applies to qos.latency_statistic (mean, p50, p95, p99).
     table = rank(table, scenario.qos, scenario.device)
+    # The compute model's own error: a band on the ranked latency, and ties within it.
+    e_dev = compute_error_fraction(scenario.device, prep.profile, "head")
+    e_srv = compute_error_fraction(scenario.server, prep.profile, "tail")
+    table = mark_ties(table, e_dev, e_srv)
     full = points.full_accuracy if points.full_accuracy is not None else prep.full_accuracy
     meta = {"accuracy": points.info} if points.info else {}
     meta["compute"] = {"device": compute_mode(prep.profile, "head", scenario.device),
-                       "server": compute_mode(prep.profile, "tail", scenario.server)}
+                       "server": compute_mode(prep.profile, "tail", scenario.server),
+                       "device_error_pct": None if np.isnan(e_dev) else round(e_dev * 100, 3),
+                       "server_error_pct": None if np.isnan(e_srv) else round(e_srv * 100, 3)}
     return Result(scenario=scenario, table=table, profile=prep.profile, input_shape=prep.traced.input_shape,
                   full_accuracy=full, importance=prep.importance, sim=sim, meta=meta)
 

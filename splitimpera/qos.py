@@ -358,3 +358,40 @@ def best_per_bottleneck(table: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(rows).set_index("bottleneck")
     out["rank"] = pd.array(out["rank"], dtype="Int64")
     return out
+
+
+def compute_error_fraction(device, profile=None, side: str = "head") -> float:
+    """The relative error of ``device``'s compute times: its timing table's run-to-run spread
+    when one is used for this model (measured mode), else the profile's held-out
+    ``compute.error_pct``; NaN when the profile states none."""
+    if profile is not None:
+        from .latency.compute import matching_table
+
+        if matching_table(profile, device) is not None:
+            return matching_table(profile, device).noise_pct / 100
+    e = device.compute.error_pct
+    return float("nan") if e is None else e / 100
+
+
+def mark_ties(table: pd.DataFrame, e_device: float, e_server: float) -> pd.DataFrame:
+    """``table`` (ranked) plus ``latency_err_s`` — the compute model's error band on the ranked
+    latency (``device_compute_s`` × the device's relative error + ``server_compute_s`` × the
+    server's; the two added, as if each side were off in one direction) — and ``tie``: a
+    feasible point ranked below 1 whose ranked latency is within the combined band
+    (√(err² + err_best²)) of the recommended point's. NaN bands (an error not stated) tie nothing."""
+    out = table.copy()
+    dev = out["device_compute_s"].to_numpy(dtype=float)
+    srv = out["server_compute_s"].to_numpy(dtype=float)
+    err = dev * e_device + srv * e_server
+    out["latency_err_s"] = err
+    tie = np.zeros(len(out), dtype=bool)
+    ranks = out["rank"].to_numpy(dtype=float, na_value=np.nan)
+    best = np.flatnonzero(ranks == 1)
+    if len(best):
+        b = best[0]
+        lat = out["latency_qos_s"].to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"):
+            band = np.sqrt(err ** 2 + err[b] ** 2)
+            tie = (ranks > 1) & (np.abs(lat - lat[b]) <= band)
+    out["tie"] = tie
+    return out

@@ -76,6 +76,8 @@ class Compute(_Strict):
     error_pct: float | None = Field(
         None, ge=0, description="held-out whole-model error of this profile's compute model, % (median |error|)")
     timings: list[TimingTable] = Field(default_factory=list, description="measured per-node tables (measured mode)")
+    measured_on: dict[str, str | int | list[int]] | None = Field(
+        None, description="where calibrate measured kinds: cpu, threads, cpus, torch, date, rounds")
 
     @model_validator(mode="after")
     def _kinds_all(self) -> "Compute":

@@ -219,6 +219,9 @@ def render_result(result, top: int | None = None) -> str:
         lines.append(f"{verdict.details[0][:-1]}; top {len(shown)}:")
         lines.append(_grid(header, rows, align))
         lines.append(UPLINK_NOTE.format(rtt=sc.network.rtt_ms))
+        note = describe_compute_error(result, view)
+        if note:
+            lines.append(note)
         lines.append("")
         lines.append(verdict.headline)
         lines += [d for d in verdict.details[1:]]
@@ -238,6 +241,30 @@ def render_result(result, top: int | None = None) -> str:
         lines.append(f"{len(bad)} infeasible: " + "; ".join(
             f"{view.label(p)} ({r})" for p, r in bad["reason"].head(4).items()) + ("; …" if len(bad) > 4 else ""))
     return "\n".join(lines)
+
+
+def describe_compute_error(result, view) -> str:
+    """One sentence on the compute model's error band at the recommended point and the ties in
+    the ranking it causes (:func:`splitimpera.qos.mark_ties`); "" when no band is known."""
+    t = view.table
+    modes = getattr(result, "meta", {}).get("compute") or {}
+    if "latency_err_s" not in t.columns or view.recommended is None:
+        return ""
+    sc = result.scenario
+    stated = [f"{name} ±{modes[k]:.3g} %" for name, k in ((sc.device.name, "device_error_pct"),
+                                                          (sc.server.name, "server_error_pct"))
+              if modes.get(k) is not None]
+    if not stated:
+        return "(compute error: neither profile states one (compute.error_pct); ties not checked)"
+    rec = t.loc[view.recommended]
+    err = rec["latency_err_s"]
+    ties = t[t["tie"].astype(bool)].sort_values("rank")
+    where = (f"{len(ties)} point{'s' if len(ties) > 1 else ''} ranked below it "
+             f"({', '.join(view.label(p) for p in ties.index[:5])}{', …' if len(ties) > 5 else ''}) "
+             "within the combined band: a tie, measure before choosing (`splitimpera calibrate --for-model`)"
+             if len(ties) else "no other point within the combined band")
+    return (f"(compute model error {', '.join(stated)}: the recommended point's {sc.qos.latency_statistic} "
+            f"{_ms(rec['latency_qos_s'])} ms ± {_ms(err) if err > 0 else '0'} ms; {where})")
 
 
 def render_profile(profile: pd.DataFrame) -> str:
