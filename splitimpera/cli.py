@@ -302,8 +302,11 @@ def _cmd_profiles(args) -> int:
         for n in list_devices(args.include):
             d = get_device(n)
             eff = d.compute.peak_gflops * d.compute.efficiency.conv
+            c = d.compute
+            model = ("per-kind" if c.kinds else "roofline") + (f" ±{c.error_pct:.2g}%" if c.error_pct is not None else "")
+            model += f" +{len(c.timings)} table{'s' if len(c.timings) > 1 else ''}" if c.timings else ""
             print(f"  {n:<18} {d.kind:<7} {eff:8.1f} GFLOP/s conv  {d.memory.capacity_gb:6.1f} GB  "
-                  f"{d.power.active_w:6.1f} W  {d.description.splitlines()[0][:60] if d.description else ''}")
+                  f"{d.power.active_w:6.1f} W  {model:<18} {d.description.splitlines()[0][:30] if d.description else ''}")
     if "networks" in kinds and list_networks(args.include):
         print("networks:")
         for n in list_networks(args.include):
