@@ -33,6 +33,7 @@ def _positive(args, command: str, *names: str) -> None:
 
 def _cmd_simulate(args) -> int:
     from .pipeline import run
+    from .report.term import fit
     from .report.text import render_result
     from .config.scenario import load_scenario, parse_overrides
     from .results import check_output_dir
@@ -45,7 +46,7 @@ def _cmd_simulate(args) -> int:
     if args.output is not None:  # before the work, not after it
         check_output_dir(args.output, sc, field="-o")
     res = run(sc, progress=_sim_progress)
-    print(render_result(res, top=args.top))
+    print(fit(render_result(res, top=args.top)))
     if args.output is not None:
         folder = res.save(args.output)
         files = "splits.csv, splits.parquet, result.json, scenario.yaml" + (", requests.parquet" if res.sim is not None else "")
@@ -54,7 +55,7 @@ def _cmd_simulate(args) -> int:
 
             write_report([folder], folder / "report.html")
             files += ", report.html"
-        print(f"\nwrote {folder}/ ({files})")
+        print(fit(f"\nwrote {folder}/ ({files})"))
     return EXIT_OK if res.recommended is not None or not args.strict else 3
 
 
@@ -97,6 +98,7 @@ def _cmd_analyze(args) -> int:
     from .config.scenario import load_scenario, parse_overrides
     from .data import load_data
     from .model.loading import load_traced
+    from .report.term import fit
     from .report.text import render_accuracy, render_analysis
     from .results import check_output_dir, save_analysis
 
@@ -107,17 +109,17 @@ def _cmd_analyze(args) -> int:
     progress = not args.quiet and sys.stderr.isatty()
     ds = load_data(sc, tm.input_shape, tm.output_width)
     res = analyze(sc, tm, ds, progress=progress)
-    print(render_analysis(sc, res, tm.input_shape))
+    print(fit(render_analysis(sc, res, tm.input_shape)))
     acc = None
     if args.accuracy:
         acc = analyze_accuracy(sc, tm, res, ds, progress=progress)
-        print(render_accuracy(acc, sc.bottleneck.coder))
+        print(fit(render_accuracy(acc, sc.bottleneck.coder)))
     if args.output is not None:
         folder = save_analysis(sc, res, args.output, accuracy=acc)
         files = "cui.csv, cui_per_image.parquet, cui_per_class.csv, nominations.json, cui.png"
         if acc is not None:
             files += ", accuracy.csv, accuracy_summary.json, accuracy.png"
-        print(f"\nwrote {folder}/ ({files})")
+        print(fit(f"\nwrote {folder}/ ({files})"))
     return EXIT_OK
 
 

@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from .plain import human
 from .latency.transport import transfer_latency_s, uplink_mbps_for
 
 # "latency" is the latency the limit applies to (qos.latency_statistic; rank() sets the column).
@@ -49,11 +50,11 @@ class Constraint:
 
 
 def _ms(v: float) -> str:
-    return f"{v * 1e3:.4g} ms"
+    return human(v, "s", 4)
 
 
 def _mj(v: float) -> str:
-    return f"{v * 1e3:.4g} mJ"
+    return human(v, "J", 4)
 
 
 def _bytes(v: float) -> str:
@@ -69,10 +70,7 @@ def _ratio(v: float) -> str:
 
 
 def human_bytes(n: float) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.3g} {unit}"
-    return f"{int(n)} B"
+    return human(n, "B") if n >= 1e3 else f"{int(n)} B"
 
 
 RESOURCES = ("device", "uplink", "server", "downlink")  # the ``overload`` column's names, in a request's order
@@ -323,7 +321,7 @@ def what_would_change(table: pd.DataFrame, qos, network=None, n: int = 3, worklo
             dev = float(r["device_compute_s"])
             if 0 < excess < dev:
                 tips.append(f"a {dev / (dev - excess):.3g}× faster device")
-            tips.append(f"a latency limit of {lat * 1e3:.4g} ms")
+            tips.append(f"a latency limit of {human(lat, 's', 4)}")
         for c in constraints(qos):
             if c.column in ("latency_s", "latency_qos_s") or (is_over and c.column in FOLLOW_OVERLOAD):
                 continue  # handled above

@@ -36,6 +36,7 @@ import streamlit as st
 import splitimpera as si
 from splitimpera import whatif
 from splitimpera.errors import UserError
+from splitimpera.plain import human
 from splitimpera.report.view import STAGES, View
 
 log = logging.getLogger("splitimpera.app")
@@ -355,13 +356,14 @@ def metrics(view: View, pinned: View | None) -> None:
                        delta=None if pinned is None else ("same as A" if rec == a_rec else
                                                           f"A: {'none' if a_rec is None else pinned.label(a_rec)}"),
                        delta_color="off", delta_arrow="off")
-        for col, label, c, unit in ((cols[1], view.latency_name.capitalize(), "latency_qos_s", "ms"),
-                                    (cols[2], "Device energy", "energy_j", "mJ")):
+        for col, label, c, unit in ((cols[1], view.latency_name.capitalize(), "latency_qos_s", "s"),
+                                    (cols[2], "Device energy", "energy_j", "J")):
             v, ref_v = r[c], None if ref is None else ref[c]
-            d = None if ref_v is None else (v - ref_v) * 1e3
-            same = d is not None and abs(d) < 5e-4 * max(abs(ref_v) * 1e3, 1e-9)
-            col.metric(label, f"{v * 1e3:.3g} {unit}",
-                       delta=None if d is None else ("same as A" if same else f"{d:+.3g} {unit} vs A"),
+            d = None if ref_v is None else v - ref_v
+            same = d is not None and abs(d) < 5e-4 * max(abs(ref_v), 1e-12)
+            col.metric(label, human(v, unit),
+                       delta=None if d is None else ("same as A" if same else
+                                                     f"{'+' if d > 0 else ''}{human(d, unit)} vs A"),
                        delta_color="off" if same else "inverse", delta_arrow="off" if same else "auto")
     cols[3].metric(f"{what.capitalize()}s meeting the QoS", f"{int(t['feasible'].sum())} of {len(t)}")
 

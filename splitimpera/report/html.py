@@ -24,6 +24,7 @@ import yaml
 
 from ..atomic import atomic_write
 from ..errors import UserError, first_line
+from ..plain import human, num
 from ..qos import human_bytes
 from .fidelity import fidelity_section, is_fidelity_dir, load_fidelity_dir, plot_fidelity
 from .view import View
@@ -328,7 +329,7 @@ def _img(png: bytes, alt: str) -> str:
 
 
 def _fmt_ms(v) -> str:
-    return "" if pd.isna(v) else "∞" if v == np.inf else f"{v * 1e3:.3g}"
+    return "" if pd.isna(v) else "∞" if v == np.inf else num(v * 1e3)
 
 
 def _verdict(rd: ResultDir) -> str:
@@ -397,7 +398,7 @@ def _table(rd: ResultDir) -> str:
             elif k == "bytes_sent":
                 cells.append(f"<td>{human_bytes(r['bytes_sent'])}</td>")
             elif k == "energy_j":
-                cells.append(f"<td>{r['energy_j'] * 1e3:.3g}</td>")
+                cells.append(f"<td>{num(r['energy_j'] * 1e3)}</td>")
             elif k == "accuracy":
                 mark = {"predicted (CUI)": "*", "full model (nominal)": " n"}.get(r.get("accuracy_source"), "")
                 acc = r["accuracy"]

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..config.hardware import NetworkProfile
 from ..config.scenario import QoSSpec, WorkloadSpec
+from ..plain import human, num
 from ..qos import LATENCY_COLUMN, best_per_bottleneck, closest, human_bytes, overloaded, what_would_change
 
 # Latency stages of a request, in order, with their display names.
@@ -25,7 +26,7 @@ STAGES = [("device_wait_s", "device wait"), ("device_compute_s", "device compute
 def flops_text(v: float) -> str:
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if v >= scale:
-            return f"{v / scale:.3g}{unit}"
+            return f"{num(v / scale)}{unit}"
     return f"{int(v)}"
 
 
@@ -248,26 +249,26 @@ class View:
         margin = ""
         if self.qos.max_latency_s is not None:  # (analytic: a percentile limit on the one latency)
             on = f" on the {stat}" if stat != "mean" and shown == "latency_s" else ""
-            margin = (f", {(self.qos.max_latency_s - self.constrained(r)) * 1e3:.3g} ms under the "
+            margin = (f", {human(self.qos.max_latency_s - self.constrained(r), 's')} under the "
                       f"{self.qos.max_latency_ms:g} ms limit{on}")
         # The statistic the limit and the ranking use comes first, the mean (or p95) beside it.
         if stat != "mean" and shown != "latency_s":
-            lat = f"{stat} latency {self.constrained(r) * 1e3:.3g} ms (mean {r['latency_s'] * 1e3:.3g} ms)"
+            lat = f"{stat} latency {human(self.constrained(r), 's')} (mean {human(r['latency_s'], 's')})"
         else:
             p95 = r.get("latency_p95_s", np.nan) if self.simulated else np.nan
-            lat = f"latency {r['latency_s'] * 1e3:.3g} ms" + ("" if pd.isna(p95) else f" (p95 {p95 * 1e3:.3g} ms)")
+            lat = f"latency {human(r['latency_s'], 's')}" + ("" if pd.isna(p95) else f" (p95 {human(p95, 's')})")
         acc = "" if pd.isna(r.get("accuracy", np.nan)) else f", accuracy {r['accuracy'] * 100:.2f} %"
         bn = f" under {rec[1]}" if not self.multi and rec[1] != "none" else ""
         headline = (f"Recommended: {self.label(rec)} — {lat}{margin}; "
                     f"the device runs {flops_text(r['head_flops'])} of {flops_text(r['head_flops'] + r['tail_flops'])}"
-                    f" FLOPs and sends {human_bytes(r['bytes_sent'])}{bn} ({r['energy_j'] * 1e3:.3g} mJ on the "
+                    f" FLOPs and sends {human_bytes(r['bytes_sent'])}{bn} ({human(r['energy_j'], 'J')} on the "
                     f"device){acc}.")
         ranked = self.ranked()
         details = [f"{n_feas} of {n} {what} meet the QoS."]
         runners = list(ranked.index[1:3])
         if runners:
             details.append("Runners-up: " + ", ".join(
-                f"{self.label(p)} ({'' if shown == 'latency_s' else stat + ' '}{self.constrained(t.loc[p]) * 1e3:.3g} ms)"
+                f"{self.label(p)} ({'' if shown == 'latency_s' else stat + ' '}{human(self.constrained(t.loc[p]), 's')})"
                 for p in runners))
         if self.statistic_note:
             details.append(self.statistic_note)
