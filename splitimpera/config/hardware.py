@@ -331,6 +331,10 @@ def read_yaml(path: Path) -> Any:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError("file not found", source=str(path)) from None
+    except IsADirectoryError:
+        inside = sorted(p.name for p in Path(path).glob("*.y*ml"))[:3]
+        raise UserError("is a folder, not a YAML file" + (f" (YAML files in it: {', '.join(inside)})" if inside else ""),
+                        source=str(path)) from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read: {e.__class__.__name__}", source=str(path)) from None
     try:

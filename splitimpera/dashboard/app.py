@@ -37,7 +37,7 @@ import splitimpera as si
 from splitimpera import whatif
 from splitimpera.errors import UserError
 from splitimpera.plain import human
-from splitimpera.report.view import STAGES, View
+from splitimpera.report.view import STAGE_LABELS, View
 
 log = logging.getLogger("splitimpera.app")
 
@@ -402,8 +402,7 @@ def ranked_table(res: si.Result, view: View) -> None:
 
 
 # One colour per stage whatever the engine shows (the report's matplotlib order).
-STAGE_COLOURS = dict(zip([label for _, label in STAGES],
-                         ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]))
+STAGE_COLOURS = dict(zip(STAGE_LABELS, ["#1f77b4", "#ff7f0e", "#98df8a", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]))
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
@@ -433,7 +432,7 @@ def _x_points(order: list[str]) -> dict:
 def breakdown_chart(view: View, points: pd.DataFrame) -> dict:
     """Stacked latency of ``points`` (rows of :meth:`View.chart_frame`, topological order),
     the QoS limit dashed, ★ on the recommended point."""
-    stages = [label for _, label in STAGES if points[label].abs().sum() > 0]
+    stages = [label for label in STAGE_LABELS if points[label].abs().sum() > 0]
     order = list(points["label"])
     tip = [{"field": "label", "title": "point"}, {"field": "stage"}, _q("ms", "stage ms", ".3g"),
            _q("total_ms", "latency ms", ".3g"), {"field": "verdict"}]

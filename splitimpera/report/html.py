@@ -27,7 +27,7 @@ from ..errors import UserError, first_line
 from ..plain import human, num
 from ..qos import human_bytes
 from .fidelity import fidelity_section, is_fidelity_dir, load_fidelity_dir, plot_fidelity
-from .view import View
+from .view import View, accuracy_footnote, accuracy_text
 
 log = logging.getLogger(__name__)
 
@@ -354,7 +354,7 @@ def _best_html(rd: ResultDir) -> str:
         return ""
     rows = []
     for b, r in v.best_per_bottleneck().iterrows():
-        acc = "" if pd.isna(r["accuracy"]) else f"{r['accuracy'] * 100:.1f}"
+        acc = "" if pd.isna(r["accuracy"]) else accuracy_text(r["accuracy"], r.get("accuracy_source"), unit="")
         rows.append(f'<tr class="{"" if r["feasible"] else "bad"}"><td class="l">{html.escape(str(b))}</td>'
                     f'<td class="l">{html.escape(r["split"])}</td><td>{"" if pd.isna(r["rank"]) else int(r["rank"])}</td>'
                     f'<td>{r["feasible_splits"]}</td><td>{human_bytes(r["bytes_sent"])}</td>'
@@ -400,9 +400,8 @@ def _table(rd: ResultDir) -> str:
             elif k == "energy_j":
                 cells.append(f"<td>{num(r['energy_j'] * 1e3)}</td>")
             elif k == "accuracy":
-                mark = {"predicted (CUI)": "*", "full model (nominal)": " n"}.get(r.get("accuracy_source"), "")
                 acc = r["accuracy"]
-                cells.append(f"<td>{'' if pd.isna(acc) else f'{acc * 100:.1f}{mark}'}</td>")
+                cells.append(f"<td>{'' if pd.isna(acc) else accuracy_text(acc, r.get('accuracy_source'), unit='')}</td>")
             elif k == "pareto":
                 cells.append(f"<td>{'●' if r.get('pareto') in (True, 'True') else ''}</td>")
             elif k == "reason":

@@ -10,7 +10,7 @@ from ..accuracy.cui import class_name
 from ..plain import num
 from ..qos import closest, constraints, human_bytes
 from .term import grid
-from .view import View, flops_text as _flops
+from .view import View, accuracy_footnote, accuracy_text, flops_text as _flops
 
 
 def _ms(v: float) -> str:
@@ -87,8 +87,7 @@ def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = 
         if frame_loss:
             row.append(f"{r['frame_loss_ratio'] * 100:.3g} %")
         if accuracy:
-            mark = {"predicted (CUI)": "*", "user": " u", "full model (nominal)": " n"}.get(r.get("accuracy_source"), "")
-            row.append("—" if pd.isna(r["accuracy"]) else f"{r['accuracy'] * 100:.1f} %{mark}")
+            row.append(accuracy_text(r["accuracy"], r.get("accuracy_source")))
         if with_reason:
             row.append("ok" if r["feasible"] else r["reason"])
         rows.append(row)
@@ -160,11 +159,12 @@ def render_best_per_bottleneck(view: View) -> str:
         rows.append([str(b), r["split"], "" if pd.isna(r["rank"]) else str(int(r["rank"])),
                      f"{r['feasible_splits']}", human_bytes(r["bytes_sent"]),
                      _ms(view.constrained(lat)),
-                     "—" if pd.isna(r["accuracy"]) else f"{r['accuracy'] * 100:.1f} %",
+                     accuracy_text(r["accuracy"], r.get("accuracy_source")),
                      "ok" if r["feasible"] else str(r["reason"])])
     head = ["bottleneck", "best split", "rank", "feasible splits", "sent",
             "latency ms" if stat == "mean" else f"{stat} ms", "accuracy", "verdict"]
-    return _grid(head, rows, "llrrrrrl")
+    note = accuracy_footnote(best["accuracy_source"])
+    return _grid(head, rows, "llrrrrrl") + (f"\n({note})" if note else "")
 
 
 def render_result(result, top: int | None = None) -> str:
