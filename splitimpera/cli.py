@@ -88,7 +88,7 @@ def _cmd_report(args) -> int:
     if args.png:
         out = Path(args.output)
         check_writable_dir(out.parent / f"{out.stem}_figures", field="--png")
-    out = write_report(args.dirs, args.output, title=args.title, png=args.png)
+    out = write_report(args.dirs, args.output, title=args.title, png=args.png).resolve()
     print(f"wrote {out}" + (f" and {out.parent / (out.stem + '_figures')}/" if args.png else ""))
     return EXIT_OK
 
@@ -445,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a scenario field by its dotted key (repeatable), e.g. network.uplink_mbps=5")
     s.add_argument("--top", type=int, default=None, help="rows to show (default: output.top)")
     s.add_argument("--strict", action="store_true", help="exit with code 3 when no split meets the QoS")
-    s.add_argument("--report", action="store_true", help="also write report.html (needs -o)")
+    s.add_argument("--report", action="store_true", help="also write DIR/<name>/report.html (needs -o)")
     s.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     s.set_defaults(func=_cmd_simulate)
 
@@ -458,9 +458,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Pareto front across the sweep and the points where nothing meets the QoS.")
     s.add_argument("dirs", nargs="+", metavar="DIR",
                    help="result folder(s), e.g. results/demo, or a folder of them, e.g. results")
-    s.add_argument("-o", "--output", metavar="FILE", default="report.html", help="HTML file (default report.html)")
+    s.add_argument("-o", "--output", metavar="FILE", default="report.html",
+                   help="HTML file (default: report.html in the current folder)")
     s.add_argument("--title", default=None)
-    s.add_argument("--png", action="store_true", help="also write the plots as PNG files beside the report")
+    s.add_argument("--png", action="store_true",
+                   help="also write every plot as a PNG file into <FILE stem>_figures/ beside the report")
     s.add_argument("--x", metavar="AXIS", help="sweep folder: the heatmap's x axis (default: the first that varies)")
     s.add_argument("--y", metavar="AXIS", help="sweep folder: the heatmap's y axis (default: the next that varies)")
     s.add_argument("--fix", action="append", metavar="AXIS=VALUE", default=[],
