@@ -7,6 +7,7 @@ error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import warnings
@@ -159,7 +160,8 @@ def _cmd_calibrate(args) -> int:
     from pathlib import Path
 
     from .atomic import check_writable_file
-    from .calibrate import calibrate, check_model_names, default_name, render_calibration, write_profile
+    from .calibrate import (calibrate, check_model_names, default_name, implausible, once, render_calibration,
+                            write_profile)
 
     models = [m for arg in args.models for m in arg.split(",") if m]
     holdout = [m for arg in args.holdout for m in arg.split(",") if m]
@@ -172,14 +174,46 @@ def _cmd_calibrate(args) -> int:
         raise UserError(f"profile name {name!r} must equal the file stem of -o {out.name!r}",
                         source="calibrate", field="--name")
     check_writable_file(out, field="-o" if args.output else None)  # before minutes of measuring
-    cal = calibrate(models, holdout, input_shape=args.input, name=name, kind=args.kind, repeats=args.repeats,
-                    warmup=args.warmup, peak_gflops=args.peak_gflops, idle_w=args.idle_w, active_w=args.active_w,
-                    threads=args.threads)
+    with _said_once(logging.getLogger("splitimpera.calibrate")) as said:
+        cal = calibrate(models, holdout, input_shape=args.input, name=name, kind=args.kind, repeats=args.repeats,
+                        warmup=args.warmup, peak_gflops=args.peak_gflops, idle_w=args.idle_w, active_w=args.active_w,
+                        threads=args.threads)
+    said(skip=cal.notes)  # the notes are printed below, with the fit
     print(render_calibration(cal))
+    for line in once(implausible(cal.data)):
+        print(f"check: {line}")
     path = write_profile(cal.data, out)
     print(f"\nwrote {path} ({cal.seconds:.0f} s); use it from profiles/devices/ or a folder named in "
           "$SPLITIMPERA_PROFILES (as <folder>/devices/" + path.name + ")")
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _said_once(logger: logging.Logger):
+    """Hold ``logger``'s records (and Python warnings, each once) while the block runs; the
+    yielded ``said(skip=…)`` then logs each distinct message once, leaving out those in ``skip``."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+
+    def said(skip=()):
+        seen = set(skip)
+        root = logging.getLogger()
+        for r in records:
+            msg = r.getMessage()
+            if msg not in seen and r.levelno >= root.getEffectiveLevel():
+                seen.add(msg)
+                root.handle(r)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("once")
+            yield said
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 def _cmd_sweep(args) -> int:
@@ -388,7 +422,9 @@ def dashboard_command(port: int | None = None, headless: str | None = None) -> l
     app = Path(__file__).resolve().parent / "dashboard" / "app.py"
     if not app.is_file():
         raise UserError(f"the dashboard script is missing: {app} (reinstall splitimpera)", source="dashboard")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.fileWatcherType", "none"]
+    # No Deploy button (a local what-if tool, nothing to deploy), no usage statistics sent.
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.fileWatcherType", "none",
+           "--client.toolbarMode", "viewer", "--browser.gatherUsageStats", "false"]
     if port is not None:
         cmd += ["--server.port", str(port)]
     if headless is not None:

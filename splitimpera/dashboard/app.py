@@ -37,7 +37,7 @@ import splitimpera as si
 from splitimpera import whatif
 from splitimpera.errors import UserError
 from splitimpera.plain import human
-from splitimpera.report.view import STAGE_LABELS, View
+from splitimpera.report.view import ACCURACY_NOTES, STAGE_LABELS, View
 
 log = logging.getLogger("splitimpera.app")
 
@@ -148,9 +148,17 @@ def load_text(name: str, text: str | bytes) -> Base:
 def choose_base() -> Base | None:
     files = sorted(p.name for p in SCENARIOS.glob("*.yaml"))
     options = files + [UPLOAD, PASTE]
+    asked = st.query_params.get("scenario")
+    if asked is not None and asked not in options and "bad_url_scenario" not in st.session_state:
+        st.session_state["bad_url_scenario"] = asked  # the select box falls back to the default: say so
     choice = st.selectbox("Scenario", options, index=options.index(DEFAULT_SCENARIO) if DEFAULT_SCENARIO in files
                           else 0, key="scenario", bind="query-params",
                           help="a file from scenarios/, or your own (also in the URL: ?scenario=lte_drive.yaml)")
+    bad = st.session_state.get("bad_url_scenario")
+    if bad is not None and choice == (DEFAULT_SCENARIO if DEFAULT_SCENARIO in files else options[0]):
+        st.error(f"?scenario={bad}: no such scenario in scenarios/ (there: {', '.join(files)}); showing {choice}.")
+    elif bad is not None:
+        del st.session_state["bad_url_scenario"]  # the user chose another: the message is done
     if choice == UPLOAD:
         up = st.file_uploader("Scenario YAML", type=["yaml", "yml"], key="upload")
         return None if up is None else load_text(up.name, up.getvalue())
@@ -379,6 +387,11 @@ def _column_config(df: pd.DataFrame) -> dict:
     return fmt
 
 
+# The ranking's columns that fit a laptop's pane; "All columns" shows the rest.
+NARROW_COLUMNS = ("rank", "sent B", "device ms", "uplink ms", "server ms", "latency ms", "mean ms", "p50 ms", "p95 ms",
+                  "p99 ms", "accuracy %", "energy mJ", "verdict")
+
+
 def ranked_table(res: si.Result, view: View) -> None:
     """:func:`whatif.ranked_view`, the recommended point highlighted; the bottleneck column only
     when several are ranked (with several, first the best split of each)."""
@@ -392,10 +405,23 @@ def ranked_table(res: si.Result, view: View) -> None:
     if not view.multi:
         df = df.droplevel("bottleneck")
         rec = None if rec is None else rec[0]
+    predicted = "accuracy from" in df.columns and (df["accuracy from"] == "predicted (CUI)").any()
+    if predicted:  # starred like the terminal and the report: * predicted, not measured
+        df["accuracy %"] = [("" if pd.isna(a) else f"{a:.1f}{'*' if src == 'predicted (CUI)' else ''}")
+                            for a, src in zip(df["accuracy %"], df["accuracy from"])]
+    wide = st.toggle("All columns", key="wide_ranking", help="the queueing waits, downlink, link load, frames lost, "
+                     "FLOPs share, where each accuracy comes from and the Pareto front")
+    order = None if wide else [c for c in df.columns if c in NARROW_COLUMNS]
     styled = df.style.apply(
         lambda row: ["background-color: #fff4d6; font-weight: 600" if row.name == rec else
                      ("color: #888" if row["verdict"] != "ok" else "") for _ in row], axis=1)
-    st.dataframe(styled, column_config=_column_config(df), height=min(38 + 35 * len(df), 820), placeholder="—")
+    config = _column_config(df)
+    if df["accuracy %"].dtype == object if "accuracy %" in df.columns else False:
+        config["accuracy %"] = st.column_config.TextColumn("accuracy %", width="small")
+    st.dataframe(styled, column_config=config, height=min(38 + 35 * len(df), 820), placeholder="—",
+                 column_order=order)
+    if predicted:
+        st.caption(ACCURACY_NOTES["*"])
     st.caption(f"Feasible {'design points' if view.multi else 'splits'} by rank (highlighted: the recommended one), "
                "then the others, closest first. Split: the torch.fx node after which the model is cut. "
                "FLOPs: 1 per multiply-add.")
