@@ -350,6 +350,22 @@ def verdict(view: View) -> None:
                            *lines]))
 
 
+def engine_gap(view: View, analytic: si.Result) -> str:
+    """A sentence where the simulated latency of the recommended point differs from the
+    analytic engine's (one request, no queueing); "" where they agree within 1 %."""
+    rec = view.recommended
+    r, a = view.table.loc[rec], analytic.table.loc[rec, "latency_s"]
+    s = r["latency_s"]
+    if not (pd.notna(a) and pd.notna(s)) or abs(s - a) <= 0.01 * max(abs(a), 1e-12):
+        return ""
+    waits = float(r.get("device_wait_s", 0.0) or 0.0) + float(r.get("server_wait_s", 0.0) or 0.0)
+    why = (f"queueing ({human(waits, 's')} of waits at the device and the server) and the transport's random "
+           "losses and retransmissions" if waits > 0 else "the transport's random losses and retransmissions "
+           "and the arrivals' timing")
+    return (f"{view.label(rec)}: SimPy {human(s, 's')} mean vs analytic {human(a, 's')}: the simulation adds {why}; "
+            "the analytic engine sees one request alone.")
+
+
 def metrics(view: View, pinned: View | None) -> None:
     t, rec = view.table, view.recommended
     what = "design point" if view.multi else "split"
@@ -460,6 +476,12 @@ def breakdown_chart(view: View, points: pd.DataFrame) -> dict:
     the QoS limit dashed, ★ on the recommended point."""
     stages = [label for label in STAGE_LABELS if points[label].abs().sum() > 0]
     order = list(points["label"])
+    lim = view.qos.max_latency_ms
+    # A bar far past the limit would squeeze the others and the limit line: the axis stops at
+    # CLIP_LIMITS × the limit, and a cut bar carries ▲ (its tooltip has the value).
+    cap = CLIP_LIMITS * lim if lim else None
+    cut = points[points["latency_s"] * 1e3 > cap] if cap else points.iloc[:0]
+    y_scale = {"scale": {"domain": [0, cap]}} if len(cut) else {}
     tip = [{"field": "label", "title": "point"}, {"field": "stage"}, _q("ms", "stage ms", ".3g"),
            _q("total_ms", "latency ms", ".3g"), {"field": "verdict"}]
     layers = [{
@@ -467,13 +489,16 @@ def breakdown_chart(view: View, points: pd.DataFrame) -> dict:
         "transform": [{"fold": stages, "as": ["stage", "s"]}, {"calculate": "datum.s * 1000", "as": "ms"},
                       {"calculate": "datum.latency_s * 1000", "as": "total_ms"},
                       {"calculate": f"indexof({json.dumps(stages)}, datum.stage)", "as": "i"}],
-        "mark": {"type": "bar"},
+        "mark": {"type": "bar", "clip": True},
         "encoding": {
-            "x": _x_points(order), "y": _q("ms", "latency (ms)", stack="zero"),
+            "x": _x_points(order), "y": _q("ms", "latency (ms)", stack="zero", **y_scale),
             "color": {"field": "stage", "type": "nominal", "sort": stages, "legend": {"orient": "top", "title": None},
                       "scale": {"domain": stages, "range": [STAGE_COLOURS[v] for v in stages]}},
             "order": _q("i"), "tooltip": tip}}]
-    lim = view.qos.max_latency_ms
+    if len(cut):
+        layers.append({"data": {"values": [{"label": lbl, "top": cap} for lbl in cut["label"]]},
+                       "mark": {"type": "text", "text": "▲", "dy": 8, "fontSize": 14, "color": "#d62728"},
+                       "encoding": {"x": _x_points(order), "y": _q("top")}})
     if lim:
         layers.append({"data": {"values": [{"limit_ms": lim}]},
                        "mark": {"type": "rule", "color": "black", "strokeDash": [5, 4]},
@@ -492,7 +517,11 @@ def breakdown_chart(view: View, points: pd.DataFrame) -> dict:
                        "mark": {"type": "text", "text": "★", "dy": -10, "fontSize": 18, "color": "#d62728"},
                        "encoding": {"x": _x_points(order), "y": _q("total_ms")}})
     what = "split" if not view.multi else "point"
-    return {"title": f"Latency breakdown per {what} (★ recommended)", "height": 380, "layer": layers}
+    return {"title": f"Latency breakdown per {what} (★ recommended" + (f"; ▲ cut at {cap:g} ms" if len(cut) else "")
+            + ")", "height": 380, "layer": layers}
+
+
+CLIP_LIMITS = 4  # charts stop at this many times the latency limit (points past it sit on the edge)
 
 
 def tradeoff_chart(view: View, metric: str) -> dict:
@@ -506,13 +535,21 @@ def tradeoff_chart(view: View, metric: str) -> dict:
     lo, hi = float(y_vals.min()), float(y_vals.max())
     flat = hi - lo < 1e-9
     pad = 1.0 if flat else 0.1 * (hi - lo)
-    y_dom = [lo - pad, hi + pad]
-    x_max = max(float(df["latency_qos_s"].max()) * 1e3, q.max_latency_ms or 0) * 1.08
-    to_ms = [{"calculate": "datum.latency_qos_s * 1000", "as": "x"},
+    y_dom = [max(lo - pad, 0.0), hi + pad]  # no negative energy or accuracy
+    if is_acc:
+        y_dom[1] = min(y_dom[1], 100.0 + (1.0 if flat else 0.0))
+    far = float(df["latency_qos_s"].max()) * 1e3
+    # A point far past the limit would squeeze the QoS region to a sliver: the axis stops at
+    # CLIP_LIMITS × the limit and such points sit on its edge as ▸ (their tooltip has the value).
+    cap = CLIP_LIMITS * q.max_latency_ms if q.max_latency_ms else None
+    clipped = cap is not None and far > cap
+    x_max = (cap if clipped else max(far, q.max_latency_ms or 0)) * 1.08
+    to_ms = [{"calculate": "datum.latency_qos_s * 1000", "as": "x_ms"},
+             {"calculate": f"min(datum.x_ms, {x_max / 1.08 * 1.04 if clipped else x_max})", "as": "x"},
              {"calculate": f"datum.{ycol} * {scale}", "as": "y"}]
     x = _q("x", xlabel, scale={"domain": [0, x_max]})
     y = _q("y", ylabel, scale={"domain": y_dom, "zero": False})
-    tip = [{"field": "label", "title": "point"}, _q("x", xlabel, ".3g"), _q("y", ylabel, ".4g"),
+    tip = [{"field": "label", "title": "point"}, _q("x_ms", xlabel, ".3g"), _q("y", ylabel, ".4g"),
            {"field": "pareto", "type": "nominal"}, {"field": "verdict"}]
     layers = []
     if q.max_latency_ms:
@@ -545,9 +582,16 @@ def tradeoff_chart(view: View, metric: str) -> dict:
                                 "scale": {"domain": status, "range": [220, 70, 70]}},
                        "shape": {"field": "status", "type": "nominal", "legend": None,
                                  "scale": {"domain": status, "range": ["diamond", "circle", "cross"]}}}})
+    if clipped:
+        far_pts = df[df["latency_qos_s"] * 1e3 > cap]
+        layers.append({"data": {"values": _records(far_pts)}, "transform": to_ms,
+                       "mark": {"type": "text", "text": "▸", "fontSize": 16, "dx": 8, "color": "#555"},
+                       "encoding": {"x": x, "y": y, "tooltip": tip}})
     title = f"{ylabel.split(' (')[0].capitalize()} vs latency"
     if is_acc and flat:
         title += " (the same at every point)"
+    if clipped:
+        title += f" (▸: past {cap:g} ms)"
     return {"title": title, "height": 380, "layer": layers}
 
 
@@ -689,6 +733,11 @@ def main() -> None:
 
     verdict(view)
     metrics(view, None if pinned is None else View.of(pinned))
+    if simpy and view.recommended is not None:
+        sc_a = sc.model_copy(update={"analysis": sc.analysis.model_copy(update={"engine": "analytic"})})
+        gap = engine_gap(view, evaluated(sc_a.to_yaml(), pkey, sc_a, prep))
+        if gap:
+            st.caption(gap)
     shown: dict = {}  # filled below by the importance tab; read when the report is clicked
     c1, c2, _ = st.columns([1, 1, 2])
     c1.download_button("Edited scenario (YAML)", data=yaml_text, file_name=f"{sc.name}.yaml",
