@@ -387,7 +387,8 @@ def _table(rd: ResultDir) -> str:
         cols.append((v.latency_column, f"{stat} ms"))
     cols += [("energy_j", "energy mJ"), ("pareto", "Pareto"), ("reason", "verdict")]
     src = t["accuracy_source"] if "accuracy_source" in t.columns else pd.Series(dtype=object)
-    if "accuracy" in t.columns and src.notna().any() and not src.isin(["full model"]).all():
+    if ("accuracy" in t.columns and t["accuracy"].notna().any() and src.notna().any()
+            and not src.isin(["full model"]).all()):
         # A bottleneck makes accuracy differ per point: show it (* = predicted from the CUI curve).
         cols.insert(-2, ("accuracy", "accuracy %"))
     # No empty columns: a time nothing in this result has (all NaN or absent).
