@@ -357,8 +357,9 @@ def test_cli_dashboard_command(monkeypatch, repo_root):
     assert cli.main(["dashboard", "--server.port", "8599", "--server.headless", "true"]) == 0
     assert seen["path"] == sys.executable
     assert seen["args"] == [sys.executable, "-m", "streamlit", "run", str(repo_root / "splitimpera/dashboard/app.py"),
-                            "--server.fileWatcherType", "none", "--server.port", "8599", "--server.headless", "true"]
-    assert cli.dashboard_command() == seen["args"][:7]
+                            "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer",
+                            "--browser.gatherUsageStats", "false", "--server.port", "8599", "--server.headless", "true"]
+    assert cli.dashboard_command() == seen["args"][:11]
 
 
 def test_an_unknown_scenario_in_the_url_is_said(repo_root):

@@ -201,7 +201,7 @@ def render_result(result, top: int | None = None) -> str:
         per_point = int(sim.summary["requests"].iloc[0]) if len(sim.summary) else 0
         trace = " following its rate trace" if sc.network.trace_csv else ""
         lines.append(f"engine simpy: {len(sim.requests):,} simulated requests ({per_point} per design point after "
-                     f"warm-up; {wl.arrival} arrivals at {wl.rate_hz:g} Hz per device{trace}); "
+                     f"warm-up; {wl.arrival} arrivals at {num(wl.rate_hz, 4)} Hz per device{trace}); "
                      f"latency limit on the {stat}{overload}")
     else:
         lines.append("engine analytic: one request, no queueing" + (f"; latency limit on the {stat}" if stat != "mean" else ""))
