@@ -1,6 +1,6 @@
 """splitimpera: a design-space simulator for split computing.
 
-Public API (see DESIGN.md §3)::
+Public API (the README lists it whole)::
 
     import splitimpera as si
     sc = si.load_scenario("scenarios/demo.yaml", overrides={"bottleneck.name": ["none", "int8", "int4"]})

@@ -61,6 +61,41 @@ from .model.splits import TracedModel, attr_value, eval_mode, trace
 
 log = logging.getLogger(__name__)
 
+
+# --------------------------------------------------------------------------------------------
+# Warnings said once, and fits a reader should not trust blindly (issue 17)
+
+# A fitted figure past these is more likely a fit artefact (caches, a layer class the fit
+# models barely exercise) than this machine: said in one line, the profile is still written.
+PLAUSIBLE_MAX_EFFICIENCY = 0.95  # compute.efficiency.* at or above: every FLOP at peak
+PLAUSIBLE_GBPS_PER_CORE = 12.5  # memory bandwidth per core: ~100 GB/s on 8 cores (a laptop-class CPU)
+
+
+def once(lines: Sequence[str]) -> list[str]:
+    """``lines`` in order, each only the first time it appears."""
+    return list(dict.fromkeys(lines))
+
+
+def implausible(data: dict, cores: int | None = None) -> list[str]:
+    """One line per fitted figure of a device profile mapping (``profile_from_fit``'s) that is
+    implausible for a machine with ``cores`` CPU cores (default: this one's): memory bandwidth
+    above :data:`PLAUSIBLE_GBPS_PER_CORE` per core (at least 100 GB/s allowed), an efficiency at
+    or above :data:`PLAUSIBLE_MAX_EFFICIENCY`."""
+    cores = cores or os.cpu_count() or 1
+    out = []
+    bw = float((data.get("memory") or {}).get("bandwidth_gbps") or 0.0)
+    limit = max(100.0, PLAUSIBLE_GBPS_PER_CORE * cores)
+    if bw > limit:
+        out.append(f"memory.bandwidth_gbps {bw:.4g} GB/s is implausible for {cores} cores (over {limit:.4g}): "
+                   "likely cache-resident layers, not DRAM; check it or set it by hand")
+    eff = (data.get("compute") or {}).get("efficiency") or {}
+    high = [f"{k} {float(v):.3g}" for k, v in eff.items() if float(v) >= PLAUSIBLE_MAX_EFFICIENCY]
+    if high:
+        out.append(f"compute.efficiency {', '.join(high)} is implausible (at or near the measured peak for every "
+                   "layer): the fit models may barely exercise that class; check it or set it by hand")
+    return out
+
+
 # The fit set covers the kinds users meet: plain convolutions (resnet18, vgg11), depthwise and
 # squeeze-excite (mobilenet_v3_small), grouped (regnet_x_400mf), concat-heavy inception
 # blocks (squeezenet1_0, googlenet) and transformer blocks (vit_b_16 at 112×112).

@@ -7,6 +7,7 @@ error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import warnings
@@ -33,6 +34,7 @@ def _positive(args, command: str, *names: str) -> None:
 
 def _cmd_simulate(args) -> int:
     from .pipeline import run
+    from .report.term import fit
     from .report.text import render_result
     from .config.scenario import load_scenario, parse_overrides
     from .results import check_output_dir
@@ -45,7 +47,7 @@ def _cmd_simulate(args) -> int:
     if args.output is not None:  # before the work, not after it
         check_output_dir(args.output, sc, field="-o")
     res = run(sc, progress=_sim_progress)
-    print(render_result(res, top=args.top))
+    print(fit(render_result(res, top=args.top)))
     if args.output is not None:
         folder = res.save(args.output)
         files = "splits.csv, splits.parquet, result.json, scenario.yaml" + (", requests.parquet" if res.sim is not None else "")
@@ -54,7 +56,7 @@ def _cmd_simulate(args) -> int:
 
             write_report([folder], folder / "report.html")
             files += ", report.html"
-        print(f"\nwrote {folder}/ ({files})")
+        print(fit(f"\nwrote {folder}/ ({files})"))
     return EXIT_OK if res.recommended is not None or not args.strict else 3
 
 
@@ -87,7 +89,7 @@ def _cmd_report(args) -> int:
     if args.png:
         out = Path(args.output)
         check_writable_dir(out.parent / f"{out.stem}_figures", field="--png")
-    out = write_report(args.dirs, args.output, title=args.title, png=args.png)
+    out = write_report(args.dirs, args.output, title=args.title, png=args.png).resolve()
     print(f"wrote {out}" + (f" and {out.parent / (out.stem + '_figures')}/" if args.png else ""))
     return EXIT_OK
 
@@ -97,6 +99,7 @@ def _cmd_analyze(args) -> int:
     from .config.scenario import load_scenario, parse_overrides
     from .data import load_data
     from .model.loading import load_traced
+    from .report.term import fit
     from .report.text import render_accuracy, render_analysis
     from .results import check_output_dir, save_analysis
 
@@ -107,17 +110,17 @@ def _cmd_analyze(args) -> int:
     progress = not args.quiet and sys.stderr.isatty()
     ds = load_data(sc, tm.input_shape, tm.output_width)
     res = analyze(sc, tm, ds, progress=progress)
-    print(render_analysis(sc, res, tm.input_shape))
+    print(fit(render_analysis(sc, res, tm.input_shape)))
     acc = None
     if args.accuracy:
         acc = analyze_accuracy(sc, tm, res, ds, progress=progress)
-        print(render_accuracy(acc, sc.bottleneck.coder))
+        print(fit(render_accuracy(acc, sc.bottleneck.coder)))
     if args.output is not None:
         folder = save_analysis(sc, res, args.output, accuracy=acc)
         files = "cui.csv, cui_per_image.parquet, cui_per_class.csv, nominations.json, cui.png"
         if acc is not None:
             files += ", accuracy.csv, accuracy_summary.json, accuracy.png"
-        print(f"\nwrote {folder}/ ({files})")
+        print(fit(f"\nwrote {folder}/ ({files})"))
     return EXIT_OK
 
 
@@ -157,7 +160,8 @@ def _cmd_calibrate(args) -> int:
     from pathlib import Path
 
     from .atomic import check_writable_file
-    from .calibrate import (DEFAULT_INPUT_SHAPE, calibrate, check_model_names, default_name, render_calibration,
+    from .calibrate import (DEFAULT_INPUT_SHAPE, calibrate, check_model_names, default_name, implausible, once,
+                            render_calibration,
                             write_profile)
 
     if args.for_model is not None:
@@ -176,10 +180,14 @@ def _cmd_calibrate(args) -> int:
         raise UserError(f"profile name {name!r} must equal the file stem of -o {out.name!r}",
                         source="calibrate", field="--name")
     check_writable_file(out, field="-o" if args.output else None)  # before minutes of measuring
-    cal = calibrate(models, holdout, input_shape=args.input or DEFAULT_INPUT_SHAPE, name=name, kind=args.kind, repeats=args.repeats,
-                    warmup=args.warmup, peak_gflops=args.peak_gflops, idle_w=args.idle_w, active_w=args.active_w,
-                    threads=args.threads)
+    with _said_once(logging.getLogger("splitimpera.calibrate")) as said:
+        cal = calibrate(models, holdout, input_shape=args.input or DEFAULT_INPUT_SHAPE, name=name, kind=args.kind,
+                        repeats=args.repeats, warmup=args.warmup, peak_gflops=args.peak_gflops, idle_w=args.idle_w,
+                        active_w=args.active_w, threads=args.threads)
+    said(skip=cal.notes)  # the notes are printed below, with the fit
     print(render_calibration(cal))
+    for line in once(implausible(cal.data)):
+        print(f"check: {line}")
     path = write_profile(cal.data, out, table=cal.table)
     print(f"\nwrote {path} ({cal.seconds:.0f} s); use it from profiles/devices/ or a folder named in "
           "$SPLITIMPERA_PROFILES (as <folder>/devices/" + path.name + ")")
@@ -237,6 +245,34 @@ def _calibrate_for_model(args) -> int:
     print(f"wrote {table_path} and {out}: `simulate` uses the table (measured mode) whenever this profile runs "
           f"{timing.model} at {timing.input}")
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _said_once(logger: logging.Logger):
+    """Hold ``logger``'s records (and Python warnings, each once) while the block runs; the
+    yielded ``said(skip=…)`` then logs each distinct message once, leaving out those in ``skip``."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+
+    def said(skip=()):
+        seen = set(skip)
+        root = logging.getLogger()
+        for r in records:
+            msg = r.getMessage()
+            if msg not in seen and r.levelno >= root.getEffectiveLevel():
+                seen.add(msg)
+                root.handle(r)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("once")
+            yield said
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 def _cmd_sweep(args) -> int:
@@ -448,7 +484,9 @@ def dashboard_command(port: int | None = None, headless: str | None = None) -> l
     app = Path(__file__).resolve().parent / "dashboard" / "app.py"
     if not app.is_file():
         raise UserError(f"the dashboard script is missing: {app} (reinstall splitimpera)", source="dashboard")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.fileWatcherType", "none"]
+    # No Deploy button (a local what-if tool, nothing to deploy), no usage statistics sent.
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.fileWatcherType", "none",
+           "--client.toolbarMode", "viewer", "--browser.gatherUsageStats", "false"]
     if port is not None:
         cmd += ["--server.port", str(port)]
     if headless is not None:
@@ -505,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a scenario field by its dotted key (repeatable), e.g. network.uplink_mbps=5")
     s.add_argument("--top", type=int, default=None, help="rows to show (default: output.top)")
     s.add_argument("--strict", action="store_true", help="exit with code 3 when no split meets the QoS")
-    s.add_argument("--report", action="store_true", help="also write report.html (needs -o)")
+    s.add_argument("--report", action="store_true", help="also write DIR/<name>/report.html (needs -o)")
     s.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     s.set_defaults(func=_cmd_simulate)
 
@@ -518,9 +556,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Pareto front across the sweep and the points where nothing meets the QoS.")
     s.add_argument("dirs", nargs="+", metavar="DIR",
                    help="result folder(s), e.g. results/demo, or a folder of them, e.g. results")
-    s.add_argument("-o", "--output", metavar="FILE", default="report.html", help="HTML file (default report.html)")
+    s.add_argument("-o", "--output", metavar="FILE", default="report.html",
+                   help="HTML file (default: report.html in the current folder)")
     s.add_argument("--title", default=None)
-    s.add_argument("--png", action="store_true", help="also write the plots as PNG files beside the report")
+    s.add_argument("--png", action="store_true",
+                   help="also write every plot as a PNG file into <FILE stem>_figures/ beside the report")
     s.add_argument("--x", metavar="AXIS", help="sweep folder: the heatmap's x axis (default: the first that varies)")
     s.add_argument("--y", metavar="AXIS", help="sweep folder: the heatmap's y axis (default: the next that varies)")
     s.add_argument("--fix", action="append", metavar="AXIS=VALUE", default=[],

@@ -267,6 +267,15 @@ def check_samples(what: str, got: tuple, shape: tuple, n_labels: int | None, wid
                         field=label_field)
 
 
+def class_names(ds) -> list[str] | None:
+    """The class names of an ImageFolder (its folder names, in label order), through a Subset;
+    None for data without named classes (digits, synthetic)."""
+    while ds is not None and not hasattr(ds, "classes") and hasattr(ds, "dataset"):
+        ds = ds.dataset
+    names = getattr(ds, "classes", None)
+    return [str(n) for n in names] if names else None
+
+
 def label_count(ds) -> int | None:
     """Number of classes a data set's labels span (max label + 1), without loading images."""
     from torch.utils.data import Subset, TensorDataset

@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from .plain import human, num
 from .latency.transport import transfer_latency_s, uplink_mbps_for
 
 # "latency" is the latency the limit applies to (qos.latency_statistic; rank() sets the column).
@@ -43,17 +44,17 @@ class Constraint:
 
     def reason(self, value: float) -> str:
         if pd.isna(value):  # e.g. accuracy neither measured nor predictable at this split
-            return f"{self.name} unknown (limit {self.fmt(self.limit)})"
+            return f"{self.name} unknown, limit {'≤' if self.upper else '≥'} {self.fmt(self.limit)}"
         op = ">" if self.upper else "<"
         return f"{self.name} {self.fmt(value)} {op} {self.fmt(self.limit)}"
 
 
 def _ms(v: float) -> str:
-    return f"{v * 1e3:.4g} ms"
+    return human(v, "s", 4)
 
 
 def _mj(v: float) -> str:
-    return f"{v * 1e3:.4g} mJ"
+    return human(v, "J", 4)
 
 
 def _bytes(v: float) -> str:
@@ -65,14 +66,11 @@ def _pct(v: float) -> str:
 
 
 def _ratio(v: float) -> str:
-    return f"{v * 100:.3g} %"
+    return f"{num(v * 100)} %"
 
 
 def human_bytes(n: float) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.3g} {unit}"
-    return f"{int(n)} B"
+    return human(n, "B") if n >= 1e3 else f"{int(n)} B"
 
 
 RESOURCES = ("device", "uplink", "server", "downlink")  # the ``overload`` column's names, in a request's order
@@ -98,7 +96,7 @@ def overload_reason(row: pd.Series) -> str:
 
 
 def _times(rho: float) -> str:
-    return "≥ 1×" if pd.isna(rho) else f"{rho:.3g}×"
+    return "≥ 1×" if pd.isna(rho) else f"{num(rho)}×"
 
 
 def constraints(qos, device=None) -> list[Constraint]:
@@ -263,23 +261,23 @@ def overload_tips(r: pd.Series, network=None, workload=None) -> list[str]:
     worst = max(rho.values(), default=np.nan)
     tips, fixes = [], []
     if workload is not None and np.isfinite(worst):
-        tips.append(f"a request rate below {workload.rate_hz / worst:.3g} Hz per device (now {workload.rate_hz:g})")
+        tips.append(f"a request rate below {num(workload.rate_hz / worst)} Hz per device (now {num(workload.rate_hz, 4)})")
     elif np.isfinite(worst):
-        tips.append(f"{worst:.3g}× less load (a lower request rate or fewer devices)")
+        tips.append(f"{num(worst)}× less load (a lower request rate or fewer devices)")
     for x, u in rho.items():
         if not np.isfinite(u):
             continue
         if x == "device":
-            fixes.append(f"a device more than {u:.3g}× faster")
+            fixes.append(f"a device more than {num(u)}× faster")
         elif x == "server":
-            more = "" if workload is None else (f" (or more than {workload.server_workers * u:.3g} server workers, "
+            more = "" if workload is None else (f" (or more than {num(workload.server_workers * u)} server workers, "
                                                 f"now {workload.server_workers})")
-            fixes.append(f"a server more than {u:.3g}× faster{more}")
+            fixes.append(f"a server more than {num(u)}× faster{more}")
         elif network is not None:
             now = network.uplink_mbps if x == "uplink" else network.downlink_mbps
-            fixes.append(f"{x} above {now * u:.3g} Mbit/s (now {now:.3g})")
+            fixes.append(f"{x} above {num(now * u)} Mbit/s (now {num(now)})")
         else:
-            fixes.append(f"{x} more than {u:.3g}× faster")
+            fixes.append(f"{x} more than {num(u)}× faster")
     if fixes:  # every overloaded resource must change, so they are needed together
         tips.append(" and ".join(fixes))
     return tips
@@ -315,15 +313,15 @@ def what_would_change(table: pd.DataFrame, qos, network=None, n: int = 3, worklo
                 need = uplink_mbps_for(network, b, (up - excess) / scale, conn) if up > excess else None
                 if need is not None:  # rounded up to 3 digits, so the printed rate is enough
                     step = 10.0 ** (math.floor(math.log10(need)) - 2)
-                    tips.append(f"uplink ≥ {math.ceil(need / step - 1e-9) * step:.3g} Mbit/s "
-                                f"(now {network.uplink_mbps:.3g})")
+                    tips.append(f"uplink ≥ {num(math.ceil(need / step - 1e-9) * step)} Mbit/s "
+                                f"(now {num(network.uplink_mbps)})")
                 else:
                     tips.append("no uplink rate is enough: compute, propagation and the transport's "
                                 "round trips alone exceed the limit")
             dev = float(r["device_compute_s"])
             if 0 < excess < dev:
-                tips.append(f"a {dev / (dev - excess):.3g}× faster device")
-            tips.append(f"a latency limit of {lat * 1e3:.4g} ms")
+                tips.append(f"a {num(dev / (dev - excess))}× faster device")
+            tips.append(f"a latency limit of {human(lat, 's', 4)}")
         for c in constraints(qos):
             if c.column in ("latency_s", "latency_qos_s") or (is_over and c.column in FOLLOW_OVERLOAD):
                 continue  # handled above
@@ -340,12 +338,13 @@ def best_per_bottleneck(table: pd.DataFrame) -> pd.DataFrame:
     Columns: ``split`` (the best-ranked feasible split, else the closest infeasible one),
     ``feasible`` (whether that split meets the QoS), ``feasible_splits`` (how many of the
     bottleneck's splits do), ``rank`` (the joint rank; NA when infeasible), and that point's
-    ``latency_s``, ``latency_qos_s``, ``bytes_sent``, ``accuracy``, ``energy_j``, ``reason``.
+    ``latency_s``, ``latency_qos_s``, ``bytes_sent``, ``accuracy``, ``accuracy_source``,
+    ``energy_j``, ``reason``.
     """
     rows = []
     if table.empty:
         return pd.DataFrame(columns=["split", "feasible", "feasible_splits", "rank", "latency_s", "latency_qos_s",
-                                     "bytes_sent", "accuracy", "energy_j", "reason"],
+                                     "bytes_sent", "accuracy", "accuracy_source", "energy_j", "reason"],
                             index=pd.Index([], name="bottleneck"))
     for b in dict.fromkeys(table.index.get_level_values("bottleneck")):
         t = table.xs(b, level="bottleneck")
@@ -354,7 +353,7 @@ def best_per_bottleneck(table: pd.DataFrame) -> pd.DataFrame:
         rows.append({"bottleneck": b, "split": str(best.name), "feasible": bool(best["feasible"]),
                      "feasible_splits": int(len(feas)), "rank": best["rank"],
                      **{c: best.get(c, np.nan) for c in ("latency_s", "latency_qos_s", "bytes_sent", "accuracy",
-                                                         "energy_j", "reason")}})
+                                                         "accuracy_source", "energy_j", "reason")}})
     out = pd.DataFrame(rows).set_index("bottleneck")
     out["rank"] = pd.array(out["rank"], dtype="Int64")
     return out

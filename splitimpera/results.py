@@ -1,6 +1,6 @@
 """Results of a run: :class:`Result` (one row per design point), and result folders on disk.
 
-A design point is ``(split, bottleneck)`` (DESIGN.md §2): every per-point table is indexed by
+A design point is ``(split, bottleneck)``, the one key: every per-point table is indexed by
 that pandas MultiIndex, splits in topological order, bottlenecks in the order the scenario
 names them. Folders are written atomically (:func:`write_outputs`).
 """

@@ -28,7 +28,7 @@ import yaml
 
 from .errors import UserError
 from .config.scenario import Scenario, scenario_from_dict
-from .report.view import View
+from .report.view import UPLINK_PARTS, View
 
 # What prepare() depends on. analysis.engine is left out: it only changes evaluate().
 PREPARE_SECTIONS = ("seed", "model", "data", "analysis", "bottleneck")
@@ -225,6 +225,7 @@ def ranked_view(result) -> pd.DataFrame:
     view = View.of(result)
     t = view.all_rows()
     stages = view.stages().loc[t.index]
+    stages["uplink"] = stages[list(UPLINK_PARTS)].sum(axis=1)
     simulated = view.simulated
     v = pd.DataFrame(index=t.index)
     v["rank"] = t["rank"]

@@ -128,6 +128,14 @@ def test_simpy_engine_and_nominal_sizes(app):
     assert set(t["accuracy from"].drop("output")) == {"full model (nominal)"}  # output: the prediction is sent
     assert "engine **simpy**" in app.caption[0].value and "(nominal sizes)" in app.caption[0].value
     assert "--set bottleneck.name=int8 --set bottleneck.nominal=true" in _cli(app)
+    # Where SimPy and the analytic engine differ, a sentence says by how much, and why.
+    gap = [c.value for c in app.caption if "vs analytic" in c.value]
+    assert len(gap) == 1 and "SimPy" in gap[0]
+    first = t[t["rank"] == 1].iloc[0]
+    import re
+
+    simpy_ms = float(re.search(r"SimPy ([0-9.]+) ms", gap[0]).group(1))
+    assert simpy_ms == pytest.approx(first["mean ms"], rel=5e-3)
 
 
 def test_bottleneck_and_coder_change_bytes_and_accuracy(app, repo_root):
@@ -349,5 +357,45 @@ def test_cli_dashboard_command(monkeypatch, repo_root):
     assert cli.main(["dashboard", "--server.port", "8599", "--server.headless", "true"]) == 0
     assert seen["path"] == sys.executable
     assert seen["args"] == [sys.executable, "-m", "streamlit", "run", str(repo_root / "splitimpera/dashboard/app.py"),
-                            "--server.fileWatcherType", "none", "--server.port", "8599", "--server.headless", "true"]
-    assert cli.dashboard_command() == seen["args"][:7]
+                            "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer",
+                            "--browser.gatherUsageStats", "false", "--server.port", "8599", "--server.headless", "true"]
+    assert cli.dashboard_command() == seen["args"][:11]
+
+
+def test_an_unknown_scenario_in_the_url_is_said(repo_root):
+    at = AppTest.from_file(str(repo_root / "app.py"), default_timeout=TIMEOUT)
+    at.query_params["scenario"] = "nope.yaml"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("nope.yaml" in e.value and "no such scenario" in e.value for e in at.error)
+
+
+def test_ranking_fits_the_pane_unless_asked(app):
+    narrow = _table(app)  # all columns travel; the ones shown are chosen by column_order
+    assert {"link load %", "device FLOPs %"} <= set(narrow.columns)
+    _widget(app.toggle, "All columns").set_value(True).run()
+    _ok(app)
+
+
+def test_charts_keep_the_limit_in_view_and_energy_non_negative(repo_root):
+    from splitimpera.dashboard.app import CLIP_LIMITS, breakdown_chart, tradeoff_chart
+
+    sc = si.load_scenario(repo_root / "scenarios/demo.yaml",
+                          {"data.source": "none", "qos.min_accuracy": None, "analysis.engine": "analytic",
+                           "network.uplink_mbps": 0.05, "workload.rate_hz": 0.01})
+    view = View.of(si.run(sc))
+    far = view.table["latency_s"].max() * 1e3
+    lim = sc.qos.max_latency_ms
+    assert far > CLIP_LIMITS * lim  # a split far off the chart
+    spec = tradeoff_chart(view, "energy")
+    layers = spec["layer"]
+    x_dom = next(lay["encoding"]["x"]["scale"]["domain"] for lay in layers
+                 if "scale" in lay["encoding"].get("x", {}))
+    assert lim < x_dom[1] <= CLIP_LIMITS * lim * 1.1  # the limit stays a visible part of the axis
+    y_dom = next(lay["encoding"]["y"]["scale"]["domain"] for lay in layers
+                 if "scale" in lay["encoding"].get("y", {}))
+    assert y_dom[0] >= 0
+    assert "▸" in spec["title"]
+    bars = breakdown_chart(view, view.chart_frame())
+    assert bars["layer"][0]["encoding"]["y"]["scale"]["domain"] == [0, CLIP_LIMITS * lim]
+    assert "▲" in bars["title"]

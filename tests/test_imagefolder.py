@@ -30,13 +30,20 @@ def _write_folder(root, per_class=6):
     return {v: i for i, v in enumerate(sorted(names.values()))}, counts
 
 
-def test_analyze_on_an_image_folder(repo_root, tmp_path, capsys):
+def test_analyze_on_an_image_folder(repo_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
     labels, counts = _write_folder(tmp_path / "images")
     data = yaml.safe_load((repo_root / "scenarios/demo.yaml").read_text())
     data["data"] = {"source": "imagefolder", "path": "images", "batch_size": 4}
     data["qos"].pop("min_accuracy")
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
     assert main(["analyze", str(tmp_path / "s.yaml"), "-q", "-o", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    # Every line fits 80 columns (the accuracy matrix of 16+ bottlenecks comes in blocks) and the
+    # classes are named by their folders.
+    assert max(len(line) for line in out.splitlines()) <= 80
+    best = out.split("Best split per class:")[1]
+    assert all(name in best for name in labels)
     per_image = pd.read_parquet(tmp_path / "out/demo/cui_per_image.parquet")
     assert len(per_image) == sum(counts.values()) == 18
     # Learning bottlenecks fit on a seeded half; all of them are scored on the other half.
@@ -48,4 +55,5 @@ def test_analyze_on_an_image_folder(repo_root, tmp_path, capsys):
     assert all((per_image["label"] == i).sum() == 6 for i in labels.values())
     noms = json.loads((tmp_path / "out/demo/nominations.json").read_text())
     assert {r["class"] for r in noms["best_per_class"]} == set(labels.values())
+    assert {r["name"]: r["class"] for r in noms["best_per_class"]} == labels
     assert np.isfinite(per_image.drop(columns=["label", "target", "predicted"]).to_numpy()).all()

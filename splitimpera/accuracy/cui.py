@@ -48,6 +48,11 @@ PRESETS = {
 }
 
 
+def class_name(c, names: Sequence[str] | None) -> str:
+    """Class ``c`` (a label index) by its name when the data names its classes, else its index."""
+    return str(names[int(c)]) if names and 0 <= int(c) < len(names) else str(c)
+
+
 @dataclass(frozen=True)
 class CUIResult:
     """Outcome of :func:`cui`.
@@ -76,12 +81,15 @@ class CUIResult:
         return str(self.nominated["split"].iloc[0])
 
     def best_per_class(self) -> pd.DataFrame:
-        """Per class: the best split (global maximum of the class's curve) and its value."""
+        """Per class: the best split (global maximum of the class's curve) and its value; with
+        ``name`` (the class's folder name) when the data named its classes (ImageFolder)."""
         pc = self.per_class
+        names = self.settings.get("class_names")
         rows = []
         for c, row in pc.iterrows():
             nom = nominate(row, self.settings["prominence"], 1)
-            rows.append({"class": c, "n_images": int((self.per_image["label"] == c).sum()),
+            rows.append({"class": c, **({"name": class_name(c, names)} if names else {}),
+                         "n_images": int((self.per_image["label"] == c).sum()),
                          "best_split": nom["split"].iloc[0] if len(nom) else None,  # every map all zero
                          "log10_cui": nom["log10_cui"].iloc[0] if len(nom) else np.nan})
         return pd.DataFrame(rows).set_index("class")

@@ -13,6 +13,7 @@ Also here: :func:`analyze` (I-SPLIT's importance analysis of a scenario) and
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
@@ -21,7 +22,7 @@ import pandas as pd
 import torch
 
 from ..config.scenario import Scenario
-from ..data import batches, check_samples, label_count, load_data, load_dataset
+from ..data import batches, check_samples, class_names, label_count, load_data, load_dataset
 from ..errors import UserError, first_line
 from ..model.cost import extra_columns
 from ..model.loading import load_traced
@@ -109,9 +110,11 @@ def analyze(scenario: Scenario, tm: TracedModel | None = None, data=None, *, pro
         res = cui(tm, ds, preset=c.preset, method=c.method, target=c.target, reduction=c.reduction,
                   aggregate=c.aggregate, splits=c.splits, trim=c.trim, prominence=c.prominence, top_k=c.top_k,
                   batch_size=scenario.data.batch_size, progress=progress)
-        return res.for_classes(c.classes) if c.classes else res
+        res = res.for_classes(c.classes) if c.classes else res
     except UserError as e:
         raise e.at(source=scenario.source, field="analysis.cui") from None
+    names = class_names(ds)
+    return dataclasses.replace(res, settings={**res.settings, "class_names": names}) if names else res
 
 
 def load_calibration(scenario: Scenario, shape: tuple[int, ...], ds):

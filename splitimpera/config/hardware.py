@@ -18,6 +18,7 @@ Registry API in the style of torchvision's ``models/_api.py``::
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 from pathlib import Path
@@ -292,7 +293,15 @@ _KINDS = {"devices": DeviceProfile, "networks": NetworkProfile}
 def profile_dirs() -> list[Path]:
     """Folders searched for profiles, in order: ``$SPLITIMPERA_PROFILES``, then the repo's."""
     extra = [Path(p) for p in os.environ.get("SPLITIMPERA_PROFILES", "").split(os.pathsep) if p]
+    for p in extra:
+        if not p.is_dir():
+            _warn_missing_profiles(str(p))
     return [*extra, _REPO_PROFILES]
+
+
+@functools.lru_cache(maxsize=None)  # once per folder and process: profile_dirs runs on every look-up
+def _warn_missing_profiles(path: str) -> None:
+    log.warning("$SPLITIMPERA_PROFILES names %s, which is not a folder: its profiles are not loaded", path)
 
 
 def _allowed_keys(model: type[BaseModel] | None, loc: tuple) -> list[str]:
@@ -371,6 +380,10 @@ def read_yaml(path: Path) -> Any:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError("file not found", source=str(path)) from None
+    except IsADirectoryError:
+        inside = sorted(p.name for p in Path(path).glob("*.y*ml"))[:3]
+        raise UserError("is a folder, not a YAML file" + (f" (YAML files in it: {', '.join(inside)})" if inside else ""),
+                        source=str(path)) from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read: {e.__class__.__name__}", source=str(path)) from None
     try:

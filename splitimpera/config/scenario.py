@@ -421,7 +421,7 @@ def _resolve_paths(data: dict, base_dir: Path) -> None:
 
 def _semantic_checks(sc: Scenario, src_for) -> None:
     # Model names, importance methods and bottleneck names are answered by the layers that
-    # own them, through the hooks they register in config.checks (DESIGN.md §4: the schema
+    # own them, through the hooks they register in config.checks (the layout rule: the schema
     # imports no later stage). Each section's hooks run where that section is checked.
     run_checks(sc, src_for, "model")
     if sc.data.source == "imagefolder":

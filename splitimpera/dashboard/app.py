@@ -36,7 +36,8 @@ import streamlit as st
 import splitimpera as si
 from splitimpera import whatif
 from splitimpera.errors import UserError
-from splitimpera.report.view import STAGES, View
+from splitimpera.plain import human
+from splitimpera.report.view import ACCURACY_NOTES, STAGE_LABELS, View
 
 log = logging.getLogger("splitimpera.app")
 
@@ -147,9 +148,17 @@ def load_text(name: str, text: str | bytes) -> Base:
 def choose_base() -> Base | None:
     files = sorted(p.name for p in SCENARIOS.glob("*.yaml"))
     options = files + [UPLOAD, PASTE]
+    asked = st.query_params.get("scenario")
+    if asked is not None and asked not in options and "bad_url_scenario" not in st.session_state:
+        st.session_state["bad_url_scenario"] = asked  # the select box falls back to the default: say so
     choice = st.selectbox("Scenario", options, index=options.index(DEFAULT_SCENARIO) if DEFAULT_SCENARIO in files
                           else 0, key="scenario", bind="query-params",
                           help="a file from scenarios/, or your own (also in the URL: ?scenario=lte_drive.yaml)")
+    bad = st.session_state.get("bad_url_scenario")
+    if bad is not None and choice == (DEFAULT_SCENARIO if DEFAULT_SCENARIO in files else options[0]):
+        st.error(f"?scenario={bad}: no such scenario in scenarios/ (there: {', '.join(files)}); showing {choice}.")
+    elif bad is not None:
+        del st.session_state["bad_url_scenario"]  # the user chose another: the message is done
     if choice == UPLOAD:
         up = st.file_uploader("Scenario YAML", type=["yaml", "yml"], key="upload")
         return None if up is None else load_text(up.name, up.getvalue())
@@ -341,6 +350,22 @@ def verdict(view: View) -> None:
                            *lines]))
 
 
+def engine_gap(view: View, analytic: si.Result) -> str:
+    """A sentence where the simulated latency of the recommended point differs from the
+    analytic engine's (one request, no queueing); "" where they agree within 1 %."""
+    rec = view.recommended
+    r, a = view.table.loc[rec], analytic.table.loc[rec, "latency_s"]
+    s = r["latency_s"]
+    if not (pd.notna(a) and pd.notna(s)) or abs(s - a) <= 0.01 * max(abs(a), 1e-12):
+        return ""
+    waits = float(r.get("device_wait_s", 0.0) or 0.0) + float(r.get("server_wait_s", 0.0) or 0.0)
+    why = (f"queueing ({human(waits, 's')} of waits at the device and the server) and the transport's random "
+           "losses and retransmissions" if waits > 0 else "the transport's random losses and retransmissions "
+           "and the arrivals' timing")
+    return (f"{view.label(rec)}: SimPy {human(s, 's')} mean vs analytic {human(a, 's')}: the simulation adds {why}; "
+            "the analytic engine sees one request alone.")
+
+
 def metrics(view: View, pinned: View | None) -> None:
     t, rec = view.table, view.recommended
     what = "design point" if view.multi else "split"
@@ -355,13 +380,14 @@ def metrics(view: View, pinned: View | None) -> None:
                        delta=None if pinned is None else ("same as A" if rec == a_rec else
                                                           f"A: {'none' if a_rec is None else pinned.label(a_rec)}"),
                        delta_color="off", delta_arrow="off")
-        for col, label, c, unit in ((cols[1], view.latency_name.capitalize(), "latency_qos_s", "ms"),
-                                    (cols[2], "Device energy", "energy_j", "mJ")):
+        for col, label, c, unit in ((cols[1], view.latency_name.capitalize(), "latency_qos_s", "s"),
+                                    (cols[2], "Device energy", "energy_j", "J")):
             v, ref_v = r[c], None if ref is None else ref[c]
-            d = None if ref_v is None else (v - ref_v) * 1e3
-            same = d is not None and abs(d) < 5e-4 * max(abs(ref_v) * 1e3, 1e-9)
-            col.metric(label, f"{v * 1e3:.3g} {unit}",
-                       delta=None if d is None else ("same as A" if same else f"{d:+.3g} {unit} vs A"),
+            d = None if ref_v is None else v - ref_v
+            same = d is not None and abs(d) < 5e-4 * max(abs(ref_v), 1e-12)
+            col.metric(label, human(v, unit),
+                       delta=None if d is None else ("same as A" if same else
+                                                     f"{'+' if d > 0 else ''}{human(d, unit)} vs A"),
                        delta_color="off" if same else "inverse", delta_arrow="off" if same else "auto")
     cols[3].metric(f"{what.capitalize()}s meeting the QoS", f"{int(t['feasible'].sum())} of {len(t)}")
 
@@ -377,6 +403,11 @@ def _column_config(df: pd.DataFrame) -> dict:
     return fmt
 
 
+# The ranking's columns that fit a laptop's pane; "All columns" shows the rest.
+NARROW_COLUMNS = ("rank", "sent B", "device ms", "uplink ms", "server ms", "latency ms", "mean ms", "p50 ms", "p95 ms",
+                  "p99 ms", "accuracy %", "energy mJ", "verdict")
+
+
 def ranked_table(res: si.Result, view: View) -> None:
     """:func:`whatif.ranked_view`, the recommended point highlighted; the bottleneck column only
     when several are ranked (with several, first the best split of each)."""
@@ -390,18 +421,30 @@ def ranked_table(res: si.Result, view: View) -> None:
     if not view.multi:
         df = df.droplevel("bottleneck")
         rec = None if rec is None else rec[0]
+    predicted = "accuracy from" in df.columns and (df["accuracy from"] == "predicted (CUI)").any()
+    if predicted:  # starred like the terminal and the report: * predicted, not measured
+        df["accuracy %"] = [("" if pd.isna(a) else f"{a:.1f}{'*' if src == 'predicted (CUI)' else ''}")
+                            for a, src in zip(df["accuracy %"], df["accuracy from"])]
+    wide = st.toggle("All columns", key="wide_ranking", help="the queueing waits, downlink, link load, frames lost, "
+                     "FLOPs share, where each accuracy comes from and the Pareto front")
+    order = None if wide else [c for c in df.columns if c in NARROW_COLUMNS]
     styled = df.style.apply(
         lambda row: ["background-color: #fff4d6; font-weight: 600" if row.name == rec else
                      ("color: #888" if row["verdict"] != "ok" else "") for _ in row], axis=1)
-    st.dataframe(styled, column_config=_column_config(df), height=min(38 + 35 * len(df), 820), placeholder="—")
+    config = _column_config(df)
+    if df["accuracy %"].dtype == object if "accuracy %" in df.columns else False:
+        config["accuracy %"] = st.column_config.TextColumn("accuracy %", width="small")
+    st.dataframe(styled, column_config=config, height=min(38 + 35 * len(df), 820), placeholder="—",
+                 column_order=order)
+    if predicted:
+        st.caption(ACCURACY_NOTES["*"])
     st.caption(f"Feasible {'design points' if view.multi else 'splits'} by rank (highlighted: the recommended one), "
                "then the others, closest first. Split: the torch.fx node after which the model is cut. "
                "FLOPs: 1 per multiply-add.")
 
 
 # One colour per stage whatever the engine shows (the report's matplotlib order).
-STAGE_COLOURS = dict(zip([label for _, label in STAGES],
-                         ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]))
+STAGE_COLOURS = dict(zip(STAGE_LABELS, ["#1f77b4", "#ff7f0e", "#98df8a", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]))
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
@@ -431,8 +474,14 @@ def _x_points(order: list[str]) -> dict:
 def breakdown_chart(view: View, points: pd.DataFrame) -> dict:
     """Stacked latency of ``points`` (rows of :meth:`View.chart_frame`, topological order),
     the QoS limit dashed, ★ on the recommended point."""
-    stages = [label for _, label in STAGES if points[label].abs().sum() > 0]
+    stages = [label for label in STAGE_LABELS if points[label].abs().sum() > 0]
     order = list(points["label"])
+    lim = view.qos.max_latency_ms
+    # A bar far past the limit would squeeze the others and the limit line: the axis stops at
+    # CLIP_LIMITS × the limit, and a cut bar carries ▲ (its tooltip has the value).
+    cap = CLIP_LIMITS * lim if lim else None
+    cut = points[points["latency_s"] * 1e3 > cap] if cap else points.iloc[:0]
+    y_scale = {"scale": {"domain": [0, cap]}} if len(cut) else {}
     tip = [{"field": "label", "title": "point"}, {"field": "stage"}, _q("ms", "stage ms", ".3g"),
            _q("total_ms", "latency ms", ".3g"), {"field": "verdict"}]
     layers = [{
@@ -440,13 +489,16 @@ def breakdown_chart(view: View, points: pd.DataFrame) -> dict:
         "transform": [{"fold": stages, "as": ["stage", "s"]}, {"calculate": "datum.s * 1000", "as": "ms"},
                       {"calculate": "datum.latency_s * 1000", "as": "total_ms"},
                       {"calculate": f"indexof({json.dumps(stages)}, datum.stage)", "as": "i"}],
-        "mark": {"type": "bar"},
+        "mark": {"type": "bar", "clip": True},
         "encoding": {
-            "x": _x_points(order), "y": _q("ms", "latency (ms)", stack="zero"),
+            "x": _x_points(order), "y": _q("ms", "latency (ms)", stack="zero", **y_scale),
             "color": {"field": "stage", "type": "nominal", "sort": stages, "legend": {"orient": "top", "title": None},
                       "scale": {"domain": stages, "range": [STAGE_COLOURS[v] for v in stages]}},
             "order": _q("i"), "tooltip": tip}}]
-    lim = view.qos.max_latency_ms
+    if len(cut):
+        layers.append({"data": {"values": [{"label": lbl, "top": cap} for lbl in cut["label"]]},
+                       "mark": {"type": "text", "text": "▲", "dy": 8, "fontSize": 14, "color": "#d62728"},
+                       "encoding": {"x": _x_points(order), "y": _q("top")}})
     if lim:
         layers.append({"data": {"values": [{"limit_ms": lim}]},
                        "mark": {"type": "rule", "color": "black", "strokeDash": [5, 4]},
@@ -465,7 +517,11 @@ def breakdown_chart(view: View, points: pd.DataFrame) -> dict:
                        "mark": {"type": "text", "text": "★", "dy": -10, "fontSize": 18, "color": "#d62728"},
                        "encoding": {"x": _x_points(order), "y": _q("total_ms")}})
     what = "split" if not view.multi else "point"
-    return {"title": f"Latency breakdown per {what} (★ recommended)", "height": 380, "layer": layers}
+    return {"title": f"Latency breakdown per {what} (★ recommended" + (f"; ▲ cut at {cap:g} ms" if len(cut) else "")
+            + ")", "height": 380, "layer": layers}
+
+
+CLIP_LIMITS = 4  # charts stop at this many times the latency limit (points past it sit on the edge)
 
 
 def tradeoff_chart(view: View, metric: str) -> dict:
@@ -479,13 +535,21 @@ def tradeoff_chart(view: View, metric: str) -> dict:
     lo, hi = float(y_vals.min()), float(y_vals.max())
     flat = hi - lo < 1e-9
     pad = 1.0 if flat else 0.1 * (hi - lo)
-    y_dom = [lo - pad, hi + pad]
-    x_max = max(float(df["latency_qos_s"].max()) * 1e3, q.max_latency_ms or 0) * 1.08
-    to_ms = [{"calculate": "datum.latency_qos_s * 1000", "as": "x"},
+    y_dom = [max(lo - pad, 0.0), hi + pad]  # no negative energy or accuracy
+    if is_acc:
+        y_dom[1] = min(y_dom[1], 100.0 + (1.0 if flat else 0.0))
+    far = float(df["latency_qos_s"].max()) * 1e3
+    # A point far past the limit would squeeze the QoS region to a sliver: the axis stops at
+    # CLIP_LIMITS × the limit and such points sit on its edge as ▸ (their tooltip has the value).
+    cap = CLIP_LIMITS * q.max_latency_ms if q.max_latency_ms else None
+    clipped = cap is not None and far > cap
+    x_max = (cap if clipped else max(far, q.max_latency_ms or 0)) * 1.08
+    to_ms = [{"calculate": "datum.latency_qos_s * 1000", "as": "x_ms"},
+             {"calculate": f"min(datum.x_ms, {x_max / 1.08 * 1.04 if clipped else x_max})", "as": "x"},
              {"calculate": f"datum.{ycol} * {scale}", "as": "y"}]
     x = _q("x", xlabel, scale={"domain": [0, x_max]})
     y = _q("y", ylabel, scale={"domain": y_dom, "zero": False})
-    tip = [{"field": "label", "title": "point"}, _q("x", xlabel, ".3g"), _q("y", ylabel, ".4g"),
+    tip = [{"field": "label", "title": "point"}, _q("x_ms", xlabel, ".3g"), _q("y", ylabel, ".4g"),
            {"field": "pareto", "type": "nominal"}, {"field": "verdict"}]
     layers = []
     if q.max_latency_ms:
@@ -518,9 +582,16 @@ def tradeoff_chart(view: View, metric: str) -> dict:
                                 "scale": {"domain": status, "range": [220, 70, 70]}},
                        "shape": {"field": "status", "type": "nominal", "legend": None,
                                  "scale": {"domain": status, "range": ["diamond", "circle", "cross"]}}}})
+    if clipped:
+        far_pts = df[df["latency_qos_s"] * 1e3 > cap]
+        layers.append({"data": {"values": _records(far_pts)}, "transform": to_ms,
+                       "mark": {"type": "text", "text": "▸", "fontSize": 16, "dx": 8, "color": "#555"},
+                       "encoding": {"x": x, "y": y, "tooltip": tip}})
     title = f"{ylabel.split(' (')[0].capitalize()} vs latency"
     if is_acc and flat:
         title += " (the same at every point)"
+    if clipped:
+        title += f" (▸: past {cap:g} ms)"
     return {"title": title, "height": 380, "layer": layers}
 
 
@@ -662,6 +733,11 @@ def main() -> None:
 
     verdict(view)
     metrics(view, None if pinned is None else View.of(pinned))
+    if simpy and view.recommended is not None:
+        sc_a = sc.model_copy(update={"analysis": sc.analysis.model_copy(update={"engine": "analytic"})})
+        gap = engine_gap(view, evaluated(sc_a.to_yaml(), pkey, sc_a, prep))
+        if gap:
+            st.caption(gap)
     shown: dict = {}  # filled below by the importance tab; read when the report is clicked
     c1, c2, _ = st.columns([1, 1, 2])
     c1.download_button("Edited scenario (YAML)", data=yaml_text, file_name=f"{sc.name}.yaml",

@@ -61,9 +61,21 @@ def _op_class(op: str) -> str:
     return "other"
 
 
+def _fvcore_nn():
+    """``fvcore.nn``, imported without the FutureWarning its import of ``torch.jit.script``
+    raises on recent torch (noise to our users: fvcore is ours to import, not theirs)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+        import fvcore.nn
+        import fvcore.nn.jit_handles
+    return fvcore.nn
+
+
 def _sdpa_flop(inputs, outputs) -> int:
     """Multiply-adds of scaled dot-product attention: Q·Kᵀ and A·V."""
-    from fvcore.nn.jit_handles import get_shape
+    get_shape = _fvcore_nn().jit_handles.get_shape
 
     q, k, v = (get_shape(t) for t in inputs[:3])
     lead = int(np.prod(q[:-1]))  # batch × heads × L
@@ -112,7 +124,7 @@ def _wrapped(tm: TracedModel) -> tuple[fx.GraphModule, dict[str, int]]:
 
 def _node_flops(tm: TracedModel) -> dict[int, dict[str, int]]:
     """{node position: {op class: multiply-adds}} at batch 1, counted by fvcore."""
-    from fvcore.nn import FlopCountAnalysis
+    FlopCountAnalysis = _fvcore_nn().FlopCountAnalysis
 
     wgm, names = _wrapped(tm)
     x = torch.randn((1, *tm.input_shape), generator=torch.Generator().manual_seed(0))

@@ -17,6 +17,7 @@ import pandas as pd
 import yaml
 
 from ..errors import UserError, first_line
+from ..plain import num
 
 FIDELITY_FILES = ("fidelity.csv", "fidelity.json", "scenario.yaml")
 _COMPONENTS = (("device_wait_s", "dev wait"), ("device_compute_s", "device"), ("uplink_s", "uplink"), ("server_wait_s", "srv wait"),
@@ -94,7 +95,7 @@ def fmt_pct(v) -> str:
 
 def fmt_ms(v) -> str:
     """Seconds as milliseconds (3 significant digits), ``—`` when unknown."""
-    return "—" if v is None or pd.isna(v) else f"{v * 1e3:.3g}"
+    return "—" if v is None or pd.isna(v) else num(v * 1e3)
 
 
 def fidelity_section(fd: FidelityDir, img, png) -> str:

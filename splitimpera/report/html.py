@@ -24,9 +24,10 @@ import yaml
 
 from ..atomic import atomic_write
 from ..errors import UserError, first_line
+from ..plain import human, num
 from ..qos import human_bytes
 from .fidelity import fidelity_section, is_fidelity_dir, load_fidelity_dir, plot_fidelity
-from .view import View
+from .view import View, accuracy_footnote, accuracy_text
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +287,7 @@ def _accuracy_html(rd: ResultDir) -> str:
         return "–" if v is None else f"{v * 100:.2f}"
 
     rows = "".join(
-        f"<tr><td class=\"l\">{html.escape(b)}</td><td>{r.get('splits', '')}</td>"
+        f"<tr><td class=\"l\">{html.escape(b)}</td><td>{_count(r.get('splits'))}</td>"
         f"<td>{'–' if r.get('spearman') is None else format(r['spearman'], '+.2f')}</td>"
         f"<td>{pts(r.get('loo_mae'))}</td><td>{pts(r.get('baseline_loo_mae'))}</td></tr>"
         for b, r in per.items())
@@ -299,8 +300,8 @@ def _accuracy_html(rd: ResultDir) -> str:
            f"<th>LOO MAE</th><th>baseline MAE</th></tr></thead><tbody>{rows}</tbody></table></div>"]
     ch = doc.get("channels_gradcam_vs_random") or {}
     if ch:
-        crow = "".join(f"<tr><td class=\"l\">{html.escape(f)}</td><td>{c['splits']}</td><td>{c['gradcam_better']}</td>"
-                       f"<td>{c['random_better']}</td><td>{pts(c.get('mean_difference'))}</td></tr>"
+        crow = "".join(f"<tr><td class=\"l\">{html.escape(f)}</td><td>{_count(c['splits'])}</td>"
+                       f"<td>{_count(c['gradcam_better'])}</td><td>{_count(c['random_better'])}</td><td>{pts(c.get('mean_difference'))}</td></tr>"
                        for f, c in ch.items())
         out.append("<p>Channels kept by Grad-CAM importance vs at random, same channel count (equal bytes):</p>"
                    "<div class=\"wrap\"><table><thead><tr><th class=\"l\">kept</th><th>splits</th>"
@@ -317,7 +318,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem 
 h1{font-size:1.6rem;margin-bottom:.2rem} h2{font-size:1.25rem;border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2.2rem}
 h3{font-size:1.05rem;margin-top:1.4rem} .muted{color:#666;font-size:.9rem}
 table{border-collapse:collapse;font-size:.82rem;margin:.6rem 0} th,td{padding:.25rem .55rem;border-bottom:1px solid #eee;text-align:right;white-space:nowrap} td.l{white-space:normal}
-th{background:#f6f6f6} td.l,th.l{text-align:left} tr.rec td{background:#fff4d6;font-weight:600} tr.bad td{color:#888}
+th{background:#f6f6f6;white-space:normal;vertical-align:bottom} td.l,th.l{text-align:left} tr.rec td{background:#fff4d6;font-weight:600} tr.bad td{color:#888}
 .verdict{padding:.7rem 1rem;border-radius:6px;margin:.8rem 0} .ok{background:#e9f7ef;border:1px solid #b7e1c7} .no{background:#fdecea;border:1px solid #f5c2bd}
 .wrap{overflow-x:auto} img{max-width:100%;height:auto;display:block;margin:.5rem 0} pre{background:#f7f7f7;padding:.8rem;overflow:auto;font-size:.78rem}
 """
@@ -327,8 +328,13 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
+def _count(v) -> str:
+    """A count as an integer (``15``, never ``15.0``); "" when absent."""
+    return "" if v is None or (isinstance(v, float) and not np.isfinite(v)) else str(int(round(float(v))))
+
+
 def _fmt_ms(v) -> str:
-    return "" if pd.isna(v) else "∞" if v == np.inf else f"{v * 1e3:.3g}"
+    return "" if pd.isna(v) else "∞" if v == np.inf else num(v * 1e3)
 
 
 def _verdict(rd: ResultDir) -> str:
@@ -353,17 +359,19 @@ def _best_html(rd: ResultDir) -> str:
         return ""
     rows = []
     for b, r in v.best_per_bottleneck().iterrows():
-        acc = "" if pd.isna(r["accuracy"]) else f"{r['accuracy'] * 100:.1f}"
+        acc = "" if pd.isna(r["accuracy"]) else accuracy_text(r["accuracy"], r.get("accuracy_source"), unit="")
         rows.append(f'<tr class="{"" if r["feasible"] else "bad"}"><td class="l">{html.escape(str(b))}</td>'
                     f'<td class="l">{html.escape(r["split"])}</td><td>{"" if pd.isna(r["rank"]) else int(r["rank"])}</td>'
-                    f'<td>{r["feasible_splits"]}</td><td>{human_bytes(r["bytes_sent"])}</td>'
+                    f'<td>{_count(r["feasible_splits"])}</td><td>{human_bytes(r["bytes_sent"])}</td>'
                     f'<td>{_fmt_ms(r["latency_qos_s"])}</td><td>{acc}</td>'
                     f'<td class="l">{html.escape("ok" if r["feasible"] else str(r["reason"]))}</td></tr>')
     stat = v.statistic
     return ("<h3>Best split per bottleneck</h3><div class=\"wrap\"><table><thead><tr><th class=\"l\">bottleneck</th>"
             "<th class=\"l\">best split</th><th>rank</th><th>feasible splits</th><th>sent</th>"
             f"<th>{'latency' if stat == 'mean' else stat} ms</th><th>accuracy %</th><th class=\"l\">verdict</th></tr>"
-            f"</thead><tbody>{''.join(rows)}</tbody></table></div>")
+            f"</thead><tbody>{''.join(rows)}</tbody></table></div>"
+            + (f'<p class="muted">{html.escape(note)}</p>' if (note := accuracy_footnote(
+                v.best_per_bottleneck()["accuracy_source"])) else ""))
 
 
 def _table(rd: ResultDir) -> str:
@@ -379,9 +387,12 @@ def _table(rd: ResultDir) -> str:
         cols.append((v.latency_column, f"{stat} ms"))
     cols += [("energy_j", "energy mJ"), ("pareto", "Pareto"), ("reason", "verdict")]
     src = t["accuracy_source"] if "accuracy_source" in t.columns else pd.Series(dtype=object)
-    if "accuracy" in t.columns and src.notna().any() and not src.isin(["full model"]).all():
+    if ("accuracy" in t.columns and t["accuracy"].notna().any() and src.notna().any()
+            and not src.isin(["full model"]).all()):
         # A bottleneck makes accuracy differ per point: show it (* = predicted from the CUI curve).
         cols.insert(-2, ("accuracy", "accuracy %"))
+    # No empty columns: a time nothing in this result has (all NaN or absent).
+    cols = [(k, h) for k, h in cols if not k.endswith("_s") or (k in t.columns and t[k].notna().any())]
     head = "".join(f'<th class="{"l" if k in ("split", "bottleneck", "reason") else ""}">{h}</th>' for k, h in cols)
     rows = []
     for point, r in t.iterrows():
@@ -397,11 +408,10 @@ def _table(rd: ResultDir) -> str:
             elif k == "bytes_sent":
                 cells.append(f"<td>{human_bytes(r['bytes_sent'])}</td>")
             elif k == "energy_j":
-                cells.append(f"<td>{r['energy_j'] * 1e3:.3g}</td>")
+                cells.append(f"<td>{num(r['energy_j'] * 1e3)}</td>")
             elif k == "accuracy":
-                mark = {"predicted (CUI)": "*", "full model (nominal)": " n"}.get(r.get("accuracy_source"), "")
                 acc = r["accuracy"]
-                cells.append(f"<td>{'' if pd.isna(acc) else f'{acc * 100:.1f}{mark}'}</td>")
+                cells.append(f"<td>{'' if pd.isna(acc) else accuracy_text(acc, r.get('accuracy_source'), unit='')}</td>")
             elif k == "pareto":
                 cells.append(f"<td>{'●' if r.get('pareto') in (True, 'True') else ''}</td>")
             elif k == "reason":
@@ -410,7 +420,9 @@ def _table(rd: ResultDir) -> str:
             else:
                 cells.append(f"<td>{_fmt_ms(r.get(k, np.nan))}</td>")
         rows.append(f'<tr class="{cls}">{"".join(cells)}</tr>')
-    return f"<div class=\"wrap\"><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+    note = accuracy_footnote(t["accuracy_source"]) if any(k == "accuracy" for k, _ in cols) else ""
+    return (f"<div class=\"wrap\"><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+            + (f'<p class="muted">{html.escape(note)}</p>' if note else ""))
 
 
 def _qos_text(qos: dict) -> str:
@@ -485,21 +497,35 @@ def comparison(rds: list[ResultDir]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# The comparison table's headers, short enough to fit the page.
+_COMPARISON_HEAD = {"uplink_mbps": "uplink Mbit/s", "num_devices": "devices", "max_latency_ms": "limit ms",
+                    "device_flops_share": "FLOPs on device", "latency_ms": "latency ms", "margin_ms": "margin ms",
+                    "feasible": "feasible points"}
+
+
 def _comparison_html(df: pd.DataFrame) -> str:
-    cols = list(df.columns)
-    head = "".join(f"<th class=\"l\">{html.escape(c)}</th>" for c in cols)
+    cols = [c for c in df.columns if df[c].notna().any()]  # no empty column
+    text = {"scenario", "model", "device", "network", "recommended"}
+    head = "".join(f"<th class=\"{'l' if c in text else ''}\">{html.escape(_COMPARISON_HEAD.get(c, c))}</th>"
+                   for c in cols)
     body = []
     for _, r in df.iterrows():
         cells = []
         for c in cols:
             v = r[c]
-            txt = "" if v is None or (isinstance(v, float) and np.isnan(v)) else (
-                f"{v:.4g}" if isinstance(v, float) else str(v))
+            if v is None or (isinstance(v, float) and np.isnan(v)):
+                txt = ""
+            elif c == "device_flops_share":
+                txt = f"{num(v * 100)} %"
+            elif c == "num_devices":
+                txt = _count(v)
+            else:
+                txt = num(v, 4) if isinstance(v, (float, int, np.number)) and not isinstance(v, bool) else str(v)
             if c == "scenario":
                 txt = f'<a href="#{html.escape(str(v))}">{html.escape(str(v))}</a>'
             else:
                 txt = html.escape(txt)
-            cells.append(f'<td class="l">{txt}</td>')
+            cells.append(f'<td class="{"l" if c in text else ""}">{txt}</td>')
         body.append(f"<tr>{''.join(cells)}</tr>")
     return f"<div class=\"wrap\"><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
 
@@ -513,12 +539,16 @@ def plot_choice(df: pd.DataFrame) -> bytes:
     ax.scatter(d["uplink_mbps"], d["device_flops_share"] * 100, s=sizes, color="tab:blue", alpha=0.7)
     # Stack the labels of points that sit close together (same link, same cut).
     placed: list[tuple[float, float]] = []
+    lx = np.log10(d["uplink_mbps"].astype(float)) if len(d) else pd.Series([0.0])
+    mid = (float(lx.min()) + float(lx.max())) / 2
     for _, r in d.sort_values(["uplink_mbps", "scenario"]).iterrows():
         x, y = float(np.log10(r["uplink_mbps"])), float(r["device_flops_share"])
         k = sum(1 for px, py in placed if abs(px - x) < 0.35 and abs(py - y) < 0.06)
         placed.append((x, y))
+        right = len(d) > 1 and x > mid  # labels of the right half point left: none runs off the axes
         ax.annotate(f"{r['scenario']} → {r['recommended']}", (r["uplink_mbps"], r["device_flops_share"] * 100),
-                    xytext=(6, 4 - 11 * k), textcoords="offset points", fontsize=7)
+                    xytext=(-6 if right else 6, 4 - 11 * k), textcoords="offset points", fontsize=7,
+                    ha="right" if right else "left")
     ax.set_xscale("log")
     ax.set_ylim(-5, 110)
     ax.set_xlabel("uplink (Mbit/s, log)")
@@ -599,6 +629,15 @@ def figures(rd: ResultDir) -> dict[str, bytes]:
     return out
 
 
+def comparison_figure(rds: list[ResultDir]) -> bytes | None:
+    """The comparison's plot (where the recommended cut sits) over several results; None when
+    the report has no comparison or nothing to draw."""
+    if len(rds) < 2:
+        return None
+    cmp = comparison(rds)
+    return plot_choice(cmp) if cmp["device_flops_share"].notna().any() else None
+
+
 def write_report(dirs: list[str | Path], out_file: str | Path, title: str | None = None,
                  png: bool = False) -> Path:
     """Render and write the report atomically (temporary file, then rename).
@@ -620,6 +659,9 @@ def write_report(dirs: list[str | Path], out_file: str | Path, title: str | None
                 rd = load_result_dir(d)
                 for name, data in figures(rd).items():
                     atomic_write(out.parent / f"{out.stem}_figures" / f"{rd.name}_{name}", data)
+            rds = [load_result_dir(d) for d in dirs if not is_fidelity_dir(d)]
+            if (choice := comparison_figure(rds)) is not None:
+                atomic_write(out.parent / f"{out.stem}_figures" / "comparison.png", choice)
         atomic_write(out, text.encode("utf-8"))
     except OSError as e:
         raise UserError(f"cannot write the report: {e.strerror}", source=str(out)) from None

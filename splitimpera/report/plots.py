@@ -6,8 +6,14 @@ import numpy as np
 import pandas as pd
 
 
-def draw_cui(ax, curve: pd.DataFrame, nominated, per_class: pd.DataFrame | None = None) -> None:
-    """Draw the log10 CUI curve on ``ax``, nominated splits starred, per-class curves faint.
+MAX_CLASS_LEGEND = 12  # more classes than this: one grey "per class" entry, not one colour each
+
+
+def draw_cui(ax, curve: pd.DataFrame, nominated, per_class: pd.DataFrame | None = None,
+             class_names=None) -> None:
+    """Draw the log10 CUI curve on ``ax``, nominated splits starred, per-class curves thin, each
+    in its colour and named in the legend (by ``class_names`` when given; up to
+    :data:`MAX_CLASS_LEGEND` classes, else all grey).
 
     ``curve``: indexed by split with ``log10_cui``; ``nominated``: records with ``rank``,
     ``split``, ``log10_cui``, ``kind``. An all-zero map has no log10 (NaN): the line breaks
@@ -20,8 +26,18 @@ def draw_cui(ax, curve: pd.DataFrame, nominated, per_class: pd.DataFrame | None 
     lo, hi = (real.min(), real.max()) if len(real) else (-1.0, 1.0)
     margin = 0.08 * max(hi - lo, 0.5)
     bottom = lo - margin
-    for _, row in per_class.iterrows():
-        ax.plot(x, row.to_numpy(dtype=float), color="0.8", lw=0.8, zorder=1)
+    each = 0 < len(per_class) <= MAX_CLASS_LEGEND
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if len(per_class) <= 10 else "tab20"]
+    colours = [cmap(i % cmap.N) for i in range(len(per_class))]
+    for k, (c, row) in enumerate(per_class.iterrows()):
+        if each:
+            name = str(class_names[int(c)]) if class_names and 0 <= int(c) < len(class_names) else str(c)
+            ax.plot(x, row.to_numpy(dtype=float), color=colours[k], lw=0.8, alpha=0.7, zorder=1,
+                    label=f"class {name}")
+        else:
+            ax.plot(x, row.to_numpy(dtype=float), color="0.8", lw=0.8, zorder=1)
     undefined = ~np.isfinite(curve["log10_cui"].to_numpy(dtype=float))
     if undefined.any():
         ax.plot(x[undefined], np.full(undefined.sum(), bottom), "x", color="tab:blue", ms=6, clip_on=False,
@@ -34,16 +50,18 @@ def draw_cui(ax, curve: pd.DataFrame, nominated, per_class: pd.DataFrame | None 
             continue
         ax.plot([i], [r["log10_cui"]], marker="*", ms=16, color="tab:red" if r["kind"] == "global" else "tab:orange",
                 zorder=3)
+        right = i > 0.75 * (len(curve) - 1)  # labels near the right edge point left: none leaves the axes
         ax.annotate(f"#{r['rank']} {r['split']}", (i, r["log10_cui"]), textcoords="offset points",
-                    xytext=(4, 8), fontsize=8)
-    if len(per_class):
+                    xytext=(-4 if right else 4, 8), ha="right" if right else "left", fontsize=8)
+    if len(per_class) and not each:
         ax.plot([], [], color="0.8", lw=0.8, label="per class")
     ax.plot([], [], "*", color="tab:red", ms=10, label="nominated (global / local)")
     ax.set_xticks(list(x), list(curve.index), rotation=70, ha="right", fontsize=7)
     ax.set_ylim(bottom, hi + 3 * margin)
     ax.set_ylabel("log10 CUI")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    # Beside the axes: a legend of ten classes inside would hide the curve.
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
 def plot_cui(res, path, title: str = "") -> None:
@@ -54,7 +72,7 @@ def plot_cui(res, path, title: str = "") -> None:
     fig = Figure(figsize=(max(6.0, 0.32 * len(curve) + 2), 4.2), dpi=120)
     try:
         ax = fig.subplots()
-        draw_cui(ax, curve, res.nominated.to_dict("records"), res.per_class)
+        draw_cui(ax, curve, res.nominated.to_dict("records"), res.per_class, res.settings.get("class_names"))
         s = res.settings
         ax.set_title(title or f"CUI curve: {s['method']}, target {s['target']}, channel {s['reduction']}, "
                               f"{s['aggregate']} over {int(curve['n_images'].iloc[0])} images", fontsize=9)

@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..atomic import atomic_write
 from ..errors import UserError, first_line
+from ..plain import num
 from ..qos import pareto_front
 from .html import CSS, _Figures, _img, _png
 
@@ -318,7 +319,7 @@ def _html_table(df: pd.DataFrame, left: tuple[str, ...] = ()) -> str:
 
 
 def _ms(v) -> str:
-    return "" if pd.isna(v) else f"{v * 1e3:.4g}"
+    return "" if pd.isna(v) else num(v * 1e3, 4)
 
 
 def _values_summary(sd: SweepDir, axis: str) -> str:

@@ -6,14 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..accuracy.cui import class_name
+from ..plain import num
 from ..qos import closest, constraints, human_bytes
-from .view import View, flops_text as _flops
+from .term import grid
+from .view import View, accuracy_footnote, accuracy_text, flops_text as _flops
 
 
 def _ms(v: float) -> str:
     if v == 0 or v == np.inf:  # nothing to wait for; or unbounded (an overloaded resource)
         return "—" if v == 0 else "∞"
-    return f"{v * 1e3:.3g}" if v * 1e3 < 100 else f"{v * 1e3:.0f}"
+    return num(v * 1e3)
 
 
 def _log(v: float) -> str:
@@ -21,13 +24,15 @@ def _log(v: float) -> str:
     return "—" if pd.isna(v) else f"{v:.3f}"
 
 
+# Columns a table too wide for the terminal leaves out first (the result files keep them all).
+# Bytes sent and their transmission go last: they are why a split wins or not (RTT/2, the same
+# for every split that sends, is said in the line below the table).
+DROP_FIRST = ("dev wait ms", "srv wait ms", "downlink ms", "frames lost", "server ms", "energy mJ",
+              "feasible splits", "head params", "head peak act", "op", "RTT/2 ms", "sent", "transmit ms")
+
+
 def _grid(header: list[str], rows: list[list[str]], align: str) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-
-    def fmt(cells):
-        return "  ".join(c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(cells, widths, align))
-
-    return "\n".join([fmt(header), fmt(["─" * w for w in widths]), *(fmt(r) for r in rows)])
+    return grid(header, rows, align, drop=DROP_FIRST)
 
 
 def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = False, downlink: bool = True,
@@ -80,12 +85,11 @@ def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = 
     for (split, bn), r in table.iterrows():
         rank = "" if pd.isna(r["rank"]) else str(int(r["rank"]))
         row = [rank, str(split), *([str(bn)] if bottleneck else []), human_bytes(r["bytes_sent"]),
-               *(_ms(r[c]) for c in cols), f"{r['energy_j'] * 1e3:.3g}"]
+               *(_ms(r[c]) for c in cols), num(r['energy_j'] * 1e3)]
         if frame_loss:
             row.append(f"{r['frame_loss_ratio'] * 100:.3g} %")
         if accuracy:
-            mark = {"predicted (CUI)": "*", "user": " u", "full model (nominal)": " n"}.get(r.get("accuracy_source"), "")
-            row.append("—" if pd.isna(r["accuracy"]) else f"{r['accuracy'] * 100:.1f} %{mark}")
+            row.append(accuracy_text(r["accuracy"], r.get("accuracy_source")))
         if with_reason:
             row.append("ok" if r["feasible"] else r["reason"])
         rows.append(row)
@@ -157,11 +161,12 @@ def render_best_per_bottleneck(view: View) -> str:
         rows.append([str(b), r["split"], "" if pd.isna(r["rank"]) else str(int(r["rank"])),
                      f"{r['feasible_splits']}", human_bytes(r["bytes_sent"]),
                      _ms(view.constrained(lat)),
-                     "—" if pd.isna(r["accuracy"]) else f"{r['accuracy'] * 100:.1f} %",
+                     accuracy_text(r["accuracy"], r.get("accuracy_source")),
                      "ok" if r["feasible"] else str(r["reason"])])
     head = ["bottleneck", "best split", "rank", "feasible splits", "sent",
             "latency ms" if stat == "mean" else f"{stat} ms", "accuracy", "verdict"]
-    return _grid(head, rows, "llrrrrrl")
+    note = accuracy_footnote(best["accuracy_source"])
+    return _grid(head, rows, "llrrrrrl") + (f"\n({note})" if note else "")
 
 
 def render_result(result, top: int | None = None) -> str:
@@ -199,7 +204,7 @@ def render_result(result, top: int | None = None) -> str:
         per_point = int(sim.summary["requests"].iloc[0]) if len(sim.summary) else 0
         trace = " following its rate trace" if sc.network.trace_csv else ""
         lines.append(f"engine simpy: {len(sim.requests):,} simulated requests ({per_point} per design point after "
-                     f"warm-up; {wl.arrival} arrivals at {wl.rate_hz:g} Hz per device{trace}); "
+                     f"warm-up; {wl.arrival} arrivals at {num(wl.rate_hz, 4)} Hz per device{trace}); "
                      f"latency limit on the {stat}{overload}")
     else:
         lines.append("engine analytic: one request, no queueing" + (f"; latency limit on the {stat}" if stat != "mean" else ""))
@@ -288,7 +293,8 @@ def render_analysis(scenario, res, input_shape) -> str:
         f"{scenario.data.source} ({scenario.data.split})",
         f"Grad-CAM method {s['method']}, target {s['target']}, channel {s['reduction']}, {s['aggregate']} over "
         f"{n} images, {len(res.curve)} splits (preset {s['preset']})"
-        + (f", classes {s['classes']}" if s.get("classes") else ""),
+        + (f", classes {', '.join(class_name(c, s.get('class_names')) for c in s['classes'])}"
+           if s.get("classes") else ""),
         "",
         "Nominated splits (log10 CUI; local maxima must stand out by "
         f"{s['prominence']:g}):",
@@ -299,12 +305,14 @@ def render_analysis(scenario, res, input_shape) -> str:
     lines.append(_grid(header, rows, "rlrrl"))
     best = res.best_per_class()
     lines += ["", "Best split per class:"]
-    rows = [[str(c), str(int(r["n_images"])), r["best_split"] or "—", _log(r["log10_cui"])] for c, r in best.iterrows()]
-    lines.append(_grid(["class", "images", "best split", "log10 CUI"], rows, "rrlr"))
+    names = s.get("class_names")
+    rows = [[class_name(c, names), str(int(r["n_images"])), r["best_split"] or "—", _log(r["log10_cui"])]
+            for c, r in best.iterrows()]
+    lines.append(_grid(["class", "images", "best split", "log10 CUI"], rows, ("l" if names else "r") + "rlr"))
     moved = sorted({b for b in best["best_split"] if b and b != res.best})
     if moved:
         lines.append(f"Classes whose best split differs from {res.best}: " + ", ".join(
-            f"{b} ({', '.join(str(c) for c in best.index[best['best_split'] == b])})" for b in moved))
+            f"{b} ({', '.join(class_name(c, names) for c in best.index[best['best_split'] == b])})" for b in moved))
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..config.hardware import NetworkProfile
 from ..config.scenario import QoSSpec, WorkloadSpec
+from ..plain import human, num
 from ..qos import LATENCY_COLUMN, best_per_bottleneck, closest, human_bytes, overloaded, what_would_change
 
 # Latency stages of a request, in order, with their display names.
@@ -22,10 +23,37 @@ STAGES = [("device_wait_s", "device wait"), ("device_compute_s", "device compute
           ("server_wait_s", "server wait"), ("server_compute_s", "server compute"), ("downlink_s", "downlink")]
 
 
+# How an accuracy figure is marked by where it comes from, and the footnote of each mark.
+ACCURACY_MARKS = {"predicted (CUI)": "*", "user": " u", "full model (nominal)": " n"}
+ACCURACY_NOTES = {"*": "* predicted from the CUI curve, not measured",
+                  " u": "u: from your accuracy CSV (bottleneck.accuracy_csv)",
+                  " n": "n: nominal sizes, the full model's accuracy assumed (not measured)"}
+
+
+def accuracy_text(acc: float, source=None, digits: int = 1, unit: str = " %") -> str:
+    """``acc`` (a fraction) in percent, marked by ``source`` (``97.5 %*``: predicted); "—" when unknown."""
+    if acc is None or pd.isna(acc):
+        return "—"
+    return f"{acc * 100:.{digits}f}{unit}{ACCURACY_MARKS.get(source, '')}"
+
+
+def accuracy_footnote(sources) -> str:
+    """The footnotes of the marks :func:`accuracy_text` puts on accuracies from ``sources``;
+    "" when none is marked."""
+    marks = dict.fromkeys(ACCURACY_MARKS[s] for s in sources if s in ACCURACY_MARKS)
+    return "; ".join(ACCURACY_NOTES[m] for m in marks)
+
+
+# The breakdown's stages (:meth:`View.stages`): the uplink split into its propagation (RTT/2,
+# where something is sent) and the rest (bytes at the link's rate, transport rounds, waits).
+UPLINK_PARTS = ("uplink propagation", "uplink transmit")
+STAGE_LABELS = [label for _, label in STAGES[:2]] + list(UPLINK_PARTS) + [label for _, label in STAGES[3:]]
+
+
 def flops_text(v: float) -> str:
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if v >= scale:
-            return f"{v / scale:.3g}{unit}"
+            return f"{num(v / scale)}{unit}"
     return f"{int(v)}"
 
 
@@ -171,11 +199,17 @@ class View:
         return overloaded(self.table)
 
     def stages(self, bounded: bool = False) -> pd.DataFrame:
-        """Latency per stage (seconds) for every point, in :data:`STAGES` order (absent: 0;
-        infinite at an overloaded resource). ``bounded``: NaN for every stage of an
+        """Latency per stage (seconds) for every point, in :data:`STAGE_LABELS` order (absent: 0;
+        infinite at an overloaded resource): the uplink as its propagation (RTT/2 where
+        something is sent) and the rest. ``bounded``: NaN for every stage of an
         :attr:`unbounded` point, which charts leave out (and mark)."""
         out = pd.DataFrame({label: self.table[col].fillna(0.0) if col in self.table.columns else 0.0
                             for col, label in STAGES}, index=self.table.index)
+        up = out.pop("uplink").to_numpy(dtype=float)
+        half = self.network.rtt_s / 2 if self.network is not None else 0.0
+        prop = np.where(up > 0, np.minimum(half, up), 0.0)
+        out.insert(2, UPLINK_PARTS[0], prop)
+        out.insert(3, UPLINK_PARTS[1], up - prop)
         if bounded:
             out[self.unbounded.to_numpy()] = np.nan
         return out
@@ -248,26 +282,28 @@ class View:
         margin = ""
         if self.qos.max_latency_s is not None:  # (analytic: a percentile limit on the one latency)
             on = f" on the {stat}" if stat != "mean" and shown == "latency_s" else ""
-            margin = (f", {(self.qos.max_latency_s - self.constrained(r)) * 1e3:.3g} ms under the "
+            margin = (f", {human(self.qos.max_latency_s - self.constrained(r), 's')} under the "
                       f"{self.qos.max_latency_ms:g} ms limit{on}")
         # The statistic the limit and the ranking use comes first, the mean (or p95) beside it.
         if stat != "mean" and shown != "latency_s":
-            lat = f"{stat} latency {self.constrained(r) * 1e3:.3g} ms (mean {r['latency_s'] * 1e3:.3g} ms)"
+            lat = f"{stat} latency {human(self.constrained(r), 's')} (mean {human(r['latency_s'], 's')})"
         else:
             p95 = r.get("latency_p95_s", np.nan) if self.simulated else np.nan
-            lat = f"latency {r['latency_s'] * 1e3:.3g} ms" + ("" if pd.isna(p95) else f" (p95 {p95 * 1e3:.3g} ms)")
-        acc = "" if pd.isna(r.get("accuracy", np.nan)) else f", accuracy {r['accuracy'] * 100:.2f} %"
+            lat = f"latency {human(r['latency_s'], 's')}" + ("" if pd.isna(p95) else f" (p95 {human(p95, 's')})")
+        acc = ("" if pd.isna(r.get("accuracy", np.nan)) else
+               f", accuracy {accuracy_text(r['accuracy'], r.get('accuracy_source'), 2)}"
+               + (" (predicted from the CUI curve, not measured)" if r.get("accuracy_source") == "predicted (CUI)" else ""))
         bn = f" under {rec[1]}" if not self.multi and rec[1] != "none" else ""
         headline = (f"Recommended: {self.label(rec)} — {lat}{margin}; "
                     f"the device runs {flops_text(r['head_flops'])} of {flops_text(r['head_flops'] + r['tail_flops'])}"
-                    f" FLOPs and sends {human_bytes(r['bytes_sent'])}{bn} ({r['energy_j'] * 1e3:.3g} mJ on the "
+                    f" FLOPs and sends {human_bytes(r['bytes_sent'])}{bn} ({human(r['energy_j'], 'J')} on the "
                     f"device){acc}.")
         ranked = self.ranked()
         details = [f"{n_feas} of {n} {what} meet the QoS."]
         runners = list(ranked.index[1:3])
         if runners:
             details.append("Runners-up: " + ", ".join(
-                f"{self.label(p)} ({'' if shown == 'latency_s' else stat + ' '}{self.constrained(t.loc[p]) * 1e3:.3g} ms)"
+                f"{self.label(p)} ({'' if shown == 'latency_s' else stat + ' '}{human(self.constrained(t.loc[p]), 's')})"
                 for p in runners))
         if self.statistic_note:
             details.append(self.statistic_note)
