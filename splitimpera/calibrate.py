@@ -816,8 +816,8 @@ def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str]
                                        bandwidth_fallback_gbps=measure_copy_gbps, idle_w=idle_w, active_w=active_w,
                                        description=description, sources=sources, estimates=estimates)
     data["compute"]["kinds"] = K.coef_to_yaml(coef)
-    data["compute"]["measured_on"] = {"cpu": cpu, "threads": int(n_threads), "cpus": list(map(int, cpus)),
-                                      "torch": torch.__version__, "date": today, "rounds": int(repeats)}
+    data["compute"]["measured_on"] = {"cpu": str(cpu), "threads": int(n_threads), "cpus": list(map(int, cpus)),
+                                      "torch": str(torch.__version__), "date": today, "rounds": int(repeats)}
     if residual:
         data["compute"]["residual_table"] = str(_scratch_table(table))
     if holdout:
