@@ -305,13 +305,16 @@ def compare_results(a, b) -> pd.DataFrame:
     changed), they are compared split by split, on the bottleneck level ``"<A's> → <B's>"``.
     """
     ta, tb = a.table, b.table
+    if "exit" in ta.index.names or "exit" in tb.index.names:  # early exit on one side: the others are exit "none"
+        ta, tb = (t if "exit" in t.index.names else t.assign(exit="none").set_index("exit", append=True)
+                  for t in (ta, tb))
     ba = list(dict.fromkeys(ta.index.get_level_values("bottleneck")))
     bb = list(dict.fromkeys(tb.index.get_level_values("bottleneck")))
     if len(ba) == len(bb) == 1 and ba != bb:
         both = f"{ba[0]} → {bb[0]}"
         ta, tb = (t.rename(index={b[0]: both}, level="bottleneck") for t, b in ((ta, ba), (tb, bb)))
     points = list(dict.fromkeys([*ta.index, *tb.index]))
-    index = pd.MultiIndex.from_tuples(points, names=["split", "bottleneck"])
+    index = pd.MultiIndex.from_tuples(points, names=list(ta.index.names))
     ta, tb = ta.reindex(index), tb.reindex(index)
     out = pd.DataFrame(index=index)
     out["A ms"] = ta["latency_s"] * 1e3
