@@ -76,15 +76,8 @@ class ExitHead(nn.Module):
         self.register_buffer("sigma", torch.ones(stat))
 
     def features(self, z: torch.Tensor) -> torch.Tensor:
-        """What the trainable part reads: ``z`` itself (conv), else its mean over H×W
-        (or over L), (B, C)."""
-        if self.conv:
-            return z
-        if len(self.shape) == 3:
-            return z.mean((2, 3))
-        if len(self.shape) == 2:
-            return z.mean(1)
-        return z.reshape(len(z), -1)
+        """What the trainable part reads (:func:`exit_features`)."""
+        return exit_features(z, self.shape, self.kind)
 
     def classify(self, f: torch.Tensor) -> torch.Tensor:
         return self.fc(self.body((f - self.mu) / self.sigma))
@@ -93,16 +86,31 @@ class ExitHead(nn.Module):
         return self.classify(self.features(z))
 
 
-def fit_exit_head(z_calib: torch.Tensor, y_calib: torch.Tensor, classes: int, kind: str = "linear", *,
-                  seed: int = 0, epochs: int = 30, lr: float = 0.01, batch_size: int = 64) -> ExitHead:
-    """An :class:`ExitHead` trained on calibration activations ``z_calib`` (N, *shape) with
-    labels ``y_calib`` (N,): Adam on cross-entropy, initialisation and batch order from
-    ``seed``. The backbone never sees a gradient (only its activations are given)."""
+def exit_features(z: torch.Tensor, shape: tuple[int, ...], kind: str) -> torch.Tensor:
+    """What an exit head's trainable part reads of ``z`` (B, *shape): ``z`` itself for a conv
+    head on a (C, H, W) tensor, else its mean over H×W (or over L), (B, C). Parameter-free,
+    so calibration activations can be reduced to it as they are computed."""
+    if kind == "conv" and len(shape) == 3:
+        return z
+    if len(shape) == 3:
+        return z.mean((2, 3))
+    if len(shape) == 2:
+        return z.mean(1)
+    return z.reshape(len(z), -1)
+
+
+def fit_exit_head(f_calib: torch.Tensor, y_calib: torch.Tensor, shape: tuple[int, ...], classes: int,
+                  kind: str = "linear", *, seed: int = 0, epochs: int = 30, lr: float = 0.01,
+                  batch_size: int = 128) -> ExitHead:
+    """An :class:`ExitHead` for tensors of per-sample ``shape``, trained on calibration
+    features ``f_calib`` (:func:`exit_features` of the activations at the split) with labels
+    ``y_calib`` (N,): Adam on cross-entropy, initialisation and batch order from ``seed``.
+    The backbone never sees a gradient (only its activations are given)."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        head = ExitHead(tuple(z_calib.shape[1:]), classes, kind)
+        head = ExitHead(tuple(shape), classes, kind)
     with torch.no_grad():
-        f = head.features(z_calib.float())
+        f = f_calib.float()
         dims = (0, 2, 3) if head.conv else (0,)
         head.mu.copy_(f.mean(dims, keepdim=True).reshape(head.mu.shape))
         head.sigma.copy_(f.std(dims, keepdim=True).clamp_min(1e-6).reshape(head.sigma.shape))

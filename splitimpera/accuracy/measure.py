@@ -277,17 +277,26 @@ def _fit_all(tm, bns, splits, tails, calibration, seed, batch_size, options, pro
 
 def _fit_exit_heads(tm, exits, tails, calibration, seed, batch_size) -> dict:
     """An exit head per exit split, fitted on the calibration data's activations there (the
-    backbone frozen: only its outputs are read), seeded per split."""
-    from .early_exit import fit_exit_head
+    backbone frozen: only its outputs are read), seeded per split. One forward pass over the
+    calibration data reaches every exit split; linear heads keep only the pooled features."""
+    from .early_exit import exit_features, fit_exit_head
 
+    kind = exits.get("head", "linear")
     order = {name: i for i, name in enumerate(sp.name for sp in tm.candidates)}
-    heads = {}
-    for s in exits["splits"]:
-        z, y = _calibration_activations(tails[s][0], calibration, batch_size)
-        heads[s] = fit_exit_head(z, y, tm.output_width, exits.get("head", "linear"), seed=_seed(seed, order[s], 0xE1),
-                                 epochs=int(exits.get("epochs", 30)), lr=float(exits.get("lr", 0.01)),
-                                 batch_size=batch_size)
-    return heads
+    wanted = {tm.nodes[tm.split(s).index].name: s for s in exits["splits"]}
+    feats: dict[str, list] = {s: [] for s in exits["splits"]}
+    runner = _SplitRunner(tm.gm, wanted, lambda s, z: feats[s].append(
+        exit_features(z, tm.split(s).shape, kind).detach().clone()))
+    ys = []
+    with torch.no_grad():
+        for x, y in batches(calibration, batch_size):
+            runner.run(x)
+            ys.append(y)
+    y = torch.cat(ys)
+    return {s: fit_exit_head(torch.cat(feats[s]), y, tm.split(s).shape, tm.output_width, kind,
+                             seed=_seed(seed, order[s], 0xE1), epochs=int(exits.get("epochs", 30)),
+                             lr=float(exits.get("lr", 0.01)))
+            for s in exits["splits"]}
 
 
 def _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size, coders, progress, heads=None):
