@@ -59,13 +59,16 @@ class DesignPoints:
     points, whose ``head_extra_…`` columns include the exit head's work, ``accuracy`` is the
     overall accuracy of exited and forwarded samples, and whose columns
     :data:`~splitimpera.accuracy.early_exit.EXIT_COLUMNS` say how many exit and how well;
-    ``decisions`` maps each early-exit point to its per-sample exit decisions (N,) bool.
+    ``decisions`` maps each early-exit point to its per-sample exit decisions (N,) bool;
+    ``outcomes`` is the per-sample record they come from
+    (:class:`~splitimpera.accuracy.early_exit.ExitOutcomes`).
     """
 
     table: pd.DataFrame
     info: dict = field(default_factory=dict)
     full_accuracy: float | None = None
     decisions: dict = field(default_factory=dict)
+    outcomes: object | None = None
 
     def __post_init__(self):
         t = self.table
@@ -81,7 +84,7 @@ class DesignPoints:
         keep = self.table.index.get_level_values("split").isin(list(splits))
         t = self.table[keep]
         dec = {p: d for p, d in self.decisions.items() if p[0] in set(splits)}
-        return DesignPoints(t, self.info, self.full_accuracy, dec)
+        return DesignPoints(t, self.info, self.full_accuracy, dec, self.outcomes)
 
 
 def evaluate_accuracy(model: torch.nn.Module, dataset, batch_size: int = 64) -> float:
@@ -271,7 +274,7 @@ def design_points(scenario: Scenario, tm: TracedModel, profile: pd.DataFrame, ds
     if ex is None:
         return DesignPoints(table=table, info=info, full_accuracy=full_accuracy)
     table, decisions, info["exit"] = _with_exits(scenario, table, at.exits, bns)
-    return DesignPoints(table=table, info=info, full_accuracy=full_accuracy, decisions=decisions)
+    return DesignPoints(table=table, info=info, full_accuracy=full_accuracy, decisions=decisions, outcomes=at.exits)
 
 
 def _exit_splits(scenario: Scenario, tm: TracedModel) -> list[str]:
