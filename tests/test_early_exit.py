@@ -23,12 +23,12 @@ from splitimpera.latency.compute import compute_time_s
 
 @pytest.fixture(scope="module")
 def exit_scenario(repo_root):
-    """demo_exit with an exit head at every inner split, τ in {0, 0.9}, analytic engine."""
+    """demo_exit with an exit head at every inner split, τ in {0, 0.5}, analytic engine."""
     tm = si.load_model("digits_cnn")
     names = [sp.name for sp in si.find_splits(tm, (1, 32, 32))][1:-1]
 
     def make(**over):
-        base = {"exit.splits": names, "exit.thresholds": [0.0, 0.9], "exit.head": "linear", "exit.epochs": 5,
+        base = {"exit.splits": names, "exit.thresholds": [0.0, 0.5], "exit.head": "linear", "exit.epochs": 5,
                 "bottleneck.calibration_limit": 512,
                 "analysis.engine": "analytic"}
         return si.load_scenario(repo_root / "scenarios" / "demo_exit.yaml", overrides={**base, **over})
@@ -109,7 +109,7 @@ def test_exit_head_flops_enter_the_device_time(prepared):
     dev = si.load_scenario("demo").device
     times = compute_time_s(frame, "head", dev)
     for s, work in prepared.points.outcomes.work.items():
-        ee = times.loc[(s, "none", repr(0.9))] - times.loc[(s, "none", "none")]
+        ee = times.loc[(s, "none", repr(0.5))] - times.loc[(s, "none", "none")]
         assert ee == pytest.approx(_roofline_s(work, dev), rel=1e-9)
         assert ee > 0
 
@@ -168,8 +168,8 @@ def test_simpy_replays_decisions_and_its_mean_matches_the_analytic_mixture(exit_
     sim, req = res.table, res.sim.requests
     checked = 0
     for s in ("features_4", "features_14"):
-        point = (s, "none", repr(0.9))
-        r = req[(req["split"] == s) & (req["exit"] == repr(0.9))]
+        point = (s, "none", repr(0.5))
+        r = req[(req["split"] == s) & (req["exit"] == repr(0.5))]
         dec = prepared.points.decisions[point]
         assert (r["exited"].to_numpy() == dec[r["sample"].to_numpy()]).all()  # each request replays its sample
         d = ana.loc[point, "device_compute_s"]
@@ -189,7 +189,7 @@ def test_simpy_replays_decisions_and_its_mean_matches_the_analytic_mixture(exit_
     # exit (below that, the 95th percentile is a forwarded request).
     for s in ("features_4", "features_14"):
         sc_row = sim.loc[(s, "none", "none")]
-        for tau in (0.0, 0.9):
+        for tau in (0.0, 0.5):
             r = sim.loc[(s, "none", repr(tau))]
             p_hat = req[(req["split"] == s) & (req["exit"] == repr(tau))]["exited"].mean()
             assert (r["latency_s"] < sc_row["latency_s"]) == (p_hat > 0.02)
