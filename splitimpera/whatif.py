@@ -228,6 +228,10 @@ def ranked_view(result) -> pd.DataFrame:
     simulated = view.simulated
     v = pd.DataFrame(index=t.index)
     v["rank"] = t["rank"]
+    if "config" in t.columns:  # LC, RC, SC or EE (Split-Et-Impera's names)
+        v["config"] = t["config"]
+    if "exit_rate" in t.columns:
+        v["exits %"] = t["exit_rate"] * 100
     v["sent B"] = t["bytes_sent"].astype("int64")
     shown = [("device wait", "device wait ms", simulated), ("device compute", "device ms", True),
              ("uplink", "uplink ms", True), ("server wait", "server wait ms", simulated),

@@ -231,7 +231,7 @@ def design_points(scenario: Scenario, tm: TracedModel, profile: pd.DataFrame, ds
     if todo or ex is not None:
         if todo:
             measured, importance = measured_splits(scenario, tm, importance, all_data)
-        exit_splits = _exit_splits(scenario, tm)
+        exit_splits = _exit_splits(scenario, tm) if ex is not None else []
         splits = [n for n in (sp.name for sp in tm.candidates) if n in set(measured) | set(exit_splits)]
         # The server path of a point sent unchanged is the plain tensor's: measured as "none".
         scored = todo + ([get_bottleneck("none")] if ex is not None and "none" not in {b.name for b in todo} else [])
