@@ -31,7 +31,7 @@ from .config.scenario import Scenario, scenario_from_dict
 from .report.view import View
 
 # What prepare() depends on. analysis.engine is left out: it only changes evaluate().
-PREPARE_SECTIONS = ("seed", "model", "data", "analysis", "bottleneck")
+PREPARE_SECTIONS = ("seed", "model", "data", "analysis", "bottleneck", "exit")
 _PROFILE_KEYS = ("device", "server", "network")
 # Bookkeeping fields of profiles: never worth showing in a comparison.
 _DIFF_SKIP = ("sources", "estimates", "description")
@@ -40,11 +40,11 @@ _DIFF_SKIP = ("sources", "estimates", "description")
 def prepare_key(scenario: Scenario) -> str:
     """Canonical JSON of the scenario sections :func:`~splitimpera.pipeline.prepare` reads.
 
-    Two scenarios with the same key share one ``Prepared``: seed, model, data, analysis
-    and bottleneck settings (without ``analysis.engine``, which only the latency model reads).
+    Two scenarios with the same key share one ``Prepared``: seed, model, data, analysis,
+    bottleneck and exit settings (without ``analysis.engine``, which only the latency model reads).
     """
     d = scenario.resolved()
-    part = {k: d[k] for k in PREPARE_SECTIONS}
+    part = {k: d[k] for k in PREPARE_SECTIONS if k in d}  # no exit section: the key is as it was before
     part["analysis"] = {k: v for k, v in part["analysis"].items() if k != "engine"}
     # The bottlenecks measured, not how they were written: "int*" and the names it expands
     # to share an entry (and a newly registered match does not).
