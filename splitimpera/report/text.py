@@ -62,7 +62,9 @@ def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = 
         stay = 1.0 - table["exit_rate"].fillna(0.0).to_numpy(dtype=float) if "exit_rate" in table.columns else 1.0
         prop = np.where(table["uplink_s"].to_numpy(dtype=float) > 0, half_rtt_s * stay, 0.0)
         table["uplink_prop_s"] = prop
-        table["uplink_tx_s"] = table["uplink_s"].to_numpy(dtype=float) - prop
+        # (Simulated early exit: the share of requests forwarded differs from the measured one by
+        # sampling noise, so the propagation share is an estimate; never shown as a negative transmit.)
+        table["uplink_tx_s"] = np.maximum(table["uplink_s"].to_numpy(dtype=float) - prop, 0.0)
         i = cols.index("uplink_s")
         cols[i:i + 1] = ["uplink_prop_s", "uplink_tx_s"]
         named.update(uplink_prop_s="RTT/2 ms", uplink_tx_s="transmit ms")
