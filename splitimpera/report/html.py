@@ -447,17 +447,13 @@ def _table(rd: ResultDir) -> str:
     for point, r in t.iterrows():
         cls = "rec" if point == rec else ("" if r.get("feasible", True) else "bad")
         cells = []
+        left = {"split": point[0], "bottleneck": point[1], "config": r.get("config", "")}
         for k, _ in cols:
-            if k == "split":
-                cells.append(f'<td class="l">{html.escape(str(point[0]))}</td>')
-            elif k == "bottleneck":
-                cells.append(f'<td class="l">{html.escape(str(point[1]))}</td>')
-            elif k == "config":
-                cells.append(f'<td class="l">{html.escape(str(r.get("config", "")))}</td>')
-            elif k == "exit":
-                cells.append(f"<td>{'' if point[2] == 'none' else html.escape(str(point[2]))}</td>")
-            elif k == "exit_rate":
-                cells.append(f"<td>{'' if point[2] == 'none' else f'{float(r[k]) * 100:.0f} %'}</td>")
+            if k in left:
+                cells.append(f'<td class="l">{html.escape(str(left[k]))}</td>')
+            elif k in ("exit", "exit_rate"):  # τ and the share that exits, on early-exit points only
+                txt = "" if point[2] == "none" else str(point[2]) if k == "exit" else f"{float(r[k]) * 100:.0f} %"
+                cells.append(f"<td>{html.escape(txt)}</td>")
             elif k == "rank":
                 cells.append(f"<td>{'' if pd.isna(r.get('rank')) else int(r['rank'])}</td>")
             elif k == "bytes_sent":
