@@ -428,9 +428,9 @@ def _table(rd: ResultDir) -> str:
     rec = v.recommended
     stat = v.statistic
     exits = "exit" in t.index.names
-    cols = [("rank", "rank"), ("split", "split"), *([("config", "config")] if "config" in t.columns else []),
+    cols = [("rank", "rank"), ("split", "split"), *([("bottleneck", "bottleneck")] if v.multi else []),
+            *([("config", "config")] if "config" in t.columns else []),
             *([("exit", "exit τ"), ("exit_rate", "exits")] if exits else []),
-            *([("bottleneck", "bottleneck")] if v.multi else []),
             ("bytes_sent", "sent"), ("device_compute_s", "device ms"),
             ("uplink_s", "uplink ms"), ("server_compute_s", "server ms"), ("downlink_s", "downlink ms"),
             ("latency_s", "mean ms" if v.simulated else "latency ms")]

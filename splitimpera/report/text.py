@@ -70,9 +70,9 @@ def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = 
         named.update(uplink_prop_s="RTT/2 ms", uplink_tx_s="transmit ms")
     config = "config" in table.columns
     exits = "exit" in (table.index.names or [])
-    header = ["rank", "split", *(["config"] if config else []), *(["exit τ", "exits"] if exits else []),
-              *(["bottleneck"] if bottleneck else []), "sent", *(named[c] for c in cols), "energy mJ"]
-    align = ("rl" + ("l" if config else "") + ("rr" if exits else "") + ("l" if bottleneck else "") + "r"
+    header = ["rank", "split", *(["bottleneck"] if bottleneck else []), *(["config"] if config else []),
+              *(["exit τ", "exits"] if exits else []), "sent", *(named[c] for c in cols), "energy mJ"]
+    align = ("rl" + ("l" if bottleneck else "") + ("l" if config else "") + ("rr" if exits else "") + "r"
              + "r" * (len(cols) + 1))
     if frame_loss:
         header.append("frames lost")
@@ -89,7 +89,7 @@ def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = 
         rank = "" if pd.isna(r["rank"]) else str(int(r["rank"]))
         ee = [] if not exits else (["—", "—"] if point[2] == "none" else
                                    [str(point[2]), f"{r['exit_rate'] * 100:.0f} %"])
-        row = [rank, str(split), *([str(r["config"])] if config else []), *ee, *([str(bn)] if bottleneck else []),
+        row = [rank, str(split), *([str(bn)] if bottleneck else []), *([str(r["config"])] if config else []), *ee,
                human_bytes(r["bytes_sent"]),
                *(_ms(r[c]) for c in cols), f"{r['energy_j'] * 1e3:.3g}"]
         if frame_loss:
