@@ -20,7 +20,6 @@ import pandas as pd
 
 from ._version import __version__
 from .atomic import check_writable_dir
-from .accuracy.stage import POINT_LEVELS
 from .config.scenario import Scenario
 from .errors import UserError
 from .latency.simulation import SimResult
@@ -48,7 +47,8 @@ class ExitPoint(NamedTuple):
 class Result:
     """Outcome of :func:`~splitimpera.pipeline.run`: one row per design point.
 
-    ``table`` is indexed by ``(split, bottleneck)`` (:data:`POINT_LEVELS`); its columns are
+    ``table`` is indexed by ``(split, bottleneck)``, or ``(split, bottleneck, exit)`` with an
+    ``exit`` section (:class:`ExitPoint`; ``config`` names LC, RC, SC or EE); its columns are
     :data:`~splitimpera.latency.engine.TABLE_COLUMNS`, plus ``feasible``, ``pareto`` (over
     points), ``reason``, ``rank`` (1 = recommended, NA when infeasible), ``margin_<column>``
     per QoS constraint and ``violation`` (worst relative overshoot). ``profile`` is the full

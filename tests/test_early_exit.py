@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -75,7 +74,7 @@ def _rebuild(prep, sc):
     base = prep.points.table.xs("none", level="exit")[[c for c in prep.points.table.columns
                                                      if c not in ("exit_threshold", "exit_rate", "exit_accuracy",
                                                                   "rest_accuracy")]]
-    table, decisions, info = _with_exits(sc, base, prep.points.outcomes, None)
+    table, decisions, info = _with_exits(sc, base, prep.points.outcomes)
     return prep.points.__class__(table, {**prep.points.info, "exit": info}, prep.points.full_accuracy, decisions,
                                  prep.points.outcomes)
 

@@ -273,7 +273,7 @@ def design_points(scenario: Scenario, tm: TracedModel, profile: pd.DataFrame, ds
         info["per_bottleneck"] = per
     if ex is None:
         return DesignPoints(table=table, info=info, full_accuracy=full_accuracy)
-    table, decisions, info["exit"] = _with_exits(scenario, table, at.exits, bns)
+    table, decisions, info["exit"] = _with_exits(scenario, table, at.exits)
     return DesignPoints(table=table, info=info, full_accuracy=full_accuracy, decisions=decisions, outcomes=at.exits)
 
 
@@ -288,7 +288,7 @@ def _exit_splits(scenario: Scenario, tm: TracedModel) -> list[str]:
     return [n for n in names if n in set(wanted)]
 
 
-def _with_exits(scenario: Scenario, table: pd.DataFrame, outcomes, bns) -> tuple[pd.DataFrame, dict, dict]:
+def _with_exits(scenario: Scenario, table: pd.DataFrame, outcomes) -> tuple[pd.DataFrame, dict, dict]:
     """``table`` (index ``(split, bottleneck)``) with the exit level: every point as it is
     (exit ``none``), and at each exit split, per bottleneck and τ, the early-exit point: the
     split computing point plus the exit head's work on the device, with the measured exit
