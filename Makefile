@@ -18,6 +18,8 @@ demo: venv
 	$(BIN)/splitimpera simulate scenarios/demo.yaml -o results
 	@echo
 	$(BIN)/splitimpera simulate scenarios/demo_mcu.yaml -o results
+	@echo
+	$(BIN)/splitimpera simulate scenarios/demo_exit.yaml -o results
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .accuracy.early_exit import EXIT_COLUMNS, configuration
 from .accuracy.stage import DesignPoints, analyze, design_points, full_model_accuracy
 from .config.scenario import Scenario
 from .data import load_data
@@ -73,6 +74,8 @@ def prepare(scenario: Scenario) -> Prepared:
     tm = load_traced(scenario)
     names = [sp.name for sp in tm.candidates]
     _select(scenario, names, scenario.analysis.splits)  # a misspelt split fails before the heavy work
+    if scenario.exit is not None:
+        _select(scenario, names, scenario.exit.splits, "exit.splits")
     ds = load_data(scenario, tm.input_shape, tm.output_width)
     full_acc = full_model_accuracy(scenario, tm.model, ds)
     importance = analyze(scenario, tm, ds) if scenario.analysis.splits == "nominated" else None
@@ -96,6 +99,12 @@ def _selection(prep: Prepared, names: list[str]) -> tuple[DesignPoints, pd.DataF
         cols["head_mem_bytes"] = (rows["head_state_bytes"] + rows["head_peak_act_bytes"]).to_numpy()
         cols["accuracy"] = points.table["accuracy"].to_numpy()
         cols["accuracy_source"] = points.table["accuracy_source"].to_numpy()
+        exits = points.table.index.get_level_values("exit") if "exit" in points.table.index.names else None
+        cols["config"] = np.array([configuration(s, e) for s, e in zip(splits, exits)] if exits is not None
+                                  else [configuration(s) for s in splits], dtype=object)
+        for c in EXIT_COLUMNS:
+            if c in points.table.columns:
+                cols[c] = points.table[c].to_numpy(dtype=float)
         if prep.importance is not None:
             cols["log10_cui"] = prep.importance.curve["log10_cui"].reindex(splits).to_numpy()
         prep.memo[key] = (points, point_frame(prof, points.table), cols)
@@ -119,9 +128,9 @@ def evaluate(scenario: Scenario, prep: Prepared, progress=None) -> Result:
         return prep.memo[key]
 
     sim, lat = latency_table(scenario, prep.profile, points.table, frame=frame, compute_s=compute_s,
-                             progress=progress)
+                             progress=progress, decisions=points.decisions)
     cols = {**cols, **{c: lat[c].to_numpy() for c in lat.columns}}
-    extra = ["log10_cui"] if "log10_cui" in cols else []
+    extra = ["config", *(c for c in EXIT_COLUMNS if c in cols), *(["log10_cui"] if "log10_cui" in cols else [])]
     table = pd.DataFrame({c: cols[c] for c in TABLE_COLUMNS + extra}, index=points.table.index)
     # QoS: the latency limit applies to qos.latency_statistic (mean, p50, p95, p99).
     table = rank(table, scenario.qos, scenario.device)
@@ -157,5 +166,6 @@ def simulate(scenario: Scenario, splits: list[str] | None = None) -> SimResult:
     names = _select(scenario, prep.splits, scenario.analysis.splits)
     if splits is not None:
         names = _select(scenario, names, splits, "splits")
-    return simulate_frame(scenario, point_frame(prep.profile, prep.points.select(names).table))
+    points = prep.points.select(names)
+    return simulate_frame(scenario, point_frame(prep.profile, points.table), decisions=points.decisions)
 

@@ -350,7 +350,9 @@ def best_per_bottleneck(table: pd.DataFrame) -> pd.DataFrame:
         t = table.xs(b, level="bottleneck")
         feas = t[t["feasible"].astype(bool)]
         best = feas.sort_values("rank").iloc[0] if len(feas) else closest(t, n=1).iloc[0]
-        rows.append({"bottleneck": b, "split": str(best.name), "feasible": bool(best["feasible"]),
+        name = best.name if isinstance(best.name, tuple) else (best.name,)  # (split, exit) with early exit
+        rows.append({"bottleneck": b, "split": str(name[0]), **({"exit": str(name[1])} if len(name) > 1 else {}),
+                     "feasible": bool(best["feasible"]),
                      "feasible_splits": int(len(feas)), "rank": best["rank"],
                      **{c: best.get(c, np.nan) for c in ("latency_s", "latency_qos_s", "bytes_sent", "accuracy",
                                                          "accuracy_source", "energy_j", "reason")}})

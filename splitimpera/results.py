@@ -20,7 +20,6 @@ import pandas as pd
 
 from ._version import __version__
 from .atomic import check_writable_dir
-from .accuracy.stage import POINT_LEVELS
 from .config.scenario import Scenario
 from .errors import UserError
 from .latency.simulation import SimResult
@@ -35,11 +34,21 @@ class DesignPoint(NamedTuple):
     bottleneck: str
 
 
+class ExitPoint(NamedTuple):
+    """A design point of a scenario with early exit: ``exit`` is ``"none"`` (no exit head) or
+    the threshold τ of the exit head at the split (``"0.9"``)."""
+
+    split: str
+    bottleneck: str
+    exit: str
+
+
 @dataclass(frozen=True)
 class Result:
     """Outcome of :func:`~splitimpera.pipeline.run`: one row per design point.
 
-    ``table`` is indexed by ``(split, bottleneck)`` (:data:`POINT_LEVELS`); its columns are
+    ``table`` is indexed by ``(split, bottleneck)``, or ``(split, bottleneck, exit)`` with an
+    ``exit`` section (:class:`ExitPoint`; ``config`` names LC, RC, SC or EE); its columns are
     :data:`~splitimpera.latency.engine.TABLE_COLUMNS`, plus ``feasible``, ``pareto`` (over
     points), ``reason``, ``rank`` (1 = recommended, NA when infeasible), ``margin_<column>``
     per QoS constraint and ``violation`` (worst relative overshoot). ``profile`` is the full
@@ -72,7 +81,9 @@ class Result:
         """The design point ranked first, or None when no point meets the QoS."""
         r = self.table["rank"]
         hit = r[r == 1]
-        return None if hit.empty else DesignPoint(*map(str, hit.index[0]))
+        if hit.empty:
+            return None
+        return (ExitPoint if self.table.index.nlevels == 3 else DesignPoint)(*map(str, hit.index[0]))
 
     def for_bottleneck(self, name: str) -> pd.DataFrame:
         """The rows of one bottleneck, indexed by split (ranks stay the joint ranks)."""
@@ -117,7 +128,9 @@ class Result:
         if rec is not None:
             out["recommendation"] = row_dict(t.loc[rec])
         else:
-            out["closest"] = [dict(zip(POINT_LEVELS, map(str, n)), **row_dict(r)) for n, r in closest(t).iterrows()]
+            out["closest"] = [dict(zip(t.index.names, map(str, n)), **row_dict(r)) for n, r in closest(t).iterrows()]
+        if "exit" in t.index.names:
+            out["configurations"] = {c: int(n) for c, n in t["config"].value_counts(sort=False).items()}
         return out
 
     def save(self, out_dir: str | Path | None = None) -> Path:
@@ -127,7 +140,8 @@ class Result:
         ``requests.parquet`` (one row per simulated request,
         :data:`~splitimpera.latency.simulation.REQUEST_COLUMNS`). Returns the folder."""
         doc = {"summary": self.summary(),
-               "points": [dict(zip(POINT_LEVELS, map(str, n)), **row_dict(r)) for n, r in self.table.iterrows()]}
+               "points": [dict(zip(self.table.index.names, map(str, n)), **row_dict(r))
+                          for n, r in self.table.iterrows()]}
         writers = {
             "splits.csv": lambda p: self.table.to_csv(p),
             "splits.parquet": lambda p: self.table.to_parquet(p),

@@ -31,7 +31,7 @@ from .config.scenario import Scenario, scenario_from_dict
 from .report.view import UPLINK_PARTS, View
 
 # What prepare() depends on. analysis.engine is left out: it only changes evaluate().
-PREPARE_SECTIONS = ("seed", "model", "data", "analysis", "bottleneck")
+PREPARE_SECTIONS = ("seed", "model", "data", "analysis", "bottleneck", "exit")
 _PROFILE_KEYS = ("device", "server", "network")
 # Bookkeeping fields of profiles: never worth showing in a comparison.
 _DIFF_SKIP = ("sources", "estimates", "description")
@@ -40,11 +40,11 @@ _DIFF_SKIP = ("sources", "estimates", "description")
 def prepare_key(scenario: Scenario) -> str:
     """Canonical JSON of the scenario sections :func:`~splitimpera.pipeline.prepare` reads.
 
-    Two scenarios with the same key share one ``Prepared``: seed, model, data, analysis
-    and bottleneck settings (without ``analysis.engine``, which only the latency model reads).
+    Two scenarios with the same key share one ``Prepared``: seed, model, data, analysis,
+    bottleneck and exit settings (without ``analysis.engine``, which only the latency model reads).
     """
     d = scenario.resolved()
-    part = {k: d[k] for k in PREPARE_SECTIONS}
+    part = {k: d[k] for k in PREPARE_SECTIONS if k in d}  # no exit section: the key is as it was before
     part["analysis"] = {k: v for k, v in part["analysis"].items() if k != "engine"}
     # The bottlenecks measured, not how they were written: "int*" and the names it expands
     # to share an entry (and a newly registered match does not).
@@ -229,6 +229,10 @@ def ranked_view(result) -> pd.DataFrame:
     simulated = view.simulated
     v = pd.DataFrame(index=t.index)
     v["rank"] = t["rank"]
+    if "config" in t.columns:  # LC, RC, SC or EE (Split-Et-Impera's names)
+        v["config"] = t["config"]
+    if "exit_rate" in t.columns:
+        v["exits %"] = t["exit_rate"] * 100
     v["sent B"] = t["bytes_sent"].astype("int64")
     shown = [("device wait", "device wait ms", simulated), ("device compute", "device ms", True),
              ("uplink", "uplink ms", True), ("server wait", "server wait ms", simulated),
@@ -306,13 +310,16 @@ def compare_results(a, b) -> pd.DataFrame:
     changed), they are compared split by split, on the bottleneck level ``"<A's> → <B's>"``.
     """
     ta, tb = a.table, b.table
+    if "exit" in ta.index.names or "exit" in tb.index.names:  # early exit on one side: the others are exit "none"
+        ta, tb = (t if "exit" in t.index.names else t.assign(exit="none").set_index("exit", append=True)
+                  for t in (ta, tb))
     ba = list(dict.fromkeys(ta.index.get_level_values("bottleneck")))
     bb = list(dict.fromkeys(tb.index.get_level_values("bottleneck")))
     if len(ba) == len(bb) == 1 and ba != bb:
         both = f"{ba[0]} → {bb[0]}"
         ta, tb = (t.rename(index={b[0]: both}, level="bottleneck") for t, b in ((ta, ba), (tb, bb)))
     points = list(dict.fromkeys([*ta.index, *tb.index]))
-    index = pd.MultiIndex.from_tuples(points, names=["split", "bottleneck"])
+    index = pd.MultiIndex.from_tuples(points, names=list(ta.index.names))
     ta, tb = ta.reindex(index), tb.reindex(index)
     out = pd.DataFrame(index=index)
     out["A ms"] = ta["latency_s"] * 1e3

@@ -399,3 +399,24 @@ def test_charts_keep_the_limit_in_view_and_energy_non_negative(repo_root):
     bars = breakdown_chart(view, view.chart_frame())
     assert bars["layer"][0]["encoding"]["y"]["scale"]["domain"] == [0, CLIP_LIMITS * lim]
     assert "▲" in bars["title"]
+
+
+def test_early_exit_tab_has_a_threshold_slider(app, repo_root):
+    """demo_exit: the configurations are named (LC, RC, SC, EE) in the ranking, and the early
+    exit tab's τ slider picks the EE points the library computed at that τ."""
+    _widget(app.selectbox, "Scenario").set_value("demo_exit.yaml").run()
+    _ok(app)
+    res = si.run(si.load_scenario(repo_root / "scenarios/demo_exit.yaml", {"analysis.engine": "analytic"}))
+    t = _table(app)
+    assert set(t["config"]) == {"LC", "RC", "SC", "EE"}
+    assert [s.value for s in app.success] == [View.of(res).verdict().headline]
+    slider = _widget(app.select_slider, "Exit threshold τ (a request exits when its exit head's confidence ≥ τ)")
+    slider.set_value(0.8).run()
+    _ok(app)
+    shown = _frame(app, "exits %", "exited acc %", "p95 ms")
+    ee = shown[shown["config"] == "EE"].set_index("split")
+    for split, r in ee.iterrows():
+        lib = res.table.loc[(split, "none", repr(0.8))]
+        assert r["exits %"] == pytest.approx(lib["exit_rate"] * 100)
+        assert r["mean ms"] == pytest.approx(lib["latency_s"] * 1e3)
+    assert len(ee) == 3

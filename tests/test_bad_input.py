@@ -205,6 +205,19 @@ CASES: list[Case] = [
     # Only detected when the pipeline runs (the model has to be traced).
     Case("input-shape-wrong-channels", ("model.input_shape",), setting(**{"model.input_shape": [3, 32, 32]}),
          needle="3x32x32"),
+    # --- early exit (issue 15) -----------------------------------------------------------------
+    Case("exit-threshold-above-1", ("exit.thresholds",),
+         setting(exit={"splits": ["features_9"], "thresholds": [0.5, 1.5]}), needle="[0, 1]"),
+    Case("exit-threshold-negative", ("exit.thresholds",),
+         setting(exit={"splits": ["features_9"], "thresholds": [-0.1]}), needle="[0, 1]"),
+    Case("exit-at-input", ("exit.splits",), setting(exit={"splits": ["input", "features_9"]}),
+         needle="no exit at input"),
+    Case("exit-at-output", ("exit.splits",), setting(exit={"splits": ["output"]}), needle="no exit at output"),
+    Case("exit-unknown-head-kind", ("exit.head",), setting(exit={"splits": ["features_9"], "head": "mlp"}),
+         needle="'linear' or 'conv'"),
+    Case("exit-unknown-split", ("exit.splits",), setting(exit={"splits": ["features_99"]}), needle="features_99"),
+    Case("exit-without-labelled-data", ("exit",),
+         setting(**{"data.source": "synthetic", "qos.min_accuracy": None, "exit": {"splits": ["features_9"]}})),
     # --- --set overrides ---------------------------------------------------------------------
     Case("set-without-equals", None, args=("--set", "network.uplink_mbps"), source="--set",
          needle="key=value"),
@@ -233,6 +246,7 @@ SUBPROCESS_IDS = [
     "inline-negative-bandwidth",
     "malformed-yaml",
     "input-shape-wrong-channels",
+    "exit-threshold-above-1",
     "set-without-equals",
 ]
 

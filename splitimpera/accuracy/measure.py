@@ -61,6 +61,7 @@ class AccuracyTable:
     samples: int
     calibration_samples: int
     settings: dict = field(default_factory=dict)
+    exits: object | None = None  # ExitOutcomes when exit heads were scored in the pass
 
     @property
     def bottlenecks(self) -> list[str]:
@@ -136,7 +137,7 @@ def _calibration_activations(head, data, batch_size: int) -> tuple[torch.Tensor,
 def measure_accuracy(tm: TracedModel, data, bottlenecks: Sequence[str | Bottleneck], splits: Sequence[str] | None = None,
                      *, calibration=None, labelled: bool = True, seed: int = 0, batch_size: int = 64,
                      options: dict | None = None, coders: Sequence[str] = CODERS, progress: bool = False,
-                     use_cache: bool = True) -> AccuracyTable:
+                     use_cache: bool = True, exits: dict | None = None) -> AccuracyTable:
     """Measure every (split, bottleneck) on ``data`` (a Dataset of (image, label)).
 
     ``splits``: split names (default: every candidate). ``calibration``: the Dataset that
@@ -144,7 +145,12 @@ def measure_accuracy(tm: TracedModel, data, bottlenecks: Sequence[str | Bottlene
     ``data``). ``labelled``: False for data whose labels mean nothing (synthetic): only
     agreement and bytes are measured. ``options``: per-bottleneck fit options, e.g.
     ``{"autoencoder": {"epochs": 5}}``. ``coders``: the lossless coders whose bytes are
-    measured (the others' columns are NaN; zstd and RLE cost time). Results are cached on disk.
+    measured (the others' columns are NaN; zstd and RLE cost time). ``exits``: early exit,
+    ``{"splits": [...], "head": "linear"|"conv", "epochs": int, "lr": float}``: an exit head
+    per split, fitted on ``calibration`` (backbone frozen) and scored in the same pass, with
+    every bottleneck's per-sample outcomes at those splits
+    (:class:`~splitimpera.accuracy.early_exit.ExitOutcomes` in ``.exits``; the splits must
+    be among ``splits``). Results are cached on disk.
     """
     from .cui import data_fingerprint, weights_hash
 
@@ -167,6 +173,15 @@ def measure_accuracy(tm: TracedModel, data, bottlenecks: Sequence[str | Bottlene
     fitting = [b for b in bns if b.needs_fit]
     if fitting and calibration is None:
         raise UserError(f"{', '.join(b.name for b in fitting)} must be fitted on calibration data, and none is given")
+    if exits is not None:
+        if calibration is None:
+            raise UserError("exit heads must be fitted on calibration data, and none is given")
+        if not labelled:
+            raise UserError("exit heads are trained and scored on labelled data")
+        missing = [s for s in exits["splits"] if s not in set(splits) or s == OUTPUT]
+        if missing:
+            raise UserError(f"exit split(s) {', '.join(missing)} are not measured splits", field="exit.splits")
+        fitting = fitting or [None]  # the calibration data's fingerprint enters the key
 
     key = None
     if use_cache:
@@ -176,7 +191,8 @@ def measure_accuracy(tm: TracedModel, data, bottlenecks: Sequence[str | Bottlene
             key = cache.key("accuracy", ACCURACY_VERSION, weights_hash(tm.model), tm.structure_key(), fp, cfp,
                             [(b.name, type(b).__qualname__, b.describe(), _settings(b), options.get(b.name, {}))
                              for b in bns], splits, seed, labelled,
-                            batch_size if fitting else None, coders)
+                            batch_size if fitting else None, coders,
+                            *([("exits", exits)] if exits is not None else []))
             hit = cache.load("accuracy", key)
             if hit is not None:
                 return _from_cache(hit)
@@ -184,11 +200,20 @@ def measure_accuracy(tm: TracedModel, data, bottlenecks: Sequence[str | Bottlene
     with eval_mode(tm.gm):
         tails = {s: _head_tail(tm, tm.split(s)) for s in splits if s != OUTPUT}
         fitted, notes = _fit_all(tm, bns, splits, tails, calibration, seed, batch_size, options, progress)
-        res = _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size, coders, progress)
+        heads = _fit_exit_heads(tm, exits, tails, calibration, seed, batch_size) if exits is not None else {}
+        res = _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size, coders, progress, heads)
+    outcomes = None
+    if exits is not None:
+        from .early_exit import ExitOutcomes, exit_head_work
+
+        outcomes = ExitOutcomes(confidence=res[3]["confidence"], exit_correct=res[3]["exit_correct"],
+                                server_correct=res[3]["server_correct"],
+                                work={s: exit_head_work(h) for s, h in heads.items()},
+                                settings={**exits, "seed": seed, "calibration_samples": len(calibration)})
     res = AccuracyTable(table=res[0], full_accuracy=res[1], samples=res[2],
                         calibration_samples=0 if not fitting else len(calibration),
                         settings={"bottlenecks": names, "seed": seed, "options": options,
-                                  "random_draws": RANDOM_DRAWS, "labelled": labelled})
+                                  "random_draws": RANDOM_DRAWS, "labelled": labelled}, exits=outcomes)
     if key is not None:
         cache.store("accuracy", key, _to_cache(res))
     return res
@@ -250,8 +275,36 @@ def _fit_all(tm, bns, splits, tails, calibration, seed, batch_size, options, pro
     return fitted, notes
 
 
-def _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size, coders, progress):
+def _fit_exit_heads(tm, exits, tails, calibration, seed, batch_size) -> dict:
+    """An exit head per exit split, fitted on the calibration data's activations there (the
+    backbone frozen: only its outputs are read), seeded per split. One forward pass over the
+    calibration data reaches every exit split; linear heads keep only the pooled features."""
+    from .early_exit import exit_features, fit_exit_head
+
+    kind = exits.get("head", "linear")
+    order = {name: i for i, name in enumerate(sp.name for sp in tm.candidates)}
+    wanted = {tm.nodes[tm.split(s).index].name: s for s in exits["splits"]}
+    feats: dict[str, list] = {s: [] for s in exits["splits"]}
+    runner = _SplitRunner(tm.gm, wanted, lambda s, z: feats[s].append(
+        exit_features(z, tm.split(s).shape, kind).detach().clone()))
+    ys = []
+    with torch.no_grad():
+        for x, y in batches(calibration, batch_size):
+            runner.run(x)
+            ys.append(y)
+    y = torch.cat(ys)
+    return {s: fit_exit_head(torch.cat(feats[s]), y, tm.split(s).shape, tm.output_width, kind,
+                             seed=_seed(seed, order[s], 0xE1), epochs=int(exits.get("epochs", 30)),
+                             lr=float(exits.get("lr", 0.01)))
+            for s in exits["splits"]}
+
+
+def _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size, coders, progress, heads=None):
+    from .early_exit import confidences
+
+    heads = heads or {}
     wanted = {tm.nodes[tm.split(s).index].name: s for s in splits if s != OUTPUT}
+    per: dict = {"confidence": {}, "exit_correct": {}, "server_correct": {}}  # per-sample lists at exit splits
     correct: dict[tuple[str, str, int], int] = {}
     agree: dict[tuple[str, str, int], int] = {}
     nbytes: dict[tuple[str, str, str], float] = {}
@@ -259,6 +312,11 @@ def _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size,
 
     def hook(split, z):
         y = state["y"]
+        if split in heads:  # the exit head reads the activation before any bottleneck, on the device
+            logits = heads[split](z)
+            for kind, v in confidences(logits).items():
+                per["confidence"].setdefault(split, {}).setdefault(kind, []).append(v)
+            per["exit_correct"].setdefault(split, []).append((logits.argmax(1) == y).numpy())
         for b in bns:
             for d, inst in enumerate(fitted.get((split, b.name), [])):
                 zh, payload = inst.roundtrip(z)
@@ -268,6 +326,8 @@ def _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size,
                 k = (split, b.name, d)
                 state.setdefault("preds", {})[k] = pred
                 correct[k] = correct.get(k, 0) + int((pred == y).sum())
+                if d == 0 and split in heads:
+                    per["server_correct"].setdefault((split, b.name), []).append((pred == y).numpy())
                 for coder in coders:  # integers per draw; averaged over draws and samples at the end
                     kb = (split, b.name, coder)
                     nbytes[kb] = nbytes.get(kb, 0) + int(payload.sizes(coder).sum())
@@ -316,14 +376,19 @@ def _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size,
             rows.append(row)
     table = pd.DataFrame(rows).set_index("split")[MEASURE_COLUMNS]
     table["accuracy"] = table["accuracy"].astype(float)
-    return table, full_acc, total
+    cat = np.concatenate
+    exits = {"confidence": {s: {k: cat(v) for k, v in d.items()} for s, d in per["confidence"].items()},
+             "exit_correct": {s: cat(v) for s, v in per["exit_correct"].items()},
+             "server_correct": {k: cat(v) for k, v in per["server_correct"].items()}}
+    return table, full_acc, total, exits
 
 
 def _to_cache(res: AccuracyTable) -> dict:
     t = res.table.reset_index()
     return {"columns": list(t.columns), "rows": t.astype(object).where(t.notna(), None).to_numpy().tolist(),
             "full_accuracy": res.full_accuracy, "samples": res.samples,
-            "calibration_samples": res.calibration_samples, "settings": res.settings}
+            "calibration_samples": res.calibration_samples, "settings": res.settings,
+            **({"exits": res.exits.to_plain()} if res.exits is not None else {})}
 
 
 def _from_cache(hit: dict) -> AccuracyTable:
@@ -335,7 +400,16 @@ def _from_cache(hit: dict) -> AccuracyTable:
     t["samples"] = t["samples"].astype(np.int64)
     t["tx_bytes_fp32"] = t["tx_bytes_fp32"].astype(np.int64)
     return AccuracyTable(table=t, full_accuracy=hit["full_accuracy"], samples=hit["samples"],
-                         calibration_samples=hit["calibration_samples"], settings=hit["settings"])
+                         calibration_samples=hit["calibration_samples"], settings=hit["settings"],
+                         exits=_exits_from_cache(hit.get("exits")))
+
+
+def _exits_from_cache(plain):
+    if plain is None:
+        return None
+    from .early_exit import ExitOutcomes
+
+    return ExitOutcomes.from_plain(plain)
 
 
 # --------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 EXTRA_COLUMNS = [*extra_columns("head"), *extra_columns("tail")]
 SENT_COLUMNS = ["bytes_sent", *EXTRA_COLUMNS, "accuracy", "accuracy_source"]
 POINT_LEVELS = ("split", "bottleneck")
+EXIT_LEVELS = (*POINT_LEVELS, "exit")  # with an exit section (DESIGN.md §2): exit τ joins the key
 
 
 @dataclass(frozen=True)
@@ -52,16 +53,29 @@ class DesignPoints:
     ``full model (bottleneck n/a)``, ``full model (nominal)`` or ``unknown``). ``info``: per
     bottleneck, what its numbers came from. ``full_accuracy``: the whole model's accuracy on
     the samples the points were scored on.
+
+    With an ``exit`` section the index is ``(split, bottleneck, exit)`` (:data:`EXIT_LEVELS`):
+    ``exit`` is ``"none"`` for the points without an exit head (LC, RC, SC) and the
+    threshold τ (:func:`~splitimpera.accuracy.early_exit.exit_label`) for the early-exit
+    points, whose ``head_extra_…`` columns include the exit head's work, ``accuracy`` is the
+    overall accuracy of exited and forwarded samples, and whose columns
+    :data:`~splitimpera.accuracy.early_exit.EXIT_COLUMNS` say how many exit and how well;
+    ``decisions`` maps each early-exit point to its per-sample exit decisions (N,) bool;
+    ``outcomes`` is the per-sample record they come from
+    (:class:`~splitimpera.accuracy.early_exit.ExitOutcomes`).
     """
 
     table: pd.DataFrame
     info: dict = field(default_factory=dict)
     full_accuracy: float | None = None
+    decisions: dict = field(default_factory=dict)
+    outcomes: object | None = None
 
     def __post_init__(self):
         t = self.table
-        if list(t.index.names) != list(POINT_LEVELS):
-            raise ValueError(f"design points must be indexed by {POINT_LEVELS}, got {t.index.names}")
+        if list(t.index.names) not in (list(POINT_LEVELS), list(EXIT_LEVELS)):
+            raise ValueError(f"design points must be indexed by {POINT_LEVELS} (or {EXIT_LEVELS}), "
+                             f"got {t.index.names}")
         missing = [c for c in SENT_COLUMNS if c not in t.columns]
         if missing:
             raise ValueError(f"design points lack column(s) {', '.join(missing)}")
@@ -69,7 +83,9 @@ class DesignPoints:
     def select(self, splits) -> "DesignPoints":
         """Only the points at ``splits`` (order kept)."""
         keep = self.table.index.get_level_values("split").isin(list(splits))
-        return DesignPoints(self.table[keep], self.info, self.full_accuracy)
+        t = self.table[keep]
+        dec = {p: d for p, d in self.decisions.items() if p[0] in set(splits)}
+        return DesignPoints(t, self.info, self.full_accuracy, dec, self.outcomes)
 
 
 def evaluate_accuracy(model: torch.nn.Module, dataset, batch_size: int = 64) -> float:
@@ -214,18 +230,26 @@ def design_points(scenario: Scenario, tm: TracedModel, profile: pd.DataFrame, ds
     todo = [b for b in bns if _needs_measurement(scenario, b)]
     at, info = None, {}
     measured = []
-    if todo:
-        measured, importance = measured_splits(scenario, tm, importance, all_data)
+    ex = scenario.exit
+    if todo or ex is not None:
+        if todo:
+            measured, importance = measured_splits(scenario, tm, importance, all_data)
+        exit_splits = _exit_splits(scenario, tm) if ex is not None else []
+        splits = [n for n in (sp.name for sp in tm.candidates) if n in set(measured) | set(exit_splits)]
+        # The server path of a point sent unchanged is the plain tensor's: measured as "none".
+        scored = todo + ([get_bottleneck("none")] if ex is not None and "none" not in {b.name for b in todo} else [])
         calib = None
-        if any(b.needs_fit for b in todo):
+        if any(b.needs_fit for b in todo) or ex is not None:
             calib, ds, how = load_calibration(scenario, tm.input_shape, ds)
             info["calibration"] = f"{how}, {len(calib)} samples"
+        exits = None if ex is None else {"splits": exit_splits, "head": ex.head, "epochs": ex.epochs, "lr": ex.lr}
         try:
-            at = measure_accuracy(tm, ds, todo, measured, calibration=calib, labelled=labelled, seed=scenario.seed,
+            at = measure_accuracy(tm, ds, scored, splits, calibration=calib, labelled=labelled, seed=scenario.seed,
                                   batch_size=scenario.data.batch_size, options=spec.fit_options(),
-                                  coders=[spec.coder])
+                                  coders=[spec.coder], exits=exits)
         except UserError as e:
-            raise e.at(source=scenario.source, field="bottleneck") from None
+            raise e.at(source=scenario.source, field="exit" if e.field and e.field.startswith("exit")
+                       else "bottleneck") from None
         if labelled and at.full_accuracy is not None:
             # Splits sent unchanged compare with the measured ones on the same samples (the
             # evaluation half when the other half calibrates).
@@ -250,7 +274,66 @@ def design_points(scenario: Scenario, tm: TracedModel, profile: pd.DataFrame, ds
         info.update(per[bns[0].name])
     else:
         info["per_bottleneck"] = per
-    return DesignPoints(table=table, info=info, full_accuracy=full_accuracy)
+    if ex is None:
+        return DesignPoints(table=table, info=info, full_accuracy=full_accuracy)
+    table, decisions, info["exit"] = _with_exits(scenario, table, at.exits)
+    return DesignPoints(table=table, info=info, full_accuracy=full_accuracy, decisions=decisions, outcomes=at.exits)
+
+
+def _exit_splits(scenario: Scenario, tm: TracedModel) -> list[str]:
+    """``exit.splits`` in topological order (a UserError names an unknown one)."""
+    names = [sp.name for sp in tm.candidates]
+    wanted = scenario.exit.splits
+    unknown = [s for s in wanted if s not in names]
+    if unknown:
+        raise UserError(f"unknown split(s) {', '.join(unknown)}; the model's splits are {', '.join(names)}",
+                        source=scenario.source, field="exit.splits")
+    return [n for n in names if n in set(wanted)]
+
+
+def _with_exits(scenario: Scenario, table: pd.DataFrame, outcomes) -> tuple[pd.DataFrame, dict, dict]:
+    """``table`` (index ``(split, bottleneck)``) with the exit level: every point as it is
+    (exit ``none``), and at each exit split, per bottleneck and τ, the early-exit point: the
+    split computing point plus the exit head's work on the device, with the measured exit
+    behaviour (:func:`~splitimpera.accuracy.early_exit.exit_behaviour`) and overall accuracy.
+    A bottleneck that was not measured (sent unchanged, nominal, or not applicable there)
+    forwards the plain tensor: its server path is the plain one's."""
+    from .early_exit import EXIT_COLUMNS, NO_EXIT, exit_behaviour, exit_label
+
+    ex = scenario.exit
+    behaviour, decided = exit_behaviour(outcomes, ex.thresholds, ex.confidence)
+    base = table.copy()
+    base["exit_threshold"], base["exit_rate"] = np.nan, 0.0
+    base["exit_accuracy"], base["rest_accuracy"] = np.nan, np.nan
+    rows, index, decisions = [], [], {}
+    labels = [exit_label(t) for t in ex.thresholds]
+    for (split, bn), row in base.iterrows():
+        rows.append(row)
+        index.append((split, bn, NO_EXIT))
+        if split not in outcomes.exit_correct:
+            continue
+        src = bn if (split, bn) in outcomes.server_correct else "none"
+        for lab in labels:
+            b = behaviour.loc[(split, src, lab)]
+            r = row.copy()
+            for key, v in outcomes.work[split].items():
+                r[f"head_extra_{key}"] = float(r[f"head_extra_{key}"]) + float(v)
+            for c in EXIT_COLUMNS:
+                r[c] = b[c]
+            r["accuracy"], r["accuracy_source"] = b["accuracy"], "measured (early exit)"
+            rows.append(r)
+            index.append((split, bn, lab))
+            decisions[(split, bn, lab)] = decided[(split, src, lab)]
+    out = pd.DataFrame(rows, columns=base.columns)
+    out.index = pd.MultiIndex.from_tuples(index, names=EXIT_LEVELS)
+    for c in [c for c in base.columns if c != "accuracy_source"]:
+        out[c] = pd.to_numeric(out[c])
+    info = {"head": ex.head, "confidence": ex.confidence, "splits": list(outcomes.exit_correct),
+            "thresholds": list(ex.thresholds), "evaluation_samples": outcomes.samples,
+            "fit": {k: v for k, v in outcomes.settings.items() if k != "splits"},
+            "head_flops": {s: float(sum(v for k, v in w.items() if k.startswith("flops_")))
+                           for s, w in outcomes.work.items()}}
+    return out, decisions, info
 
 
 def _points_of(scenario: Scenario, tm: TracedModel, profile: pd.DataFrame, bn: Bottleneck, at, labelled: bool,

@@ -202,6 +202,49 @@ class BottleneckSpec(_Strict):
         return {"autoencoder": self.autoencoder.model_dump()}
 
 
+EXIT_HEAD_KINDS = ("linear", "conv")
+EXIT_DEGENERATE = ("input", "output")
+
+
+class ExitSpec(_Strict):
+    """Early exit (Split-Et-Impera's EE configuration): at each listed split a small classifier
+    (the exit head) runs on the device after the head; a request whose confidence reaches
+    the threshold τ is answered there, the others go on to the server as in split computing."""
+
+    splits: list[str] = Field(min_length=1, description="splits that get an exit head (not input or output)")
+    thresholds: list[float] = Field(
+        [0.5, 0.8, 0.9, 0.95, 0.99], min_length=1,
+        description="confidence thresholds τ in [0, 1]; a sample exits when its confidence ≥ τ (τ = 0: always)")
+    head: Literal["linear", "conv"] = Field(
+        "linear", description="linear: global average pooling + one linear layer; conv: a 3×3 convolution "
+                              "(C→C) + ReLU before them")
+    confidence: Literal["max_softmax", "entropy"] = Field(
+        "max_softmax", description="max_softmax: the largest class probability; entropy: 1 − H(p)/log K")
+    epochs: int = Field(30, gt=0, description="passes of Adam over the calibration activations")
+    lr: float = Field(0.01, gt=0, description="Adam's learning rate")
+
+    @field_validator("splits")
+    @classmethod
+    def _splits(cls, v):
+        _name_list(v, "split")
+        bad = [s for s in v if s in EXIT_DEGENERATE]
+        if bad:
+            raise ValueError(f"no exit at {bad[0]}: an exit head needs a head on the device and a tail on the "
+                             "server (input sends the raw input, output runs everything on the device)")
+        return v
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, v):
+        bad = [t for t in v if not 0.0 <= t <= 1.0]
+        if bad:
+            raise ValueError(f"thresholds are confidences in [0, 1], got {bad[0]:g}")
+        dup = sorted({t for t in v if v.count(t) > 1})
+        if dup:
+            raise ValueError(f"listed twice: {', '.join(f'{t:g}' for t in dup)}")
+        return v
+
+
 class ObjectiveWeights(_Strict):
     """Weights of the ``weighted`` objective; each metric is min-max scaled across splits first."""
 
@@ -263,6 +306,7 @@ class Scenario(_Strict):
     bottleneck: BottleneckSpec = BottleneckSpec()
     qos: QoSSpec = QoSSpec()
     output: OutputSpec = OutputSpec()
+    exit: ExitSpec | None = Field(None, description="early exit: exit heads at splits, thresholds τ")
 
     _source: str = PrivateAttr(default="<scenario>")
     _base_dir: Path | None = PrivateAttr(default=None)
@@ -279,7 +323,8 @@ class Scenario(_Strict):
 
     def resolved(self) -> dict:
         """The fully resolved scenario as plain data (profiles expanded), reloadable as is."""
-        return self.model_dump(mode="json")
+        # Without an exit section the resolved scenario is what it was before early exit existed.
+        return self.model_dump(mode="json", exclude={"exit"} if self.exit is None else None)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.resolved(), sort_keys=False)
@@ -435,6 +480,9 @@ def _semantic_checks(sc: Scenario, src_for) -> None:
                         source=src_for("analysis.splits"), field="analysis.splits")
     run_checks(sc, src_for, "analysis")
     _check_bottleneck(sc, src_for)
+    if sc.exit is not None and sc.data.source in ("none", "synthetic"):
+        raise UserError("exit heads are trained and scored on labelled data (data.source: digits or imagefolder)",
+                        source=src_for("exit"), field="exit")
     if sc.qos.min_accuracy is not None and sc.data.source in ("none", "synthetic"):
         raise UserError("needs labelled data (data.source: digits or imagefolder)",
                         source=src_for("qos.min_accuracy"), field="qos.min_accuracy")

@@ -30,6 +30,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -404,7 +405,7 @@ def _column_config(df: pd.DataFrame) -> dict:
 
 
 # The ranking's columns that fit a laptop's pane; "All columns" shows the rest.
-NARROW_COLUMNS = ("rank", "sent B", "device ms", "uplink ms", "server ms", "latency ms", "mean ms", "p50 ms", "p95 ms",
+NARROW_COLUMNS = ("rank", "config", "exits %", "sent B", "device ms", "uplink ms", "server ms", "latency ms", "mean ms", "p50 ms", "p95 ms",
                   "p99 ms", "accuracy %", "energy mJ", "verdict")
 
 
@@ -420,7 +421,7 @@ def ranked_table(res: si.Result, view: View) -> None:
     rec = view.recommended
     if not view.multi:
         df = df.droplevel("bottleneck")
-        rec = None if rec is None else rec[0]
+        rec = None if rec is None else (rec[0] if len(rec) == 2 else (rec[0], rec[2]))
     predicted = "accuracy from" in df.columns and (df["accuracy from"] == "predicted (CUI)").any()
     if predicted:  # starred like the terminal and the report: * predicted, not measured
         df["accuracy %"] = [("" if pd.isna(a) else f"{a:.1f}{'*' if src == 'predicted (CUI)' else ''}")
@@ -627,6 +628,50 @@ def compare_chart(a: si.Result, b: si.Result) -> dict:
     return {"title": "Latency per split: A vs B (dashed rules: QoS limits)", "height": 320, "layer": layers}
 
 
+def early_exit_tab(view: View) -> None:
+    """Early exit: a slider for the threshold τ; at that τ, per exit split, how many requests
+    exit, the accuracy, mean and p95 latency and the rank beside split computing at the same
+    split; under it accuracy vs latency over every τ, the chosen one ringed."""
+    from ..report.view import exit_table
+
+    et = exit_table(view)
+    ee = et[et["config"] == "EE"]
+    taus = sorted(ee["tau"].unique())
+    rec = view.recommended
+    default = float(rec[2]) if rec is not None and len(rec) > 2 and rec[2] != "none" else taus[-1]
+    tau = st.select_slider("Exit threshold τ (a request exits when its exit head's confidence ≥ τ)", options=taus,
+                           value=default if default in taus else taus[-1], format_func=lambda v: f"{v:g}",
+                           key=f"tau:{','.join(map(str, taus))}")
+    pick = pd.concat([et[et["config"] != "EE"], ee[ee["tau"] == tau]])
+    pick = pick.sort_values(["split", "config"], key=lambda s: s.map(
+        {n: i for i, n in enumerate(dict.fromkeys(et["split"]))}) if s.name == "split" else s)
+    shown = pd.DataFrame({
+        "split": pick["split"], "config": pick["config"],
+        "exits %": np.where(pick["config"] == "EE", pick["exit_rate"] * 100, np.nan),
+        "exited acc %": pick["exit_accuracy"] * 100, "accuracy %": pick["accuracy"] * 100,
+        "mean ms": pick["latency_s"] * 1e3, "p95 ms": pick["latency_p95_s"] * 1e3,
+        "rank": pick["rank"]}).reset_index(drop=True)
+    st.dataframe(shown, column_config=_column_config(shown), placeholder="—", hide_index=True)
+    lat = "latency_p95_s" if et["latency_p95_s"].notna().any() else "latency_s"
+    data = et.assign(ms=et["latency_s"] * 1e3, p95=et[lat] * 1e3, acc=et["accuracy"] * 100,
+                     chosen=(et["config"] == "EE") & (et["tau"] == tau), tau=et["tau"].fillna(-1))
+    layer = lambda x, title: {  # noqa: E731
+        "mark": {"type": "line", "point": True},
+        "encoding": {"x": _q(x, title), "y": _q("acc", "accuracy (%)", scale={"zero": False}),
+                     "color": {"field": "split", "type": "nominal"},
+                     "shape": {"field": "config", "type": "nominal"},
+                     "size": {"condition": {"test": "datum.chosen", "value": 180}, "value": 40},
+                     "tooltip": [{"field": "split"}, {"field": "config"}, {"field": "tau", "title": "τ (−1: SC)"},
+                                 {"field": "exit_rate", "format": ".1%"}, {"field": "acc", "format": ".2f"},
+                                 {"field": x, "format": ".3g"}]}}
+    st.vega_lite_chart(spec={"data": {"values": _records(data[["split", "config", "tau", "exit_rate", "acc", "ms",
+                                                               "p95", "chosen"]])},
+                             "hconcat": [layer("ms", "mean latency (ms)"),
+                                         layer("p95", "p95 latency (ms)" if lat != "latency_s" else "latency (ms)")]})
+    st.caption("EE: early exit (the exit head answers on the device when confident, the rest goes on as SC, split "
+               "computing); enlarged: the points at the chosen τ. τ above every confidence would equal SC.")
+
+
 def importance_tab(sc: si.Scenario, prep: si.Prepared, pkey: str):
     """The CUI curve with nominations and per-class curves; returns the CUIResult shown (or None)."""
     if sc.data.source == "none":
@@ -746,7 +791,9 @@ def main() -> None:
     c2.download_button("HTML report", data=lambda: report_html([res], shown.get("cui")),
                        file_name=f"{sc.name}-report.html", mime="text/html", icon=":material/download:",
                        key="dl_report")
-    tabs = st.tabs(["Ranking", "Accuracy and energy vs latency", "Importance (CUI)", "Compare A/B", "Scenario"])
+    has_ee = "config" in res.table.columns and (res.table["config"] == "EE").any()
+    tabs = st.tabs(["Ranking", "Accuracy and energy vs latency", "Importance (CUI)", "Compare A/B", "Scenario",
+                    *(["Early exit (τ)"] if has_ee else [])])
     with tabs[0]:
         ranked_table(res, view)
         points = view.chart_frame()
@@ -775,6 +822,9 @@ def main() -> None:
         st.code(whatif.cli_command(label, overrides), language="bash")
         with st.expander("Edited scenario, fully resolved"):
             st.code(yaml_text, language="yaml")
+    if has_ee:
+        with tabs[5]:
+            early_exit_tab(view)
 
 
 def run_page() -> None:

@@ -22,6 +22,13 @@ With several devices, each gets the link's contention share of the rate (no queu
 discrete-event simulation models that). A network with a rate trace (``trace_csv``) is seen
 at the trace's time-weighted mean rate, which its profile's ``uplink_mbps``/``downlink_mbps``
 hold (:mod:`splitimpera.config.rate_trace`); only the simulation follows the rate over time.
+
+Early exit (a frame with ``exit_rate`` p, the fraction of evaluation samples whose exit head
+is confident enough): the device always runs the head and the exit head
+(``device_compute_s``); a fraction p of the requests ends there, the rest continues as in
+split computing. The columns are the mixture's means: the uplink, server and downlink
+times, the bytes sent, the radio energy and the frame loss are (1 − p) × their split
+computing values, so ``latency_s = device_compute_s + (1 − p) × (uplink + server + downlink)``.
 """
 
 from __future__ import annotations
@@ -63,15 +70,22 @@ def analytic_latency(profile: pd.DataFrame, scenario, compute_s=compute_time_s) 
     else:
         back = np.zeros(len(profile))
         down = link_transfers(net, back, "down", stations, "idle")
-    energy = compute_energy_j(device_s, dev) + up.radio_j + down.radio_j
+    up_s, down_s, up_j, down_j = up.time_s, down.time_s, up.radio_j, down.radio_j
+    # UDP: the frame is lost on the way up, or its answer on the way back.
+    lost = 1.0 - (1.0 - frame_loss_ratio(net, sent)) * (1.0 - frame_loss_ratio(net, back))
+    sent_out = sent.astype(np.int64)
+    if "exit_rate" in profile.columns:  # early exit: the mixture of exited and forwarded requests
+        stay = 1.0 - profile["exit_rate"].to_numpy(dtype=float)
+        up_s, server_s, down_s, lost = up_s * stay, server_s * stay, down_s * stay, lost * stay
+        up_j, down_j = up_j * stay, down_j * stay
+        sent_out = np.round(sent * stay).astype(np.int64)
     return pd.DataFrame({
-        "bytes_sent": sent.astype(np.int64),
+        "bytes_sent": sent_out,
         "device_compute_s": device_s,
-        "uplink_s": up.time_s,
+        "uplink_s": up_s,
         "server_compute_s": server_s,
-        "downlink_s": down.time_s,
-        "latency_s": device_s + up.time_s + server_s + down.time_s,
-        "energy_j": energy,
-        # UDP: the frame is lost on the way up, or its answer on the way back.
-        "frame_loss_ratio": 1.0 - (1.0 - frame_loss_ratio(net, sent)) * (1.0 - frame_loss_ratio(net, back)),
+        "downlink_s": down_s,
+        "latency_s": device_s + up_s + server_s + down_s,
+        "energy_j": compute_energy_j(device_s, dev) + up_j + down_j,
+        "frame_loss_ratio": lost,
     }, index=profile.index)

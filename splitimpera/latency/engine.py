@@ -50,6 +50,8 @@ def point_frame(profile: pd.DataFrame, points: pd.DataFrame | None = None) -> pd
     frame["tx_bytes"] = np.ceil(points["bytes_sent"].to_numpy(dtype=float)).astype(np.int64)
     for col in EXTRA_COLUMNS:
         frame[col] = points[col].fillna(0.0).to_numpy(dtype=float) if col in points.columns else 0.0
+    if "exit_rate" in points.columns:  # early exit: the fraction answered on the device
+        frame["exit_rate"] = points["exit_rate"].fillna(0.0).to_numpy(dtype=float)
     return frame
 
 
@@ -90,6 +92,9 @@ def utilisation(frame: pd.DataFrame, scenario: Scenario, compute_s=compute_time_
       ``t1``, ``c = batch_cost_fraction``), the most the dynamic batcher serves; B = 1 without
       batching;
     * ``overload``: the resources at ``≥ 1``, in the request's order, comma-separated ("" if none).
+
+    Early exit (a frame with ``exit_rate`` p): only the fraction 1 − p of the requests loads
+    the links and the server.
     """
     dev, srv, wl = scenario.device, scenario.server, scenario.workload
     is_output = split_names(frame) == OUTPUT
@@ -100,6 +105,8 @@ def utilisation(frame: pd.DataFrame, scenario: Scenario, compute_s=compute_time_
     back = np.where(is_output | (not to_device), 0.0, float(PREDICTION_BYTES))
     head_s = np.asarray(compute_s(frame, "head", dev), dtype=float)
     tail_s = np.where(is_output, 0.0, np.asarray(compute_s(frame, "tail", srv), dtype=float))
+    stay = 1.0 - frame["exit_rate"].to_numpy(dtype=float) if "exit_rate" in frame.columns else 1.0
+    sent, back, tail_s = sent * stay, back * stay, tail_s * stay
     b = wl.max_batch
     batch_s = tail_s * (1.0 + wl.batch_cost_fraction * (b - 1))
     out = pd.DataFrame({
@@ -131,12 +138,14 @@ def unbounded(lat: pd.DataFrame, load: pd.DataFrame, scenario: Scenario) -> pd.D
 
 def latency_table(scenario: Scenario, profile: pd.DataFrame, points: pd.DataFrame | None = None,
                   frame: pd.DataFrame | None = None, compute_s=compute_time_s, progress=None,
-                  ) -> tuple[SimResult | None, pd.DataFrame]:
+                  decisions=None) -> tuple[SimResult | None, pd.DataFrame]:
     """Latency columns of :data:`TABLE_COLUMNS` for every design point of ``points`` (default:
     every split with the plain fp32 tensor) by the scenario's engine. ``frame``: their
     :func:`point_frame`, when the caller has it already; ``compute_s``: compute times of the
     whole frame (see :func:`~splitimpera.latency.analytic.analytic_latency`); ``progress``:
-    see :func:`~splitimpera.latency.simulation.simulate`.
+    see :func:`~splitimpera.latency.simulation.simulate`; ``decisions``: the early-exit points'
+    per-sample exit decisions, which the simulation replays (the analytic engine uses the
+    frame's ``exit_rate``: the mixture's mean).
 
     Returns ``(SimResult or None, table indexed like points)``.
     """
@@ -146,7 +155,7 @@ def latency_table(scenario: Scenario, profile: pd.DataFrame, points: pd.DataFram
     simpy = scenario.analysis.engine == "simpy"
     # An overloaded point has no steady state: a finite run's mean would only say how long
     # the run was. It is not simulated; both engines report it the same way (:func:`unbounded`).
-    sim = simulate(scenario, frame[~over], progress) if simpy else None
+    sim = simulate(scenario, frame[~over], progress, decisions=decisions) if simpy else None
     if simpy and not over.any():
         return sim, split_table(sim).join(load)
     # compute_s answers for the whole frame (it may be kept per selection): a subset asks the model.

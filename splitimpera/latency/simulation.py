@@ -59,6 +59,13 @@ nothing queues and nothing is random:
 * **Energy** per request, as in the analytic model: device active power × head time, plus
   radio energy ``(α · Mbit sent + β · seconds under way, stalls included) · 1e-3`` per direction, the
   integral of Huang et al.'s ``P = α·throughput + β`` over the transfer whatever the share.
+* **Early exit.** A design point with an exit level (``(split, bottleneck, exit)``) and
+  per-sample exit decisions replays them: request ``r`` stands for evaluation sample
+  ``k_r``, drawn uniformly from the scenario seed's ``exits`` stream (the same samples for
+  every point), and exits when that sample did. The device always runs the head and the
+  exit head (the head time includes it); an exited request ends there (nothing is sent,
+  whatever ``result_at``), the others continue as in split computing. Requests then carry
+  ``exit`` (the point's τ label), ``exited`` and ``sample`` (``k_r``).
 * **Warm-up.** The first ``floor(warmup_fraction · num_requests)`` requests of each device
   (in arrival order) are dropped from the results.
 
@@ -390,7 +397,7 @@ class SharedLink:
 # One split
 
 
-STREAMS = ("arrivals", "uplink", "downlink")
+STREAMS = ("arrivals", "uplink", "downlink", "exits")  # spawn order: a new stream leaves the others as they were
 
 
 def common_streams(seed: int) -> dict[str, np.random.Generator]:
@@ -444,12 +451,25 @@ def warmup_requests(wl) -> int:
     return int(math.floor(wl.warmup_fraction * wl.num_requests + 1e-9))
 
 
-def simulate_point(point, frame: pd.DataFrame, scenario: Scenario, seed: int | None = None) -> pd.DataFrame:
+class Router:
+    """After the device: a request that exits (``exited[rid]``) goes to ``exit_to`` (it is
+    answered on the device), the others to ``out``."""
+
+    def __init__(self, exited: Sequence[bool], out, exit_to):
+        self.exited, self.out, self.exit_to = exited, out, exit_to
+
+    def put(self, rid: int) -> None:
+        (self.exit_to if self.exited[rid] else self.out).put(rid)
+
+
+def simulate_point(point, frame: pd.DataFrame, scenario: Scenario, seed: int | None = None,
+                   decisions: np.ndarray | None = None) -> pd.DataFrame:
     """Simulate one design point (a row label of ``frame``, a
     :func:`~splitimpera.latency.engine.point_frame`); its requests, warm-up dropped (columns
-    :data:`REQUEST_COLUMNS`).
+    :data:`REQUEST_COLUMNS`, and ``exit``, ``exited``, ``sample`` for a frame with an exit level).
 
     Randomness: :func:`common_streams` of ``seed`` (default: the scenario's seed).
+    ``decisions``: an early-exit point's per-sample exit decisions (N,) bool, replayed.
     """
     dev, srv, net, wl = scenario.device, scenario.server, scenario.network, scenario.workload
     streams = common_streams(scenario.seed if seed is None else seed)
@@ -467,6 +487,12 @@ def simulate_point(point, frame: pd.DataFrame, scenario: Scenario, seed: int | N
 
     arrivals = _arrivals(wl, streams["arrivals"])
     station = np.repeat(np.arange(n_dev), n_req).tolist()
+    with_exit = "exit" in (frame.index.names or [])
+    sample = np.full(total, -1, dtype=np.int64)
+    exited = np.zeros(total, dtype=bool)
+    if decisions is not None and len(decisions):
+        sample = streams["exits"].integers(0, len(decisions), size=total)
+        exited = np.asarray(decisions, dtype=bool)[sample]
     nan = [math.nan] * total
     t_dev_in, t_dev_start, t_dev_end = list(nan), list(nan), list(nan)
     t_srv_in, t_srv_start, t_srv_end, t_done = list(nan), list(nan), list(nan), list(nan)
@@ -493,6 +519,8 @@ def simulate_point(point, frame: pd.DataFrame, scenario: Scenario, seed: int | N
                          station=station, radio_j=radio_j, alpha_mw_per_mbps=net.radio.alpha_up_mw_per_mbps,
                          beta_mw=net.radio.beta_mw, rate_trace=_rate_trace(net, "up"),
                          sender=LinkSender(net, "up", seeds, stoch), payload_bytes=sent, lost=lost)
+    if exited.any():
+        nxt = Router(exited.tolist(), nxt, Sink(env, t_done))
     for d in range(n_dev):
         device = Processor(env, head_s, nxt, enter=t_dev_in, start=t_dev_start, end=t_dev_end)
         Source(env, range(d * n_req, (d + 1) * n_req), arrivals[d].tolist(), device)
@@ -519,17 +547,20 @@ def simulate_point(point, frame: pd.DataFrame, scenario: Scenario, seed: int | N
         "downlink_s": b[6] - b[5],
         "latency_s": b[6] - arrivals.ravel(),
         "energy_j": compute_energy_j(device_s, dev) + np.asarray(radio_j),
-        "bytes_sent": np.full(total, sent, dtype=np.int64),
+        "bytes_sent": np.where(exited, 0, sent).astype(np.int64),
         "frame_lost": np.asarray(lost, dtype=float),
+        **({"exit": str(point[2]), "exited": exited, "sample": sample} if with_exit else {}),
     })[keep]
     return out.sort_values(["t_arrival_s", "device_id"], kind="stable").reset_index(drop=True)
 
 
 def summarize(requests: pd.DataFrame, points: Sequence[tuple[str, str]], max_latency_s: float | None,
-              ) -> pd.DataFrame:
-    """One row per design point (in the order given) from a requests table; see :class:`SimResult`."""
+              levels: Sequence[str] = ("split", "bottleneck")) -> pd.DataFrame:
+    """One row per design point (in the order given) from a requests table; see :class:`SimResult`.
+    ``levels``: the request columns that name a point (``exit`` joins with early exit)."""
     rows = []
-    groups = dict(tuple(requests.groupby(["split", "bottleneck"], sort=False)))  # one pass, not one scan per point
+    levels = list(levels)
+    groups = dict(tuple(requests.groupby(levels, sort=False)))  # one pass, not one scan per point
     empty = requests.iloc[:0]
     for key in points:
         every = groups.get(tuple(key), empty)
@@ -548,7 +579,7 @@ def summarize(requests: pd.DataFrame, points: Sequence[tuple[str, str]], max_lat
             "energy_j": every["energy_j"].mean(),
             "bytes_sent": every["bytes_sent"].mean(),
         })
-    index = pd.MultiIndex.from_tuples([tuple(k) for k in points], names=["split", "bottleneck"])
+    index = pd.MultiIndex.from_tuples([tuple(k) for k in points], names=levels)
     return pd.DataFrame(rows, index=index, columns=SUMMARY_COLUMNS)
 
 
@@ -571,7 +602,7 @@ def split_table(result: SimResult) -> pd.DataFrame:
     stages = ["device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s", "downlink_s"]
     req = result.requests
     delivered = req[req["frame_lost"].to_numpy() < 1.0]
-    means = delivered.groupby(["split", "bottleneck"], sort=False)[stages].mean().reindex(s.index)
+    means = delivered.groupby(list(s.index.names), sort=False)[stages].mean().reindex(s.index)
     out = means.assign(
         bytes_sent=s["bytes_sent"].round().astype(np.int64),
         latency_s=s["latency_mean_s"],
@@ -640,13 +671,14 @@ def check_size(scenario: Scenario, size: SimSize) -> None:
 
 
 def simulate(scenario: Scenario, frame: pd.DataFrame, progress: Callable[[SimSize], object] | None = None,
-             ) -> SimResult:
+             decisions: dict | None = None) -> SimResult:
     """Simulate every design point of ``frame`` (a :func:`~splitimpera.latency.engine.point_frame`:
     one profile row per point, with what it sends), each independently, in ``frame``'s order.
 
     Refused (:func:`check_size`) beyond ``analysis.max_simulated_requests``. ``progress``:
     called once with the :class:`SimSize` before the run; what it returns (e.g. a ``tqdm``
     bar) gets ``update(n)`` after each design point's ``n`` requests, and ``close()`` at the end.
+    ``decisions``: early-exit point → per-sample exit decisions, replayed (see :func:`simulate_point`).
     """
     if not isinstance(frame.index, pd.MultiIndex):
         raise ValueError("simulate() takes a design-point frame (latency.engine.point_frame)")
@@ -659,14 +691,17 @@ def simulate(scenario: Scenario, frame: pd.DataFrame, progress: Callable[[SimSiz
     parts = []
     try:
         for p in points:
-            parts.append(simulate_point(p, frame, scenario))
+            parts.append(simulate_point(p, frame, scenario, decisions=(decisions or {}).get(p)))
             if bar is not None:
                 bar.update(size.devices * size.requests)
     finally:
         if bar is not None:
             bar.close()
+    levels = list(frame.index.names)
+    columns = REQUEST_COLUMNS if "exit" not in levels else [*REQUEST_COLUMNS[:2], "exit", *REQUEST_COLUMNS[2:],
+                                                            "exited", "sample"]
     requests = (pd.concat(parts, ignore_index=True) if parts
-                else pd.DataFrame({c: pd.Series(dtype=float) for c in REQUEST_COLUMNS}))
-    requests = requests[REQUEST_COLUMNS]
-    summary = summarize(requests, points, scenario.qos.max_latency_s)
+                else pd.DataFrame({c: pd.Series(dtype=float) for c in columns}))
+    requests = requests[columns]
+    summary = summarize(requests, points, scenario.qos.max_latency_s, levels)
     return SimResult(scenario=scenario, requests=requests, summary=summary)

@@ -104,6 +104,9 @@ def read_points(path: Path, bottleneck: str = "none") -> pd.DataFrame:
     """A result folder's ``splits.csv`` indexed by ``(split, bottleneck)``; a folder written
     before design points (no ``bottleneck`` column) reads as the one ``bottleneck`` it ran."""
     head = pd.read_csv(path, nrows=0).columns
+    if "exit" in head:  # early exit: the threshold τ is the third level of the key
+        return pd.read_csv(path, index_col=["split", "bottleneck", "exit"],
+                           dtype={"split": str, "bottleneck": str, "exit": str, "config": str})
     if "bottleneck" in head:
         return pd.read_csv(path, index_col=["split", "bottleneck"], dtype={"split": str, "bottleneck": str})
     t = pd.read_csv(path, index_col="split", dtype={"split": str})
@@ -145,7 +148,7 @@ def _shown_points(rd: ResultDir) -> pd.DataFrame:
     if not v.multi:
         return v.table.sort_values("index")
     best = v.best_per_bottleneck()
-    return v.table.loc[[(r["split"], b) for b, r in best.iterrows()]]
+    return v.table.loc[[(r["split"], b, *([r["exit"]] if "exit" in r.index else [])) for b, r in best.iterrows()]]
 
 
 def plot_breakdown(rd: ResultDir) -> bytes:
@@ -240,15 +243,18 @@ def plot_bytes(rd: ResultDir) -> bytes:
     """Bytes on the wire per split (log scale); one line per bottleneck when there are several."""
     plt = _fig()
     v = rd.view
-    splits = list(dict.fromkeys(v.table.sort_values("index").index.get_level_values("split")))
+    table = v.table
+    if "exit" in table.index.names:  # what a forwarded request sends: the points without an exit head
+        table = table.xs("none", level="exit")
+    splits = list(dict.fromkeys(table.sort_values("index").index.get_level_values("split")))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(splits) + 2), 3.2))
     x = np.arange(len(splits))
     if not v.multi:
-        ax.bar(x, v.table.xs(v.bottlenecks[0], level="bottleneck").loc[splits, "bytes_sent"].clip(lower=1),
+        ax.bar(x, table.xs(v.bottlenecks[0], level="bottleneck").loc[splits, "bytes_sent"].clip(lower=1),
                color="tab:purple")
     else:
         for b in v.bottlenecks:
-            ax.plot(x, v.table.xs(b, level="bottleneck").reindex(splits)["bytes_sent"].clip(lower=1), marker=".",
+            ax.plot(x, table.xs(b, level="bottleneck").reindex(splits)["bytes_sent"].clip(lower=1), marker=".",
                     lw=1, label=b)
         ax.legend(fontsize=7, ncol=3)
     ax.set_yscale("log")
@@ -256,6 +262,56 @@ def plot_bytes(rd: ResultDir) -> bytes:
     ax.set_ylabel("bytes sent per inference")
     ax.set_title("Bytes on the wire per split", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def has_exits(rd: ResultDir) -> bool:
+    t = rd.table
+    return "exit" in t.index.names and "config" in t.columns and (t["config"] == "EE").any()
+
+
+def plot_exits(rd: ResultDir) -> bytes:
+    """Early exit: accuracy vs mean latency (left) and vs p95 latency (right, simulated runs)
+    per exit split (and bottleneck), one marker per threshold τ, the split computing point of
+    the same split as a square; the recommended point starred."""
+    from matplotlib.figure import Figure
+
+    from .view import exit_table
+
+    v = rd.view
+    et = exit_table(v)
+    panels = [("latency_s", "mean latency (ms)")]
+    if et["latency_p95_s"].notna().any():
+        panels.append(("latency_p95_s", "p95 latency (ms)"))
+    fig = Figure(figsize=(5.2 * len(panels), 4.0))
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    rec = v.recommended
+    colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
+    for ax, (col, xlabel) in zip(np.ravel(axes), panels):
+        for i, ((split, bn), g) in enumerate(et.groupby(["split", "bottleneck"], sort=False)):
+            c = colors[i % len(colors)]
+            sc, ee = g[g["config"] != "EE"], g[g["config"] == "EE"].sort_values("tau")
+            name = split if not v.multi else f"{split} · {bn}"
+            x, y = ee[col].to_numpy(dtype=float) * 1e3, ee["accuracy"].to_numpy(dtype=float) * 100
+            ax.plot(x, y, "o-", color=c, lw=1, ms=4, label=f"{name}: EE, τ as marked")
+            for xi, yi, tau in zip(x, y, ee["tau"]):
+                ax.annotate(f"{tau:g}", (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=6, color=c)
+            ax.scatter(sc[col].to_numpy(dtype=float) * 1e3, sc["accuracy"].to_numpy(dtype=float) * 100,
+                       marker="s", s=40, color=c, edgecolor="k", zorder=4, label=f"{name}: SC (no exit)")
+            if rec is not None and rec[0] == split and rec[1] == bn and len(rec) > 2 and rec[2] != "none":
+                r = v.table.loc[rec]
+                ax.scatter([float(r[col]) * 1e3], [float(r["accuracy"]) * 100], marker="*", s=260, color="tab:red",
+                           zorder=5, label=f"recommended: {v.label(rec)}")
+        q = rd.scenario.get("qos") or {}
+        if q.get("min_accuracy"):
+            ax.axhline(q["min_accuracy"] * 100, color="tab:green", ls=":", lw=1, label="accuracy limit")
+        if q.get("max_latency_ms") and ((col == "latency_s") == (v.statistic == "mean") or col == v.latency_column):
+            ax.axvline(q["max_latency_ms"], color="k", ls="--", lw=1, label=f"latency limit ({v.statistic})")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+    np.ravel(axes)[0].legend(fontsize=6)
+    fig.suptitle("Early exit: accuracy vs latency per threshold τ", fontsize=10)
     return _png(fig)
 
 
@@ -379,7 +435,10 @@ def _table(rd: ResultDir) -> str:
     t = v.all_rows()
     rec = v.recommended
     stat = v.statistic
+    exits = "exit" in t.index.names
     cols = [("rank", "rank"), ("split", "split"), *([("bottleneck", "bottleneck")] if v.multi else []),
+            *([("config", "config")] if "config" in t.columns else []),
+            *([("exit", "exit τ"), ("exit_rate", "exits")] if exits else []),
             ("bytes_sent", "sent"), ("device_compute_s", "device ms"),
             ("uplink_s", "uplink ms"), ("server_compute_s", "server ms"), ("downlink_s", "downlink ms"),
             ("latency_s", "mean ms" if v.simulated else "latency ms")]
@@ -393,16 +452,19 @@ def _table(rd: ResultDir) -> str:
         cols.insert(-2, ("accuracy", "accuracy %"))
     # No empty columns: a time nothing in this result has (all NaN or absent).
     cols = [(k, h) for k, h in cols if not k.endswith("_s") or (k in t.columns and t[k].notna().any())]
-    head = "".join(f'<th class="{"l" if k in ("split", "bottleneck", "reason") else ""}">{h}</th>' for k, h in cols)
+    head = "".join(f'<th class="{"l" if k in ("split", "config", "bottleneck", "reason") else ""}">{h}</th>'
+                   for k, h in cols)
     rows = []
     for point, r in t.iterrows():
         cls = "rec" if point == rec else ("" if r.get("feasible", True) else "bad")
         cells = []
+        left = {"split": point[0], "bottleneck": point[1], "config": r.get("config", "")}
         for k, _ in cols:
-            if k == "split":
-                cells.append(f'<td class="l">{html.escape(str(point[0]))}</td>')
-            elif k == "bottleneck":
-                cells.append(f'<td class="l">{html.escape(str(point[1]))}</td>')
+            if k in left:
+                cells.append(f'<td class="l">{html.escape(str(left[k]))}</td>')
+            elif k in ("exit", "exit_rate"):  # τ and the share that exits, on early-exit points only
+                txt = "" if point[2] == "none" else str(point[2]) if k == "exit" else f"{float(r[k]) * 100:.0f} %"
+                cells.append(f"<td>{html.escape(txt)}</td>")
             elif k == "rank":
                 cells.append(f"<td>{'' if pd.isna(r.get('rank')) else int(r['rank'])}</td>")
             elif k == "bytes_sent":
@@ -462,6 +524,7 @@ def _section(rd: ResultDir, level: int = 2) -> str:
         _img(plot_breakdown(rd), "latency breakdown"),
         *([_img(plot_tradeoff(rd, "accuracy"), "accuracy vs latency")]
           if "accuracy" in rd.table.columns and rd.table["accuracy"].notna().any() else []),
+        *([_img(plot_exits(rd), "early exit: accuracy vs latency per threshold")] if has_exits(rd) else []),
         _img(plot_tradeoff(rd, "energy"), "energy vs latency"),
         _img(plot_bytes(rd), "bytes per split"),
     ]
@@ -622,6 +685,8 @@ def figures(rd: ResultDir) -> dict[str, bytes]:
            "bytes.png": plot_bytes(rd)}
     if "accuracy" in rd.table.columns and rd.table["accuracy"].notna().any():
         out["accuracy_latency.png"] = plot_tradeoff(rd, "accuracy")
+    if has_exits(rd):
+        out["early_exit.png"] = plot_exits(rd)
     if rd.cui is not None:
         out["cui.png"] = plot_cui(rd)
     if rd.accuracy is not None:

@@ -10,7 +10,7 @@ from ..accuracy.cui import class_name
 from ..plain import num
 from ..qos import closest, constraints, human_bytes
 from .term import grid
-from .view import View, accuracy_footnote, accuracy_text, flops_text as _flops
+from .view import View, accuracy_footnote, accuracy_text, exit_table, flops_text as _flops
 
 
 def _ms(v: float) -> str:
@@ -63,15 +63,22 @@ def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = 
         cols.remove("downlink_s")
     table = table.copy()
     if half_rtt_s is not None:
-        prop = np.where(table["uplink_s"].to_numpy(dtype=float) > 0, half_rtt_s, 0.0)
+        # Early exit: only the forwarded fraction crosses the link (the columns are the mixture's means).
+        stay = 1.0 - table["exit_rate"].fillna(0.0).to_numpy(dtype=float) if "exit_rate" in table.columns else 1.0
+        prop = np.where(table["uplink_s"].to_numpy(dtype=float) > 0, half_rtt_s * stay, 0.0)
         table["uplink_prop_s"] = prop
-        table["uplink_tx_s"] = table["uplink_s"].to_numpy(dtype=float) - prop
+        # (Simulated early exit: the share of requests forwarded differs from the measured one by
+        # sampling noise, so the propagation share is an estimate; never shown as a negative transmit.)
+        table["uplink_tx_s"] = np.maximum(table["uplink_s"].to_numpy(dtype=float) - prop, 0.0)
         i = cols.index("uplink_s")
         cols[i:i + 1] = ["uplink_prop_s", "uplink_tx_s"]
         named.update(uplink_prop_s="RTT/2 ms", uplink_tx_s="transmit ms")
-    header = ["rank", "split", *(["bottleneck"] if bottleneck else []), "sent", *(named[c] for c in cols),
-              "energy mJ"]
-    align = "rl" + ("l" if bottleneck else "") + "r" + "r" * (len(cols) + 1)
+    config = "config" in table.columns
+    exits = "exit" in (table.index.names or [])
+    header = ["rank", "split", *(["bottleneck"] if bottleneck else []), *(["config"] if config else []),
+              *(["exit τ", "exits"] if exits else []), "sent", *(named[c] for c in cols), "energy mJ"]
+    align = ("rl" + ("l" if bottleneck else "") + ("l" if config else "") + ("rr" if exits else "") + "r"
+             + "r" * (len(cols) + 1))
     if frame_loss:
         header.append("frames lost")
         align += "r"
@@ -82,9 +89,13 @@ def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = 
         header.append("verdict")
         align += "l"
     rows = []
-    for (split, bn), r in table.iterrows():
+    for point, r in table.iterrows():
+        split, bn = point[0], point[1]
         rank = "" if pd.isna(r["rank"]) else str(int(r["rank"]))
-        row = [rank, str(split), *([str(bn)] if bottleneck else []), human_bytes(r["bytes_sent"]),
+        ee = [] if not exits else (["—", "—"] if point[2] == "none" else
+                                   [str(point[2]), f"{r['exit_rate'] * 100:.0f} %"])
+        row = [rank, str(split), *([str(bn)] if bottleneck else []), *([str(r["config"])] if config else []), *ee,
+               human_bytes(r["bytes_sent"]),
                *(_ms(r[c]) for c in cols), num(r['energy_j'] * 1e3)]
         if frame_loss:
             row.append(f"{r['frame_loss_ratio'] * 100:.3g} %")
@@ -151,13 +162,40 @@ def _accuracy_lines(result, view: View) -> list[str]:
     return lines
 
 
+def _exit_lines(result, view: View) -> list[str]:
+    """Early exit: what the exit heads are, and per split and τ how many exit and what it buys."""
+    info = ((result.meta or {}).get("accuracy") or {}).get("exit")
+    et = exit_table(view)
+    if not info or et.empty:
+        return []
+    head = ("global average pooling + linear" if info["head"] == "linear"
+            else "3×3 conv + ReLU + global average pooling + linear")
+    flops = ", ".join(f"{s} {_flops(f)}" for s, f in info.get("head_flops", {}).items())
+    lines = [f"early exit (EE): exit heads ({head}; FLOPs {flops}) fitted on {info['fit'].get('calibration_samples')} "
+             f"calibration samples, backbone frozen; confidence {info['confidence'].replace('_', ' ')}, a sample "
+             f"exits when it is ≥ τ; measured on {info['evaluation_samples']} evaluation samples"]
+    rows = []
+    for _, r in et.iterrows():
+        rows.append([str(r["split"]), *([str(r["bottleneck"])] if view.multi else []), str(r["config"]),
+                     "—" if pd.isna(r["tau"]) else f"{r['tau']:g}",
+                     "—" if r["config"] != "EE" else f"{r['exit_rate'] * 100:.1f} %",
+                     "—" if pd.isna(r["exit_accuracy"]) else f"{r['exit_accuracy'] * 100:.1f} %",
+                     f"{r['accuracy'] * 100:.2f} %", _ms(r["latency_s"]),
+                     "—" if pd.isna(r["latency_p95_s"]) else _ms(r["latency_p95_s"]),
+                     "" if pd.isna(r["rank"]) else str(int(r["rank"]))])
+    hdr = ["split", *(["bottleneck"] if view.multi else []), "config", "τ", "exit rate", "exited acc",
+           "accuracy", "mean ms", "p95 ms", "rank"]
+    lines.append(_grid(hdr, rows, "l" + ("l" if view.multi else "") + "lrrrrrrr"))
+    return lines
+
+
 def render_best_per_bottleneck(view: View) -> str:
     """The "best split per bottleneck" summary table."""
     best = view.best_per_bottleneck()
     stat = view.statistic
     rows = []
     for b, r in best.iterrows():
-        lat = view.table.loc[(r["split"], b)]
+        lat = view.table.loc[(r["split"], b, *([r["exit"]] if "exit" in r.index else []))]
         rows.append([str(b), r["split"], "" if pd.isna(r["rank"]) else str(int(r["rank"])),
                      f"{r['feasible_splits']}", human_bytes(r["bytes_sent"]),
                      _ms(view.constrained(lat)),
@@ -209,6 +247,7 @@ def render_result(result, top: int | None = None) -> str:
     else:
         lines.append("engine analytic: one request, no queueing" + (f"; latency limit on the {stat}" if stat != "mean" else ""))
     lines += _accuracy_lines(result, view)
+    lines += _exit_lines(result, view)
     with_acc = not t["accuracy_source"].isin(["full model", "unknown"]).all()
     lines.append("")
     ranked = view.ranked()

@@ -141,8 +141,11 @@ class View:
         return len(self.bottlenecks) > 1
 
     def label(self, point) -> str:
-        split, bottleneck = point
-        return f"{split} · {bottleneck}" if self.multi else str(split)
+        split, bottleneck = point[0], point[1]
+        text = f"{split} · {bottleneck}" if self.multi else str(split)
+        if len(point) > 2 and str(point[2]) != "none":  # early exit at τ
+            text += f" · EE τ={point[2]}"
+        return text
 
     @property
     def recommended(self):
@@ -233,11 +236,16 @@ class View:
         t = self.table.sort_values("index", kind="stable")
         stages = self.stages(bounded=True).loc[t.index]
         rec = self.recommended
-        best = {(r["split"], b) for b, r in self.best_per_bottleneck().iterrows()}
+        best = {(r["split"], b, *([r["exit"]] if "exit" in r.index else [])) for b, r in
+                self.best_per_bottleneck().iterrows()}
         points = [tuple(map(str, p)) for p in t.index]
         feasible = t["feasible"].astype(bool).to_numpy()
         out = pd.DataFrame({
             "split": [p[0] for p in points], "bottleneck": [p[1] for p in points],
+            "exit": [p[2] if len(p) > 2 else "none" for p in points],
+            "config": t["config"].to_numpy() if "config" in t.columns else "",
+            "exit_threshold": t["exit_threshold"].to_numpy(dtype=float) if "exit_threshold" in t.columns else np.nan,
+            "exit_rate": t["exit_rate"].to_numpy(dtype=float) if "exit_rate" in t.columns else 0.0,
             "label": [self.label(p) for p in points], "index": t["index"].to_numpy(),
             "latency_s": t["latency_s"].to_numpy(),
             "latency_qos_s": [self.constrained(r) for _, r in t.iterrows()],
@@ -250,6 +258,8 @@ class View:
         out["energy_j"] = t["energy_j"].to_numpy()
         out["accuracy"] = t["accuracy"].to_numpy(dtype=float) if "accuracy" in t.columns else np.nan
         out["bytes_sent"] = t["bytes_sent"].to_numpy()
+        for col in ("latency_p95_s",):
+            out[col] = t[col].to_numpy(dtype=float) if col in t.columns else np.nan
         out["feasible"] = feasible
         out["pareto"] = t["pareto"].astype(bool).to_numpy() if "pareto" in t.columns else False
         out["rank"] = pd.array(t["rank"], dtype="Int64")
@@ -270,7 +280,7 @@ class View:
         """The recommendation (or why there is none) in words, as every front end shows it."""
         t, rec = self.table, self.recommended
         n_feas, n = int(t["feasible"].sum()), len(t)
-        what = "design points" if self.multi else "splits"
+        what = "design points" if self.multi or self.table.index.nlevels > 2 else "splits"
         if rec is None:
             tips = what_would_change(t, self.qos, self.network, n=3, workload=self.workload)
             near = [(self.label(p), str(t.loc[p, "reason"]), tp) for p, tp in tips.items()]
@@ -294,7 +304,10 @@ class View:
                f", accuracy {accuracy_text(r['accuracy'], r.get('accuracy_source'), 2)}"
                + (" (predicted from the CUI curve, not measured)" if r.get("accuracy_source") == "predicted (CUI)" else ""))
         bn = f" under {rec[1]}" if not self.multi and rec[1] != "none" else ""
-        headline = (f"Recommended: {self.label(rec)} — {lat}{margin}; "
+        config = f" ({r['config']})" if len(rec) > 2 else ""  # with early exit, which of LC, RC, SC, EE
+        exited = (f"; {r['exit_rate'] * 100:.0f} % of the requests exit on the device at τ = {rec[2]}"
+                  if len(rec) > 2 and rec[2] != "none" else "")
+        headline = (f"Recommended: {self.label(rec)}{config} — {lat}{margin}{exited}; "
                     f"the device runs {flops_text(r['head_flops'])} of {flops_text(r['head_flops'] + r['tail_flops'])}"
                     f" FLOPs and sends {human_bytes(r['bytes_sent'])}{bn} ({human(r['energy_j'], 'J')} on the "
                     f"device){acc}.")
@@ -308,3 +321,22 @@ class View:
         if self.statistic_note:
             details.append(self.statistic_note)
         return Verdict(True, headline, details)
+
+
+def exit_table(view: View) -> pd.DataFrame:
+    """The early-exit points with their split computing point, per split and bottleneck:
+    ``split``, ``bottleneck``, ``config``, ``tau`` (NaN: SC), ``exit_rate``, ``exit_accuracy``,
+    ``accuracy``, ``latency_s`` (mean), ``latency_p95_s`` (NaN on the analytic engine), ``rank``."""
+    t = view.table
+    if "exit" not in (t.index.names or []):
+        return pd.DataFrame()
+    at = set(t.index[t["config"] == "EE"].droplevel("exit"))
+    keep = [p for p in t.index if (p[0], p[1]) in at]
+    s = t.loc[keep]
+    return pd.DataFrame({
+        "split": [p[0] for p in keep], "bottleneck": [p[1] for p in keep], "config": s["config"].to_numpy(),
+        "tau": s["exit_threshold"].to_numpy(dtype=float), "exit_rate": s["exit_rate"].to_numpy(dtype=float),
+        "exit_accuracy": s["exit_accuracy"].to_numpy(dtype=float), "accuracy": s["accuracy"].to_numpy(dtype=float),
+        "latency_s": s["latency_s"].to_numpy(dtype=float),
+        "latency_p95_s": s["latency_p95_s"].to_numpy(dtype=float) if "latency_p95_s" in s else np.nan,
+        "rank": pd.array(s["rank"], dtype="Int64")})
