@@ -247,6 +247,10 @@ def ranked_view(result) -> pd.DataFrame:
             col = f"latency_{pct}_s"
             if pct != "mean" and col in t.columns:
                 v[f"{pct} ms"] = t[col] * 1e3
+    if "latency_err_s" in t.columns and t["latency_err_s"].notna().any():
+        # The compute model's error band on the ranked latency, and ties within it (qos.mark_ties).
+        v["± ms"] = t["latency_err_s"] * 1e3
+        v["tie"] = np.where(t["tie"].astype(bool), "≈ rank 1", "")
     v["verdict"] = np.where(t["feasible"], "ok", t["reason"])
     v["energy mJ"] = t["energy_j"] * 1e3
     if t["accuracy"].notna().any():

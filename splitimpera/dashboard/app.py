@@ -38,7 +38,7 @@ import splitimpera as si
 from splitimpera import whatif
 from splitimpera.errors import UserError
 from splitimpera.plain import human
-from splitimpera.report.view import ACCURACY_NOTES, STAGE_LABELS, View
+from splitimpera.report.view import ACCURACY_NOTES, STAGE_LABELS, View, compute_error_sentence
 
 log = logging.getLogger("splitimpera.app")
 
@@ -405,8 +405,8 @@ def _column_config(df: pd.DataFrame) -> dict:
 
 
 # The ranking's columns that fit a laptop's pane; "All columns" shows the rest.
-NARROW_COLUMNS = ("rank", "config", "exits %", "sent B", "device ms", "uplink ms", "server ms", "latency ms", "mean ms", "p50 ms", "p95 ms",
-                  "p99 ms", "accuracy %", "energy mJ", "verdict")
+NARROW_COLUMNS = ("rank", "config", "exits %", "sent B", "device ms", "uplink ms", "server ms", "latency ms", "mean ms",
+                  "p50 ms", "p95 ms", "p99 ms", "± ms", "tie", "accuracy %", "energy mJ", "verdict")
 
 
 def ranked_table(res: si.Result, view: View) -> None:
@@ -439,6 +439,11 @@ def ranked_table(res: si.Result, view: View) -> None:
                  column_order=order)
     if predicted:
         st.caption(ACCURACY_NOTES["*"])
+    sc = res.scenario
+    modes = res.meta.get("compute") or {}
+    err = compute_error_sentence(view, modes, sc.device.name, sc.server.name)
+    if modes.get("device"):
+        st.caption(f"Compute: {sc.device.name} {modes['device']}; {sc.server.name} {modes['server']}. {err}")
     st.caption(f"Feasible {'design points' if view.multi else 'splits'} by rank (highlighted: the recommended one), "
                "then the others, closest first. Split: the torch.fx node after which the model is cut. "
                "FLOPs: 1 per multiply-add.")

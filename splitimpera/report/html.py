@@ -27,7 +27,7 @@ from ..errors import UserError, first_line
 from ..plain import human, num
 from ..qos import human_bytes
 from .fidelity import fidelity_section, is_fidelity_dir, load_fidelity_dir, plot_fidelity
-from .view import View, accuracy_footnote, accuracy_text
+from .view import View, accuracy_footnote, accuracy_text, compute_error_sentence
 
 log = logging.getLogger(__name__)
 
@@ -445,6 +445,7 @@ def _table(rd: ResultDir) -> str:
     if v.latency_column != "latency_s":
         cols.append((v.latency_column, f"{stat} ms"))
     cols += [("energy_j", "energy mJ"), ("pareto", "Pareto"), ("reason", "verdict")]
+    ranked = v.latency_column  # the column the ± band of the compute model's error goes with
     src = t["accuracy_source"] if "accuracy_source" in t.columns else pd.Series(dtype=object)
     if ("accuracy" in t.columns and t["accuracy"].notna().any() and src.notna().any()
             and not src.isin(["full model"]).all()):
@@ -465,8 +466,9 @@ def _table(rd: ResultDir) -> str:
             elif k in ("exit", "exit_rate"):  # τ and the share that exits, on early-exit points only
                 txt = "" if point[2] == "none" else str(point[2]) if k == "exit" else f"{float(r[k]) * 100:.0f} %"
                 cells.append(f"<td>{html.escape(txt)}</td>")
-            elif k == "rank":
-                cells.append(f"<td>{'' if pd.isna(r.get('rank')) else int(r['rank'])}</td>")
+            elif k == "rank":  # ≈: within the compute model's error band of the recommended point
+                tie = " ≈" if r.get("tie") in (True, "True") else ""
+                cells.append(f"<td>{'' if pd.isna(r.get('rank')) else int(r['rank'])}{tie}</td>")
             elif k == "bytes_sent":
                 cells.append(f"<td>{human_bytes(r['bytes_sent'])}</td>")
             elif k == "energy_j":
@@ -480,11 +482,20 @@ def _table(rd: ResultDir) -> str:
                 txt = "ok" if r.get("feasible", True) in (True, "True") else str(r.get("reason", ""))
                 cells.append(f'<td class="l">{html.escape(txt)}</td>')
             else:
-                cells.append(f"<td>{_fmt_ms(r.get(k, np.nan))}</td>")
+                band = r.get("latency_err_s", np.nan)
+                pm = (f" ± {_fmt_ms(band)}" if k == ranked and pd.notna(band) and np.isfinite(band) and band > 0
+                      else "")
+                cells.append(f"<td>{_fmt_ms(r.get(k, np.nan))}{pm}</td>")
         rows.append(f'<tr class="{cls}">{"".join(cells)}</tr>')
     note = accuracy_footnote(t["accuracy_source"]) if any(k == "accuracy" for k, _ in cols) else ""
+    s = rd.summary
+    err = compute_error_sentence(v, s.get("compute_model") or {}, str(s.get("device")), str(s.get("server")))
+    modes = s.get("compute_model") or {}
+    if modes.get("device"):
+        err = f"compute: {s.get('device')} {modes['device']}; {s.get('server')} {modes['server']}. " + err
     return (f"<div class=\"wrap\"><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
-            + (f'<p class="muted">{html.escape(note)}</p>' if note else ""))
+            + (f'<p class="muted">{html.escape(note)}</p>' if note else "")
+            + (f'<p class="muted">{html.escape(err)}</p>' if err else ""))
 
 
 def _qos_text(qos: dict) -> str:

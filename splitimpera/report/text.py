@@ -10,7 +10,7 @@ from ..accuracy.cui import class_name
 from ..plain import num
 from ..qos import closest, constraints, human_bytes
 from .term import grid
-from .view import View, accuracy_footnote, accuracy_text, exit_table, flops_text as _flops
+from .view import View, accuracy_footnote, accuracy_text, compute_error_sentence, exit_table, flops_text as _flops
 
 
 def _ms(v: float) -> str:
@@ -288,27 +288,11 @@ def render_result(result, top: int | None = None) -> str:
 
 
 def describe_compute_error(result, view) -> str:
-    """One sentence on the compute model's error band at the recommended point and the ties in
-    the ranking it causes (:func:`splitimpera.qos.mark_ties`); "" when no band is known."""
-    t = view.table
-    modes = getattr(result, "meta", {}).get("compute") or {}
-    if "latency_err_s" not in t.columns or view.recommended is None:
-        return ""
+    """The terminal's sentence on the compute model's error (:func:`~.view.compute_error_sentence`)."""
     sc = result.scenario
-    stated = [f"{name} ±{modes[k]:.3g} %" for name, k in ((sc.device.name, "device_error_pct"),
-                                                          (sc.server.name, "server_error_pct"))
-              if modes.get(k) is not None]
-    if not stated:
-        return "(compute error: neither profile states one (compute.error_pct); ties not checked)"
-    rec = t.loc[view.recommended]
-    err = rec["latency_err_s"]
-    ties = t[t["tie"].astype(bool)].sort_values("rank")
-    where = (f"{len(ties)} point{'s' if len(ties) > 1 else ''} ranked below it "
-             f"({', '.join(view.label(p) for p in ties.index[:5])}{', …' if len(ties) > 5 else ''}) "
-             "within the combined band: a tie, measure before choosing (`splitimpera calibrate --for-model`)"
-             if len(ties) else "no other point within the combined band")
-    return (f"(compute model error {', '.join(stated)}: the recommended point's {sc.qos.latency_statistic} "
-            f"{_ms(rec['latency_qos_s'])} ms ± {_ms(err) if err > 0 else '0'} ms; {where})")
+    text = compute_error_sentence(view, getattr(result, "meta", {}).get("compute") or {}, sc.device.name,
+                                  sc.server.name)
+    return f"({text})" if text else ""
 
 
 def render_profile(profile: pd.DataFrame) -> str:

@@ -50,6 +50,29 @@ UPLINK_PARTS = ("uplink propagation", "uplink transmit")
 STAGE_LABELS = [label for _, label in STAGES[:2]] + list(UPLINK_PARTS) + [label for _, label in STAGES[3:]]
 
 
+def compute_error_sentence(view: "View", modes: dict, device: str, server: str) -> str:
+    """One sentence on the compute model's error band at the recommended point and the ties in
+    the ranking it causes (:func:`splitimpera.qos.mark_ties`); "" when the table has no band.
+    ``modes``: the result's ``compute`` meta (which model each side used and its error, %)."""
+    t = view.table
+    if "latency_err_s" not in t.columns or view.recommended is None:
+        return ""
+    stated = [f"{name} ±{modes[k]:.3g} %" for name, k in ((device, "device_error_pct"), (server, "server_error_pct"))
+              if modes.get(k) is not None]
+    if not stated:
+        return "compute error: neither profile states one (compute.error_pct); ties not checked"
+    rec = t.loc[view.recommended]
+    err = float(rec["latency_err_s"])
+    ties = t[t["tie"].astype(bool)].sort_values("rank") if "tie" in t.columns else t.iloc[:0]
+    names = ", ".join(view.label(p) for p in ties.index[:5]) + (", …" if len(ties) > 5 else "")
+    where = (f"{len(ties)} point{'s' if len(ties) > 1 else ''} ranked below it ({names}) within the combined "
+             "band: a tie, measure before choosing (`splitimpera calibrate --for-model`)"
+             if len(ties) else "no other point within the combined band")
+    return (f"compute model error {', '.join(stated)}: the recommended point's {view.statistic} "
+            f"{num(float(rec['latency_qos_s'] if 'latency_qos_s' in t.columns else rec['latency_s']) * 1e3)} ms "
+            f"± {num(err * 1e3)} ms; {where}")
+
+
 def flops_text(v: float) -> str:
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if v >= scale:
