@@ -379,11 +379,15 @@ def mark_ties(table: pd.DataFrame, e_device: float, e_server: float) -> pd.DataF
     latency (``device_compute_s`` × the device's relative error + ``server_compute_s`` × the
     server's; the two added, as if each side were off in one direction) — and ``tie``: a
     feasible point ranked below 1 whose ranked latency is within the combined band
-    (√(err² + err_best²)) of the recommended point's. NaN bands (an error not stated) tie nothing."""
+    (√(err² + err_best²)) of the recommended point's. A side whose error is not stated (NaN)
+    adds nothing; when neither states one the band is NaN and nothing ties."""
     out = table.copy()
     dev = out["device_compute_s"].to_numpy(dtype=float)
     srv = out["server_compute_s"].to_numpy(dtype=float)
-    err = dev * e_device + srv * e_server
+    if np.isnan(e_device) and np.isnan(e_server):
+        err = np.full(len(out), np.nan)
+    else:  # a side that states no error adds none (the sentence says which is missing)
+        err = np.nan_to_num(dev * e_device) + np.nan_to_num(srv * e_server)
     out["latency_err_s"] = err
     tie = np.zeros(len(out), dtype=bool)
     ranks = out["rank"].to_numpy(dtype=float, na_value=np.nan)

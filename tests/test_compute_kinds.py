@@ -212,3 +212,38 @@ def test_kinds_need_an_all_entry_and_known_names():
     data["compute"]["kinds"] = {"all": {"overhead_us": 1.0}, "convv": {"overhead_us": 1.0}}
     with pytest.raises(Exception, match="convv"):
         si.DeviceProfile.model_validate(data)
+
+
+def test_ties_within_the_combined_error_band():
+    from splitimpera.qos import mark_ties
+
+    t = pd.DataFrame({"device_compute_s": [0.010, 0.020, 0.001, 0.0], "server_compute_s": [0.0, 0.005, 0.0, 0.0],
+                      "latency_qos_s": [0.100, 0.1025, 0.1040, 0.1001], "rank": [1, 2, 3, pd.NA]})
+    out = mark_ties(t, 0.10, 0.20)
+    # err = device × 10 % + server × 20 %
+    np.testing.assert_allclose(out["latency_err_s"], [0.001, 0.003, 0.0001, 0.0])
+    # rank 2: 2.5 ms behind, band √(3² + 1²) = 3.16 ms: a tie; rank 3: 4 ms behind, band 1.005 ms: not;
+    # the unranked (infeasible) row never ties, however close.
+    assert list(out["tie"]) == [False, True, False, False]
+    # A side without a stated error adds nothing; neither stated: no band, no tie.
+    np.testing.assert_allclose(mark_ties(t, 0.10, float("nan"))["latency_err_s"], [0.001, 0.002, 0.0001, 0.0])
+    none = mark_ties(t, float("nan"), float("nan"))
+    assert none["latency_err_s"].isna().all() and not none["tie"].any()
+
+
+def test_simulate_shows_the_band_from_the_profiles_error(repo_root, capsys):
+    dev = si.get_device("rpi4").model_dump()
+    dev["compute"]["error_pct"] = 50.0
+    dev["name"] = "rpi4_err"
+    sc = si.load_scenario(repo_root / "scenarios" / "demo.yaml",
+                          overrides={"device": dev, "analysis.engine": "analytic"})
+    res = si.run(sc)
+    t = res.table
+    np.testing.assert_allclose(t["latency_err_s"], t["device_compute_s"] * 0.5)
+    assert res.meta["compute"]["device_error_pct"] == 50.0 and res.meta["compute"]["server_error_pct"] is None
+    from splitimpera.report.text import render_result
+
+    text = render_result(res)
+    assert "compute model error rpi4_err ±50 %" in text
+    # output (LC) and classifier_4 differ by the 32 bytes they send: far inside a 50 % band.
+    assert t.loc[("classifier_4", "none"), "tie"] and "a tie" in text

@@ -61,6 +61,10 @@ def compute_error_sentence(view: "View", modes: dict, device: str, server: str) 
               if modes.get(k) is not None]
     if not stated:
         return "compute error: neither profile states one (compute.error_pct); ties not checked"
+    missing = [name for name, k in ((device, "device_error_pct"), (server, "server_error_pct"))
+               if modes.get(k) is None]
+    if missing:
+        stated.append(f"{missing[0]} none stated (counted as 0)")
     rec = t.loc[view.recommended]
     err = float(rec["latency_err_s"])
     ties = t[t["tie"].astype(bool)].sort_values("rank") if "tie" in t.columns else t.iloc[:0]
