@@ -94,6 +94,7 @@ def implausible(data: dict, cores: int | None = None) -> list[str]:
                    "layer): the fit models may barely exercise that class; check it or set it by hand")
     return out
 
+
 DEFAULT_FIT_MODELS = ("resnet18", "mobilenet_v3_small", "vgg11", "squeezenet1_0")
 DEFAULT_HOLDOUT_MODELS = ("efficientnet_b0", "resnet50", "densenet121")
 DEFAULT_INPUT_SHAPE = (3, 224, 224)
