@@ -29,7 +29,7 @@ import torch.nn as nn
 
 from .. import cache
 from ..config.hardware import OP_CLASSES
-from .kinds import conv_features, node_kind
+from .kinds import conv_features, node_kind, pool_features, shape_features
 from .splits import INPUT, OUTPUT, PREDICTION_BYTES, TracedModel, attr_value, eval_mode, trace
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ LINEAR_OPS = {"addmm", "mm", "matmul", "bmm", "linear", "einsum", "scaled_dot_pr
 ROOFLINE_COLUMNS = ("pos", *(f"flops_{c}" for c in OP_CLASSES), "bytes_moved", "is_layer")
 _CONV_FEATURES = ("cin", "cout", "kernel", "stride", "groups", "out_hw")
 # And those of the per-kind model (splitimpera.latency.kinds; kinds and features: model.kinds).
-KIND_COLUMNS = ("kind", "in_bytes", "out_bytes", "param_bytes", *_CONV_FEATURES)
+KIND_COLUMNS = ("kind", "in_bytes", "out_bytes", "param_bytes", *_CONV_FEATURES, "module")
 # Ops that return a view of their input (no data moved) when their output aliases an input.
 _VIEW_FUNCTIONS = {"getitem", "flatten", "reshape", "transpose", "permute", "squeeze", "unsqueeze", "narrow",
                    "chunk", "split", "unbind", "view", "view_as", "expand", "expand_as", "unflatten", "t",
@@ -224,8 +224,16 @@ def profile_nodes(model: nn.Module | TracedModel, input_shape=None, *, use_cache
         in_bytes, param_bytes, moved = _node_bytes(n, tm)
         compute = n.op in ("call_module", "call_function", "call_method")
         kind = node_kind(n, tm.gm, is_view=_is_view(n, tm)) if compute else "none"
-        conv = (conv_features(n, tm.gm, ni.shape) if kind.startswith("conv") and n.op == "call_module"
-                else dict.fromkeys(_CONV_FEATURES, 0))
+        first = next((tm.info[a] for a in n.all_input_nodes if a.op != "get_attr" and tm.info[a].is_tensor), None)
+        in_shape = first.shape if first is not None else ()
+        if kind.startswith("conv") and n.op == "call_module":
+            conv = conv_features(n, tm.gm, ni.shape)
+        elif kind in ("pool", "gpool"):
+            conv = pool_features(n, tm.gm, ni.shape, in_shape)
+        elif compute and ni.is_tensor:
+            conv = shape_features(ni.shape, in_shape)
+        else:
+            conv = dict.fromkeys(_CONV_FEATURES, 0)
         rows.append({
             "node": n.name, "pos": ni.pos, "op": n.op,
             **{f"flops_{c}": int(f.get(c, 0)) for c in OP_CLASSES},
@@ -233,7 +241,7 @@ def profile_nodes(model: nn.Module | TracedModel, input_shape=None, *, use_cache
             "in_bytes": in_bytes, "param_bytes": param_bytes, "bytes_moved": moved,
             "live_bytes": int(sum(storages.values())),
             "is_layer": compute and ni.is_tensor,
-            "kind": kind, **conv,
+            "kind": kind, **conv, "module": int(n.op == "call_module"),
         })
     df = pd.DataFrame(rows).set_index("node")
     df["flops"] = df[[f"flops_{c}" for c in OP_CLASSES]].sum(axis=1)

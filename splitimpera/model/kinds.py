@@ -12,8 +12,8 @@ traffic, a reshape costs only its dispatch. The kinds (:data:`KINDS`):
 ``matmul``      matrix products of activations (``matmul``, ``bmm``, attention products)
 ``attention``   a whole ``nn.MultiheadAttention`` (fx keeps it as one node)
 ``norm``        batch, layer, group and instance norm
-``act``         element-wise activations (ReLU, GELU, Hardswish, sigmoid, softmax …)
-``pool``        max/average/adaptive pooling and ``mean``
+``act``         element-wise activations (ReLU, GELU, SiLU, Hardswish, sigmoid, softmax …)
+``pool``        max/average/adaptive pooling and ``mean`` (the kernel and stride are features)
 ``eltwise``     element-wise arithmetic between tensors (add, mul …)
 ``concat``      ``torch.cat``/``stack``
 ``view``        nodes that only make a view (flatten, reshape of a contiguous tensor, getitem,
@@ -21,13 +21,18 @@ traffic, a reshape costs only its dispatch. The kinds (:data:`KINDS`):
 ``copy``        layout changes that copy (``contiguous``, reshape of a permuted tensor …)
 ``other``       anything else
 
-Features per node (:func:`node_features`, columns :data:`FEATURE_COLUMNS`): ``macs``
-(fvcore multiply-adds), ``bytes_moved``, ``in_bytes``, ``out_bytes``, ``param_bytes``
-(fp32, batch 1; see :mod:`splitimpera.model.cost`), and for convolutions ``cin``, ``cout``,
-``kernel`` (kh·kw), ``stride``, ``groups``, ``out_hw`` (output pixels); 0 where they do not apply.
+Features per node (columns :data:`FEATURE_COLUMNS` of
+:func:`splitimpera.model.cost.profile_nodes`): ``macs`` (fvcore multiply-adds),
+``bytes_moved``, ``in_bytes``, ``out_bytes``, ``param_bytes`` (fp32, batch 1; see
+:mod:`splitimpera.model.cost`); ``cin``, ``cout``, ``kernel`` (kh·kw), ``stride``, ``groups``
+and ``out_hw`` (output pixels) — a convolution's or pooling's own, else the channels and
+pixels of the node's input and output shapes (:func:`shape_features`); and ``module``
+(1 for an ``nn.Module`` call, whose ``__call__`` costs more than a function's).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch.fx as fx
 import torch.nn as nn
@@ -37,16 +42,16 @@ KINDS = ("conv", "conv_dw", "conv_group", "linear", "matmul", "attention", "norm
 # Kinds whose time grows with multiply-adds (the rest: with bytes moved).
 FLOP_KINDS = ("conv", "conv_dw", "conv_group", "linear", "matmul", "attention")
 FEATURE_COLUMNS = ("kind", "macs", "bytes_moved", "in_bytes", "out_bytes", "param_bytes",
-                   "cin", "cout", "kernel", "stride", "groups", "out_hw")
+                   "cin", "cout", "kernel", "stride", "groups", "out_hw", "module")
 
-_ACT_MODULES = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh,
-                nn.LeakyReLU, nn.ELU, nn.PReLU, nn.Softmax, nn.LogSoftmax, nn.Mish, nn.Softplus, nn.Hardtanh)
+_ACT_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.LeakyReLU, nn.PReLU, nn.Hardtanh, nn.GELU, nn.SiLU,
+                nn.Sigmoid, nn.Tanh, nn.ELU, nn.Softmax, nn.LogSoftmax, nn.Mish, nn.Softplus)
 _NORM_MODULES = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm,
                  nn.LocalResponseNorm)
 _POOL_MODULES = (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
                  nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd)
-_ACT_FUNCS = {"relu", "relu_", "relu6", "gelu", "silu", "hardswish", "hardsigmoid", "sigmoid", "tanh", "softmax",
-              "log_softmax", "leaky_relu", "elu", "hardtanh", "mish", "softplus", "clamp", "clamp_", "sigmoid_"}
+_ACT_FUNCS = {"relu", "relu_", "relu6", "hardswish", "hardsigmoid", "leaky_relu", "hardtanh", "clamp", "clamp_", "gelu",
+              "silu", "sigmoid", "sigmoid_", "tanh", "softmax", "log_softmax", "elu", "mish", "softplus"}
 _POOL_FUNCS = {"max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
                "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "mean", "amax", "sum"}
 _ELTWISE_FUNCS = {"add", "add_", "iadd", "sub", "isub", "mul", "mul_", "imul", "truediv", "div", "floordiv",
@@ -107,6 +112,31 @@ def node_kind(n: fx.Node, gm: fx.GraphModule, *, is_view: bool) -> str:
     if name in _COPY_FUNCS:
         return "copy"
     return "other"
+
+
+def shape_features(out_shape, in_shape=None) -> dict[str, int]:
+    """What the output's (and first input's) per-sample shapes say of any node: ``cout`` and
+    ``out_hw`` from a (C, H, W…) output, ``cin`` from the input; kernel, stride and groups 1."""
+    out_shape, in_shape = tuple(out_shape or ()), tuple(in_shape or ())
+    hw = 1
+    for s in out_shape[1:]:
+        hw *= int(s)
+    return {"cin": int(in_shape[0]) if len(in_shape) >= 2 else 0, "cout": int(out_shape[0]) if len(out_shape) >= 2 else 0,
+            "kernel": 1, "stride": 1, "groups": 1, "out_hw": hw if len(out_shape) >= 2 else 0}
+
+
+def pool_features(n: fx.Node, gm: fx.GraphModule, out_shape, in_shape) -> dict[str, int]:
+    """:func:`shape_features` with a pooling module's kernel (kh·kw) and stride."""
+    f = shape_features(out_shape, in_shape)
+    if n.op == "call_module":
+        m = gm.get_submodule(n.target)
+        k, st = getattr(m, "kernel_size", None), getattr(m, "stride", None)
+        if k is not None:
+            k = (k,) * max(len(out_shape) - 1, 1) if isinstance(k, int) else tuple(k)
+            f["kernel"] = int(math.prod(k))
+        if st is not None:
+            f["stride"] = int(st if isinstance(st, int) else st[0])
+    return f
 
 
 def conv_features(n: fx.Node, gm: fx.GraphModule, out_shape) -> dict[str, int]:
