@@ -375,28 +375,35 @@ def compute_error_fraction(device, profile=None, side: str = "head") -> float:
 
 
 def mark_ties(table: pd.DataFrame, e_device: float, e_server: float) -> pd.DataFrame:
-    """``table`` (ranked) plus ``latency_err_s`` — the compute model's error band on the ranked
-    latency (``device_compute_s`` × the device's relative error + ``server_compute_s`` × the
-    server's; the two added, as if each side were off in one direction) — and ``tie``: a
-    feasible point ranked below 1 whose ranked latency is within the combined band
-    (√(err² + err_best²)) of the recommended point's. A side whose error is not stated (NaN)
-    adds nothing; when neither states one the band is NaN and nothing ties."""
+    """``table`` (ranked) plus ``latency_err_s`` and ``tie``.
+
+    ``latency_err_s`` is the compute model's error band on a point's latency:
+    ``device_compute_s`` × the device's relative error + ``server_compute_s`` × the server's
+    (as if each side were off in one direction). A side whose error is not stated (NaN) adds
+    nothing; when neither states one the band is NaN and nothing ties.
+
+    ``tie``: a feasible point ranked below 1 whose ranked latency differs from the
+    recommended point's by no more than the error of the compute that *differs* between
+    them, ``e_device`` × |Δ device compute| + ``e_server`` × |Δ server compute|: a model that
+    is off by e on a side is off alike for two points running the same layers there, so two
+    points that differ only in what they send never tie on compute error."""
     out = table.copy()
     dev = out["device_compute_s"].to_numpy(dtype=float)
     srv = out["server_compute_s"].to_numpy(dtype=float)
-    if np.isnan(e_device) and np.isnan(e_server):
-        err = np.full(len(out), np.nan)
-    else:  # a side that states no error adds none (the sentence says which is missing)
-        err = np.nan_to_num(dev * e_device) + np.nan_to_num(srv * e_server)
-    out["latency_err_s"] = err
     tie = np.zeros(len(out), dtype=bool)
+    if np.isnan(e_device) and np.isnan(e_server):
+        out["latency_err_s"] = np.full(len(out), np.nan)
+        out["tie"] = tie
+        return out
+    ed, es = np.nan_to_num(e_device), np.nan_to_num(e_server)
+    out["latency_err_s"] = dev * ed + srv * es
     ranks = out["rank"].to_numpy(dtype=float, na_value=np.nan)
     best = np.flatnonzero(ranks == 1)
     if len(best):
         b = best[0]
         lat = out["latency_qos_s"].to_numpy(dtype=float)
+        band = ed * np.abs(dev - dev[b]) + es * np.abs(srv - srv[b])
         with np.errstate(invalid="ignore"):
-            band = np.sqrt(err ** 2 + err[b] ** 2)
             tie = (ranks > 1) & (np.abs(lat - lat[b]) <= band)
     out["tie"] = tie
     return out

@@ -214,36 +214,43 @@ def test_kinds_need_an_all_entry_and_known_names():
         si.DeviceProfile.model_validate(data)
 
 
-def test_ties_within_the_combined_error_band():
+def test_ties_within_the_error_of_the_compute_that_differs():
     from splitimpera.qos import mark_ties
 
-    t = pd.DataFrame({"device_compute_s": [0.010, 0.020, 0.001, 0.0], "server_compute_s": [0.0, 0.005, 0.0, 0.0],
-                      "latency_qos_s": [0.100, 0.1025, 0.1040, 0.1001], "rank": [1, 2, 3, pd.NA]})
+    t = pd.DataFrame({"device_compute_s": [0.010, 0.020, 0.001, 0.010, 0.0],
+                      "server_compute_s": [0.0, 0.005, 0.0, 0.0, 0.0],
+                      "latency_qos_s": [0.100, 0.1015, 0.1040, 0.1001, 0.1001], "rank": [1, 2, 3, 4, pd.NA]})
     out = mark_ties(t, 0.10, 0.20)
-    # err = device × 10 % + server × 20 %
-    np.testing.assert_allclose(out["latency_err_s"], [0.001, 0.003, 0.0001, 0.0])
-    # rank 2: 2.5 ms behind, band √(3² + 1²) = 3.16 ms: a tie; rank 3: 4 ms behind, band 1.005 ms: not;
-    # the unranked (infeasible) row never ties, however close.
-    assert list(out["tie"]) == [False, True, False, False]
+    # The band on each point: device × 10 % + server × 20 %.
+    np.testing.assert_allclose(out["latency_err_s"], [0.001, 0.003, 0.0001, 0.001, 0.0])
+    # rank 2: 1.5 ms behind, the compute that differs could be off by 0.1 × 10 ms + 0.2 × 5 ms = 2 ms: a tie;
+    # rank 3: 4 ms behind, 0.9 ms: not; rank 4 runs the same compute: 0.1 ms behind is no tie at all;
+    # the unranked (infeasible) row never ties.
+    assert list(out["tie"]) == [False, True, False, False, False]
     # A side without a stated error adds nothing; neither stated: no band, no tie.
-    np.testing.assert_allclose(mark_ties(t, 0.10, float("nan"))["latency_err_s"], [0.001, 0.002, 0.0001, 0.0])
+    np.testing.assert_allclose(mark_ties(t, 0.10, float("nan"))["latency_err_s"], [0.001, 0.002, 0.0001, 0.001, 0])
+    assert list(mark_ties(t, 0.10, float("nan"))["tie"]) == [False, False, False, False, False]
     none = mark_ties(t, float("nan"), float("nan"))
     assert none["latency_err_s"].isna().all() and not none["tie"].any()
 
 
 def test_simulate_shows_the_band_from_the_profiles_error(repo_root, capsys):
     dev = si.get_device("rpi4").model_dump()
-    dev["compute"]["error_pct"] = 50.0
+    dev["compute"]["error_pct"] = 1000.0  # absurd on purpose: a band wide enough to tie
     dev["name"] = "rpi4_err"
     sc = si.load_scenario(repo_root / "scenarios" / "demo.yaml",
                           overrides={"device": dev, "analysis.engine": "analytic"})
     res = si.run(sc)
     t = res.table
-    np.testing.assert_allclose(t["latency_err_s"], t["device_compute_s"] * 0.5)
-    assert res.meta["compute"]["device_error_pct"] == 50.0 and res.meta["compute"]["server_error_pct"] is None
+    srv_e = si.get_device("server_t4").compute.error_pct / 100
+    np.testing.assert_allclose(t["latency_err_s"], t["device_compute_s"] * 10.0 + t["server_compute_s"] * srv_e)
+    assert res.meta["compute"]["device_error_pct"] == 1000.0 and res.meta["compute"]["server_error_pct"] == srv_e * 100
     from splitimpera.report.text import render_result
 
     text = render_result(res)
-    assert "compute model error rpi4_err ±50 %" in text
-    # output (LC) and classifier_4 differ by the 32 bytes they send: far inside a 50 % band.
-    assert t.loc[("classifier_4", "none"), "tie"] and "a tie" in text
+    assert "compute model error rpi4_err ±1e+03 %" in text or "compute model error rpi4_err ±1000 %" in text
+    # output (LC) and classifier_4 run the same layers on the device and differ by the 32 bytes
+    # they send: never a tie on compute error; classifier_1 runs less on the device and some
+    # on the server: with a 1000 % device error, a tie.
+    assert not t.loc[("classifier_4", "none"), "tie"]
+    assert t.loc[("classifier_1", "none"), "tie"] and "a tie" in text

@@ -69,9 +69,9 @@ def compute_error_sentence(view: "View", modes: dict, device: str, server: str) 
     err = float(rec["latency_err_s"])
     ties = t[t["tie"].astype(bool)].sort_values("rank") if "tie" in t.columns else t.iloc[:0]
     names = ", ".join(view.label(p) for p in ties.index[:5]) + (", …" if len(ties) > 5 else "")
-    where = (f"{len(ties)} point{'s' if len(ties) > 1 else ''} ranked below it ({names}) within the combined "
-             "band: a tie, measure before choosing (`splitimpera calibrate --for-model`)"
-             if len(ties) else "no other point within the combined band")
+    where = (f"{len(ties)} point{'s' if len(ties) > 1 else ''} ranked below it ({names}) closer than the error of "
+             "the compute that differs: a tie, measure before choosing (`splitimpera calibrate --for-model`)"
+             if len(ties) else "no point ranked below it is closer than the error of the compute that differs")
     return (f"compute model error {', '.join(stated)}: the recommended point's {view.statistic} "
             f"{num(float(rec['latency_qos_s'] if 'latency_qos_s' in t.columns else rec['latency_s']) * 1e3)} ms "
             f"± {num(err * 1e3)} ms; {where}")
