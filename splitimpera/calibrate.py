@@ -55,6 +55,7 @@ from pydantic import ValidationError
 
 from .atomic import atomic_write
 from .errors import UserError
+from .latency.kinds import nnlad as _nnlad
 from .model.cost import OP_CLASSES, profile_nodes
 from .config.hardware import DeviceProfile, format_validation_error
 from .model.splits import TracedModel, attr_value, eval_mode, trace
@@ -355,26 +356,6 @@ def _layer_rows(nodes: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray
     B = lay["bytes_moved"].to_numpy(dtype=float)
     t = lay["measured_s"].to_numpy(dtype=float)
     return F, B, t
-
-
-def _nnlad(A: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """argmin_x Σ_i |(A x − y)_i| subject to x ≥ 0, as a linear program (HiGHS)."""
-    from scipy import sparse
-    from scipy.optimize import linprog
-
-    # Columns scaled to unit norm: raw ones span ~12 orders of magnitude (MACs vs layers).
-    scale = np.linalg.norm(A, axis=0)
-    scale[scale == 0] = 1.0
-    As = sparse.csr_matrix(A / scale)
-    m, k = As.shape
-    eye = sparse.identity(m, format="csr")
-    # Variables [x (k), u (m)]: minimise Σu subject to −u ≤ A x − y ≤ u.
-    A_ub = sparse.vstack([sparse.hstack([As, -eye]), sparse.hstack([-As, -eye])], format="csr")
-    res = linprog(np.concatenate([np.zeros(k), np.ones(m)]), A_ub=A_ub, b_ub=np.concatenate([y, -y]),
-                  bounds=[(0, None)] * (k + m), method="highs")
-    if not res.success:
-        raise RuntimeError(f"least-absolute-deviation fit failed: {res.message}")
-    return res.x[:k] / scale
 
 
 def fit_roofline(nodes: pd.DataFrame, *, max_iter: int = 50) -> RooflineFit:

@@ -35,6 +35,9 @@ from .registry import Registry
 log = logging.getLogger(__name__)
 
 OP_CLASSES = ("conv", "linear", "other")
+# The op kinds of the per-kind compute model (defined with their features in model/kinds.py).
+KINDS = ("conv", "conv_dw", "conv_group", "linear", "matmul", "attention", "norm", "act", "pool", "eltwise",
+         "concat", "view", "copy", "other")
 
 
 class _Strict(BaseModel):
@@ -83,8 +86,6 @@ class Compute(_Strict):
     @model_validator(mode="after")
     def _kinds_all(self) -> "Compute":
         if self.kinds is not None:
-            from ..model.kinds import KINDS
-
             unknown = sorted(set(self.kinds) - {"all", *KINDS})
             if unknown:
                 raise ValueError(f"unknown op kind(s) {', '.join(unknown)} in kinds; known: all, {', '.join(KINDS)}")
