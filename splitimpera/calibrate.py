@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import io
 import gc
 import logging
 import os
@@ -110,6 +111,7 @@ DEFAULT_INPUT_SHAPE = (3, 224, 224)
 DEFAULT_REPEATS = 15
 DEFAULT_WARMUP = 3
 SOURCE = "calibrate"
+TABLE_FLOAT_FORMAT = "%.6g"  # the residual table's numbers, in memory and on disk alike
 
 
 # --------------------------------------------------------------------------------------------
@@ -580,7 +582,7 @@ def write_profile(data: dict, path: str | Path, table: pd.DataFrame | None = Non
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
     try:
         if table is not None:
-            atomic_write(side, table.to_csv(index=False, float_format="%.6g"))
+            atomic_write(side, table.to_csv(index=False, float_format=TABLE_FLOAT_FORMAT))
         atomic_write(path, text)
     except OSError as e:
         raise UserError(f"cannot write: {e.strerror or e}", source=str(path)) from None
@@ -643,10 +645,29 @@ def check_model_names(models: Sequence[str], holdout: Sequence[str]) -> None:
                         source=SOURCE, field="--holdout")
 
 
+def _thread_ids() -> list[int]:
+    """This process's thread ids (Linux ``/proc/self/task``); ``[0]`` (the caller) elsewhere."""
+    try:
+        return [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]
+
+
+def _set_affinity(cpus) -> None:
+    """Every thread of this process on ``cpus`` (affinity is per thread on Linux: torch's
+    worker threads, created earlier, would keep theirs)."""
+    for tid in _thread_ids():
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except OSError:  # a thread that ended meanwhile
+            pass
+
+
 @contextmanager
 def pinned(n: int | None):
     """``n`` torch threads (default: as now) on as many CPUs, the first ``n`` of this process's
-    affinity (Linux; elsewhere threads only). Yields ``(threads, cpus)``; both restored after."""
+    affinity, for every thread of the process (Linux; elsewhere threads only). Yields
+    ``(threads, cpus)``; both restored after, for every thread (those created inside too)."""
     old_threads = torch.get_num_threads()
     old_cpus = None
     if n is not None:
@@ -657,7 +678,7 @@ def pinned(n: int | None):
         try:
             old_cpus = os.sched_getaffinity(0)
             cpus = tuple(sorted(old_cpus)[:threads])
-            os.sched_setaffinity(0, cpus)
+            _set_affinity(cpus)
         except OSError:
             old_cpus, cpus = None, ()
     try:
@@ -665,7 +686,7 @@ def pinned(n: int | None):
     finally:
         torch.set_num_threads(old_threads)
         if old_cpus is not None:
-            os.sched_setaffinity(0, old_cpus)
+            _set_affinity(old_cpus)
 
 
 def _measure_all(measure, models, repeats, warmup) -> list[Measurement]:
@@ -753,8 +774,9 @@ def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str]
     fit_nodes = pd.concat([m.nodes for m in fit_ms])
     fit = fit_roofline(fit_nodes)
     flop_only = fit_flop_only(fit_nodes)
-    table = node_table(fit_ms)
-    # The per-kind model as a profile will load it: coefficients through their YAML form.
+    # The per-kind model exactly as a profile will load it: the table through its CSV form,
+    # the coefficients through their YAML form.
+    table = pd.read_csv(io.StringIO(node_table(fit_ms).to_csv(index=False, float_format=TABLE_FLOAT_FORMAT)))
     coef = {k: K.KindCoef.from_yaml(c.to_yaml()) for k, c in K.fit_base(table).items()}
     with_res = K.KindModel(coef, K.fit_residual(table, coef))
     base_only = K.KindModel(coef)
@@ -763,9 +785,12 @@ def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str]
             "roofline": prediction_errors(hold_ms, fit.predict_s),
             "flop-only": prediction_errors(hold_ms, flop_only.predict_s)}
     summary = {k: summarize_errors(v) for k, v in errs.items()}
-    if residual is None:
-        residual = bool(holdout) and summary["kinds+residual"]["model_mdape"] <= summary["kinds"]["model_mdape"]
-    chosen = "kinds+residual" if residual else "kinds"
+    if residual is None:  # by held-out error, the per-kind model first on equal errors
+        candidates = ["kinds+residual", "kinds", "roofline"] if holdout else ["kinds"]
+        chosen = min(candidates, key=lambda m: summary[m]["model_mdape"])
+    else:
+        chosen = "kinds+residual" if residual else "kinds"
+    residual = chosen == "kinds+residual"
     cap = memory_capacity_gb()
     today = _dt.date.today().isoformat()
     cpu = cpu_model()
@@ -779,8 +804,9 @@ def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str]
     noise = pd.DataFrame([{"model": m.model, "noise_pct": m.noise * 100, "node_noise_pct": _node_noise(m) * 100}
                           for m in measured], columns=["model", "noise_pct", "node_noise_pct"]).set_index("model")
     sources = [
-        f"compute.kinds, compute.residual_table: measured by `splitimpera calibrate` on {today} ({where}); "
-        f"per-kind model ({chosen}) fitted to {len(table)} nodes of {', '.join(models)} (input "
+        f"compute.{'kinds' if chosen != 'roofline' else 'error_pct'}{', compute.residual_table' if residual else ''}: "
+        f"measured by `splitimpera calibrate` on {today} ({where}); chosen by held-out error: {chosen}; "
+        f"per-kind model fitted to {len(table)} nodes of {', '.join(models)} (input "
         f"{'x'.join(map(str, shape))} unless given), fp32, batch 1, median of {repeats} interleaved rounds; {held}; "
         f"run-to-run spread (IQR/median) median {noise['noise_pct'].median():.1f} % per model",
         f"compute.efficiency, compute.layer_overhead_us, memory.bandwidth_gbps: the per-layer roofline fitted to the "
@@ -796,7 +822,8 @@ def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str]
     data, fit_notes = profile_from_fit(fit, name=name, peak_gflops=peak_gflops, kind=kind, capacity_gb=cap or 1.0,
                                        bandwidth_fallback_gbps=measure_copy_gbps, idle_w=idle_w, active_w=active_w,
                                        description=description, sources=sources, estimates=estimates)
-    data["compute"]["kinds"] = K.coef_to_yaml(coef)
+    if chosen != "roofline":
+        data["compute"]["kinds"] = K.coef_to_yaml(coef)
     data["compute"]["measured_on"] = {"cpu": str(cpu), "threads": int(n_threads), "cpus": list(map(int, cpus)),
                                       "torch": str(torch.__version__), "date": today, "rounds": int(repeats)}
     if residual:
@@ -829,10 +856,14 @@ def _scratch_table(table: pd.DataFrame) -> Path:
     it is written (:func:`write_profile` puts a copy beside the YAML)."""
     from . import cache
 
-    text = table.to_csv(index=False, float_format="%.6g")
+    text = table.to_csv(index=False, float_format=TABLE_FLOAT_FORMAT)
     path = cache.cache_dir() / "tables" / f"{cache.key('residual', text)}.csv"
     if not path.exists():
-        atomic_write(path, text)
+        try:
+            atomic_write(path, text)
+        except OSError as e:
+            raise UserError(f"cannot write the residual table to the cache folder: {e.strerror or e}",
+                            source=str(path), field="$SPLITIMPERA_CACHE") from None
     return path
 
 
@@ -840,8 +871,10 @@ def render_calibration(cal: Calibration) -> str:
     """Plain-text summary: the fitted numbers and the held-out errors of every method side by side."""
     c = cal.profile.compute
     lines = [
-        f"profile {cal.profile.name}: per-kind model ({cal.chosen}), {len(c.kinds or {}) - 1} op kinds fitted; "
-        f"roofline peak {c.peak_gflops:.4g} GFLOP/s, efficiency conv {c.efficiency.conv:.3g} "
+        f"profile {cal.profile.name}: "
+        + (f"per-kind model ({cal.chosen}), {len(c.kinds) - 1} op kinds fitted; " if c.kinds else
+           "the roofline (it predicted the held-out models better than the per-kind model); ")
+        + f"roofline peak {c.peak_gflops:.4g} GFLOP/s, efficiency conv {c.efficiency.conv:.3g} "
         f"linear {c.efficiency.linear:.3g} other {c.efficiency.other:.3g}, layer overhead "
         f"{c.layer_overhead_us:.3g} us, memory {cal.profile.memory.bandwidth_gbps:.3g} GB/s",
         f"fit: {cal.fit.layers} layers of {', '.join(cal.fit_models)}",
@@ -910,19 +943,19 @@ def time_model(name: str, input_shape=None, *, num_classes: int | None = None, r
         raise UserError(f"must be at least 0 (got {warmup})", source=SOURCE, field="--warmup")
     if threads is not None and threads < 1:
         raise UserError(f"must be at least 1 (got {threads})", source=SOURCE, field="--threads")
-    try:
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            model = load_model(name, "none", num_classes, search_dir)
-    except UserError as e:
-        raise UserError(e.message, source=SOURCE, field="--for-model") from None
-    try:
-        shape = (tuple(normalize_input_shape(input_shape)) if input_shape is not None
-                 else tuple(default_input_shape(name, model)))
-        tm = trace(model, shape)
-    except UserError as e:
-        raise e.at(source=SOURCE, field="--input") from None
-    with pinned(threads) as (n_threads, cpus):
+    with pinned(threads) as (n_threads, cpus):  # before torch makes its threads: they inherit the pinning
+        try:
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                model = load_model(name, "none", num_classes, search_dir)
+        except UserError as e:
+            raise UserError(e.message, source=SOURCE, field="--for-model") from None
+        try:
+            shape = (tuple(normalize_input_shape(input_shape)) if input_shape is not None
+                     else tuple(default_input_shape(name, model)))
+            tm = trace(model, shape)
+        except UserError as e:
+            raise e.at(source=SOURCE, field="--input") from None
         (m,) = measure_models([(name, tm)], repeats=repeats, warmup=warmup)
     n = m.nodes
     raw = n["measured_s"].to_numpy(dtype=float)

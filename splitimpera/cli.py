@@ -166,9 +166,10 @@ def _cmd_calibrate(args) -> int:
 
     if args.for_model is not None:
         return _calibrate_for_model(args)
-    if args.profile is not None:
-        raise UserError("--profile names the base profile of --for-model; without --for-model calibrate fits a "
-                        "new profile", source="calibrate", field="--profile")
+    if args.profile is not None or args.num_classes is not None:
+        raise UserError("belongs to --for-model (the base profile, the model's classes); without --for-model "
+                        "calibrate fits a new profile", source="calibrate",
+                        field="--profile" if args.profile is not None else "--num-classes")
     models = [m for arg in args.models for m in arg.split(",") if m]
     holdout = [m for arg in args.holdout for m in arg.split(",") if m]
     check_model_names(models, holdout)  # before minutes of measuring
@@ -227,6 +228,20 @@ def _calibrate_for_model(args) -> int:
             raise UserError(f"give -o FILE.yaml for the new profile ({args.profile!r} is a bundled or registered "
                             "profile, not a file to change)", source="calibrate", field="-o")
         out = Path(args.output)
+    from .calibrate import DEFAULT_FIT_MODELS, DEFAULT_HOLDOUT_MODELS
+    from .config.hardware import parse_profile, resolve_relative_paths
+
+    fit_only = {"--models": args.models != list(DEFAULT_FIT_MODELS),
+                "--holdout": args.holdout != list(DEFAULT_HOLDOUT_MODELS), "--kind": args.kind != "device",
+                "--peak-gflops": args.peak_gflops is not None, "--idle-w": args.idle_w is not None,
+                "--active-w": args.active_w is not None}
+    given = [k for k, v in fit_only.items() if v]
+    if given:
+        raise UserError(f"{', '.join(given)} belong{'s' if len(given) == 1 else ''} to fitting a profile, not to "
+                        "--for-model (the base profile keeps its own)", source="calibrate", field=given[0])
+    # The base must be a valid device profile before minutes of measuring.
+    parse_profile("devices", resolve_relative_paths("devices", base, base_dir) if base_dir is not None else base,
+                  str(spec) if base_dir is not None else "calibrate", prefix="" if base_dir is not None else "--profile")
     name = args.name or out.stem
     if out.stem != name:  # the registry requires it
         raise UserError(f"profile name {name!r} must equal the file stem of -o {out.name!r}",

@@ -137,7 +137,7 @@ def evaluate(scenario: Scenario, prep: Prepared, progress=None) -> Result:
     # The compute model's own error: a band on the ranked latency, and ties within it.
     e_dev = compute_error_fraction(scenario.device, prep.profile, "head")
     e_srv = compute_error_fraction(scenario.server, prep.profile, "tail")
-    table = mark_ties(table, e_dev, e_srv)
+    table = mark_ties(table, e_dev, e_srv, scenario.qos.objective)
     full = points.full_accuracy if points.full_accuracy is not None else prep.full_accuracy
     meta = {"accuracy": points.info} if points.info else {}
     meta["compute"] = {"device": compute_mode(prep.profile, "head", scenario.device),

@@ -374,7 +374,7 @@ def compute_error_fraction(device, profile=None, side: str = "head") -> float:
     return float("nan") if e is None else e / 100
 
 
-def mark_ties(table: pd.DataFrame, e_device: float, e_server: float) -> pd.DataFrame:
+def mark_ties(table: pd.DataFrame, e_device: float, e_server: float, objective: str = "latency") -> pd.DataFrame:
     """``table`` (ranked) plus ``latency_err_s`` and ``tie``.
 
     ``latency_err_s`` is the compute model's error band on a point's latency:
@@ -386,7 +386,8 @@ def mark_ties(table: pd.DataFrame, e_device: float, e_server: float) -> pd.DataF
     recommended point's by no more than the error of the compute that *differs* between
     them, ``e_device`` × |Δ device compute| + ``e_server`` × |Δ server compute|: a model that
     is off by e on a side is off alike for two points running the same layers there, so two
-    points that differ only in what they send never tie on compute error."""
+    points that differ only in what they send never tie on compute error. Ties are judged
+    only when the ranking is by latency (``objective``); otherwise ``tie`` is all False."""
     out = table.copy()
     dev = out["device_compute_s"].to_numpy(dtype=float)
     srv = out["server_compute_s"].to_numpy(dtype=float)
@@ -399,7 +400,7 @@ def mark_ties(table: pd.DataFrame, e_device: float, e_server: float) -> pd.DataF
     out["latency_err_s"] = dev * ed + srv * es
     ranks = out["rank"].to_numpy(dtype=float, na_value=np.nan)
     best = np.flatnonzero(ranks == 1)
-    if len(best):
+    if len(best) and objective == "latency":
         b = best[0]
         lat = out["latency_qos_s"].to_numpy(dtype=float)
         band = ed * np.abs(dev - dev[b]) + es * np.abs(srv - srv[b])

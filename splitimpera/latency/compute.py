@@ -91,7 +91,7 @@ def compute_time_s(profile: pd.DataFrame, side: str, device: DeviceProfile) -> p
     if table is not None:
         per_node = table_node_s(table, nodes)
     elif device.compute.kinds and _has_kind_columns(nodes):
-        per_node = _kind_model(device).predict_s(nodes)
+        per_node = _kind_node_s(device, nodes)
     else:
         per_node = node_time_s(nodes, device)
     cum = np.concatenate([[0.0], np.cumsum(per_node)])
@@ -102,10 +102,22 @@ def compute_time_s(profile: pd.DataFrame, side: str, device: DeviceProfile) -> p
     return pd.Series(t + extra_time_s(profile, side, device), index=profile.index, name=f"{side}_compute_s")
 
 
-def _kind_model(device: DeviceProfile):
-    from .kinds import model_for
+_kind_times: dict[tuple, np.ndarray] = {}
 
-    return model_for(device)
+
+def _kind_node_s(device: DeviceProfile, nodes) -> np.ndarray:
+    """The per-kind model's seconds per node, kept per model and node table: the simulation
+    asks for the same ones at every design point."""
+    from .kinds import MODEL_COLUMNS, model_for
+
+    model = model_for(device)
+    key = (id(model), *(hash(tuple(nodes[c])) for c in ("pos", *MODEL_COLUMNS) if c in nodes))
+    hit = _kind_times.get(key)
+    if hit is None or hit[0] is not model:
+        if len(_kind_times) > 256:
+            _kind_times.clear()
+        hit = _kind_times[key] = (model, model.predict_s(nodes))
+    return hit[1]
 
 
 def _has_kind_columns(nodes) -> bool:
@@ -135,7 +147,7 @@ def table_node_s(table, nodes) -> np.ndarray:
     path = Path(table.file)
     try:
         st = path.stat()
-        key = (str(path), st.st_mtime_ns, st.st_size, tuple(nodes["pos"]))
+        key = (str(path), st.st_mtime_ns, st.st_size, st.st_ino, tuple(nodes["pos"]))
     except OSError as e:
         raise UserError(f"cannot read the timing table: {e.strerror or e}", source=str(path),
                         field="compute.timings") from None
@@ -145,6 +157,10 @@ def table_node_s(table, nodes) -> np.ndarray:
             by_pos = dict(zip(df["pos"].astype(int), df["measured_s"].astype(float)))
         except (OSError, ValueError, KeyError) as e:
             raise UserError(f"cannot read the timing table: {e}", source=str(path), field="compute.timings") from None
+        bad = [p for p, v in by_pos.items() if not (np.isfinite(v) and v >= 0)]
+        if bad:
+            raise UserError(f"timing table has measured_s {by_pos[bad[0]]!r} at graph position {bad[0]} (a finite "
+                            "number of seconds ≥ 0 is needed)", source=str(path), field="compute.timings")
         missing = [p for p in nodes["pos"] if p not in by_pos]
         if missing:
             raise UserError(f"timing table has no row for graph position(s) {missing[:5]}: measured on another "

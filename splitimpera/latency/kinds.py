@@ -32,7 +32,6 @@ held-out error (:mod:`splitimpera.calibrate`).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -137,7 +136,7 @@ class KindModel:
         if sel.any():
             sub = {c: (_col(nodes, c) if c != "kind" else np.asarray(nodes[c], dtype=object))[sel]
                    for c in MODEL_COLUMNS}
-            out[sel] = base[sel] * np.exp(self.residual.predict(features(sub)))
+            out[sel] = base[sel] * np.exp(_limited(self.residual.predict, features(sub)))
         return out
 
 
@@ -185,7 +184,7 @@ def fit_residual(table: pd.DataFrame, coef: Mapping[str, KindCoef]):
     rows = table[timed(table) & (table["measured_s"].to_numpy(dtype=float) > 0)]
     base = KindModel(coef).base_s(rows)
     y = np.log(rows["measured_s"].to_numpy(dtype=float)) - np.log(base)
-    return HistGradientBoostingRegressor(**RESIDUAL_PARAMS).fit(features(rows), y)
+    return _limited(HistGradientBoostingRegressor(**RESIDUAL_PARAMS).fit, features(rows), y)
 
 
 def fit_kind_model(table: pd.DataFrame, *, residual: bool = True) -> KindModel:
@@ -200,24 +199,48 @@ _cache: dict[tuple, KindModel] = {}
 _lock = threading.Lock()
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """A residual table (CSV with :data:`TABLE_COLUMNS`)."""
+def read_table(path: str | Path, field: str = "compute.residual_table") -> pd.DataFrame:
+    """A residual table (CSV with :data:`TABLE_COLUMNS`), checked: numbers where numbers
+    belong, finite, non-negative times, at least 5 timed nodes. Bad input is one
+    :class:`UserError` naming the file and the column."""
     from ..errors import UserError
 
     path = Path(path)
     try:
         df = pd.read_csv(path)
     except (OSError, ValueError) as e:
-        raise UserError(f"cannot read the residual table: {e}", source=str(path), field="compute.residual_table") from None
+        raise UserError(f"cannot read the residual table: {e}", source=str(path), field=field) from None
     missing = [c for c in TABLE_COLUMNS if c not in df.columns]
     if missing:
-        raise UserError(f"residual table lacks column(s) {', '.join(missing)}", source=str(path),
-                        field="compute.residual_table")
+        raise UserError(f"residual table lacks column(s) {', '.join(missing)}", source=str(path), field=field)
+    for c in TABLE_COLUMNS:
+        if c == "kind":
+            continue
+        v = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(v) | (v < 0)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise UserError(f"residual table column {c!r} has {df[c].iloc[row]!r} in row {row + 2} (a finite number "
+                            "≥ 0 is needed)", source=str(path), field=field)
+        df[c] = v
+    df["kind"] = df["kind"].astype(str)
+    if int((timed(df) & (df["measured_s"].to_numpy() > 0)).sum()) < 5:
+        raise UserError("residual table has fewer than 5 timed nodes", source=str(path), field=field)
     return df
 
 
+def _limited(fn, *args):
+    """``fn(*args)`` on one BLAS/OpenMP thread: the regressor's result and its time do not
+    depend on how many threads the machine has or how busy it is."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return fn(*args)
+
+
 def model_for(device) -> KindModel | None:
-    """The per-kind model of a device profile, or None when it has none (``compute.kinds`` unset)."""
+    """The per-kind model of a device profile, or None when it has none (``compute.kinds`` unset).
+    Cached per coefficients and residual file (path, size, modification time, inode)."""
     kinds = device.compute.kinds
     if not kinds:
         return None
@@ -226,17 +249,18 @@ def model_for(device) -> KindModel | None:
     if not table:
         return KindModel(coef)
     try:
-        data = Path(table).read_bytes()
+        st = Path(table).stat()
     except OSError as e:
         from ..errors import UserError
 
         raise UserError(f"cannot read the residual table: {e.strerror or e}", source=str(table),
                         field=f"{device.name}: compute.residual_table") from None
-    key = (tuple(sorted((k, tuple(c.vector())) for k, c in coef.items())), hashlib.sha256(data).hexdigest())
+    key = (tuple(sorted((k, tuple(c.vector())) for k, c in coef.items())), str(Path(table).resolve()),
+           st.st_size, st.st_mtime_ns, st.st_ino)
     with _lock:
         model = _cache.get(key)
     if model is None:
-        df = read_table(table)
+        df = read_table(table, field=f"{device.name}: compute.residual_table")
         model = KindModel(coef, fit_residual(df, coef))
         with _lock:
             _cache[key] = model

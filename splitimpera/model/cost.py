@@ -228,7 +228,7 @@ def profile_nodes(model: nn.Module | TracedModel, input_shape=None, *, use_cache
         in_shape = first.shape if first is not None else ()
         if kind.startswith("conv") and n.op == "call_module":
             conv = conv_features(n, tm.gm, ni.shape)
-        elif kind in ("pool", "gpool"):
+        elif kind == "pool":
             conv = pool_features(n, tm.gm, ni.shape, in_shape)
         elif compute and ni.is_tensor:
             conv = shape_features(ni.shape, in_shape)

@@ -57,7 +57,7 @@ def compute_error_sentence(view: "View", modes: dict, device: str, server: str) 
     t = view.table
     if "latency_err_s" not in t.columns or view.recommended is None:
         return ""
-    stated = [f"{name} ±{modes[k]:.3g} %" for name, k in ((device, "device_error_pct"), (server, "server_error_pct"))
+    stated = [f"{name} ±{num(modes[k])} %" for name, k in ((device, "device_error_pct"), (server, "server_error_pct"))
               if modes.get(k) is not None]
     if not stated:
         return "compute error: neither profile states one (compute.error_pct); ties not checked"
@@ -69,7 +69,9 @@ def compute_error_sentence(view: "View", modes: dict, device: str, server: str) 
     err = float(rec["latency_err_s"])
     ties = t[t["tie"].astype(bool)].sort_values("rank") if "tie" in t.columns else t.iloc[:0]
     names = ", ".join(view.label(p) for p in ties.index[:5]) + (", …" if len(ties) > 5 else "")
-    where = (f"{len(ties)} point{'s' if len(ties) > 1 else ''} ranked below it ({names}) closer than the error of "
+    objective = view.qos.objective
+    where = (f"ties not checked (the ranking is by {objective}, not latency)" if objective != "latency" else
+             f"{len(ties)} point{'s' if len(ties) > 1 else ''} ranked below it ({names}) closer than the error of "
              "the compute that differs: a tie, measure before choosing (`splitimpera calibrate --for-model`)"
              if len(ties) else "no point ranked below it is closer than the error of the compute that differs")
     return (f"compute model error {', '.join(stated)}: the recommended point's {view.statistic} "
