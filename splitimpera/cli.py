@@ -522,15 +522,16 @@ def _cmd_dashboard(args) -> int:
     return EXIT_OK  # not reached
 
 
-def _cap_threads(args) -> None:
-    """``--threads N`` (or ``$SPLITIMPERA_THREADS``): torch's CPU threads at most N."""
+def _cap_threads(args) -> int | None:
+    """``--threads N`` (or ``$SPLITIMPERA_THREADS``): torch's CPU threads at most N. Returns the
+    thread count before (None when unchanged), for :func:`main` to restore."""
     if not hasattr(args, "threads"):
-        return
+        return None
     import os
 
     raw, field = (args.threads, "--threads") if args.threads is not None else (os.environ.get(THREADS_ENV), THREADS_ENV)
     if raw is None or raw == "":
-        return
+        return None
     try:
         n = int(raw)
     except ValueError:
@@ -540,7 +541,9 @@ def _cap_threads(args) -> None:
     args.threads = n
     import torch
 
+    before = torch.get_num_threads()
     torch.set_num_threads(n)
+    return before
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -752,11 +755,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     # fvcore.nn imports torch.jit.script, deprecated in recent torch: noise for our users.
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+    threads_before = None
     try:
         args = build_parser().parse_args(argv)
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s")
-        _cap_threads(args)
+        threads_before = _cap_threads(args)
         return args.func(args)
     except UserError as e:
         print(f"error: {e.line()}", file=sys.stderr)
@@ -766,6 +770,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    finally:  # main() called in a process that goes on (a notebook, the tests): its torch threads as they were
+        if threads_before is not None:
+            import torch
+
+            torch.set_num_threads(threads_before)
 
 
 if __name__ == "__main__":

@@ -349,3 +349,15 @@ def test_calibrate_keeps_the_roofline_when_it_predicts_better():
     assert cal.summary["roofline"]["model_mdape"] < 1e-6 < cal.summary["kinds"]["model_mdape"]
     assert cal.chosen == "roofline" and cal.profile.compute.kinds is None
     assert cal.profile.compute.error_pct == pytest.approx(0.1)  # floored: never a stated 0 %
+
+
+def test_cli_threads_do_not_outlive_the_command(tmp_path, monkeypatch):
+    """`main([... --threads 1])` in a process that goes on leaves torch's thread count as it was:
+    results computed after it (multi-threaded reductions) must not depend on an earlier command."""
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    before = torch.get_num_threads()
+    assert before != 1  # else the check below proves nothing
+    assert main(["simulate", "no_such.yaml", "--threads", "1"]) == 2  # set, then the command fails
+    assert torch.get_num_threads() == before
