@@ -37,14 +37,25 @@ def test_silent_no_ops_are_messages(capsys, argv, field):
 
 
 def test_threads_cap_torch(capsys, monkeypatch):
+    """--threads / $SPLITIMPERA_THREADS cap torch while the command runs; main() gives the
+    process its thread count back afterwards."""
+    import splitimpera.cli as cli
+
+    seen = []
+    original = cli._cmd_simulate
+
+    def spy(args):
+        seen.append(torch.get_num_threads())
+        return original(args)
+
+    monkeypatch.setattr(cli, "_cmd_simulate", spy)
     before = torch.get_num_threads()
     try:
         assert main(["simulate", "demo", *FAST, "--set", "analysis.engine=analytic", "--threads", "1"]) == 0
-        assert torch.get_num_threads() == 1
-        torch.set_num_threads(before)
+        assert seen[-1] == 1 and torch.get_num_threads() == before
         monkeypatch.setenv("SPLITIMPERA_THREADS", "1")
         assert main(["simulate", "demo", *FAST, "--set", "analysis.engine=analytic"]) == 0
-        assert torch.get_num_threads() == 1
+        assert seen[-1] == 1 and torch.get_num_threads() == before
         capsys.readouterr()
         monkeypatch.setenv("SPLITIMPERA_THREADS", "many")
         rc, err = _err(capsys, ["simulate", "demo", *FAST])
