@@ -59,6 +59,7 @@ from .errors import UserError
 from .latency.kinds import nnlad as _nnlad
 from .model.cost import OP_CLASSES, profile_nodes
 from .config.hardware import DeviceProfile, format_validation_error
+from .latency.compute import node_time_s
 from .model.splits import TracedModel, attr_value, eval_mode, trace
 
 log = logging.getLogger(__name__)
@@ -653,14 +654,17 @@ def _thread_ids() -> list[int]:
         return [0]
 
 
-def _set_affinity(cpus) -> None:
+def _set_affinity(cpus) -> dict[int, set]:
     """Every thread of this process on ``cpus`` (affinity is per thread on Linux: torch's
-    worker threads, created earlier, would keep theirs)."""
+    worker threads, created earlier, would keep theirs). Returns each thread's affinity before."""
+    before = {}
     for tid in _thread_ids():
         try:
+            before[tid] = os.sched_getaffinity(tid)
             os.sched_setaffinity(tid, cpus)
         except OSError:  # a thread that ended meanwhile
             pass
+    return before
 
 
 @contextmanager
@@ -674,19 +678,24 @@ def pinned(n: int | None):
         torch.set_num_threads(n)
     threads = torch.get_num_threads()
     cpus: tuple[int, ...] = ()
+    per_thread: dict[int, set] = {}
     if hasattr(os, "sched_setaffinity"):
         try:
             old_cpus = os.sched_getaffinity(0)
             cpus = tuple(sorted(old_cpus)[:threads])
-            _set_affinity(cpus)
+            per_thread = _set_affinity(cpus)
         except OSError:
             old_cpus, cpus = None, ()
     try:
         yield threads, cpus
     finally:
         torch.set_num_threads(old_threads)
-        if old_cpus is not None:
-            _set_affinity(old_cpus)
+        if old_cpus is not None:  # each thread as it was; threads born inside: the caller's set
+            for tid in _thread_ids():
+                try:
+                    os.sched_setaffinity(tid, per_thread.get(tid, old_cpus))
+                except OSError:
+                    pass
 
 
 def _measure_all(measure, models, repeats, warmup) -> list[Measurement]:
@@ -780,9 +789,17 @@ def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str]
     coef = {k: K.KindCoef.from_yaml(c.to_yaml()) for k, c in K.fit_base(table).items()}
     with_res = K.KindModel(coef, K.fit_residual(table, coef))
     base_only = K.KindModel(coef)
+    # The roofline as the profile will hold it (an unidentified class at peak, the copy
+    # bandwidth when no layer was memory bound), so that its error is the written one's.
+    cap = memory_capacity_gb()
+    estimates = [] if cap is not None else ["memory.capacity_gb: unknown; placeholder 1 GB"]
+    data, fit_notes = profile_from_fit(fit, name=name, peak_gflops=peak_gflops, kind=kind, capacity_gb=cap or 1.0,
+                                       bandwidth_fallback_gbps=measure_copy_gbps, idle_w=idle_w, active_w=active_w,
+                                       estimates=estimates)
+    roof_prof = validate_profile(data)
     errs = {"kinds+residual": prediction_errors(hold_ms, with_res.predict_s),
             "kinds": prediction_errors(hold_ms, base_only.predict_s),
-            "roofline": prediction_errors(hold_ms, fit.predict_s),
+            "roofline": prediction_errors(hold_ms, lambda n: node_time_s(n, roof_prof)),
             "flop-only": prediction_errors(hold_ms, flop_only.predict_s)}
     summary = {k: summarize_errors(v) for k, v in errs.items()}
     if residual is None:  # by held-out error, the per-kind model first on equal errors
@@ -791,7 +808,6 @@ def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str]
     else:
         chosen = "kinds+residual" if residual else "kinds"
     residual = chosen == "kinds+residual"
-    cap = memory_capacity_gb()
     today = _dt.date.today().isoformat()
     cpu = cpu_model()
     sc = summary[chosen]
@@ -803,10 +819,12 @@ def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str]
              f"{platform.system()} {platform.machine()}")
     noise = pd.DataFrame([{"model": m.model, "noise_pct": m.noise * 100, "node_noise_pct": _node_noise(m) * 100}
                           for m in measured], columns=["model", "noise_pct", "node_noise_pct"]).set_index("model")
+    fitted = (f"per-kind model fitted to {len(table)} nodes" if chosen != "roofline" else
+              f"roofline fitted to {fit.layers} layers (it beat the per-kind model on the held-out models)")
     sources = [
         f"compute.{'kinds' if chosen != 'roofline' else 'error_pct'}{', compute.residual_table' if residual else ''}: "
         f"measured by `splitimpera calibrate` on {today} ({where}); chosen by held-out error: {chosen}; "
-        f"per-kind model fitted to {len(table)} nodes of {', '.join(models)} (input "
+        f"{fitted} of {', '.join(models)} (input "
         f"{'x'.join(map(str, shape))} unless given), fp32, batch 1, median of {repeats} interleaved rounds; {held}; "
         f"run-to-run spread (IQR/median) median {noise['noise_pct'].median():.1f} % per model",
         f"compute.efficiency, compute.layer_overhead_us, memory.bandwidth_gbps: the per-layer roofline fitted to the "
@@ -816,12 +834,9 @@ def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str]
     ]
     if cap is not None:
         sources.append("memory.capacity_gb: MemTotal of this machine (/proc/meminfo)")
-    estimates = [] if cap is not None else ["memory.capacity_gb: unknown; placeholder 1 GB"]
     description = (f"Measured by splitimpera calibrate on {today}: {cpu}, {n_threads} threads{pin}, "
                    f"PyTorch {torch.__version__} eager fp32 on CPU.")
-    data, fit_notes = profile_from_fit(fit, name=name, peak_gflops=peak_gflops, kind=kind, capacity_gb=cap or 1.0,
-                                       bandwidth_fallback_gbps=measure_copy_gbps, idle_w=idle_w, active_w=active_w,
-                                       description=description, sources=sources, estimates=estimates)
+    data["description"], data["sources"] = description, sources
     if chosen != "roofline":
         data["compute"]["kinds"] = K.coef_to_yaml(coef)
     data["compute"]["measured_on"] = {"cpu": str(cpu), "threads": int(n_threads), "cpus": list(map(int, cpus)),

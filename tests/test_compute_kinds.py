@@ -205,6 +205,12 @@ def test_cli_for_model_writes_a_profile_that_simulate_uses(tmp_path, monkeypatch
 ])
 def test_for_model_bad_input_is_one_line(argv, field, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    import splitimpera.calibrate as cal_mod
+
+    def no_measuring(*a, **k):
+        raise AssertionError("measured before the options and the base profile were checked")
+
+    monkeypatch.setattr(cal_mod, "time_model", no_measuring)  # every case here must be refused first
     if "bad.yaml" in argv:  # a base profile that is not a valid device profile: said before measuring
         (tmp_path / "bad.yaml").write_text("name: bad\ncompute: {peak_gflops: -1}\n")
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -357,7 +363,10 @@ def test_cli_threads_do_not_outlive_the_command(tmp_path, monkeypatch):
     import torch
 
     monkeypatch.chdir(tmp_path)
-    before = torch.get_num_threads()
-    assert before != 1  # else the check below proves nothing
-    assert main(["simulate", "no_such.yaml", "--threads", "1"]) == 2  # set, then the command fails
-    assert torch.get_num_threads() == before
+    outer = torch.get_num_threads()
+    torch.set_num_threads(2)  # not 1, so that a leaked --threads 1 shows
+    try:
+        assert main(["simulate", "no_such.yaml", "--threads", "1"]) == 2  # set, then the command fails
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(outer)

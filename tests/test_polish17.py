@@ -49,7 +49,9 @@ def test_threads_cap_torch(capsys, monkeypatch):
         return original(args)
 
     monkeypatch.setattr(cli, "_cmd_simulate", spy)
-    before = torch.get_num_threads()
+    outer = torch.get_num_threads()
+    torch.set_num_threads(2)  # not 1, so that the cap and its undoing both show
+    before = 2
     try:
         assert main(["simulate", "demo", *FAST, "--set", "analysis.engine=analytic", "--threads", "1"]) == 0
         assert seen[-1] == 1 and torch.get_num_threads() == before
@@ -63,4 +65,4 @@ def test_threads_cap_torch(capsys, monkeypatch):
         rc, err = _err(capsys, ["analyze", "demo", "--threads", "0"])
         assert rc == 2 and "--threads" in err
     finally:
-        torch.set_num_threads(before)
+        torch.set_num_threads(outer)

@@ -111,7 +111,8 @@ def _kind_node_s(device: DeviceProfile, nodes) -> np.ndarray:
     from .kinds import MODEL_COLUMNS, model_for
 
     model = model_for(device)
-    key = (id(model), *(hash(tuple(nodes[c])) for c in ("pos", *MODEL_COLUMNS) if c in nodes))
+    cols = ("pos", *MODEL_COLUMNS, *(f"flops_{c}" for c in OP_CLASSES))
+    key = (id(model), *(hash(tuple(nodes[c])) for c in cols if c in nodes))
     hit = _kind_times.get(key)
     if hit is None or hit[0] is not model:
         if len(_kind_times) > 256:

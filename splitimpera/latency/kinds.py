@@ -234,7 +234,7 @@ def _limited(fn, *args):
     depend on how many threads the machine has or how busy it is."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(1):
+    with threadpool_limits(1, user_api="openmp"):  # the trees use OpenMP only; BLAS is left alone
         return fn(*args)
 
 
@@ -247,7 +247,9 @@ def model_for(device) -> KindModel | None:
     coef = {k: KindCoef.from_yaml(v if isinstance(v, Mapping) else v.model_dump()) for k, v in kinds.items()}
     table = device.compute.residual_table
     if not table:
-        return KindModel(coef)
+        key = tuple(sorted((k, tuple(c.vector())) for k, c in coef.items()))
+        with _lock:
+            return _cache.setdefault(key, KindModel(coef))
     try:
         st = Path(table).stat()
     except OSError as e:
