@@ -370,3 +370,25 @@ def test_cli_threads_do_not_outlive_the_command(tmp_path, monkeypatch):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(outer)
+
+
+def test_tracing_from_several_threads_at_once():
+    """torch.fx patches nn.Module calls process-wide while tracing: concurrent traces (a
+    dashboard's sessions, device threads) must not see each other's modules."""
+    import threading
+
+    out, errors = [], []
+
+    def go():
+        try:
+            for _ in range(5):
+                out.append(len(trace(si.load_model("resnet18", "none"), (3, 32, 32)).nodes))
+        except Exception as e:  # noqa: BLE001  (the test reports whatever a thread hit)
+            errors.append(repr(e))
+
+    ts = [threading.Thread(target=go) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    assert not errors and len(out) == 20 and len(set(out)) == 1

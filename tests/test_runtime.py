@@ -301,11 +301,15 @@ def test_learning_bottlenecks_are_refused_in_one_line(repo_root):
 def test_dynamic_batching_groups_queued_requests(demo_sc):
     sc = demo_sc.model_copy(update={"workload": demo_sc.workload.model_copy(
         update={"max_batch": 4, "batch_timeout_ms": 50.0, "num_devices": 4, "rate_hz": 20})})
+    # Traced once, before the threads: torch.fx patches module calls process-wide while tracing.
+    from splitimpera.model.loading import load_traced
+
+    tm = load_traced(sc)
     with SplitServer(sc, ["features_9"]) as srv:
         runs = [None] * 4
 
         def go(k):
-            runs[k] = run_device(sc, srv.address, "features_9", device_id=k, num_requests=8)
+            runs[k] = run_device(sc, srv.address, "features_9", device_id=k, num_requests=8, traced=tm)
         ts = [threading.Thread(target=go, args=(k,)) for k in range(4)]
         for t in ts:
             t.start()

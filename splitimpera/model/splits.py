@@ -12,6 +12,7 @@ Shapes in :class:`SplitPoint` are per sample (no batch dimension); bytes are at 
 from __future__ import annotations
 
 import logging
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -147,11 +148,20 @@ class _Recorder(fx.Interpreter):
         return out
 
 
+# torch.fx's tracer patches torch.nn.Module.__call__ (and friends) process-wide while it runs:
+# a module called in another thread meanwhile is routed to this tracer ("module is not
+# installed as a submodule"). Traces here are taken one at a time, the recording run with
+# them (a reentrant lock: _trace calls _symbolic_trace). A plain forward in another thread
+# during a trace is still exposed: trace before starting threads that run models.
+_TRACE_LOCK = threading.RLock()
+
+
 def _symbolic_trace(model: nn.Module) -> fx.GraphModule:
     if isinstance(model, fx.GraphModule):
         return model
     try:
-        return fx.symbolic_trace(model)
+        with _TRACE_LOCK:
+            return fx.symbolic_trace(model)
     except Exception as e:
         msg = first_line(e)
         raise UserError(f"model cannot be traced with torch.fx ({e.__class__.__name__}: {msg}); "
@@ -164,7 +174,7 @@ def trace(model: nn.Module, input_shape) -> TracedModel:
     Runs the model once on a seeded random input of shape ``(1, *input_shape)``.
     """
     shape = normalize_input_shape(input_shape)
-    with eval_mode(model):  # the graph is traced in eval mode; the caller's modes come back
+    with _TRACE_LOCK, eval_mode(model):  # the graph is traced in eval mode; the caller's modes come back
         return _trace(model, shape)
 
 
