@@ -124,8 +124,10 @@ class Measurement:
     """Measured times of one model on this machine.
 
     ``nodes`` is :func:`~splitimpera.model.cost.profile_nodes`'s table plus ``measured_s`` (median
-    seconds of each node's call; 0 for placeholders and the like); ``total_s`` the median
-    seconds of a plain forward of the traced graph, batch 1.
+    seconds of each node's call; 0 for placeholders and the like) and, from
+    :func:`measure_models`, ``noise`` (each node's IQR/median); ``total_s`` the median
+    seconds of a plain forward of the traced graph, batch 1; ``noise`` its IQR/median;
+    ``rounds`` the rounds kept, ``redone`` the disturbed rounds measured again.
     """
 
     model: str

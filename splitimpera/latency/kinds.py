@@ -41,13 +41,12 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from ..model.kinds import KINDS
+from ..model.kinds import FEATURE_COLUMNS, KINDS
 
 log = logging.getLogger(__name__)
 
 # Columns of a node table the model reads (profile_nodes, or profile_model's attrs["nodes"]).
-MODEL_COLUMNS = ("kind", "macs", "bytes_moved", "in_bytes", "out_bytes", "param_bytes", "cin", "cout", "kernel",
-                 "stride", "groups", "out_hw", "module")
+MODEL_COLUMNS = FEATURE_COLUMNS
 # Columns of a residual table (CSV): the features and the measured seconds.
 TABLE_COLUMNS = (*MODEL_COLUMNS, "measured_s")
 # Least absolute error in log space: the median ratio, which a few disturbed nodes do not

@@ -39,8 +39,6 @@ import torch.nn as nn
 
 from ..config.hardware import KINDS  # noqa: F401  (the list lives with the profiles that name kinds)
 
-# Kinds whose time grows with multiply-adds (the rest: with bytes moved).
-FLOP_KINDS = ("conv", "conv_dw", "conv_group", "linear", "matmul", "attention")
 FEATURE_COLUMNS = ("kind", "macs", "bytes_moved", "in_bytes", "out_bytes", "param_bytes",
                    "cin", "cout", "kernel", "stride", "groups", "out_hw", "module")
 
