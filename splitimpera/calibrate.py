@@ -700,11 +700,6 @@ def pinned(n: int | None):
                     pass
 
 
-def _measure_all(measure, models, repeats, warmup) -> list[Measurement]:
-    """``measure`` as :func:`measure_models` (a list in, a list out)."""
-    return list(measure(models, repeats=repeats, warmup=warmup))
-
-
 def node_table(measurements: Sequence[Measurement]) -> pd.DataFrame:
     """The residual table (:data:`splitimpera.latency.kinds.TABLE_COLUMNS` plus ``model``, ``node``)
     of measured models: every timed graph operation."""
@@ -767,7 +762,7 @@ def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str]
         probe_before = measure_peak_gflops()
         log.info("measuring %d models (%d fit, %d held out), %d rounds", len(fit_tm) + len(hold_tm), len(fit_tm),
                  len(hold_tm), repeats)
-        measured = _measure_all(measure, [*fit_tm, *hold_tm], repeats, warmup)
+        measured = list(measure([*fit_tm, *hold_tm], repeats=repeats, warmup=warmup))
         fit_ms, hold_ms = measured[:len(fit_tm)], measured[len(fit_tm):]
         probe_after = measure_peak_gflops()
     notes: list[str] = []
@@ -787,7 +782,8 @@ def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str]
     flop_only = fit_flop_only(fit_nodes)
     # The per-kind model exactly as a profile will load it: the table through its CSV form,
     # the coefficients through their YAML form.
-    table = pd.read_csv(io.StringIO(node_table(fit_ms).to_csv(index=False, float_format=TABLE_FLOAT_FORMAT)))
+    table_text = node_table(fit_ms).to_csv(index=False, float_format=TABLE_FLOAT_FORMAT)
+    table = pd.read_csv(io.StringIO(table_text))
     coef = {k: K.KindCoef.from_yaml(c.to_yaml()) for k, c in K.fit_base(table).items()}
     with_res = K.KindModel(coef, K.fit_residual(table, coef))
     base_only = K.KindModel(coef)
@@ -844,7 +840,7 @@ def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str]
     data["compute"]["measured_on"] = {"cpu": str(cpu), "threads": int(n_threads), "cpus": list(map(int, cpus)),
                                       "torch": str(torch.__version__), "date": today, "rounds": int(repeats)}
     if residual:
-        data["compute"]["residual_table"] = str(_scratch_table(table))
+        data["compute"]["residual_table"] = str(_scratch_table(table_text))
     if holdout:
         data["compute"]["error_pct"] = _sig(max(sc["model_mdape"], 0.1), 3)
     notes += fit_notes
@@ -868,12 +864,11 @@ def _node_noise(m: Measurement) -> float:
     return float(np.median(n.loc[lay, "noise"])) if lay.any() else 0.0
 
 
-def _scratch_table(table: pd.DataFrame) -> Path:
-    """The residual table in the cache folder, so that the in-memory profile can be used before
-    it is written (:func:`write_profile` puts a copy beside the YAML)."""
+def _scratch_table(text: str) -> Path:
+    """The residual table (its CSV ``text``) in the cache folder, so that the in-memory profile
+    can be used before it is written (:func:`write_profile` puts a copy beside the YAML)."""
     from . import cache
 
-    text = table.to_csv(index=False, float_format=TABLE_FLOAT_FORMAT)
     path = cache.cache_dir() / "tables" / f"{cache.key('residual', text)}.csv"
     if not path.exists():
         try:

@@ -135,8 +135,8 @@ def evaluate(scenario: Scenario, prep: Prepared, progress=None) -> Result:
     # QoS: the latency limit applies to qos.latency_statistic (mean, p50, p95, p99).
     table = rank(table, scenario.qos, scenario.device)
     # The compute model's own error: a band on the ranked latency, and ties within it.
-    e_dev = compute_error_fraction(scenario.device, prep.profile, "head")
-    e_srv = compute_error_fraction(scenario.server, prep.profile, "tail")
+    e_dev = compute_error_fraction(scenario.device, prep.profile)
+    e_srv = compute_error_fraction(scenario.server, prep.profile)
     table = mark_ties(table, e_dev, e_srv, scenario.qos.objective)
     full = points.full_accuracy if points.full_accuracy is not None else prep.full_accuracy
     meta = {"accuracy": points.info} if points.info else {}

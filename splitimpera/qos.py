@@ -361,15 +361,16 @@ def best_per_bottleneck(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def compute_error_fraction(device, profile=None, side: str = "head") -> float:
+def compute_error_fraction(device, profile=None) -> float:
     """The relative error of ``device``'s compute times: its timing table's run-to-run spread
     when one is used for this model (measured mode), else the profile's held-out
     ``compute.error_pct``; NaN when the profile states none."""
     if profile is not None:
         from .latency.compute import matching_table
 
-        if matching_table(profile, device) is not None:
-            return matching_table(profile, device).noise_pct / 100
+        table = matching_table(profile, device)
+        if table is not None:
+            return table.noise_pct / 100
     e = device.compute.error_pct
     return float("nan") if e is None else e / 100
 

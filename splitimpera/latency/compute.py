@@ -102,7 +102,7 @@ def compute_time_s(profile: pd.DataFrame, side: str, device: DeviceProfile) -> p
     return pd.Series(t + extra_time_s(profile, side, device), index=profile.index, name=f"{side}_compute_s")
 
 
-_kind_times: dict[tuple, np.ndarray] = {}
+_kind_times: dict[tuple, tuple] = {}  # key → (model, seconds per node)
 
 
 def _kind_node_s(device: DeviceProfile, nodes) -> np.ndarray:
@@ -202,14 +202,14 @@ def extra_time_s(profile: pd.DataFrame, side: str, device: DeviceProfile) -> np.
     nodes["bytes_moved"] = profile[f"{side}_extra_bytes_moved"].to_numpy(dtype=float)
     layers = profile[f"{side}_extra_layers"].to_numpy(dtype=float)
     if device.compute.kinds:
-        from .kinds import KindModel, KindCoef
+        from .kinds import model_for
 
-        coef = {k: KindCoef.from_yaml(v.model_dump()) for k, v in device.compute.kinds.items()}
+        model = model_for(device)
         f = np.column_stack([nodes[f"flops_{c}"] for c in OP_CLASSES])
         kind = np.where(f.sum(axis=1) == 0, "eltwise", np.array(["conv", "linear", "eltwise"])[f.argmax(axis=1)])
         one = {"kind": kind.astype(object), "macs": f.sum(axis=1), "bytes_moved": nodes["bytes_moved"]}
-        t = np.where(layers > 0, KindModel(coef).base_s(one), 0.0)
-        return t + np.maximum(layers - 1, 0) * coef["all"].overhead_s
+        t = np.where(layers > 0, model.base_s(one), 0.0)
+        return t + np.maximum(layers - 1, 0) * model.coef["all"].overhead_s
     nodes["is_layer"] = np.zeros(len(profile))
     return node_time_s(nodes, device) + layers * device.layer_overhead_s
 

@@ -26,13 +26,12 @@ features (:mod:`splitimpera.model.kinds`), in two stages:
    the profile (``compute.residual_table``, CSV) and the regressor is refitted from it when
    the profile is first used (deterministic, well under a second; cached per file).
 
-``calibrate`` fits the base alone and base + residual and writes the one with the smaller
-held-out error (:mod:`splitimpera.calibrate`).
+``calibrate`` fits the base alone, base + residual and the roofline, and writes the one with
+the smallest held-out error (:mod:`splitimpera.calibrate`).
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +41,6 @@ import numpy as np
 import pandas as pd
 
 from ..model.kinds import FEATURE_COLUMNS, KINDS
-
-log = logging.getLogger(__name__)
 
 # Columns of a node table the model reads (profile_nodes, or profile_model's attrs["nodes"]).
 MODEL_COLUMNS = FEATURE_COLUMNS
@@ -79,6 +76,11 @@ def features(nodes) -> np.ndarray:
 def timed(nodes) -> np.ndarray:
     """Which nodes the model predicts: graph operations (kind other than ``none``)."""
     return np.asarray(nodes["kind"], dtype=object) != "none"
+
+
+def usable(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a measured table a fit can use: timed nodes with a positive time."""
+    return table[timed(table) & (table["measured_s"].to_numpy(dtype=float) > 0)]
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ def _nnlad_relative(X: np.ndarray, t: np.ndarray) -> np.ndarray:
 def fit_base(table: pd.DataFrame, *, min_nodes: int = 6) -> dict[str, KindCoef]:
     """Per-kind base coefficients from a table with :data:`TABLE_COLUMNS` (see the module doc).
     Kinds with fewer than ``min_nodes`` timed nodes use the all-kinds fit (``"all"``)."""
-    rows = table[timed(table) & (table["measured_s"].to_numpy(dtype=float) > 0)]
+    rows = usable(table)
     if len(rows) < 5:
         raise ValueError(f"need at least 5 timed nodes to fit, got {len(rows)}")
     coef = {"all": KindCoef(*_nnlad_relative(base_design(rows), rows["measured_s"].to_numpy(dtype=float)))}
@@ -180,15 +182,10 @@ def fit_residual(table: pd.DataFrame, coef: Mapping[str, KindCoef]):
     """The residual regressor on ``log(measured / base)`` (see the module doc)."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    rows = table[timed(table) & (table["measured_s"].to_numpy(dtype=float) > 0)]
+    rows = usable(table)
     base = KindModel(coef).base_s(rows)
     y = np.log(rows["measured_s"].to_numpy(dtype=float)) - np.log(base)
     return _limited(HistGradientBoostingRegressor(**RESIDUAL_PARAMS).fit, features(rows), y)
-
-
-def fit_kind_model(table: pd.DataFrame, *, residual: bool = True) -> KindModel:
-    coef = fit_base(table)
-    return KindModel(coef, fit_residual(table, coef) if residual else None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -223,7 +220,7 @@ def read_table(path: str | Path, field: str = "compute.residual_table") -> pd.Da
                             "≥ 0 is needed)", source=str(path), field=field)
         df[c] = v
     df["kind"] = df["kind"].astype(str)
-    if int((timed(df) & (df["measured_s"].to_numpy() > 0)).sum()) < 5:
+    if len(usable(df)) < 5:
         raise UserError("residual table has fewer than 5 timed nodes", source=str(path), field=field)
     return df
 
