@@ -101,9 +101,12 @@ def implausible(data: dict, cores: int | None = None) -> list[str]:
 
 # The fit set covers the kinds users meet: plain convolutions (resnet18, vgg11), depthwise and
 # squeeze-excite (mobilenet_v3_small), grouped (regnet_x_400mf), concat-heavy inception
-# blocks (squeezenet1_0, googlenet) and transformer blocks (vit_b_16 at 112×112).
+# blocks (squeezenet1_0, googlenet) and transformer blocks (vit_b_16 at 112×112); and seven
+# seeded random networks (splitimpera.model.synthnets), one per common activation, that put
+# the same blocks together in other widths, orders and contexts.
+SYNTHETIC_FIT_MODELS = tuple(f"splitimpera.model.synthnets:net_{i}" for i in range(7))
 DEFAULT_FIT_MODELS = ("resnet18", "mobilenet_v3_small", "vgg11", "squeezenet1_0", "googlenet", "regnet_x_400mf",
-                      "vit_b_16@3x112x112")
+                      "vit_b_16@3x112x112", *SYNTHETIC_FIT_MODELS)
 # Held out: 8 of the 12 are depthwise-, grouped- or branch-heavy.
 DEFAULT_HOLDOUT_MODELS = ("efficientnet_b0", "resnet50", "densenet121", "mobilenet_v2", "shufflenet_v2_x1_0",
                           "mnasnet1_0", "resnet34", "regnet_y_400mf", "mobilenet_v3_large", "alexnet",
@@ -493,6 +496,8 @@ class Calibration:
     pooled figures per method (:func:`summarize_errors`); ``chosen`` the method the profile
     uses. ``table`` is the measured node table of the fit models (the residual table).
     ``noise`` has one row per measured model: its run-to-run spread and median node spread.
+    ``residual_cv``: per kind, the cross-validated median node error of its base and of its
+    residual (:func:`splitimpera.latency.kinds.choose_residual_kinds`).
     """
 
     profile: DeviceProfile
@@ -510,6 +515,7 @@ class Calibration:
     table: pd.DataFrame | None = None
     noise: pd.DataFrame | None = None
     measurements: tuple = ()
+    residual_cv: pd.DataFrame | None = None
 
 
 def profile_from_fit(fit: RooflineFit, *, name: str, peak_gflops: float, kind: str = "device",
@@ -785,7 +791,8 @@ def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str]
     table_text = node_table(fit_ms).to_csv(index=False, float_format=TABLE_FLOAT_FORMAT)
     table = pd.read_csv(io.StringIO(table_text))
     coef = {k: K.KindCoef.from_yaml(c.to_yaml()) for k, c in K.fit_base(table).items()}
-    with_res = K.KindModel(coef, K.fit_residual(table, coef))
+    residual_kinds, cv = K.choose_residual_kinds(table)
+    with_res = K.KindModel(coef, K.fit_residual(table, coef, kinds=residual_kinds))
     base_only = K.KindModel(coef)
     # The roofline as the profile will hold it (an unidentified class at peak, the copy
     # bandwidth when no layer was memory bound), so that its error is the written one's.
@@ -819,10 +826,13 @@ def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str]
                           for m in measured], columns=["model", "noise_pct", "node_noise_pct"]).set_index("model")
     fitted = (f"per-kind model fitted to {len(table)} nodes" if chosen != "roofline" else
               f"roofline fitted to {fit.layers} layers (it beat the per-kind model on the held-out models)")
+    if residual:
+        fitted += (f", with a residual for {', '.join(residual_kinds) or 'no kind'} (the kinds whose residual beat "
+                   "their base in cross-validation over the fit models)")
     sources = [
         f"compute.{'kinds' if chosen != 'roofline' else 'error_pct'}{', compute.residual_table' if residual else ''}: "
         f"measured by `splitimpera calibrate` on {today} ({where}); chosen by held-out error: {chosen}; "
-        f"{fitted} of {', '.join(models)} (input "
+        f"{fitted} of {model_list(models)} (input "
         f"{'x'.join(map(str, shape))} unless given), fp32, batch 1, median of {repeats} interleaved rounds; {held}; "
         f"run-to-run spread (IQR/median) median {noise['noise_pct'].median():.1f} % per model",
         f"compute.efficiency, compute.layer_overhead_us, memory.bandwidth_gbps: the per-layer roofline fitted to the "
@@ -841,6 +851,7 @@ def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str]
                                       "torch": str(torch.__version__), "date": today, "rounds": int(repeats)}
     if residual:
         data["compute"]["residual_table"] = str(_scratch_table(table_text))
+        data["compute"]["residual_kinds"] = list(residual_kinds)
     if holdout:
         data["compute"]["error_pct"] = _sig(max(sc["model_mdape"], 0.1), 3)
     notes += fit_notes
@@ -852,7 +863,18 @@ def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str]
     return Calibration(profile=prof, data=data, fit=fit, flop_only=flop_only, errors=errors, summary=summary,
                        fit_models=models, holdout_models=holdout, measured_peak_gflops=measured_peak,
                        seconds=time.perf_counter() - t_start, notes=tuple(notes), chosen=chosen,
-                       table=table if residual else None, noise=noise, measurements=tuple(measured))
+                       table=table if residual else None, noise=noise, measurements=tuple(measured),
+                       residual_cv=cv)
+
+
+def model_list(models: Sequence[str]) -> str:
+    """Model names for a sentence, the synthetic networks summed up."""
+    synth = [m for m in models if m.startswith("splitimpera.model.synthnets:")]
+    named = [m for m in models if m not in synth]
+    if synth:
+        named.append(f"{len(synth)} synthetic network{'s' if len(synth) != 1 else ''} "
+                     f"({', '.join(m.split(':', 1)[1] for m in synth)})")
+    return ", ".join(named)
 
 
 def _node_noise(m: Measurement) -> float:
@@ -889,8 +911,13 @@ def render_calibration(cal: Calibration) -> str:
         + f"roofline peak {c.peak_gflops:.4g} GFLOP/s, efficiency conv {c.efficiency.conv:.3g} "
         f"linear {c.efficiency.linear:.3g} other {c.efficiency.other:.3g}, layer overhead "
         f"{c.layer_overhead_us:.3g} us, memory {cal.profile.memory.bandwidth_gbps:.3g} GB/s",
-        f"fit: {cal.fit.layers} layers of {', '.join(cal.fit_models)}",
+        f"fit: {cal.fit.layers} layers of {model_list(cal.fit_models)}",
     ]
+    cv = cal.residual_cv
+    if cv is not None and len(cv):
+        lines.append("residual by kind, cross-validated over the fit models (median node error, base -> residual): "
+                     + ", ".join(f"{k} {r.base:.0f}->{r.residual:.0f}%{'' if r.residual < r.base else ' (not used)'}"
+                                 for k, r in cv.iterrows()))
     if cal.noise is not None and len(cal.noise):
         lines.append(f"noise: run-to-run spread (IQR/median) median {cal.noise['noise_pct'].median():.1f} % per "
                      f"model (max {cal.noise['noise_pct'].max():.1f} %), {cal.noise['node_noise_pct'].median():.1f} %"

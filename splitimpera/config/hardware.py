@@ -75,8 +75,11 @@ class Compute(_Strict):
     efficiency: Efficiency
     layer_overhead_us: float = Field(ge=0, description="fixed cost per executed layer, µs")
     kinds: dict[str, KindCoefficients] | None = Field(
-        None, description="per-kind compute model (replaces the roofline when set; needs an 'all' entry)")
+        None, description="per-kind compute model (replaces the roofline when set; needs an 'all' entry; "
+                          "kind/operator entries, e.g. act/silu, for operators measured apart)")
     residual_table: str | None = Field(None, description="CSV of measured nodes the residual model is fitted from")
+    residual_kinds: list[str] | None = Field(
+        None, description="kinds that get a residual regressor (None: every kind with enough measured nodes)")
     error_pct: float | None = Field(
         None, ge=0, description="held-out whole-model error of this profile's compute model, % (median |error|)")
     timings: list[TimingTable] = Field(default_factory=list, description="measured per-node tables (measured mode)")
@@ -86,13 +89,18 @@ class Compute(_Strict):
     @model_validator(mode="after")
     def _kinds_all(self) -> "Compute":
         if self.kinds is not None:
-            unknown = sorted(set(self.kinds) - {"all", *KINDS})
+            unknown = sorted(k for k in self.kinds if k != "all" and k.partition("/")[0] not in KINDS)
             if unknown:
-                raise ValueError(f"unknown op kind(s) {', '.join(unknown)} in kinds; known: all, {', '.join(KINDS)}")
+                raise ValueError(f"unknown op kind(s) {', '.join(unknown)} in kinds; known: all, {', '.join(KINDS)} "
+                                 "(an operator of a kind as kind/operator, e.g. act/silu)")
             if "all" not in self.kinds:
                 raise ValueError("kinds needs an 'all' entry (used for kinds the fit did not see)")
         if self.residual_table is not None and self.kinds is None:
             raise ValueError("residual_table needs kinds")
+        if self.residual_kinds is not None:
+            unknown = sorted(set(self.residual_kinds) - set(KINDS))
+            if unknown:
+                raise ValueError(f"unknown op kind(s) {', '.join(unknown)} in residual_kinds; known: {', '.join(KINDS)}")
         return self
 
 

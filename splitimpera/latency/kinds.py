@@ -44,11 +44,16 @@ from ..model.kinds import FEATURE_COLUMNS, KINDS
 
 # Columns of a node table the model reads (profile_nodes, or profile_model's attrs["nodes"]).
 MODEL_COLUMNS = FEATURE_COLUMNS
+_TEXT = ("kind", "fn")  # the text columns
 # Columns of a residual table (CSV): the features and the measured seconds.
 TABLE_COLUMNS = (*MODEL_COLUMNS, "measured_s")
 # Least absolute error in log space: the median ratio, which a few disturbed nodes do not
 # move (chosen by held-out error over squared loss, more iterations and larger leaves).
 RESIDUAL_PARAMS = dict(loss="absolute_error", max_iter=300, learning_rate=0.05, early_stopping=False, random_state=0)
+# A kind gets its own residual regressor from this many measured nodes on; views get none (a
+# view moves no data: its time is the dispatch its operator's base already holds).
+RESIDUAL_MIN_NODES = 30
+NO_RESIDUAL = ("view",)
 
 
 def _col(nodes, c) -> np.ndarray:
@@ -57,19 +62,30 @@ def _col(nodes, c) -> np.ndarray:
     return np.asarray(nodes[c], dtype=float)
 
 
+def work(nodes) -> np.ndarray:
+    """Arithmetic per node: its multiply-adds, or for a pooling fvcore does not count (max
+    pooling, ``mean``) one operation per output element and window position, at least one
+    per input element."""
+    macs = _col(nodes, "macs")
+    pool = (np.asarray(nodes["kind"], dtype=object) == "pool") & (macs == 0)
+    window = np.maximum(_col(nodes, "out_bytes") * np.maximum(_col(nodes, "kernel"), 1), _col(nodes, "in_bytes")) / 4
+    return np.where(pool, window, macs)
+
+
 def base_design(nodes) -> np.ndarray:
-    """``[1, macs, bytes_moved]`` per node, shape ``(n, 3)``."""
-    return np.column_stack([np.ones(len(nodes["kind"])), _col(nodes, "macs"), _col(nodes, "bytes_moved")])
+    """``[1, work, bytes_moved]`` per node (:func:`work`), shape ``(n, 3)``."""
+    return np.column_stack([np.ones(len(nodes["kind"])), work(nodes), _col(nodes, "bytes_moved")])
 
 
-def features(nodes) -> np.ndarray:
-    """The residual model's feature matrix (see the module doc), shape ``(n, 12 + len(KINDS))``."""
+def features(nodes, fns: tuple[str, ...] = ()) -> np.ndarray:
+    """The residual model's feature matrix (see the module doc), shape ``(n, 14 + len(fns))``:
+    one indicator per operator of ``fns``."""
     log1p = lambda c: np.log1p(np.maximum(_col(nodes, c), 0.0))  # noqa: E731
-    kind = np.asarray(nodes["kind"], dtype=object)
     cols = [log1p("macs"), log1p("bytes_moved"), log1p("in_bytes"), log1p("out_bytes"), log1p("param_bytes"),
             log1p("cin"), log1p("cout"), _col(nodes, "kernel"), _col(nodes, "stride"), log1p("groups"),
-            log1p("out_hw"), _col(nodes, "module")]
-    cols += [(kind == k).astype(float) for k in KINDS]
+            log1p("out_hw"), _col(nodes, "module"), log1p("reuse_bytes"), log1p("since_macs")]
+    fn = np.asarray(nodes["fn"], dtype=object)
+    cols += [(fn == f).astype(float) for f in fns]
     return np.column_stack(cols)
 
 
@@ -115,29 +131,32 @@ class KindModel:
     residual regressor (see the module doc)."""
 
     coef: Mapping[str, KindCoef]
-    residual: object | None = None
+    residual: Mapping[str, tuple[object, tuple[str, ...]]] | None = None
 
     def base_s(self, nodes) -> np.ndarray:
-        kind = np.asarray(nodes["kind"], dtype=object)
+        keys = coef_keys(nodes)
         X = base_design(nodes)
-        out = np.zeros(len(kind))
-        for k in np.unique(kind):
-            sel = kind == k
-            c = self.coef.get(k) or self.coef["all"]
+        out = np.zeros(len(keys))
+        for k in np.unique(keys):
+            sel = keys == k
+            kind, _, _ = k.partition("/")
+            c = self.coef.get(k) or self.coef.get(kind) or self.coef["all"]
             out[sel] = X[sel] @ c.vector()
         return np.where(timed(nodes), np.maximum(out, 1e-9), 0.0)
 
     def predict_s(self, nodes) -> np.ndarray:
         """Seconds of each node (batch 1); 0 for placeholders and the output."""
         base = self.base_s(nodes)
-        if self.residual is None:
+        if not self.residual:
             return base
-        sel = timed(nodes)
         out = base.copy()
-        if sel.any():
-            sub = {c: (_col(nodes, c) if c != "kind" else np.asarray(nodes[c], dtype=object))[sel]
-                   for c in MODEL_COLUMNS}
-            out[sel] = base[sel] * np.exp(_limited(self.residual.predict, features(sub)))
+        kind = np.asarray(nodes["kind"], dtype=object)
+        for k, (reg, fns) in self.residual.items():
+            sel = kind == k
+            if sel.any():
+                sub = {c: (np.asarray(nodes[c], dtype=object) if c in _TEXT else _col(nodes, c))[sel]
+                       for c in MODEL_COLUMNS}
+                out[sel] = base[sel] * np.exp(_limited(reg.predict, features(sub, fns)))
         return out
 
 
@@ -175,17 +194,49 @@ def fit_base(table: pd.DataFrame, *, min_nodes: int = 6) -> dict[str, KindCoef]:
     for k, g in rows.groupby("kind"):
         if len(g) >= min_nodes:
             coef[str(k)] = KindCoef(*_nnlad_relative(base_design(g), g["measured_s"].to_numpy(dtype=float)))
+    keys = coef_keys(rows)
+    for k in np.unique(keys):
+        g = rows[keys == k]
+        kind = k.partition("/")[0]
+        # an operator of its own when it is measured enough and its kind has more than one
+        if len(g) >= min_nodes and kind in coef and len(set(keys[rows["kind"].to_numpy() == kind])) > 1:
+            coef[str(k)] = KindCoef(*_nnlad_relative(base_design(g), g["measured_s"].to_numpy(dtype=float)))
     return coef
 
 
-def fit_residual(table: pd.DataFrame, coef: Mapping[str, KindCoef]):
-    """The residual regressor on ``log(measured / base)`` (see the module doc)."""
+def coef_keys(nodes) -> np.ndarray:
+    """``kind/fn`` of each node (``kind`` alone where the operator is unknown)."""
+    kind = np.asarray(nodes["kind"], dtype=object)
+    fn = np.asarray(nodes["fn"], dtype=object) if "fn" in nodes else np.full(len(kind), "", dtype=object)
+    return np.array([f"{k}/{f}" if isinstance(f, str) and f else str(k) for k, f in zip(kind, fn)], dtype=object)
+
+
+def residual_candidates(table: pd.DataFrame) -> list[str]:
+    """Kinds with enough measured nodes for a residual regressor (views excepted)."""
+    kind = usable(table)["kind"].to_numpy(dtype=object)
+    return [k for k in sorted(set(kind) - set(NO_RESIDUAL)) if (kind == k).sum() >= RESIDUAL_MIN_NODES]
+
+
+def fit_residual(table: pd.DataFrame, coef: Mapping[str, KindCoef],
+                 kinds=None) -> dict[str, tuple[object, tuple[str, ...]]]:
+    """Per kind of ``kinds`` (default :func:`residual_candidates`), the regressor on
+    ``log(measured / base)`` and the operators it tells apart (see the module doc)."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     rows = usable(table)
     base = KindModel(coef).base_s(rows)
     y = np.log(rows["measured_s"].to_numpy(dtype=float)) - np.log(base)
-    return _limited(HistGradientBoostingRegressor(**RESIDUAL_PARAMS).fit, features(rows), y)
+    kind = rows["kind"].to_numpy(dtype=object)
+    out = {}
+    for k in (residual_candidates(table) if kinds is None else kinds):
+        sel = kind == k
+        if sel.sum() >= 5:
+            fns = tuple(sorted(set(rows["fn"].to_numpy(dtype=object)[sel])))
+            # leaves of at least 5 nodes, up to 20 for the common kinds
+            params = dict(RESIDUAL_PARAMS, min_samples_leaf=int(np.clip(sel.sum() // 20, 5, 20)))
+            reg = _limited(HistGradientBoostingRegressor(**params).fit, features(rows[sel], fns), y[sel])
+            out[k] = (reg, fns)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,9 +259,10 @@ def read_table(path: str | Path, field: str = "compute.residual_table") -> pd.Da
         raise UserError(f"cannot read the residual table: {e}", source=str(path), field=field) from None
     missing = [c for c in TABLE_COLUMNS if c not in df.columns]
     if missing:
-        raise UserError(f"residual table lacks column(s) {', '.join(missing)}", source=str(path), field=field)
+        raise UserError(f"residual table lacks column(s) {', '.join(missing)} (written by an older splitimpera? "
+                        "run calibrate again)", source=str(path), field=field)
     for c in TABLE_COLUMNS:
-        if c == "kind":
+        if c in _TEXT:
             continue
         v = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float)
         bad = ~np.isfinite(v) | (v < 0)
@@ -220,6 +272,7 @@ def read_table(path: str | Path, field: str = "compute.residual_table") -> pd.Da
                             "≥ 0 is needed)", source=str(path), field=field)
         df[c] = v
     df["kind"] = df["kind"].astype(str)
+    df["fn"] = df["fn"].fillna("").astype(str)
     if len(usable(df)) < 5:
         raise UserError("residual table has fewer than 5 timed nodes", source=str(path), field=field)
     return df
@@ -253,18 +306,49 @@ def model_for(device) -> KindModel | None:
 
         raise UserError(f"cannot read the residual table: {e.strerror or e}", source=str(table),
                         field=f"{device.name}: compute.residual_table") from None
+    chosen = device.compute.residual_kinds
     key = (tuple(sorted((k, tuple(c.vector())) for k, c in coef.items())), str(Path(table).resolve()),
-           st.st_size, st.st_mtime_ns, st.st_ino)
+           st.st_size, st.st_mtime_ns, st.st_ino, None if chosen is None else tuple(chosen))
     with _lock:
         model = _cache.get(key)
     if model is None:
         df = read_table(table, field=f"{device.name}: compute.residual_table")
-        model = KindModel(coef, fit_residual(df, coef))
+        model = KindModel(coef, fit_residual(df, coef, kinds=chosen))
         with _lock:
             _cache[key] = model
     return model
 
 
 def coef_to_yaml(coef: Mapping[str, KindCoef]) -> dict:
-    order = ["all", *KINDS]
+    order = ["all"]
+    for kind in KINDS:
+        order += [kind, *sorted(k for k in coef if k.startswith(kind + "/"))]
     return {k: coef[k].to_yaml() for k in order if k in coef}
+
+
+def choose_residual_kinds(table: pd.DataFrame, folds: int = 5) -> tuple[list[str], pd.DataFrame]:
+    """The kinds whose residual regressor predicts nodes of models it was not fitted on better
+    than their base alone, by cross-validation over the table's models (``model`` column):
+    the models are dealt into ``folds`` groups; each group is predicted by a base and a
+    residual fitted to the others. Returns the kinds, and per candidate kind the median
+    |error| of its held-out nodes, % (``base``, ``residual``), and ``nodes``."""
+    rows = usable(table)
+    models = sorted(set(rows["model"].astype(str)))
+    cands = residual_candidates(rows)
+    if len(models) < 2 or not cands:
+        return [], pd.DataFrame(columns=["base", "residual", "nodes"])
+    group = {m: i % min(folds, len(models)) for i, m in enumerate(models)}
+    g = rows["model"].astype(str).map(group).to_numpy()
+    t = rows["measured_s"].to_numpy(dtype=float)
+    err_base, err_res = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
+    for f in sorted(set(g)):
+        train, test = rows[g != f], rows[g == f]
+        coef = fit_base(train)
+        m = KindModel(coef, fit_residual(train, coef, kinds=[k for k in cands if k in residual_candidates(train)]))
+        err_base[g == f] = np.abs(KindModel(coef).predict_s(test) / t[g == f] - 1)
+        err_res[g == f] = np.abs(m.predict_s(test) / t[g == f] - 1)
+    kind = rows["kind"].to_numpy(dtype=object)
+    score = pd.DataFrame([{"kind": k, "base": float(np.median(err_base[kind == k]) * 100),
+                           "residual": float(np.median(err_res[kind == k]) * 100), "nodes": int((kind == k).sum())}
+                          for k in cands]).set_index("kind")
+    return [k for k in cands if score.loc[k, "residual"] < score.loc[k, "base"]], score

@@ -18,6 +18,7 @@ nothing; in-place ops (``ReLU(inplace=True)``) read and write their tensor.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections import defaultdict
 
@@ -29,12 +30,12 @@ import torch.nn as nn
 
 from .. import cache
 from ..config.hardware import OP_CLASSES
-from .kinds import conv_features, node_kind, pool_features, shape_features
+from .kinds import conv_features, node_fn, node_kind, pool_features, shape_features
 from .splits import INPUT, OUTPUT, PREDICTION_BYTES, TracedModel, attr_value, eval_mode, trace
 
 log = logging.getLogger(__name__)
 
-PROFILE_VERSION = 3
+PROFILE_VERSION = 4
 # fvcore reports operators by short name ("conv" for aten::_convolution, "linear" …).
 CONV_OPS = {"conv", "_convolution", "conv1d", "conv2d", "conv3d"}
 LINEAR_OPS = {"addmm", "mm", "matmul", "bmm", "linear", "einsum", "scaled_dot_product_attention"}
@@ -43,7 +44,7 @@ LINEAR_OPS = {"addmm", "mm", "matmul", "bmm", "linear", "einsum", "scaled_dot_pr
 ROOFLINE_COLUMNS = ("pos", *(f"flops_{c}" for c in OP_CLASSES), "bytes_moved", "is_layer")
 _CONV_FEATURES = ("cin", "cout", "kernel", "stride", "groups", "out_hw")
 # And those of the per-kind model (splitimpera.latency.kinds; kinds and features: model.kinds).
-KIND_COLUMNS = ("kind", "in_bytes", "out_bytes", "param_bytes", *_CONV_FEATURES, "module")
+KIND_COLUMNS = ("kind", "fn", "reuse_bytes", "since_macs", "in_bytes", "out_bytes", "param_bytes", *_CONV_FEATURES, "module")
 # Ops that return a view of their input (no data moved) when their output aliases an input.
 _VIEW_FUNCTIONS = {"getitem", "flatten", "reshape", "transpose", "permute", "squeeze", "unsqueeze", "narrow",
                    "chunk", "split", "unbind", "view", "view_as", "expand", "expand_as", "unflatten", "t",
@@ -104,10 +105,15 @@ def _wrapped(tm: TracedModel) -> tuple[fx.GraphModule, dict[str, int]]:
     root = nn.Module()
     root.base = tm.gm
     g, env, names = fx.Graph(), {}, {}
+    seen: set[int] = set()
     for n in tm.nodes:
         if n.op in ("call_module", "call_function", "call_method"):
             wname = f"si_node_{tm.info[n].pos}"
             mod = tm.gm.get_submodule(n.target) if n.op == "call_module" else None
+            if mod is not None:
+                if id(mod) in seen:  # a module called twice: fvcore would count both calls under one name
+                    mod = copy.deepcopy(mod)
+                seen.add(id(mod))
             root.add_module(wname, _NodeOp(n.op, n.target, mod))
             args = fx.map_arg(n.args, lambda a: env[a])
             kwargs = fx.map_arg(n.kwargs, lambda a: env[a])
@@ -116,7 +122,11 @@ def _wrapped(tm: TracedModel) -> tuple[fx.GraphModule, dict[str, int]]:
         elif n.op == "get_attr":
             env[n] = g.get_attr(f"base.{n.target}")
         elif n.op == "output":
-            g.output(fx.map_arg(n.args[0], lambda a: env[a]))
+            out = fx.map_arg(n.args[0], lambda a: env[a])
+            # The trace fvcore counts on drops what nothing uses: hand the dead ends back too.
+            dead = [env[m] for m in tm.nodes if m.op in ("call_module", "call_function", "call_method")
+                    and not m.users and tm.info[m].is_tensor]
+            g.output((out, *dead) if dead else out)
         else:
             env[n] = g.node_copy(n, lambda a: env[a])
     return fx.GraphModule(root, g), names
@@ -213,6 +223,8 @@ def profile_nodes(model: nn.Module | TracedModel, input_shape=None, *, use_cache
         if use_cache:
             cache.store("flops", k, flops)
     rows = []
+    origin: dict[fx.Node, int] = {}  # position of the node that wrote a tensor's data (views followed back)
+    reads: list[list[int]] = []  # per row, the origins of its tensor inputs
     for n in tm.nodes:
         ni = tm.info.get(n)
         if ni is None or n.op == "output":  # the output node only hands the value back
@@ -224,8 +236,14 @@ def profile_nodes(model: nn.Module | TracedModel, input_shape=None, *, use_cache
         in_bytes, param_bytes, moved = _node_bytes(n, tm)
         compute = n.op in ("call_module", "call_function", "call_method")
         kind = node_kind(n, tm.gm, is_view=_is_view(n, tm)) if compute else "none"
-        first = next((tm.info[a] for a in n.all_input_nodes if a.op != "get_attr" and tm.info[a].is_tensor), None)
+        fn = node_fn(n, tm.gm) if compute else ""
+        if kind == "linear" and ni.is_tensor and len(ni.shape) <= 1:  # one row: a matrix-vector product
+            fn += "_gemv"
+        tensor_in = [a for a in n.all_input_nodes if a.op != "get_attr" and tm.info[a].is_tensor]
+        first = tm.info[tensor_in[0]] if tensor_in else None
         in_shape = first.shape if first is not None else ()
+        reads.append([origin.get(a, tm.info[a].pos) for a in tensor_in])
+        origin[n] = origin.get(tensor_in[0], first.pos) if kind == "view" and tensor_in else ni.pos
         if kind.startswith("conv") and n.op == "call_module":
             conv = conv_features(n, tm.gm, ni.shape)
         elif kind == "pool":
@@ -241,12 +259,42 @@ def profile_nodes(model: nn.Module | TracedModel, input_shape=None, *, use_cache
             "in_bytes": in_bytes, "param_bytes": param_bytes, "bytes_moved": moved,
             "live_bytes": int(sum(storages.values())),
             "is_layer": compute and ni.is_tensor,
-            "kind": kind, **conv, "module": int(n.op == "call_module"),
+            "kind": kind, "fn": fn, **conv, "module": int(n.op == "call_module"),
         })
     df = pd.DataFrame(rows).set_index("node")
     df["flops"] = df[[f"flops_{c}" for c in OP_CLASSES]].sum(axis=1)
     df["macs"] = df["flops"]
+    df["reuse_bytes"] = _reuse_bytes(df["pos"].to_numpy(), df["bytes_moved"].to_numpy(), reads)
+    df["since_macs"] = _since_same_op(df["fn"].to_numpy(dtype=object), df["macs"].to_numpy())
     return df
+
+
+def _since_same_op(fn: np.ndarray, macs: np.ndarray) -> np.ndarray:
+    """Per node, the multiply-adds run since the last node of the same operator (all before it
+    when it is the first): the first pooling after a long run of convolutions finds its code
+    and data cold, and takes several times as long as the same pooling in a squeeze-excite."""
+    before = np.concatenate([[0], np.cumsum(macs)])
+    last: dict[str, int] = {}
+    out = np.zeros(len(fn), dtype=np.int64)
+    for r, f in enumerate(fn):
+        if not f:
+            continue
+        out[r] = int(before[r] - before[last[f] + 1]) if f in last else int(before[r])
+        last[f] = r
+    return out
+
+
+def _reuse_bytes(pos: np.ndarray, moved: np.ndarray, reads: list[list[int]]) -> np.ndarray:
+    """Per node, the bytes moved by the nodes run since its oldest tensor input was written
+    (its reuse distance: whether that input can still be in a cache); 0 without tensor inputs."""
+    before = np.concatenate([[0], np.cumsum(moved)])  # before[r]: moved by rows < r
+    row_of = {int(p): r for r, p in enumerate(pos)}
+    out = np.zeros(len(pos), dtype=np.int64)
+    for r, origins in enumerate(reads):
+        rows = [row_of[o] for o in origins if o in row_of]
+        if rows:
+            out[r] = int(before[r] - before[min(rows) + 1])
+    return out
 
 
 def _param_spans(tm: TracedModel) -> list[tuple[int, int, int, int]]:

@@ -26,8 +26,11 @@ Features per node (columns :data:`FEATURE_COLUMNS` of
 ``bytes_moved``, ``in_bytes``, ``out_bytes``, ``param_bytes`` (fp32, batch 1; see
 :mod:`splitimpera.model.cost`); ``cin``, ``cout``, ``kernel`` (kh·kw), ``stride``, ``groups``
 and ``out_hw`` (output pixels) — a convolution's or pooling's own, else the channels and
-pixels of the node's input and output shapes (:func:`shape_features`); and ``module``
-(1 for an ``nn.Module`` call, whose ``__call__`` costs more than a function's).
+pixels of the node's input and output shapes (:func:`shape_features`); ``module``
+(1 for an ``nn.Module`` call, whose ``__call__`` costs more than a function's); and ``fn``,
+the operator itself (:func:`node_fn`): within one kind a SiLU costs several times a ReLU
+per element, a 3×3 max pooling several times a global average, and an in-place op skips
+allocating its output.
 """
 
 from __future__ import annotations
@@ -39,8 +42,8 @@ import torch.nn as nn
 
 from ..config.hardware import KINDS  # noqa: F401  (the list lives with the profiles that name kinds)
 
-FEATURE_COLUMNS = ("kind", "macs", "bytes_moved", "in_bytes", "out_bytes", "param_bytes",
-                   "cin", "cout", "kernel", "stride", "groups", "out_hw", "module")
+FEATURE_COLUMNS = ("kind", "fn", "macs", "bytes_moved", "in_bytes", "out_bytes", "param_bytes",
+                   "cin", "cout", "kernel", "stride", "groups", "out_hw", "module", "reuse_bytes", "since_macs")
 
 _ACT_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.LeakyReLU, nn.PReLU, nn.Hardtanh, nn.GELU, nn.SiLU,
                 nn.Sigmoid, nn.Tanh, nn.ELU, nn.Softmax, nn.LogSoftmax, nn.Mish, nn.Softplus)
@@ -148,3 +151,49 @@ def conv_features(n: fx.Node, gm: fx.GraphModule, out_shape) -> dict[str, int]:
         hw *= int(s)
     return {"cin": int(m.in_channels), "cout": int(m.out_channels), "kernel": k, "stride": int(m.stride[0]),
             "groups": int(m.groups), "out_hw": hw}
+
+
+# nn.Module classes named by the function they call (else the class name, lower case).
+_MODULE_FN = {"ReLU": "relu", "ReLU6": "relu6", "Hardswish": "hardswish", "Hardsigmoid": "hardsigmoid",
+              "LeakyReLU": "leaky_relu", "PReLU": "prelu", "Hardtanh": "hardtanh", "GELU": "gelu", "SiLU": "silu",
+              "Sigmoid": "sigmoid", "Tanh": "tanh", "ELU": "elu", "Softmax": "softmax", "LogSoftmax": "log_softmax",
+              "Mish": "mish", "Softplus": "softplus", "Flatten": "flatten", "Unflatten": "unflatten",
+              "Identity": "identity", "Dropout": "dropout", "LocalResponseNorm": "local_response_norm",
+              "MultiheadAttention": "multi_head_attention_forward", "Linear": "linear"}
+_ALIASES = {"iadd": "add_", "imul": "mul_", "isub": "sub_", "truediv": "div", "concat": "cat",
+            "conv1d": "conv", "conv2d": "conv", "conv3d": "conv"}
+
+
+def node_fn(n: fx.Node, gm: fx.GraphModule) -> str:
+    """The operator a compute node runs, lower case, as torch names its function: ``relu``,
+    ``silu``, ``max_pool2d``, ``batch_norm``, ``add``, ``permute``, ``getitem`` …; a trailing
+    ``_`` when it works in place (``nn.ReLU(inplace=True)``, ``add_``, ``+=``)."""
+    inplace = False
+    if n.op == "call_module":
+        m = gm.get_submodule(n.target)
+        cls = type(m).__name__
+        if isinstance(m, nn.modules.conv._ConvNd):
+            name = "conv"
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            name = "batch_norm"
+        elif isinstance(m, nn.modules.instancenorm._InstanceNorm):
+            name = "instance_norm"
+        elif isinstance(m, (nn.LayerNorm, nn.GroupNorm)):
+            name = "layer_norm" if isinstance(m, nn.LayerNorm) else "group_norm"
+        elif isinstance(m, _POOL_MODULES):
+            name = {"MaxPool": "max_pool", "AvgPool": "avg_pool", "AdaptiveAvgPool": "adaptive_avg_pool",
+                    "AdaptiveMaxPool": "adaptive_max_pool"}.get(cls[:-2], cls[:-2].lower()) + cls[-2:].lower()
+        elif cls == "GELU" and getattr(m, "approximate", "none") != "none":
+            name = "gelu_tanh"
+        else:
+            name = _MODULE_FN.get(cls, cls.lower())
+        inplace = bool(getattr(m, "inplace", False))
+    else:
+        name = _name(n).lower()
+        name = _ALIASES.get(name, name)
+        inplace = n.kwargs.get("inplace") is True
+        if name == "gelu" and n.kwargs.get("approximate", "none") != "none":
+            name = "gelu_tanh"
+    if inplace and not name.endswith("_"):
+        name += "_"
+    return name
