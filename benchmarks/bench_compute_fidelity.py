@@ -78,7 +78,7 @@ def main() -> int:
     p(f"compute fidelity: {C.cpu_model()}, {threads} thread(s) pinned to CPU {','.join(map(str, cpus)) or '?'}, "
       f"torch {C.torch.__version__}, {platform.system()} {platform.machine()}, input {'x'.join(map(str, shape))} "
       f"(vit at its own), {repeats} interleaved rounds, {time.perf_counter() - t0:.0f} s")
-    p(f"fit on {len(fit)} models: {', '.join(fit)}; held out {len(hold)} ({sum(h in HARD for h in hold)} depthwise-, "
+    p(f"fit on {len(fit)} models: {C.model_list(fit)}; held out {len(hold)} ({sum(h in HARD for h in hold)} depthwise-, "
       "grouped- or branch-heavy, marked *)")
     for n in cal.notes:
         p(f"note: {n}")

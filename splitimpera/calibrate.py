@@ -915,7 +915,8 @@ def render_calibration(cal: Calibration) -> str:
     ]
     cv = cal.residual_cv
     if cv is not None and len(cv):
-        lines.append("residual by kind, cross-validated over the fit models (median node error, base -> residual): "
+        lines.append("residual by kind, cross-validated over the fit models (mean |log error| of the nodes x 100, "
+                     "base -> residual): "
                      + ", ".join(f"{k} {r.base:.0f}->{r.residual:.0f}%{'' if r.residual < r.base else ' (not used)'}"
                                  for k, r in cv.iterrows()))
     if cal.noise is not None and len(cal.noise):

@@ -633,16 +633,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_splits)
 
     from .calibrate import (DEFAULT_FIT_MODELS, DEFAULT_HOLDOUT_MODELS, DEFAULT_INPUT_SHAPE, DEFAULT_REPEATS,
-                             DEFAULT_WARMUP)
+                             DEFAULT_WARMUP, model_list)
 
     s = sub.add_parser("calibrate", help="measure this machine layer by layer and write a device profile",
-                       description="Time every layer of a few torchvision models (random weights, fp32, batch 1, "
-                                   "CPU), fit the per-layer roofline (efficiency per op class, per-layer overhead, "
-                                   "memory bandwidth), print its error on held-out models and write a device "
-                                   "profile YAML.")
+                       description="Time every layer of a few torchvision models and seeded synthetic networks "
+                                   "(random weights, fp32, batch 1, CPU), fit the per-kind compute model (and the "
+                                   "per-layer roofline beside it), print every model's error on held-out models and "
+                                   "write a device profile YAML with the one that predicted them best.")
     s.add_argument("-o", "--output", metavar="FILE", help="profile YAML to write (default: NAME.yaml)")
     s.add_argument("--models", nargs="+", default=list(DEFAULT_FIT_MODELS), metavar="MODEL",
-                   help=f"models to fit on (default: {' '.join(DEFAULT_FIT_MODELS)})")
+                   help=f"models to fit on (default: {model_list(DEFAULT_FIT_MODELS)})")
     s.add_argument("--holdout", nargs="*", default=list(DEFAULT_HOLDOUT_MODELS), metavar="MODEL",
                    help=f"models to check the fit on, never fitted (default: {' '.join(DEFAULT_HOLDOUT_MODELS)})")
     s.add_argument("--name", help="profile name (default: the stem of -o, else calibrated_<hostname>)")

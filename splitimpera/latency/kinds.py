@@ -9,22 +9,30 @@ features (:mod:`splitimpera.model.kinds`), in two stages:
 1. **Per-kind base** — for each kind ``k`` (dense, depthwise and grouped convolution,
    linear, norm, activation, pooling, element-wise, concat, view, …)::
 
-       base = o_k + macs · a_k + bytes_moved · b_k          (o, a, b ≥ 0)
+       base = o_k + work · a_k + bytes_moved · b_k          (o, a, b ≥ 0)
 
-   fitted by least absolute *relative* deviation to the measured nodes of that kind (a
-   linear program, so a few disturbed nodes do not drag it). A kind absent from the fit set
-   uses the fit over all nodes. These coefficients are the readable part of the profile
-   (``compute.kinds``: overhead µs, GMAC/s, GB/s per kind).
-2. **Residual** (optional) — a gradient-boosted regressor (scikit-learn's
-   ``HistGradientBoostingRegressor``, absolute loss, seeded, no early stopping) on
+   (``work``: the MACs; for a pooling fvcore does not count, its window operations, see
+   :func:`work`), fitted by least absolute *relative* deviation to the measured nodes of
+   that kind (a linear program, so a few disturbed nodes do not drag it). Within a kind,
+   each operator measured on enough nodes gets its own base (``act/silu``, ``act/relu_``,
+   ``pool/max_pool2d``, ``linear/linear_gemv`` …): a SiLU costs several times a ReLU per
+   element. An operator not measured enough uses its kind's base, a kind absent from the
+   fit set the fit over all nodes. These coefficients are the readable part of the profile
+   (``compute.kinds``: overhead µs, GMAC/s, GB/s per kind and operator).
+2. **Residual** (per kind) — a gradient-boosted regressor (scikit-learn's
+   ``HistGradientBoostingRegressor``, absolute loss, seeded, no early stopping) per kind on
    ``log(measured / base)`` with the features: log MACs, log bytes moved/in/out/params,
    log channels in and out, kernel, stride, log groups, log output pixels, module call or
-   not, and the kind. It
-   learns what the base misses (a 1×1 convolution's lower rate, a cache that holds the
-   input) and, being multiplicative on the base, falls back to the base outside the
-   measured range. Trees are not YAML: the measured table it is fitted from is kept beside
-   the profile (``compute.residual_table``, CSV) and the regressor is refitted from it when
-   the profile is first used (deterministic, well under a second; cached per file).
+   not, the node's cache context (log bytes moved since its oldest input was written, log
+   MACs run since its operator last ran: the first pooling after a stage of convolutions
+   finds its code and data cold) and the operator. It learns what the base misses (a 1×1
+   convolution's lower rate, an input still in cache) and, being multiplicative on the
+   base, falls back to the base outside the measured range. Only kinds whose residual
+   beats their base in cross-validation over the fit models get one
+   (:func:`choose_residual_kinds`; the profile lists them in ``compute.residual_kinds``);
+   views never do. Trees are not YAML: the measured table the regressors are fitted from is
+   kept beside the profile (``compute.residual_table``, CSV) and they are refitted from it
+   when the profile is first used (deterministic, about a second; cached per file).
 
 ``calibrate`` fits the base alone, base + residual and the roofline, and writes the one with
 the smallest held-out error (:mod:`splitimpera.calibrate`).
@@ -54,6 +62,8 @@ RESIDUAL_PARAMS = dict(loss="absolute_error", max_iter=300, learning_rate=0.05, 
 # view moves no data: its time is the dispatch its operator's base already holds).
 RESIDUAL_MIN_NODES = 30
 NO_RESIDUAL = ("view",)
+# The least relative gain in cross-validated error for which a kind gets its residual.
+MIN_GAIN = 0.02
 
 
 def _col(nodes, c) -> np.ndarray:
@@ -68,6 +78,8 @@ def work(nodes) -> np.ndarray:
     per input element."""
     macs = _col(nodes, "macs")
     pool = (np.asarray(nodes["kind"], dtype=object) == "pool") & (macs == 0)
+    if not pool.any():
+        return macs
     window = np.maximum(_col(nodes, "out_bytes") * np.maximum(_col(nodes, "kernel"), 1), _col(nodes, "in_bytes")) / 4
     return np.where(pool, window, macs)
 
@@ -330,8 +342,11 @@ def choose_residual_kinds(table: pd.DataFrame, folds: int = 5) -> tuple[list[str
     """The kinds whose residual regressor predicts nodes of models it was not fitted on better
     than their base alone, by cross-validation over the table's models (``model`` column):
     the models are dealt into ``folds`` groups; each group is predicted by a base and a
-    residual fitted to the others. Returns the kinds, and per candidate kind the median
-    |error| of its held-out nodes, % (``base``, ``residual``), and ``nodes``."""
+    residual fitted to the others. A kind gets its residual when that lowers the mean
+    |log(predicted / measured)| of its held-out nodes by :data:`MIN_GAIN` or more (the mean,
+    not the median: a residual that fixes a third of the nodes must count). Returns the
+    kinds, and per candidate kind that mean × 100 (about a percentage) for ``base`` and
+    ``residual``, and ``nodes``."""
     rows = usable(table)
     models = sorted(set(rows["model"].astype(str)))
     cands = residual_candidates(rows)
@@ -345,10 +360,10 @@ def choose_residual_kinds(table: pd.DataFrame, folds: int = 5) -> tuple[list[str
         train, test = rows[g != f], rows[g == f]
         coef = fit_base(train)
         m = KindModel(coef, fit_residual(train, coef, kinds=[k for k in cands if k in residual_candidates(train)]))
-        err_base[g == f] = np.abs(KindModel(coef).predict_s(test) / t[g == f] - 1)
-        err_res[g == f] = np.abs(m.predict_s(test) / t[g == f] - 1)
+        err_base[g == f] = np.abs(np.log(KindModel(coef).predict_s(test) / t[g == f]))
+        err_res[g == f] = np.abs(np.log(m.predict_s(test) / t[g == f]))
     kind = rows["kind"].to_numpy(dtype=object)
-    score = pd.DataFrame([{"kind": k, "base": float(np.median(err_base[kind == k]) * 100),
-                           "residual": float(np.median(err_res[kind == k]) * 100), "nodes": int((kind == k).sum())}
+    score = pd.DataFrame([{"kind": k, "base": float(np.mean(err_base[kind == k]) * 100),
+                           "residual": float(np.mean(err_res[kind == k]) * 100), "nodes": int((kind == k).sum())}
                           for k in cands]).set_index("kind")
-    return [k for k in cands if score.loc[k, "residual"] < score.loc[k, "base"]], score
+    return [k for k in cands if score.loc[k, "residual"] < (1 - MIN_GAIN) * score.loc[k, "base"]], score

@@ -210,8 +210,10 @@ def profile_nodes(model: nn.Module | TracedModel, input_shape=None, *, use_cache
     ``bytes_moved`` (memory traffic of the node: in + out + params, 0 for views; see the
     module docstring), ``live_bytes`` (all activations alive while the node runs, aliasing
     counted once), ``is_layer`` (counts toward per-layer overhead), ``macs`` (= ``flops``), and the
-    per-kind features of :mod:`splitimpera.model.kinds`: ``kind``, ``cin``, ``cout``, ``kernel``,
-    ``stride``, ``groups``, ``out_hw``.
+    per-kind features of :mod:`splitimpera.model.kinds`: ``kind``, ``fn`` (the operator; a
+    linear layer on a single row is ``linear_gemv``), ``cin``, ``cout``, ``kernel``, ``stride``,
+    ``groups``, ``out_hw``, ``module``, ``reuse_bytes`` (:func:`_reuse_bytes`) and
+    ``since_macs`` (:func:`_since_same_op`).
     """
     tm = model if isinstance(model, TracedModel) else trace(model, input_shape)
     k = _cache_key(tm)

@@ -27,10 +27,13 @@ Features per node (columns :data:`FEATURE_COLUMNS` of
 :mod:`splitimpera.model.cost`); ``cin``, ``cout``, ``kernel`` (kh·kw), ``stride``, ``groups``
 and ``out_hw`` (output pixels) — a convolution's or pooling's own, else the channels and
 pixels of the node's input and output shapes (:func:`shape_features`); ``module``
-(1 for an ``nn.Module`` call, whose ``__call__`` costs more than a function's); and ``fn``,
+(1 for an ``nn.Module`` call, whose ``__call__`` costs more than a function's); ``fn``,
 the operator itself (:func:`node_fn`): within one kind a SiLU costs several times a ReLU
 per element, a 3×3 max pooling several times a global average, and an in-place op skips
-allocating its output.
+allocating its output; and the node's context, from :func:`splitimpera.model.cost.profile_nodes`:
+``reuse_bytes`` (bytes moved since its oldest input was written: is that input still in
+cache?) and ``since_macs`` (multiply-adds run since its operator last ran: is its code
+still warm?).
 """
 
 from __future__ import annotations
