@@ -496,8 +496,9 @@ class Calibration:
     pooled figures per method (:func:`summarize_errors`); ``chosen`` the method the profile
     uses. ``table`` is the measured node table of the fit models (the residual table).
     ``noise`` has one row per measured model: its run-to-run spread and median node spread.
-    ``residual_cv``: per kind, the cross-validated median node error of its base and of its
-    residual (:func:`splitimpera.latency.kinds.choose_residual_kinds`).
+    ``residual_cv``: per kind, the cross-validated mean |log error| (× 100) of its base and of
+    its residual, and ``residual_kinds`` the kinds whose residual won
+    (:func:`splitimpera.latency.kinds.choose_residual_kinds`).
     """
 
     profile: DeviceProfile
@@ -516,6 +517,7 @@ class Calibration:
     noise: pd.DataFrame | None = None
     measurements: tuple = ()
     residual_cv: pd.DataFrame | None = None
+    residual_kinds: tuple[str, ...] = ()
 
 
 def profile_from_fit(fit: RooflineFit, *, name: str, peak_gflops: float, kind: str = "device",
@@ -587,6 +589,7 @@ def write_profile(data: dict, path: str | Path, table: pd.DataFrame | None = Non
         data["compute"]["residual_table"] = side.name
     else:
         data.get("compute", {}).pop("residual_table", None)
+        data.get("compute", {}).pop("residual_kinds", None)
     validate_profile(data, str(path))
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
     try:
@@ -789,7 +792,7 @@ def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str]
     # The per-kind model exactly as a profile will load it: the table through its CSV form,
     # the coefficients through their YAML form.
     table_text = node_table(fit_ms).to_csv(index=False, float_format=TABLE_FLOAT_FORMAT)
-    table = pd.read_csv(io.StringIO(table_text))
+    table = K.read_table_text(table_text)
     coef = {k: K.KindCoef.from_yaml(c.to_yaml()) for k, c in K.fit_base(table).items()}
     residual_kinds, cv = K.choose_residual_kinds(table)
     with_res = K.KindModel(coef, K.fit_residual(table, coef, kinds=residual_kinds))
@@ -812,6 +815,8 @@ def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str]
         chosen = min(candidates, key=lambda m: summary[m]["model_mdape"])
     else:
         chosen = "kinds+residual" if residual else "kinds"
+    if chosen == "kinds+residual" and not residual_kinds:  # no kind's residual helped: it is the base alone
+        chosen = "kinds"
     residual = chosen == "kinds+residual"
     today = _dt.date.today().isoformat()
     cpu = cpu_model()
@@ -864,7 +869,7 @@ def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str]
                        fit_models=models, holdout_models=holdout, measured_peak_gflops=measured_peak,
                        seconds=time.perf_counter() - t_start, notes=tuple(notes), chosen=chosen,
                        table=table if residual else None, noise=noise, measurements=tuple(measured),
-                       residual_cv=cv)
+                       residual_cv=cv, residual_kinds=tuple(residual_kinds))
 
 
 def model_list(models: Sequence[str]) -> str:
@@ -906,7 +911,8 @@ def render_calibration(cal: Calibration) -> str:
     c = cal.profile.compute
     lines = [
         f"profile {cal.profile.name}: "
-        + (f"per-kind model ({cal.chosen}), {len(c.kinds) - 1} op kinds fitted; " if c.kinds else
+        + (f"per-kind model ({cal.chosen}), {sum('/' not in k for k in c.kinds) - 1} op kinds and "
+           f"{sum('/' in k for k in c.kinds)} operators fitted; " if c.kinds else
            "the roofline (it predicted the held-out models better than the per-kind model); ")
         + f"roofline peak {c.peak_gflops:.4g} GFLOP/s, efficiency conv {c.efficiency.conv:.3g} "
         f"linear {c.efficiency.linear:.3g} other {c.efficiency.other:.3g}, layer overhead "
@@ -917,8 +923,9 @@ def render_calibration(cal: Calibration) -> str:
     if cv is not None and len(cv):
         lines.append("residual by kind, cross-validated over the fit models (mean |log error| of the nodes x 100, "
                      "base -> residual): "
-                     + ", ".join(f"{k} {r.base:.0f}->{r.residual:.0f}%{'' if r.residual < r.base else ' (not used)'}"
-                                 for k, r in cv.iterrows()))
+                     + ", ".join(f"{k} {r['base']:.0f}->{r['residual']:.0f}"
+                                 f"{'' if k in cal.residual_kinds else ' (not used)'}" for k, r in cv.iterrows())
+                     + ("" if cal.chosen == "kinds+residual" else "; the profile uses no residual"))
     if cal.noise is not None and len(cal.noise):
         lines.append(f"noise: run-to-run spread (IQR/median) median {cal.noise['noise_pct'].median():.1f} % per "
                      f"model (max {cal.noise['noise_pct'].max():.1f} %), {cal.noise['node_noise_pct'].median():.1f} %"

@@ -642,7 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "write a device profile YAML with the one that predicted them best.")
     s.add_argument("-o", "--output", metavar="FILE", help="profile YAML to write (default: NAME.yaml)")
     s.add_argument("--models", nargs="+", default=list(DEFAULT_FIT_MODELS), metavar="MODEL",
-                   help=f"models to fit on (default: {model_list(DEFAULT_FIT_MODELS)})")
+                   help=f"models to fit on (default: {model_list(DEFAULT_FIT_MODELS)}; a synthetic network "
+                        "is named splitimpera.model.synthnets:net_SEED)")
     s.add_argument("--holdout", nargs="*", default=list(DEFAULT_HOLDOUT_MODELS), metavar="MODEL",
                    help=f"models to check the fit on, never fitted (default: {' '.join(DEFAULT_HOLDOUT_MODELS)})")
     s.add_argument("--name", help="profile name (default: the stem of -o, else calibrated_<hostname>)")

@@ -4,12 +4,13 @@ context, the FLOPs fvcore counts per call; which kinds get a residual; the synth
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from splitimpera.config.hardware import parse_profile
 from splitimpera.errors import UserError
-from splitimpera.latency.kinds import TABLE_COLUMNS, KindCoef, KindModel, choose_residual_kinds, fit_base, read_table
+from splitimpera.latency.kinds import MIN_GAIN, TABLE_COLUMNS, KindCoef, KindModel, choose_residual_kinds, fit_base, read_table
 from splitimpera.model.cost import profile_nodes, structure_hash
 from splitimpera.model.splits import trace
 
@@ -31,8 +32,9 @@ class Ops(nn.Module):
         b = F.silu(self.bn(a))
         c = self.gelu(b) + a
         d = self.pool(c)
-        t = self.tok(d.flatten(2).transpose(1, 2))  # a linear layer on many rows
-        return self.fc(self.gap(d).flatten(1)) + t.mean() + d.mean((2, 3)).sum()  # and on one row
+        w = torch.sigmoid(c)  # moves bytes after `pool` wrote d …
+        t = self.tok(d.flatten(2).transpose(1, 2))  # … and before its view is read; a linear layer on many rows
+        return self.fc(self.gap(d).flatten(1)) + t.mean() + d.mean((2, 3)).sum() + w.sum()  # and on one row
 
 
 def _nodes(model, shape=(3, 16, 16)):
@@ -57,8 +59,10 @@ def test_cache_context_in_closed_form():
     # `add` reads the GELU's output (just written) and the ReLU's (written before bn, silu, gelu):
     # its oldest input has seen the bytes those three moved since.
     assert n.loc["add", "reuse_bytes"] == moved["bn"] + moved["silu"] + moved["gelu"]
-    # The transpose reads a view of `pool`'s output: the view is followed back to `pool`.
-    assert n.loc["transpose", "reuse_bytes"] == moved["flatten"]  # a view moves nothing: 0
+    # The transpose reads a view of `pool`'s output: the view is followed back to `pool`,
+    # so the sigmoid's traffic counts (a view moves nothing).
+    assert moved["flatten"] == 0 and moved["sigmoid"] > 0
+    assert n.loc["transpose", "reuse_bytes"] == moved["sigmoid"]
     assert n.loc["silu", "reuse_bytes"] == 0  # reads what bn just wrote
     # since_macs: the work run since the same operator last ran, all of it before a first.
     macs = n["macs"].to_numpy()
@@ -116,7 +120,7 @@ def test_a_kind_gets_a_residual_only_when_it_predicts_unseen_models_better():
     kinds, score = choose_residual_kinds(table)
     assert kinds == ["act"]
     assert score.loc["act", "residual"] < 0.5 * score.loc["act", "base"]  # the tripling, learnt
-    assert score.loc["norm", "residual"] >= score.loc["norm", "base"]  # noise: nothing to learn
+    assert score.loc["norm", "residual"] >= (1 - MIN_GAIN) * score.loc["norm", "base"]  # noise: nothing to learn
 
 
 def test_operators_get_their_own_base_within_a_kind():

@@ -275,7 +275,15 @@ def test_simulate_shows_the_band_from_the_profiles_error(repo_root, capsys):
 @pytest.fixture(scope="module")
 def residual_cal():
     def noisy(models, repeats, warmup):
-        return synthetic_measure(models, repeats, warmup, disturb=0.1)
+        """TRUTH with what a base cannot hold and a residual can: norms and activations on
+        small maps twice as slow, a tenth of the nodes disturbed, and a clock's 2 % noise."""
+        out = synthetic_measure(models, repeats, warmup, disturb=0.1)
+        rng = np.random.default_rng(1)
+        for m in out:
+            n = m.nodes
+            cold = n["kind"].isin(["norm", "act"]) & (n["out_hw"] <= 64)
+            n["measured_s"] = n["measured_s"] * np.where(cold, 2.0, 1.0) * np.exp(rng.normal(0, 0.02, len(n)))
+        return out
 
     return calibrate(["resnet18", "mobilenet_v3_small"], ["mobilenet_v2"], input_shape=SHAPE, peak_gflops=100.0,
                      idle_w=1.0, active_w=3.0, name="resid", measure=noisy, residual=True)
@@ -392,3 +400,12 @@ def test_tracing_from_several_threads_at_once():
     for t in ts:
         t.join(120)
     assert not errors and len(out) == 20 and len(set(out)) == 1
+
+
+def test_a_residual_that_helps_no_kind_is_not_written():
+    # Exact per-kind times: the base holds everything, no kind's residual beats it.
+    cal = calibrate(["resnet18", "mobilenet_v3_small"], ["mobilenet_v2"], input_shape=SHAPE, peak_gflops=100.0,
+                    idle_w=1.0, active_w=3.0, name="exact", measure=synthetic_measure)
+    assert cal.residual_kinds == () and len(cal.residual_cv) > 0
+    assert cal.chosen == "kinds" and cal.table is None
+    assert "residual_table" not in cal.data["compute"] and "residual_kinds" not in cal.data["compute"]

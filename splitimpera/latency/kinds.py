@@ -208,6 +208,8 @@ def fit_base(table: pd.DataFrame, *, min_nodes: int = 6) -> dict[str, KindCoef]:
             coef[str(k)] = KindCoef(*_nnlad_relative(base_design(g), g["measured_s"].to_numpy(dtype=float)))
     keys = coef_keys(rows)
     for k in np.unique(keys):
+        if "/" not in k:  # no operator named: the kind's own base
+            continue
         g = rows[keys == k]
         kind = k.partition("/")[0]
         # an operator of its own when it is measured enough and its kind has more than one
@@ -266,7 +268,7 @@ def read_table(path: str | Path, field: str = "compute.residual_table") -> pd.Da
 
     path = Path(path)
     try:
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, **_CSV_TEXT)
     except (OSError, ValueError) as e:
         raise UserError(f"cannot read the residual table: {e}", source=str(path), field=field) from None
     missing = [c for c in TABLE_COLUMNS if c not in df.columns]
@@ -288,6 +290,17 @@ def read_table(path: str | Path, field: str = "compute.residual_table") -> pd.Da
     if len(usable(df)) < 5:
         raise UserError("residual table has fewer than 5 timed nodes", source=str(path), field=field)
     return df
+
+
+# The text columns are read as written ("" stays "", an operator named "null" stays "null").
+_CSV_TEXT = dict(dtype={"kind": str, "fn": str, "model": str, "node": str}, keep_default_na=False)
+
+
+def read_table_text(text: str) -> pd.DataFrame:
+    """A residual table from its CSV text, read as :func:`read_table` reads the file."""
+    import io
+
+    return pd.read_csv(io.StringIO(text), **_CSV_TEXT)
 
 
 def _limited(fn, *args):

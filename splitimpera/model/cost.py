@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from collections import defaultdict
 
 import numpy as np
@@ -112,7 +113,7 @@ def _wrapped(tm: TracedModel) -> tuple[fx.GraphModule, dict[str, int]]:
             mod = tm.gm.get_submodule(n.target) if n.op == "call_module" else None
             if mod is not None:
                 if id(mod) in seen:  # a module called twice: fvcore would count both calls under one name
-                    mod = copy.deepcopy(mod)
+                    mod = copy.deepcopy(mod, memo={id(t): t for t in (*mod.parameters(), *mod.buffers())})
                 seen.add(id(mod))
             root.add_module(wname, _NodeOp(n.op, n.target, mod))
             args = fx.map_arg(n.args, lambda a: env[a])
@@ -239,7 +240,7 @@ def profile_nodes(model: nn.Module | TracedModel, input_shape=None, *, use_cache
         compute = n.op in ("call_module", "call_function", "call_method")
         kind = node_kind(n, tm.gm, is_view=_is_view(n, tm)) if compute else "none"
         fn = node_fn(n, tm.gm) if compute else ""
-        if kind == "linear" and ni.is_tensor and len(ni.shape) <= 1:  # one row: a matrix-vector product
+        if kind == "linear" and ni.is_tensor and math.prod(ni.shape[:-1]) == 1:  # one row: matrix × vector
             fn += "_gemv"
         tensor_in = [a for a in n.all_input_nodes if a.op != "get_attr" and tm.info[a].is_tensor]
         first = tm.info[tensor_in[0]] if tensor_in else None
@@ -267,14 +268,16 @@ def profile_nodes(model: nn.Module | TracedModel, input_shape=None, *, use_cache
     df["flops"] = df[[f"flops_{c}" for c in OP_CLASSES]].sum(axis=1)
     df["macs"] = df["flops"]
     df["reuse_bytes"] = _reuse_bytes(df["pos"].to_numpy(), df["bytes_moved"].to_numpy(), reads)
-    df["since_macs"] = _since_same_op(df["fn"].to_numpy(dtype=object), df["macs"].to_numpy())
+    op = [f"{k}/{f.rstrip('_')}" if f else "" for k, f in zip(df["kind"], df["fn"])]
+    df["since_macs"] = _since_same_op(np.array(op, dtype=object), df["macs"].to_numpy())
     return df
 
 
 def _since_same_op(fn: np.ndarray, macs: np.ndarray) -> np.ndarray:
-    """Per node, the multiply-adds run since the last node of the same operator (all before it
-    when it is the first): the first pooling after a long run of convolutions finds its code
-    and data cold, and takes several times as long as the same pooling in a squeeze-excite."""
+    """Per node, the multiply-adds run since the last node of the same operator ``fn`` (here
+    kind/operator, in place or not: all before it when it is the first): the first pooling
+    after a long run of convolutions finds its code and data cold, and takes several times
+    as long as the same pooling in a squeeze-excite."""
     before = np.concatenate([[0], np.cumsum(macs)])
     last: dict[str, int] = {}
     out = np.zeros(len(fn), dtype=np.int64)

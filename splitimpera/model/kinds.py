@@ -69,7 +69,7 @@ _COPY_FUNCS = {"contiguous", "clone", "reshape", "flatten", "permute", "transpos
 
 def _name(n: fx.Node) -> str:
     t = n.target
-    return t if isinstance(t, str) else getattr(t, "__name__", str(t))
+    return t if isinstance(t, str) else getattr(t, "__name__", type(t).__name__)
 
 
 def node_kind(n: fx.Node, gm: fx.GraphModule, *, is_view: bool) -> str:
