@@ -107,7 +107,7 @@ def implausible(data: dict, cores: int | None = None) -> list[str]:
 SYNTHETIC_FIT_MODELS = tuple(f"splitimpera.model.synthnets:net_{i}" for i in range(7))
 DEFAULT_FIT_MODELS = ("resnet18", "mobilenet_v3_small", "vgg11", "squeezenet1_0", "googlenet", "regnet_x_400mf",
                       "vit_b_16@3x112x112", *SYNTHETIC_FIT_MODELS)
-# Held out: 8 of the 12 are depthwise-, grouped- or branch-heavy.
+# Held out: 9 of the 12 are depthwise-, grouped- or branch-heavy.
 DEFAULT_HOLDOUT_MODELS = ("efficientnet_b0", "resnet50", "densenet121", "mobilenet_v2", "shufflenet_v2_x1_0",
                           "mnasnet1_0", "resnet34", "regnet_y_400mf", "mobilenet_v3_large", "alexnet",
                           "convnext_tiny", "efficientnet_b1")
@@ -494,7 +494,8 @@ class Calibration:
     ``kinds+residual`` and ``kinds`` (the per-kind model with and without its residual
     stage), ``roofline`` and ``flop-only`` (all fitted to the same nodes); ``summary`` the
     pooled figures per method (:func:`summarize_errors`); ``chosen`` the method the profile
-    uses. ``table`` is the measured node table of the fit models (the residual table).
+    uses. ``table`` is the measured node table of the fit models (the residual table) when the
+    profile uses a residual, else None.
     ``noise`` has one row per measured model: its run-to-run spread and median node spread.
     ``residual_cv``: per kind, the cross-validated mean |log error| (× 100) of its base and of
     its residual, and ``residual_kinds`` the kinds whose residual won
@@ -738,8 +739,9 @@ def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str]
     model with and without its residual stage (:mod:`splitimpera.latency.kinds`), the roofline
     and the flop-only model. The profile uses the per-kind model; ``residual`` None chooses
     the variant with the smaller held-out median model error (without held-out models: the
-    base alone), True/False forces it. The roofline fields are written too (older readers,
-    bottleneck extras).
+    base alone), True/False forces it (True gives the base alone, with a note, when no kind's
+    residual beat its base in cross-validation). The roofline fields are written too
+    (bottleneck extras).
 
     ``measure(models, repeats=, warmup=) -> [Measurement]`` is the timing step (tests inject
     synthetic times). ``peak_gflops`` (2 FLOP per multiply-add) defaults to a measured fp32
@@ -817,6 +819,8 @@ def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str]
         chosen = "kinds+residual" if residual else "kinds"
     if chosen == "kinds+residual" and not residual_kinds:  # no kind's residual helped: it is the base alone
         chosen = "kinds"
+        if residual:
+            notes.append("no kind's residual beat its base in cross-validation: the profile uses the base alone")
     residual = chosen == "kinds+residual"
     today = _dt.date.today().isoformat()
     cpu = cpu_model()
@@ -832,7 +836,7 @@ def calibrate(models: Sequence[str] = DEFAULT_FIT_MODELS, holdout: Sequence[str]
     fitted = (f"per-kind model fitted to {len(table)} nodes" if chosen != "roofline" else
               f"roofline fitted to {fit.layers} layers (it beat the per-kind model on the held-out models)")
     if residual:
-        fitted += (f", with a residual for {', '.join(residual_kinds) or 'no kind'} (the kinds whose residual beat "
+        fitted += (f", with a residual for {', '.join(residual_kinds)} (the kinds whose residual beat "
                    "their base in cross-validation over the fit models)")
     sources = [
         f"compute.{'kinds' if chosen != 'roofline' else 'error_pct'}{', compute.residual_table' if residual else ''}: "

@@ -182,3 +182,39 @@ def test_synthetic_fit_networks_cover_the_activations_and_blocks_users_meet():
     # … and each the same every time: a seed builds one network.
     again = load_model(SYNTHETIC_FIT_MODELS[3], "none")
     assert structure_hash(trace(again, (3, 64, 64))) == hashes[3]
+
+
+def test_operator_names_survive_the_residual_table_and_a_blank_one_keeps_its_kinds_base(tmp_path):
+    from functools import partial
+
+    from splitimpera.latency.kinds import read_table_text
+    from splitimpera.model.kinds import _name
+
+    t = _table()
+    t.loc[t.index[:40], "fn"] = "null"  # a user module named Null
+    t.loc[t.index[40:60], "fn"] = ""  # an operator not known
+    back = read_table_text(t.to_csv(index=False))
+    assert list(back["fn"]) == list(t["fn"]) and back["macs"].dtype.kind == "f"
+    coef = fit_base(back)
+    assert "act/null" in coef and "act/relu" in coef
+    # The blank rows are in the kind's own base, fitted to every act node, not to them alone.
+    assert np.allclose(coef["act"].vector(), fit_base(back.assign(fn="x").query("kind == 'act'"))["act"].vector())
+
+    # A callable without __name__ is named by its type, never by its address.
+    class Node:
+        target = partial(F.relu, inplace=False)
+
+    assert _name(Node()) == "partial"
+
+
+def test_a_linear_layer_on_one_row_of_a_sequence_is_a_matrix_vector_product():
+    class Seq(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 4)
+
+        def forward(self, x):
+            return self.fc(x.flatten(2).transpose(1, 2)[:, :1])  # (1, 1, 8): one row
+
+    n = _nodes(Seq(), (8, 2, 2))
+    assert n.loc["fc", "fn"] == "linear_gemv"

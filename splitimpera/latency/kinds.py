@@ -62,8 +62,10 @@ RESIDUAL_PARAMS = dict(loss="absolute_error", max_iter=300, learning_rate=0.05, 
 # view moves no data: its time is the dispatch its operator's base already holds).
 RESIDUAL_MIN_NODES = 30
 NO_RESIDUAL = ("view",)
-# The least relative gain in cross-validated error for which a kind gets its residual.
+# The least gain in cross-validated error for which a kind gets its residual: relative, and
+# absolute (mean |log error| × 100, about half a percentage point).
 MIN_GAIN = 0.02
+MIN_ABS_GAIN = 0.5
 
 
 def _col(nodes, c) -> np.ndarray:
@@ -260,6 +262,10 @@ _cache: dict[tuple, KindModel] = {}
 _lock = threading.Lock()
 
 
+# The text columns are read as written ("" stays "", an operator named "null" stays "null").
+_CSV_TEXT = dict(dtype={"kind": str, "fn": str, "model": str, "node": str}, keep_default_na=False)
+
+
 def read_table(path: str | Path, field: str = "compute.residual_table") -> pd.DataFrame:
     """A residual table (CSV with :data:`TABLE_COLUMNS`), checked: numbers where numbers
     belong, finite, non-negative times, at least 5 timed nodes. Bad input is one
@@ -271,6 +277,19 @@ def read_table(path: str | Path, field: str = "compute.residual_table") -> pd.Da
         df = pd.read_csv(path, **_CSV_TEXT)
     except (OSError, ValueError) as e:
         raise UserError(f"cannot read the residual table: {e}", source=str(path), field=field) from None
+    return _checked(df, str(path), field)
+
+
+def read_table_text(text: str, source: str = "calibrate") -> pd.DataFrame:
+    """A residual table from its CSV text, read and checked as :func:`read_table` does a file."""
+    import io
+
+    return _checked(pd.read_csv(io.StringIO(text), **_CSV_TEXT), source, "residual table")
+
+
+def _checked(df: pd.DataFrame, path: str, field: str) -> pd.DataFrame:
+    from ..errors import UserError
+
     missing = [c for c in TABLE_COLUMNS if c not in df.columns]
     if missing:
         raise UserError(f"residual table lacks column(s) {', '.join(missing)} (written by an older splitimpera? "
@@ -290,17 +309,6 @@ def read_table(path: str | Path, field: str = "compute.residual_table") -> pd.Da
     if len(usable(df)) < 5:
         raise UserError("residual table has fewer than 5 timed nodes", source=str(path), field=field)
     return df
-
-
-# The text columns are read as written ("" stays "", an operator named "null" stays "null").
-_CSV_TEXT = dict(dtype={"kind": str, "fn": str, "model": str, "node": str}, keep_default_na=False)
-
-
-def read_table_text(text: str) -> pd.DataFrame:
-    """A residual table from its CSV text, read as :func:`read_table` reads the file."""
-    import io
-
-    return pd.read_csv(io.StringIO(text), **_CSV_TEXT)
 
 
 def _limited(fn, *args):
@@ -356,7 +364,8 @@ def choose_residual_kinds(table: pd.DataFrame, folds: int = 5) -> tuple[list[str
     than their base alone, by cross-validation over the table's models (``model`` column):
     the models are dealt into ``folds`` groups; each group is predicted by a base and a
     residual fitted to the others. A kind gets its residual when that lowers the mean
-    |log(predicted / measured)| of its held-out nodes by :data:`MIN_GAIN` or more (the mean,
+    |log(predicted / measured)| of its held-out nodes by more than :data:`MIN_GAIN` of it
+    and more than :data:`MIN_ABS_GAIN` (the mean,
     not the median: a residual that fixes a third of the nodes must count). Returns the
     kinds, and per candidate kind that mean × 100 (about a percentage) for ``base`` and
     ``residual``, and ``nodes``."""
@@ -379,4 +388,5 @@ def choose_residual_kinds(table: pd.DataFrame, folds: int = 5) -> tuple[list[str
     score = pd.DataFrame([{"kind": k, "base": float(np.mean(err_base[kind == k]) * 100),
                            "residual": float(np.mean(err_res[kind == k]) * 100), "nodes": int((kind == k).sum())}
                           for k in cands]).set_index("kind")
-    return [k for k in cands if score.loc[k, "residual"] < (1 - MIN_GAIN) * score.loc[k, "base"]], score
+    gain = score["base"] - score["residual"]
+    return [k for k in cands if gain[k] > MIN_GAIN * score.loc[k, "base"] and gain[k] > MIN_ABS_GAIN], score
