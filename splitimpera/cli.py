@@ -190,7 +190,7 @@ def _cmd_calibrate(args) -> int:
     for line in once(implausible(cal.data)):
         print(f"check: {line}")
     path = write_profile(cal.data, out, table=cal.table)
-    side = f" and its residual table {path.parent / cal.data['compute']['residual_table']}" if cal.table is not None else ""
+    side = f" and its residual table {path.with_name(path.stem + '.nodes.csv')}" if cal.table is not None else ""
     print(f"\nwrote {path}{side} ({cal.seconds:.0f} s); use {'them' if side else 'it'} from profiles/devices/ or a "
           "folder named in $SPLITIMPERA_PROFILES (as <folder>/devices/" + path.name + ")")
     return EXIT_OK

@@ -409,3 +409,14 @@ def test_a_residual_that_helps_no_kind_is_not_written():
     assert cal.residual_kinds == () and len(cal.residual_cv) > 0
     assert cal.chosen == "kinds" and cal.table is None
     assert "residual_table" not in cal.data["compute"] and "residual_kinds" not in cal.data["compute"]
+
+
+def test_the_cli_names_the_residual_table_it_writes(residual_cal, capsys, tmp_path, monkeypatch):
+    import splitimpera.calibrate as cal_mod
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cal_mod, "calibrate", lambda *a, **k: residual_cal)
+    assert main(["calibrate", "-o", "devices/r.yaml"]) == 0
+    out = capsys.readouterr().out
+    side = tmp_path / "devices" / "r.nodes.csv"
+    assert side.is_file() and f"wrote devices/r.yaml and its residual table {Path('devices/r.nodes.csv')}" in out
