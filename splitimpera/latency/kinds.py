@@ -365,10 +365,9 @@ def choose_residual_kinds(table: pd.DataFrame, folds: int = 5) -> tuple[list[str
     the models are dealt into ``folds`` groups; each group is predicted by a base and a
     residual fitted to the others. A kind gets its residual when that lowers the mean
     |log(predicted / measured)| of its held-out nodes by more than :data:`MIN_GAIN` of it
-    and more than :data:`MIN_ABS_GAIN` (the mean,
-    not the median: a residual that fixes a third of the nodes must count). Returns the
-    kinds, and per candidate kind that mean × 100 (about a percentage) for ``base`` and
-    ``residual``, and ``nodes``."""
+    and more than :data:`MIN_ABS_GAIN` (the mean, not the median: a residual that fixes a
+    third of the nodes must count). Returns the kinds, and per candidate kind that mean ×
+    100 (about a percentage) for ``base`` and ``residual``, and ``nodes``."""
     rows = usable(table)
     models = sorted(set(rows["model"].astype(str)))
     cands = residual_candidates(rows)

@@ -45,7 +45,8 @@ LINEAR_OPS = {"addmm", "mm", "matmul", "bmm", "linear", "einsum", "scaled_dot_pr
 ROOFLINE_COLUMNS = ("pos", *(f"flops_{c}" for c in OP_CLASSES), "bytes_moved", "is_layer")
 _CONV_FEATURES = ("cin", "cout", "kernel", "stride", "groups", "out_hw")
 # And those of the per-kind model (splitimpera.latency.kinds; kinds and features: model.kinds).
-KIND_COLUMNS = ("kind", "fn", "reuse_bytes", "since_macs", "in_bytes", "out_bytes", "param_bytes", *_CONV_FEATURES, "module")
+KIND_COLUMNS = ("kind", "fn", "reuse_bytes", "since_macs", "in_bytes", "out_bytes", "param_bytes", *_CONV_FEATURES,
+                "module")
 # Ops that return a view of their input (no data moved) when their output aliases an input.
 _VIEW_FUNCTIONS = {"getitem", "flatten", "reshape", "transpose", "permute", "squeeze", "unsqueeze", "narrow",
                    "chunk", "split", "unbind", "view", "view_as", "expand", "expand_as", "unflatten", "t",
