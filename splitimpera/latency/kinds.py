@@ -32,7 +32,8 @@ features (:mod:`splitimpera.model.kinds`), in two stages:
    (:func:`choose_residual_kinds`; the profile lists them in ``compute.residual_kinds``);
    views never do. Trees are not YAML: the measured table the regressors are fitted from is
    kept beside the profile (``compute.residual_table``, CSV) and they are refitted from it
-   when the profile is first used (deterministic, about a second; cached per file).
+   when the profile is first used (deterministic, about 3 s for the default fit set on a
+   2-core VM; cached per file).
 
 ``calibrate`` fits the base alone, base + residual and the roofline, and writes the one with
 the smallest held-out error (:mod:`splitimpera.calibrate`).
