@@ -6,6 +6,13 @@ import pytest
 # Tests never touch the user's cache: one private cache folder per test session.
 os.environ.setdefault("SPLITIMPERA_CACHE", tempfile.mkdtemp(prefix="splitimpera-test-cache-"))
 
+# `make test` runs the suite at one torch thread count and the tests of trained values
+# (marker ``trained``) again at another: a trained network's bits change with the count.
+if os.environ.get("SPLITIMPERA_TEST_THREADS"):
+    import torch
+
+    torch.set_num_threads(int(os.environ["SPLITIMPERA_TEST_THREADS"]))
+
 
 @pytest.fixture(scope="session")
 def repo_root():

@@ -187,6 +187,7 @@ def test_analyze_writes_the_accuracy_by_bytes_table(repo_root, tmp_path, capsys)
     assert not (folder / "accuracy.csv").exists() and (folder / "cui.csv").exists()
 
 
+@pytest.mark.trained
 def test_autoencoder_is_reproducible_and_trains(repo_root, demo_tm):
     from torch.utils.data import Subset
 

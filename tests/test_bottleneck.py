@@ -557,6 +557,7 @@ def _tail():
     return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(SHAPE), 3))
 
 
+@pytest.mark.trained
 def test_autoencoder_fit_freezes_the_tail_and_is_deterministic(calib):
     tail = _tail()
     tail[1].bias.requires_grad_(False)  # a caller's frozen parameter stays frozen, the others trainable
@@ -602,6 +603,7 @@ def test_autoencoder_fit_freezes_the_tail_and_is_deterministic(calib):
     assert len(calls) == 3
 
 
+@pytest.mark.trained
 def test_autoencoder_training_lowers_the_loss(calib):
     """More epochs on the same data reach a lower training loss than the first epoch's."""
     ctx = FitContext(split="s", shape=SHAPE, tail=_tail(), calibration=lambda: calib, seed=0,

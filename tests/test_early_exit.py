@@ -113,6 +113,7 @@ def test_exit_head_flops_enter_the_device_time(prepared):
         assert ee > 0
 
 
+@pytest.mark.trained
 def test_tau_zero_always_exits_with_the_exit_heads_accuracy_on_the_device_alone(exit_scenario, prepared):
     make, names = exit_scenario
     sc = make()
@@ -219,6 +220,7 @@ def test_exit_behaviour_against_a_direct_count():
     assert t.loc[("a", "none", repr(0.0)), "accuracy"] == pytest.approx(ok_exit.mean(), abs=1e-15)
 
 
+@pytest.mark.trained
 def test_exit_heads_are_seeded():
     g = torch.Generator().manual_seed(0)
     f, y = torch.randn(300, 8, generator=g), torch.randint(0, 4, (300,), generator=g)

@@ -13,6 +13,12 @@ changed by design; those are checked against ns-3 (``tests/test_ns3_agreement.py
 ``benchmarks/bench_network_fidelity.py``) and closed forms (``tests/test_transport.py``).
 What the redesign had to keep and the transport does not touch is compared here:
 :data:`KEPT`.
+
+Values of a network trained in the run (the autoencoder's accuracy and its zstd-coded
+bytes) are not pinned bit for bit: a CPU with other kernels, or another thread count,
+trains another network. They are compared within :func:`trained_tolerance`, which
+``scripts/trained_spread.py`` checks against the spread measured over seeds and thread
+counts. Everything not trained keeps the exact pin.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from pathlib import Path
 import pytest
 
 import splitimpera as si
+from splitimpera.data import load_data
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "golden_before_redesign.json").read_text())
 # Columns no transfer time reaches. (Uplink utilisation divides by the contention share, and
@@ -32,10 +39,44 @@ KEPT = ["bytes_sent", "device_compute_s", "server_compute_s", "accuracy", "accur
 SLOW = {"infeasible_3g", "vgg16_wifi5", "demo_autoencoder", "resnet50_lte", "efficientnet_5g", "many_devices_wifi4"}
 
 
+# Trained values: accuracy within TRAINED_SE binomial standard errors of the evaluation set,
+# bytes within TRAINED_BYTES_REL. Over 5 seeds × 2 thread counts the demo autoencoder's
+# accuracies moved by at most MEASURED_MAX_SE standard errors from seed 0 at 2 threads, and
+# its bytes by at most MEASURED_BYTES_REL (scripts/trained_spread.py prints both).
+TRAINED_SE = 2.0
+TRAINED_BYTES_REL = 0.01
+
+
+def trained_tolerance(accuracy: float, n: int) -> float:
+    """Allowed |accuracy difference| for a trained value scored on ``n`` images: TRAINED_SE
+    binomial standard errors at the Laplace-smoothed rate (not zero at 0 or 1 %)."""
+    p = (accuracy * n + 1) / (n + 2)
+    return TRAINED_SE * math.sqrt(p * (1 - p) / n)
+
+
+def _trained(case_key: str) -> bool:
+    """Whether a golden case's bottleneck is trained in the run (its ``fit`` learns)."""
+    sc = _scenario(case_key)
+    return any(si.get_bottleneck(b).needs_fit for b in sc.bottleneck.patterns)
+
+
+def _scenario(key: str):
+    from pathlib import Path as _P
+
+    case = GOLDEN["scenarios"][key]
+    name, engine = key.split("/")
+    stem = name.split("+")[0]
+    overrides = {**case.get("overrides", {}), "analysis.engine": engine}
+    return si.load_scenario(_P(__file__).resolve().parent.parent / "scenarios" / f"{stem}.yaml",
+                            overrides=overrides)
+
+
 def _cases():
     for key in GOLDEN["scenarios"]:
         stem = key.split("/")[0].split("+")[0]
         marks = [pytest.mark.slow] if stem in SLOW else []
+        if _trained(key):
+            marks.append(pytest.mark.trained)
         yield pytest.param(key, marks=marks, id=key)
 
 
@@ -60,18 +101,25 @@ def _plain(v):
 @pytest.mark.parametrize("key", list(_cases()))
 def test_bundled_scenario_matches_the_values_before_the_redesign(key, repo_root):
     case = GOLDEN["scenarios"][key]
-    name, engine = key.split("/")
-    stem = name.split("+")[0]
     ref = case.get("int8_with_range", case)
-    overrides = {**case.get("overrides", {}), "analysis.engine": engine}
-    res = si.run(si.load_scenario(repo_root / "scenarios" / f"{stem}.yaml", overrides=overrides))
+    sc = _scenario(key)
+    trained = _trained(key)
+    res = si.run(sc)
     assert len(res.bottlenecks) == 1
     table = res.for_bottleneck(res.bottlenecks[0])
     assert list(table.index) == list(ref["splits"]), "the same splits in the same (topological) order"
+    n = len(load_data(sc, tuple(res.input_shape))) if trained else 0  # images scored
     bad = []
     for split, row in ref["splits"].items():
+        learnt = trained and row["accuracy_source"] == "measured"
         for col in KEPT:
-            got = _plain(table.at[split, col])
-            if not _same(got, row[col]):
-                bad.append(f"{split}.{col}: {got!r} != {row[col]!r}")
+            got, want = _plain(table.at[split, col]), row[col]
+            if learnt and col == "accuracy":
+                ok = abs(got - want) <= trained_tolerance(want, n)
+            elif learnt and col == "bytes_sent":
+                ok = abs(got - want) <= TRAINED_BYTES_REL * want
+            else:
+                ok = _same(got, want)
+            if not ok:
+                bad.append(f"{split}.{col}: {got!r} != {want!r}")
     assert not bad, f"{len(bad)} values differ, e.g. " + "; ".join(bad[:5])
