@@ -62,6 +62,10 @@ class AccuracyTable:
     calibration_samples: int
     settings: dict = field(default_factory=dict)
     exits: object | None = None  # ExitOutcomes when exit heads were scored in the pass
+    # With ``keep_predictions``: the labels (N,) and, per (split, bottleneck), each seeded
+    # draw's predicted classes (draws, N), in data order: accuracy over any class subset.
+    labels: np.ndarray | None = None
+    predictions: dict | None = None
 
     @property
     def bottlenecks(self) -> list[str]:
@@ -137,7 +141,8 @@ def _calibration_activations(head, data, batch_size: int) -> tuple[torch.Tensor,
 def measure_accuracy(tm: TracedModel, data, bottlenecks: Sequence[str | Bottleneck], splits: Sequence[str] | None = None,
                      *, calibration=None, labelled: bool = True, seed: int = 0, batch_size: int = 64,
                      options: dict | None = None, coders: Sequence[str] = CODERS, progress: bool = False,
-                     use_cache: bool = True, exits: dict | None = None) -> AccuracyTable:
+                     use_cache: bool = True, exits: dict | None = None,
+                     keep_predictions: bool = False) -> AccuracyTable:
     """Measure every (split, bottleneck) on ``data`` (a Dataset of (image, label)).
 
     ``splits``: split names (default: every candidate). ``calibration``: the Dataset that
@@ -150,7 +155,9 @@ def measure_accuracy(tm: TracedModel, data, bottlenecks: Sequence[str | Bottlene
     per split, fitted on ``calibration`` (backbone frozen) and scored in the same pass, with
     every bottleneck's per-sample outcomes at those splits
     (:class:`~splitimpera.accuracy.early_exit.ExitOutcomes` in ``.exits``; the splits must
-    be among ``splits``). Results are cached on disk.
+    be among ``splits``). ``keep_predictions``: also return every sample's predicted class
+    per (split, bottleneck) (``.labels``, ``.predictions``; not cached). Results are cached
+    on disk.
     """
     from .cui import data_fingerprint, weights_hash
 
@@ -184,7 +191,7 @@ def measure_accuracy(tm: TracedModel, data, bottlenecks: Sequence[str | Bottlene
         fitting = fitting or [None]  # the calibration data's fingerprint enters the key
 
     key = None
-    if use_cache:
+    if use_cache and not keep_predictions:
         fp = data_fingerprint(data)
         cfp = data_fingerprint(calibration) if fitting else "-"
         if fp is not None and cfp is not None:
@@ -201,7 +208,8 @@ def measure_accuracy(tm: TracedModel, data, bottlenecks: Sequence[str | Bottlene
         tails = {s: _head_tail(tm, tm.split(s)) for s in splits if s != OUTPUT}
         fitted, notes = _fit_all(tm, bns, splits, tails, calibration, seed, batch_size, options, progress)
         heads = _fit_exit_heads(tm, exits, tails, calibration, seed, batch_size) if exits is not None else {}
-        res = _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size, coders, progress, heads)
+        res = _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size, coders, progress, heads,
+                        keep_predictions)
     outcomes = None
     if exits is not None:
         from .early_exit import ExitOutcomes, exit_head_work
@@ -213,7 +221,8 @@ def measure_accuracy(tm: TracedModel, data, bottlenecks: Sequence[str | Bottlene
     res = AccuracyTable(table=res[0], full_accuracy=res[1], samples=res[2],
                         calibration_samples=0 if not fitting else len(calibration),
                         settings={"bottlenecks": names, "seed": seed, "options": options,
-                                  "random_draws": RANDOM_DRAWS, "labelled": labelled}, exits=outcomes)
+                                  "random_draws": RANDOM_DRAWS, "labelled": labelled}, exits=outcomes,
+                        labels=res[4].get("labels"), predictions=res[4].get("predictions"))
     if key is not None:
         cache.store("accuracy", key, _to_cache(res))
     return res
@@ -299,7 +308,8 @@ def _fit_exit_heads(tm, exits, tails, calibration, seed, batch_size) -> dict:
             for s in exits["splits"]}
 
 
-def _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size, coders, progress, heads=None):
+def _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size, coders, progress, heads=None,
+              keep_predictions=False):
     from .early_exit import confidences
 
     heads = heads or {}
@@ -334,6 +344,7 @@ def _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size,
 
     runner = _SplitRunner(tm.gm, wanted, hook)
     total = full_correct = 0
+    kept: dict = {}
     it = batches(data, batch_size)
     if progress:
         from tqdm import tqdm
@@ -348,6 +359,10 @@ def _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size,
                 agree[k] = agree.get(k, 0) + int((pred == full).sum())
             full_correct += int((full == y).sum())
             total += len(y)
+            if keep_predictions:
+                kept.setdefault("labels", []).append(y.numpy())
+                for k, pred in state.get("preds", {}).items():
+                    kept.setdefault(k, []).append(pred.numpy())
     if total == 0:
         raise UserError("the data set is empty", field="data")
     full_acc = full_correct / total if labelled else None
@@ -380,7 +395,54 @@ def _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size,
     exits = {"confidence": {s: {k: cat(v) for k, v in d.items()} for s, d in per["confidence"].items()},
              "exit_correct": {s: cat(v) for s, v in per["exit_correct"].items()},
              "server_correct": {k: cat(v) for k, v in per["server_correct"].items()}}
-    return table, full_acc, total, exits
+    extra = {}
+    if keep_predictions and kept:
+        extra["labels"] = np.concatenate(kept.pop("labels"))
+        by_pair: dict = {}
+        for (s, b, d), v in sorted(kept.items(), key=lambda kv: kv[0][2]):
+            by_pair.setdefault((s, b), []).append(np.concatenate(v))
+        extra["predictions"] = {k: np.stack(v) for k, v in by_pair.items()}
+    return table, full_acc, total, exits, extra
+
+
+PROBE_POOL = 2  # the probe reads each channel's mean over a PROBE_POOL × PROBE_POOL grid
+
+
+def _probe_features(z: torch.Tensor) -> np.ndarray:
+    if z.dim() == 4:
+        z = torch.nn.functional.adaptive_avg_pool2d(z, PROBE_POOL)
+    return z.flatten(1).float().numpy()
+
+
+def linear_probe_accuracy(tm: TracedModel, calibration, data, splits: Sequence[str], *, batch_size: int = 64,
+                          seed: int = 0) -> pd.Series:
+    """Per split: the test accuracy on ``data`` of a linear probe (multinomial logistic
+    regression on standardised features) fitted on ``calibration``'s frozen activations at
+    that split, each channel averaged over a 2×2 grid. No tail is retrained: the probe says
+    how linearly separable the classes already are where the tensor is cut."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    wanted = {tm.nodes[tm.split(s).index].name: s for s in splits if s != OUTPUT}
+
+    def features(ds):
+        feats: dict[str, list] = {s: [] for s in wanted.values()}
+        runner = _SplitRunner(tm.gm, wanted, lambda s, z: feats[s].append(_probe_features(z)))
+        ys = []
+        with torch.no_grad(), eval_mode(tm.gm):
+            for x, y in batches(ds, batch_size):
+                runner.run(x)
+                ys.append(y.numpy())
+        return {s: np.concatenate(v) for s, v in feats.items()}, np.concatenate(ys)
+
+    (ftr, ytr), (fte, yte) = features(calibration), features(data)
+    out = {}
+    for s in (s for s in splits if s in ftr):
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000, random_state=seed))
+        clf.fit(ftr[s], ytr)
+        out[s] = float((clf.predict(fte[s]) == yte).mean())
+    return pd.Series(out, name="probe_accuracy", dtype=float)
 
 
 def _to_cache(res: AccuracyTable) -> dict:
