@@ -343,9 +343,10 @@ def _cmd_bottlenecks(args) -> int:
 
 
 def _cmd_profiles(args) -> int:
-    from .config.hardware import get_device, get_network, list_devices, list_networks
+    from .config.hardware import get_device, get_network, list_devices, list_networks, warn_broken_profiles
 
     kinds = [k for k in ("devices", "networks") if args.kind in (None, k)]
+    warn_broken_profiles()
     if args.include and not any((list_devices if k == "devices" else list_networks)(args.include) for k in kinds):
         raise UserError(f"no {' or '.join(k[:-1] for k in kinds)} profile matches {args.include!r} "
                         "(see `splitimpera profiles`)", source="profiles", field="--include")

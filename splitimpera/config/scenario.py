@@ -20,7 +20,8 @@ from pydantic import AfterValidator, Field, PrivateAttr, ValidationError, field_
 from ..errors import UserError
 from .checks import run_checks
 from .hardware import (
-    DeviceProfile, NetworkProfile, _Strict, format_validation_error, read_yaml, resolve_profile, resolve_relative_paths,
+    DeviceProfile, NetworkProfile, ProfileFileError, _Strict, format_validation_error, read_yaml, resolve_profile,
+    resolve_relative_paths, warn_broken_profiles,
 )
 
 log = logging.getLogger(__name__)
@@ -391,8 +392,17 @@ def scenario_from_dict(data: Any, source: str = "<scenario>", overrides: dict[st
             raise UserError("missing required field (a profile name or a mapping)", source=source, field=field)
         try:
             resolved[field] = resolve_profile(kind, data[field], source, field)
+        except ProfileFileError:
+            raise  # the profile's own file is at fault, and named
         except UserError as e:
             raise UserError(e.message, source=src_for(e.field or field), field=e.field) from None
+    used: dict[str, set[str]] = {}
+    for field, kind in _PROFILE_FIELDS.items():
+        spec = data[field]
+        name = spec if isinstance(spec, str) else spec.get("base") if isinstance(spec, dict) else None
+        if isinstance(name, str):
+            used.setdefault(kind, set()).add(name)
+    warn_broken_profiles(used)
     if base_dir is not None:
         _resolve_paths(resolved, base_dir)
     _translate_payload_dtype(resolved, source, src_for)
