@@ -16,7 +16,8 @@ from .errors import UserError, first_line
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
 THREADS_ENV = "SPLITIMPERA_THREADS"
-THREADS_HELP = f"torch CPU threads at most (default: ${THREADS_ENV}, else torch's default)"
+THREADS_HELP = (f"torch CPU threads at most (default: ${THREADS_ENV}, else torch's default, one per core; on a busy "
+                "machine a one-line note suggests fewer, the count is never changed for you)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,7 +47,11 @@ def _cmd_simulate(args) -> int:
     sc = load_scenario(args.scenario, parse_overrides(args.set))
     if args.output is not None:  # before the work, not after it
         check_output_dir(args.output, sc, field="-o")
-    res = run(sc, progress=_sim_progress)
+    from .stages import reporting
+
+    _warn_if_busy(args)
+    with reporting(_stage_reporter):
+        res = run(sc, progress=_sim_progress)
     print(fit(render_result(res, top=args.top)))
     if args.output is not None:
         folder = res.save(args.output)
@@ -69,6 +74,76 @@ def _sim_progress(size):
     from tqdm import tqdm
 
     return tqdm(total=size.total, desc="simulating", unit="req", unit_scale=True, leave=False, file=sys.stderr)
+
+
+def _warn_if_busy(args) -> None:
+    """One line on stderr when other work keeps the cores busy and torch's default thread count
+    (one per core) would contend with it: fewer threads are then often faster (two CPU hogs on
+    two cores made ``simulate`` half again as slow at 2 threads as at 1). The count itself is
+    left alone: it is the user's to set (``--threads``, ``$SPLITIMPERA_THREADS``), and a
+    result must not depend on the load at the moment it ran."""
+    import math
+    import os
+
+    if getattr(args, "threads", None) is not None:  # set by --threads or $SPLITIMPERA_THREADS
+        return
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):  # no load average (Windows)
+        return
+    import torch
+
+    cores, threads = os.cpu_count() or 1, torch.get_num_threads()
+    idle = cores - load
+    if threads > 1 and idle < threads - 0.5:
+        fewer = max(1, min(threads - 1, math.floor(idle + 0.5)))
+        print(f"note: this machine is busy (load {load:.1f} on {cores} core{'s' if cores > 1 else ''}), and torch's "
+              f"{threads} threads would wait on each other: --threads {fewer} (or ${THREADS_ENV}={fewer}) is often "
+              "faster here", file=sys.stderr, flush=True)
+
+
+def _stage_reporter(text: str, total: int | None, unit: str):
+    """A heavy stage (:mod:`splitimpera.stages`) on stderr: on a terminal a progress bar with
+    its time estimate; elsewhere (a log) one plain line, no bar and no carriage return."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=text, unit=unit, leave=False, file=sys.stderr)
+    return _StageLine(text, total, unit)
+
+
+class _StageLine:
+    """One line per stage for a log: written after the first of several steps, with the time
+    the whole stage will take at that pace, else when the stage ends, with the time it took."""
+
+    def __init__(self, text: str, total: int | None, unit: str):
+        import time
+
+        self.text, self.total, self.unit = text, total, unit
+        self.start, self.done, self.said = time.monotonic(), 0, False
+
+    def _elapsed(self) -> float:
+        import time
+
+        return time.monotonic() - self.start
+
+    def _say(self, line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+        self.said = True
+
+    def update(self, n: int = 1) -> None:
+        from .plain import human
+
+        self.done += n
+        if not self.said and self.total and self.done < self.total:
+            per = self._elapsed() / self.done
+            self._say(f"{self.text}: about {human(per * self.total, 's', 2)} ({human(per, 's', 2)} per {self.unit})")
+
+    def close(self) -> None:
+        from .plain import human
+
+        if not self.said:
+            self._say(f"{self.text}: {human(self._elapsed(), 's', 2)}")
 
 
 def _cmd_report(args) -> int:
@@ -108,12 +183,18 @@ def _cmd_analyze(args) -> int:
         check_output_dir(args.output, sc, field="-o")
     tm = load_traced(sc)
     progress = not args.quiet and sys.stderr.isatty()
+    from .stages import reporting
+
+    _warn_if_busy(args)
     ds = load_data(sc, tm.input_shape, tm.output_width)
-    res = analyze(sc, tm, ds, progress=progress)
+    # On a terminal the stages draw their own bars; in a log, one line per stage.
+    with reporting(None if args.quiet or progress else _stage_reporter):
+        res = analyze(sc, tm, ds, progress=progress)
     print(fit(render_analysis(sc, res, tm.input_shape)))
     acc = None
     if args.accuracy:
-        acc = analyze_accuracy(sc, tm, res, ds, progress=progress)
+        with reporting(None if args.quiet or progress else _stage_reporter):
+            acc = analyze_accuracy(sc, tm, res, ds, progress=progress)
         print(fit(render_accuracy(acc, sc.bottleneck.coder)))
     if args.output is not None:
         folder = save_analysis(sc, res, args.output, accuracy=acc)
