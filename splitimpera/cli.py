@@ -16,7 +16,8 @@ from .errors import UserError, first_line
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
 THREADS_ENV = "SPLITIMPERA_THREADS"
-THREADS_HELP = f"torch CPU threads at most (default: ${THREADS_ENV}, else torch's default)"
+THREADS_HELP = (f"torch CPU threads at most (default: ${THREADS_ENV}, else torch's default, one per core; on a busy "
+                "machine a one-line note suggests fewer, the count is never changed for you)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,7 +47,11 @@ def _cmd_simulate(args) -> int:
     sc = load_scenario(args.scenario, parse_overrides(args.set))
     if args.output is not None:  # before the work, not after it
         check_output_dir(args.output, sc, field="-o")
-    res = run(sc, progress=_sim_progress)
+    from .stages import reporting
+
+    _warn_if_busy(args)
+    with reporting(_stage_reporter):
+        res = run(sc, progress=_sim_progress)
     print(fit(render_result(res, top=args.top)))
     if args.output is not None:
         folder = res.save(args.output)
@@ -71,12 +76,85 @@ def _sim_progress(size):
     return tqdm(total=size.total, desc="simulating", unit="req", unit_scale=True, leave=False, file=sys.stderr)
 
 
+def _warn_if_busy(args) -> None:
+    """One line on stderr when other work keeps the cores busy and torch's default thread count
+    (one per core) would contend with it: fewer threads are then often faster (two CPU hogs on
+    two cores made ``simulate`` half again as slow at 2 threads as at 1). The count itself is
+    left alone: it is the user's to set (``--threads``, ``$SPLITIMPERA_THREADS``), and a
+    result must not depend on the load at the moment it ran."""
+    import math
+    import os
+
+    if getattr(args, "threads", None) is not None:  # set by --threads or $SPLITIMPERA_THREADS
+        return
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):  # no load average (Windows)
+        return
+    import torch
+
+    cores, threads = os.cpu_count() or 1, torch.get_num_threads()
+    idle = cores - load
+    if threads > 1 and idle < threads - 0.5:
+        fewer = max(1, min(threads - 1, math.floor(idle + 0.5)))
+        print(f"note: this machine is busy (load {load:.1f} on {cores} core{'s' if cores > 1 else ''}), and torch's "
+              f"{threads} threads would wait on each other: --threads {fewer} (or ${THREADS_ENV}={fewer}) is often "
+              "faster here", file=sys.stderr, flush=True)
+
+
+def _stage_reporter(text: str, total: int | None, unit: str):
+    """A heavy stage (:mod:`splitimpera.stages`) on stderr: on a terminal a progress bar with
+    its time estimate; elsewhere (a log) one plain line, no bar and no carriage return."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=text, unit=unit, leave=False, file=sys.stderr)
+    return _StageLine(text, total, unit)
+
+
+class _StageLine:
+    """One line per stage for a log: written after the first of several steps, with the time
+    the whole stage will take at that pace, else when the stage ends, with the time it took."""
+
+    def __init__(self, text: str, total: int | None, unit: str):
+        import time
+
+        self.text, self.total, self.unit = text, total, unit
+        self.start, self.done, self.said = time.monotonic(), 0, False
+
+    def _elapsed(self) -> float:
+        import time
+
+        return time.monotonic() - self.start
+
+    def _say(self, line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+        self.said = True
+
+    def update(self, n: int = 1) -> None:
+        from .plain import human
+
+        self.done += n
+        if not self.said and self.total and self.done < self.total:
+            per = self._elapsed() / self.done
+            self._say(f"{self.text}: about {human(per * self.total, 's', 2)} ({human(per, 's', 2)} per {self.unit})")
+
+    def close(self) -> None:
+        from .plain import human
+
+        if not self.said:
+            self._say(f"{self.text}: {human(self._elapsed(), 's', 2)}")
+
+
 def _cmd_report(args) -> int:
     from pathlib import Path
 
     from .atomic import check_writable_dir, check_writable_file
     from .report.html import write_report
 
+    if args.output is None:
+        one = Path(args.dirs[0])
+        args.output = str(one / "report.html") if len(args.dirs) == 1 and one.is_dir() else "report.html"
     check_writable_file(args.output, field="-o")
     from .report.sweep import is_sweep_dir, write_sweep_report
 
@@ -108,12 +186,18 @@ def _cmd_analyze(args) -> int:
         check_output_dir(args.output, sc, field="-o")
     tm = load_traced(sc)
     progress = not args.quiet and sys.stderr.isatty()
+    from .stages import reporting
+
+    _warn_if_busy(args)
     ds = load_data(sc, tm.input_shape, tm.output_width)
-    res = analyze(sc, tm, ds, progress=progress)
+    # On a terminal the stages draw their own bars; in a log, one line per stage.
+    with reporting(None if args.quiet or progress else _stage_reporter):
+        res = analyze(sc, tm, ds, progress=progress)
     print(fit(render_analysis(sc, res, tm.input_shape)))
     acc = None
     if args.accuracy:
-        acc = analyze_accuracy(sc, tm, res, ds, progress=progress)
+        with reporting(None if args.quiet or progress else _stage_reporter):
+            acc = analyze_accuracy(sc, tm, res, ds, progress=progress)
         print(fit(render_accuracy(acc, sc.bottleneck.coder)))
     if args.output is not None:
         folder = save_analysis(sc, res, args.output, accuracy=acc)
@@ -318,7 +402,7 @@ def _cmd_sweep(args) -> int:
                             field="--scheduler") from None
     try:
         res = sweep(sw, client, workers=workers,
-                    out_dir=out, progress=not args.quiet, chunk_size=args.chunk)
+                    out_dir=out, progress=not args.quiet and sys.stderr.isatty(), chunk_size=args.chunk)
     finally:
         if client is not None:
             client.close()
@@ -343,33 +427,52 @@ def _cmd_bottlenecks(args) -> int:
 
 
 def _cmd_profiles(args) -> int:
-    from .config.hardware import get_device, get_network, list_devices, list_networks
+    import textwrap
+
+    from .config.hardware import get_device, get_network, list_devices, list_networks, warn_broken_profiles
+    from .plain import human, num
 
     kinds = [k for k in ("devices", "networks") if args.kind in (None, k)]
+    warn_broken_profiles()
     if args.include and not any((list_devices if k == "devices" else list_networks)(args.include) for k in kinds):
         raise UserError(f"no {' or '.join(k[:-1] for k in kinds)} profile matches {args.include!r} "
                         "(see `splitimpera profiles`)", source="profiles", field="--include")
     if "devices" in kinds and list_devices(args.include):
-        print("devices:")
+        rows = []
         for n in list_devices(args.include):
             d = get_device(n)
-            eff = d.compute.peak_gflops * d.compute.efficiency.conv
             c = d.compute
             model = ("per-kind" if c.kinds else "roofline") + (f" ±{c.error_pct:.2g}%" if c.error_pct is not None else "")
             model += f" +{len(c.timings)} table{'s' if len(c.timings) > 1 else ''}" if c.timings else ""
-            print(f"  {n:<18} {d.kind:<7} {eff:8.1f} GFLOP/s conv  {d.memory.capacity_gb:6.1f} GB  "
-                  f"{d.power.active_w:6.1f} W  {model:<18} {d.description.splitlines()[0][:30] if d.description else ''}")
+            desc = d.description.splitlines()[0] if d.description else ""
+            rows.append([n, d.kind, num(d.macs_per_s("conv") / 1e9), human(d.memory_bytes, "B"),
+                         human(d.power.active_w, "W"), model, textwrap.shorten(desc, 44, placeholder=" …")])
+        print("devices (conv GFLOP/s: sustained on convolutions at 1 FLOP per multiply-add, as everywhere else; "
+              "datasheets count 2):")
+        _table(["name", "kind", "conv GFLOP/s", "memory", "active", "compute model", "description"], rows,
+               right={2, 3, 4})
     if "networks" in kinds and list_networks(args.include):
-        print("networks:")
+        rows = []
         for n in list_networks(args.include):
             p = get_network(n)
-            print(f"  {n:<12} up {p.uplink_mbps:8.2f} Mbit/s  down {p.downlink_mbps:8.2f} Mbit/s  "
-                  f"RTT {p.rtt_ms:6.1f} ms  loss {p.loss:.3%}")
+            rows.append([n, human(p.uplink_bps, "bit/s"), human(p.downlink_bps, "bit/s"), human(p.rtt_s, "s"),
+                         f"{num(p.loss * 100)} %", p.transport + (" + trace" if p.trace_csv else ""),
+                         textwrap.shorten(p.description.splitlines()[0] if p.description else "", 44,
+                                          placeholder=" …")])
+        print("networks:")
+        _table(["name", "uplink", "downlink", "RTT", "loss", "transport", "description"], rows, right={1, 2, 3, 4})
     return EXIT_OK
 
 
+def _table(header: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> None:
+    """Rows under a header, columns aligned (``right``: right-aligned columns), indented two spaces."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        cells = [str(v).rjust(w) if i in right else str(v).ljust(w) for i, (v, w) in enumerate(zip(r, widths))]
+        print("  " + "  ".join(cells).rstrip())
+
+
 def _cmd_serve(args) -> int:
-    import json
     import os
     import signal
     import threading
@@ -395,8 +498,23 @@ def _cmd_serve(args) -> int:
         pass
     finally:
         srv.stop()
-        print("stats " + json.dumps(dict(srv.stats)), flush=True)
+        print(serve_summary(srv.stats), flush=True)
     return EXIT_OK
+
+
+def serve_summary(stats) -> str:
+    """What ``serve`` did, in words, for when it stops: requests, replies, connections, then
+    each other counter (a reason a frame or connection was refused)."""
+    def n(key: str, one: str, many: str) -> str:
+        count = stats.get(key, 0)
+        return f"{count} {one if count == 1 else many}"
+
+    line = (f"stopped after {n('requests', 'request', 'requests')}, {n('replies', 'reply', 'replies')} over "
+            f"{n('connections', 'connection', 'connections')}")
+    other = {k: v for k, v in stats.items() if k not in ("requests", "replies", "connections") and v}
+    if other:
+        line += "; closed or refused: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(other.items()))
+    return line
 
 
 def _cmd_device(args) -> int:
@@ -550,7 +668,10 @@ def _cap_threads(args) -> int | None:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="splitimpera", description="Design-space simulator for split computing: where to cut "
                 "a DNN, on which device, over which link.")
+    from ._version import __version__
+
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    p.add_argument("--version", action="version", version=f"splitimpera {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("simulate", help="run the pipeline on a scenario and rank every split",
@@ -575,8 +696,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Pareto front across the sweep and the points where nothing meets the QoS.")
     s.add_argument("dirs", nargs="+", metavar="DIR",
                    help="result folder(s), e.g. results/demo, or a folder of them, e.g. results")
-    s.add_argument("-o", "--output", metavar="FILE", default="report.html",
-                   help="HTML file (default: report.html in the current folder)")
+    s.add_argument("-o", "--output", metavar="FILE", default=None,
+                   help="HTML file (default: report.html inside DIR when one DIR is given, else in the current "
+                        "folder)")
     s.add_argument("--title", default=None)
     s.add_argument("--png", action="store_true",
                    help="also write every plot as a PNG file into <FILE stem>_figures/ beside the report")
@@ -609,13 +731,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "over dotted keys) and write DIR/<name>/points.parquet (one row per point and "
                                    "design point) and summary.parquet/.csv (one row per point), as points finish: "
                                    "rerunning resumes. The heavy stages run once per model, data and bottleneck.")
-    s.add_argument("sweep", metavar="SWEEP", help="sweep YAML file, e.g. scenarios/sweeps/demo_grid.yaml")
+    s.add_argument("sweep", metavar="SWEEP", help="sweep YAML file, e.g. scenarios/sweeps/demo_grid.yaml, or a bundled "
+                   "sweep's name (e.g. demo_uplink)")
     s.add_argument("-o", "--output", metavar="DIR", help="results folder (default: the base scenario's output.dir)")
     s.add_argument("--workers", type=int, default=None, metavar="N",
                    help="local Dask worker processes (default: one per core; 0: in this process, no Dask)")
     s.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run on an existing Dask cluster")
     s.add_argument("--chunk", type=int, default=None, metavar="N", help="points per task (default: automatic)")
-    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar (there is none when stderr is not a "
+                   "terminal)")
     s.set_defaults(func=_cmd_sweep)
 
     s = sub.add_parser("bottlenecks", help="list the bottlenecks a scenario can put on the sent tensor",

@@ -61,7 +61,7 @@ from . import cache
 from ._version import __version__
 from .atomic import atomic_write, check_writable_dir
 from .config.hardware import DeviceProfile, NetworkProfile, _Strict, format_validation_error, read_yaml
-from .config.scenario import FolderName, Scenario, _bundled_scenario, scenario_from_dict
+from .config.scenario import SCENARIOS_DIR, FolderName, Scenario, bundled_file, scenario_from_dict
 from .errors import UserError, first_line
 from .pipeline import Prepared, evaluate, prepare
 from .qos import what_would_change
@@ -247,6 +247,14 @@ class Sweep:
         return self.spec.axes
 
 
+SWEEPS_DIR = Path(__file__).resolve().parent / "scenarios" / "sweeps"  # bundled (the repo's scenarios/sweeps)
+
+
+def list_sweeps() -> list[str]:
+    """Names of the bundled sweeps (``demo_uplink``, …), sorted; :func:`load_sweep` takes them."""
+    return sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
+
+
 def load_sweep(spec: str | Path | dict | SweepSpec, source: str | None = None, base_dir: str | Path | None = None,
                ) -> Sweep:
     """Read and validate a sweep (a file, a mapping or a :class:`SweepSpec`); its base scenario
@@ -256,6 +264,7 @@ def load_sweep(spec: str | Path | dict | SweepSpec, source: str | None = None, b
     if isinstance(spec, (str, Path)):
         path = Path(spec)
         source = source or str(path)
+        path = bundled_file(path, SWEEPS_DIR, "sweep") or path
         data = read_yaml(path)
         base_dir = base_dir or path.resolve().parent
     elif isinstance(spec, SweepSpec):
@@ -311,7 +320,7 @@ def _load_base(sp: SweepSpec, source: str, base_dir: Path) -> _Base:
     path = Path(os.path.normpath(base_dir / sp.base))
     if not path.is_file():
         try:
-            path = _bundled_scenario(Path(sp.base)) or path
+            path = bundled_file(Path(sp.base), SCENARIOS_DIR) or path
         except UserError as e:
             raise UserError(e.message, source=source, field="base") from None
     if not path.is_file():

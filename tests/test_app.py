@@ -420,3 +420,54 @@ def test_early_exit_tab_has_a_threshold_slider(app, repo_root):
         assert r["exits %"] == pytest.approx(lib["exit_rate"] * 100)
         assert r["mean ms"] == pytest.approx(lib["latency_s"] * 1e3)
     assert len(ee) == 3
+
+
+def test_a_bundled_name_in_the_url_needs_no_suffix(repo_root):
+    at = AppTest.from_file(str(repo_root / "app.py"), default_timeout=TIMEOUT)
+    at.query_params["scenario"] = "lte_drive"
+    at.run()
+    _ok(at)
+    assert _widget(at.selectbox, "Scenario").value == "lte_drive.yaml"
+    assert "**lte_drive**" in at.caption[0].value
+
+
+def test_the_banner_says_when_simulate_ranks_with_another_engine(app, repo_root):
+    engine = si.load_scenario(repo_root / "scenarios/demo.yaml").analysis.engine
+    other = next(e for e in ("simpy", "analytic") if e != engine)
+    _widget(app.radio, "Latency engine").set_value(other)
+    app.run()
+    _ok(app)
+    assert f"`simulate` ranks this scenario with **{engine}**" in app.caption[0].value
+    _widget(app.radio, "Latency engine").set_value(engine)
+    app.run()
+    assert "`simulate` ranks" not in app.caption[0].value
+
+
+def test_stages_have_one_colour_in_the_report_and_the_dashboard(app, repo_root, tmp_path, monkeypatch):
+    """The HTML report's breakdown bars and the dashboard's breakdown chart give each stage the
+    same colour, whichever stages a result shows."""
+    import json
+
+    import matplotlib.axes
+
+    from splitimpera.report.html import load_result_dir, plot_breakdown
+
+    spec = next(json.loads(c.proto.spec) for c in app.get("vega_lite_chart")
+                if json.loads(c.proto.spec)["title"].startswith("Latency breakdown"))
+    scale = spec["layer"][0]["encoding"]["color"]["scale"]
+    dashboard = dict(zip(scale["domain"], scale["range"]))
+    assert "uplink propagation" in dashboard
+
+    folder = _demo(repo_root).save(tmp_path)
+    report = {}
+    real_bar = matplotlib.axes.Axes.bar
+
+    def bar(self, *a, label=None, color=None, **kw):
+        report[label] = color
+        return real_bar(self, *a, label=label, color=color, **kw)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "bar", bar)
+    plot_breakdown(load_result_dir(folder))
+    assert "uplink propagation" in report
+    shared = set(report) & set(dashboard)
+    assert shared and {k: report[k] for k in shared} == {k: dashboard[k] for k in shared}

@@ -21,7 +21,7 @@ TOP = "splitimpera"  # the package's own __init__, as a node
 # component (``config.scenario`` → config). A new top-level module or sub-package must be
 # placed here on purpose.
 STAGES: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("_version", "errors", "atomic", "cache", "plain")),
+    ("foundation", ("_version", "errors", "atomic", "cache", "plain", "stages")),
     ("config", ("config",)),
     ("data", ("data",)),
     ("model", ("model",)),

@@ -33,6 +33,7 @@ import torch.nn as nn
 
 from .. import cache
 from ..errors import UserError
+from ..stages import stage
 from .gradcam import MapEngine, default_map_splits, reference_splits
 from ..model.splits import TracedModel, trace
 
@@ -285,14 +286,17 @@ def cui(model: nn.Module | TracedModel, data, *, input_shape=None, preset: str =
     it = loader
     if progress and tqdm is not None:
         it = tqdm(loader, desc=f"Grad-CAM ({s['method']}) at {len(names)} splits", unit="batch")
-    for x, y in it:
-        targets = y if s["target"] == "label" else None
-        maps, logits = engine(x, targets)
-        pred = logits.argmax(1)
-        rows_lab.append(y.numpy())
-        rows_pred.append(pred.numpy())
-        rows_tgt.append((y if s["target"] == "label" else pred).numpy())
-        rows_val.append(np.stack([maps[n].flatten(1).mean(1).double().numpy() for n in names], axis=1))
+    with stage(f"importance (Grad-CAM, {s['method']}) at {len(names)} splits",
+               total=-(-len(data) // batch_size) if hasattr(data, "__len__") else None, unit="batch") as step:
+        for x, y in it:
+            targets = y if s["target"] == "label" else None
+            maps, logits = engine(x, targets)
+            pred = logits.argmax(1)
+            rows_lab.append(y.numpy())
+            rows_pred.append(pred.numpy())
+            rows_tgt.append((y if s["target"] == "label" else pred).numpy())
+            rows_val.append(np.stack([maps[n].flatten(1).mean(1).double().numpy() for n in names], axis=1))
+            step()
     if not rows_val:
         raise UserError("the data set is empty", field="data")
     per_image = pd.DataFrame(np.concatenate(rows_val), columns=names)

@@ -36,6 +36,7 @@ from .. import cache
 from .bottlenecks import CODERS, Bottleneck, FitContext, TopChannels, get_bottleneck
 from ..data import batches
 from ..errors import UserError, first_line
+from ..stages import stage
 from ..model.splits import OUTPUT, PREDICTION_BYTES, TracedModel, _head_tail, eval_mode
 
 log = logging.getLogger(__name__)
@@ -190,11 +191,15 @@ def measure_accuracy(tm: TracedModel, data, bottlenecks: Sequence[str | Bottlene
             raise UserError(f"exit split(s) {', '.join(missing)} are not measured splits", field="exit.splits")
         fitting = fitting or [None]  # the calibration data's fingerprint enters the key
 
-    key = None
-    if use_cache and not keep_predictions:
+    key = fit_key = None
+    if use_cache:
         fp = data_fingerprint(data)
         cfp = data_fingerprint(calibration) if fitting else "-"
-        if fp is not None and cfp is not None:
+        if cfp is not None and fitting:
+            # Each fit is kept on its own: another list of bottlenecks, coders or evaluation
+            # data over the same model, calibration data and split reuses it.
+            fit_key = (weights_hash(tm.model), tm.structure_key(), cfp, batch_size)
+        if fp is not None and cfp is not None and not keep_predictions:
             key = cache.key("accuracy", ACCURACY_VERSION, weights_hash(tm.model), tm.structure_key(), fp, cfp,
                             [(b.name, type(b).__qualname__, b.describe(), _settings(b), options.get(b.name, {}))
                              for b in bns], splits, seed, labelled,
@@ -206,7 +211,7 @@ def measure_accuracy(tm: TracedModel, data, bottlenecks: Sequence[str | Bottlene
 
     with eval_mode(tm.gm):
         tails = {s: _head_tail(tm, tm.split(s)) for s in splits if s != OUTPUT}
-        fitted, notes = _fit_all(tm, bns, splits, tails, calibration, seed, batch_size, options, progress)
+        fitted, notes = _fit_all(tm, bns, splits, tails, calibration, seed, batch_size, options, progress, fit_key)
         heads = _fit_exit_heads(tm, exits, tails, calibration, seed, batch_size) if exits is not None else {}
         res = _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size, coders, progress, heads,
                         keep_predictions)
@@ -233,9 +238,22 @@ def _settings(b: Bottleneck) -> dict:
     return {k: v for k, v in sorted(vars(b).items()) if isinstance(v, (bool, int, float, str, type(None)))}
 
 
-def _fit_all(tm, bns, splits, tails, calibration, seed, batch_size, options, progress):
+FIT_VERSION = 1
+
+
+def _fit_cache_key(fit_key, split: str, b: Bottleneck, options: dict, seed: int) -> str | None:
+    """The cache key of one fit (None: not cached): the model, the calibration data, the
+    split, the bottleneck's settings and the fit's seed, nothing else of the run."""
+    if fit_key is None or type(b).fit_state is Bottleneck.fit_state:
+        return None
+    return cache.key("fit", FIT_VERSION, *fit_key, split, b.name, type(b).__qualname__, b.describe(), _settings(b),
+                     options.get(b.name, {}), seed)
+
+
+def _fit_all(tm, bns, splits, tails, calibration, seed, batch_size, options, progress, fit_key=None):
     """Fitted instances per (split, bottleneck name) (a list: one per draw), and notes for
-    pairs that do not apply."""
+    pairs that do not apply. ``fit_key``: what identifies the model and calibration data in
+    the cache key of each fit (None: fits are not cached)."""
     fitted: dict[tuple[str, str], list[Bottleneck]] = {}
     notes: dict[tuple[str, str], str] = {}
     for s in splits:
@@ -249,6 +267,20 @@ def _fit_all(tm, bns, splits, tails, calibration, seed, batch_size, options, pro
             elif not b.needs_fit:
                 fitted[(s, b.name)] = [b]
     todo = [(s, b) for s in splits for b in bns if b.needs_fit and (s, b.name) not in notes and s != OUTPUT]
+    order = {name: i for i, name in enumerate(sp.name for sp in tm.candidates)}
+    draws_of = {b.name: RANDOM_DRAWS if getattr(b, "selection", None) == "random" else 1 for _, b in todo}
+    keys = {(s, b.name, d): _fit_cache_key(fit_key, s, b, options, _seed(seed, order[s], d))
+            for s, b in todo for d in range(draws_of[b.name])}
+    reused = 0
+    for s, b in todo:  # fits an earlier run kept
+        hits = [cache.load("fit", keys[(s, b.name, d)]) if keys[(s, b.name, d)] else None
+                for d in range(draws_of[b.name])]
+        if all(h is not None for h in hits):
+            fitted[(s, b.name)] = [b.from_fit_state(h, tm.split(s).shape) for h in hits]
+            reused += 1
+    if reused:
+        log.info("%d bottleneck fit%s reused from the cache", reused, "s" if reused > 1 else "")
+    todo = [(s, b) for s, b in todo if (s, b.name) not in fitted]
     if not todo:
         return fitted, notes
     from .gradcam import _mappable
@@ -257,30 +289,39 @@ def _fit_all(tm, bns, splits, tails, calibration, seed, batch_size, options, pro
     need_stats = sorted({s for s, b in todo if isinstance(b, TopChannels)} & _mappable(tm),
                         key=[sp.name for sp in tm.candidates].index)
     if need_stats:
-        log.info("channel statistics at %d splits on %d calibration samples", len(need_stats), len(calibration))
-        scores, means = _channel_statistics(tm, calibration, need_stats, batch_size)
+        with stage(f"channel statistics (Grad-CAM) at {len(need_stats)} splits on {len(calibration)} calibration "
+                   "samples"):
+            scores, means = _channel_statistics(tm, calibration, need_stats, batch_size)
     calib_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    order = {name: i for i, name in enumerate(sp.name for sp in tm.candidates)}
+    names = ", ".join(dict.fromkeys(b.name for _, b in todo))
+    nsplits = len({s for s, _ in todo})
     it = todo
     if progress:
         from tqdm import tqdm
 
         it = tqdm(todo, desc="fitting bottlenecks", unit="fit")
-    for s, b in it:
-        head, tail = tails[s]
+    with stage(f"fitting {names} at {nsplits} split{'s' if nsplits > 1 else ''}", total=len(todo),
+               unit="fit") as step:
+        for s, b in it:
+            head, tail = tails[s]
 
-        def calib(s=s, head=head):
-            if s not in calib_cache:
-                calib_cache.clear()  # one split's activations at a time
-                calib_cache[s] = _calibration_activations(head, calibration, batch_size)
-            return calib_cache[s]
+            def calib(s=s, head=head):
+                if s not in calib_cache:
+                    calib_cache.clear()  # one split's activations at a time
+                    calib_cache[s] = _calibration_activations(head, calibration, batch_size)
+                return calib_cache[s]
 
-        draws = RANDOM_DRAWS if getattr(b, "selection", None) == "random" else 1
-        fitted[(s, b.name)] = [
-            b.fit(FitContext(split=s, shape=tm.split(s).shape, tail=tail, calibration=calib,
-                             channel_scores=scores.get(s), mean=means.get(s),
-                             seed=_seed(seed, order[s], d), options=options.get(b.name, {})))
-            for d in range(draws)]
+            fitted[(s, b.name)] = [
+                b.fit(FitContext(split=s, shape=tm.split(s).shape, tail=tail, calibration=calib,
+                                 channel_scores=scores.get(s), mean=means.get(s),
+                                 seed=_seed(seed, order[s], d), options=options.get(b.name, {})))
+                for d in range(draws_of[b.name])]
+            for d, inst in enumerate(fitted[(s, b.name)]):
+                k = keys[(s, b.name, d)]
+                state = inst.fit_state() if k is not None else None
+                if state is not None:
+                    cache.store("fit", k, state)
+            step()
     return fitted, notes
 
 
@@ -346,11 +387,13 @@ def _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size,
     total = full_correct = 0
     kept: dict = {}
     it = batches(data, batch_size)
+    what = f"accuracy at {len(splits)} splits × {len(bns)} bottlenecks"
     if progress:
         from tqdm import tqdm
 
-        it = tqdm(it, desc=f"accuracy at {len(splits)} splits × {len(bns)} bottlenecks", unit="batch")
-    with torch.no_grad():
+        it = tqdm(it, desc=what, unit="batch")
+    with torch.no_grad(), stage(f"measuring {what}", total=-(-len(data) // batch_size) if hasattr(data, "__len__") else None,
+                                 unit="batch") as step:
         for x, y in it:
             state.clear()
             state["y"] = y
@@ -363,6 +406,7 @@ def _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size,
                 kept.setdefault("labels", []).append(y.numpy())
                 for k, pred in state.get("preds", {}).items():
                     kept.setdefault(k, []).append(pred.numpy())
+            step()
     if total == 0:
         raise UserError("the data set is empty", field="data")
     full_acc = full_correct / total if labelled else None

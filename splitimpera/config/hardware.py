@@ -18,6 +18,7 @@ Registry API in the style of torchvision's ``models/_api.py``::
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
 import logging
 import os
@@ -332,35 +333,47 @@ def _allowed_keys(model: type[BaseModel] | None, loc: tuple) -> list[str]:
     return list(model.model_fields) if model is not None else []
 
 
-def format_validation_error(err: ValidationError, prefix: str = "", model: type[BaseModel] | None = None,
-                            ) -> tuple[str, str]:
-    """(dotted field, message) of the first error; the count of others is appended. With the
-    validated ``model``, an unknown key says which known key it may have meant."""
+def _error_text(error: dict, model: type[BaseModel] | None) -> str:
+    """The message of one pydantic error, as users read it."""
     import difflib
 
-    errors = err.errors()
-    first = errors[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    field = ".".join(p for p in (prefix, loc) if p)
-    msg = first["msg"]
-    if first["type"] == "value_error":  # our own validators' messages, without pydantic's prefix
+    msg = error["msg"]
+    if error["type"] == "value_error":  # our own validators' messages, without pydantic's prefix
         msg = msg.removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
+    if error["type"] == "extra_forbidden":
         msg = "unknown key"
-        known = _allowed_keys(model, tuple(first["loc"][:-1]))
-        close = difflib.get_close_matches(str(first["loc"][-1]), known, n=2, cutoff=0.6)
+        known = _allowed_keys(model, tuple(error["loc"][:-1]))
+        close = difflib.get_close_matches(str(error["loc"][-1]), known, n=2, cutoff=0.6)
         if close:
             msg += f"; did you mean {' or '.join(close)}?"
         elif known:
             msg += f" (known: {', '.join(known)})"
-    elif ("input" in first and first["type"] not in ("missing",) and not isinstance(first["input"], dict)
-          and not (first["type"] == "value_error" and str(first["input"]) in msg)):
+    elif ("input" in error and error["type"] not in ("missing",) and not isinstance(error["input"], dict)
+          and not (error["type"] == "value_error" and str(error["input"]) in msg)):
         # Every rejected value is named ("greater than 0 (got 0)"), unless our own message
         # already does (e.g. a trace file's).
-        msg = f"{msg} (got {first['input']!r})"
+        msg = f"{msg} (got {error['input']!r})"
+    return msg
+
+
+def format_validation_error(err: ValidationError, prefix: str = "", model: type[BaseModel] | None = None,
+                            ) -> tuple[str, str]:
+    """(dotted field, message) of the first error; the count of others is appended. With the
+    validated ``model``, an unknown key says which known key it may have meant."""
+    errors = err.errors()
+    first = errors[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    field = ".".join(p for p in (prefix, loc) if p)
+    msg = _error_text(first, model)
     if len(errors) > 1:
         msg += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
     return field, msg
+
+
+def every_validation_error(err: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """Every error of ``err`` on one line: ``field: message; field: message``."""
+    return "; ".join(": ".join(p for p in (".".join(str(x) for x in e["loc"]), _error_text(e, model)) if p)
+                     for e in err.errors())
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -423,32 +436,112 @@ def resolve_relative_paths(kind: str, data: Any, base_dir: Path) -> Any:
     return data
 
 
-def parse_profile(kind: str, data: Any, source: str, prefix: str = "") -> DeviceProfile | NetworkProfile:
+class ProfileFileError(UserError):
+    """A profile file that does not validate. Its line names the file (not the scenario that
+    names the profile), wherever the profile is looked up."""
+
+
+def parse_profile(kind: str, data: Any, source: str, prefix: str = "", every: bool = False,
+                  ) -> DeviceProfile | NetworkProfile:
+    """Validate a profile mapping. ``every``: the message lists every error (a profile file),
+    else the first and the count of the others (a scenario's field)."""
     cls = _KINDS[kind]
     if not isinstance(data, dict):
         raise UserError(f"expected a mapping, got {type(data).__name__}", source=source, field=prefix or None)
     try:
         return cls.model_validate(data)
     except ValidationError as e:
+        if every:
+            raise UserError(every_validation_error(e, cls), source=source) from None
         field, msg = format_validation_error(e, prefix)
         raise UserError(msg, source=source, field=field) from None
 
 
 def _read_profile_folders(kind: str, reg: "Registry") -> None:
     """The loader of :data:`DEVICES` / :data:`NETWORKS`: every ``<folder>/<kind>/*.yaml`` of
-    :func:`profile_dirs`; a name found in an earlier folder shadows the later ones."""
+    :func:`profile_dirs`; a name found in an earlier folder shadows the later ones.
+
+    A file may start from another profile of its kind with ``base: <name>`` (its keys are
+    deep-merged over that profile's, as a scenario's ``base:``; the name is the file's own).
+    A file that does not load or validate is marked broken: looking its name up raises its
+    error (naming the file), and :func:`warn_broken_profiles` warns about it when unused.
+    """
+    files: dict[str, Path] = {}
     for folder in profile_dirs():
         for path in sorted((folder / kind).glob("*.yaml")):
-            if path.stem in reg:
-                log.debug("profile %s in %s shadowed by %s", path.stem, path, reg.meta(path.stem).get("path"))
+            if path.stem in files:
+                log.debug("profile %s in %s shadowed by %s", path.stem, path, files[path.stem])
                 continue
-            data = resolve_relative_paths(kind, read_yaml(path), path.parent)
-            prof = parse_profile(kind, data, str(path))
+            files[path.stem] = path
+    raws: dict[str, dict] = {}
+
+    def load(name: str, chain: tuple[str, ...]) -> dict:
+        """The resolved mapping of profile file ``name`` (its base merged in), validated and
+        registered; raises ProfileFileError."""
+        if name in raws:
+            return raws[name]
+        path = files[name]
+        if name in reg.broken_names():
+            raise reg.broken_names()[name]
+        try:
+            data = read_yaml(path)
+            if not isinstance(data, dict):
+                raise UserError(f"expected a {kind[:-1]} profile mapping, got "
+                                f"{'an empty file' if data is None else type(data).__name__}", source=str(path))
+            data = resolve_relative_paths(kind, data, path.parent)
+            if "base" in data:
+                data = dict(data)
+                base = data.pop("base")
+                if not isinstance(base, str) or not base:
+                    raise UserError(f"expected a {kind[:-1]} profile name, got {base!r}", source=str(path),
+                                    field="base")
+                if base == name or base in chain:
+                    raise UserError(f"{' → '.join((*chain, name, base))}: a profile cannot be its own base",
+                                    source=str(path), field="base")
+                if base not in files:
+                    close = difflib.get_close_matches(base, sorted(files), n=3)
+                    raise UserError(f"unknown {kind[:-1]} profile {base!r}"
+                                    + (f"; did you mean {', '.join(close)}?" if close else "")
+                                    + f" (known: {', '.join(sorted(files))})", source=str(path), field="base")
+                try:
+                    base_raw = load(base, (*chain, name))
+                except UserError:
+                    raise UserError(f"its base {base!r} does not load ({files[base]})", source=str(path),
+                                    field="base") from None
+                data = deep_merge({k: v for k, v in base_raw.items() if k != "name"}, data)
+            prof = parse_profile(kind, data, str(path), every=True)
             if prof.name != path.stem:
                 raise UserError(f"name {prof.name!r} must equal the file stem {path.stem!r}",
                                 source=str(path), field="name")
-            # raw: the keys as written, which a scenario's ``base:`` merges over.
-            reg.register(prof.name, prof, meta={"raw": data, "path": path})
+        except UserError as e:
+            err = ProfileFileError(e.message, source=e.source or str(path), field=e.field)
+            reg.broken(name, err)
+            raise err from None
+        # raw: the keys as resolved (base merged in), which a scenario's ``base:`` merges over.
+        reg.register(prof.name, prof, meta={"raw": data, "path": path})
+        raws[name] = data
+        return data
+
+    for name in files:
+        try:
+            load(name, ())
+        except ProfileFileError:
+            pass  # marked broken: an error where it is used, a warning where not
+
+
+_WARNED: set[str] = set()
+
+
+def warn_broken_profiles(used: dict[str, set[str]] | None = None) -> None:
+    """Warn, one line per file and once per process, about profile files that do not load
+    and are not in ``used`` (kind → names looked up): an unused broken file fails nothing."""
+    for kind in _KINDS:
+        for name, err in _registry(kind).broken_names().items():
+            if name in (used or {}).get(kind, ()) or err.source in _WARNED:
+                continue
+            _WARNED.add(err.source)
+            log.warning("%s: ignored, it does not load: %s", err.source,
+                        ": ".join(p for p in (err.field, err.message) if p))
 
 
 def _profile_registry(kind: str) -> "Registry":
@@ -522,6 +615,8 @@ def resolve_profile(kind: str, spec: Any, source: str, field: str):
     if isinstance(spec, str):
         try:
             return _registry(kind).get(spec)
+        except ProfileFileError:
+            raise  # names the profile's file, not the scenario
         except UserError as e:
             raise e.at(source=source, field=field) from None
     if not isinstance(spec, dict):
@@ -534,6 +629,8 @@ def resolve_profile(kind: str, spec: Any, source: str, field: str):
             raise UserError("expected a profile name", source=source, field=f"{field}.base")
         try:
             raw = profile_raw(kind, base)
+        except ProfileFileError:
+            raise
         except UserError as e:
             raise e.at(source=source, field=f"{field}.base") from None
         raw.setdefault("name", base)

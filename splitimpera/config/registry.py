@@ -13,7 +13,9 @@ A ``loader`` fills the registry on first use (and again after :meth:`Registry.re
 defaults cost nothing until asked for and tests can return to them. A ``fallback`` answers
 names that are not registered but parse (the bottlenecks' ``int4_channel``, ``top25_random``).
 Registering a name twice is a programming error (``ValueError``) unless ``overwrite``; an
-unknown name is bad user input (:class:`~splitimpera.errors.UserError`).
+unknown name is bad user input (:class:`~splitimpera.errors.UserError`). A loader may mark a
+name :meth:`~Registry.broken` (its file does not validate): looking it up raises that error,
+while every other name works.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class Registry(Generic[T]):
         self._hint = hint
         self._items: dict[str, T] = {}
         self._meta: dict[str, dict] = {}
+        self._broken: dict[str, UserError] = {}
         self._loaded = loader is None
         # Re-entrant: the loader registers through register(), which checks the load state.
         self._lock = threading.RLock()
@@ -85,6 +88,7 @@ class Registry(Generic[T]):
                 # A failed load leaves nothing half-filled: the next access fails the same way.
                 self._items.clear()
                 self._meta.clear()
+                self._broken.clear()
                 self._loaded = False
                 raise
 
@@ -93,6 +97,7 @@ class Registry(Generic[T]):
         with self._lock:
             self._items.clear()
             self._meta.clear()
+            self._broken.clear()
             self._loaded = self._loader is None
 
     # ---------------------------------------------------------------------------------------
@@ -113,6 +118,18 @@ class Registry(Generic[T]):
             self._items[name] = obj
             self._meta[name] = dict(meta or {})
         return obj
+
+    def broken(self, name: str, error: UserError) -> None:
+        """Mark ``name`` as known but unusable: :meth:`get` raises ``error`` for it (a loader's
+        file that does not validate), instead of the unknown-name error."""
+        self._ensure_loaded()
+        with self._lock:
+            self._broken[name] = error
+
+    def broken_names(self) -> dict[str, UserError]:
+        """The names marked :meth:`broken`, with their errors."""
+        self._ensure_loaded()
+        return dict(self._broken)
 
     def pop(self, name: str, *default):
         """Remove ``name`` and return its object (``default`` when given and not registered)."""
@@ -136,6 +153,9 @@ class Registry(Generic[T]):
             obj = self._fallback(name)
             if obj is not None:
                 return obj
+        if isinstance(name, str) and name in self._broken:
+            err = self._broken[name]
+            raise type(err)(err.message, source=err.source, field=err.field)
         raise self._unknown(name)
 
     def meta(self, name: str) -> dict:

@@ -20,7 +20,8 @@ from pydantic import AfterValidator, Field, PrivateAttr, ValidationError, field_
 from ..errors import UserError
 from .checks import run_checks
 from .hardware import (
-    DeviceProfile, NetworkProfile, _Strict, format_validation_error, read_yaml, resolve_profile, resolve_relative_paths,
+    DeviceProfile, NetworkProfile, ProfileFileError, _Strict, format_validation_error, read_yaml, resolve_profile,
+    resolve_relative_paths, warn_broken_profiles,
 )
 
 log = logging.getLogger(__name__)
@@ -391,8 +392,17 @@ def scenario_from_dict(data: Any, source: str = "<scenario>", overrides: dict[st
             raise UserError("missing required field (a profile name or a mapping)", source=source, field=field)
         try:
             resolved[field] = resolve_profile(kind, data[field], source, field)
+        except ProfileFileError:
+            raise  # the profile's own file is at fault, and named
         except UserError as e:
             raise UserError(e.message, source=src_for(e.field or field), field=e.field) from None
+    used: dict[str, set[str]] = {}
+    for field, kind in _PROFILE_FIELDS.items():
+        spec = data[field]
+        name = spec if isinstance(spec, str) else spec.get("base") if isinstance(spec, dict) else None
+        if isinstance(name, str):
+            used.setdefault(kind, set()).add(name)
+    warn_broken_profiles(used)
     if base_dir is not None:
         _resolve_paths(resolved, base_dir)
     _translate_payload_dtype(resolved, source, src_for)
@@ -527,16 +537,17 @@ def list_scenarios() -> list[str]:
     return sorted(p.stem for p in SCENARIOS_DIR.glob("*.yaml"))
 
 
-def _bundled_scenario(path: Path) -> Path | None:
-    """The bundled file that ``path`` names, when it is a bare name (no folder, no suffix) and
-    not a file; None for anything else. An unknown bare name is a UserError listing the names."""
+def bundled_file(path: Path, folder: Path, what: str = "scenario") -> Path | None:
+    """The bundled file in ``folder`` that ``path`` names, when it is a bare name (no folder, no
+    suffix) and not a file; None for anything else. An unknown bare name is a UserError listing
+    the bundled ``what``s."""
     text = str(path)
     if not text or path.name != text or path.suffix or "\\" in text or path.is_file():
         return None
-    bundled = SCENARIOS_DIR / f"{text}.yaml"
+    bundled = folder / f"{text}.yaml"
     if not bundled.is_file():
-        raise UserError(f"file not found, nor a bundled scenario ({', '.join(list_scenarios())})",
-                        source=text)
+        names = sorted(p.stem for p in folder.glob("*.yaml"))
+        raise UserError(f"file not found, nor a bundled {what} ({', '.join(names)})", source=text)
     return bundled
 
 
@@ -547,6 +558,6 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     when no file of that name exists; messages then name it as given."""
     path = Path(path)
     source = str(path)
-    path = _bundled_scenario(path) or path
+    path = bundled_file(path, SCENARIOS_DIR) or path
     data = read_yaml(path)
     return scenario_from_dict(data, source=source, overrides=overrides, base_dir=path.parent.resolve())

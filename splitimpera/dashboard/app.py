@@ -38,7 +38,7 @@ import splitimpera as si
 from splitimpera import whatif
 from splitimpera.errors import UserError
 from splitimpera.plain import human
-from splitimpera.report.view import ACCURACY_NOTES, STAGE_LABELS, View, compute_error_sentence
+from splitimpera.report.view import ACCURACY_NOTES, STAGE_COLOURS, STAGE_LABELS, View, compute_error_sentence
 
 log = logging.getLogger("splitimpera.app")
 
@@ -150,11 +150,14 @@ def choose_base() -> Base | None:
     files = sorted(p.name for p in SCENARIOS.glob("*.yaml"))
     options = files + [UPLOAD, PASTE]
     asked = st.query_params.get("scenario")
+    if asked is not None and asked not in options and f"{asked}.yaml" in files:
+        # A bundled name, as the command line takes it: the select box starts on its file.
+        asked = st.query_params["scenario"] = st.session_state["scenario"] = f"{asked}.yaml"
     if asked is not None and asked not in options and "bad_url_scenario" not in st.session_state:
         st.session_state["bad_url_scenario"] = asked  # the select box falls back to the default: say so
     choice = st.selectbox("Scenario", options, index=options.index(DEFAULT_SCENARIO) if DEFAULT_SCENARIO in files
                           else 0, key="scenario", bind="query-params",
-                          help="a file from scenarios/, or your own (also in the URL: ?scenario=lte_drive.yaml)")
+                          help="a file from scenarios/, or your own (also in the URL: ?scenario=lte_drive)")
     bad = st.session_state.get("bad_url_scenario")
     if bad is not None and choice == (DEFAULT_SCENARIO if DEFAULT_SCENARIO in files else options[0]):
         st.error(f"?scenario={bad}: no such scenario in scenarios/ (there: {', '.join(files)}); showing {choice}.")
@@ -449,8 +452,6 @@ def ranked_table(res: si.Result, view: View) -> None:
                "FLOPs: 1 per multiply-add.")
 
 
-# One colour per stage whatever the engine shows (the report's matplotlib order).
-STAGE_COLOURS = dict(zip(STAGE_LABELS, ["#1f77b4", "#ff7f0e", "#98df8a", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]))
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
@@ -769,7 +770,10 @@ def main() -> None:
                f"{sc.workload.num_devices} device(s) at {sc.workload.rate_hz:g} Hz; "
                f"bottleneck{'s' if len(names) > 1 else ''} **{', '.join(names)}**"
                + (" (nominal sizes)" if sc.bottleneck.nominal else "") + f", {sc.bottleneck.coder} coder; "
-               f"engine **{sc.analysis.engine}**" + ("" if simpy else " (one request, no queueing)"))
+               f"engine **{sc.analysis.engine}**" + ("" if simpy else " (one request, no queueing)")
+               + ("" if sc.analysis.engine == sc0.analysis.engine else
+                  f"; `simulate` ranks this scenario with **{sc0.analysis.engine}**, so its numbers differ: "
+                  "switch under *Engine* in the sidebar"))
     pkey = whatif.prepare_key(sc)
     prep = prepared(pkey, sc)
     yaml_text = sc.to_yaml()

@@ -27,7 +27,7 @@ from ..errors import UserError, first_line
 from ..plain import human, num
 from ..qos import human_bytes
 from .fidelity import fidelity_section, is_fidelity_dir, load_fidelity_dir, plot_fidelity
-from .view import View, accuracy_footnote, accuracy_text, compute_error_sentence
+from .view import STAGE_COLOURS, View, accuracy_footnote, accuracy_text, compute_error_sentence
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def plot_breakdown(rd: ResultDir) -> bytes:
     for label in stages.columns:
         val = stages[label].to_numpy() * 1e3
         if val.any():
-            ax.bar(x, val, bottom=bottom, label=label, width=0.8)
+            ax.bar(x, val, bottom=bottom, label=label, width=0.8, color=STAGE_COLOURS[label])
             bottom += val
     limit = v.qos.max_latency_ms
     if limit:

@@ -48,6 +48,9 @@ def accuracy_footnote(sources) -> str:
 # where something is sent) and the rest (bytes at the link's rate, transport rounds, waits).
 UPLINK_PARTS = ("uplink propagation", "uplink transmit")
 STAGE_LABELS = [label for _, label in STAGES[:2]] + list(UPLINK_PARTS) + [label for _, label in STAGES[3:]]
+# One colour per stage in every front end (the HTML report's plots and the dashboard's charts),
+# whichever stages a result shows.
+STAGE_COLOURS = dict(zip(STAGE_LABELS, ["#1f77b4", "#ff7f0e", "#98df8a", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]))
 
 
 def compute_error_sentence(view: "View", modes: dict, device: str, server: str) -> str:

@@ -63,6 +63,7 @@ from ..latency.transport import transfer_latency_s
 from ..model.cost import profile_model
 from ..model.loading import load_traced
 from ..model.splits import OUTPUT, _head_tail
+from ..plain import human
 from .device import MEASURED_COLUMNS, input_samples
 from .server import check_splits, wire_bottlenecks
 
@@ -483,7 +484,7 @@ def measure(scenario_path: str | Path, points: list[tuple[str, str]] | None = No
         link = {"kind": "loopback, unshaped", "uplink_mbps": bps / 1e6, "mtu_bytes": 65536, "rtt_ms": 0.0}
         net_over.update({"network.uplink_mbps": bps / 1e6, "network.downlink_mbps": bps / 1e6,
                          "network.mtu_bytes": 65536})
-    say(f"link: {link['kind']}, {link['uplink_mbps']:.4g} Mbit/s, no propagation delay")
+    say(f"link: {link['kind']}, {human(link['uplink_mbps'] * 1e6, 'bit/s')}, no propagation delay")
 
     wl = sc.workload
     base = load_scenario(scenario_path, {**overrides, **net_over})
@@ -572,6 +573,7 @@ def measure(scenario_path: str | Path, points: list[tuple[str, str]] | None = No
              "calibration": None if calibration is None else {
                  "profile": calibration.data, "holdout": calibration.summary},
              "torch": torch.__version__, "requests_per_device": n_req, "devices": wl.num_devices,
+             "warmup_per_device": warmup_requests(wl.model_copy(update={"num_requests": n_req})),
              "note": "no propagation delay (kernel netem is unavailable): the simulated link has RTT 0"}
     return Fidelity(scenario=sc, measured=measured, simulated=simulated, table=table, timings=timings, setup=setup)
 
@@ -601,7 +603,7 @@ def render(fid: Fidelity) -> str:
 
     link = fid.setup["link"]
     lines = [f"real split run vs simulation · {fid.scenario.name} · link: {link['kind']} "
-             f"{link['uplink_mbps']:.4g} Mbit/s, RTT 0 · cores device {fid.setup['cores']['device']} / server "
+             f"{human(link['uplink_mbps'] * 1e6, 'bit/s')}, RTT 0 · cores device {fid.setup['cores']['device']} / server "
              f"{fid.setup['cores']['server']}, {fid.setup['threads']} thread(s)",
              "", f"{'split':<14} {'bottleneck':<10} {'mode':<9} {'rate Hz':>8} {'ρ srv':>6} {'n':>5} {'lost':>4}  "
              f"{'mean ms sim/meas':>17} {'err':>7}  {'p95 ms sim/meas':>17} {'err':>7}"]
@@ -612,6 +614,12 @@ def render(fid: Fidelity) -> str:
                      f"{pct(r['err_latency_mean_s']):>7}  "
                      f"{ms(r['sim_latency_p95_s']) + ' / ' + ms(r['meas_latency_p95_s']):>17} "
                      f"{pct(r['err_latency_p95_s']):>7}")
+    setup = fid.setup
+    if "warmup_per_device" in setup:
+        k, per, devs = setup["warmup_per_device"], setup["requests_per_device"], setup["devices"]
+        lines.append(f"n: requests compared per point: {per} per device × {devs} device{'s' if devs > 1 else ''}, "
+                     + (f"less each device's first {k}, dropped as warm-up on both sides (workload.warmup_fraction)"
+                        if k else "none dropped as warm-up") + "; lost: of those, never answered")
     lines += ["", "components, mean ms simulated / measured:"]
     short = {"device_wait_s": "dev wait", "device_compute_s": "device", "uplink_s": "uplink",
              "server_wait_s": "srv wait", "server_compute_s": "server", "downlink_s": "downlink"}
@@ -627,6 +635,6 @@ def render(fid: Fidelity) -> str:
                      f"{s['latency_p95_s']['median_abs_err'] * 100:.1f} % (max "
                      f"{s['latency_p95_s']['max_abs_err'] * 100:.1f} %)")
     c = fid.setup.get("server_counters", {})
-    lines.append(f"server: {c.get('requests', 0)} requests, {c.get('replies', 0)} replies"
+    lines.append(f"server: {c.get('requests', 0)} requests, {c.get('replies', 0)} replies, warm-up included"
                  + "".join(f", {k} {v}" for k, v in c.items() if k not in ("requests", "replies", "connections")))
     return "\n".join(lines)

@@ -213,6 +213,10 @@ class SplitServer:
     def stop(self) -> None:
         self._stop.set()
         if self._listener is not None:
+            try:  # close() alone leaves a thread blocked in accept(); shutdown() wakes it at once
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             try:
                 self._listener.close()
             except OSError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 
 import numpy as np
@@ -115,6 +116,23 @@ class Autoencoder(Bottleneck):
                 m.training = mode
         net.eval()
         new.net, new.history = net, history
+        return new
+
+    def fit_state(self):
+        """The trained weights (float32, base64) and the loss history: minutes of training
+        that every scenario with the same model, calibration data, split and settings reuses."""
+        return {"history": list(self.history),
+                "tensors": {k: {"shape": list(v.shape), "f32": base64.b64encode(
+                    v.detach().numpy().astype("<f4").tobytes()).decode("ascii")}
+                    for k, v in self.net.state_dict().items()}}
+
+    def from_fit_state(self, state, shape):
+        new = copy.copy(self)
+        net = _AENet(tuple(shape))
+        net.load_state_dict({k: torch.from_numpy(np.frombuffer(base64.b64decode(v["f32"]), dtype="<f4").copy()
+                                                 ).reshape(v["shape"]) for k, v in state["tensors"].items()})
+        net.eval()
+        new.net, new.history = net, list(state["history"])
         return new
 
     def roundtrip(self, z):

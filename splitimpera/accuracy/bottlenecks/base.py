@@ -62,6 +62,15 @@ class Bottleneck:
         """A copy fitted at ``ctx.split`` (this base class learns nothing)."""
         return self
 
+    def fit_state(self) -> dict | None:
+        """What this fitted copy learnt, as plain JSON data for the on-disk cache; None (the
+        default) when a fit is cheap enough to redo."""
+        return None
+
+    def from_fit_state(self, state: dict, shape: tuple[int, ...]) -> "Bottleneck":
+        """The fitted copy that :meth:`fit_state` described, for a tensor of per-sample ``shape``."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no fit state")
+
     def roundtrip(self, z: torch.Tensor) -> tuple[torch.Tensor, Payload]:
         """``(tensor the tail receives, payload sent)`` for a batch ``z`` (B, *shape)."""
         return z, _float_words(z, torch.float32)
