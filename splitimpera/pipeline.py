@@ -98,6 +98,7 @@ def _selection(prep: Prepared, names: list[str]) -> tuple[DesignPoints, pd.DataF
         # At batch 1 the head must hold its weights and its peak of live activations.
         cols["head_mem_bytes"] = (rows["head_state_bytes"] + rows["head_peak_act_bytes"]).to_numpy()
         cols["accuracy"] = points.table["accuracy"].to_numpy()
+        cols["accuracy_band"] = points.table["accuracy_band"].to_numpy(dtype=float)
         cols["accuracy_source"] = points.table["accuracy_source"].to_numpy()
         exits = points.table.index.get_level_values("exit") if "exit" in points.table.index.names else None
         cols["config"] = np.array([configuration(s, e) for s, e in zip(splits, exits)] if exits is not None

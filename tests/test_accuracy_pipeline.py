@@ -80,12 +80,13 @@ def test_unmeasured_splits_are_predicted_from_the_cui_curve(repo_root):
     from sklearn.isotonic import IsotonicRegression
 
     measured = ["features_0", "features_2", "features_4", "features_7", "features_9", "features_11", "features_14"]
-    sc = _scenario(repo_root, **{"bottleneck.name": "int2", "bottleneck.splits": measured})
+    sc = _scenario(repo_root, **{"bottleneck.name": "int2", "bottleneck.splits": measured,
+                                 "bottleneck.predictor": "cui"})
     res = si.run(sc)
     t = res.for_bottleneck("int2")
     assert set(t.index[t["accuracy_source"] == "measured"]) == set(measured)
     assert t.at["output", "accuracy_source"] == "full model" and t.at["output", "bytes_sent"] == 8
-    pred = t.index[t["accuracy_source"] == "predicted (CUI)"]
+    pred = t.index[t["accuracy_source"] == "predicted (cui)"]
     curve = si.cui(load_traced(sc), digits("test")).curve["log10_cui"]
     assert set(pred) == set(curve.index) - set(measured)
     # Independent isotonic fit on the measured splits (direction chosen as the predictor does).
@@ -95,7 +96,13 @@ def test_unmeasured_splits_are_predicted_from_the_cui_curve(repo_root):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         iso = IsotonicRegression(increasing="auto", out_of_bounds="clip").fit(x, y)
+        from sklearn.model_selection import LeaveOneOut, cross_val_predict
+
+        loo = cross_val_predict(IsotonicRegression(increasing="auto", out_of_bounds="clip"), x, y, cv=LeaveOneOut())
     assert np.allclose(t.loc[pred, "accuracy"], iso.predict(curve[pred].to_numpy()))
+    # Each predicted accuracy carries the predictor's leave-one-split-out error as its band.
+    assert np.allclose(t.loc[pred, "accuracy_band"], np.mean(np.abs(loo - y)), rtol=1e-9)
+    assert t.loc[measured, "accuracy_band"].isna().all()
     # Bytes at unmeasured splits: the bottleneck's nominal size (2-bit codes and the range).
     b = si.bottleneck.get_bottleneck("int2")
     tm = load_traced(sc)
@@ -104,7 +111,7 @@ def test_unmeasured_splits_are_predicted_from_the_cui_curve(repo_root):
     # Under a coder, unmeasured splits scale the nominal bytes by the coder's median ratio on
     # the measured ones (not the raw size: that would favour the measured splits).
     res_z = si.run(_scenario(repo_root, **{"bottleneck.name": "int2", "bottleneck.coder": "zstd",
-                                           "bottleneck.splits": measured}))
+                                           "bottleneck.splits": measured, "bottleneck.predictor": "cui"}))
     tz = res_z.for_bottleneck("int2")
     ref = measure_accuracy(tm, digits("test"), ["int2"], measured, coders=["zstd"]).for_bottleneck("int2")
     ratio = np.median([ref.at[n, "bytes_zstd"] / b.nominal_bytes(tm.split(n).shape) for n in measured])
@@ -233,15 +240,17 @@ def test_report_and_terminal_show_accuracy_under_the_bottleneck(repo_root, tmp_p
     sc = str(repo_root / "scenarios/demo.yaml")
     over = ["--set", "bottleneck.name=int2", "--set", "analysis.engine=analytic",
             "--set", "bottleneck.splits=[features_0, features_2, features_4, features_7, features_9, features_11, "
-                     "features_14]"]
+                     "features_14]", "--set", "bottleneck.predictor=cui"]
     assert main(["simulate", sc, "-o", str(tmp_path), *over]) == 0
     out = capsys.readouterr().out
-    assert "bottleneck int2" in out and "predicted from the CUI curve" in out
+    assert "bottleneck int2" in out and "predicted by isotonic on log10 CUI" in out
     table = pd.read_csv(tmp_path / "demo/splits.csv", index_col="split")
-    # Predicted values carry a '*' in the terminal table.
-    pred = table.index[table["accuracy_source"] == "predicted (CUI)"]
-    assert len(pred) and all(f"{table.at[n, 'accuracy'] * 100:.1f} %*" in out for n in pred
-                              if table.at[n, "feasible"] and n in out)
+    # Predicted values carry their band and a '*' in the terminal table.
+    pred = table.index[table["accuracy_source"] == "predicted (cui)"]
+    band = table.loc[pred, "accuracy_band"]
+    assert len(pred) and band.notna().all() and band.nunique() == 1
+    assert all(f"{table.at[n, 'accuracy'] * 100:.1f} ±{band[n] * 100:.1f} %*" in out for n in pred
+               if table.at[n, "feasible"] and n in out)
     assert main(["analyze", sc, "-q", "-o", str(tmp_path), *over,
                  "--set", "bottleneck.measure=[int2, top50_gradcam, top50_random]"]) == 0
     capsys.readouterr()
@@ -254,7 +263,7 @@ def test_report_and_terminal_show_accuracy_under_the_bottleneck(repo_root, tmp_p
     # The ranked table shows each split's accuracy, predicted ones starred.
     assert ">accuracy %</th>" in page
     n = pred[0]
-    assert f"<td>{table.at[n, 'accuracy'] * 100:.1f}*</td>" in page
+    assert f"<td>{table.at[n, 'accuracy'] * 100:.1f} ±{band[n] * 100:.1f}*</td>" in page
     # An analysis of another model left in the folder is not shown beside this run.
     doc = json.loads((tmp_path / "demo/accuracy_summary.json").read_text())
     doc["inputs"]["model"]["name"] = "resnet18"

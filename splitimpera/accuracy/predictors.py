@@ -244,3 +244,84 @@ def split_features(names: Sequence[str], candidates: Sequence[str], tx_bytes: pd
     if log10_cui is not None:
         df["log10_cui"] = log10_cui.reindex(list(names)).to_numpy(float)
     return df
+
+
+# The predictor ``bottleneck.predictor: auto`` uses: the one that passed the bar on the
+# bundled study (benchmarks/bench_accuracy_prediction.py), or None when none did: then the
+# tool measures every split instead of predicting.
+VALIDATED: str | None = None
+
+
+def resolve(name: str) -> str | None:
+    """The method a scenario's ``bottleneck.predictor`` names (None: measure, do not predict)."""
+    if name == "auto":
+        return VALIDATED
+    if name == "none":
+        return None
+    if name not in METHODS:
+        raise ValueError(f"unknown predictor {name!r} (known: auto, none, {', '.join(METHODS)})")
+    return name
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Accuracy predicted at unmeasured splits by ``method`` fitted on ``measured`` splits.
+
+    ``accuracy``: per predicted split. ``loo_mae``: the method's leave-one-split-out mean
+    absolute error over the measured splits, the band a predicted accuracy travels with;
+    ``baseline_loo_mae``: the same for the mean of the others (B0); ``spearman`` of the LOO
+    predictions against the measurements."""
+
+    method: str
+    accuracy: pd.Series
+    measured: int
+    loo_mae: float
+    baseline_loo_mae: float
+    spearman: float
+
+    @property
+    def label(self) -> str:
+        return METHODS[self.method].label
+
+    def summary(self) -> dict:
+        def fin(v):
+            return float(v) if v is not None and math.isfinite(v) else None
+
+        return {"method": self.method, "label": self.label, "measured_splits": self.measured,
+                "loo_mae": fin(self.loo_mae), "baseline_loo_mae": fin(self.baseline_loo_mae),
+                "spearman": fin(self.spearman)}
+
+
+def predict(method: str, features: pd.DataFrame, measured: pd.Series, targets: Sequence[str]) -> Prediction | None:
+    """``method`` fitted on the ``measured`` accuracies (index: split) and the splits'
+    ``features`` (index: split), evaluated at ``targets``; None with fewer than
+    :data:`MIN_POINTS` usable measured splits. Splits whose feature is unknown are neither
+    used nor predicted."""
+    spec = METHODS[method]
+    col = spec.feature
+    f = features[col] if col else pd.Series(0.0, index=features.index)
+    f = f[np.isfinite(f.astype(float))]
+    both = measured.dropna()
+    both = both[both.index.isin(f.index)]
+    if len(both) < MIN_POINTS:
+        return None
+    x, y = f.loc[both.index].to_numpy(float), both.to_numpy(float)
+    loo = loo_predictions(spec, x, y)
+    base = loo_predictions(METHODS["mean"], x, y)
+    fitted = fit_method(spec, x, y)
+    can = [t for t in targets if t in f.index]
+    acc = pd.Series(np.clip(fitted(f.loc[can].to_numpy(float)), 0.0, 1.0) if can else [], index=can, dtype=float)
+    return Prediction(method=method, accuracy=acc, measured=len(both), loo_mae=float(np.mean(np.abs(loo - y))),
+                      baseline_loo_mae=float(np.mean(np.abs(base - y))), spearman=_spearman(loo, y))
+
+
+PREDICTED_PREFIX = "predicted ("
+
+
+def predicted_source(method: str) -> str:
+    """The ``accuracy_source`` of an accuracy ``method`` predicted: ``predicted (cui)``."""
+    return f"{PREDICTED_PREFIX}{method})"
+
+
+def is_predicted(source) -> bool:
+    return isinstance(source, str) and source.startswith(PREDICTED_PREFIX)

@@ -30,14 +30,17 @@ from ..model.splits import OUTPUT, PREDICTION_BYTES, TracedModel
 from ..plain import jsonable
 from .bottlenecks import Bottleneck, get_bottleneck, list_bottlenecks, resolve_bottlenecks
 from .cui import cui
-from .measure import channel_comparison, fit_predictor, measure_accuracy, predictor_report, read_user_accuracy
+from .measure import (channel_comparison, linear_probe_accuracy, measure_accuracy, predictor_report,
+                      read_user_accuracy)
+from . import predictors
+from .predictors import METHODS, predict, predicted_source, resolve, split_features, validate
 
 log = logging.getLogger(__name__)
 
 EXTRA_COLUMNS = [*extra_columns("head"), *extra_columns("tail")]
-SENT_COLUMNS = ["bytes_sent", *EXTRA_COLUMNS, "accuracy", "accuracy_source"]
+SENT_COLUMNS = ["bytes_sent", *EXTRA_COLUMNS, "accuracy", "accuracy_band", "accuracy_source"]
 POINT_LEVELS = ("split", "bottleneck")
-EXIT_LEVELS = (*POINT_LEVELS, "exit")  # with an exit section (DESIGN.md §2): exit τ joins the key
+EXIT_LEVELS = (*POINT_LEVELS, "exit")  # with an exit section, exit τ joins the key
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,10 @@ class DesignPoints:
     sample on the wire under the coder, float), ``head_extra_…``/``tail_extra_…`` (work the
     bottleneck adds on the device / the server, batch 1, see
     :func:`~splitimpera.model.cost.extra_columns`), ``accuracy`` (fraction, NaN when unknown)
-    and ``accuracy_source`` (``full model``, ``measured``, ``predicted (CUI)``, ``user``,
-    ``full model (bottleneck n/a)``, ``full model (nominal)`` or ``unknown``). ``info``: per
+    and ``accuracy_source`` (``full model``, ``measured``, ``predicted (<method>)``, ``user``,
+    ``full model (bottleneck n/a)``, ``full model (nominal)`` or ``unknown``);
+    ``accuracy_band``: for a predicted accuracy, its predictor's leave-one-split-out mean
+    absolute error over the measured splits (fraction; NaN elsewhere). ``info``: per
     bottleneck, what its numbers came from. ``full_accuracy``: the whole model's accuracy on
     the samples the points were scored on.
 
@@ -212,8 +217,10 @@ def design_points(scenario: Scenario, tm: TracedModel, profile: pd.DataFrame, ds
     """Every design point ``(split, bottleneck)`` of the scenario: bytes sent, extra work and
     accuracy (see :class:`DesignPoints`), from one shared measurement pass.
 
-    Accuracy is measured at ``bottleneck.splits``; elsewhere it is predicted from the CUI
-    curve (isotonic fit on the measured splits of the same bottleneck). A split a bottleneck
+    Accuracy is measured at ``bottleneck.splits``; elsewhere it is predicted by
+    ``bottleneck.predictor`` fitted on the measured splits of the same bottleneck, with its
+    leave-one-split-out error as ``accuracy_band``; when no predictor is to be used, every
+    split is measured. A split a bottleneck
     cannot apply to is sent as plain fp32. Accuracies from ``bottleneck.accuracy_csv`` take
     precedence. With ``bottleneck.nominal`` nothing is measured: bytes are each bottleneck's
     nominal payload and accuracy is the full model's (marked ``full model (nominal)``).
@@ -234,6 +241,13 @@ def design_points(scenario: Scenario, tm: TracedModel, profile: pd.DataFrame, ds
     if todo or ex is not None:
         if todo:
             measured, importance = measured_splits(scenario, tm, importance, all_data)
+            if len(measured) < len(tm.candidates) and labelled and resolve(spec.predictor) is None:
+                # No predictor to fill the others in: measure every split rather than guess.
+                log.warning("%s: bottleneck.predictor is %s and no accuracy predictor has passed validation: "
+                            "measuring every split instead of %d", scenario.source, spec.predictor, len(measured))
+                info["prediction"] = (f"none (bottleneck.predictor: {spec.predictor}; no predictor passed "
+                                      f"validation): every split measured")
+                measured = [sp.name for sp in tm.candidates]
         exit_splits = _exit_splits(scenario, tm) if ex is not None else []
         splits = [n for n in (sp.name for sp in tm.candidates) if n in set(measured) | set(exit_splits)]
         # The server path of a point sent unchanged is the plain tensor's: measured as "none".
@@ -256,15 +270,29 @@ def design_points(scenario: Scenario, tm: TracedModel, profile: pd.DataFrame, ds
             full_accuracy = at.full_accuracy
         info["evaluation_samples"] = at.samples
     parts, per = [], {}
-    def curve() -> pd.Series:  # the CUI curve, analysed once and only when a prediction needs it
+    made: dict = {}
+
+    def features(method: str) -> pd.DataFrame:
+        """The splits' features a predictor reads, each computed once and only when needed."""
         nonlocal importance
-        if importance is None:
-            importance = analyze(scenario, tm, all_data)
-        return importance.curve["log10_cui"]
+        cands = [sp.name for sp in tm.candidates]
+        if "base" not in made:
+            made["base"] = split_features(cands, cands, profile["tx_bytes"])
+        df = made["base"]
+        need = METHODS[method].feature
+        if need == "log10_cui" and need not in df:
+            if importance is None:
+                importance = analyze(scenario, tm, all_data)
+            df[need] = importance.curve["log10_cui"].reindex(cands).to_numpy(float)
+        if need == "probe_accuracy" and need not in df:
+            pc, pe, _ = load_calibration(scenario, tm.input_shape, all_data)
+            df[need] = linear_probe_accuracy(tm, pc, pe, cands, batch_size=scenario.data.batch_size,
+                                             seed=scenario.seed).reindex(cands).to_numpy(float)
+        return df
 
     for bn in bns:
         got = at if bn in todo else None
-        part, binfo = _points_of(scenario, tm, profile, bn, got, labelled, full_accuracy, curve)
+        part, binfo = _points_of(scenario, tm, profile, bn, got, labelled, full_accuracy, features)
         parts.append(part.assign(bottleneck=bn.name).set_index("bottleneck", append=True))
         per[bn.name] = binfo
     # Topological order of splits, then the scenario's order of bottlenecks.
@@ -337,13 +365,15 @@ def _with_exits(scenario: Scenario, table: pd.DataFrame, outcomes) -> tuple[pd.D
 
 
 def _points_of(scenario: Scenario, tm: TracedModel, profile: pd.DataFrame, bn: Bottleneck, at, labelled: bool,
-               full_accuracy: float | None, cui_curve) -> tuple[pd.DataFrame, dict]:
+               full_accuracy: float | None, features) -> tuple[pd.DataFrame, dict]:
     """One bottleneck's rows (index: split) of :func:`design_points`, and what they came from.
-    ``cui_curve()`` gives the log10 CUI curve (run on first call) for predicting unmeasured splits."""
+    ``features(method)`` gives the splits' features that predictor reads (computed on first
+    call), for predicting unmeasured splits."""
     spec = scenario.bottleneck
     names = list(profile.index)
     out = pd.DataFrame(index=pd.Index(names, name="split"))
     out["accuracy"] = np.nan
+    out["accuracy_band"] = np.nan
     out["accuracy_source"] = "unknown"
     out["bytes_sent"] = profile["tx_bytes"].astype(float)
     info: dict = {"measured_splits": 0}
@@ -392,15 +422,17 @@ def _points_of(scenario: Scenario, tm: TracedModel, profile: pd.DataFrame, bn: B
         if estimated:
             info["estimated_bytes"] = {"splits": estimated, "coder_ratio_to_raw": round(ratio, 4)}
         unknown = [n for n in rest if out.at[n, "accuracy_source"] == "unknown"]
-        if unknown and labelled:
-            curve = cui_curve()
-            pred = fit_predictor(curve, out.loc[out["accuracy_source"] == "measured", "accuracy"])
+        method = resolve(spec.predictor)
+        if unknown and labelled and method is not None:
+            pred = predict(method, features(method), out.loc[out["accuracy_source"] == "measured", "accuracy"],
+                           unknown)
             if pred is not None:
                 info["predictor"] = pred.summary()
-                can = [n for n in unknown if n in curve.index and np.isfinite(curve[n])]
+                can = list(pred.accuracy.index)
                 if can:
-                    out.loc[can, "accuracy"] = pred.predict(curve[can].to_numpy())
-                    out.loc[can, "accuracy_source"] = "predicted (CUI)"
+                    out.loc[can, "accuracy"] = pred.accuracy
+                    out.loc[can, "accuracy_band"] = pred.loo_mae
+                    out.loc[can, "accuracy_source"] = predicted_source(method)
     # Work the bottleneck adds where it is applied (the autoencoder's encoder and decoder).
     for col in EXTRA_COLUMNS:
         out[col] = 0.0
@@ -434,6 +466,7 @@ class AccuracyAnalysis:
     predictors: pd.DataFrame
     channels: pd.DataFrame
     calibration: str | None = None
+    validation: object | None = None  # predictors.Validation: every predictor, leave-one-split-out
 
     def summary(self) -> dict:
         m = self.measured
@@ -445,6 +478,14 @@ class AccuracyAnalysis:
                           "per_bottleneck": {b: {k: jsonable(v) for k, v in r.items()}
                                              for b, r in self.predictors.iterrows()}},
         }
+        v = self.validation
+        if v is not None and not v.groups.empty:
+            doc["predictors_loo"] = {
+                "methods": {m: METHODS[m].label for m in v.methods},
+                "auto": predictors.VALIDATED,
+                "per_bottleneck": {b: {r["method"]: {k: jsonable(r[k]) for k in ("points", "mae", "spearman", "regret")}
+                                       for _, r in g.iterrows()}
+                                   for b, g in v.groups.groupby("bottleneck", sort=False)}}
         if not self.channels.empty:
             c = self.channels
             doc["channels_gradcam_vs_random"] = {
@@ -481,5 +522,22 @@ def analyze_accuracy(scenario: Scenario, tm: TracedModel, importance, data=None,
     curve = importance.curve["log10_cui"] if importance is not None else pd.Series(dtype=float)
     col = "accuracy" if at.full_accuracy is not None else "agreement"
     report = predictor_report(at, curve, column=col)
+    cands = [sp.name for sp in tm.candidates]
+    feats = split_features(cands, cands, pd.Series({sp.name: sp.tx_bytes for sp in tm.candidates}),
+                           curve if len(curve) else None)
+    if calib is not None:
+        feats["probe_accuracy"] = linear_probe_accuracy(tm, calib, ds, cands, batch_size=scenario.data.batch_size,
+                                                        seed=scenario.seed).reindex(cands).to_numpy(float)
+    rows = []
+    for b in at.bottlenecks:
+        t = at.for_bottleneck(b)
+        t = t[t["applicable"].astype(bool) & (t.index != OUTPUT)]
+        rows += [{"bottleneck": b, "split": s, "accuracy": float(t.at[s, col]), **feats.loc[s].to_dict()}
+                 for s in t.index]
+    pts = pd.DataFrame(rows)
+    methods = [m for m, spec in METHODS.items() if spec.feature is None or spec.feature in feats]
+    validation = (validate(pts.dropna(subset=[METHODS[m].feature for m in methods if METHODS[m].feature]),
+                           ["bottleneck"], methods, architecture_key=None, bootstrap=0) if len(pts) else None)
     return AccuracyAnalysis(measured=at, predictors=report, channels=channel_comparison(at),
-                            calibration=None if calib is None else f"{how}, {len(calib)} samples")
+                            calibration=None if calib is None else f"{how}, {len(calib)} samples",
+                            validation=validation)

@@ -171,7 +171,12 @@ class BottleneckSpec(_Strict):
     measure: Literal["all"] | list[str] = Field(
         "all", description="bottlenecks `analyze` measures for the accuracy × bytes table")
     splits: Literal["all", "nominated"] | list[str] = Field(
-        "all", description="splits where accuracy is measured; the others are predicted from the CUI curve")
+        "all", description="splits where accuracy is measured; the others are predicted (see predictor)")
+    predictor: Literal["auto", "cui", "cui_linear", "mean", "depth", "log_size", "probe", "none"] = Field(
+        "auto", description="how accuracy at unmeasured splits is predicted from the measured ones: auto (the "
+                            "predictor that passed validation on the bundled study, else none), cui (isotonic on "
+                            "log10 CUI), cui_linear, mean, depth, log_size (log sent bytes), probe (a linear "
+                            "probe's accuracy), or none (measure every split instead)")
     calibration: Literal["auto"] | DataSpec = Field(
         "auto", description="data that learning bottlenecks fit on; auto: the digits train split, "
                             "else a seeded half of the data (the other half evaluates)")

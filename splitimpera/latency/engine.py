@@ -23,7 +23,7 @@ TABLE_COLUMNS = [
     "bytes_sent", "device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s",
     "downlink_s", "latency_s", "latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_rps",
     "deadline_miss_ratio", "frame_loss_ratio", "device_utilisation", "uplink_utilisation", "server_utilisation",
-    "downlink_utilisation", "overload", "energy_j", "accuracy", "accuracy_source",
+    "downlink_utilisation", "overload", "energy_j", "accuracy", "accuracy_band", "accuracy_source",
 ]
 # Columns only the simulation measures; the analytic engine (one request, no queueing) leaves them NaN.
 SIM_ONLY_COLUMNS = ["latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_rps", "deadline_miss_ratio"]

@@ -415,7 +415,8 @@ def _best_html(rd: ResultDir) -> str:
         return ""
     rows = []
     for b, r in v.best_per_bottleneck().iterrows():
-        acc = "" if pd.isna(r["accuracy"]) else accuracy_text(r["accuracy"], r.get("accuracy_source"), unit="")
+        acc = "" if pd.isna(r["accuracy"]) else accuracy_text(r["accuracy"], r.get("accuracy_source"), unit="",
+                                                                  band=r.get("accuracy_band"))
         rows.append(f'<tr class="{"" if r["feasible"] else "bad"}"><td class="l">{html.escape(str(b))}</td>'
                     f'<td class="l">{html.escape(r["split"])}</td><td>{"" if pd.isna(r["rank"]) else int(r["rank"])}</td>'
                     f'<td>{_count(r["feasible_splits"])}</td><td>{human_bytes(r["bytes_sent"])}</td>'
@@ -475,7 +476,7 @@ def _table(rd: ResultDir) -> str:
                 cells.append(f"<td>{num(r['energy_j'] * 1e3)}</td>")
             elif k == "accuracy":
                 acc = r["accuracy"]
-                cells.append(f"<td>{'' if pd.isna(acc) else accuracy_text(acc, r.get('accuracy_source'), unit='')}</td>")
+                cells.append(f"<td>{'' if pd.isna(acc) else accuracy_text(acc, r.get('accuracy_source'), unit='', band=r.get('accuracy_band'))}</td>")
             elif k == "pareto":
                 cells.append(f"<td>{'●' if r.get('pareto') in (True, 'True') else ''}</td>")
             elif k == "reason":

@@ -100,7 +100,7 @@ def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = 
         if frame_loss:
             row.append(f"{r['frame_loss_ratio'] * 100:.3g} %")
         if accuracy:
-            row.append(accuracy_text(r["accuracy"], r.get("accuracy_source")))
+            row.append(accuracy_text(r["accuracy"], r.get("accuracy_source"), band=r.get("accuracy_band")))
         if with_reason:
             row.append("ok" if r["feasible"] else r["reason"])
         rows.append(row)
@@ -154,9 +154,13 @@ def _accuracy_lines(result, view: View) -> list[str]:
         pred = (bi or {}).get("predictor")
         if pred:
             loo, base = pred.get("loo_mae"), pred.get("baseline_loo_mae")
-            lines.append(f"  * {b}: predicted from the CUI curve (isotonic fit on {pred['measured_splits']} measured "
-                         f"splits; leave-one-out error {'–' if loo is None else f'{loo * 100:.2f}'} pts, "
-                         f"{'–' if base is None else f'{base * 100:.2f}'} pts for the mean of the others)")
+            label = pred.get("label") or "isotonic on log10 CUI (I-SPLIT)"
+            lines.append(f"  * {b}: predicted by {label}, fitted on {pred['measured_splits']} measured splits; "
+                         f"leave-one-split-out error {'–' if loo is None else f'±{loo * 100:.2f}'} pts "
+                         f"({'–' if base is None else f'{base * 100:.2f}'} pts for the mean of the others)")
+
+    if info.get("prediction"):
+        lines.append(f"  accuracy prediction: {info['prediction']}")
     if src.eq("full model (nominal)").any():
         lines.append("  n: nominal sizes, accuracy assumed the full model's (not measured)")
     return lines
@@ -199,7 +203,7 @@ def render_best_per_bottleneck(view: View) -> str:
         rows.append([str(b), r["split"], "" if pd.isna(r["rank"]) else str(int(r["rank"])),
                      f"{r['feasible_splits']}", human_bytes(r["bytes_sent"]),
                      _ms(view.constrained(lat)),
-                     accuracy_text(r["accuracy"], r.get("accuracy_source")),
+                     accuracy_text(r["accuracy"], r.get("accuracy_source"), band=r.get("accuracy_band")),
                      "ok" if r["feasible"] else str(r["reason"])])
     head = ["bottleneck", "best split", "rank", "feasible splits", "sent",
             "latency ms" if stat == "mean" else f"{stat} ms", "accuracy", "verdict"]
@@ -369,6 +373,25 @@ def render_accuracy(acc, coder: str = "raw") -> str:
                      f"{r['accuracy_min'] * 100:.1f}–{r['accuracy_max'] * 100:.1f}"])
     lines.append(_grid(["bottleneck", "splits", "Spearman", "LOO MAE", "baseline MAE", f"{col} range"], rows,
                        "lrrrrr"))
+    loo = acc.summary().get("predictors_loo")
+    if loo:
+        methods = list(loo["methods"])
+        auto = loo.get("auto")
+        lines += ["", f"Every predictor on your measured splits, leave-one-split-out mean absolute error of {col} "
+                      "in points (* lowest; regret: points lost by picking the split it ranks best):"]
+        rows = []
+        for b, per_m in loo["per_bottleneck"].items():
+            maes = {m: per_m[m]["mae"] for m in methods if m in per_m and per_m[m]["mae"] is not None}
+            best = min(maes, key=maes.get) if maes else None
+            rows.append([b, str(next(iter(per_m.values()))["points"])]
+                        + [("–" if m not in maes else f"{maes[m] * 100:.2f}{'*' if m == best else ''}")
+                           for m in methods]
+                        + ["–" if best is None or per_m[best]["regret"] is None else f"{per_m[best]['regret'] * 100:.2f}"])
+        lines.append(_grid(["bottleneck", "splits", *methods, "regret*"], rows, "lr" + "r" * (len(methods) + 1)))
+        lines.append("  " + "; ".join(f"{m}: {label}" for m, label in loo["methods"].items()))
+        lines.append(f"  bottleneck.predictor: auto uses {auto}, the predictor that passed validation on the bundled "
+                     "study" if auto else "  bottleneck.predictor: auto predicts nothing: no predictor passed "
+                     "validation on the bundled study (README, accuracy fidelity); unmeasured splits are measured")
     ch = acc.summary().get("channels_gradcam_vs_random") or {}
     if ch:
         metric = next(iter(ch.values()))["metric"]

@@ -16,6 +16,7 @@ import pandas as pd
 from ..config.hardware import NetworkProfile
 from ..config.scenario import QoSSpec, WorkloadSpec
 from ..plain import human, num
+from ..accuracy.predictors import METHODS, is_predicted
 from ..qos import LATENCY_COLUMN, best_per_bottleneck, closest, human_bytes, overloaded, what_would_change
 
 # Latency stages of a request, in order, with their display names.
@@ -24,24 +25,39 @@ STAGES = [("device_wait_s", "device wait"), ("device_compute_s", "device compute
 
 
 # How an accuracy figure is marked by where it comes from, and the footnote of each mark.
-ACCURACY_MARKS = {"predicted (CUI)": "*", "user": " u", "full model (nominal)": " n"}
-ACCURACY_NOTES = {"*": "* predicted from the CUI curve, not measured",
-                  " u": "u: from your accuracy CSV (bottleneck.accuracy_csv)",
+ACCURACY_MARKS = {"user": " u", "full model (nominal)": " n"}
+PREDICTED_MARK = "*"
+ACCURACY_NOTES = {" u": "u: from your accuracy CSV (bottleneck.accuracy_csv)",
                   " n": "n: nominal sizes, the full model's accuracy assumed (not measured)"}
 
 
-def accuracy_text(acc: float, source=None, digits: int = 1, unit: str = " %") -> str:
-    """``acc`` (a fraction) in percent, marked by ``source`` (``97.5 %*``: predicted); "—" when unknown."""
+def _mark(source) -> str:
+    return PREDICTED_MARK if is_predicted(source) else ACCURACY_MARKS.get(source, "")
+
+
+def accuracy_text(acc: float, source=None, digits: int = 1, unit: str = " %", band=None) -> str:
+    """``acc`` (a fraction) in percent, marked by ``source`` (``97.5 %*``: predicted), with
+    ``band`` (a fraction, the predictor's leave-one-split-out error) as ``±1.2``; "—" when
+    unknown."""
     if acc is None or pd.isna(acc):
         return "—"
-    return f"{acc * 100:.{digits}f}{unit}{ACCURACY_MARKS.get(source, '')}"
+    pm = f" ±{band * 100:.{digits}f}" if band is not None and not pd.isna(band) else ""
+    return f"{acc * 100:.{digits}f}{pm}{unit}{_mark(source)}"
 
 
 def accuracy_footnote(sources) -> str:
     """The footnotes of the marks :func:`accuracy_text` puts on accuracies from ``sources``;
     "" when none is marked."""
-    marks = dict.fromkeys(ACCURACY_MARKS[s] for s in sources if s in ACCURACY_MARKS)
-    return "; ".join(ACCURACY_NOTES[m] for m in marks)
+    notes = {}
+    for s in sources:
+        if is_predicted(s):
+            m = s[len("predicted ("):-1]
+            label = METHODS[m].label if m in METHODS else m
+            notes.setdefault(PREDICTED_MARK, f"* predicted ({label}), not measured; ± its leave-one-split-out "
+                                             "error on the measured splits")
+        elif s in ACCURACY_MARKS:
+            notes.setdefault(ACCURACY_MARKS[s], ACCURACY_NOTES[ACCURACY_MARKS[s]])
+    return "; ".join(notes.values())
 
 
 # The breakdown's stages (:meth:`View.stages`): the uplink split into its propagation (RTT/2,
@@ -333,8 +349,8 @@ class View:
             p95 = r.get("latency_p95_s", np.nan) if self.simulated else np.nan
             lat = f"latency {human(r['latency_s'], 's')}" + ("" if pd.isna(p95) else f" (p95 {human(p95, 's')})")
         acc = ("" if pd.isna(r.get("accuracy", np.nan)) else
-               f", accuracy {accuracy_text(r['accuracy'], r.get('accuracy_source'), 2)}"
-               + (" (predicted from the CUI curve, not measured)" if r.get("accuracy_source") == "predicted (CUI)" else ""))
+               f", accuracy {accuracy_text(r['accuracy'], r.get('accuracy_source'), 2, band=r.get('accuracy_band'))}"
+               + (f" ({r['accuracy_source']}, not measured)" if is_predicted(r.get("accuracy_source")) else ""))
         bn = f" under {rec[1]}" if not self.multi and rec[1] != "none" else ""
         config = f" ({r['config']})" if len(rec) > 2 else ""  # with early exit, which of LC, RC, SC, EE
         exited = (f"; {r['exit_rate'] * 100:.0f} % of the requests exit on the device at τ = {rec[2]}"

@@ -1,0 +1,67 @@
+"""Predicted accuracy in the product: which predictor `bottleneck.predictor` picks, the
+band a prediction travels with, and measuring instead when no predictor is to be trusted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LinearRegression
+from sklearn.model_selection import LeaveOneOut, cross_val_predict
+
+import splitimpera as si
+from splitimpera.accuracy import predictors
+from splitimpera.model.loading import load_traced
+
+MEASURED = ["features_0", "features_2", "features_4", "features_7", "features_9", "features_11", "features_14"]
+
+
+def _run(repo_root, **over):
+    base = {"bottleneck.name": "int2", "analysis.engine": "analytic", "bottleneck.splits": MEASURED}
+    return si.run(si.load_scenario(repo_root / "scenarios" / "demo.yaml", overrides={**base, **over}))
+
+
+def test_a_named_baseline_predicts_with_its_leave_one_out_band(repo_root):
+    res = _run(repo_root, **{"bottleneck.predictor": "log_size"})
+    t = res.for_bottleneck("int2")
+    tm = load_traced(res.scenario)
+    pred = t.index[t["accuracy_source"] == "predicted (log_size)"]
+    rest = [n for n in t.index if n not in MEASURED and n != "output"
+            and t.at[n, "accuracy_source"] != "full model (bottleneck n/a)"]
+    assert len(pred) > 5 and list(pred) == rest
+    x = np.log10([tm.split(n).tx_bytes for n in MEASURED])[:, None]
+    y = t.loc[MEASURED, "accuracy"].to_numpy(float)
+    line = LinearRegression().fit(x, y)
+    for n in pred:
+        want = float(np.clip(line.predict(np.log10([[tm.split(n).tx_bytes]]))[0], 0, 1))
+        assert t.at[n, "accuracy"] == pytest.approx(want, abs=1e-12)
+    loo = cross_val_predict(LinearRegression(), x, y, cv=LeaveOneOut())
+    assert t.loc[pred, "accuracy_band"].to_numpy() == pytest.approx(np.mean(np.abs(loo - y)), rel=1e-9)
+    s = res.summary()["bottleneck"]["predictor"]
+    assert s["method"] == "log_size" and s["measured_splits"] == len(MEASURED)
+
+
+def test_auto_without_a_validated_predictor_measures_every_split(repo_root, monkeypatch, caplog):
+    monkeypatch.setattr(predictors, "VALIDATED", None)
+    res = _run(repo_root, **{"bottleneck.predictor": "auto"})
+    t = res.for_bottleneck("int2")
+    assert not t["accuracy_source"].map(predictors.is_predicted).any()
+    assert (t.drop(index="output")["accuracy_source"] == "measured").all()
+    assert t["accuracy_band"].isna().all()
+    assert "every split measured" in res.summary()["bottleneck"]["prediction"]
+    assert any("no accuracy predictor has passed validation" in r.getMessage() for r in caplog.records)
+
+
+def test_auto_follows_the_validated_predictor(repo_root, monkeypatch):
+    monkeypatch.setattr(predictors, "VALIDATED", "depth")
+    t = _run(repo_root, **{"bottleneck.predictor": "auto"}).for_bottleneck("int2")
+    assert t["accuracy_source"].eq("predicted (depth)").sum() == len(t) - len(MEASURED) - 1
+
+
+def test_predicted_accuracy_text_carries_the_band():
+    from splitimpera.report.view import accuracy_footnote, accuracy_text
+
+    assert accuracy_text(0.9751, "predicted (cui)", band=0.0123) == "97.5 ±1.2 %*"
+    assert accuracy_text(0.9751, "measured", band=float("nan")) == "97.5 %"
+    note = accuracy_footnote(["measured", "predicted (log_size)"])
+    assert note.startswith("* predicted (B2: linear on log10 sent bytes)") and "leave-one-split-out" in note
