@@ -21,6 +21,7 @@ import copy
 import functools
 import logging
 import os
+import types
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,8 +41,52 @@ KINDS = ("conv", "conv_dw", "conv_group", "linear", "matmul", "attention", "norm
          "concat", "view", "copy", "other")
 
 
+def _admits_number_not_bool(annotation) -> bool:
+    """Whether a field of this type takes numbers (int or float) but not booleans."""
+    import typing
+
+    if annotation is bool or annotation is Any:
+        return False
+    if annotation in (int, float):
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        return not any(a is bool or a is Any for a in args) and any(_admits_number_not_bool(a) for a in args)
+    return False
+
+
+def _bool_for_number(value, annotation) -> bool:
+    """Whether ``value`` holds a boolean where ``annotation`` expects a number (looking into
+    lists, tuples and mappings of numbers)."""
+    import typing
+
+    if isinstance(value, bool):
+        return _admits_number_not_bool(annotation)
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_bool_for_number(value, a) for a in args if a is not type(None))
+    if isinstance(value, (list, tuple)) and origin in (list, tuple) and args:
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            return any(_bool_for_number(v, a) for v, a in zip(value, args))
+        return any(_bool_for_number(v, args[0]) for v in value)
+    if isinstance(value, dict) and origin is dict and len(args) == 2:
+        return any(_bool_for_number(v, args[1]) for v in value.values())
+    return False
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Base of every schema: unknown keys are refused, numbers are finite, and a boolean is
+    not taken for a number (YAML's ``true`` is not 1)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_number(cls, v, info):
+        f = cls.model_fields.get(info.field_name) if info.field_name else None
+        if f is not None and _bool_for_number(v, f.annotation):
+            raise ValueError("expected a number, not true or false")
+        return v
 
 
 class Efficiency(_Strict):
@@ -332,32 +377,36 @@ def _allowed_keys(model: type[BaseModel] | None, loc: tuple) -> list[str]:
     return list(model.model_fields) if model is not None else []
 
 
+def unknown_key_message(key: str, known: list[str]) -> str:
+    """"unknown key", with the known key(s) it may have meant, else the known keys."""
+    import difflib
+
+    close = difflib.get_close_matches(key, known, n=2, cutoff=0.6)
+    if close:
+        return f"unknown key; did you mean {' or '.join(close)}?"
+    return f"unknown key (known: {', '.join(known)})" if known else "unknown key"
+
+
 def format_validation_error(err: ValidationError, prefix: str = "", model: type[BaseModel] | None = None,
                             ) -> tuple[str, str]:
     """(dotted field, message) of the first error; the count of others is appended. With the
     validated ``model``, an unknown key says which known key it may have meant."""
-    import difflib
-
     errors = err.errors()
-    first = errors[0]
+    # An unknown key first: a misspelt key is usually why a required one is missing.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = ".".join(str(p) for p in first["loc"])
     field = ".".join(p for p in (prefix, loc) if p)
     msg = first["msg"]
     if first["type"] == "value_error":  # our own validators' messages, without pydantic's prefix
         msg = msg.removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
-        msg = "unknown key"
-        known = _allowed_keys(model, tuple(first["loc"][:-1]))
-        close = difflib.get_close_matches(str(first["loc"][-1]), known, n=2, cutoff=0.6)
-        if close:
-            msg += f"; did you mean {' or '.join(close)}?"
-        elif known:
-            msg += f" (known: {', '.join(known)})"
+        msg = unknown_key_message(str(first["loc"][-1]), _allowed_keys(model, tuple(first["loc"][:-1])))
     elif ("input" in first and first["type"] not in ("missing",) and not isinstance(first["input"], dict)
           and not (first["type"] == "value_error" and str(first["input"]) in msg)):
         # Every rejected value is named ("greater than 0 (got 0)"), unless our own message
         # already does (e.g. a trace file's).
-        msg = f"{msg} (got {first['input']!r})"
+        got = repr(first["input"])
+        msg = f"{msg} (got {got if len(got) <= 80 else got[:60] + '…'})"
     if len(errors) > 1:
         msg += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
     return field, msg

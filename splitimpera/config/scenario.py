@@ -21,6 +21,7 @@ from ..errors import UserError
 from .checks import run_checks
 from .hardware import (
     DeviceProfile, NetworkProfile, _Strict, format_validation_error, read_yaml, resolve_profile, resolve_relative_paths,
+    unknown_key_message,
 )
 
 log = logging.getLogger(__name__)
@@ -42,11 +43,16 @@ def parse_shape_text(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in text.lower().replace("×", "x").split("x"))
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Folder names may have 255 bytes on common file systems; results are first written to a
+# temporary folder named after the result folder with a prefix and suffix added.
+MAX_NAME_CHARS = 100
 
 
 def _folder_name(v: str) -> str:
     if not _NAME_RE.match(v):
         raise ValueError("use letters, digits, '.', '_' and '-' only (it names the output folder)")
+    if len(v) > MAX_NAME_CHARS:
+        raise ValueError(f"at most {MAX_NAME_CHARS} characters (it names the output folder)")
     return v
 
 
@@ -385,6 +391,11 @@ def scenario_from_dict(data: Any, source: str = "<scenario>", overrides: dict[st
         for field, kind in _PROFILE_FIELDS.items():
             if field in data:
                 data[field] = resolve_relative_paths(kind, data[field], base_dir)
+    # An unknown key first: a misspelt `netwrok:` is why `network` is missing.
+    for key in data:
+        if key not in Scenario.model_fields:
+            raise UserError(unknown_key_message(str(key), list(Scenario.model_fields)), source=src_for(str(key)),
+                            field=str(key))
     resolved = dict(data)
     for field, kind in _PROFILE_FIELDS.items():
         if field not in data:
