@@ -128,6 +128,12 @@ def _trace_file(text: str) -> Callable[[Path], None]:
 
 LTE_WITH_TRACE = {"network": {"base": "lte", "trace_csv": "trace.csv"}}
 
+# "Billion laughs": nine levels of nine aliases, 9^9 (387 million) strings once expanded.
+ALIAS_BOMB = 'a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n' + "".join(
+    f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 9))
+DEMO_TEXT = DEMO_PATH.read_text()
+
+
 CASES: list[Case] = [
     # --- schema: keys, types, ranges, enums --------------------------------------------------
     Case("unknown-top-level-key", ("modle",), setting(modle={"name": "digits_cnn"}), needle="unknown key"),
@@ -214,6 +220,8 @@ CASES: list[Case] = [
          needle="malformed YAML"),
     Case("empty-file", None, raw="", needle="empty"),
     Case("yaml-list-not-mapping", None, raw="- name: demo\n- device: rpi4\n", needle="mapping"),
+    Case("yaml-alias-bomb", None, raw=DEMO_TEXT + ALIAS_BOMB, needle="expand to more than 1,000,000 values"),
+    Case("yaml-recursive-alias", None, raw=DEMO_TEXT + "x: &x [1, *x]\n", needle="recursive"),
     # --- models ------------------------------------------------------------------------------
     Case("unknown-model-name", ("model.name",), setting(**{"model.name": "resnet9000"}), needle="resnet9000"),
     Case("user-model-module-not-found", ("model.name",), setting(**{"model.name": "no.such.module:fn"}),
