@@ -252,6 +252,13 @@ CASES: list[Case] = [
     Case("set-negative-uplink-on-named-profile", ("network.uplink_mbps",),
          args=("--set", "network.uplink_mbps=-1"), needle="--set"),
     Case("set-through-a-scalar", ("name.x",), args=("--set", "name.x=1"), needle="not a mapping"),
+    # An unclosed flow list is not a name: refused, not taken as the string "[none".
+    Case("set-unclosed-list", ("bottleneck.name",), args=("--set", "bottleneck.name=[none"), source="--set",
+         needle="malformed value '[none'"),
+    Case("set-unclosed-list-where-any-string-goes", ("description",), args=("--set", "description=[oops"),
+         source="--set", needle="malformed value"),
+    Case("set-unclosed-quote", ("network",), args=("--set", "network='lte"), source="--set",
+         needle="malformed value"),
     # --- regressions: bugs these tests found (field from a substring; data errors after caching) --
     Case("unknown-model-name-containing-weights", ("model.name",),
          setting(**{"model.name": "resnet_weights"}), needle="resnet_weights"),

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from .checks import run_checks
 from .hardware import (
     DeviceProfile, NetworkProfile, _Strict, format_validation_error, read_yaml, resolve_profile, resolve_relative_paths,
@@ -340,7 +340,11 @@ _PROFILE_FIELDS = {"device": "devices", "server": "devices", "network": "network
 
 
 def parse_overrides(items) -> dict[str, Any]:
-    """``["a.b=1", ...]`` (CLI ``--set``) → ``{"a.b": 1}``; values are parsed as YAML scalars."""
+    """``["a.b=1", ...]`` (CLI ``--set``) → ``{"a.b": 1}``; values are parsed as YAML.
+
+    A value YAML cannot parse is taken as the string it is (``note=a: b``), unless it opens
+    a list, a mapping or a quoted string (``[``, ``{``, ``'``, ``"``): that is a list or a
+    string left unclosed, refused naming the key rather than taken literally."""
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -349,7 +353,11 @@ def parse_overrides(items) -> dict[str, Any]:
             raise UserError(f"expected key=value with a dotted key, got {item!r}", source="--set")
         try:
             out[key] = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError:
+        except yaml.YAMLError as e:
+            if value.strip()[:1] in ("[", "{", "'", '"'):
+                problem = getattr(e, "problem", None) or first_line(e)
+                raise UserError(f"malformed value {value!r} ({problem}): close the list, mapping or quotes",
+                                source="--set", field=key) from None
             out[key] = value
     return out
 
