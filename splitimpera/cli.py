@@ -125,10 +125,10 @@ def _cmd_analyze(args) -> int:
 
 
 def _cmd_splits(args) -> int:
-    from .model.loading import default_input_shape, load_model
+    from .model.loading import default_input_shape, load_model, trace_at
     from .model.cost import profile_model
     from .report.text import render_profile
-    from .model.splits import normalize_input_shape, trace
+    from .model.splits import normalize_input_shape
 
     try:
         model = load_model(args.model, args.weights, args.num_classes)
@@ -142,9 +142,9 @@ def _cmd_splits(args) -> int:
     if shape is None:
         raise UserError("required for user models (e.g. --input 3x224x224)", source="splits", field="--input")
     try:
-        tm = trace(model, shape)
+        tm = trace_at(args.model, model, shape)
     except UserError as e:
-        raise UserError(e.message, source="splits", field="--input" if e.field else None) from None
+        raise UserError(e.message, source="splits", field="--input" if e.field or args.input else None) from None
     prof = profile_model(tm)
     if args.csv:
         prof.to_csv(sys.stdout, index_label="split")

@@ -134,6 +134,12 @@ ALIAS_BOMB = 'a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "
 DEMO_TEXT = DEMO_PATH.read_text()
 
 
+def _garbage_weights(tmp: Path) -> None:
+    """Setup: ``garbage.pt`` beside the scenario, random bytes (seeded)."""
+    import numpy as np
+
+    (tmp / "garbage.pt").write_bytes(np.random.default_rng(0).bytes(3000))
+
 CASES: list[Case] = [
     # --- schema: keys, types, ranges, enums --------------------------------------------------
     Case("unknown-top-level-key", ("modle",), setting(modle={"name": "digits_cnn"}), needle="unknown key"),
@@ -228,7 +234,11 @@ CASES: list[Case] = [
          needle="no.such.module"),
     Case("missing-weights-file", ("model.weights",), setting(**{"model.weights": "weights/missing.pt"}),
          needle="missing.pt"),
+    Case("weights-random-bytes", ("model.weights",), setting(**{"model.weights": "garbage.pt"}),
+         setup=_garbage_weights, needle="are not a state dict"),
     Case("input-shape-zero-dim", ("model.input_shape",), setting(**{"model.input_shape": [1, 0, 32]})),
+    Case("input-shape-missing-a-dimension", ("model.input_shape",), setting(**{"model.input_shape": [32, 32]}),
+         needle="takes 3 dimensions (C×H×W, without the batch), e.g. 1x32x32"),
     # Only detected when the pipeline runs (the model has to be traced).
     Case("input-shape-wrong-channels", ("model.input_shape",), setting(**{"model.input_shape": [3, 32, 32]}),
          needle="3x32x32"),
@@ -443,12 +453,54 @@ def test_demo_in_process_positive_control(dirs, capsys):
 @pytest.mark.parametrize("argv, fld, needle", [
     pytest.param(["splits", "resnet9000"], "MODEL", "resnet9000", id="unknown-model"),
     pytest.param(["splits", "digits_cnn", "--input", "3x0x224"], "--input", "3x0x224", id="zero-dim-input"),
+    # A shape the model cannot take is said in the model's terms, not its first layer's.
+    pytest.param(["splits", "resnet18", "--input", "3x224"], "--input", "takes 3 dimensions (C×H×W, without the "
+                 "batch), e.g. 3x224x224; got 3x224", id="input-missing-a-dimension"),
+    pytest.param(["splits", "digits_cnn", "--input", "3x224"], "--input", "e.g. 1x32x32; got 3x224",
+                 id="input-missing-a-dimension-zoo"),
+    pytest.param(["splits", "digits_cnn", "--input", "3x32x32"], "--input", "(the model's usual input is 1x32x32)",
+                 id="input-wrong-channels"),
 ])
 def test_splits_bad_input(argv, fld, needle, dirs, capsys):
     scen, out, cache, cwd = dirs
     rc, stdout, stderr = run_main(argv, capsys)
     assert_user_error(rc, stdout, stderr, source="splits", fields=(fld,), needle=needle,
                       untouched=[cache, cwd])
+
+
+def _weights_file(kind: str, path: Path) -> None:
+    import collections
+
+    import numpy as np
+    import torch
+
+    if kind == "random-bytes":
+        path.write_bytes(np.random.default_rng(1).bytes(5000))
+    elif kind == "text":
+        path.write_text("these are not the weights you are looking for\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "pickled-module":  # a whole model, not its state dict: never unpickled
+        torch.save(torch.nn.Linear(2, 2), path)
+    elif kind == "list-of-tensors":
+        torch.save([torch.zeros(2)], path)
+    elif kind == "dict-without-tensors":
+        torch.save(collections.OrderedDict(epoch=3, lr=0.1), path)
+    else:
+        raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["random-bytes", "text", "empty", "pickled-module", "list-of-tensors",
+                                  "dict-without-tensors"])
+def test_weights_that_are_not_a_state_dict_say_so(kind, dirs, capsys):
+    """One line naming the file; never torch's advice to load it with weights_only=False."""
+    scen, out, cache, cwd = dirs
+    path = scen / f"{kind}.pt"
+    _weights_file(kind, path)
+    rc, stdout, stderr = run_main(["splits", "digits_cnn", "--weights", str(path)], capsys)
+    assert_user_error(rc, stdout, stderr, source="splits", fields=("--weights",),
+                      needle=f"weights {path} are not a state dict", untouched=[cache, cwd])
+    assert "weights_only" not in stderr and "succeed" not in stderr
 
 
 # ---------------------------------------------------------------------------------------------
