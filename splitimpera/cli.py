@@ -523,6 +523,14 @@ def _cmd_dashboard(args) -> int:
     return EXIT_OK  # not reached
 
 
+def max_threads() -> int:
+    """The most torch threads ``--threads`` may ask for: 4 per CPU (more only thrash, and far
+    more exhaust the OpenMP runtime's memory)."""
+    import os
+
+    return 4 * (os.cpu_count() or 1)
+
+
 def _cap_threads(args) -> int | None:
     """``--threads N`` (or ``$SPLITIMPERA_THREADS``): torch's CPU threads at most N. Returns the
     thread count before (None when unchanged), for :func:`main` to restore."""
@@ -539,6 +547,10 @@ def _cap_threads(args) -> int | None:
         n = 0
     if n < 1:
         raise UserError(f"must be a whole number of at least 1 (got {raw!r})", source=args.command, field=field)
+    limit = max_threads()
+    if n > limit:
+        raise UserError(f"at most {limit} (4 per CPU; this machine has {os.cpu_count() or 1}; got {raw!r})",
+                        source=args.command, field=field)
     args.threads = n
     import torch
 

@@ -503,6 +503,28 @@ def test_weights_that_are_not_a_state_dict_say_so(kind, dirs, capsys):
     assert "weights_only" not in stderr and "succeed" not in stderr
 
 
+def test_threads_beyond_four_per_cpu_are_refused_before_torch_sees_them(dirs, capsys, monkeypatch):
+    import torch
+
+    scen, out, cache, cwd = dirs
+    limit = 4 * (os.cpu_count() or 1)
+    asked = []
+    monkeypatch.setattr(torch, "set_num_threads", asked.append)
+    rc, stdout, stderr = run_main(["simulate", "demo", "--threads", "100000", "-o", str(out)], capsys)
+    assert_user_error(rc, stdout, stderr, source="simulate", fields=("--threads",),
+                      needle=f"at most {limit} (4 per CPU", untouched=[out, cache, cwd])
+    assert 100000 not in asked
+    monkeypatch.setenv("SPLITIMPERA_THREADS", str(limit + 1))
+    rc, stdout, stderr = run_main(["simulate", "demo", "-o", str(out)], capsys)
+    assert_user_error(rc, stdout, stderr, source="simulate", fields=("SPLITIMPERA_THREADS",),
+                      needle=f"at most {limit}", untouched=[out, cache, cwd])
+    # The limit itself is taken.
+    rc, stdout, stderr = run_main(["simulate", "demo", "--threads", str(limit), "--set", "analysis.engine=analytic"],
+                                  capsys)
+    assert rc == 0, stderr
+    assert asked[0] == limit
+
+
 # ---------------------------------------------------------------------------------------------
 # Public API
 
