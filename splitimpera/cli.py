@@ -415,9 +415,12 @@ def _cmd_device(args) -> int:
     split = args.split or (sc.analysis.splits[0] if isinstance(sc.analysis.splits, list) else None)
     if split is None:
         raise UserError("name the split to run (or list one in analysis.splits)", source="device", field="--split")
-    run = run_device(sc, server, split, bottleneck=args.bottleneck, device_id=args.device_id,
-                     token=args.token or os.environ.get("SPLITIMPERA_TOKEN"), threads=args.threads,
-                     num_requests=args.requests, start_at_ns=args.start_at, same_clock=args.same_clock)
+    try:
+        run = run_device(sc, server, split, bottleneck=args.bottleneck, device_id=args.device_id,
+                         token=args.token or os.environ.get("SPLITIMPERA_TOKEN"), threads=args.threads,
+                         num_requests=args.requests, start_at_ns=args.start_at, same_clock=args.same_clock)
+    except UserError as e:
+        raise e.at(source="device") from None
     df = run.requests
     if args.output:
         import io
