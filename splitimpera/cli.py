@@ -209,10 +209,10 @@ def _cmd_analyze(args) -> int:
 
 
 def _cmd_splits(args) -> int:
-    from .model.loading import default_input_shape, load_model
+    from .model.loading import default_input_shape, load_model, trace_at
     from .model.cost import profile_model
     from .report.text import render_profile
-    from .model.splits import normalize_input_shape, trace
+    from .model.splits import normalize_input_shape
 
     try:
         model = load_model(args.model, args.weights, args.num_classes)
@@ -226,9 +226,9 @@ def _cmd_splits(args) -> int:
     if shape is None:
         raise UserError("required for user models (e.g. --input 3x224x224)", source="splits", field="--input")
     try:
-        tm = trace(model, shape)
+        tm = trace_at(args.model, model, shape)
     except UserError as e:
-        raise UserError(e.message, source="splits", field="--input" if e.field else None) from None
+        raise UserError(e.message, source="splits", field="--input" if e.field or args.input else None) from None
     prof = profile_model(tm)
     if args.csv:
         prof.to_csv(sys.stdout, index_label="split")
@@ -533,9 +533,12 @@ def _cmd_device(args) -> int:
     split = args.split or (sc.analysis.splits[0] if isinstance(sc.analysis.splits, list) else None)
     if split is None:
         raise UserError("name the split to run (or list one in analysis.splits)", source="device", field="--split")
-    run = run_device(sc, server, split, bottleneck=args.bottleneck, device_id=args.device_id,
-                     token=args.token or os.environ.get("SPLITIMPERA_TOKEN"), threads=args.threads,
-                     num_requests=args.requests, start_at_ns=args.start_at, same_clock=args.same_clock)
+    try:
+        run = run_device(sc, server, split, bottleneck=args.bottleneck, device_id=args.device_id,
+                         token=args.token or os.environ.get("SPLITIMPERA_TOKEN"), threads=args.threads,
+                         num_requests=args.requests, start_at_ns=args.start_at, same_clock=args.same_clock)
+    except UserError as e:
+        raise e.at(source="device") from None
     df = run.requests
     if args.output:
         import io
@@ -641,6 +644,14 @@ def _cmd_dashboard(args) -> int:
     return EXIT_OK  # not reached
 
 
+def max_threads() -> int:
+    """The most torch threads ``--threads`` may ask for: 4 per CPU (more only thrash, and far
+    more exhaust the OpenMP runtime's memory)."""
+    import os
+
+    return 4 * (os.cpu_count() or 1)
+
+
 def _cap_threads(args) -> int | None:
     """``--threads N`` (or ``$SPLITIMPERA_THREADS``): torch's CPU threads at most N. Returns the
     thread count before (None when unchanged), for :func:`main` to restore."""
@@ -657,6 +668,10 @@ def _cap_threads(args) -> int | None:
         n = 0
     if n < 1:
         raise UserError(f"must be a whole number of at least 1 (got {raw!r})", source=args.command, field=field)
+    limit = max_threads()
+    if n > limit:
+        raise UserError(f"at most {limit} (4 per CPU; this machine has {os.cpu_count() or 1}; got {raw!r})",
+                        source=args.command, field=field)
     args.threads = n
     import torch
 

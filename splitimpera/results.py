@@ -162,7 +162,11 @@ def check_output_dir(out_dir: str | Path, scenario: Scenario, field: str | None 
     out_dir = Path(out_dir)
     final = out_dir / scenario.name
     check_writable_dir(out_dir, field=field)
-    if final.exists() or final.is_symlink():
+    try:
+        there = final.exists() or final.is_symlink()
+    except OSError as e:  # e.g. a path longer than the file system takes
+        raise UserError(f"cannot use this folder: {e.strerror or e}", source=str(final), field=field) from None
+    if there:
         check_writable_dir(final, field=field)
     return final
 

@@ -19,7 +19,8 @@ A sweep file names a base scenario and axes over its dotted keys (the keys of ``
         device: {choice: [rpi4, jetson_nano]}
 
 The points are the product of the blocks (grid × zip rows × random samples; an absent block
-is one empty row). Each point is the base with the ``set`` overrides and its own axis values.
+is one empty row), at most ``max_points`` (default 100,000): a larger sweep is refused before
+any point is drawn. Each point is the base with the ``set`` overrides and its own axis values.
 
 Execution: points are grouped by what :func:`~splitimpera.pipeline.prepare` depends on (seed,
 model, data, analysis, bottleneck; :data:`~splitimpera.whatif.PREPARE_SECTIONS`), so the heavy
@@ -139,6 +140,9 @@ class SweepSpec(_Strict):
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="axes crossed with each other")
     zip: dict[str, list[Any]] = Field(default_factory=dict, description="axes paired by position")
     random: RandomBlock | None = None
+    max_points: int = Field(
+        100_000, gt=0, description="the most points a sweep may have (grid × zip rows × random samples); "
+                                   "beyond it the sweep is refused before anything is drawn")
 
     @field_validator("grid")
     @classmethod
@@ -158,6 +162,13 @@ class SweepSpec(_Strict):
         if any(n == 0 for n in lengths.values()):
             raise ValueError("give at least one value per list")
         return v
+
+    def sizes(self) -> dict[str, int]:
+        """Points each block contributes (``grid``: the product of its lists; ``zip``: its rows;
+        ``random.samples``); the sweep has their product."""
+        return {"grid": math.prod(len(v) for v in self.grid.values()),
+                "zip": len(next(iter(self.zip.values()))) if self.zip else 1,
+                "random.samples": self.random.samples if self.random else 1}
 
     @property
     def axes(self) -> list[str]:
@@ -280,6 +291,13 @@ def load_sweep(spec: str | Path | dict | SweepSpec, source: str | None = None, b
     except ValidationError as e:
         fld, msg = format_validation_error(e, model=SweepSpec)
         raise UserError(msg, source=source, field=fld) from None
+    sizes = sp.sizes()
+    total = math.prod(sizes.values())
+    if total > sp.max_points:  # before a single point is drawn: their list alone could exhaust memory
+        largest = max(sizes, key=sizes.get)
+        parts = " × ".join(f"{k} {n:,}" for k, n in sizes.items() if n > 1)
+        raise UserError(f"the sweep would have {total:,} points ({parts}), more than max_points "
+                        f"({sp.max_points:,}); sweep fewer, or raise max_points", source=source, field=largest)
     seen: dict[str, str] = {}
     blocks = [("set", sp.set), ("grid", sp.grid), ("zip", sp.zip), ("random.axes", sp.random.axes if sp.random else {})]
     for block, keys in blocks:
@@ -294,7 +312,7 @@ def load_sweep(spec: str | Path | dict | SweepSpec, source: str | None = None, b
             if k in seen:
                 raise UserError(f"also in {seen[k]}: a key is set in one place", source=source, field=f"{block}.{k}")
             seen[k] = block
-    base = _load_base(sp, source, base_dir)
+    base = _load_base(sp, source, base_dir, self_path=path.resolve() if isinstance(spec, (str, Path)) else None)
     try:
         base_sc = base.scenario({})
     except UserError as e:
@@ -314,7 +332,7 @@ def _canonical(v: dict) -> str:
     return json.dumps(v, sort_keys=True, default=str)
 
 
-def _load_base(sp: SweepSpec, source: str, base_dir: Path) -> _Base:
+def _load_base(sp: SweepSpec, source: str, base_dir: Path, self_path: Path | None = None) -> _Base:
     if isinstance(sp.base, dict):
         return _Base(sp.base, source, str(base_dir), dict(sp.set))
     path = Path(os.path.normpath(base_dir / sp.base))
@@ -325,6 +343,8 @@ def _load_base(sp: SweepSpec, source: str, base_dir: Path) -> _Base:
             raise UserError(e.message, source=source, field="base") from None
     if not path.is_file():
         raise UserError(f"scenario file not found: {path}", source=source, field="base")
+    if self_path is not None and path.resolve() == self_path:
+        raise UserError("refers to itself: name the scenario the sweep varies", source=source, field="base")
     return _Base(read_yaml(path), str(path), str(path.resolve().parent), dict(sp.set))
 
 

@@ -128,6 +128,18 @@ def _trace_file(text: str) -> Callable[[Path], None]:
 
 LTE_WITH_TRACE = {"network": {"base": "lte", "trace_csv": "trace.csv"}}
 
+# "Billion laughs": nine levels of nine aliases, 9^9 (387 million) strings once expanded.
+ALIAS_BOMB = 'a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n' + "".join(
+    f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 9))
+DEMO_TEXT = DEMO_PATH.read_text()
+
+
+def _garbage_weights(tmp: Path) -> None:
+    """Setup: ``garbage.pt`` beside the scenario, random bytes (seeded)."""
+    import numpy as np
+
+    (tmp / "garbage.pt").write_bytes(np.random.default_rng(0).bytes(3000))
+
 CASES: list[Case] = [
     # --- schema: keys, types, ranges, enums --------------------------------------------------
     Case("unknown-top-level-key", ("modle",), setting(modle={"name": "digits_cnn"}), needle="unknown key"),
@@ -139,6 +151,25 @@ CASES: list[Case] = [
     Case("min-accuracy-above-1", ("qos.min_accuracy",), setting(**{"qos.min_accuracy": 1.5})),
     Case("min-accuracy-without-data", ("qos.min_accuracy",), setting(**{"data.source": "none"})),
     Case("name-with-slash", ("name",), setting(name="results/demo")),
+    # A name longer than a folder name may be: refused in the schema, not by the file system.
+    Case("name-too-long", ("name",), setting(name="a" * 300), needle="at most 100 characters"),
+    # A misspelt key is reported, not the required key it leaves missing.
+    Case("misspelt-key-hides-missing-profile", ("netwrok",), chain(deleting("network"), setting(netwrok="lte")),
+         needle="did you mean network"),
+    # Numbers are finite, and true/false is not a number.
+    Case("infinite-peak-in-inline-profile", ("device.compute.peak_gflops",),
+         setting(device={"base": "rpi4", "compute": {"peak_gflops": float("inf")}}), needle="finite"),
+    Case("nan-in-a-list-of-numbers", ("network.contention.1.1",),
+         setting(network={"base": "lte", "contention": [[1, 1.0], [2, float("nan")]]}), needle="finite"),
+    Case("set-infinite-rtt", ("network.rtt_ms",), args=("--set", "network.rtt_ms=inf"), needle="finite"),
+    Case("set-infinite-rate", ("workload.rate_hz",), args=("--set", "workload.rate_hz=.inf"), needle="finite"),
+    Case("set-nan-rate", ("workload.rate_hz",), args=("--set", "workload.rate_hz=.nan"), needle="finite"),
+    Case("set-boolean-device-count", ("workload.num_devices",), args=("--set", "workload.num_devices=true"),
+         needle="not true or false"),
+    Case("boolean-for-a-float", ("network.rtt_ms",), setting(network={"base": "lte", "rtt_ms": True}),
+         needle="not true or false"),
+    Case("boolean-in-a-shape", ("model.input_shape",), setting(**{"model.input_shape": [1, True, 32]}),
+         needle="not true or false"),
     Case("negative-seed", ("seed",), setting(seed=-1)),
     Case("zero-output-top", ("output.top",), setting(**{"output.top": 0})),
     Case("missing-model-section", ("model",), deleting("model")),
@@ -195,13 +226,19 @@ CASES: list[Case] = [
          needle="malformed YAML"),
     Case("empty-file", None, raw="", needle="empty"),
     Case("yaml-list-not-mapping", None, raw="- name: demo\n- device: rpi4\n", needle="mapping"),
+    Case("yaml-alias-bomb", None, raw=DEMO_TEXT + ALIAS_BOMB, needle="expand to more than 1,000,000 values"),
+    Case("yaml-recursive-alias", None, raw=DEMO_TEXT + "x: &x [1, *x]\n", needle="recursive"),
     # --- models ------------------------------------------------------------------------------
     Case("unknown-model-name", ("model.name",), setting(**{"model.name": "resnet9000"}), needle="resnet9000"),
     Case("user-model-module-not-found", ("model.name",), setting(**{"model.name": "no.such.module:fn"}),
          needle="no.such.module"),
     Case("missing-weights-file", ("model.weights",), setting(**{"model.weights": "weights/missing.pt"}),
          needle="missing.pt"),
+    Case("weights-random-bytes", ("model.weights",), setting(**{"model.weights": "garbage.pt"}),
+         setup=_garbage_weights, needle="are not a state dict"),
     Case("input-shape-zero-dim", ("model.input_shape",), setting(**{"model.input_shape": [1, 0, 32]})),
+    Case("input-shape-missing-a-dimension", ("model.input_shape",), setting(**{"model.input_shape": [32, 32]}),
+         needle="takes 3 dimensions (C×H×W, without the batch), e.g. 1x32x32"),
     # Only detected when the pipeline runs (the model has to be traced).
     Case("input-shape-wrong-channels", ("model.input_shape",), setting(**{"model.input_shape": [3, 32, 32]}),
          needle="3x32x32"),
@@ -225,6 +262,13 @@ CASES: list[Case] = [
     Case("set-negative-uplink-on-named-profile", ("network.uplink_mbps",),
          args=("--set", "network.uplink_mbps=-1"), needle="--set"),
     Case("set-through-a-scalar", ("name.x",), args=("--set", "name.x=1"), needle="not a mapping"),
+    # An unclosed flow list is not a name: refused, not taken as the string "[none".
+    Case("set-unclosed-list", ("bottleneck.name",), args=("--set", "bottleneck.name=[none"), source="--set",
+         needle="malformed value '[none'"),
+    Case("set-unclosed-list-where-any-string-goes", ("description",), args=("--set", "description=[oops"),
+         source="--set", needle="malformed value"),
+    Case("set-unclosed-quote", ("network",), args=("--set", "network='lte"), source="--set",
+         needle="malformed value"),
     # --- regressions: bugs these tests found (field from a substring; data errors after caching) --
     Case("unknown-model-name-containing-weights", ("model.name",),
          setting(**{"model.name": "resnet_weights"}), needle="resnet_weights"),
@@ -409,12 +453,76 @@ def test_demo_in_process_positive_control(dirs, capsys):
 @pytest.mark.parametrize("argv, fld, needle", [
     pytest.param(["splits", "resnet9000"], "MODEL", "resnet9000", id="unknown-model"),
     pytest.param(["splits", "digits_cnn", "--input", "3x0x224"], "--input", "3x0x224", id="zero-dim-input"),
+    # A shape the model cannot take is said in the model's terms, not its first layer's.
+    pytest.param(["splits", "resnet18", "--input", "3x224"], "--input", "takes 3 dimensions (C×H×W, without the "
+                 "batch), e.g. 3x224x224; got 3x224", id="input-missing-a-dimension"),
+    pytest.param(["splits", "digits_cnn", "--input", "3x224"], "--input", "e.g. 1x32x32; got 3x224",
+                 id="input-missing-a-dimension-zoo"),
+    pytest.param(["splits", "digits_cnn", "--input", "3x32x32"], "--input", "(the model's usual input is 1x32x32)",
+                 id="input-wrong-channels"),
 ])
 def test_splits_bad_input(argv, fld, needle, dirs, capsys):
     scen, out, cache, cwd = dirs
     rc, stdout, stderr = run_main(argv, capsys)
     assert_user_error(rc, stdout, stderr, source="splits", fields=(fld,), needle=needle,
                       untouched=[cache, cwd])
+
+
+def _weights_file(kind: str, path: Path) -> None:
+    import collections
+
+    import numpy as np
+    import torch
+
+    if kind == "random-bytes":
+        path.write_bytes(np.random.default_rng(1).bytes(5000))
+    elif kind == "text":
+        path.write_text("these are not the weights you are looking for\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "pickled-module":  # a whole model, not its state dict: never unpickled
+        torch.save(torch.nn.Linear(2, 2), path)
+    elif kind == "list-of-tensors":
+        torch.save([torch.zeros(2)], path)
+    elif kind == "dict-without-tensors":
+        torch.save(collections.OrderedDict(epoch=3, lr=0.1), path)
+    else:
+        raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["random-bytes", "text", "empty", "pickled-module", "list-of-tensors",
+                                  "dict-without-tensors"])
+def test_weights_that_are_not_a_state_dict_say_so(kind, dirs, capsys):
+    """One line naming the file; never torch's advice to load it with weights_only=False."""
+    scen, out, cache, cwd = dirs
+    path = scen / f"{kind}.pt"
+    _weights_file(kind, path)
+    rc, stdout, stderr = run_main(["splits", "digits_cnn", "--weights", str(path)], capsys)
+    assert_user_error(rc, stdout, stderr, source="splits", fields=("--weights",),
+                      needle=f"weights {path} are not a state dict", untouched=[cache, cwd])
+    assert "weights_only" not in stderr and "succeed" not in stderr
+
+
+def test_threads_beyond_four_per_cpu_are_refused_before_torch_sees_them(dirs, capsys, monkeypatch):
+    import torch
+
+    scen, out, cache, cwd = dirs
+    limit = 4 * (os.cpu_count() or 1)
+    asked = []
+    monkeypatch.setattr(torch, "set_num_threads", asked.append)
+    rc, stdout, stderr = run_main(["simulate", "demo", "--threads", "100000", "-o", str(out)], capsys)
+    assert_user_error(rc, stdout, stderr, source="simulate", fields=("--threads",),
+                      needle=f"at most {limit} (4 per CPU", untouched=[out, cache, cwd])
+    assert 100000 not in asked
+    monkeypatch.setenv("SPLITIMPERA_THREADS", str(limit + 1))
+    rc, stdout, stderr = run_main(["simulate", "demo", "-o", str(out)], capsys)
+    assert_user_error(rc, stdout, stderr, source="simulate", fields=("SPLITIMPERA_THREADS",),
+                      needle=f"at most {limit}", untouched=[out, cache, cwd])
+    # The limit itself is taken.
+    rc, stdout, stderr = run_main(["simulate", "demo", "--threads", str(limit), "--set", "analysis.engine=analytic"],
+                                  capsys)
+    assert rc == 0, stderr
+    assert asked[0] == limit
 
 
 # ---------------------------------------------------------------------------------------------

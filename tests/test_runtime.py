@@ -285,11 +285,22 @@ def test_token_is_required_off_loopback_and_checked(demo_sc):
     with pytest.raises(UserError, match="--token"):
         SplitServer(demo_sc, ["features_4"], host="0.0.0.0")
     with SplitServer(demo_sc, ["features_4"], token="right", traced=None) as srv:
-        with pytest.raises(UserError, match="refused"):
+        with pytest.raises(UserError, match="refused.*wrong token") as e:
             run_device(demo_sc, srv.address, "features_4", token="wrong", num_requests=2)
-        assert srv.stats["bad_token"] == 1
+        assert e.value.field == "--token"
+        with pytest.raises(UserError, match="refused.*this server requires a token"):
+            run_device(demo_sc, srv.address, "features_4", token=None, num_requests=2)
+        assert srv.stats["bad_token"] == 2
         assert run_device(demo_sc, srv.address, "features_4", token="right", num_requests=3).requests[
             "answered"].all()
+
+
+def test_a_token_sent_to_a_server_without_one_is_refused_saying_so(demo_sc):
+    """Not "wrong or missing token": the server takes none, and the device is told to drop it."""
+    with SplitServer(demo_sc, ["features_4"]) as srv:
+        with pytest.raises(UserError, match="this server takes no token .*drop --token") as e:
+            run_device(demo_sc, srv.address, "features_4", token="s3cret", num_requests=2)
+        assert e.value.field == "--token" and srv.stats["bad_token"] == 1
 
 
 def test_learning_bottlenecks_are_refused_in_one_line(repo_root):
@@ -414,15 +425,32 @@ def test_a_skewed_server_clock_is_corrected(demo_sc):
     assert (df["latency_s"] < 1.0).all()
 
 
-def test_requests_the_server_cannot_answer_are_counted_lost(demo_sc):
-    """A server that refuses the device's bottleneck closes the connection: every request is a
-    row marked lost, and the command does not crash."""
+def test_requests_the_server_refuses_are_a_user_error_with_its_reason(demo_sc):
+    """A server that refuses the device's bottleneck or split closes the connection: nothing
+    can be measured, so the device says why (the server's reason, the option to look at)
+    instead of returning every request as lost."""
     only_none = demo_sc.model_copy(update={"bottleneck": demo_sc.bottleneck.model_copy(update={"name": "none"})})
     with SplitServer(only_none, ["features_9"]) as srv:
-        run = run_device(demo_sc, srv.address, "features_9", bottleneck="int8", num_requests=12)
-        assert srv.stats["unknown_bottleneck"] == 1
-    df = run.requests
-    assert len(df) == 12 and not df["answered"].any() and (df["frame_lost"] == 1.0).all()
+        with pytest.raises(UserError, match="refused the requests: unknown_bottleneck: bottleneck 'int8'") as e:
+            run_device(demo_sc, srv.address, "features_9", bottleneck="int8", num_requests=12)
+        assert e.value.field == "--bottleneck" and srv.stats["unknown_bottleneck"] == 1
+        with pytest.raises(UserError, match="unknown_split: split 'features_4' is not served here "
+                                            r"\(serving features_9\)") as e:
+            run_device(demo_sc, srv.address, "features_4", bottleneck="none", num_requests=12)
+        assert e.value.field == "--split" and srv.stats["unknown_split"] == 1
+
+
+def test_device_command_against_a_server_without_the_split_exits_2_with_the_reason(demo_sc, repo_root, capsys):
+    from splitimpera.cli import main
+
+    with SplitServer(demo_sc, ["features_9"]) as srv:
+        host, port = srv.address
+        rc = main(["device", str(repo_root / "scenarios" / "demo.yaml"), "--server", f"{host}:{port}",
+                   "--split", "features_4", "--set", "workload.num_requests=5"])
+    cap = capsys.readouterr()
+    lines = cap.err.strip().splitlines()
+    assert rc == 2 and cap.out == "" and len(lines) == 1, cap
+    assert lines[0].startswith("error: device: --split: ") and "features_4' is not served here" in lines[0]
 
 
 def test_a_failing_batch_is_answered_with_an_error_and_the_workers_live_on(demo_sc):

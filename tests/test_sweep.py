@@ -90,6 +90,20 @@ def test_points_are_the_product_of_grid_zip_and_seeded_random_samples(tmp_path):
     ({"grid": {"network": []}}, "grid", "at least one value"),
     ({"base": "no_such_scenario"}, "base", "not found"),
     ({"set": {"workload.num_devices": 0}}, "base", "workload.num_devices"),
+    # The file names itself as its base (it is written as bad.yaml).
+    ({"base": "bad.yaml"}, "base", "refers to itself"),
+    # Refused from the counts, before a point is drawn: 10^8 drawn points would exhaust the memory.
+    ({"random": {"samples": 100_000_000, "axes": {"network.uplink_mbps": {"loguniform": [0.5, 50]}}}},
+     "random.samples", "would have 100,000,000 points (random.samples 100,000,000), more than max_points (100,000)"),
+    ({"grid": {"workload.num_devices": [1, 2, 3, 4], "network": ["lte", "3g", "wifi5"]}, "max_points": 11},
+     "grid", "would have 12 points (grid 12), more than max_points (11)"),
+    ({"grid": {"network": ["lte", "3g"]}, "zip": {"workload.num_devices": [1, 2, 4]},
+      "random": {"samples": 2, "axes": {"network.rtt_ms": {"uniform": [10, 50]}}}, "max_points": 11},
+     "zip", "would have 12 points (grid 2 × zip 3 × random.samples 2)"),
+    ({"random": {"samples": 3, "axes": {"network.rtt_ms": {"uniform": [10, float("inf")]}}}},
+     "random.axes.network.rtt_ms.uniform.1", "finite"),
+    ({"random": {"samples": True, "axes": {"network.rtt_ms": {"uniform": [10, 20]}}}},
+     "random.samples", "not true or false"),
 ])
 def test_bad_sweep_files_are_one_line_naming_file_and_key(tmp_path, capsys, spec, field, words):
     path = write_sweep(tmp_path, {"name": "bad", "base": str(DEMO), **spec})
@@ -97,6 +111,12 @@ def test_bad_sweep_files_are_one_line_naming_file_and_key(tmp_path, capsys, spec
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith(f"error: {path}: {field}: ") and words in err, err
     assert not (tmp_path / "out" / "bad").exists()
+
+
+def test_a_sweep_of_max_points_points_is_taken(tmp_path):
+    spec = {"name": "s", "base": str(DEMO), "grid": {"workload.num_devices": [1, 2, 3, 4], "network": ["lte", "3g"]},
+            "zip": {"qos.max_latency_ms": [50, 90]}, "max_points": 16}
+    assert len(load_sweep(spec).values) == 16
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import difflib
 import functools
 import logging
 import os
+import types
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,8 +42,52 @@ KINDS = ("conv", "conv_dw", "conv_group", "linear", "matmul", "attention", "norm
          "concat", "view", "copy", "other")
 
 
+def _admits_number_not_bool(annotation) -> bool:
+    """Whether a field of this type takes numbers (int or float) but not booleans."""
+    import typing
+
+    if annotation is bool or annotation is Any:
+        return False
+    if annotation in (int, float):
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        return not any(a is bool or a is Any for a in args) and any(_admits_number_not_bool(a) for a in args)
+    return False
+
+
+def _bool_for_number(value, annotation) -> bool:
+    """Whether ``value`` holds a boolean where ``annotation`` expects a number (looking into
+    lists, tuples and mappings of numbers)."""
+    import typing
+
+    if isinstance(value, bool):
+        return _admits_number_not_bool(annotation)
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_bool_for_number(value, a) for a in args if a is not type(None))
+    if isinstance(value, (list, tuple)) and origin in (list, tuple) and args:
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            return any(_bool_for_number(v, a) for v, a in zip(value, args))
+        return any(_bool_for_number(v, args[0]) for v in value)
+    if isinstance(value, dict) and origin is dict and len(args) == 2:
+        return any(_bool_for_number(v, args[1]) for v in value.values())
+    return False
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Base of every schema: unknown keys are refused, numbers are finite, and a boolean is
+    not taken for a number (YAML's ``true`` is not 1)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_number(cls, v, info):
+        f = cls.model_fields.get(info.field_name) if info.field_name else None
+        if f is not None and _bool_for_number(v, f.annotation):
+            raise ValueError("expected a number, not true or false")
+        return v
 
 
 class Efficiency(_Strict):
@@ -333,26 +378,29 @@ def _allowed_keys(model: type[BaseModel] | None, loc: tuple) -> list[str]:
     return list(model.model_fields) if model is not None else []
 
 
-def _error_text(error: dict, model: type[BaseModel] | None) -> str:
-    """The message of one pydantic error, as users read it."""
+def unknown_key_message(key: str, known: list[str]) -> str:
+    """"unknown key", with the known key(s) it may have meant, else the known keys."""
     import difflib
 
+    close = difflib.get_close_matches(key, known, n=2, cutoff=0.6)
+    if close:
+        return f"unknown key; did you mean {' or '.join(close)}?"
+    return f"unknown key (known: {', '.join(known)})" if known else "unknown key"
+
+
+def _error_text(error: dict, model: type[BaseModel] | None) -> str:
+    """The message of one pydantic error, as users read it."""
     msg = error["msg"]
     if error["type"] == "value_error":  # our own validators' messages, without pydantic's prefix
         msg = msg.removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
-        msg = "unknown key"
-        known = _allowed_keys(model, tuple(error["loc"][:-1]))
-        close = difflib.get_close_matches(str(error["loc"][-1]), known, n=2, cutoff=0.6)
-        if close:
-            msg += f"; did you mean {' or '.join(close)}?"
-        elif known:
-            msg += f" (known: {', '.join(known)})"
+        msg = unknown_key_message(str(error["loc"][-1]), _allowed_keys(model, tuple(error["loc"][:-1])))
     elif ("input" in error and error["type"] not in ("missing",) and not isinstance(error["input"], dict)
           and not (error["type"] == "value_error" and str(error["input"]) in msg)):
         # Every rejected value is named ("greater than 0 (got 0)"), unless our own message
         # already does (e.g. a trace file's).
-        msg = f"{msg} (got {error['input']!r})"
+        got = repr(error["input"])
+        msg = f"{msg} (got {got if len(got) <= 80 else got[:60] + '…'})"
     return msg
 
 
@@ -361,7 +409,8 @@ def format_validation_error(err: ValidationError, prefix: str = "", model: type[
     """(dotted field, message) of the first error; the count of others is appended. With the
     validated ``model``, an unknown key says which known key it may have meant."""
     errors = err.errors()
-    first = errors[0]
+    # An unknown key first: a misspelt key is usually why a required one is missing.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = ".".join(str(p) for p in first["loc"])
     field = ".".join(p for p in (prefix, loc) if p)
     msg = _error_text(first, model)
@@ -376,8 +425,55 @@ def every_validation_error(err: ValidationError, model: type[BaseModel] | None =
                      for e in err.errors())
 
 
+# The most values a YAML document may hold once its aliases are expanded: far above any
+# scenario, sweep or profile, far below what a "billion laughs" document (aliases of aliases)
+# expands to, which would exhaust the memory of whatever walks it.
+MAX_YAML_VALUES = 1_000_000
+
+
+class _TooLarge(Exception):
+    def __init__(self, why: str):
+        super().__init__(why)
+        self.why = why
+
+
+def _expanded_size(node, memo: dict, active: set) -> int:
+    """Values in ``node`` with every alias expanded (aliases are shared nodes: counted each
+    time they are used); :class:`_TooLarge` past :data:`MAX_YAML_VALUES` or on a node that
+    holds itself."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in active:
+        raise _TooLarge("an alias (*name) refers to a node that holds it (a recursive document)")
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [n for kv in node.value for n in kv]
+    else:
+        children = []
+    active.add(key)
+    n = 1
+    for c in children:
+        n += _expanded_size(c, memo, active)
+        if n > MAX_YAML_VALUES:
+            raise _TooLarge(f"its aliases (*name) expand to more than {MAX_YAML_VALUES:,} values; write the "
+                            "values out, or use fewer aliases of aliases")
+    active.discard(key)
+    memo[key] = n
+    return n
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last)."""
+    """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last),
+    and a document whose aliases expand beyond :data:`MAX_YAML_VALUES` values or into itself."""
+
+    def get_single_data(self):
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, {}, set())
+        return self.construct_document(node)
 
     def construct_mapping(self, node, deep=False):
         seen: dict = {}
@@ -410,6 +506,8 @@ def read_yaml(path: Path) -> Any:
         raise UserError(f"cannot read: {e.__class__.__name__}", source=str(path)) from None
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except _TooLarge as e:
+        raise UserError(f"refused: {e.why}", source=str(path)) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

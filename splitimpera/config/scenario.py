@@ -17,11 +17,11 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from .checks import run_checks
 from .hardware import (
     DeviceProfile, NetworkProfile, ProfileFileError, _Strict, format_validation_error, read_yaml, resolve_profile,
-    resolve_relative_paths, warn_broken_profiles,
+    resolve_relative_paths, unknown_key_message, warn_broken_profiles,
 )
 
 log = logging.getLogger(__name__)
@@ -43,11 +43,16 @@ def parse_shape_text(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in text.lower().replace("×", "x").split("x"))
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Folder names may have 255 bytes on common file systems; results are first written to a
+# temporary folder named after the result folder with a prefix and suffix added.
+MAX_NAME_CHARS = 100
 
 
 def _folder_name(v: str) -> str:
     if not _NAME_RE.match(v):
         raise ValueError("use letters, digits, '.', '_' and '-' only (it names the output folder)")
+    if len(v) > MAX_NAME_CHARS:
+        raise ValueError(f"at most {MAX_NAME_CHARS} characters (it names the output folder)")
     return v
 
 
@@ -340,7 +345,11 @@ _PROFILE_FIELDS = {"device": "devices", "server": "devices", "network": "network
 
 
 def parse_overrides(items) -> dict[str, Any]:
-    """``["a.b=1", ...]`` (CLI ``--set``) → ``{"a.b": 1}``; values are parsed as YAML scalars."""
+    """``["a.b=1", ...]`` (CLI ``--set``) → ``{"a.b": 1}``; values are parsed as YAML.
+
+    A value YAML cannot parse is taken as the string it is (``note=a: b``), unless it opens
+    a list, a mapping or a quoted string (``[``, ``{``, ``'``, ``"``): that is a list or a
+    string left unclosed, refused naming the key rather than taken literally."""
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -349,7 +358,11 @@ def parse_overrides(items) -> dict[str, Any]:
             raise UserError(f"expected key=value with a dotted key, got {item!r}", source="--set")
         try:
             out[key] = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError:
+        except yaml.YAMLError as e:
+            if value.strip()[:1] in ("[", "{", "'", '"'):
+                problem = getattr(e, "problem", None) or first_line(e)
+                raise UserError(f"malformed value {value!r} ({problem}): close the list, mapping or quotes",
+                                source="--set", field=key) from None
             out[key] = value
     return out
 
@@ -391,6 +404,11 @@ def scenario_from_dict(data: Any, source: str = "<scenario>", overrides: dict[st
         for field, kind in _PROFILE_FIELDS.items():
             if field in data:
                 data[field] = resolve_relative_paths(kind, data[field], base_dir)
+    # An unknown key first: a misspelt `netwrok:` is why `network` is missing.
+    for key in data:
+        if key not in Scenario.model_fields:
+            raise UserError(unknown_key_message(str(key), list(Scenario.model_fields)), source=src_for(str(key)),
+                            field=str(key))
     resolved = dict(data)
     for field, kind in _PROFILE_FIELDS.items():
         if field not in data:

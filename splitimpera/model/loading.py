@@ -15,6 +15,8 @@ import difflib
 import importlib
 import logging
 import os
+import pickle
+import struct
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -214,18 +216,31 @@ def _load_torchvision(name: str, w: str, num_classes: int | None) -> nn.Module:
         raise UserError(f"cannot load cached weights {ckpt}: {str(e).splitlines()[0]}", field=WEIGHTS_FIELD) from None
 
 
+# Errors torch.load(weights_only=True) raises on a file it cannot take: bytes that are not
+# its format, or a pickle of objects other than tensors and plain containers (never loaded,
+# as loading them could run code from the file).
+_NOT_TORCH_FILE = (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, ValueError, IndexError, TypeError,
+                   struct.error)
+
+
 def _load_state(model: nn.Module, path: Path) -> None:
     if not path.is_file():
         raise UserError(f"weights file not found: {path}", field=WEIGHTS_FIELD)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        first = first_line(e)
-        raise UserError(f"cannot read weights {path}: {first}", field=WEIGHTS_FIELD) from None
+    except OSError as e:
+        raise UserError(f"cannot read weights {path}: {e.strerror or first_line(e)}", field=WEIGHTS_FIELD) from None
+    except _NOT_TORCH_FILE:  # what torch raises for bytes it cannot take (random bytes, text, a pickled model)
+        raise UserError(f"weights {path} are not a state dict: only a file of tensors that torch.save wrote is "
+                        "loaded, e.g. torch.save(model.state_dict(), path)", field=WEIGHTS_FIELD) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise UserError(f"weights {path} hold a {type(state).__name__}, not a state dict", field=WEIGHTS_FIELD)
+        raise UserError(f"weights {path} are not a state dict: the file holds a {type(state).__name__}",
+                        field=WEIGHTS_FIELD)
+    if not any(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"weights {path} are not a state dict: the file holds a {type(state).__name__} without "
+                        "tensors", field=WEIGHTS_FIELD)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
@@ -246,6 +261,28 @@ def default_input_shape(name: str, model: nn.Module | None = None) -> tuple[int,
     return None
 
 
+def trace_at(name: str, model: nn.Module, shape) -> "TracedModel":
+    """:func:`~splitimpera.model.splits.trace` at ``shape``. Where the model's usual input shape
+    is known (zoo and torchvision models) and the model cannot run at ``shape``, the error says
+    so in the model's terms: the number of dimensions it takes, or its usual shape beside the
+    error, instead of the first layer's complaint alone."""
+    from .splits import normalize_input_shape, trace
+
+    shape = normalize_input_shape(shape)
+    try:
+        return trace(model, shape)
+    except UserError as e:
+        own = default_input_shape(name, model)
+        if own is None or tuple(shape) == tuple(own):
+            raise
+        usual = "x".join(map(str, own))
+        if len(shape) != len(own):
+            dims = " (C×H×W, without the batch)" if len(own) == 3 else " (without the batch)"
+            raise UserError(f"the model takes {len(own)} dimensions{dims}, e.g. {usual}; got "
+                            f"{'x'.join(map(str, shape))}", field=e.field, source=e.source) from None
+        raise UserError(f"{e.message} (the model's usual input is {usual})", field=e.field, source=e.source) from None
+
+
 def load_traced(scenario: "Scenario") -> "TracedModel":
     """The scenario's model, loaded (seeded) and traced at its input shape."""
     ms = scenario.model
@@ -259,8 +296,6 @@ def load_traced(scenario: "Scenario") -> "TracedModel":
         raise e.at(source=scenario.source, field="model.name") from None
     shape = tuple(ms.input_shape) if ms.input_shape else default_input_shape(ms.name, model)
     try:
-        from .splits import trace
-
-        return trace(model, shape)
+        return trace_at(ms.name, model, shape)
     except UserError as e:
         raise e.at(source=scenario.source, field="model.input_shape") from None

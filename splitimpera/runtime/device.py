@@ -50,6 +50,10 @@ from .server import check_splits, symbol_type, wire_bottlenecks
 log = logging.getLogger(__name__)
 
 SYNC_PINGS = 16
+# The server's reasons for refusing what this device sends (its settings disagree with the
+# server's), and the option to look at: a user error, not requests lost on the way.
+REFUSALS = {"unknown_split": "--split", "unknown_bottleneck": "--bottleneck", "unknown_coder": "--server",
+            "bad_shape": "--server", "bad_dtype": "--server", "bad_token": "--token"}
 CONNECT_TIMEOUT_S = 10.0
 EXTRA_COLUMNS = ["head_s", "encode_s", "decode_s", "batch", "frame_bytes", "answered", "prediction"]
 MEASURED_COLUMNS = REQUEST_COLUMNS + EXTRA_COLUMNS
@@ -169,6 +173,7 @@ def run_device(scenario: Scenario, server: tuple[str, int], split: str, *, bottl
     replies: dict[int, tuple[int, dict]] = {}
     done = threading.Event()
     errors: list[str] = []
+    refused: list[str] = []  # the server's reason, when it refused these requests outright
 
     def receive():
         try:
@@ -177,6 +182,8 @@ def run_device(scenario: Scenario, server: tuple[str, int], split: str, *, bottl
                 t = time.monotonic_ns()
                 if f.kind == wire.ERROR:
                     errors.append(f.meta["reason"])
+                    if f.meta["reason"].partition(":")[0] in REFUSALS:
+                        refused.append(f.meta["reason"])
                     return
                 if f.kind == wire.REPLY:
                     replies[f.req_id] = (t, f.meta)
@@ -235,6 +242,9 @@ def run_device(scenario: Scenario, server: tuple[str, int], split: str, *, bottl
             except OSError:
                 pass
             sock.close()
+    if refused:
+        raise UserError(f"the server at {server[0]}:{server[1]} refused the requests: {refused[0]}",
+                        field=REFUSALS[refused[0].partition(":")[0]])
     if errors:
         log.warning("device %d: %s", device_id, errors[0])
 

@@ -308,12 +308,21 @@ class SplitServer:
     def _token_ok(self, token: str) -> bool:
         return hmac.compare_digest(token.encode(), self.token.encode())
 
+    def _token_problem(self, token: str) -> str:
+        """What is wrong with a token that :meth:`_token_ok` refused, in the device's terms."""
+        if not self.token:
+            return ("this server takes no token (started without --token): drop --token and $SPLITIMPERA_TOKEN, "
+                    "or start the server with that token")
+        if not token:
+            return "this server requires a token: give the same --token (or $SPLITIMPERA_TOKEN) as the server"
+        return "wrong token: give the same --token (or $SPLITIMPERA_TOKEN) as the server"
+
     def _check(self, kind: int, m: dict) -> None:
         """Refuse a frame on its metadata, before its body is read (:func:`wire.read_frame`)."""
         if kind not in (wire.PING, wire.REQUEST):
             raise wire.FrameError(f"a {wire.KINDS[kind]} frame from a device", "unexpected_kind")
         if not self._token_ok(m["token"]):
-            raise wire.FrameError("wrong or missing token", "bad_token")
+            raise wire.FrameError(self._token_problem(m["token"]), "bad_token")
         if kind == wire.PING:
             return
         if m["split"] not in self.tails:
