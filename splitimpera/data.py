@@ -1,9 +1,13 @@
-"""Evaluation data: scikit-learn's handwritten digits (bundled, offline), synthetic sets,
-image folders.
+"""Evaluation data: scikit-learn's handwritten digits (bundled, offline), the bundled
+"letters" set, synthetic sets, image folders.
 
 The digits set is real data that scikit-learn ships (1,797 8×8 greyscale images, 10 classes).
 It is upsampled to 32×32 so that a small VGG-style CNN has room for three pooling stages.
 The train/test split is stratified and fixed (seed 0), so training and evaluation agree.
+
+The letters set (``splitimpera/datasets/letters.npz``, made by ``scripts/make_letters.py``)
+is harder: A–J drawn from matplotlib's fonts with random distortions, clutter and noise,
+32×32 greyscale, its test split drawn from fonts never seen in training (notMNIST-like).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -62,6 +67,74 @@ def digits(split: str = "test", size: int = DIGITS_SIZE) -> TensorDataset:
     return TensorDataset(t.contiguous(), torch.from_numpy(y))
 
 
+LETTERS_FILE = Path(__file__).resolve().parent / "datasets" / "letters.npz"
+LETTERS_CLASSES = list("ABCDEFGHIJ")
+# Mean/std of the letters training images (pixels scaled to [0, 1]), as letters.json records
+# them; fixed here so that the normalisation never depends on which split is loaded.
+LETTERS_MEAN = 0.2527
+LETTERS_STD = 0.3197
+_LETTERS_ARRAYS = ("x_train", "y_train", "font_train", "x_test", "y_test", "font_test")
+
+
+def load_letters_arrays(path: str | Path = LETTERS_FILE) -> dict[str, np.ndarray]:
+    """The raw arrays of the letters file at ``path`` (uint8 images, labels, font indices),
+    after checking its sha256 against the ``.json`` beside it. Read without pickle: a file
+    that does not match its recorded hash, or holds anything but plain numeric arrays, is a
+    :class:`UserError` naming the file."""
+    import hashlib
+    import io
+    import json
+
+    path = Path(path)
+    meta_path = path.with_suffix(".json")
+    try:
+        blob = path.read_bytes()
+        want = json.loads(meta_path.read_text())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"cannot read the letters data set: {first_line(e)}", source=str(path)) from None
+    got = hashlib.sha256(blob).hexdigest()
+    if got != want:
+        raise UserError(f"sha256 {got[:12]}… does not match {want[:12]}… recorded in {meta_path.name}: the file "
+                        f"was changed or damaged (scripts/make_letters.py writes it)", source=str(path))
+    out = {}
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            for k in npz.files:
+                v = npz[k]
+                if not isinstance(v, np.ndarray) or v.dtype.kind not in "biuf":
+                    raise ValueError(f"member {k!r} is not a plain numeric array")
+                out[k] = v
+    except Exception as e:  # noqa: BLE001 - numpy/zipfile report a bad member in many ways
+        raise UserError(f"not a letters data set of plain numeric arrays ({first_line(e)}); refusing to read it",
+                        source=str(path)) from None
+    missing = [k for k in _LETTERS_ARRAYS if k not in out]
+    if missing:
+        raise UserError(f"not a letters data set: no {', '.join(missing)}", source=str(path))
+    return out
+
+
+def letters(split: str = "test", size: int = DIGITS_SIZE, path: str | Path = LETTERS_FILE) -> TensorDataset:
+    """The bundled letters set as a TensorDataset of (image (1, size, size) float32, label
+    int64), with ``classes`` (A–J) set on it.
+
+    ``split``: ``"train"`` (16 fonts), ``"test"`` (6 other fonts, never seen in training) or
+    ``"all"`` (train then test).
+    """
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    arr = load_letters_arrays(path)
+    parts = ["train", "test"] if split == "all" else [split]
+    x = np.concatenate([arr[f"x_{p}"] for p in parts]).astype(np.float32) / 255.0
+    y = np.concatenate([arr[f"y_{p}"] for p in parts]).astype(np.int64)
+    t = torch.from_numpy(x)[:, None]
+    if size != t.shape[-1]:
+        t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
+    t = (t - LETTERS_MEAN) / LETTERS_STD
+    ds = TensorDataset(t.contiguous(), torch.from_numpy(y))
+    ds.classes = list(LETTERS_CLASSES)  # what class_names() reads, as from an ImageFolder
+    return ds
+
+
 def synthetic(n: int, shape: tuple[int, ...], num_classes: int, seed: int = 0) -> TensorDataset:
     """``n`` standard-normal images of ``shape`` (C, H, W) with uniform random labels, seeded."""
     g = torch.Generator().manual_seed(seed)
@@ -99,6 +172,8 @@ def load_dataset(spec, input_shape: tuple[int, ...], num_classes: int | None = N
         return None
     if spec.source == "digits":
         ds = digits(spec.split, size=input_shape[-1])
+    elif spec.source == "letters":
+        ds = letters(spec.split, size=input_shape[-1])
     elif spec.source == "synthetic":
         ds = synthetic(spec.limit or 256, input_shape, num_classes or 10, seed=seed)
     else:
@@ -269,7 +344,7 @@ def check_samples(what: str, got: tuple, shape: tuple, n_labels: int | None, wid
 
 def class_names(ds) -> list[str] | None:
     """The class names of an ImageFolder (its folder names, in label order), through a Subset;
-    None for data without named classes (digits, synthetic)."""
+    the letters set's A–J; None for data without named classes (digits, synthetic)."""
     while ds is not None and not hasattr(ds, "classes") and hasattr(ds, "dataset"):
         ds = ds.dataset
     names = getattr(ds, "classes", None)

@@ -156,7 +156,7 @@ def test_a_failing_loader_leaves_nothing_half_loaded():
     (hardware.NETWORKS, {"3g", "lte", "lte_drive", "wifi5", "ethernet"}),
     (gradcam.METHODS, {"gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "gradcam-elementwise"}),
     (bn.BOTTLENECKS, set(DEFAULT_BOTTLENECKS)),
-    (zoo.ZOO, {"digits_cnn"}),
+    (zoo.ZOO, {"digits_cnn", "letters_vgg", "letters_resnet"}),
 ], ids=["devices", "networks", "methods", "bottlenecks", "zoo"])
 def test_each_registry_is_a_registry_listing_its_entries(reg, expected):
     assert isinstance(reg, Registry)
@@ -172,7 +172,7 @@ def test_list_functions_answer_from_the_registries():
         [n for n in hardware.DEVICES.list() if n.startswith("server") and n != "server_cpu"]
     assert hardware.list_networks(include=["lte*", "3g"]) == ["3g", "lte", "lte_drive"]
     assert gradcam.list_methods(include="gradcam*") == ["gradcam", "gradcam++", "gradcam-elementwise"]
-    assert zoo.list_zoo_models() == zoo.ZOO.list() == ["digits_cnn"]
+    assert zoo.list_zoo_models() == zoo.ZOO.list() == ["digits_cnn", "letters_resnet", "letters_vgg"]
     assert bn.list_bottlenecks()[:len(DEFAULT_BOTTLENECKS)] == DEFAULT_BOTTLENECKS  # registration order
     assert bn.list_bottlenecks(include="int*", exclude="*_pct") == \
         ["int8", "int4", "int2", "int8_channel", "int4_channel", "int2_channel"]
@@ -239,6 +239,10 @@ def test_zoo_entry_metadata(name):
     with torch.no_grad():
         out = model(torch.zeros(2, *entry.input_shape))
     assert tuple(out.shape) == (2, entry.num_classes)
+    # The parameter count the weights' metadata records is the model's own.
+    meta = entry.weights_path.with_suffix(".json") if entry.weights_path is not None else None
+    if meta is not None and meta.is_file() and "params" in json.loads(meta.read_text()):
+        assert json.loads(meta.read_text())["params"] == sum(p.numel() for p in model.parameters())
 
 
 @pytest.mark.parametrize("name", gradcam.list_methods())

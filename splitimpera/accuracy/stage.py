@@ -141,13 +141,13 @@ def analyze(scenario: Scenario, tm: TracedModel | None = None, data=None, *, pro
 def load_calibration(scenario: Scenario, shape: tuple[int, ...], ds):
     """``(calibration data, evaluation data, how)`` for bottlenecks that learn.
 
-    ``bottleneck.calibration: auto`` takes the digits train split when the evaluation data is
-    the digits test split, else a seeded half of the data (the other half evaluates, so
+    ``bottleneck.calibration: auto`` takes the train split of digits (or letters) when the
+    evaluation data is its test split, else a seeded half of the data (the other half evaluates, so
     nothing is fitted on what it is scored on); a data section names other data.
     """
     from torch.utils.data import Subset
 
-    from ..data import digits
+    from ..data import digits, letters
 
     spec, src = scenario.bottleneck, scenario.source
     limit = spec.calibration_limit
@@ -161,6 +161,8 @@ def load_calibration(scenario: Scenario, shape: tuple[int, ...], ds):
     if isinstance(spec.calibration, str):  # auto
         if scenario.data.source == "digits" and scenario.data.split == "test":
             return cap(digits("train", size=shape[-1])), ds, "digits train split"
+        if scenario.data.source == "letters" and scenario.data.split == "test":
+            return cap(letters("train", size=shape[-1])), ds, "letters train split"
         if len(ds) < 4:
             raise UserError("too few samples to set half aside for calibration", source=src, field="data")
         perm = rng.permutation(len(ds))

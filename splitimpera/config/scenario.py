@@ -90,7 +90,7 @@ class ModelSpec(_Strict):
 
 
 class DataSpec(_Strict):
-    source: Literal["digits", "synthetic", "imagefolder", "none"] = "none"
+    source: Literal["digits", "letters", "synthetic", "imagefolder", "none"] = "none"
     path: str | None = None
     split: Literal["train", "test", "all"] = "test"
     limit: int | None = Field(None, gt=0, description="use at most this many samples")
@@ -183,7 +183,7 @@ class BottleneckSpec(_Strict):
                             "log10 CUI), cui_linear, mean, depth, log_size (log sent bytes), probe (a linear "
                             "probe's accuracy), or none (measure every split instead)")
     calibration: Literal["auto"] | DataSpec = Field(
-        "auto", description="data that learning bottlenecks fit on; auto: the digits train split, "
+        "auto", description="data that learning bottlenecks fit on; auto: the train split of digits or letters, "
                             "else a seeded half of the data (the other half evaluates)")
     calibration_limit: int = Field(1024, gt=0, description="calibration samples at most")
     accuracy_csv: str | None = Field(
@@ -514,10 +514,10 @@ def _semantic_checks(sc: Scenario, src_for) -> None:
     run_checks(sc, src_for, "analysis")
     _check_bottleneck(sc, src_for)
     if sc.exit is not None and sc.data.source in ("none", "synthetic"):
-        raise UserError("exit heads are trained and scored on labelled data (data.source: digits or imagefolder)",
-                        source=src_for("exit"), field="exit")
+        raise UserError("exit heads are trained and scored on labelled data (data.source: digits, letters or "
+                        "imagefolder)", source=src_for("exit"), field="exit")
     if sc.qos.min_accuracy is not None and sc.data.source in ("none", "synthetic"):
-        raise UserError("needs labelled data (data.source: digits or imagefolder)",
+        raise UserError("needs labelled data (data.source: digits, letters or imagefolder)",
                         source=src_for("qos.min_accuracy"), field="qos.min_accuracy")
 
 

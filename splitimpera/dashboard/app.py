@@ -283,7 +283,7 @@ def controls(base: Base, sc0: si.Scenario) -> tuple[si.Scenario, dict, bool]:
         st.caption("; ".join(described) + ".")
 
     st.header("QoS")
-    labelled = sc1.data.source in ("digits", "imagefolder")
+    labelled = sc1.data.source in ("digits", "letters", "imagefolder")
     c1, c2 = st.columns(2)
     lat = c1.number_input("Max latency (ms)", min_value=0.0, value=q.max_latency_ms, step=5.0, format="%g",
                           key=k("maxlat"), placeholder="none")
@@ -294,7 +294,7 @@ def controls(base: Base, sc0: si.Scenario) -> tuple[si.Scenario, dict, bool]:
     acc = c1.number_input("Min accuracy (%)", min_value=0.0, max_value=100.0,
                           value=None if q.min_accuracy is None else q.min_accuracy * 100, step=0.5, format="%g",
                           key=k("minacc", labelled), placeholder="none", disabled=not labelled,
-                          help=None if labelled else "needs labelled data (data.source: digits or imagefolder)")
+                          help=None if labelled else "needs labelled data (data.source: digits, letters or imagefolder)")
     energy = c2.number_input("Max energy (mJ)", min_value=0.0, value=q.max_energy_mj, step=10.0, format="%g",
                              key=k("maxenergy"), placeholder="none")
     objectives = choices("qos.objective")

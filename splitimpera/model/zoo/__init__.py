@@ -33,9 +33,10 @@ class ZooEntry:
 
 
 def _register_defaults(reg: "Registry[ZooEntry]") -> None:
-    from . import digits  # its module imports this one: imported when first needed
+    from . import digits, letters  # their modules import this one: imported when first needed
 
     digits.register()
+    letters.register()
 
 
 ZOO: Registry[ZooEntry] = Registry("zoo model", loader=_register_defaults)
