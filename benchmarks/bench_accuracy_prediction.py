@@ -14,6 +14,10 @@ reach a higher subset accuracy under the autoencoder than the global nomination?
 
     .venv/bin/python benchmarks/bench_accuracy_prediction.py [--seeds 0,1,2] [--out FILE]
 
+The models can be measured in separate processes and combined (each writes its raw
+points to a folder): ``--models letters_vgg --raw DIR`` per model, then
+``--combine DIR DIR … --out FILE``.
+
 The CUI curves are computed on the calibration data (the task's train split), never on the
 test split the accuracies are measured on.
 """
@@ -46,14 +50,19 @@ CALIBRATION = 1024
 CUI_IMAGES = 512
 
 
-def _cases():
+ALL_MODELS = (("digits_cnn", "digits"), ("letters_vgg", "letters"), ("letters_resnet", "letters"))
+
+
+def _cases(models=None):
     """(model, task, test data, calibration data) for every bundled task with trained weights."""
     from splitimpera import data as D
     from splitimpera.model.zoo import list_zoo_models
 
     out = []
     known = set(list_zoo_models())
-    for model, task in (("digits_cnn", "digits"), ("letters_vgg", "letters"), ("letters_resnet", "letters")):
+    for model, task in ALL_MODELS:
+        if models and model not in models:
+            continue
         if model not in known:
             print(f"(skipped {model}: not in the zoo)", file=sys.stderr)
             continue
@@ -71,11 +80,11 @@ def _subset(ds, n, seed):
     return Subset(ds, np.sort(np.random.default_rng(seed).permutation(len(ds))[:n]).tolist())
 
 
-def study(seeds, log):
+def study(seeds, log, models=None):
     points, sigma_rows, per_class_rows, meta = [], [], [], {}
-    for model_name, task, test, train in _cases():
+    for model_name, task, test, train in _cases(models):
         t0 = time.perf_counter()
-        model = si.load_model(model_name)
+        model = si.load_model(model_name, "default")
         shape = tuple(test[0][0].shape)
         tm = trace(model, shape)
         calib = _subset(train, CALIBRATION, 0xCA1)
@@ -214,14 +223,32 @@ def main():
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--bootstrap", type=int, default=2000)
     ap.add_argument("--out", help="write the printed table here, and the figures as JSON beside it (.json)")
+    ap.add_argument("--models", help="comma-separated zoo models to measure (default: every bundled task's)")
+    ap.add_argument("--raw", help="write the measured points to this folder (for --combine)")
+    ap.add_argument("--combine", nargs="+", help="report from these --raw folders instead of measuring")
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
-    points, sigma, per_class, meta = study(seeds, lambda m: print(m, file=sys.stderr))
+    from pathlib import Path
+
+    if a.combine:
+        parts = [Path(d) for d in a.combine]
+        points, sigma, per_class = (pd.concat([pd.read_csv(d / f) for d in parts if (d / f).stat().st_size > 1],
+                                              ignore_index=True) for f in ("points.csv", "sigma.csv", "per_class.csv"))
+        meta = {k: v for d in parts for k, v in json.loads((d / "meta.json").read_text())["meta"].items()}
+        seeds = json.loads((parts[0] / "meta.json").read_text())["seeds"]
+    else:
+        models = a.models.split(",") if a.models else None
+        points, sigma, per_class, meta = study(seeds, lambda m: print(m, file=sys.stderr), models)
+        if a.raw:
+            d = Path(a.raw)
+            d.mkdir(parents=True, exist_ok=True)
+            points.to_csv(d / "points.csv", index=False)
+            sigma.to_csv(d / "sigma.csv", index=False)
+            per_class.to_csv(d / "per_class.csv", index=False)
+            (d / "meta.json").write_text(json.dumps({"meta": meta, "seeds": seeds}, indent=1, default=float))
     text, doc = report(points, sigma, per_class, meta, seeds, a.bootstrap)
     print(text)
     if a.out:
-        from pathlib import Path
-
         Path(a.out).write_text(text + "\n")
         Path(a.out).with_suffix(".json").write_text(json.dumps(doc, indent=1, default=float) + "\n")
 

@@ -18,7 +18,9 @@ Values of a network trained in the run (the autoencoder's accuracy and its zstd-
 bytes) are not pinned bit for bit: a CPU with other kernels, or another thread count,
 trains another network. They are compared within :func:`trained_tolerance`, which
 ``scripts/trained_spread.py`` checks against the spread measured over seeds and thread
-counts. Everything not trained keeps the exact pin.
+counts. Everything not trained keeps the exact pin. A value a later fix changed on purpose
+is recorded beside the old one (``changed_by_design``, with the reason and how it was
+recorded) and compared instead.
 """
 
 from __future__ import annotations
@@ -40,11 +42,16 @@ SLOW = {"infeasible_3g", "vgg16_wifi5", "demo_autoencoder", "resnet50_lte", "eff
 
 
 # Trained values: accuracy within TRAINED_SE binomial standard errors of the evaluation set,
-# bytes within TRAINED_BYTES_REL. Over 5 seeds × 2 thread counts the demo autoencoder's
-# accuracies moved by at most MEASURED_MAX_SE standard errors from seed 0 at 2 threads, and
-# its bytes by at most MEASURED_BYTES_REL (scripts/trained_spread.py prints both).
-TRAINED_SE = 2.0
-TRAINED_BYTES_REL = 0.01
+# bytes within TRAINED_BYTES_REL. What they must cover, measured by scripts/trained_spread.py
+# (4 seeds × 1 and 2 threads, an Intel Xeon with AVX-512): a change of thread count at one
+# seed moved one split by one image (0.28 points, 0.5 SE) and its bytes by 1 B (0.1 %); a
+# change of seed, a far larger perturbation than another CPU's rounding, moved accuracies by
+# at most 2.68 SE and bytes by at most 2.85 % (both at features_2, whose zstd-coded fp32 code
+# compresses differently per network). The tolerances cover the seed spread, so a CPU whose
+# kernels send training down another path still passes; a regression that costs a few
+# images at every split, or a coder change, does not.
+TRAINED_SE = 3.0
+TRAINED_BYTES_REL = 0.05
 
 
 def trained_tolerance(accuracy: float, n: int) -> float:
@@ -102,6 +109,7 @@ def _plain(v):
 def test_bundled_scenario_matches_the_values_before_the_redesign(key, repo_root):
     case = GOLDEN["scenarios"][key]
     ref = case.get("int8_with_range", case)
+    changed = case.get("changed_by_design", {}).get("splits", {})  # a fix since, recorded with its reason
     sc = _scenario(key)
     trained = _trained(key)
     res = si.run(sc)
@@ -113,7 +121,7 @@ def test_bundled_scenario_matches_the_values_before_the_redesign(key, repo_root)
     for split, row in ref["splits"].items():
         learnt = trained and row["accuracy_source"] == "measured"
         for col in KEPT:
-            got, want = _plain(table.at[split, col]), row[col]
+            got, want = _plain(table.at[split, col]), changed.get(split, {}).get(col, row[col])
             if learnt and col == "accuracy":
                 ok = abs(got - want) <= trained_tolerance(want, n)
             elif learnt and col == "bytes_sent":

@@ -41,7 +41,7 @@ from ..model.splits import OUTPUT, PREDICTION_BYTES, TracedModel, _head_tail, ev
 
 log = logging.getLogger(__name__)
 
-ACCURACY_VERSION = 3
+ACCURACY_VERSION = 4  # 4: the autoencoder keeps at least 8 hidden channels
 RANDOM_DRAWS = 3  # random-channel controls are measured over this many seeded draws
 MEASURE_COLUMNS = ["bottleneck", "applicable", "accuracy", "accuracy_std", "agreement", "bytes_raw", "bytes_zstd",
                    "bytes_rle", "tx_bytes_fp32", "samples", "note"]
@@ -238,7 +238,7 @@ def _settings(b: Bottleneck) -> dict:
     return {k: v for k, v in sorted(vars(b).items()) if isinstance(v, (bool, int, float, str, type(None)))}
 
 
-FIT_VERSION = 1
+FIT_VERSION = 2  # 2: the autoencoder keeps at least 8 hidden channels
 
 
 def _fit_cache_key(fit_key, split: str, b: Bottleneck, options: dict, seed: int) -> str | None:

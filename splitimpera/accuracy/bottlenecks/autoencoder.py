@@ -13,17 +13,25 @@ from .base import Bottleneck
 from .coders import _float_words
 
 
+# The hidden layer has at least this many channels. I-SPLIT's C/2 leaves one ReLU channel at
+# a 1-channel input: it dies in most seeds and the code carries nothing (digits input split,
+# 6 seeds: 10-89 % accuracy with one channel, 97.5-98.3 % with eight). The code, and so the
+# bytes sent, stays C/4 channels.
+MIN_HIDDEN_CHANNELS = 8
+
+
 def _ae_geometry(shape: tuple[int, int, int]) -> tuple[int, int, int, int, int, int]:
-    """``(C/2, C/4, H1, W1, H2, W2)`` of the autoencoder for a (C, H, W) tensor: channels of
-    the hidden layer and the code, and the sizes after the first and second stride-2 conv."""
+    """``(max(C/2, 8), C/4, H1, W1, H2, W2)`` of the autoencoder for a (C, H, W) tensor:
+    channels of the hidden layer and the code, and the sizes after the first and second
+    stride-2 conv."""
     c, h, w = shape
     h1, w1 = (h + 1) // 2, (w + 1) // 2
-    return max(1, c // 2), max(1, c // 4), h1, w1, (h1 + 1) // 2, (w1 + 1) // 2
+    return max(MIN_HIDDEN_CHANNELS, c // 2), max(1, c // 4), h1, w1, (h1 + 1) // 2, (w1 + 1) // 2
 
 
 class _AENet(nn.Module):
-    """I-SPLIT's undercomplete autoencoder for a (C, H, W) tensor: (C/2, C/4) stride-2
-    convolutions down, mirrored transposed convolutions up, in standardised units."""
+    """I-SPLIT's undercomplete autoencoder for a (C, H, W) tensor: (C/2 but at least 8, C/4)
+    stride-2 convolutions down, mirrored transposed convolutions up, in standardised units."""
 
     def __init__(self, shape: tuple[int, int, int]):
         super().__init__()
