@@ -257,6 +257,8 @@ def ranked_view(result) -> pd.DataFrame:
         v["accuracy %"] = t["accuracy"] * 100
         if not t["accuracy_source"].isin(["full model", "unknown"]).all():  # measured, predicted, nominal, yours
             v["accuracy from"] = t["accuracy_source"]
+        if "accuracy_band" in t.columns and t["accuracy_band"].notna().any():  # a predictor's LOO error
+            v["accuracy ± %"] = t["accuracy_band"] * 100
     v["link load %"] = t["uplink_utilisation"] * 100
     if result.scenario.network.transport == "udp":
         v["frames lost %"] = t["frame_loss_ratio"] * 100

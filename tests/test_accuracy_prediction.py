@@ -65,3 +65,20 @@ def test_predicted_accuracy_text_carries_the_band():
     assert accuracy_text(0.9751, "measured", band=float("nan")) == "97.5 %"
     note = accuracy_footnote(["measured", "predicted (log_size)"])
     assert note.startswith("* predicted (B2: linear on log10 sent bytes)") and "leave-one-split-out" in note
+
+
+def test_dashboard_plots_cui_against_the_measured_accuracy(repo_root):
+    from splitimpera.dashboard.app import cui_accuracy_chart
+    from splitimpera.data import digits
+
+    res = _run(repo_root, **{"bottleneck.name": ["int2", "int4"], "bottleneck.splits": "all"})
+    cui = si.cui(load_traced(res.scenario), digits("test"))
+    spec = cui_accuracy_chart(cui, res.table)
+    pts = pd.DataFrame(spec["data"]["values"])
+    measured = res.table[res.table["accuracy_source"] == "measured"].reset_index()
+    measured = measured[measured["split"].isin(cui.curve.index)]
+    assert len(pts) == len(measured) and set(pts["bottleneck"]) == {"int2", "int4"}
+    for _, r in pts.iterrows():
+        assert r["cui"] == pytest.approx(cui.curve.at[r["split"], "log10_cui"])
+        assert r["accuracy"] == pytest.approx(100 * res.table.at[(r["split"], r["bottleneck"]), "accuracy"])
+    assert cui_accuracy_chart(cui, res.table.assign(accuracy_source="full model")) is None

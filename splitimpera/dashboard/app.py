@@ -38,7 +38,9 @@ import splitimpera as si
 from splitimpera import whatif
 from splitimpera.errors import UserError
 from splitimpera.plain import human
-from splitimpera.report.view import ACCURACY_NOTES, STAGE_COLOURS, STAGE_LABELS, View, compute_error_sentence
+from splitimpera.accuracy.predictors import is_predicted
+from splitimpera.report.view import (STAGE_COLOURS, STAGE_LABELS, View, accuracy_footnote, accuracy_text,
+                                     compute_error_sentence)
 
 log = logging.getLogger("splitimpera.app")
 
@@ -425,10 +427,11 @@ def ranked_table(res: si.Result, view: View) -> None:
     if not view.multi:
         df = df.droplevel("bottleneck")
         rec = None if rec is None else (rec[0] if len(rec) == 2 else (rec[0], rec[2]))
-    predicted = "accuracy from" in df.columns and (df["accuracy from"] == "predicted (CUI)").any()
-    if predicted:  # starred like the terminal and the report: * predicted, not measured
-        df["accuracy %"] = [("" if pd.isna(a) else f"{a:.1f}{'*' if src == 'predicted (CUI)' else ''}")
-                            for a, src in zip(df["accuracy %"], df["accuracy from"])]
+    predicted = "accuracy from" in df.columns and df["accuracy from"].map(is_predicted).any()
+    if predicted:  # like the terminal and the report: the band, and * predicted, not measured
+        band = df["accuracy ± %"] / 100 if "accuracy ± %" in df.columns else [None] * len(df)
+        df["accuracy %"] = [("" if pd.isna(a) else accuracy_text(a / 100, src, unit="", band=b))
+                            for a, src, b in zip(df["accuracy %"], df["accuracy from"], band)]
     wide = st.toggle("All columns", key="wide_ranking", help="the queueing waits, downlink, link load, frames lost, "
                      "FLOPs share, where each accuracy comes from and the Pareto front")
     order = None if wide else [c for c in df.columns if c in NARROW_COLUMNS]
@@ -441,7 +444,7 @@ def ranked_table(res: si.Result, view: View) -> None:
     st.dataframe(styled, column_config=config, height=min(38 + 35 * len(df), 820), placeholder="—",
                  column_order=order)
     if predicted:
-        st.caption(ACCURACY_NOTES["*"])
+        st.caption(accuracy_footnote(df["accuracy from"]))
     sc = res.scenario
     modes = res.meta.get("compute") or {}
     err = compute_error_sentence(view, modes, sc.device.name, sc.server.name)
@@ -678,8 +681,9 @@ def early_exit_tab(view: View) -> None:
                "computing); enlarged: the points at the chosen τ. τ above every confidence would equal SC.")
 
 
-def importance_tab(sc: si.Scenario, prep: si.Prepared, pkey: str):
-    """The CUI curve with nominations and per-class curves; returns the CUIResult shown (or None)."""
+def importance_tab(sc: si.Scenario, prep: si.Prepared, pkey: str, result: si.Result | None = None):
+    """The CUI curve with nominations and per-class curves, and against ``result``'s measured
+    accuracies; returns the CUIResult shown (or None)."""
     if sc.data.source == "none":
         st.info("The importance analysis needs data: this scenario has `data.source: none`.")
         return None
@@ -705,7 +709,32 @@ def importance_tab(sc: si.Scenario, prep: si.Prepared, pkey: str):
     c1.dataframe(shown.nominated.set_index("rank"))
     c2.markdown("**Best split per class**")
     c2.dataframe(best_per_class(pkey, res))
+    if result is not None:
+        spec = cui_accuracy_chart(res, result.table)
+        if spec is not None:
+            st.markdown("**CUI against the accuracy measured under each bottleneck** (I-SPLIT's claim: the curve "
+                        "predicts it; the README's accuracy fidelity says how well it does)")
+            st.vega_lite_chart(spec=spec)
     return res
+
+
+def cui_accuracy_chart(cui_res, table: pd.DataFrame) -> dict | None:
+    """log10 CUI (x) against the accuracy measured at each split (y, %), one colour per
+    bottleneck; None when no split has both."""
+    curve = cui_res.curve["log10_cui"]
+    t = table.reset_index()
+    t = t[(t["accuracy_source"] == "measured") & t["split"].isin(curve.index)]
+    if t.empty:
+        return None
+    df = pd.DataFrame({"split": t["split"], "bottleneck": t["bottleneck"], "cui": curve.reindex(t["split"]).to_numpy(),
+                       "accuracy": t["accuracy"].to_numpy(float) * 100})
+    return {"data": {"values": _records(df)}, "height": 280,
+            "mark": {"type": "point", "filled": True, "tooltip": True},
+            "encoding": {"x": _q("cui", "log10 CUI", scale={"zero": False}),
+                         "y": _q("accuracy", "measured accuracy (%)", scale={"zero": False}),
+                         "color": {"field": "bottleneck", "type": "nominal"},
+                         "tooltip": [{"field": "split"}, {"field": "bottleneck"}, _q("cui", "log10 CUI", ".3f"),
+                                     _q("accuracy", "accuracy %", ".2f")]}}
 
 
 def compare_tab(sc: si.Scenario, res: si.Result, pinned: si.Result | None) -> None:
@@ -822,7 +851,7 @@ def main() -> None:
         st.caption(f"Red rings and line: the Pareto front (accuracy, latency, energy); shaded green: the QoS "
                    f"region; hover a point for its {'design point' if view.multi else 'split'}.")
     with tabs[2]:
-        shown["cui"] = importance_tab(sc, prep, pkey)
+        shown["cui"] = importance_tab(sc, prep, pkey, res)
     with tabs[3]:
         compare_tab(sc, res, pinned)
     with tabs[4]:
