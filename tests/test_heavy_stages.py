@@ -23,8 +23,8 @@ def _tiny(name: str, bottlenecks: list[str], coder: str = "raw") -> dict:
     return {"name": name, "seed": 0, "model": {"name": "digits_cnn", "weights": "default"},
             "data": {"source": "digits", "split": "test", "limit": 96}, "device": "rpi4", "server": "server_t4",
             "network": "lte", "analysis": {"engine": "analytic"},
-            "bottleneck": {"name": bottlenecks, "coder": coder, "splits": SPLITS, "calibration_limit": 32,
-                           "autoencoder": {"epochs": 1}},
+            "bottleneck": {"name": bottlenecks, "coder": coder, "splits": SPLITS, "predictor": "mean",
+                           "calibration_limit": 32, "autoencoder": {"epochs": 1}},
             "qos": {"max_latency_ms": 200}}
 
 
