@@ -56,6 +56,26 @@ def _frame(at, *columns):
     raise AssertionError(f"no table with columns {columns}")
 
 
+def _shown(at, *columns):
+    """The first table with these columns as the browser shows it: the values (numbers) and the
+    text of every cell. Streamlit shows a Styler's text in a column whose config sets no number
+    ``format`` of its own (which would win): such a column's text is the Styler's, else None."""
+    import json
+
+    from streamlit import dataframe_util
+
+    for el in at.dataframe:
+        if set(columns) <= set(el.value.columns):
+            styled = el.proto.arrow_data.styler.display_values
+            text = dataframe_util.convert_arrow_bytes_to_pandas_df(styled) if styled else None
+            config = json.loads(el.proto.columns or "{}")
+            own_format = {c for c, cfg in config.items() if (cfg.get("type_config") or {}).get("format")}
+            if text is not None:
+                text = text.drop(columns=[c for c in text.columns if c in own_format])
+            return el.value, text
+    raise AssertionError(f"no table with columns {columns}")
+
+
 def _table(at):
     """The ranking (the best-per-bottleneck table has no Pareto column)."""
     return _frame(at, "rank", "sent B", "verdict", "Pareto")
@@ -90,6 +110,27 @@ def test_demo_runs_and_ranks(app, repo_root):
     # The CUI curve, its nominations and the best split per class are on the page.
     assert list(_frame(app, "split", "prominence", "kind")["split"]) == ["features_14", "features_4", "features_10"]
     assert len(_frame(app, "best_split", "n_images")) == 10
+
+
+def test_tables_show_numbers_as_the_terminal_does(app):
+    """Bytes as ``65.5 kB``, an unbounded latency as ``∞``, nothing as ``—`` (the terminal's
+    formats), while the values stay numbers (the columns sort by value)."""
+    from splitimpera.plain import num
+    from splitimpera.qos import human_bytes
+
+    _widget(app.number_input, "Requests/s per device").set_value(100.0).run()  # 65.5 kB at 100 Hz: over LTE's uplink
+    _ok(app)
+    value, text = _shown(app, "rank", "sent B", "verdict", "Pareto")
+    assert value["sent B"].dtype.kind in "iu" and value.loc["features_0", "sent B"] == 65536
+    assert value.loc["features_0", "latency ms"] == float("inf")
+    assert text is not None and {"sent B", "latency ms", "device ms", "energy mJ"} <= set(text.columns)
+    assert text.loc["features_0", "sent B"] == "65.5 kB" and text.loc["output", "sent B"] == "8 B"
+    assert text.loc["features_0", "latency ms"] == "∞" and text.loc["features_0", "uplink ms"] == "∞"
+    assert text.loc["input", "device ms"] == "—"  # nothing computed on the device
+    assert list(text["sent B"]) == [human_bytes(v) for v in value["sent B"]]
+    finite = value["latency ms"] < float("inf")
+    assert list(text.loc[finite, "latency ms"]) == [num(v) for v in value.loc[finite, "latency ms"]]
+    assert "Infinity" not in text.to_string() and "65536" not in text.to_string()
 
 
 def test_bandwidth_control_changes_the_table(app, repo_root):

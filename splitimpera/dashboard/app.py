@@ -37,8 +37,9 @@ import streamlit as st
 import splitimpera as si
 from splitimpera import whatif
 from splitimpera.errors import UserError
-from splitimpera.plain import human
 from splitimpera.accuracy.predictors import is_predicted
+from splitimpera.plain import human, num
+from splitimpera.qos import human_bytes
 from splitimpera.report.view import (STAGE_COLOURS, STAGE_LABELS, View, accuracy_footnote, accuracy_text,
                                      compute_error_sentence)
 
@@ -398,10 +399,53 @@ def metrics(view: View, pinned: View | None) -> None:
     cols[3].metric(f"{what.capitalize()}s meeting the QoS", f"{int(t['feasible'].sum())} of {len(t)}")
 
 
+def _ms_cell(v) -> str:
+    """A time in ms as the terminal writes it (``report.text``): 3 significant digits, ``—`` for
+    nothing (0, no value), ``∞`` for unbounded (an overloaded resource)."""
+    if isinstance(v, str):
+        return v
+    return "—" if v is None or pd.isna(v) or v == 0 else num(v)
+
+
+def _num_cell(v) -> str:
+    return v if isinstance(v, str) else num(v)
+
+
+def _bytes_cell(v) -> str:
+    return "—" if v is None or pd.isna(v) else human_bytes(v)
+
+
+def _cell_formats(df: pd.DataFrame) -> dict:
+    """Column → formatter of the cells' text, the terminal's: bytes ``65.5 kB``, times ``38.5``,
+    ``—`` and ``∞``, energies and percentages to 3 significant digits. Only the text changes:
+    the values stay numbers, so a column sorts by value."""
+    fmt = {}
+    for c in df.columns:
+        if df[c].dtype == object:  # already text (an accuracy with its band and mark)
+            continue
+        if c == "sent B":
+            fmt[c] = _bytes_cell
+        elif c == "Δ ms" or c == "± ms":
+            fmt[c] = _num_cell
+        elif c.endswith(" ms"):
+            fmt[c] = _ms_cell
+        elif c.endswith((" mJ", " %")):
+            fmt[c] = _num_cell
+    return fmt
+
+
+def _styled(df: pd.DataFrame, styler=None):
+    """``df`` (or its ``styler``) with the terminal's number formats (:func:`_cell_formats`).
+    Streamlit shows a Styler's text for a column whose config sets no ``format``, which is why
+    :func:`_column_config` sets none for these columns."""
+    return (df.style if styler is None else styler).format(_cell_formats(df), na_rep="—")
+
+
 def _column_config(df: pd.DataFrame) -> dict:
-    fmt = {c: st.column_config.NumberColumn(c, format="%.3g", width="small") for c in df.columns
-           if c.endswith((" ms", " mJ", " %"))}
-    fmt["sent B"] = st.column_config.NumberColumn("sent B", format="%d", width="small")
+    """Column widths and kinds; the number formats are the Styler's (:func:`_styled`)."""
+    fmt = {c: st.column_config.NumberColumn(c, width="small") for c in _cell_formats(df)}
+    if "sent B" in df.columns:
+        fmt["sent B"] = st.column_config.NumberColumn("sent", width="small")
     fmt["rank"] = st.column_config.NumberColumn("rank", format="%d", width="small")
     fmt["verdict"] = st.column_config.TextColumn("verdict", width="medium")
     if "Pareto" in df.columns:
@@ -420,7 +464,7 @@ def ranked_table(res: si.Result, view: View) -> None:
     if view.multi:
         st.markdown("**Best split per bottleneck** (its joint rank; the closest split when none meets the QoS)")
         best = whatif.best_view(res)
-        st.dataframe(best, column_config=_column_config(best), placeholder="—")
+        st.dataframe(_styled(best), column_config=_column_config(best), placeholder="—")
         st.markdown("**All design points, ranked jointly**")
     df = whatif.ranked_view(res)
     rec = view.recommended
@@ -435,9 +479,9 @@ def ranked_table(res: si.Result, view: View) -> None:
     wide = st.toggle("All columns", key="wide_ranking", help="the queueing waits, downlink, link load, frames lost, "
                      "FLOPs share, where each accuracy comes from and the Pareto front")
     order = None if wide else [c for c in df.columns if c in NARROW_COLUMNS]
-    styled = df.style.apply(
+    styled = _styled(df, df.style.apply(
         lambda row: ["background-color: #fff4d6; font-weight: 600" if row.name == rec else
-                     ("color: #888" if row["verdict"] != "ok" else "") for _ in row], axis=1)
+                     ("color: #888" if row["verdict"] != "ok" else "") for _ in row], axis=1))
     config = _column_config(df)
     if df["accuracy %"].dtype == object if "accuracy %" in df.columns else False:
         config["accuracy %"] = st.column_config.TextColumn("accuracy %", width="small")
@@ -660,7 +704,7 @@ def early_exit_tab(view: View) -> None:
         "exited acc %": pick["exit_accuracy"] * 100, "accuracy %": pick["accuracy"] * 100,
         "mean ms": pick["latency_s"] * 1e3, "p95 ms": pick["latency_p95_s"] * 1e3,
         "rank": pick["rank"]}).reset_index(drop=True)
-    st.dataframe(shown, column_config=_column_config(shown), placeholder="—", hide_index=True)
+    st.dataframe(_styled(shown), column_config=_column_config(shown), placeholder="—", hide_index=True)
     lat = "latency_p95_s" if et["latency_p95_s"].notna().any() else "latency_s"
     data = et.assign(ms=et["latency_s"] * 1e3, p95=et[lat] * 1e3, acc=et["accuracy"] * 100,
                      chosen=(et["config"] == "EE") & (et["tau"] == tau), tau=et["tau"].fillna(-1))
@@ -760,8 +804,9 @@ def compare_tab(sc: si.Scenario, res: si.Result, pinned: si.Result | None) -> No
             v = View.of(r).verdict()
             (st.success if v.ok else st.warning)(v.headline)
     st.vega_lite_chart(spec=compare_chart(a, b))
-    st.dataframe(whatif.compare_results(a, b), column_config={
-        c: st.column_config.NumberColumn(c, format="%.3g") for c in ("A ms", "B ms", "Δ ms")}, placeholder="—")
+    ab = whatif.compare_results(a, b)
+    st.dataframe(_styled(ab), column_config={c: st.column_config.NumberColumn(c) for c in ("A ms", "B ms", "Δ ms")},
+                 placeholder="—")
     st.download_button("Download the A/B HTML report", data=lambda: ab_report(a, b),
                        file_name=f"{sc.name}-A-vs-B.html", mime="text/html", key="dl_ab")
 
