@@ -74,6 +74,16 @@ def _cases(models=None):
     return out
 
 
+def _cpu() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _subset(ds, n, seed):
     if len(ds) <= n:
         return ds
@@ -100,7 +110,8 @@ def study(seeds, log, models=None):
         full = runs[0].full_accuracy
         meta[f"{model_name}/{task}"] = {"full_accuracy": full, "test_images": runs[0].samples,
                                         "seconds": round(time.perf_counter() - t0, 1),
-                                        "params": int(sum(p.numel() for p in model.parameters()))}
+                                        "params": int(sum(p.numel() for p in model.parameters())),
+                                        "cpu": _cpu(), "threads": torch.get_num_threads()}
         for b in BOTTLENECKS:
             acc = pd.concat([r.for_bottleneck(b)["accuracy"].rename(i) for i, r in enumerate(runs)], axis=1)
             ok = runs[0].for_bottleneck(b)["applicable"].astype(bool)
@@ -153,8 +164,8 @@ def _fmt(v, pct=True, digits=1):
 
 def report(points, sigma, per_class, meta, seeds, bootstrap) -> tuple[str, dict]:
     lines = []
-    lines.append(f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-                 f"{torch.get_num_threads()} threads; seeds {seeds}; bootstrap {bootstrap}")
+    hosts = sorted({f"{m.get('cpu', '?')}, {m.get('threads', '?')} thread(s)" for m in meta.values()})
+    lines.append(f"CPU: {'; '.join(hosts)}; torch {torch.__version__}; seeds {seeds}; bootstrap {bootstrap}")
     lines.append("")
     lines.append("models (full-model test accuracy, test images, run time):")
     for k, m in meta.items():

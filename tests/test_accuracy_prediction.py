@@ -74,7 +74,7 @@ def test_dashboard_plots_cui_against_the_measured_accuracy(repo_root):
     res = _run(repo_root, **{"bottleneck.name": ["int2", "int4"], "bottleneck.splits": "all"})
     cui = si.cui(load_traced(res.scenario), digits("test"))
     spec = cui_accuracy_chart(cui, res.table)
-    pts = pd.DataFrame(spec["data"]["values"])
+    pts = pd.DataFrame(spec["layer"][0]["data"]["values"])
     measured = res.table[res.table["accuracy_source"] == "measured"].reset_index()
     measured = measured[measured["split"].isin(cui.curve.index)]
     assert len(pts) == len(measured) and set(pts["bottleneck"]) == {"int2", "int4"}

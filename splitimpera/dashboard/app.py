@@ -772,13 +772,15 @@ def cui_accuracy_chart(cui_res, table: pd.DataFrame) -> dict | None:
         return None
     df = pd.DataFrame({"split": t["split"], "bottleneck": t["bottleneck"], "cui": curve.reindex(t["split"]).to_numpy(),
                        "accuracy": t["accuracy"].to_numpy(float) * 100})
-    return {"data": {"values": _records(df)}, "height": 280,
-            "mark": {"type": "point", "filled": True, "tooltip": True},
-            "encoding": {"x": _q("cui", "log10 CUI", scale={"zero": False}),
-                         "y": _q("accuracy", "measured accuracy (%)", scale={"zero": False}),
-                         "color": {"field": "bottleneck", "type": "nominal"},
-                         "tooltip": [{"field": "split"}, {"field": "bottleneck"}, _q("cui", "log10 CUI", ".3f"),
-                                     _q("accuracy", "accuracy %", ".2f")]}}
+    # One layer holding its data, as the other charts: Streamlit lifts top-level data out of a spec.
+    return {"title": "CUI against measured accuracy", "height": 280, "layer": [{
+        "data": {"values": _records(df)},
+        "mark": {"type": "point", "filled": True},
+        "encoding": {"x": _q("cui", "log10 CUI", scale={"zero": False}),
+                     "y": _q("accuracy", "measured accuracy (%)", scale={"zero": False}),
+                     "color": {"field": "bottleneck", "type": "nominal"},
+                     "tooltip": [{"field": "split", "type": "nominal"}, {"field": "bottleneck", "type": "nominal"},
+                                 _q("cui", "log10 CUI", ".3f"), _q("accuracy", "accuracy %", ".2f")]}}]}
 
 
 def compare_tab(sc: si.Scenario, res: si.Result, pinned: si.Result | None) -> None:
