@@ -49,7 +49,7 @@ def _cmd_simulate(args) -> int:
         check_output_dir(args.output, sc, field="-o")
     from .stages import reporting
 
-    _warn_if_busy(args)
+    busy = _busy_note(args)
     with reporting(_stage_reporter):
         res = run(sc, progress=_sim_progress)
     print(fit(render_result(res, top=args.top)))
@@ -62,6 +62,7 @@ def _cmd_simulate(args) -> int:
             write_report([folder], folder / "report.html")
             files += ", report.html"
         print(fit(f"\nwrote {folder}/ ({files})"))
+    _warn_if_busy(busy)
     return EXIT_OK if res.recommended is not None or not args.strict else 3
 
 
@@ -76,30 +77,38 @@ def _sim_progress(size):
     return tqdm(total=size.total, desc="simulating", unit="req", unit_scale=True, leave=False, file=sys.stderr)
 
 
-def _warn_if_busy(args) -> None:
-    """One line on stderr when other work keeps the cores busy and torch's default thread count
-    (one per core) would contend with it: fewer threads are then often faster (two CPU hogs on
-    two cores made ``simulate`` half again as slow at 2 threads as at 1). The count itself is
-    left alone: it is the user's to set (``--threads``, ``$SPLITIMPERA_THREADS``), and a
-    result must not depend on the load at the moment it ran."""
+def _busy_note(args) -> str | None:
+    """A note when other work keeps the cores busy and torch's default thread count (one per
+    core) contends with it: fewer threads are then often faster (two CPU hogs on two cores made
+    ``simulate`` half again as slow at 2 threads as at 1). Read before the work (the load
+    average would count the run itself) and printed after it (:func:`_warn_if_busy`), so that
+    an error stays one line. The count itself is left alone: it is the user's to set
+    (``--threads``, ``$SPLITIMPERA_THREADS``), and a result must not depend on the load."""
     import math
     import os
 
     if getattr(args, "threads", None) is not None:  # set by --threads or $SPLITIMPERA_THREADS
-        return
+        return None
     try:
         load = os.getloadavg()[0]
     except (OSError, AttributeError):  # no load average (Windows)
-        return
+        return None
     import torch
 
     cores, threads = os.cpu_count() or 1, torch.get_num_threads()
     idle = cores - load
     if threads > 1 and idle < threads - 0.5:
         fewer = max(1, min(threads - 1, math.floor(idle + 0.5)))
-        print(f"note: this machine is busy (load {load:.1f} on {cores} core{'s' if cores > 1 else ''}), and torch's "
-              f"{threads} threads would wait on each other: --threads {fewer} (or ${THREADS_ENV}={fewer}) is often "
-              "faster here", file=sys.stderr, flush=True)
+        return (f"note: this machine was busy (load {load:.1f} on {cores} core{'s' if cores > 1 else ''}), and "
+                f"torch's {threads} threads wait on each other: --threads {fewer} (or ${THREADS_ENV}={fewer}) is often "
+                "faster here")
+    return None
+
+
+def _warn_if_busy(note: str | None) -> None:
+    """:func:`_busy_note`'s line on stderr, when there is one."""
+    if note:
+        print(note, file=sys.stderr, flush=True)
 
 
 def _stage_reporter(text: str, total: int | None, unit: str):
@@ -188,7 +197,7 @@ def _cmd_analyze(args) -> int:
     progress = not args.quiet and sys.stderr.isatty()
     from .stages import reporting
 
-    _warn_if_busy(args)
+    busy = _busy_note(args)
     ds = load_data(sc, tm.input_shape, tm.output_width)
     # On a terminal the stages draw their own bars; in a log, one line per stage.
     with reporting(None if args.quiet or progress else _stage_reporter):
@@ -205,6 +214,7 @@ def _cmd_analyze(args) -> int:
         if acc is not None:
             files += ", accuracy.csv, accuracy_summary.json, accuracy.png"
         print(fit(f"\nwrote {folder}/ ({files})"))
+    _warn_if_busy(busy)
     return EXIT_OK
 
 

@@ -92,9 +92,22 @@ def test_a_busy_machine_gets_a_note_on_threads(monkeypatch, capsys, load, thread
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    cli._warn_if_busy(argparse.Namespace(threads=threads))
+    cli._warn_if_busy(cli._busy_note(argparse.Namespace(threads=threads)))
     err = capsys.readouterr().err
     if said:
         assert err.count("\n") == 1 and f"load {load:.1f} on 2 cores" in err and "--threads 1" in err
     else:
         assert err == ""
+
+
+def test_on_a_busy_machine_an_error_is_still_one_line(monkeypatch, capsys, tmp_path, repo_root):
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.0, 3.0, 3.0))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("split,accuracy\nnope,0.5\n")
+    rc = cli.main(["simulate", str(repo_root / "scenarios/demo.yaml"), "--set", f"bottleneck.accuracy_csv={bad}",
+                   "--set", "bottleneck.name=int8"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "machine was busy" not in err
+    assert err.splitlines()[-1].startswith("error: ") and "nope" in err.splitlines()[-1]
