@@ -338,13 +338,14 @@ def best_per_bottleneck(table: pd.DataFrame) -> pd.DataFrame:
     Columns: ``split`` (the best-ranked feasible split, else the closest infeasible one),
     ``feasible`` (whether that split meets the QoS), ``feasible_splits`` (how many of the
     bottleneck's splits do), ``rank`` (the joint rank; NA when infeasible), and that point's
-    ``latency_s``, ``latency_qos_s``, ``bytes_sent``, ``accuracy``, ``accuracy_source``,
-    ``energy_j``, ``reason``.
+    ``latency_s``, ``latency_qos_s``, ``bytes_sent``, ``accuracy``, ``accuracy_band``,
+    ``accuracy_source``, ``energy_j``, ``reason``.
     """
     rows = []
     if table.empty:
         return pd.DataFrame(columns=["split", "feasible", "feasible_splits", "rank", "latency_s", "latency_qos_s",
-                                     "bytes_sent", "accuracy", "accuracy_source", "energy_j", "reason"],
+                                     "bytes_sent", "accuracy", "accuracy_band", "accuracy_source", "energy_j",
+                                     "reason"],
                             index=pd.Index([], name="bottleneck"))
     for b in dict.fromkeys(table.index.get_level_values("bottleneck")):
         t = table.xs(b, level="bottleneck")
@@ -355,7 +356,7 @@ def best_per_bottleneck(table: pd.DataFrame) -> pd.DataFrame:
                      "feasible": bool(best["feasible"]),
                      "feasible_splits": int(len(feas)), "rank": best["rank"],
                      **{c: best.get(c, np.nan) for c in ("latency_s", "latency_qos_s", "bytes_sent", "accuracy",
-                                                         "accuracy_source", "energy_j", "reason")}})
+                                                         "accuracy_band", "accuracy_source", "energy_j", "reason")}})
     out = pd.DataFrame(rows).set_index("bottleneck")
     out["rank"] = pd.array(out["rank"], dtype="Int64")
     return out

@@ -317,7 +317,10 @@ def load_sweep(spec: str | Path | dict | SweepSpec, source: str | None = None, b
         base_sc = base.scenario({})
     except UserError as e:
         raise UserError(f"the base scenario with set is invalid: {e.line()}", source=source, field="base") from None
-    fp = cache.key("sweep", __version__, base_sc.resolved())
+    from .accuracy import predictors
+
+    # What bottleneck.predictor: auto resolves to (keys unchanged while nothing is validated).
+    fp = cache.key("sweep", __version__, base_sc.resolved(), *([predictors.VALIDATED] if predictors.VALIDATED else []))
     drawn = sp.points()
     points: dict[str, dict] = {}
     for v in drawn:

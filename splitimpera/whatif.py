@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .accuracy.predictors import resolve as resolve_predictor
 from .errors import UserError
 from .config.scenario import Scenario, scenario_from_dict
 from .report.view import UPLINK_PARTS, View
@@ -48,7 +49,8 @@ def prepare_key(scenario: Scenario) -> str:
     part["analysis"] = {k: v for k, v in part["analysis"].items() if k != "engine"}
     # The bottlenecks measured, not how they were written: "int*" and the names it expands
     # to share an entry (and a newly registered match does not).
-    part["bottleneck"] = {**part["bottleneck"], "name": bottleneck_names(scenario)}
+    part["bottleneck"] = {**part["bottleneck"], "name": bottleneck_names(scenario),
+                          "predictor": str(resolve_predictor(scenario.bottleneck.predictor))}  # what auto means now
     csv = scenario.bottleneck.accuracy_csv
     if csv is not None:  # an edited file of accuracies must not hit the old entry
         try:

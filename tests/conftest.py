@@ -11,6 +11,9 @@ os.environ.setdefault("SPLITIMPERA_CACHE", tempfile.mkdtemp(prefix="splitimpera-
 if os.environ.get("SPLITIMPERA_TEST_THREADS"):
     import torch
 
+    # A cache from a run at another count would hand back its trained values: train afresh.
+    os.environ["SPLITIMPERA_CACHE"] = tempfile.mkdtemp(prefix="splitimpera-test-cache-")
+
     torch.set_num_threads(int(os.environ["SPLITIMPERA_TEST_THREADS"]))
 
 

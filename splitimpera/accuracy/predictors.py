@@ -128,7 +128,9 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def regret(predicted: np.ndarray, measured: np.ndarray) -> float:
     """Accuracy lost by taking the split with the highest prediction (ties: the earliest
-    split) instead of the best measured one."""
+    split) instead of the best measured one. Over leave-one-out predictions each split's
+    comes from another fit; B0's is then highest where the accuracy is lowest, so B0's regret
+    is its group's accuracy range by construction (and its Spearman −1)."""
     return float(np.max(measured) - measured[int(np.argmax(predicted))])
 
 
@@ -170,8 +172,11 @@ def validate(points: pd.DataFrame, group_keys: Sequence[str], methods: Sequence[
         methods = [m for m, spec in METHODS.items() if spec.feature is None or spec.feature in points.columns]
     methods = list(methods)
     rows, gstats = [], []
+    feats = [METHODS[m].feature for m in methods if METHODS[m].feature]
     for gk, g in points.groupby(keys, sort=False):
-        g = g.dropna(subset=["accuracy"])
+        # Every method scores the same splits: those where the accuracy and every feature are known.
+        g = g.dropna(subset=["accuracy", *feats])
+        g = g[np.isfinite(g[["accuracy", *feats]].to_numpy(float)).all(axis=1)]
         if len(g) < MIN_POINTS:
             continue
         y = g["accuracy"].to_numpy(float)
@@ -306,7 +311,7 @@ def predict(method: str, features: pd.DataFrame, measured: pd.Series, targets: S
     if len(both) < MIN_POINTS:
         return None
     x, y = f.loc[both.index].to_numpy(float), both.to_numpy(float)
-    loo = loo_predictions(spec, x, y)
+    loo = np.clip(loo_predictions(spec, x, y), 0.0, 1.0)  # scored as shown: an accuracy is in [0, 1]
     base = loo_predictions(METHODS["mean"], x, y)
     fitted = fit_method(spec, x, y)
     can = [t for t in targets if t in f.index]

@@ -245,10 +245,11 @@ def design_points(scenario: Scenario, tm: TracedModel, profile: pd.DataFrame, ds
             measured, importance = measured_splits(scenario, tm, importance, all_data)
             if len(measured) < len(tm.candidates) and labelled and resolve(spec.predictor) is None:
                 # No predictor to fill the others in: measure every split rather than guess.
-                log.warning("%s: bottleneck.predictor is %s and no accuracy predictor has passed validation: "
-                            "measuring every split instead of %d", scenario.source, spec.predictor, len(measured))
-                info["prediction"] = (f"none (bottleneck.predictor: {spec.predictor}; no predictor passed "
-                                      f"validation): every split measured")
+                why = ("no accuracy predictor has passed validation" if spec.predictor == "auto"
+                       else "no prediction was asked for")
+                log.warning("%s: bottleneck.predictor is %s and %s: measuring every split instead of %d",
+                            scenario.source, spec.predictor, why, len(measured))
+                info["prediction"] = f"none (bottleneck.predictor: {spec.predictor}; {why}): every split measured"
                 measured = [sp.name for sp in tm.candidates]
         exit_splits = _exit_splits(scenario, tm) if ex is not None else []
         splits = [n for n in (sp.name for sp in tm.candidates) if n in set(measured) | set(exit_splits)]
@@ -426,8 +427,8 @@ def _points_of(scenario: Scenario, tm: TracedModel, profile: pd.DataFrame, bn: B
         unknown = [n for n in rest if out.at[n, "accuracy_source"] == "unknown"]
         method = resolve(spec.predictor)
         if unknown and labelled and method is not None:
-            pred = predict(method, features(method), out.loc[out["accuracy_source"] == "measured", "accuracy"],
-                           unknown)
+            known = out.loc[(out["accuracy_source"] == "measured") & (out.index != OUTPUT), "accuracy"]
+            pred = predict(method, features(method), known, unknown)  # fitted as validated: without the output
             if pred is not None:
                 info["predictor"] = pred.summary()
                 can = list(pred.accuracy.index)
@@ -452,6 +453,7 @@ def _points_of(scenario: Scenario, tm: TracedModel, profile: pd.DataFrame, bn: B
     if spec.accuracy_csv is not None:
         user = read_user_accuracy(spec.accuracy_csv, bn.name, names, scenario.source)
         out.loc[user.index, "accuracy"] = user
+        out.loc[user.index, "accuracy_band"] = np.nan
         out.loc[user.index, "accuracy_source"] = "user"
         info["user_splits"] = int(len(user))
     return out, info

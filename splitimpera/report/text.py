@@ -386,7 +386,8 @@ def render_accuracy(acc, coder: str = "raw") -> str:
             rows.append([b, str(next(iter(per_m.values()))["points"])]
                         + [("–" if m not in maes else f"{maes[m] * 100:.2f}{'*' if m == best else ''}")
                            for m in methods]
-                        + ["–" if best is None or per_m[best]["regret"] is None else f"{per_m[best]['regret'] * 100:.2f}"])
+                        + ["–" if best in (None, "mean") or per_m[best]["regret"] is None
+                           else f"{per_m[best]['regret'] * 100:.2f}"])
         lines.append(_grid(["bottleneck", "splits", *methods, "regret*"], rows, "lr" + "r" * (len(methods) + 1)))
         lines.append("  " + "; ".join(f"{m}: {label}" for m, label in loo["methods"].items()))
         lines.append(f"  bottleneck.predictor: auto uses {auto}, the predictor that passed validation on the bundled "
