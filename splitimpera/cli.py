@@ -106,8 +106,9 @@ def _busy_note(args) -> str | None:
 
 
 def _warn_if_busy(note: str | None) -> None:
-    """:func:`_busy_note`'s line on stderr, when there is one."""
-    if note:
+    """:func:`_busy_note`'s line on stderr, when there is one and stderr is a terminal: a log
+    (and a script reading stderr) gets the same lines whatever the load."""
+    if note and sys.stderr.isatty():
         print(note, file=sys.stderr, flush=True)
 
 

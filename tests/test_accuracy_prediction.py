@@ -82,3 +82,60 @@ def test_dashboard_plots_cui_against_the_measured_accuracy(repo_root):
         assert r["cui"] == pytest.approx(cui.curve.at[r["split"], "log10_cui"])
         assert r["accuracy"] == pytest.approx(100 * res.table.at[(r["split"], r["bottleneck"]), "accuracy"])
     assert cui_accuracy_chart(cui, res.table.assign(accuracy_source="full model")) is None
+
+
+def test_linear_probe_equals_a_probe_fitted_on_heads_built_by_split_model(repo_root):
+    """The probe's features come from one shared pass; the reference runs each head built by
+    ``si.split_model`` and fits scikit-learn's logistic regression on the same pooling."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from torch.utils.data import Subset
+
+    from splitimpera.accuracy.measure import linear_probe_accuracy
+    from splitimpera.data import digits
+
+    tm = load_traced(si.load_scenario(repo_root / "scenarios" / "demo.yaml"))
+    calib, test = Subset(digits("train"), list(range(300))), Subset(digits("test"), list(range(200)))
+    splits = ["features_4", "features_14", "classifier_1"]
+    got = linear_probe_accuracy(tm, calib, test, splits, seed=0)
+
+    def feats(ds, head):
+        x = torch.stack([ds[i][0] for i in range(len(ds))])
+        y = np.array([int(ds[i][1]) for i in range(len(ds))])
+        with torch.no_grad():
+            z = head(x)
+        if z.dim() == 4:
+            z = torch.nn.functional.adaptive_avg_pool2d(z, 2)
+        return z.flatten(1).numpy(), y
+
+    for s in splits:
+        head, _ = si.split_model(tm.model, s, (1, 32, 32))
+        (xtr, ytr), (xte, yte) = feats(calib, head.eval()), feats(test, head.eval())
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000, random_state=0)).fit(xtr, ytr)
+        assert got[s] == pytest.approx(float((clf.predict(xte) == yte).mean()), abs=1.5 / len(test))
+
+
+def test_kept_predictions_give_the_table_accuracy_and_subset_accuracies(repo_root):
+    from splitimpera.accuracy.measure import measure_accuracy
+    from splitimpera.data import digits
+
+    tm = load_traced(si.load_scenario(repo_root / "scenarios" / "demo.yaml"))
+    ds = digits("test")
+    at = measure_accuracy(tm, ds, ["int2", "top25_random"], ["features_4", "features_9"],
+                          calibration=digits("train"), keep_predictions=True)
+    assert at.labels.tolist() == [int(ds[i][1]) for i in range(len(ds))]
+    for (s, b), pred in at.predictions.items():
+        draws = 3 if b == "top25_random" else 1
+        assert pred.shape == (draws, len(ds))
+        assert (pred == at.labels).mean() == pytest.approx(at.for_bottleneck(b).at[s, "accuracy"], abs=1e-12)
+    # int2 is deterministic: its predictions are the split pipeline's, run head then tail.
+    import torch
+
+    head, tail = si.split_model(tm.model, "features_9", (1, 32, 32))
+    b = si.get_bottleneck("int2")
+    x = torch.stack([ds[i][0] for i in range(len(ds))])
+    with torch.no_grad():
+        ref = tail(b.roundtrip(head.eval()(x))[0].clone()).argmax(1).numpy()
+    assert np.array_equal(at.predictions[("features_9", "int2")][0], ref)

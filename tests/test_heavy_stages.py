@@ -92,6 +92,7 @@ def test_a_busy_machine_gets_a_note_on_threads(monkeypatch, capsys, load, thread
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     cli._warn_if_busy(cli._busy_note(argparse.Namespace(threads=threads)))
     err = capsys.readouterr().err
     if said:
