@@ -50,7 +50,9 @@ def prepare_key(scenario: Scenario) -> str:
     # The bottlenecks measured, not how they were written: "int*" and the names it expands
     # to share an entry (and a newly registered match does not).
     part["bottleneck"] = {**part["bottleneck"], "name": bottleneck_names(scenario),
-                          "predictor": str(resolve_predictor(scenario.bottleneck.predictor))}  # what auto means now
+                          # the setting, and what auto means now
+                          "predictor": [scenario.bottleneck.predictor,
+                                        str(resolve_predictor(scenario.bottleneck.predictor))]}
     csv = scenario.bottleneck.accuracy_csv
     if csv is not None:  # an edited file of accuracies must not hit the old entry
         try:

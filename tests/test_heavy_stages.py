@@ -102,6 +102,7 @@ def test_a_busy_machine_gets_a_note_on_threads(monkeypatch, capsys, load, thread
 
 
 def test_on_a_busy_machine_an_error_is_still_one_line(monkeypatch, capsys, tmp_path, repo_root):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # where the note would be printed
     monkeypatch.setattr(os, "getloadavg", lambda: (3.0, 3.0, 3.0))
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)

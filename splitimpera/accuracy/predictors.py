@@ -184,7 +184,7 @@ def validate(points: pd.DataFrame, group_keys: Sequence[str], methods: Sequence[
         for m in methods:
             spec = METHODS[m]
             x = np.zeros(len(g)) if spec.feature is None else g[spec.feature].to_numpy(float)
-            pred = loo_predictions(spec, x, y)
+            pred = np.clip(loo_predictions(spec, x, y), 0.0, 1.0)  # scored as the tool shows it
             out[f"loo_{m}"] = pred
             gstats.append({**dict(zip(keys, gk if isinstance(gk, tuple) else (gk,))), "method": m,
                            "points": len(g), "mae": float(np.mean(np.abs(pred - y))),

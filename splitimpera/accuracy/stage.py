@@ -33,7 +33,7 @@ from .cui import cui
 from .measure import (channel_comparison, linear_probe_accuracy, measure_accuracy, predictor_report,
                       read_user_accuracy)
 from . import predictors
-from .predictors import METHODS, predict, predicted_source, resolve, split_features, validate
+from .predictors import METHODS, MIN_POINTS, predict, predicted_source, resolve, split_features, validate
 
 log = logging.getLogger(__name__)
 
@@ -429,7 +429,10 @@ def _points_of(scenario: Scenario, tm: TracedModel, profile: pd.DataFrame, bn: B
         if unknown and labelled and method is not None:
             known = out.loc[(out["accuracy_source"] == "measured") & (out.index != OUTPUT), "accuracy"]
             pred = predict(method, features(method), known, unknown)  # fitted as validated: without the output
-            if pred is not None:
+            if pred is None:
+                log.warning("%s: %s: fewer than %d measured splits to fit bottleneck.predictor %s on: the other "
+                            "splits' accuracy stays unknown", scenario.source, bn.name, MIN_POINTS, method)
+            else:
                 info["predictor"] = pred.summary()
                 can = list(pred.accuracy.index)
                 if can:
