@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import logging
@@ -18,6 +19,7 @@ import os
 import pickle
 import struct
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -209,11 +211,36 @@ def _load_torchvision(name: str, w: str, num_classes: int | None) -> nn.Module:
             field=WEIGHTS_FIELD,
         )
     try:
-        return tvm.get_model(name, weights=enum_member, **kwargs)
+        with _cached_weights_only():
+            return tvm.get_model(name, weights=enum_member, **kwargs)
     except ValueError as e:  # e.g. num_classes that disagrees with the weights' categories
         raise UserError(f"cannot load {enum_member} for {name!r}: {e}", field=WEIGHTS_FIELD) from None
-    except RuntimeError as e:
-        raise UserError(f"cannot load cached weights {ckpt}: {str(e).splitlines()[0]}", field=WEIGHTS_FIELD) from None
+    except _NOT_TORCH_FILE as e:
+        raise UserError(f"cannot load cached weights {ckpt}: {str(e).splitlines()[0] if str(e) else 'not a state dict'} "
+                        "(only a file of tensors is loaded)", field=WEIGHTS_FIELD) from None
+
+
+_HUB_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _cached_weights_only():
+    """While torchvision builds a model with its weights, read them from the local hub cache
+    with ``weights_only=True``: its own loader unpickles them in full (``weights_only=False``)
+    and would download a missing file. The builder keeps its say over the model's arguments
+    (classes, ``transform_input`` …); only the reading of the file changes."""
+    from torchvision.models import _api
+
+    def load(url, *args, **kwargs):
+        return torch.load(hub_checkpoint_path(url), map_location="cpu", weights_only=True)
+
+    with _HUB_LOCK:
+        saved = _api.load_state_dict_from_url
+        _api.load_state_dict_from_url = load
+        try:
+            yield
+        finally:
+            _api.load_state_dict_from_url = saved
 
 
 # Errors torch.load(weights_only=True) raises on a file it cannot take: bytes that are not
