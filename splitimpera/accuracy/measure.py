@@ -22,7 +22,6 @@ other splits).
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -38,6 +37,8 @@ from ..data import batches
 from ..errors import UserError, first_line
 from ..stages import stage
 from ..model.splits import OUTPUT, PREDICTION_BYTES, TracedModel, _head_tail, eval_mode
+from ..plain import jsonable
+from .predictors import MIN_POINTS, fit_method, loo_predictions
 
 log = logging.getLogger(__name__)
 
@@ -549,28 +550,14 @@ class CUIPredictor:
         return float(np.mean(np.abs(self.baseline_errors))) if len(self.baseline_errors) else float("nan")
 
     def predict(self, log10_cui) -> np.ndarray:
-        return _isotonic(self.x, self.y).predict(np.asarray(log10_cui, dtype=float))
+        return fit_method("cui", self.x, self.y)(np.asarray(log10_cui, dtype=float))
 
     def summary(self) -> dict:
-        return {"measured_splits": len(self.splits), "spearman": _finite(self.spearman),
-                "loo_mae": _finite(self.loo_mae), "baseline_loo_mae": _finite(self.baseline_loo_mae)}
+        return {"measured_splits": len(self.splits), "spearman": jsonable(self.spearman),
+                "loo_mae": jsonable(self.loo_mae), "baseline_loo_mae": jsonable(self.baseline_loo_mae)}
 
 
-def _finite(v):
-    return float(v) if v is not None and math.isfinite(v) else None
-
-
-def _isotonic(x, y):
-    import warnings
-
-    from sklearn.isotonic import IsotonicRegression
-
-    with warnings.catch_warnings():  # "auto" warns when the direction is uncertain: LOO error shows it
-        warnings.simplefilter("ignore")
-        return IsotonicRegression(increasing="auto", out_of_bounds="clip").fit(x, y)
-
-
-MIN_PREDICTOR_POINTS = 3
+MIN_PREDICTOR_POINTS = MIN_POINTS
 
 
 def fit_predictor(log10_cui: pd.Series, accuracy: pd.Series) -> CUIPredictor | None:
@@ -583,11 +570,7 @@ def fit_predictor(log10_cui: pd.Series, accuracy: pd.Series) -> CUIPredictor | N
     if len(both) < MIN_PREDICTOR_POINTS:
         return None
     x, y = both["x"].to_numpy(float), both["y"].to_numpy(float)
-    loo, base = np.empty(len(x)), np.empty(len(x))
-    for i in range(len(x)):
-        keep = np.arange(len(x)) != i
-        loo[i] = _isotonic(x[keep], y[keep]).predict([x[i]])[0] - y[i]
-        base[i] = y[keep].mean() - y[i]
+    loo, base = loo_predictions("cui", x, y) - y, loo_predictions("mean", x, y) - y
     rho = float(spearmanr(x, y).statistic) if np.ptp(y) > 0 and np.ptp(x) > 0 else float("nan")
     return CUIPredictor(x=x, y=y, splits=tuple(both.index), loo_errors=loo, baseline_errors=base, spearman=rho)
 

@@ -289,12 +289,11 @@ class Prediction:
         return METHODS[self.method].label
 
     def summary(self) -> dict:
-        def fin(v):
-            return float(v) if v is not None and math.isfinite(v) else None
+        from ..plain import jsonable
 
         return {"method": self.method, "label": self.label, "measured_splits": self.measured,
-                "loo_mae": fin(self.loo_mae), "baseline_loo_mae": fin(self.baseline_loo_mae),
-                "spearman": fin(self.spearman)}
+                "loo_mae": jsonable(self.loo_mae), "baseline_loo_mae": jsonable(self.baseline_loo_mae),
+                "spearman": jsonable(self.spearman)}
 
 
 def predict(method: str, features: pd.DataFrame, measured: pd.Series, targets: Sequence[str]) -> Prediction | None:
