@@ -34,7 +34,8 @@ from .latency.simulation import SimResult  # noqa: E402
 from .latency.transport import transfer_latency_s  # noqa: E402
 from .latency.compute import predict_latency_s  # noqa: E402
 from .results import DesignPoint, Result  # noqa: E402
-from .pipeline import Prepared, evaluate, prepare, run, simulate  # noqa: E402
+from .prepared import Prepared  # noqa: E402
+from .pipeline import evaluate, prepare, run, simulate  # noqa: E402
 from .sweep import SweepResult, sweep  # noqa: E402
 
 __all__ = [

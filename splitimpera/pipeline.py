@@ -7,8 +7,6 @@ of every design point); ``evaluate`` runs the latency engine and the QoS ranking
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pandas as pd
 
@@ -22,37 +20,9 @@ from .latency.engine import TABLE_COLUMNS, latency_table, point_frame
 from .latency.simulation import SimResult
 from .model.cost import profile_model
 from .model.loading import load_traced
-from .model.splits import TracedModel
+from .prepared import Prepared
 from .qos import compute_error_fraction, mark_ties, rank
 from .results import Result
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """The heavy part of a run (see :func:`prepare`), reusable across what-if changes.
-
-    Depends only on ``model``, ``data``, ``analysis`` and ``bottleneck`` (and the seed):
-    what-if changes to the device, server, network, workload or QoS reuse it through
-    :func:`evaluate`. ``points`` is what every design point sends and how accurate it is.
-    """
-
-    traced: TracedModel
-    profile: pd.DataFrame
-    full_accuracy: float | None
-    importance: object | None  # CUIResult with analysis.splits "nominated"
-    points: DesignPoints
-    # evaluate()'s work that depends on the splits ranked alone, kept per selection: a sweep
-    # or the dashboard evaluates many scenarios on one Prepared.
-    memo: dict = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def splits(self) -> list[str]:
-        """Splits to rank, topological order (only the nominated or listed ones when asked)."""
-        names = list(self.profile.index)
-        if self.importance is not None:
-            nominated = set(self.importance.nominated["split"])
-            names = [n for n in names if n in nominated]
-        return names
 
 
 def _select(scenario: Scenario, names: list[str], wanted, field: str = "analysis.splits") -> list[str]:

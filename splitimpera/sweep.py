@@ -23,7 +23,7 @@ is one empty row), at most ``max_points`` (default 100,000): a larger sweep is r
 any point is drawn. Each point is the base with the ``set`` overrides and its own axis values.
 
 Execution: points are grouped by what :func:`~splitimpera.pipeline.prepare` depends on (seed,
-model, data, analysis, bottleneck; :data:`~splitimpera.whatif.PREPARE_SECTIONS`), so the heavy
+model, data, analysis, bottleneck; :data:`~splitimpera.prepared.PREPARE_SECTIONS`), so the heavy
 stages run once per distinct group (as one Dask task whose result the cluster hands to every
 worker that needs it), and each point runs only the evaluate step, in chunks of points.
 A point whose scenario is invalid is reported (``status`` ``invalid`` with the one-line
@@ -64,10 +64,10 @@ from .atomic import atomic_write, check_writable_dir
 from .config.hardware import DeviceProfile, NetworkProfile, _Strict, format_validation_error, read_yaml
 from .config.scenario import SCENARIOS_DIR, FolderName, Scenario, bundled_file, scenario_from_dict
 from .errors import UserError, first_line
-from .pipeline import Prepared, evaluate, prepare
+from .pipeline import evaluate, prepare
 from .qos import what_would_change
 from .report.sweep import SWEEP_META
-from .whatif import PREPARE_SECTIONS, prepare_key
+from .prepared import PREPARE_SECTIONS, Prepared, prepare_key
 
 log = logging.getLogger(__name__)
 

@@ -3,15 +3,15 @@
 The dashboard keeps one *base* scenario (a file, or an uploaded / pasted YAML text) and turns
 its controls into ``overrides``: dotted keys mapped to values, exactly what CLI ``--set``
 takes. Only the heavy part of a run (:func:`~splitimpera.pipeline.prepare`) is cached, keyed
-by :func:`prepare_key`; every control change re-runs :func:`~splitimpera.pipeline.evaluate`
-(latency and QoS ranking) on the cached :class:`~splitimpera.pipeline.Prepared`.
+by :func:`~splitimpera.prepared.prepare_key`; every control change re-runs
+:func:`~splitimpera.pipeline.evaluate` (latency and QoS ranking) on the cached
+:class:`~splitimpera.prepared.Prepared`.
 
 Nothing here imports Streamlit: the functions are tested on their own.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shlex
@@ -26,41 +26,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .accuracy.predictors import resolve as resolve_predictor
 from .errors import UserError
 from .config.scenario import Scenario, scenario_from_dict
 from .report.view import UPLINK_PARTS, View
 
-# What prepare() depends on. analysis.engine is left out: it only changes evaluate().
-PREPARE_SECTIONS = ("seed", "model", "data", "analysis", "bottleneck", "exit")
 _PROFILE_KEYS = ("device", "server", "network")
 # Bookkeeping fields of profiles: never worth showing in a comparison.
 _DIFF_SKIP = ("sources", "estimates", "description")
-
-
-def prepare_key(scenario: Scenario) -> str:
-    """Canonical JSON of the scenario sections :func:`~splitimpera.pipeline.prepare` reads.
-
-    Two scenarios with the same key share one ``Prepared``: seed, model, data, analysis,
-    bottleneck and exit settings (without ``analysis.engine``, which only the latency model reads).
-    """
-    d = scenario.resolved()
-    part = {k: d[k] for k in PREPARE_SECTIONS if k in d}  # no exit section: the key is as it was before
-    part["analysis"] = {k: v for k, v in part["analysis"].items() if k != "engine"}
-    # The bottlenecks measured, not how they were written: "int*" and the names it expands
-    # to share an entry (and a newly registered match does not).
-    part["bottleneck"] = {**part["bottleneck"], "name": bottleneck_names(scenario),
-                          # the setting, and what auto means now
-                          "predictor": [scenario.bottleneck.predictor,
-                                        str(resolve_predictor(scenario.bottleneck.predictor))]}
-    csv = scenario.bottleneck.accuracy_csv
-    if csv is not None:  # an edited file of accuracies must not hit the old entry
-        try:
-            st = os.stat(csv)
-            part["accuracy_csv_stat"] = [st.st_mtime_ns, st.st_size]
-        except OSError:
-            pass
-    return json.dumps(part, sort_keys=True)
 
 
 def bottleneck_names(scenario: Scenario) -> list[str]:

@@ -215,25 +215,25 @@ def test_autoencoder_is_reproducible_and_trains(repo_root, demo_tm):
 
 
 def test_dashboard_key_follows_the_bottleneck(repo_root):
-    from splitimpera import whatif
+    from splitimpera.prepared import prepare_key
 
     a = _scenario(repo_root)
     b = _scenario(repo_root, **{"bottleneck.name": "int4"})
-    assert whatif.prepare_key(a) != whatif.prepare_key(b)
+    assert prepare_key(a) != prepare_key(b)
 
 
 def test_dashboard_key_follows_edits_of_the_accuracy_csv(repo_root, tmp_path):
     import os
 
-    from splitimpera import whatif
+    from splitimpera.prepared import prepare_key
 
     csv = tmp_path / "acc.csv"
     csv.write_text("split,accuracy\nfeatures_4,0.5\n")
     sc = _scenario(repo_root, **{"bottleneck.accuracy_csv": str(csv)})
-    k1 = whatif.prepare_key(sc)
+    k1 = prepare_key(sc)
     csv.write_text("split,accuracy\nfeatures_4,0.25\n")
     os.utime(csv, ns=(os.stat(csv).st_atime_ns, os.stat(csv).st_mtime_ns + 10**9))
-    assert whatif.prepare_key(sc) != k1
+    assert prepare_key(sc) != k1
 
 
 def test_report_and_terminal_show_accuracy_under_the_bottleneck(repo_root, tmp_path, capsys):

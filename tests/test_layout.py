@@ -30,7 +30,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("qos", ("qos",)),
     ("report", ("report",)),
     ("results", ("results",)),
-    ("pipeline", ("pipeline",)),
+    ("pipeline", ("prepared", "pipeline")),
     ("front ends", ("whatif", "calibrate", "cli", "dashboard", "app", "sweep", "runtime")),
 ]
 

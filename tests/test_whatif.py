@@ -9,6 +9,7 @@ import pytest
 import splitimpera as si
 from splitimpera import whatif
 from splitimpera.config.scenario import parse_overrides
+from splitimpera.prepared import prepare_key
 from splitimpera.report.view import View
 
 DEMO_TEXT = """
@@ -35,13 +36,13 @@ def prepared(demo):
 
 def test_prepare_key_ignores_what_evaluate_reads(demo, repo_root):
     path = repo_root / "scenarios/demo.yaml"
-    key = whatif.prepare_key(demo)
+    key = prepare_key(demo)
     # Engine, network, device, workload and QoS only change evaluate(): same key.
     for over in ({"analysis.engine": "simpy"}, {"network.uplink_mbps": 1}, {"device": "jetson_nano"},
                  {"workload.result_at": "device", "workload.arrival": "poisson", "qos.max_latency_ms": 10}):
-        assert whatif.prepare_key(si.load_scenario(path, over)) == key
+        assert prepare_key(si.load_scenario(path, over)) == key
     # What prepare() reads changes it: the bottlenecks measured among them.
-    keys = {whatif.prepare_key(si.load_scenario(path, over)) for over in (
+    keys = {prepare_key(si.load_scenario(path, over)) for over in (
         {"seed": 1}, {"data.limit": 50}, {"model.weights": "none"}, {"analysis.cui.method": "layercam"},
         {"bottleneck.name": "int8"}, {"bottleneck.name": ["none", "int8"]}, {"bottleneck.name": ["int8", "none"]},
         {"bottleneck.name": "int8", "bottleneck.nominal": True}, {"bottleneck.coder": "zstd"})}
@@ -53,8 +54,8 @@ def test_prepare_key_reads_the_bottlenecks_not_their_spelling(repo_root):
     glob = si.load_scenario(path, {"bottleneck.name": "int?"})
     names = si.load_scenario(path, {"bottleneck.name": ["int8", "int4", "int2"]})
     assert whatif.bottleneck_names(glob) == ["int8", "int4", "int2"] == si.list_bottlenecks(include="int?")
-    assert whatif.prepare_key(glob) == whatif.prepare_key(names)
-    assert whatif.prepare_key(glob) != whatif.prepare_key(si.load_scenario(path, {"bottleneck.name": ["int8", "int4"]}))
+    assert prepare_key(glob) == prepare_key(names)
+    assert prepare_key(glob) != prepare_key(si.load_scenario(path, {"bottleneck.name": ["int8", "int4"]}))
 
 
 def test_bottleneck_choice_is_the_override_to_set(demo, repo_root):

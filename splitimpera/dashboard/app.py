@@ -5,7 +5,7 @@ Start it with ``splitimpera dashboard`` (or ``streamlit run app.py``). Pick a sc
 keys, as CLI ``--set``) on that base scenario.
 
 Caching: the heavy stages (model, trace, profile, importance, bytes and accuracy of every
-design point) run once per ``whatif.prepare_key`` (the scenario's seed, model, data, analysis
+design point) run once per ``prepare_key`` (the scenario's seed, model, data, analysis
 and bottleneck settings: choosing other bottlenecks, the coder or nominal sizes measures
 anew) through ``si.prepare`` in ``st.cache_resource``; every other control (device, server,
 link, workload, QoS, engine) re-runs only ``si.evaluate``: the latency model and the QoS ranking.
@@ -39,6 +39,7 @@ from splitimpera import whatif
 from splitimpera.errors import UserError
 from splitimpera.accuracy.predictors import is_predicted
 from splitimpera.plain import human, num
+from splitimpera.prepared import prepare_key
 from splitimpera.qos import human_bytes
 from splitimpera.report.view import (STAGE_COLOURS, STAGE_LABELS, View, accuracy_footnote, accuracy_text,
                                      compute_error_sentence)
@@ -850,7 +851,7 @@ def main() -> None:
                + ("" if sc.analysis.engine == sc0.analysis.engine else
                   f"; `simulate` ranks this scenario with **{sc0.analysis.engine}**, so its numbers differ: "
                   "switch under *Engine* in the sidebar"))
-    pkey = whatif.prepare_key(sc)
+    pkey = prepare_key(sc)
     prep = prepared(pkey, sc)
     yaml_text = sc.to_yaml()
     res = evaluated(yaml_text, pkey, sc, prep)
@@ -858,7 +859,7 @@ def main() -> None:
     pinned_sc = st.session_state.get("pinned")
     pinned = None
     if pinned_sc is not None:
-        pk = whatif.prepare_key(pinned_sc)
+        pk = prepare_key(pinned_sc)
         pinned = evaluated(pinned_sc.to_yaml(), pk, pinned_sc, prepared(pk, pinned_sc))
 
     verdict(view)
