@@ -26,7 +26,8 @@ warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=Fu
 import numpy as np  # noqa: E402
 
 import splitimpera as si  # noqa: E402
-from splitimpera.sweep import _evaluate_chunk, _prepare_task, load_sweep  # noqa: E402
+from splitimpera.sweep import load_sweep  # noqa: E402
+from splitimpera.sweep.run import evaluate_chunk, prepare_task  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "scenarios/demo.yaml"
@@ -60,7 +61,7 @@ def evaluate_cost(sp: dict, repeats: int) -> tuple[float, float]:
     """Median seconds per point of (``si.evaluate`` alone, a worker's whole per-point step:
     the point's scenario built from the base, evaluate, its summary row and table rows)."""
     sw = load_sweep(sp)
-    prep = _prepare_task(sw.base_scenario)
+    prep = prepare_task(sw.base_scenario)
     pts = [(i, k, v) for i, (k, v) in enumerate(zip(sw.keys, sw.values))][:repeats]
     scs = [sw.base.scenario(v) for _, _, v in pts]
     for sc in scs:  # first visits: transport tables per link, compute times per device
@@ -70,7 +71,7 @@ def evaluate_cost(sp: dict, repeats: int) -> tuple[float, float]:
         t0 = time.perf_counter()
         si.evaluate(sc, prep)
         t1 = time.perf_counter()
-        _evaluate_chunk(prep, sw.base, [p])
+        evaluate_chunk(prep, sw.base, [p])
         step.append(time.perf_counter() - t1)
         ev.append(t1 - t0)
     return statistics.median(ev), statistics.median(step)
