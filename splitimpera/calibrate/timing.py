@@ -118,7 +118,7 @@ def _quiet_gc():
 
 
 def time_traced(name: str, tm: TracedModel, *, repeats: int = DEFAULT_REPEATS,
-                  warmup: int = DEFAULT_WARMUP) -> TimedModel:
+                warmup: int = DEFAULT_WARMUP) -> TimedModel:
     """Time every node of ``tm`` and a plain forward on this machine's CPU (see the module doc)."""
     return time_models([(name, tm)], repeats=repeats, warmup=warmup)[0]
 
@@ -134,8 +134,8 @@ def _probe_s(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, n: int = 5) ->
 
 
 def time_models(models: Sequence[tuple[str, TracedModel]], *, repeats: int = DEFAULT_REPEATS,
-                   warmup: int = DEFAULT_WARMUP, max_redo: float = 1.0, disturbed: float = 1.3,
-                   seed: int = 0) -> list[TimedModel]:
+                warmup: int = DEFAULT_WARMUP, max_redo: float = 1.0, disturbed: float = 1.3,
+                seed: int = 0) -> list[TimedModel]:
     """Time every node of each model and a plain forward, interleaved so that the neighbours'
     noise falls on every model alike.
 

@@ -73,7 +73,8 @@ def target_name(n: fx.Node) -> str:
 
 
 def node_kind(n: fx.Node, gm: fx.GraphModule, *, is_view: bool) -> str:
-    """The kind (one of :data:`~splitimpera.config.op_kinds.OP_KINDS`) of a compute node; ``is_view``: it only reinterprets an input."""
+    """The kind (one of :data:`~splitimpera.config.op_kinds.OP_KINDS`) of a compute node; ``is_view``:
+    it only reinterprets an input."""
     if is_view:
         return "view"
     if n.op == "call_module":
