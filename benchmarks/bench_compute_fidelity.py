@@ -29,6 +29,7 @@ import time
 import warnings
 
 import numpy as np
+import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 warnings.filterwarnings("ignore")
@@ -45,7 +46,7 @@ def weighted_layer_median(cal, method: str) -> float:
     """Median per-layer |error| weighted by the layer's measured time, %: half the held-out
     models' compute time is in layers predicted at least this well."""
     errs, weights = [], []
-    for m in cal.measurements[len(cal.fit_models):]:
+    for m in cal.timed_models[len(cal.fit_models):]:
         ape = cal.errors.loc[(method, m.model), "_ape"]
         lay = m.nodes["is_layer"].to_numpy(dtype=bool) & (m.nodes["measured_s"].to_numpy() > 0)
         errs.append(ape)
@@ -71,12 +72,12 @@ def main() -> int:
     cal = C.calibrate(fit, hold, input_shape=shape, repeats=repeats, threads=args.threads, idle_w=1, active_w=2,
                       name="bench")
     with C.pinned(args.threads) as (threads, cpus):
-        again = C.measure_models(C._load_traced(hold, shape, "--holdout"), repeats=repeats, seed=1)
+        again = C.time_models(C.load_traced_models(hold, shape, "--holdout"), repeats=repeats, seed=1)
     second = {m.model: m.total_s for m in again}
     out = []
     p = out.append
     p(f"compute fidelity: {C.cpu_model()}, {threads} thread(s) pinned to CPU {','.join(map(str, cpus)) or '?'}, "
-      f"torch {C.torch.__version__}, {platform.system()} {platform.machine()}, input {'x'.join(map(str, shape))} "
+      f"torch {torch.__version__}, {platform.system()} {platform.machine()}, input {'x'.join(map(str, shape))} "
       f"(vit at its own), {repeats} interleaved rounds, {time.perf_counter() - t0:.0f} s")
     p(f"fit on {len(fit)} models: {C.model_list(fit)}; held out {len(hold)} ({sum(h in HARD for h in hold)} depthwise-, "
       "grouped- or branch-heavy, marked *)")

@@ -16,9 +16,9 @@ The package is laid out by pipeline stage, each importing only the ones before i
 from ._version import __version__  # noqa: F401
 
 from .errors import UserError  # noqa: E402
-from .config.hardware import (  # noqa: E402
-    DeviceProfile, NetworkProfile, get_device, get_network, list_devices, list_networks,
-    register_device, register_network,
+from .config.hardware import DeviceProfile, NetworkProfile  # noqa: E402
+from .config.profile_registry import (  # noqa: E402
+    get_device, get_network, list_devices, list_networks, register_device, register_network,
 )
 from .config.scenario import Scenario, load_scenario  # noqa: E402
 from .model.loading import load_model  # noqa: E402

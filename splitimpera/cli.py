@@ -252,12 +252,8 @@ def _cmd_splits(args) -> int:
 
 
 def _cmd_calibrate(args) -> int:
-    from pathlib import Path
-
-    from .atomic import check_writable_file
-    from .calibrate import (DEFAULT_INPUT_SHAPE, calibrate, check_model_names, default_name, implausible, once,
-                            render_calibration,
-                            write_profile)
+    from .calibrate import (DEFAULT_INPUT_SHAPE, calibrate, check_model_names, implausible, once, profile_output,
+                            render_calibration, write_profile)
 
     if args.for_model is not None:
         return _calibrate_for_model(args)
@@ -267,15 +263,8 @@ def _cmd_calibrate(args) -> int:
                         field="--profile" if args.profile is not None else "--num-classes")
     models = [m for arg in args.models for m in arg.split(",") if m]
     holdout = [m for arg in args.holdout for m in arg.split(",") if m]
-    check_model_names(models, holdout)  # before minutes of measuring
-    out = Path(args.output) if args.output else None
-    name = args.name or (out.stem if out else default_name())
-    if out is None:
-        out = Path(f"{name}.yaml")
-    if out.stem != name:  # the registry requires it
-        raise UserError(f"profile name {name!r} must equal the file stem of -o {out.name!r}",
-                        source="calibrate", field="--name")
-    check_writable_file(out, field="-o" if args.output else None)  # before minutes of measuring
+    check_model_names(models, holdout)  # before minutes of timing
+    name, out = profile_output(args.name, args.output)
     with _said_once(logging.getLogger("splitimpera.calibrate")) as said:
         cal = calibrate(models, holdout, input_shape=args.input or DEFAULT_INPUT_SHAPE, name=name, kind=args.kind,
                         repeats=args.repeats, warmup=args.warmup, peak_gflops=args.peak_gflops, idle_w=args.idle_w,
@@ -295,65 +284,26 @@ def _calibrate_for_model(args) -> int:
     """``calibrate --for-model``: time one model node by node, add the table to a device profile."""
     from pathlib import Path
 
-    from .atomic import check_writable_file
-    from .calibrate import profile_with_timing, time_model, write_timing_profile
-    from .config.hardware import profile_raw, read_yaml
-    from .model.loading import model_kind
-
-    if not args.profile:
-        raise UserError("name the device profile this machine is (a profile name or a YAML file), e.g. "
-                        "--profile rpi4", source="calibrate", field="--profile")
-    try:
-        model_kind(args.for_model)
-    except UserError as e:
-        raise UserError(e.message, source="calibrate", field="--for-model") from None
-    spec = Path(args.profile)
-    if spec.suffix in (".yaml", ".yml"):
-        if not spec.is_file():
-            raise UserError(f"no such profile file: {spec}", source="calibrate", field="--profile")
-        base, base_dir = read_yaml(spec), spec.parent
-        if not isinstance(base, dict):
-            raise UserError("expected a device profile mapping", source=str(spec))
-        out = Path(args.output) if args.output else spec
-    else:
-        try:
-            base, base_dir = profile_raw("devices", args.profile), None
-        except UserError as e:
-            raise e.at(source="calibrate", field="--profile") from None
-        if not args.output:
-            raise UserError(f"give -o FILE.yaml for the new profile ({args.profile!r} is a bundled or registered "
-                            "profile, not a file to change)", source="calibrate", field="-o")
-        out = Path(args.output)
-    from .calibrate import DEFAULT_FIT_MODELS, DEFAULT_HOLDOUT_MODELS
-    from .config.hardware import parse_profile, resolve_relative_paths
+    from .calibrate import (DEFAULT_FIT_MODELS, DEFAULT_HOLDOUT_MODELS, plan_timing_profile, profile_with_timing,
+                            time_model, write_timing_profile)
 
     fit_only = {"--models": args.models != list(DEFAULT_FIT_MODELS),
                 "--holdout": args.holdout != list(DEFAULT_HOLDOUT_MODELS), "--kind": args.kind != "device",
                 "--peak-gflops": args.peak_gflops is not None, "--idle-w": args.idle_w is not None,
                 "--active-w": args.active_w is not None}
-    given = [k for k, v in fit_only.items() if v]
-    if given:
-        raise UserError(f"{', '.join(given)} belong{'s' if len(given) == 1 else ''} to fitting a profile, not to "
-                        "--for-model (the base profile keeps its own)", source="calibrate", field=given[0])
-    # The base must be a valid device profile before minutes of measuring.
-    parse_profile("devices", resolve_relative_paths("devices", base, base_dir) if base_dir is not None else base,
-                  str(spec) if base_dir is not None else "calibrate", prefix="" if base_dir is not None else "--profile")
-    name = args.name or out.stem
-    if out.stem != name:  # the registry requires it
-        raise UserError(f"profile name {name!r} must equal the file stem of -o {out.name!r}",
-                        source="calibrate", field="--name")
-    check_writable_file(out, field="-o" if args.output else "--profile")  # before the measuring
+    plan = plan_timing_profile(args.for_model, args.profile, args.output, args.name,
+                               fit_options=[k for k, v in fit_only.items() if v])
     timing = time_model(args.for_model, args.input, num_classes=args.num_classes, repeats=args.repeats,
                         warmup=args.warmup, threads=args.threads, search_dir=Path.cwd())
-    data, table_path = profile_with_timing(base, timing, name=name, out=out, base_dir=base_dir)
+    data, table_path = profile_with_timing(plan.base, timing, name=plan.name, out=plan.out, base_dir=plan.base_dir)
     t = timing.table
     print(f"{timing.model} at {timing.input}: {int((t['raw_s'] > 0).sum())} nodes timed, plain forward "
           f"{timing.total_s * 1e3:.4g} ms (nodes sum to {t['raw_s'].sum() * 1e3:.4g} ms before scaling), run-to-run "
           f"spread {timing.noise * 100:.2g} %, {timing.threads} thread{'s' if timing.threads != 1 else ''}")
     by_kind = t.groupby("kind")["measured_s"].sum().sort_values(ascending=False)
     print("time by op kind: " + ", ".join(f"{k} {v * 1e3:.3g} ms" for k, v in by_kind.items() if v > 0))
-    write_timing_profile(data, out, timing, table_path)
-    print(f"wrote {table_path} and {out}: `simulate` uses the table (measured mode) whenever this profile runs "
+    write_timing_profile(data, plan.out, timing, table_path)
+    print(f"wrote {table_path} and {plan.out}: `simulate` uses the table (measured mode) whenever this profile runs "
           f"{timing.model} at {timing.input}")
     return EXIT_OK
 
@@ -440,7 +390,7 @@ def _cmd_bottlenecks(args) -> int:
 def _cmd_profiles(args) -> int:
     import textwrap
 
-    from .config.hardware import get_device, get_network, list_devices, list_networks, warn_broken_profiles
+    from .config.profile_registry import get_device, get_network, list_devices, list_networks, warn_broken_profiles
     from .plain import human, num
 
     kinds = [k for k in ("devices", "networks") if args.kind in (None, k)]

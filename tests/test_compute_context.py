@@ -8,9 +8,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from splitimpera.config.hardware import parse_profile
+from splitimpera.config.profile_registry import parse_profile
 from splitimpera.errors import UserError
-from splitimpera.latency.kinds import MIN_GAIN, TABLE_COLUMNS, KindCoef, KindModel, choose_residual_kinds, fit_base, read_table
+from splitimpera.calibrate.fit import MIN_GAIN, choose_residual_kinds, fit_base
+from splitimpera.latency.kind_model import TABLE_COLUMNS, KindCoef, KindModel, read_table
 from splitimpera.model.cost import profile_nodes, structure_hash
 from splitimpera.model.splits import trace
 
@@ -187,8 +188,8 @@ def test_synthetic_fit_networks_cover_the_activations_and_blocks_users_meet():
 def test_operator_names_survive_the_residual_table_and_a_blank_one_keeps_its_kinds_base(tmp_path):
     from functools import partial
 
-    from splitimpera.latency.kinds import read_table_text
-    from splitimpera.model.kinds import _name
+    from splitimpera.latency.kind_model import read_table_text
+    from splitimpera.model.node_features import target_name
 
     t = _table()
     t.loc[t.index[:40], "fn"] = "null"  # a user module named Null
@@ -204,7 +205,7 @@ def test_operator_names_survive_the_residual_table_and_a_blank_one_keeps_its_kin
     class Node:
         target = partial(F.relu, inplace=False)
 
-    assert _name(Node()) == "partial"
+    assert target_name(Node()) == "partial"
 
 
 def test_a_linear_layer_on_one_row_of_a_sequence_is_a_matrix_vector_product():

@@ -8,11 +8,13 @@ import pytest
 import yaml
 
 import splitimpera as si
-from splitimpera.calibrate import Measurement, calibrate, write_profile
+from splitimpera.calibrate import TimedModel, calibrate, write_profile
 from splitimpera.cli import main
-from splitimpera.config.hardware import parse_profile, read_yaml, resolve_relative_paths
+from splitimpera.calibrate.fit import fit_base
+from splitimpera.config.profile_registry import parse_profile, resolve_relative_paths
+from splitimpera.config.yaml_files import read_yaml
 from splitimpera.latency.compute import compute_mode, compute_time_s
-from splitimpera.latency.kinds import KindCoef, KindModel, fit_base
+from splitimpera.latency.kind_model import KindCoef, KindModel
 from splitimpera.model.cost import profile_model, profile_nodes
 from splitimpera.model.splits import trace
 
@@ -44,19 +46,19 @@ def synthetic_measure(models, repeats, warmup, disturb=0.0):
         t = KindModel(TRUTH).predict_s(nodes)
         hit = rng.random(len(t)) < disturb
         nodes["measured_s"] = np.where(hit, 3 * t, t)
-        out.append(Measurement(name, nodes, float(KindModel(TRUTH).predict_s(nodes).sum())))
+        out.append(TimedModel(name, nodes, float(KindModel(TRUTH).predict_s(nodes).sum())))
     return out
 
 
 @pytest.fixture(scope="module")
 def synthetic_cal():
     return calibrate(["resnet18", "mobilenet_v3_small"], ["mobilenet_v2"], input_shape=SHAPE, peak_gflops=100.0,
-                     idle_w=1.0, active_w=3.0, name="synthetic", measure=synthetic_measure, residual=False)
+                     idle_w=1.0, active_w=3.0, name="synthetic", timer=synthetic_measure, residual=False)
 
 
 def _fitted_kinds(cal):
     table = cal.table if cal.table is not None else None
-    counts = pd.concat([m.nodes for m in cal.measurements[:2]])["kind"].value_counts()
+    counts = pd.concat([m.nodes for m in cal.timed_models[:2]])["kind"].value_counts()
     return [k for k in TRUTH if k != "all" and counts.get(k, 0) >= 6], table
 
 
@@ -174,7 +176,7 @@ def test_cli_for_model_writes_a_profile_that_simulate_uses(tmp_path, monkeypatch
     assert table["measured_s"].sum() * 1e3 == pytest.approx(forward_ms, rel=1e-3)
     assert table["raw_s"].sum() > 0 and (table["measured_s"] >= 0).all()
     monkeypatch.setenv("SPLITIMPERA_PROFILES", str(tmp_path / "profiles"))
-    si.config.hardware.DEVICES.reset()
+    si.config.profile_registry.DEVICES.reset()
     try:
         sc = si.load_scenario(Path(__file__).resolve().parents[1] / "scenarios" / "demo.yaml",
                               overrides={"device": "mypi", "analysis.engine": "analytic"})
@@ -190,7 +192,7 @@ def test_cli_for_model_writes_a_profile_that_simulate_uses(tmp_path, monkeypatch
         assert len(yaml.safe_load(out.read_text())["compute"]["timings"]) == 1
     finally:
         monkeypatch.delenv("SPLITIMPERA_PROFILES")
-        si.config.hardware.DEVICES.reset()
+        si.config.profile_registry.DEVICES.reset()
 
 
 @pytest.mark.parametrize("argv,field", [
@@ -286,11 +288,11 @@ def residual_cal():
         return out
 
     return calibrate(["resnet18", "mobilenet_v3_small"], ["mobilenet_v2"], input_shape=SHAPE, peak_gflops=100.0,
-                     idle_w=1.0, active_w=3.0, name="resid", measure=noisy, residual=True)
+                     idle_w=1.0, active_w=3.0, name="resid", timer=noisy, residual=True)
 
 
 def test_written_residual_profile_predicts_what_calibrate_evaluated(residual_cal, tmp_path):
-    from splitimpera.latency.kinds import model_for
+    from splitimpera.latency.kind_model import model_for
 
     assert residual_cal.chosen == "kinds+residual" and residual_cal.table is not None
     path = tmp_path / "devices" / "resid.yaml"
@@ -313,7 +315,7 @@ def test_written_residual_profile_predicts_what_calibrate_evaluated(residual_cal
 ])
 def test_a_bad_residual_table_is_one_user_error(residual_cal, tmp_path, content, what):
     from splitimpera.errors import UserError
-    from splitimpera.latency.kinds import model_for
+    from splitimpera.latency.kind_model import model_for
 
     path = tmp_path / "devices" / "resid.yaml"
     write_profile(residual_cal.data, path, table=residual_cal.table)
@@ -359,7 +361,7 @@ def test_calibrate_keeps_the_roofline_when_it_predicts_better():
     from tests.test_calibrate import synthetic
 
     cal = calibrate(["resnet18", "squeezenet1_0"], ["mobilenet_v3_small"], input_shape=SHAPE, peak_gflops=100.0,
-                    idle_w=1.0, active_w=3.0, name="roof", measure=synthetic)
+                    idle_w=1.0, active_w=3.0, name="roof", timer=synthetic)
     assert cal.summary["roofline"]["model_mdape"] < 1e-6 < cal.summary["kinds"]["model_mdape"]
     assert cal.chosen == "roofline" and cal.profile.compute.kinds is None
     assert cal.profile.compute.error_pct == pytest.approx(0.1)  # floored: never a stated 0 %
@@ -405,7 +407,7 @@ def test_tracing_from_several_threads_at_once():
 def test_a_residual_that_helps_no_kind_is_not_written():
     # Exact per-kind times: the base holds everything, no kind's residual beats it.
     cal = calibrate(["resnet18", "mobilenet_v3_small"], ["mobilenet_v2"], input_shape=SHAPE, peak_gflops=100.0,
-                    idle_w=1.0, active_w=3.0, name="exact", measure=synthetic_measure)
+                    idle_w=1.0, active_w=3.0, name="exact", timer=synthetic_measure)
     assert cal.residual_kinds == () and len(cal.residual_cv) > 0
     assert cal.chosen == "kinds" and cal.table is None
     assert "residual_table" not in cal.data["compute"] and "residual_kinds" not in cal.data["compute"]

@@ -6,7 +6,7 @@ module-scoped ns-3 sweep, ~20-40 s in all). The comparison logic is tested witho
 
 import pytest
 
-from splitimpera.config.hardware import get_network
+from splitimpera.config.profile_registry import get_network
 from splitimpera.latency.link import contention_share
 from splitimpera.latency.ns3 import available
 

@@ -11,7 +11,7 @@ import yaml
 
 import splitimpera as si
 from splitimpera.cli import main
-from splitimpera.config import hardware
+from splitimpera.config import profile_registry
 
 
 @pytest.fixture
@@ -26,15 +26,15 @@ def profiles(tmp_path, monkeypatch):
         (folder / kind).mkdir(exist_ok=True)
         path = folder / kind / f"{name}.yaml"
         path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
-        hardware.DEVICES.reset()
-        hardware.NETWORKS.reset()
+        profile_registry.DEVICES.reset()
+        profile_registry.NETWORKS.reset()
         return path
 
-    hardware.DEVICES.reset()
+    profile_registry.DEVICES.reset()
     yield write
     monkeypatch.delenv("SPLITIMPERA_PROFILES")
-    hardware.DEVICES.reset()
-    hardware.NETWORKS.reset()
+    profile_registry.DEVICES.reset()
+    profile_registry.NETWORKS.reset()
 
 
 def test_a_profile_inherits_from_its_base(profiles, repo_root):

@@ -4,7 +4,8 @@ import pytest
 import yaml
 
 import splitimpera as si
-from splitimpera.config.hardware import DEVICES, DeviceProfile, NetworkProfile, resolve_relative_paths
+from splitimpera.config.hardware import DeviceProfile, NetworkProfile
+from splitimpera.config.profile_registry import DEVICES, resolve_relative_paths
 
 
 def test_bundled_profiles_are_valid_and_sourced(repo_root):

@@ -18,7 +18,7 @@ import torch
 
 import splitimpera.accuracy.bottlenecks as bn
 from splitimpera.accuracy import gradcam
-from splitimpera.config import checks, hardware, scenario
+from splitimpera.config import checks, profile_registry, scenario
 from splitimpera.config.registry import Registry
 from splitimpera.errors import UserError
 from splitimpera.model import zoo
@@ -152,8 +152,8 @@ def test_a_failing_loader_leaves_nothing_half_loaded():
 
 
 @pytest.mark.parametrize("reg, expected", [
-    (hardware.DEVICES, {"rpi4", "rpi5", "jetson_nano", "jetson_orin_nano", "server_a100", "server_cpu"}),
-    (hardware.NETWORKS, {"3g", "lte", "lte_drive", "wifi5", "ethernet"}),
+    (profile_registry.DEVICES, {"rpi4", "rpi5", "jetson_nano", "jetson_orin_nano", "server_a100", "server_cpu"}),
+    (profile_registry.NETWORKS, {"3g", "lte", "lte_drive", "wifi5", "ethernet"}),
     (gradcam.METHODS, {"gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "gradcam-elementwise"}),
     (bn.BOTTLENECKS, set(DEFAULT_BOTTLENECKS)),
     (zoo.ZOO, {"digits_cnn", "letters_vgg", "letters_resnet"}),
@@ -168,9 +168,9 @@ def test_each_registry_is_a_registry_listing_its_entries(reg, expected):
 
 
 def test_list_functions_answer_from_the_registries():
-    assert hardware.list_devices(include="server*", exclude="server_cpu") == \
-        [n for n in hardware.DEVICES.list() if n.startswith("server") and n != "server_cpu"]
-    assert hardware.list_networks(include=["lte*", "3g"]) == ["3g", "lte", "lte_drive"]
+    assert profile_registry.list_devices(include="server*", exclude="server_cpu") == \
+        [n for n in profile_registry.DEVICES.list() if n.startswith("server") and n != "server_cpu"]
+    assert profile_registry.list_networks(include=["lte*", "3g"]) == ["3g", "lte", "lte_drive"]
     assert gradcam.list_methods(include="gradcam*") == ["gradcam", "gradcam++", "gradcam-elementwise"]
     assert zoo.list_zoo_models() == zoo.ZOO.list() == ["digits_cnn", "letters_resnet", "letters_vgg"]
     assert bn.list_bottlenecks()[:len(DEFAULT_BOTTLENECKS)] == DEFAULT_BOTTLENECKS  # registration order
@@ -179,52 +179,52 @@ def test_list_functions_answer_from_the_registries():
 
 
 def test_unknown_names_are_user_errors_in_every_registry():
-    for get, bad, hint in ((hardware.get_device, "rpi9", "rpi4"), (hardware.get_network, "lte5", "lte"),
+    for get, bad, hint in ((profile_registry.get_device, "rpi9", "rpi4"), (profile_registry.get_network, "lte5", "lte"),
                            (gradcam.get_method, "gradcamm", "gradcam"), (zoo.get_zoo_entry, "digits_cn", "digits_cnn"),
                            (bn.get_bottleneck, "fp61", "fp16")):
         with pytest.raises(UserError, match=f"unknown .*'{bad}'; did you mean [^?]*\\b{hint}\\b"):
             get(bad)
 
 
-@pytest.mark.parametrize("name", hardware.list_devices())
+@pytest.mark.parametrize("name", profile_registry.list_devices())
 def test_device_profile_metadata(name):
-    prof = hardware.get_device(name)
+    prof = profile_registry.get_device(name)
     assert prof.name == name
     # list_devices(include="server*") is how front ends pick servers: the names must say the kind.
     assert (prof.kind == "server") == name.startswith("server")
     assert prof.sources, f"{name} cites no source"
-    path = hardware.profile_path("devices", name)
+    path = profile_registry.profile_path("devices", name)
     assert path is not None and path.is_file() and path.stem == name
     # The raw mapping a scenario's `base:` merges over is the profile itself.
-    assert hardware.parse_profile("devices", hardware.profile_raw("devices", name), str(path)) == prof
+    assert profile_registry.parse_profile("devices", profile_registry.profile_raw("devices", name), str(path)) == prof
     assert prof.macs_per_s("conv") == pytest.approx(prof.compute.peak_gflops * 1e9 * prof.compute.efficiency.conv / 2)
 
 
-@pytest.mark.parametrize("name", hardware.list_networks())
+@pytest.mark.parametrize("name", profile_registry.list_networks())
 def test_network_profile_metadata(name):
-    prof = hardware.get_network(name)
+    prof = profile_registry.get_network(name)
     assert prof.name == name
     assert prof.sources, f"{name} cites no source"
-    path = hardware.profile_path("networks", name)
+    path = profile_registry.profile_path("networks", name)
     assert path is not None and path.is_file() and path.stem == name
-    assert hardware.parse_profile("networks", hardware.profile_raw("networks", name), str(path)) == prof
+    assert profile_registry.parse_profile("networks", profile_registry.profile_raw("networks", name), str(path)) == prof
     if prof.trace is not None:  # the analytic rate is the trace's time-weighted mean
         assert prof.uplink_mbps == pytest.approx(prof.trace.mean_mbps("up"))
 
 
 def test_profile_raw_is_a_copy_and_code_profiles_have_no_file():
-    raw = hardware.profile_raw("devices", "rpi4")
+    raw = profile_registry.profile_raw("devices", "rpi4")
     raw["compute"]["peak_gflops"] = -1
-    assert hardware.profile_raw("devices", "rpi4")["compute"]["peak_gflops"] > 0
-    p = hardware.get_device("rpi4").model_copy(update={"name": "test_registry_board"})
+    assert profile_registry.profile_raw("devices", "rpi4")["compute"]["peak_gflops"] > 0
+    p = profile_registry.get_device("rpi4").model_copy(update={"name": "test_registry_board"})
     try:
-        hardware.register_device(p)
-        assert hardware.profile_path("devices", "test_registry_board") is None
-        assert hardware.profile_raw("devices", "test_registry_board")["name"] == "test_registry_board"
-        assert "test_registry_board" in hardware.list_devices(include="test_*")
+        profile_registry.register_device(p)
+        assert profile_registry.profile_path("devices", "test_registry_board") is None
+        assert profile_registry.profile_raw("devices", "test_registry_board")["name"] == "test_registry_board"
+        assert "test_registry_board" in profile_registry.list_devices(include="test_*")
     finally:
-        hardware.DEVICES.reset()
-    assert "test_registry_board" not in hardware.DEVICES
+        profile_registry.DEVICES.reset()
+    assert "test_registry_board" not in profile_registry.DEVICES
 
 
 @pytest.mark.parametrize("name", zoo.list_zoo_models())

@@ -77,7 +77,7 @@ def test_a_key_given_twice_is_refused_with_its_lines(tmp_path, capsys):
     assert "\n" not in err and "duplicate key 'qos' (lines 6 and 8)" in err
     # Merge keys are not duplicates.
     (tmp_path / "m.yaml").write_text("base: &b {a: 1, c: 2}\nx:\n  <<: *b\n  a: 3\n")
-    from splitimpera.config.hardware import read_yaml
+    from splitimpera.config.yaml_files import read_yaml
 
     assert read_yaml(tmp_path / "m.yaml")["x"] == {"a": 3, "c": 2}
 

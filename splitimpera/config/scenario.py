@@ -19,10 +19,10 @@ from pydantic import AfterValidator, Field, PrivateAttr, ValidationError, field_
 
 from ..errors import UserError, first_line
 from .checks import run_checks
-from .hardware import (
-    DeviceProfile, NetworkProfile, ProfileFileError, _Strict, format_validation_error, read_yaml, resolve_profile,
-    resolve_relative_paths, unknown_key_message, warn_broken_profiles,
-)
+from .hardware import DeviceProfile, NetworkProfile
+from .profile_registry import ProfileFileError, resolve_profile, resolve_relative_paths, warn_broken_profiles
+from .strict import StrictModel, format_validation_error, unknown_key_message
+from .yaml_files import read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def _folder_name(v: str) -> str:
 FolderName = Annotated[str, AfterValidator(_folder_name)]
 
 
-class ModelSpec(_Strict):
+class ModelSpec(StrictModel):
     name: str = Field(min_length=1, description="torchvision name, zoo name, or package.module:function")
     weights: str = Field("default", description="none | default | torchvision weights name | state-dict path")
     num_classes: int | None = Field(None, gt=0)
@@ -89,7 +89,7 @@ class ModelSpec(_Strict):
         return v
 
 
-class DataSpec(_Strict):
+class DataSpec(StrictModel):
     source: Literal["digits", "letters", "synthetic", "imagefolder", "none"] = "none"
     path: str | None = None
     split: Literal["train", "test", "all"] = "test"
@@ -100,7 +100,7 @@ class DataSpec(_Strict):
                                                      "default: stop with an error naming the file")
 
 
-class CUISpec(_Strict):
+class CUISpec(StrictModel):
     """I-SPLIT importance analysis (see :mod:`splitimpera.accuracy.cui`). Unset keys come from the preset."""
 
     preset: Literal["default", "reference"] = "default"
@@ -118,7 +118,7 @@ class CUISpec(_Strict):
         return self.model_dump(exclude={"classes"})
 
 
-class AnalysisSpec(_Strict):
+class AnalysisSpec(StrictModel):
     splits: Literal["all", "nominated"] | list[str] = Field(
         "all", description="rank every split, only those the CUI curve nominates, or the splits listed "
                            "(input and output included as named)")
@@ -136,7 +136,7 @@ class AnalysisSpec(_Strict):
         return _name_list(v, "split (or all, or nominated)")
 
 
-class WorkloadSpec(_Strict):
+class WorkloadSpec(StrictModel):
     num_devices: int = Field(1, ge=1)
     rate_hz: float = Field(1.0, gt=0, description="requests per second per device")
     arrival: Literal["periodic", "poisson"] = "periodic"
@@ -156,7 +156,7 @@ class WorkloadSpec(_Strict):
         True, description="sample jitter and retransmissions; false: no jitter, mean retransmission overhead")
 
 
-class AutoencoderSpec(_Strict):
+class AutoencoderSpec(StrictModel):
     """Training of I-SPLIT's autoencoder bottleneck (per split, backbone frozen)."""
 
     epochs: int = Field(5, ge=1)
@@ -165,7 +165,7 @@ class AutoencoderSpec(_Strict):
     recon_weight: float = Field(1.0, ge=0, description="weight of the reconstruction MSE beside the task loss")
 
 
-class BottleneckSpec(_Strict):
+class BottleneckSpec(StrictModel):
     """What happens to the sent tensor (see :mod:`splitimpera.accuracy.bottlenecks`) and how accuracy is known."""
 
     name: str | list[str] = Field(
@@ -217,7 +217,7 @@ EXIT_HEAD_KINDS = ("linear", "conv")
 EXIT_DEGENERATE = ("input", "output")
 
 
-class ExitSpec(_Strict):
+class ExitSpec(StrictModel):
     """Early exit (Split-Et-Impera's EE configuration): at each listed split a small classifier
     (the exit head) runs on the device after the head; a request whose confidence reaches
     the threshold τ is answered there, the others go on to the server as in split computing."""
@@ -256,7 +256,7 @@ class ExitSpec(_Strict):
         return v
 
 
-class ObjectiveWeights(_Strict):
+class ObjectiveWeights(StrictModel):
     """Weights of the ``weighted`` objective; each metric is min-max scaled across splits first."""
 
     latency: float = Field(1.0, ge=0)
@@ -265,7 +265,7 @@ class ObjectiveWeights(_Strict):
     accuracy: float = Field(0.0, ge=0)
 
 
-class QoSSpec(_Strict):
+class QoSSpec(StrictModel):
     max_latency_ms: float | None = Field(None, gt=0, description="limit on the latency statistic below")
     latency_statistic: Literal["mean", "p50", "p95", "p99"] = Field(
         "mean", description="which latency the limit applies to (percentiles need the simpy engine; "
@@ -298,12 +298,12 @@ class QoSSpec(_Strict):
         return None if self.max_energy_mj is None else self.max_energy_mj * 1e-3
 
 
-class OutputSpec(_Strict):
+class OutputSpec(StrictModel):
     dir: str = "results"
     top: int = Field(10, gt=0, description="rows shown in the terminal table")
 
 
-class Scenario(_Strict):
+class Scenario(StrictModel):
     name: FolderName
     seed: int = Field(0, ge=0)
     description: str = ""

@@ -34,7 +34,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from ..model.cost import OP_CLASSES, ROOFLINE_COLUMNS, extra_columns  # noqa: F401  (re-exported)
+from ..config.op_kinds import OP_CLASSES
+from ..model.cost import ROOFLINE_COLUMNS, extra_columns
 from ..config.hardware import DeviceProfile
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ _kind_times: dict[tuple, tuple] = {}  # key → (model, seconds per node)
 def _kind_node_s(device: DeviceProfile, nodes) -> np.ndarray:
     """The per-kind model's seconds per node, kept per model and node table: the simulation
     asks for the same ones at every design point."""
-    from .kinds import MODEL_COLUMNS, model_for
+    from .kind_model import MODEL_COLUMNS, model_for
 
     model = model_for(device)
     cols = ("pos", *MODEL_COLUMNS, *(f"flops_{c}" for c in OP_CLASSES))
@@ -122,7 +123,7 @@ def _kind_node_s(device: DeviceProfile, nodes) -> np.ndarray:
 
 
 def _has_kind_columns(nodes) -> bool:
-    from .kinds import MODEL_COLUMNS
+    from .kind_model import MODEL_COLUMNS
 
     return all(c in nodes for c in MODEL_COLUMNS if c != "macs")
 
@@ -202,7 +203,7 @@ def extra_time_s(profile: pd.DataFrame, side: str, device: DeviceProfile) -> np.
     nodes["bytes_moved"] = profile[f"{side}_extra_bytes_moved"].to_numpy(dtype=float)
     layers = profile[f"{side}_extra_layers"].to_numpy(dtype=float)
     if device.compute.kinds:
-        from .kinds import model_for
+        from .kind_model import model_for
 
         model = model_for(device)
         f = np.column_stack([nodes[f"flops_{c}"] for c in OP_CLASSES])
@@ -240,7 +241,7 @@ def predict_latency_s(model, input_shape=None, device: DeviceProfile | str = "rp
     """
     import torch
 
-    from ..config.hardware import get_device
+    from ..config.profile_registry import get_device
     from ..model.cost import profile_model
     from ..model.loading import default_input_shape, load_model
     from ..model.splits import TracedModel, trace

@@ -30,8 +30,8 @@ import torch.fx as fx
 import torch.nn as nn
 
 from .. import cache
-from ..config.hardware import OP_CLASSES
-from .kinds import conv_features, node_fn, node_kind, pool_features, shape_features
+from ..config.op_kinds import OP_CLASSES
+from .node_features import conv_features, node_fn, node_kind, pool_features, shape_features
 from .splits import INPUT, OUTPUT, PREDICTION_BYTES, TracedModel, attr_value, eval_mode, trace
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ LINEAR_OPS = {"addmm", "mm", "matmul", "bmm", "linear", "einsum", "scaled_dot_pr
 # device-independent inputs of the roofline (compute.node_time_s).
 ROOFLINE_COLUMNS = ("pos", *(f"flops_{c}" for c in OP_CLASSES), "bytes_moved", "is_layer")
 _CONV_FEATURES = ("cin", "cout", "kernel", "stride", "groups", "out_hw")
-# And those of the per-kind model (splitimpera.latency.kinds; kinds and features: model.kinds).
+# And those of the per-kind model (splitimpera.latency.kind_model; kinds and features: model.node_features).
 KIND_COLUMNS = ("kind", "fn", "reuse_bytes", "since_macs", "in_bytes", "out_bytes", "param_bytes", *_CONV_FEATURES,
                 "module")
 # Ops that return a view of their input (no data moved) when their output aliases an input.
@@ -55,7 +55,7 @@ _VIEW_MODULES = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d
                  nn.AlphaDropout)
 
 
-def _op_class(op: str) -> str:
+def op_class(op: str) -> str:
     op = op.removeprefix("aten::")
     if op in CONV_OPS:
         return "conv"
@@ -150,7 +150,7 @@ def _node_flops(tm: TracedModel) -> dict[int, dict[str, int]]:
         ops = per.get(wname, {})
         cls = defaultdict(int)
         for op, f in ops.items():
-            cls[_op_class(op)] += int(f)
+            cls[op_class(op)] += int(f)
         out[pos] = dict(cls)
     return out
 
@@ -212,7 +212,7 @@ def profile_nodes(model: nn.Module | TracedModel, input_shape=None, *, use_cache
     ``bytes_moved`` (memory traffic of the node: in + out + params, 0 for views; see the
     module docstring), ``live_bytes`` (all activations alive while the node runs, aliasing
     counted once), ``is_layer`` (counts toward per-layer overhead), ``macs`` (= ``flops``), and the
-    per-kind features of :mod:`splitimpera.model.kinds`: ``kind``, ``fn`` (the operator; a
+    per-kind features of :mod:`splitimpera.model.node_features`: ``kind``, ``fn`` (the operator; a
     linear layer on a single row is ``linear_gemv``), ``cin``, ``cout``, ``kernel``, ``stride``,
     ``groups``, ``out_hw``, ``module``, ``reuse_bytes`` (:func:`_reuse_bytes`) and
     ``since_macs`` (:func:`_since_same_op`).

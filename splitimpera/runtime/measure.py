@@ -441,7 +441,7 @@ def measure(scenario_path: str | Path, points: list[tuple[str, str]] | None = No
             raise UserError(f"{b!r} is not one of the scenario's bottlenecks ({', '.join(bns)})",
                             field="--bottleneck")
     if profile is not None and not calibrate:
-        from ..config.hardware import get_device
+        from ..config.profile_registry import get_device
 
         try:
             get_device(profile)
@@ -460,7 +460,7 @@ def measure(scenario_path: str | Path, points: list[tuple[str, str]] | None = No
     calibration = None
     if calibrate:
         from ..calibrate import calibrate as run_calibrate
-        from ..config.hardware import register_device
+        from ..config.profile_registry import register_device
 
         say(f"calibrating a profile of this machine on core {dev_core}, {threads} thread(s)")
         with _Pinned(dev_core, threads):

@@ -466,7 +466,7 @@ def fidelity_rows(profiles=("wifi4", "wifi5", "wifi6"), *, curves: dict | None =
     ``quick``: station counts :data:`QUICK_STATIONS`, one run of 1 s each (~1 min a profile
     on 2 cores; wifi4, with 4 ms A-MPDUs, is the noisiest: a few % per point).
     """
-    from ...config.hardware import get_network
+    from ...config.profile_registry import get_network
     from ..link import contention_share
 
     if quick:

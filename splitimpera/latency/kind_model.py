@@ -4,7 +4,7 @@ The roofline (:mod:`splitimpera.latency.compute`) gives every convolution one ef
 a CPU a depthwise convolution, a 1×1 convolution on a 7×7 map and a 3×3 one on a 56×56 map
 run at rates that differ by 5× and more, and a concatenation or a normalisation costs far
 more than its FLOPs say. Like nn-Meter, this model predicts per node with the node's own
-features (:mod:`splitimpera.model.kinds`), in two stages:
+features (:mod:`splitimpera.model.node_features`), in two stages:
 
 1. **Per-kind base** — for each kind ``k`` (dense, depthwise and grouped convolution,
    linear, norm, activation, pooling, element-wise, concat, view, …)::
@@ -13,7 +13,8 @@ features (:mod:`splitimpera.model.kinds`), in two stages:
 
    (``work``: the MACs; for a pooling fvcore does not count, its window operations, see
    :func:`work`), fitted by least absolute *relative* deviation to the measured nodes of
-   that kind (a linear program, so a few disturbed nodes do not drag it). Within a kind,
+   that kind (a linear program, so a few disturbed nodes do not drag it;
+   :func:`splitimpera.calibrate.fit.fit_base`). Within a kind,
    each operator measured on enough nodes gets its own base (``act/silu``, ``act/relu_``,
    ``pool/max_pool2d``, ``linear/linear_gemv`` …): a SiLU costs several times a ReLU per
    element. An operator not measured enough uses its kind's base, a kind absent from the
@@ -29,14 +30,15 @@ features (:mod:`splitimpera.model.kinds`), in two stages:
    convolution's lower rate, an input still in cache) and, being multiplicative on the
    base, falls back to the base outside the measured range. Only kinds whose residual
    beats their base in cross-validation over the fit models get one
-   (:func:`choose_residual_kinds`; the profile lists them in ``compute.residual_kinds``);
+   (:func:`splitimpera.calibrate.fit.choose_residual_kinds`; the profile lists them in ``compute.residual_kinds``);
    views never do. Trees are not YAML: the measured table the regressors are fitted from is
    kept beside the profile (``compute.residual_table``, CSV) and they are refitted from it
    when the profile is first used (deterministic, about 3 s for the default fit set on a
    2-core VM; cached per file).
 
-``calibrate`` fits the base alone, base + residual and the roofline, and writes the one with
-the smallest held-out error (:mod:`splitimpera.calibrate`).
+This module holds what predicting needs (refitting the residual regressors from a profile's
+table included); ``calibrate`` fits the base alone, base + residual and the roofline, and
+writes the one with the smallest held-out error (:mod:`splitimpera.calibrate`).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from ..model.kinds import FEATURE_COLUMNS, KINDS
+from ..model.node_features import FEATURE_COLUMNS
 
 # Columns of a node table the model reads (profile_nodes, or profile_model's attrs["nodes"]).
 MODEL_COLUMNS = FEATURE_COLUMNS
@@ -63,10 +65,6 @@ RESIDUAL_PARAMS = dict(loss="absolute_error", max_iter=300, learning_rate=0.05, 
 # view moves no data: its time is the dispatch its operator's base already holds).
 RESIDUAL_MIN_NODES = 30
 NO_RESIDUAL = ("view",)
-# The least gain in cross-validated error for which a kind gets its residual: relative, and
-# absolute (mean |log error| × 100, about half a percentage point).
-MIN_GAIN = 0.02
-MIN_ABS_GAIN = 0.5
 
 
 def _col(nodes, c) -> np.ndarray:
@@ -173,52 +171,6 @@ class KindModel:
                        for c in MODEL_COLUMNS}
                 out[sel] = base[sel] * np.exp(_limited(reg.predict, features(sub, fns)))
         return out
-
-
-def nnlad(A: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """argmin_x Σ_i |(A x − y)_i| subject to x ≥ 0, as a linear program (HiGHS)."""
-    from scipy import sparse
-    from scipy.optimize import linprog
-
-    # Columns scaled to unit norm: raw ones span ~12 orders of magnitude (MACs vs layers).
-    scale = np.linalg.norm(A, axis=0)
-    scale[scale == 0] = 1.0
-    As = sparse.csr_matrix(A / scale)
-    m, k = As.shape
-    eye = sparse.identity(m, format="csr")
-    # Variables [x (k), u (m)]: minimise Σu subject to −u ≤ A x − y ≤ u.
-    A_ub = sparse.vstack([sparse.hstack([As, -eye]), sparse.hstack([-As, -eye])], format="csr")
-    res = linprog(np.concatenate([np.zeros(k), np.ones(m)]), A_ub=A_ub, b_ub=np.concatenate([y, -y]),
-                  bounds=[(0, None)] * (k + m), method="highs")
-    if not res.success:
-        raise RuntimeError(f"least-absolute-deviation fit failed: {res.message}")
-    return res.x[:k] / scale
-
-
-def _nnlad_relative(X: np.ndarray, t: np.ndarray) -> np.ndarray:
-    return nnlad(X / t[:, None], np.ones(len(t)))
-
-
-def fit_base(table: pd.DataFrame, *, min_nodes: int = 6) -> dict[str, KindCoef]:
-    """Per-kind base coefficients from a table with :data:`TABLE_COLUMNS` (see the module doc).
-    Kinds with fewer than ``min_nodes`` timed nodes use the all-kinds fit (``"all"``)."""
-    rows = usable(table)
-    if len(rows) < 5:
-        raise ValueError(f"need at least 5 timed nodes to fit, got {len(rows)}")
-    coef = {"all": KindCoef(*_nnlad_relative(base_design(rows), rows["measured_s"].to_numpy(dtype=float)))}
-    for k, g in rows.groupby("kind"):
-        if len(g) >= min_nodes:
-            coef[str(k)] = KindCoef(*_nnlad_relative(base_design(g), g["measured_s"].to_numpy(dtype=float)))
-    keys = coef_keys(rows)
-    for k in np.unique(keys):
-        if "/" not in k:  # no operator named: the kind's own base
-            continue
-        g = rows[keys == k]
-        kind = k.partition("/")[0]
-        # an operator of its own when it is measured enough and its kind has more than one
-        if len(g) >= min_nodes and kind in coef and len(set(keys[rows["kind"].to_numpy() == kind])) > 1:
-            coef[str(k)] = KindCoef(*_nnlad_relative(base_design(g), g["measured_s"].to_numpy(dtype=float)))
-    return coef
 
 
 def coef_keys(nodes) -> np.ndarray:
@@ -351,42 +303,3 @@ def model_for(device) -> KindModel | None:
         with _lock:
             _cache[key] = model
     return model
-
-
-def coef_to_yaml(coef: Mapping[str, KindCoef]) -> dict:
-    order = ["all"]
-    for kind in KINDS:
-        order += [kind, *sorted(k for k in coef if k.startswith(kind + "/"))]
-    return {k: coef[k].to_yaml() for k in order if k in coef}
-
-
-def choose_residual_kinds(table: pd.DataFrame, folds: int = 5) -> tuple[list[str], pd.DataFrame]:
-    """The kinds whose residual regressor predicts nodes of models it was not fitted on better
-    than their base alone, by cross-validation over the table's models (``model`` column):
-    the models are dealt into ``folds`` groups; each group is predicted by a base and a
-    residual fitted to the others. A kind gets its residual when that lowers the mean
-    |log(predicted / measured)| of its held-out nodes by more than :data:`MIN_GAIN` of it
-    and more than :data:`MIN_ABS_GAIN` (the mean, not the median: a residual that fixes a
-    third of the nodes must count). Returns the kinds, and per candidate kind that mean ×
-    100 (about a percentage) for ``base`` and ``residual``, and ``nodes``."""
-    rows = usable(table)
-    models = sorted(set(rows["model"].astype(str)))
-    cands = residual_candidates(rows)
-    if len(models) < 2 or not cands:
-        return [], pd.DataFrame(columns=["base", "residual", "nodes"])
-    group = {m: i % min(folds, len(models)) for i, m in enumerate(models)}
-    g = rows["model"].astype(str).map(group).to_numpy()
-    t = rows["measured_s"].to_numpy(dtype=float)
-    err_base, err_res = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
-    for f in sorted(set(g)):
-        train, test = rows[g != f], rows[g == f]
-        coef = fit_base(train)
-        m = KindModel(coef, fit_residual(train, coef, kinds=[k for k in cands if k in residual_candidates(train)]))
-        err_base[g == f] = np.abs(np.log(KindModel(coef).predict_s(test) / t[g == f]))
-        err_res[g == f] = np.abs(np.log(m.predict_s(test) / t[g == f]))
-    kind = rows["kind"].to_numpy(dtype=object)
-    score = pd.DataFrame([{"kind": k, "base": float(np.mean(err_base[kind == k]) * 100),
-                           "residual": float(np.mean(err_res[kind == k]) * 100), "nodes": int((kind == k).sum())}
-                          for k in cands]).set_index("kind")
-    gain = score["base"] - score["residual"]
-    return [k for k in cands if gain[k] > MIN_GAIN * score.loc[k, "base"] and gain[k] > MIN_ABS_GAIN], score

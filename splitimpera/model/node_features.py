@@ -1,9 +1,9 @@
 """What kind of operator each graph node is, and the features a per-kind latency model needs.
 
-The per-kind compute model (:mod:`splitimpera.latency.kinds`) predicts a node's time from
+The per-kind compute model (:mod:`splitimpera.latency.kind_model`) predicts a node's time from
 its kind and a few numbers about it, as nn-Meter does per kernel: a depthwise convolution
 runs at a fraction of a dense one's rate, a concatenation or an add costs its memory
-traffic, a reshape costs only its dispatch. The kinds (:data:`KINDS`):
+traffic, a reshape costs only its dispatch. The kinds (:data:`~splitimpera.config.op_kinds.OP_KINDS`):
 
 ``conv``        dense convolution (``groups == 1``)
 ``conv_dw``     depthwise convolution (``groups == in_channels``, more than one group)
@@ -43,7 +43,6 @@ import math
 import torch.fx as fx
 import torch.nn as nn
 
-from ..config.hardware import KINDS  # noqa: F401  (the list lives with the profiles that name kinds)
 
 FEATURE_COLUMNS = ("kind", "fn", "macs", "bytes_moved", "in_bytes", "out_bytes", "param_bytes",
                    "cin", "cout", "kernel", "stride", "groups", "out_hw", "module", "reuse_bytes", "since_macs")
@@ -67,13 +66,15 @@ _COPY_FUNCS = {"contiguous", "clone", "reshape", "flatten", "permute", "transpos
                "interpolate", "channel_shuffle"}
 
 
-def _name(n: fx.Node) -> str:
+def target_name(n: fx.Node) -> str:
+    """What a node calls, by name: the function's or method's ``__name__``, else its type's."""
     t = n.target
     return t if isinstance(t, str) else getattr(t, "__name__", type(t).__name__)
 
 
 def node_kind(n: fx.Node, gm: fx.GraphModule, *, is_view: bool) -> str:
-    """The kind (one of :data:`KINDS`) of a compute node; ``is_view``: it only reinterprets an input."""
+    """The kind (one of :data:`~splitimpera.config.op_kinds.OP_KINDS`) of a compute node; ``is_view``:
+    it only reinterprets an input."""
     if is_view:
         return "view"
     if n.op == "call_module":
@@ -95,7 +96,7 @@ def node_kind(n: fx.Node, gm: fx.GraphModule, *, is_view: bool) -> str:
         if isinstance(m, (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout)):
             return "copy"
         return "other"
-    name = _name(n).lower()
+    name = target_name(n).lower()
     if name in ("conv1d", "conv2d", "conv3d"):
         groups = n.kwargs.get("groups", n.args[6] if len(n.args) > 6 else 1)
         return "conv" if groups == 1 else "conv_group"
@@ -192,7 +193,7 @@ def node_fn(n: fx.Node, gm: fx.GraphModule) -> str:
             name = _MODULE_FN.get(cls, cls.lower())
         inplace = bool(getattr(m, "inplace", False))
     else:
-        name = _name(n).lower()
+        name = target_name(n).lower()
         name = _ALIASES.get(name, name)
         inplace = n.kwargs.get("inplace") is True
         if name == "gelu" and n.kwargs.get("approximate", "none") != "none":
