@@ -40,14 +40,16 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from .. import cache
 from .._version import __version__
-from ..config.hardware import DeviceProfile, NetworkProfile, _Strict, format_validation_error, read_yaml
+from ..config.hardware import DeviceProfile, NetworkProfile
+from ..config.strict import StrictModel, format_validation_error
+from ..config.yaml_files import read_yaml
 from ..config.scenario import SCENARIOS_DIR, FolderName, Scenario, bundled_file, scenario_from_dict
 from ..errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-class RandomAxis(_Strict):
+class RandomAxis(StrictModel):
     """One randomly sampled axis: exactly one of the four distributions."""
 
     uniform: tuple[float, float] | None = Field(None, description="[low, high): uniform")
@@ -84,12 +86,12 @@ def _round(x: float) -> float:
     return float(f"{x:.6g}")
 
 
-class RandomBlock(_Strict):
+class RandomBlock(StrictModel):
     samples: int = Field(gt=0, description="points drawn")
     axes: dict[str, RandomAxis] = Field(min_length=1)
 
 
-class SweepSpec(_Strict):
+class SweepSpec(StrictModel):
     """A sweep file, validated (see the module doc)."""
 
     name: FolderName
