@@ -362,10 +362,10 @@ def test_bottleneck_settings_are_part_of_the_cache_key_and_no_grad_is_fine(demo_
 def test_autoencoder_compute_matches_fvcore_and_enters_the_latency(repo_root):
     from fvcore.nn import FlopCountAnalysis
 
-    from splitimpera.accuracy.bottlenecks import _AENet
+    from splitimpera.accuracy.bottlenecks.autoencoder import AutoencoderNet
 
     for shape in [(64, 4, 4), (32, 16, 16), (16, 9, 7)]:
-        net = _AENet(shape).eval()
+        net = AutoencoderNet(shape).eval()
         x = torch.zeros(1, *shape)
         enc = FlopCountAnalysis(net.encoder, (x,)).unsupported_ops_warnings(False).total()
         code = net.encoder(x)

@@ -147,7 +147,7 @@ def exit_head_work(head: ExitHead) -> dict[str, float]:
     from fvcore.nn import FlopCountAnalysis
 
     from ..config.hardware import OP_CLASSES
-    from ..model.cost import _op_class
+    from ..model.cost import op_class
 
     x = torch.zeros((1, *head.shape))
     fca = FlopCountAnalysis(head, (x,))
@@ -156,7 +156,7 @@ def exit_head_work(head: ExitHead) -> dict[str, float]:
         per_op = fca.by_operator()
     work = {f"flops_{c}": 0.0 for c in OP_CLASSES}
     for op, f in per_op.items():
-        work[f"flops_{_op_class(op)}"] += float(f)
+        work[f"flops_{op_class(op)}"] += float(f)
     outs: list[int] = []
     layers = [m for m in head.modules() if not list(m.children()) and not isinstance(m, (nn.Identity, nn.Flatten))]
     hooks = [m.register_forward_hook(lambda _m, _i, o: outs.append(o.numel())) for m in layers]

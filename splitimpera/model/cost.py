@@ -55,7 +55,8 @@ _VIEW_MODULES = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d
                  nn.AlphaDropout)
 
 
-def _op_class(op: str) -> str:
+def op_class(op: str) -> str:
+    """``conv``, ``linear`` or ``other``: the efficiency class of an op name (``aten::`` prefix or not)."""
     op = op.removeprefix("aten::")
     if op in CONV_OPS:
         return "conv"
@@ -150,7 +151,7 @@ def _node_flops(tm: TracedModel) -> dict[int, dict[str, int]]:
         ops = per.get(wname, {})
         cls = defaultdict(int)
         for op, f in ops.items():
-            cls[_op_class(op)] += int(f)
+            cls[op_class(op)] += int(f)
         out[pos] = dict(cls)
     return out
 
