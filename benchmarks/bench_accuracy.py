@@ -22,7 +22,7 @@ import torchvision  # noqa: E402
 from _timing import median_time  # noqa: E402
 from torch.utils.data import TensorDataset  # noqa: E402
 
-from splitimpera.accuracy.measure import measure_accuracy  # noqa: E402
+from splitimpera.accuracy.evaluate import measure_accuracy  # noqa: E402
 from splitimpera.accuracy.bottlenecks import CODERS, get_bottleneck  # noqa: E402
 from splitimpera.data import digits  # noqa: E402
 from splitimpera.model.loading import load_model  # noqa: E402
