@@ -1,5 +1,5 @@
 """The real split run: wire format, bottleneck wire bytes, the server under bad clients, the
-device's timing columns, and a short ``measure`` (issue 14)."""
+device's timing columns, and a short ``measure``."""
 
 from __future__ import annotations
 
