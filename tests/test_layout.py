@@ -48,7 +48,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
 FRONT_END_USES: dict[str, tuple[str, ...]] = {
     "whatif": (),
     "calibrate": (),
-    "runtime": ("calibrate",),  # `measure` calibrates this machine before predicting it
+    "runtime": ("calibrate",),  # `measure --calibrate` profiles this machine, then predicts it
     "sweep": (),
     "dashboard": ("whatif",),  # the what-if view it draws
     "cli": ("calibrate", "runtime", "sweep"),  # one command each
@@ -131,7 +131,7 @@ def import_edges(root: Path, package: str = "splitimpera") -> tuple[dict[str, Pa
         type_only = _type_checking_imports(tree)
         here = name if _is_package(name, modules) else (name.rpartition(".")[0] or TOP)
         where_file = path.relative_to(root.parent).as_posix()
-        bound: dict[str, str] = {}  # local name -> the package module it is bound to
+        bound: dict[str, tuple[str, bool]] = {}  # local name -> (package module it is bound to, type only)
         for node in ast.walk(tree):
             found: dict[str, list[str]] = {}  # module -> attribute names taken from it
             hidden: dict[str, list[str]] = {}  # module -> "y as _y" for private aliases
@@ -145,7 +145,7 @@ def import_edges(root: Path, package: str = "splitimpera") -> tuple[dict[str, Pa
                             continue
                         found.setdefault(mod, [])
                         if alias.asname:
-                            bound[alias.asname] = mod
+                            bound[alias.asname] = mod, id(node) in type_only
                             if is_private(alias.asname):
                                 hidden.setdefault(mod, []).append(f"{alias.name} as {alias.asname}")
             elif isinstance(node, ast.ImportFrom):
@@ -170,7 +170,7 @@ def import_edges(root: Path, package: str = "splitimpera") -> tuple[dict[str, Pa
                             if alias.name != "*" and sub in modules and _is_package(base, modules):
                                 dst = sub  # `from .pkg import submodule`
                                 found.setdefault(sub, [])
-                                bound[alias.asname or alias.name] = sub
+                                bound[alias.asname or alias.name] = sub, id(node) in type_only
                             else:
                                 dst = base
                                 found.setdefault(base, []).append(alias.name)
@@ -189,8 +189,9 @@ def import_edges(root: Path, package: str = "splitimpera") -> tuple[dict[str, Pa
         for node in ast.walk(tree):
             if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
                     and node.value.id in bound and is_private(node.attr)):
-                edges.append(Edge(name, bound[node.value.id], f"{where_file}:{node.lineno}",
-                                  f"{node.value.id}.{node.attr}", names=(node.attr,)))
+                dst, only_typed = bound[node.value.id]
+                edges.append(Edge(name, dst, f"{where_file}:{node.lineno}", f"{node.value.id}.{node.attr}",
+                                  only_typed, names=(node.attr,)))
     return modules, edges, unresolved
 
 
