@@ -22,11 +22,11 @@ import torchvision  # noqa: E402
 from _timing import median_time  # noqa: E402
 from torch.utils.data import TensorDataset  # noqa: E402
 
-from splitimpera.accuracy.measure import measure_accuracy  # noqa: E402
+from splitimpera.accuracy.evaluate import measure_accuracy  # noqa: E402
 from splitimpera.accuracy.bottlenecks import CODERS, get_bottleneck  # noqa: E402
 from splitimpera.data import digits  # noqa: E402
 from splitimpera.model.loading import load_model  # noqa: E402
-from splitimpera.model.splits import OUTPUT, _head_tail, trace  # noqa: E402
+from splitimpera.model.splits import OUTPUT, head_tail, trace  # noqa: E402
 
 
 def per_split(tm, data, names, batch_size):
@@ -38,7 +38,7 @@ def per_split(tm, data, names, batch_size):
         for sp in tm.candidates:
             if sp.name == OUTPUT:
                 continue
-            head, tail = _head_tail(tm, sp)
+            head, tail = head_tail(tm, sp)
             for x, y in loader:
                 z = head(x)
                 for b in bns:

@@ -42,7 +42,7 @@ from torch.utils.data import Subset  # noqa: E402
 
 import splitimpera as si  # noqa: E402
 from splitimpera.accuracy import predictors as P  # noqa: E402
-from splitimpera.accuracy.measure import linear_probe_accuracy, measure_accuracy  # noqa: E402
+from splitimpera.accuracy.evaluate import linear_probe_accuracy, measure_accuracy  # noqa: E402
 from splitimpera.model.splits import INPUT, OUTPUT, trace  # noqa: E402
 
 BOTTLENECKS = ["autoencoder", "int2", "top25_gradcam", "top25_random"]

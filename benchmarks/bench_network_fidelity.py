@@ -1,4 +1,4 @@
-"""Transfer times: our transport model against ns-3, side by side (issue 12).
+"""Transfer times: our transport model against ns-3, side by side.
 
 For every point of a grid (rate × RTT × payload × loss; TCP over a new and an idle
 connection, UDP), ns-3 3.44 runs point-to-point transfers with the same settings as the
@@ -35,7 +35,7 @@ MSS, TCP_HDR, UDP_HDR = 1448, 52 + 2, 28 + 2  # IPv4 + TCP (timestamps) / UDP, +
 
 
 def old_model_s(rate, rtt, loss, b, hdr):
-    """The link model before issue 12: wire bytes / rate / (1 − loss) + RTT/2."""
+    """The link model before the transport model: wire bytes / rate / (1 − loss) + RTT/2."""
     mss = 1500 - (hdr - 2)
     wire = b + math.ceil(b / mss) * hdr
     return wire * 8 / rate / (1 - loss) + rtt / 2

@@ -1,4 +1,4 @@
-"""The simulator against the real split run on this machine (issue 14), side by side.
+"""The simulator against the real split run on this machine, side by side.
 
 **Fidelity.** For the demo, ``resnet18`` and ``mobilenet_v3_small`` (random weights, noise
 inputs: latency does not depend on either), at two uplink rates (loopback shaped by tbf in a

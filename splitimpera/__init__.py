@@ -28,8 +28,8 @@ from .accuracy import bottlenecks as bottleneck  # noqa: E402,F401  (si.bottlene
 from .accuracy.bottlenecks import Bottleneck, get_bottleneck, list_bottlenecks, register_bottleneck  # noqa: E402
 from .accuracy.gradcam import layer_maps  # noqa: E402
 from .accuracy.cui import CUIResult, cui  # noqa: E402
-from .accuracy.measure import AccuracyTable, fit_predictor, measure_accuracy  # noqa: E402
-from .accuracy.stage import DesignPoints, analyze  # noqa: E402
+from .accuracy.evaluate import AccuracyTable, fit_predictor, measure_accuracy  # noqa: E402
+from .accuracy.design_points import DesignPoints, analyze  # noqa: E402
 from .latency.simulation import SimResult  # noqa: E402
 from .latency.transport import transfer_latency_s  # noqa: E402
 from .latency.compute import predict_latency_s  # noqa: E402

@@ -183,7 +183,7 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_analyze(args) -> int:
-    from .accuracy.stage import analyze, analyze_accuracy
+    from .accuracy.design_points import analyze, analyze_accuracy
     from .config.scenario import load_scenario, parse_overrides
     from .data import load_data
     from .model.loading import load_traced
@@ -525,7 +525,7 @@ def _cmd_measure(args) -> int:
 
     from .config.scenario import load_scenario, parse_overrides
     from .results import check_output_dir
-    from .runtime import measure as m
+    from .runtime import compare as m
 
     _positive(args, "measure", "requests")
     overrides = parse_overrides(args.set)

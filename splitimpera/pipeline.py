@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .accuracy.early_exit import EXIT_COLUMNS, configuration
-from .accuracy.stage import DesignPoints, analyze, design_points, full_model_accuracy
+from .accuracy.design_points import DesignPoints, analyze, design_points, full_model_accuracy
 from .config.scenario import Scenario
 from .data import load_data
 from .errors import UserError

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .accuracy.bottlenecks import resolve_bottlenecks
 from .accuracy.predictors import resolve as resolve_predictor
-from .accuracy.stage import DesignPoints
+from .accuracy.design_points import DesignPoints
 from .config.scenario import Scenario
 from .model.splits import TracedModel
 

@@ -214,7 +214,7 @@ def write_outputs(out_dir: str | Path, scenario: Scenario, writers: dict, remove
 def save_analysis(scenario: Scenario, res, out_dir: str | Path | None = None, accuracy=None) -> Path:
     """Write the importance analysis to ``<out_dir>/<scenario name>/``: ``cui.csv``,
     ``cui_per_image.parquet``, ``cui_per_class.csv``, ``nominations.json``, ``cui.png``; with
-    ``accuracy`` (an :class:`~splitimpera.accuracy.stage.AccuracyAnalysis`), also
+    ``accuracy`` (an :class:`~splitimpera.accuracy.design_points.AccuracyAnalysis`), also
     ``accuracy.csv`` (one row per split and bottleneck: accuracy, agreement, bytes per coder),
     ``accuracy_summary.json`` and ``accuracy.png``."""
     from .report.plots import plot_accuracy, plot_cui

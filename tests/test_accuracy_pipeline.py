@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import splitimpera as si
-from splitimpera.accuracy.measure import measure_accuracy
+from splitimpera.accuracy.evaluate import measure_accuracy
 from splitimpera.latency.analytic import analytic_latency
 from splitimpera.cli import main
 from splitimpera.data import digits
@@ -182,7 +182,7 @@ def test_analyze_writes_the_accuracy_by_bytes_table(repo_root, tmp_path, capsys)
     per = summary["predictor"]["per_bottleneck"]
     assert set(per) == set(measure)
     # The reported LOO error is the mean absolute LOO error recomputed from the table.
-    from splitimpera.accuracy.measure import fit_predictor
+    from splitimpera.accuracy.evaluate import fit_predictor
 
     curve = pd.read_csv(folder / "cui.csv", index_col="split")["log10_cui"]
     p = fit_predictor(curve, acc[acc["bottleneck"] == "int2"]["accuracy"])
@@ -362,10 +362,10 @@ def test_bottleneck_settings_are_part_of_the_cache_key_and_no_grad_is_fine(demo_
 def test_autoencoder_compute_matches_fvcore_and_enters_the_latency(repo_root):
     from fvcore.nn import FlopCountAnalysis
 
-    from splitimpera.accuracy.bottlenecks import _AENet
+    from splitimpera.accuracy.bottlenecks.autoencoder import AutoencoderNet
 
     for shape in [(64, 4, 4), (32, 16, 16), (16, 9, 7)]:
-        net = _AENet(shape).eval()
+        net = AutoencoderNet(shape).eval()
         x = torch.zeros(1, *shape)
         enc = FlopCountAnalysis(net.encoder, (x,)).unsupported_ops_warnings(False).total()
         code = net.encoder(x)
@@ -391,7 +391,7 @@ def test_autoencoder_compute_matches_fvcore_and_enters_the_latency(repo_root):
 def test_channel_comparison_without_labels_uses_agreement(demo_tm):
     from torch.utils.data import Subset
 
-    from splitimpera.accuracy.measure import channel_comparison
+    from splitimpera.accuracy.evaluate import channel_comparison
 
     calib = Subset(digits("train"), list(range(32)))
     ds = Subset(digits("test"), list(range(48)))

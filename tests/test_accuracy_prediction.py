@@ -93,7 +93,7 @@ def test_linear_probe_equals_a_probe_fitted_on_heads_built_by_split_model(repo_r
     from sklearn.preprocessing import StandardScaler
     from torch.utils.data import Subset
 
-    from splitimpera.accuracy.measure import linear_probe_accuracy
+    from splitimpera.accuracy.evaluate import linear_probe_accuracy
     from splitimpera.data import digits
 
     tm = load_traced(si.load_scenario(repo_root / "scenarios" / "demo.yaml"))
@@ -118,7 +118,7 @@ def test_linear_probe_equals_a_probe_fitted_on_heads_built_by_split_model(repo_r
 
 
 def test_kept_predictions_give_the_table_accuracy_and_subset_accuracies(repo_root):
-    from splitimpera.accuracy.measure import measure_accuracy
+    from splitimpera.accuracy.evaluate import measure_accuracy
     from splitimpera.data import digits
 
     tm = load_traced(si.load_scenario(repo_root / "scenarios" / "demo.yaml"))

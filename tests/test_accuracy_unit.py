@@ -1,4 +1,4 @@
-"""`splitimpera.accuracy.measure`: measured accuracy and bytes against the full model and an independent
+"""`splitimpera.accuracy.evaluate`: measured accuracy and bytes against the full model and an independent
 head/tail + numpy quantisation; the CUI predictor against scikit-learn and scipy; user CSVs."""
 
 import itertools
@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import Subset
 
 from splitimpera import split_model
-from splitimpera.accuracy import measure as accuracy
-from splitimpera.accuracy.measure import fit_predictor, measure_accuracy, read_user_accuracy
+from splitimpera.accuracy import evaluate as accuracy
+from splitimpera.accuracy.evaluate import fit_predictor, measure_accuracy, read_user_accuracy
 from splitimpera.data import digits
 from splitimpera.errors import UserError
 from splitimpera.model.loading import load_model

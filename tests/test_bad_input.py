@@ -242,7 +242,7 @@ CASES: list[Case] = [
     # Only detected when the pipeline runs (the model has to be traced).
     Case("input-shape-wrong-channels", ("model.input_shape",), setting(**{"model.input_shape": [3, 32, 32]}),
          needle="3x32x32"),
-    # --- early exit (issue 15) -----------------------------------------------------------------
+    # --- early exit ----------------------------------------------------------------------------
     Case("exit-threshold-above-1", ("exit.thresholds",),
          setting(exit={"splits": ["features_9"], "thresholds": [0.5, 1.5]}), needle="[0, 1]"),
     Case("exit-threshold-negative", ("exit.thresholds",),

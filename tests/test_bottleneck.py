@@ -19,7 +19,6 @@ from splitimpera.accuracy.bottlenecks import (
     Payload,
     Quantize,
     TopChannels,
-    _AENet,
     get_bottleneck,
     list_bottlenecks,
     register_bottleneck,
@@ -27,6 +26,7 @@ from splitimpera.accuracy.bottlenecks import (
     rle_encode,
     rle_sizes,
 )
+from splitimpera.accuracy.bottlenecks.autoencoder import AutoencoderNet
 from splitimpera.errors import UserError
 
 DEFAULTS = ["none", "fp16",
@@ -517,7 +517,7 @@ def test_gradcam_without_scores_fails():
 def test_autoencoder_shapes(shape):
     c, h, w = shape
     torch.manual_seed(0)
-    net = _AENet(shape)
+    net = AutoencoderNet(shape)
     z = torch.randn(2, *shape)
     code = net.encode(z)
     code_shape = (max(1, c // 4), math.ceil(math.ceil(h / 2) / 2), math.ceil(math.ceil(w / 2) / 2))
@@ -585,7 +585,7 @@ def test_autoencoder_fit_freezes_the_tail_and_is_deterministic(calib):
     # The net was trained: its weights moved away from the seeded initialisation.
     with torch.random.fork_rng():
         torch.manual_seed(5)
-        init = _AENet(SHAPE)
+        init = AutoencoderNet(SHAPE)
     assert not torch.equal(init.encoder[0].weight, a.net.encoder[0].weight)
     # It standardises with the calibration statistics.
     z, _ = calib

@@ -92,7 +92,7 @@ def test_profiles_table_has_headers_units_and_one_flop_per_multiply_add(repo_roo
 
 
 def _fidelity(sc, mbps: float):
-    from splitimpera.runtime.measure import COMPONENTS, Fidelity
+    from splitimpera.runtime.compare import COMPONENTS, Fidelity
 
     row = {"split": "features_4", "bottleneck": "none", "mode": "measured", "rate_hz": 10.0, "server_rho": 0.1,
            "requests": 54, "lost": 0}
@@ -106,7 +106,7 @@ def _fidelity(sc, mbps: float):
 
 
 def test_measure_summary_in_human_units_and_says_why_requests_are_dropped(demo_scenario):
-    from splitimpera.runtime.measure import render
+    from splitimpera.runtime.compare import render
 
     text = render(_fidelity(demo_scenario(), 10810.0))
     assert "10.8 Gbit/s" in text and "e+" not in text

@@ -1,4 +1,4 @@
-"""An all-zero CUI value is undefined, not log10 = −30 (issue 17, item 7)."""
+"""An all-zero CUI value is undefined, not log10 = −30."""
 
 import numpy as np
 import pandas as pd

@@ -165,7 +165,7 @@ def test_with_a_learning_bottleneck_every_point_is_scored_on_the_same_half(demo_
     """calibration: auto on data other than the digits test split sets a seeded half aside to
     fit on; then every bottleneck of the run is scored on the other half, so points compare
     on the same samples (a non-learning bottleneck run alone is scored on all the data)."""
-    from splitimpera.accuracy.stage import evaluate_accuracy, load_calibration
+    from splitimpera.accuracy.design_points import evaluate_accuracy, load_calibration
     from splitimpera.data import load_data
     from splitimpera.model.loading import load_traced
 

@@ -1,4 +1,4 @@
-"""Early exit (issue 15): exit heads, measured exit behaviour, both engines, design points.
+"""Early exit: exit heads, measured exit behaviour, both engines, design points.
 
 References are independent of the code under test where one exists: the split computing
 point of the same split (τ above 1 never exits), a refit of the exit head checked on the
@@ -69,7 +69,7 @@ def test_tau_above_one_never_exits_and_equals_split_computing_at_every_split(exi
 
 def _rebuild(prep, sc):
     """Design points of ``prep`` re-derived for ``sc``'s thresholds from the stored outcomes."""
-    from splitimpera.accuracy.stage import _with_exits
+    from splitimpera.accuracy.design_points import _with_exits
 
     base = prep.points.table.xs("none", level="exit")[[c for c in prep.points.table.columns
                                                      if c not in ("exit_threshold", "exit_rate", "exit_accuracy",
@@ -136,8 +136,8 @@ def _refit_accuracy(sc, prep, split: str) -> float:
     """Fit the exit head again (same calibration data, same seed) and score it on the head
     from :func:`si.split_model` over the evaluation data: an independent path."""
     from splitimpera.accuracy.early_exit import exit_features
-    from splitimpera.accuracy.measure import _seed
-    from splitimpera.accuracy.stage import load_calibration
+    from splitimpera.accuracy.evaluate import _seed
+    from splitimpera.accuracy.design_points import load_calibration
     from splitimpera.data import batches, load_data
 
     tm = prep.traced

@@ -17,7 +17,7 @@ def results(tmp_path_factory, repo_root):
     out = tmp_path_factory.mktemp("results")
     demo = si.load_scenario(repo_root / "scenarios/demo.yaml")
     si.run(demo).save(out)
-    from splitimpera.accuracy.stage import analyze
+    from splitimpera.accuracy.design_points import analyze
     from splitimpera.results import save_analysis
 
     save_analysis(demo, analyze(demo), out)
@@ -101,7 +101,7 @@ def test_no_stale_files_in_a_result_folder(repo_root, tmp_path):
     si.run(_sc(repo_root, **{"analysis.engine": "analytic"})).save(tmp_path)
     assert not (tmp_path / "demo/requests.parquet").exists()
     # An analysis of another model in the same folder is not shown beside these results.
-    from splitimpera.accuracy.stage import analyze
+    from splitimpera.accuracy.design_points import analyze
     from splitimpera.results import save_analysis
 
     other = _sc(repo_root, **{"model.weights": "none"})

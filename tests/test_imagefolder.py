@@ -57,3 +57,17 @@ def test_analyze_on_an_image_folder(repo_root, tmp_path, capsys, monkeypatch):
     assert {r["class"] for r in noms["best_per_class"]} == set(labels.values())
     assert {r["name"]: r["class"] for r in noms["best_per_class"]} == labels
     assert np.isfinite(per_image.drop(columns=["label", "target", "predicted"]).to_numpy()).all()
+
+
+def test_imagefolder_class_names():
+    from splitimpera.accuracy.cui import class_name
+    from splitimpera.data import class_names
+
+    class Folder:
+        classes = ["a_three", "b_five"]
+
+    class Sub:
+        dataset = Folder()
+
+    assert class_names(Sub()) == ["a_three", "b_five"] and class_names(object()) is None
+    assert class_name(1, ["a_three", "b_five"]) == "b_five" and class_name(7, None) == "7"

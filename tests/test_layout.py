@@ -1,6 +1,8 @@
-"""The package layout is the architecture (DESIGN.md §4): each pipeline stage imports only
-stages at or before its own, there are no import cycles, and nothing inside the package
-imports the package's ``__init__`` (the public API, which imports everything).
+"""The package layout is the architecture: each pipeline stage imports only stages at or
+before its own, there are no import cycles, nothing inside the package imports the
+package's ``__init__`` (the public API, which imports everything), front ends import one
+another only where a command is built on another, and no module takes a private name
+(leading underscore) from another module.
 
 Imports are read statically (``ast``) from every ``.py`` under ``splitimpera/``: module-level
 and function-level ones alike (a lazy import is still a dependency), relative ones resolved.
@@ -19,7 +21,8 @@ TOP = "splitimpera"  # the package's own __init__, as a node
 
 # Stages in pipeline order; a module belongs to the stage whose entry is its first dotted
 # component (``config.scenario`` → config). A new top-level module or sub-package must be
-# placed here on purpose.
+# placed here on purpose. After ``pipeline`` come the front ends and side tools, one stage
+# each, in the order of the commands built on one another.
 STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("_version", "errors", "atomic", "cache", "plain", "stages")),
     ("config", ("config",)),
@@ -28,11 +31,28 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("accuracy", ("accuracy",)),
     ("latency", ("latency",)),
     ("qos", ("qos",)),
-    ("report", ("report",)),
     ("results", ("results",)),
+    ("report", ("report",)),
     ("pipeline", ("prepared", "pipeline")),
-    ("front ends", ("whatif", "calibrate", "cli", "dashboard", "app", "sweep", "runtime")),
+    ("whatif", ("whatif",)),
+    ("calibrate", ("calibrate",)),
+    ("runtime", ("runtime",)),
+    ("sweep", ("sweep",)),
+    ("dashboard", ("dashboard",)),
+    ("cli", ("cli",)),
 ]
+
+# A front end or side tool (a stage after ``pipeline``) imports another one only where it is
+# built on it, as listed here; any other edge between two of them is reported, whatever the
+# stage order says. The library stages up to ``pipeline`` are open to all of them.
+FRONT_END_USES: dict[str, tuple[str, ...]] = {
+    "whatif": (),
+    "calibrate": (),
+    "runtime": ("calibrate",),  # `measure --calibrate` profiles this machine, then predicts it
+    "sweep": (),
+    "dashboard": ("whatif",),  # the what-if view it draws
+    "cli": ("calibrate", "runtime", "sweep"),  # one command each
+}
 
 # Files run as scripts, never imported by the package: clients of the public API like any
 # user's code, so they may `import splitimpera` (no cycle: nothing in the package reaches them).
@@ -48,9 +68,16 @@ class Edge:
     where: str  # "file.py:line"
     code: str  # the import statement, for the message
     type_only: bool = False  # under `if TYPE_CHECKING:`: never executed
+    names: tuple[str, ...] = ()  # what the statement takes from ``dst`` that is not a module
+    hidden: tuple[str, ...] = ()  # what it binds from ``dst`` under a private alias: ``y as _y``
 
     def __str__(self) -> str:
         return f"{self.src} -> {self.dst}  ({self.where}: {self.code})"
+
+
+def is_private(name: str) -> bool:
+    """``_x``, not ``__x__``: a module's own business, not for other modules."""
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
 
 
 def _module_name(path: Path, root: Path) -> str:
@@ -87,10 +114,12 @@ def import_edges(root: Path, package: str = "splitimpera") -> tuple[dict[str, Pa
     """``(modules, edges, unresolved)`` of the package at ``root``.
 
     An edge goes to the module an import names: ``from .x import y`` goes to ``x.y`` when that
-    is a module, else to ``x`` (``y`` is an attribute). Importing a submodule runs its parent
-    packages' ``__init__`` too; those implicit edges are left out (they would make every
-    package a cycle with its own submodules). ``unresolved``: imports of package modules
-    that do not exist.
+    is a module, else to ``x`` (``y`` is an attribute, kept in ``Edge.names``). Importing a
+    submodule runs its parent packages' ``__init__`` too; those implicit edges are left out
+    (they would make every package a cycle with its own submodules). A name bound to a package
+    module (``from . import x``, ``import splitimpera.x as y``) and then read as ``x._z`` gives
+    one more edge, to that module, with ``names == ("_z",)``: the same reach as importing it.
+    ``unresolved``: imports of package modules that do not exist.
     """
     modules = _modules(root)
     edges: list[Edge] = []
@@ -102,14 +131,23 @@ def import_edges(root: Path, package: str = "splitimpera") -> tuple[dict[str, Pa
         type_only = _type_checking_imports(tree)
         here = name if _is_package(name, modules) else (name.rpartition(".")[0] or TOP)
         where_file = path.relative_to(root.parent).as_posix()
+        bound: dict[str, tuple[str, bool]] = {}  # local name -> (package module it is bound to, type only)
         for node in ast.walk(tree):
-            found: list[str] = []
+            found: dict[str, list[str]] = {}  # module -> attribute names taken from it
+            hidden: dict[str, list[str]] = {}  # module -> "y as _y" for private aliases
             missing: list[str] = []
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     if alias.name == package or alias.name.startswith(package + "."):
                         mod = _join(alias.name[len(package) + 1:])
-                        (found if mod in modules else missing).append(mod)
+                        if mod not in modules:
+                            missing.append(mod)
+                            continue
+                        found.setdefault(mod, [])
+                        if alias.asname:
+                            bound[alias.asname] = mod, id(node) in type_only
+                            if is_private(alias.asname):
+                                hidden.setdefault(mod, []).append(f"{alias.name} as {alias.asname}")
             elif isinstance(node, ast.ImportFrom):
                 if node.level:
                     base_parts = [] if here == TOP else here.split(".")
@@ -130,18 +168,30 @@ def import_edges(root: Path, package: str = "splitimpera") -> tuple[dict[str, Pa
                         for alias in node.names:
                             sub = _join(base, alias.name)
                             if alias.name != "*" and sub in modules and _is_package(base, modules):
-                                found.append(sub)  # `from .pkg import submodule`
+                                dst = sub  # `from .pkg import submodule`
+                                found.setdefault(sub, [])
+                                bound[alias.asname or alias.name] = sub, id(node) in type_only
                             else:
-                                found.append(base)
+                                dst = base
+                                found.setdefault(base, []).append(alias.name)
+                            if alias.asname and is_private(alias.asname) and not is_private(alias.name):
+                                hidden.setdefault(dst, []).append(f"{alias.name} as {alias.asname}")
             if not (found or missing):
                 continue
             code = ast.get_source_segment(text, node) or type(node).__name__
             code = " ".join(code.split())
             where = f"{where_file}:{node.lineno}"
-            for dst in dict.fromkeys(found):
-                edges.append(Edge(name, dst, where, code, id(node) in type_only))
+            for dst, names in found.items():
+                edges.append(Edge(name, dst, where, code, id(node) in type_only, tuple(names),
+                                  tuple(hidden.get(dst, ()))))
             for dst in dict.fromkeys(missing):
                 unresolved.append(Edge(name, dst, where, code, id(node) in type_only))
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.value.id in bound and is_private(node.attr)):
+                dst, only_typed = bound[node.value.id]
+                edges.append(Edge(name, dst, f"{where_file}:{node.lineno}", f"{node.value.id}.{node.attr}",
+                                  only_typed, names=(node.attr,)))
     return modules, edges, unresolved
 
 
@@ -194,6 +244,27 @@ def layer_violations(modules: dict[str, Path], edges: list[Edge]) -> list[str]:
             continue
         if d > s:
             out.append(f"{e}: stage {STAGES[s][0]!r} imports the later stage {STAGES[d][0]!r}")
+        elif d != s and STAGES[d][0] in FRONT_END_USES and STAGES[d][0] not in FRONT_END_USES[STAGES[s][0]]:
+            out.append(f"{e}: front end {STAGES[s][0]!r} reaches sideways into {STAGES[d][0]!r} "
+                       f"(FRONT_END_USES lets it import {list(FRONT_END_USES[STAGES[s][0]]) or 'none'})")
+    return out
+
+
+def private_imports(edges: list[Edge]) -> list[str]:
+    """Every private name one package module takes from another: ``from .x import _y`` (under
+    any alias), a package ``__init__`` re-exporting its own submodule's ``_y``, and ``x._y`` on
+    a bound module; and a package module's public name bound under a private alias
+    (``from .x import y as _y``), which hides a shared thing behind a private-looking name. What
+    is shared gets a public name in the module that owns it. Standard-library and third-party
+    modules are not package modules and never show up here (``import datetime as _dt`` is fine).
+    """
+    out = []
+    for e in edges:
+        private = [n for n in e.names if is_private(n)]
+        if private and e.src != e.dst:
+            out.append(f"{e}: takes the private name(s) {', '.join(private)} of {e.dst}")
+        if e.hidden:
+            out.append(f"{e}: binds {', '.join(e.hidden)}, a name of {e.dst} under a private alias")
     return out
 
 
@@ -253,9 +324,65 @@ def test_walker_finds_every_kind_of_import(tmp_path):
     assert any("pipeline -> splitimpera " in b and "public API" in b for b in bad)
     # The dashboard script may use the public API; nothing may import the script.
     edges.append(Edge("cli", "dashboard.app", "splitimpera/cli.py:1", "from .dashboard import app"))
-    assert [b for b in layer_violations(modules, edges) if b not in bad] == [
-        "cli -> dashboard.app  (splitimpera/cli.py:1: from .dashboard import app): imports dashboard.app, "
-        "a script (run by `streamlit run`), not a module"]
+    new = [b for b in layer_violations(modules, edges) if b not in bad]
+    assert "cli -> dashboard.app  (splitimpera/cli.py:1: from .dashboard import app): imports dashboard.app, " \
+        "a script (run by `streamlit run`), not a module" in new
+    assert len(new) == 2 and all(b.startswith("cli -> dashboard.app ") for b in new)  # and a sideways one
+
+
+def test_front_ends_import_one_another_only_as_listed(tmp_path):
+    pkg = _write(tmp_path, {
+        "__init__.py": "",
+        "pipeline.py": "",
+        "whatif.py": "from .pipeline import run\nfrom .sweep import grid\n",
+        "calibrate.py": "",
+        "runtime/__init__.py": "",
+        "runtime/server.py": "from ..calibrate import fit\n",
+        "sweep.py": "from .runtime import server\nfrom .whatif import prepare_key\n",
+        "dashboard/__init__.py": "",
+        "dashboard/charts.py": "from ..whatif import ranked\n",
+        "cli.py": "from .sweep import run\nfrom .dashboard import charts\n",
+    })
+    modules, edges, _ = import_edges(pkg)
+    bad = layer_violations(modules, edges)
+    assert len(bad) == 4, bad
+    assert any("whatif -> sweep " in b and "later stage 'sweep'" in b for b in bad)
+    assert any("sweep -> runtime.server " in b and "sideways into 'runtime'" in b and "import none" in b
+               for b in bad)
+    assert any("sweep -> whatif " in b and "sideways into 'whatif'" in b for b in bad)
+    assert any("cli -> dashboard.charts " in b and "sideways into 'dashboard'" in b
+               and "['calibrate', 'runtime', 'sweep']" in b for b in bad)
+
+
+def test_private_names_taken_across_modules_are_found(tmp_path):
+    pkg = _write(tmp_path, {
+        "__init__.py": "from ._version import __version__\n",
+        "_version.py": "__version__ = '1'\n",
+        "errors.py": "class UserError(Exception):\n    pass\ndef _hidden():\n    pass\n_hidden()\n",
+        "cache.py": "from .errors import UserError, _hidden\n",
+        "plain.py": "def f():\n    from .errors import _hidden as hidden\n",
+        "atomic.py": "from . import errors as e\ndef f():\n    return e._hidden(), e.UserError, e.__name__\n",
+        "stages.py": "import splitimpera.errors as _errors\n",
+        "config/__init__.py": "from .scenario import Scenario, _Strict  # noqa: F401\n",
+        "config/scenario.py": ("import datetime as _dt\nfrom torchvision.models import _api\n"
+                               "from .._version import __version__\nfrom ..errors import UserError as _UserError\n"
+                               "class _Strict:\n    pass\nclass Scenario(_Strict):\n    pass\n"),
+        "model/__init__.py": "from .. import _version\n",
+        "model/cost.py": "from ..config import scenario as sc\nx = sc._Strict\nimport splitimpera.errors\n",
+    })
+    _, edges, _ = import_edges(pkg)
+    found = sorted((b.split(" -> ")[0], b.rpartition("): ")[2]) for b in private_imports(edges))
+    assert found == [
+        ("atomic", "takes the private name(s) _hidden of errors"),
+        ("cache", "takes the private name(s) _hidden of errors"),
+        ("config", "takes the private name(s) _Strict of config.scenario"),
+        ("config.scenario", "binds UserError as _UserError, a name of errors under a private alias"),
+        ("model.cost", "takes the private name(s) _Strict of config.scenario"),
+        ("plain", "takes the private name(s) _hidden of errors"),
+        ("stages", "binds splitimpera.errors as _errors, a name of errors under a private alias"),
+    ]
+    use = next(b for b in private_imports(edges) if b.startswith("atomic"))
+    assert "(splitimpera/atomic.py:3: e._hidden)" in use
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,3 +415,10 @@ def test_pipeline_is_wiring_only():
     n = len((PACKAGE_DIR / "pipeline.py").read_text().splitlines())
     assert n <= PIPELINE_MAX_LINES, (f"splitimpera/pipeline.py has {n} lines (at most {PIPELINE_MAX_LINES}: "
                                      "prepare / evaluate / run wiring only)")
+
+
+def test_no_module_takes_another_modules_private_names():
+    _, edges, _ = import_edges(PACKAGE_DIR)
+    bad = private_imports(edges)
+    assert not bad, (f"{len(bad)} private name(s) taken across modules (give what is shared a public "
+                     "name in the module that owns it):\n" + "\n".join(bad))

@@ -84,7 +84,7 @@ def test_loader_splits_sizes_and_class_names():
 
 
 def test_scenario_data_source_letters_and_its_calibration(repo_root):
-    from splitimpera.accuracy.stage import load_calibration
+    from splitimpera.accuracy.design_points import load_calibration
 
     sc = si.load_scenario(repo_root / "scenarios/letters_autoencoder.yaml", overrides={"data.limit": 50})
     ds = load_dataset(sc.data, (1, 32, 32), 10, seed=sc.seed)

@@ -1,4 +1,4 @@
-"""Overload (issue 17, item 3): a resource at or over its capacity has no steady state.
+"""Overload: a resource at or over its capacity has no steady state.
 
 The closed-form utilisation of each resource (device, uplink, server with batching) is
 checked against the discrete-event simulation run anyway: just under 1 the waits stay

@@ -77,7 +77,7 @@ def test_feasibility_reasons_and_order(case):
     if qos.objective == "accuracy":
         assert feas["accuracy"].is_monotonic_decreasing
     elif qos.objective != "weighted":
-        # Latency: the statistic the limit applies to (issue 17: ranked as it is constrained).
+        # Latency: the statistic the limit applies to (ranked as it is constrained).
         key = {"latency": lat_col, "energy": "energy_j", "bytes": "bytes_sent"}[qos.objective]
         assert feas[key].is_monotonic_increasing
     else:  # an independent weighted score: Σ w · min-max scaled metric (accuracy reversed)

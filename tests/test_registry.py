@@ -333,7 +333,7 @@ def test_bottleneck_check_accepts_a_name_or_a_list_of_names_and_globs():
 
 
 def test_scenario_validation_imports_no_later_stage():
-    """DESIGN.md §4: the scenario's checks ask config.checks, not the model or accuracy layer."""
+    """The scenario's checks ask config.checks, not the model or accuracy layer (config sits below both)."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(scenario._semantic_checks) +
                                      inspect.getsource(scenario._check_bottleneck)))
     imported = [ast.unparse(n) for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]

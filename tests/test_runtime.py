@@ -1,5 +1,5 @@
 """The real split run: wire format, bottleneck wire bytes, the server under bad clients, the
-device's timing columns, and a short ``measure`` (issue 14)."""
+device's timing columns, and a short ``measure``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch
 
 import splitimpera as si
 from splitimpera.accuracy.bottlenecks import CODERS, Autoencoder, TopChannels, get_bottleneck
-from splitimpera.accuracy.bottlenecks.autoencoder import _AENet
+from splitimpera.accuracy.bottlenecks.autoencoder import AutoencoderNet
 from splitimpera.accuracy.bottlenecks.coders import decode_words
 from splitimpera.errors import UserError
 from splitimpera.runtime import wire
@@ -52,7 +52,7 @@ def test_fitted_bottlenecks_decode_like_their_roundtrip():
     top.fill = torch.full((8, 6, 6), 0.25)
     ae = Autoencoder()
     torch.manual_seed(0)
-    ae.net = _AENet((8, 6, 6)).eval()
+    ae.net = AutoencoderNet((8, 6, 6)).eval()
     for b in (top, ae):
         out, payload = b.roundtrip(z)
         for coder in CODERS:

@@ -1,4 +1,4 @@
-"""Big simulations (issue 17, item 2): their size is known before they start, a progress bar
+"""Big simulations: their size is known before they start, a progress bar
 follows them on a terminal, and one beyond ``analysis.max_simulated_requests`` is refused
 in one line before any simulating."""
 

@@ -1,4 +1,4 @@
-"""The latency statistic (issue 17, item 4): what ``qos.latency_statistic`` names is what is
+"""The latency statistic: what ``qos.latency_statistic`` names is what is
 ranked, shown, drawn and named, in the terminal, the HTML report and the dashboard."""
 
 import html

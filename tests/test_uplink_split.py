@@ -1,5 +1,6 @@
-"""The terminal splits the uplink into propagation (RTT/2) and transmission (issue 17, demo)."""
+"""The terminal splits the uplink into propagation (RTT/2) and transmission (demo scenario)."""
 
+import numpy as np
 import pytest
 
 import splitimpera as si
@@ -23,3 +24,17 @@ def test_uplink_is_rtt_half_plus_transmission_at_the_links_rate(demo_scenario):
         tx_ms = float(wire_bytes(b, net)) * 8 / net.uplink_bps * 1e3
         assert res.table.loc[(split, "none"), "uplink_s"] * 1e3 == pytest.approx(net.rtt_ms / 2 + tx_ms)
         assert f"{net.rtt_ms / 2:.3g}" in cells and f"{tx_ms:.3g}" in cells
+
+
+def test_breakdown_splits_the_uplink(repo_root):
+    from splitimpera.report.view import UPLINK_PARTS, View
+
+    res = si.run(si.load_scenario("demo", {"data.source": "none", "qos.min_accuracy": None,
+                                           "analysis.engine": "analytic"}))
+    v = View.of(res)
+    st = v.stages()
+    sent = res.table["uplink_s"] > 0
+    half = res.scenario.network.rtt_s / 2
+    np.testing.assert_allclose(st.loc[sent, UPLINK_PARTS[0]], half)
+    np.testing.assert_allclose(st[list(UPLINK_PARTS)].sum(axis=1), res.table["uplink_s"].fillna(0), rtol=1e-12)
+    np.testing.assert_allclose(st.sum(axis=1), res.table["latency_s"], rtol=1e-9)

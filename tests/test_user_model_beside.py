@@ -1,4 +1,4 @@
-"""A user model's module beside the scenario file is found (issue 17, item 6)."""
+"""A user model's module beside the scenario file is found."""
 
 import sys
 import uuid

@@ -8,7 +8,7 @@ device when it is confident; the other samples go on to the server as in split c
 * :func:`fit_exit_head`: trained on calibration activations with the backbone frozen
   (seeded Adam, cross-entropy), as the autoencoder bottleneck is; never on the samples it
   is scored on. The fitted heads live only inside the shared evaluation pass
-  (:func:`~splitimpera.accuracy.measure.measure_accuracy`), whose result, per-sample
+  (:func:`~splitimpera.accuracy.evaluate.measure_accuracy`), whose result, per-sample
   outcomes included, is what the disk cache keeps.
 * :class:`ExitOutcomes`: per evaluation sample and exit split, the exit head's confidence
   (``max_softmax`` and ``entropy``: 1 − H(p)/log K, both in [0, 1]) and whether its answer

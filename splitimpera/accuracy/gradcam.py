@@ -194,7 +194,8 @@ def default_map_splits(tm: TracedModel) -> list[str]:
     return [sp.name for sp in tm.candidates if sp.name not in (INPUT, OUTPUT) and len(sp.shape) == 3]
 
 
-def _mappable(tm: TracedModel) -> set[str]:
+def mappable_splits(tm: TracedModel) -> set[str]:
+    """Splits a Grad-CAM map can be taken at when named: (C, H, W) and (C,) outputs, not ``input``/``output``."""
     return {sp.name for sp in tm.candidates if sp.name not in (INPUT, OUTPUT) and len(sp.shape) in (1, 3)}
 
 
@@ -242,7 +243,7 @@ class MapEngine:
         if reduction not in ("sum", "mean"):
             raise UserError(f"channel reduction must be 'sum' or 'mean', got {reduction!r}")
         self.tm = model if isinstance(model, TracedModel) else trace(model, input_shape)
-        allowed = _mappable(self.tm)
+        allowed = mappable_splits(self.tm)
         names = list(splits) if splits is not None else default_map_splits(self.tm)
         bad = [n for n in names if n not in allowed]
         if bad:

@@ -75,7 +75,7 @@ def evaluated(scenario_yaml: str, key: str, _scenario: si.Scenario, _prep: si.Pr
 
 @st.cache_resource(max_entries=8, show_spinner="I-SPLIT importance analysis: Grad-CAM at every split…")
 def importance(key: str, _scenario: si.Scenario, _prep: si.Prepared):
-    from splitimpera.accuracy.stage import analyze
+    from splitimpera.accuracy.design_points import analyze
 
     return analyze(_scenario, _prep.traced)
 

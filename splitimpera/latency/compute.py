@@ -187,7 +187,7 @@ def compute_mode(profile: pd.DataFrame, side: str, device: DeviceProfile) -> str
 
 def measured_column(side: str) -> str:
     """The frame column that, when present, holds ``side``'s measured seconds per row
-    (bottleneck work included) and replaces the model (see :mod:`splitimpera.runtime.measure`)."""
+    (bottleneck work included) and replaces the model (see :mod:`splitimpera.runtime.compare`)."""
     return f"{side}_measured_s"
 
 

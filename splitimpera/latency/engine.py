@@ -2,7 +2,7 @@
 
 Both engines read one frame per design point (:func:`point_frame`): the model's profile row
 at the point's split, with ``tx_bytes`` and the bottleneck's extra work taken from the
-design points' table (:class:`~splitimpera.accuracy.stage.DesignPoints`) and nothing else.
+design points' table (:class:`~splitimpera.accuracy.design_points.DesignPoints`) and nothing else.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..accuracy.stage import EXTRA_COLUMNS, POINT_LEVELS
+from ..accuracy.design_points import EXTRA_COLUMNS, POINT_LEVELS
 from ..config.scenario import Scenario
 from .analytic import analytic_latency, split_names
 from .compute import compute_time_s

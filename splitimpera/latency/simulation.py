@@ -413,7 +413,7 @@ def common_streams(seed: int) -> dict[str, np.random.Generator]:
     return {name: np.random.default_rng(ss) for name, ss in zip(STREAMS, children)}
 
 
-def _arrivals(wl, rng: np.random.Generator) -> np.ndarray:
+def arrival_times_s(wl, rng: np.random.Generator) -> np.ndarray:
     """Arrival times, shape (num_devices, num_requests), seconds, increasing along axis 1."""
     n_dev, n, period = wl.num_devices, wl.num_requests, 1.0 / wl.rate_hz
     if wl.arrival == "periodic":
@@ -485,7 +485,7 @@ def simulate_point(point, frame: pd.DataFrame, scenario: Scenario, seed: int | N
     has_server = not is_output
     has_down = wl.result_at == "device" and not is_output
 
-    arrivals = _arrivals(wl, streams["arrivals"])
+    arrivals = arrival_times_s(wl, streams["arrivals"])
     station = np.repeat(np.arange(n_dev), n_req).tolist()
     with_exit = "exit" in (frame.index.names or [])
     sample = np.full(total, -1, dtype=np.int64)

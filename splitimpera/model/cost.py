@@ -56,6 +56,7 @@ _VIEW_MODULES = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d
 
 
 def op_class(op: str) -> str:
+    """``conv``, ``linear`` or ``other``: the efficiency class of an op name (``aten::`` prefix or not)."""
     op = op.removeprefix("aten::")
     if op in CONV_OPS:
         return "conv"

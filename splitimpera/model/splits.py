@@ -263,7 +263,9 @@ def find_splits(model: nn.Module, input_shape) -> list[SplitPoint]:
     return trace(model, input_shape).candidates
 
 
-def _head_tail(tm: TracedModel, sp: SplitPoint) -> tuple[nn.Module, nn.Module]:
+def head_tail(tm: TracedModel, sp: SplitPoint) -> tuple[nn.Module, nn.Module]:
+    """``(head, tail)`` GraphModules of a traced model cut after ``sp``, sharing its parameters
+    (what :func:`split_model` returns, for callers that already hold the trace)."""
     gm = tm.gm
     if sp.name == OUTPUT:
         return gm, nn.Identity()
@@ -304,4 +306,4 @@ def split_model(model: nn.Module, split: str | SplitPoint, input_shape) -> tuple
     """
     tm = model if isinstance(model, TracedModel) else trace(model, input_shape)
     sp = tm.split(split if isinstance(split, str) else split.name)
-    return _head_tail(tm, sp)
+    return head_tail(tm, sp)

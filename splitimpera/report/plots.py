@@ -105,7 +105,7 @@ def draw_accuracy(ax, table: pd.DataFrame, full_accuracy: float | None, coder: s
 
 
 def plot_accuracy(measured, path, coder: str = "raw", title: str = "") -> None:
-    """PNG of :func:`draw_accuracy` for an :class:`~splitimpera.accuracy.measure.AccuracyTable`."""
+    """PNG of :func:`draw_accuracy` for an :class:`~splitimpera.accuracy.evaluate.AccuracyTable`."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(9.5, 5.0), dpi=120)

@@ -10,7 +10,7 @@ from ..accuracy.cui import class_name
 from ..plain import num
 from ..qos import closest, constraints, human_bytes
 from .term import grid
-from .view import View, accuracy_footnote, accuracy_text, compute_error_sentence, exit_table, flops_text as _flops
+from .view import View, accuracy_footnote, accuracy_text, compute_error_sentence, exit_table, flops_text
 
 
 def _ms(v: float) -> str:
@@ -174,7 +174,7 @@ def _exit_lines(result, view: View) -> list[str]:
         return []
     head = ("global average pooling + linear" if info["head"] == "linear"
             else "3×3 conv + ReLU + global average pooling + linear")
-    flops = ", ".join(f"{s} {_flops(f)}" for s, f in info.get("head_flops", {}).items())
+    flops = ", ".join(f"{s} {flops_text(f)}" for s, f in info.get("head_flops", {}).items())
     lines = [f"early exit (EE): exit heads ({head}; FLOPs {flops}) fitted on {info['fit'].get('calibration_samples')} "
              f"calibration samples, backbone frozen; confidence {info['confidence'].replace('_', ' ')}, a sample "
              f"exits when it is ≥ τ; measured on {info['evaluation_samples']} evaluation samples"]
@@ -305,8 +305,8 @@ def render_profile(profile: pd.DataFrame) -> str:
               "head peak act"]
     rows = []
     for i, (name, r) in enumerate(profile.iterrows()):
-        rows.append([str(i), str(name), str(r["op"]), str(r["shape"]), _flops(r["head_flops"]),
-                     _flops(r["tail_flops"]), human_bytes(r["tx_bytes"]), _flops(r["head_params"]),
+        rows.append([str(i), str(name), str(r["op"]), str(r["shape"]), flops_text(r["head_flops"]),
+                     flops_text(r["tail_flops"]), human_bytes(r["tx_bytes"]), flops_text(r["head_params"]),
                      human_bytes(r["head_peak_act_bytes"])])
     return _grid(header, rows, "rllrrrrrr")
 

@@ -1,2 +1,3 @@
-"""The real split run: ``serve`` (the tail), ``device`` (the head) and ``measure`` (both on
-this machine, side by side with the simulation). Frames are in :mod:`.wire`."""
+"""The real split run: ``serve`` (the tail, :mod:`.server`), ``device`` (the head,
+:mod:`.device`) and ``measure`` (both on this machine, compared with the simulation,
+:mod:`.compare`). Frames are in :mod:`.wire`."""

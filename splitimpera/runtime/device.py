@@ -41,9 +41,9 @@ from ..accuracy.bottlenecks import get_bottleneck
 from ..config.scenario import Scenario
 from ..data import load_data
 from ..errors import UserError
-from ..latency.simulation import REQUEST_COLUMNS, _arrivals, common_streams
+from ..latency.simulation import REQUEST_COLUMNS, arrival_times_s, common_streams
 from ..model.loading import load_traced
-from ..model.splits import OUTPUT, TracedModel, _head_tail
+from ..model.splits import OUTPUT, TracedModel, head_tail
 from . import wire
 from .server import check_splits, symbol_type, wire_bottlenecks
 
@@ -131,7 +131,7 @@ def run_device(scenario: Scenario, server: tuple[str, int], split: str, *, bottl
     coder = scenario.bottleneck.coder
     wl = scenario.workload
     n = num_requests or wl.num_requests
-    head, _ = _head_tail(tm, tm.split(split))
+    head, _ = head_tail(tm, tm.split(split))
     head.eval()
     shape = tuple(tm.split(split).shape)
     local_only = split == OUTPUT and wl.result_at == "device"  # nothing to send
@@ -140,7 +140,8 @@ def run_device(scenario: Scenario, server: tuple[str, int], split: str, *, bottl
     if not 0 <= device_id < wl.num_devices:
         raise UserError(f"must be in 0..{wl.num_devices - 1} (workload.num_devices is {wl.num_devices}; "
                         f"got {device_id})", field="--device-id")
-    arrivals = _arrivals(wl.model_copy(update={"num_requests": n}), common_streams(scenario.seed)["arrivals"])[device_id]
+    arrivals = arrival_times_s(wl.model_copy(update={"num_requests": n}),
+                               common_streams(scenario.seed)["arrivals"])[device_id]
     # The shape and symbol type on the wire do not change between requests: one header.
     meta = {"split": split, "bottleneck": bn_name, "coder": coder, "dtype": symbol_type(bn, split, shape),
             "shape": shape if split != OUTPUT else (), "want": want, "token": token or ""}

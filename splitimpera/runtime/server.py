@@ -35,7 +35,7 @@ from ..accuracy.bottlenecks import CODERS, Bottleneck, get_bottleneck, resolve_b
 from ..config.scenario import Scenario
 from ..errors import UserError
 from ..model.loading import load_traced
-from ..model.splits import OUTPUT, TracedModel, _head_tail
+from ..model.splits import OUTPUT, TracedModel, head_tail
 from . import wire
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def check_splits(tm: TracedModel, splits, field: str = "--splits") -> None:
 def split_parts(tm: TracedModel, splits: list[str]) -> dict[str, tuple[torch.nn.Module, torch.nn.Module]]:
     """``{split: (head, tail)}`` (exact, shared weights) for the named splits; UserError on an unknown one."""
     check_splits(tm, splits)
-    return {s: _head_tail(tm, tm.split(s)) for s in splits}
+    return {s: head_tail(tm, tm.split(s)) for s in splits}
 
 
 @dataclass

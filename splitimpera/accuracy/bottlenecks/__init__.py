@@ -34,12 +34,10 @@ from typing import Callable
 from ...config.checks import register_check
 from ...config.registry import Registry
 from ...errors import UserError
-from .autoencoder import Autoencoder, _ae_geometry, _AENet  # noqa: F401  (re-exported)
+from .autoencoder import Autoencoder
 from .base import Bottleneck, FitContext
 from .channels import TopChannels
-from .coders import (  # noqa: F401  (re-exported)
-    CODERS, ZSTD_LEVEL, Payload, _float_words, _symbol_bytes, _varint_bytes, rle_decode, rle_encode, rle_sizes,
-)
+from .coders import CODERS, ZSTD_LEVEL, Payload, rle_decode, rle_encode, rle_sizes  # noqa: F401  (re-exported)
 from .quantize import Fp16, Quantize
 
 __all__ = [

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from .base import Bottleneck
-from .coders import _float_words
+from .coders import float_payload
 
 
 # The hidden layer has at least this many channels. I-SPLIT's C/2 leaves one ReLU channel at
@@ -20,7 +20,7 @@ from .coders import _float_words
 MIN_HIDDEN_CHANNELS = 8
 
 
-def _ae_geometry(shape: tuple[int, int, int]) -> tuple[int, int, int, int, int, int]:
+def autoencoder_geometry(shape: tuple[int, int, int]) -> tuple[int, int, int, int, int, int]:
     """``(max(C/2, 8), C/4, H1, W1, H2, W2)`` of the autoencoder for a (C, H, W) tensor:
     channels of the hidden layer and the code, and the sizes after the first and second
     stride-2 conv."""
@@ -29,14 +29,14 @@ def _ae_geometry(shape: tuple[int, int, int]) -> tuple[int, int, int, int, int, 
     return max(MIN_HIDDEN_CHANNELS, c // 2), max(1, c // 4), h1, w1, (h1 + 1) // 2, (w1 + 1) // 2
 
 
-class _AENet(nn.Module):
+class AutoencoderNet(nn.Module):
     """I-SPLIT's undercomplete autoencoder for a (C, H, W) tensor: (C/2 but at least 8, C/4)
     stride-2 convolutions down, mirrored transposed convolutions up, in standardised units."""
 
     def __init__(self, shape: tuple[int, int, int]):
         super().__init__()
         c, h, w = shape
-        c2, c4, h1, w1, h2, w2 = _ae_geometry(shape)
+        c2, c4, h1, w1, h2, w2 = autoencoder_geometry(shape)
         self.encoder = nn.Sequential(nn.Conv2d(c, c2, 3, 2, 1), nn.ReLU(), nn.Conv2d(c2, c4, 3, 2, 1))
         # output_padding makes each transposed convolution land exactly on the encoder's input size.
         self.decoder = nn.Sequential(
@@ -66,7 +66,7 @@ class Autoencoder(Bottleneck):
 
     def __init__(self, epochs: int = 5, lr: float = 2e-3, batch_size: int = 64, recon_weight: float = 1.0):
         self.epochs, self.lr, self.batch_size, self.recon_weight = epochs, lr, batch_size, recon_weight
-        self.net: _AENet | None = None
+        self.net: AutoencoderNet | None = None
         self.history: list[float] = []
 
     def describe(self) -> str:
@@ -84,7 +84,7 @@ class Autoencoder(Bottleneck):
         new = copy.copy(self)
         with torch.random.fork_rng():
             torch.manual_seed(ctx.seed)
-            net = _AENet(tuple(ctx.shape))
+            net = AutoencoderNet(tuple(ctx.shape))
         net.mu.copy_(z.mean((0, 2, 3), keepdim=True))
         net.sigma.copy_(z.std((0, 2, 3), keepdim=True).clamp_min(1e-6))
         tail = ctx.tail
@@ -136,7 +136,7 @@ class Autoencoder(Bottleneck):
 
     def from_fit_state(self, state, shape):
         new = copy.copy(self)
-        net = _AENet(tuple(shape))
+        net = AutoencoderNet(tuple(shape))
         net.load_state_dict({k: torch.from_numpy(np.frombuffer(base64.b64decode(v["f32"]), dtype="<f4").copy()
                                                  ).reshape(v["shape"]) for k, v in state["tensors"].items()})
         net.eval()
@@ -146,20 +146,20 @@ class Autoencoder(Bottleneck):
     def roundtrip(self, z):
         with torch.no_grad():
             code = self.net.encode(z.detach().float())
-            return self.net.decode(code), _float_words(code, torch.float32)
+            return self.net.decode(code), float_payload(code, torch.float32)
 
     def wire_format(self, shape):
-        _, c4, _, _, h2, w2 = _ae_geometry(shape)
+        _, c4, _, _, h2, w2 = autoencoder_geometry(shape)
         return 32, c4 * h2 * w2, 0
 
     def from_payload(self, words, side, shape):
-        _, c4, _, _, h2, w2 = _ae_geometry(shape)
+        _, c4, _, _, h2, w2 = autoencoder_geometry(shape)
         code = torch.from_numpy(np.ascontiguousarray(words, dtype="<u4").view(np.float32)).reshape(len(words), c4, h2, w2)
         with torch.no_grad():
             return self.net.decode(code)
 
     def nominal_bytes(self, shape):
-        _, c4, _, _, h2, w2 = _ae_geometry(shape)
+        _, c4, _, _, h2, w2 = autoencoder_geometry(shape)
         return 4 * c4 * h2 * w2
 
     def extra_work(self, shape):
@@ -167,7 +167,7 @@ class Autoencoder(Bottleneck):
         (transposed on the way up), multiply-adds Cin·Cout·9 per output (encoder) or input
         (decoder) position, plus fp32 activations and weights moved."""
         c, h, w = shape
-        c2, c4, h1, w1, h2, w2 = _ae_geometry(shape)
+        c2, c4, h1, w1, h2, w2 = autoencoder_geometry(shape)
         macs = c2 * c * 9 * h1 * w1 + c4 * c2 * 9 * h2 * w2
         weights = 4 * (c * c2 * 9 + c2 + c2 * c4 * 9 + c4)
         acts = 4 * (c * h * w + 2 * c2 * h1 * w1 + c4 * h2 * w2)  # in, hidden (written and read), code

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .coders import Payload, _float_words, decode_words
+from .coders import Payload, float_payload, decode_words
 
 
 @dataclass
@@ -73,7 +73,7 @@ class Bottleneck:
 
     def roundtrip(self, z: torch.Tensor) -> tuple[torch.Tensor, Payload]:
         """``(tensor the tail receives, payload sent)`` for a batch ``z`` (B, *shape)."""
-        return z, _float_words(z, torch.float32)
+        return z, float_payload(z, torch.float32)
 
     # ---- the wire: what `splitimpera serve`/`device` send, the bytes :meth:`roundtrip` counts
 

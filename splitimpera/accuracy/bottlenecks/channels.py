@@ -10,7 +10,7 @@ import torch
 
 from ...errors import UserError
 from .base import Bottleneck
-from .coders import _float_words
+from .coders import float_payload
 
 
 class TopChannels(Bottleneck):
@@ -66,7 +66,7 @@ class TopChannels(Bottleneck):
         kept = z.detach().float().index_select(1, self.keep)
         out = self.fill.expand_as(z).clone()
         out[:, self.keep] = kept
-        return out, _float_words(kept, torch.float32)
+        return out, float_payload(kept, torch.float32)
 
     def wire_format(self, shape):
         return 32, self.count(shape[0]) * math.prod(shape[1:]), 0

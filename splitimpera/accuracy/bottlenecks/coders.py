@@ -231,7 +231,8 @@ def rle_decode(buf: bytes, bits: int, limit: int | None = None) -> np.ndarray:
     return np.repeat(np.array(syms, dtype=np.int64), runs)
 
 
-def _float_words(z: torch.Tensor, dtype: torch.dtype) -> Payload:
+def float_payload(z: torch.Tensor, dtype: torch.dtype) -> Payload:
+    """``z`` (B, ...) as ``dtype`` floats, one row of 16- or 32-bit words per sample."""
     bits = torch.finfo(dtype).bits
     v = z.detach().to(dtype).reshape(len(z), -1).contiguous().numpy()
     return Payload(words=v.view(np.uint16 if bits == 16 else np.uint32), bits=bits)

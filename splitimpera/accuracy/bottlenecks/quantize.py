@@ -9,7 +9,7 @@ import torch
 
 from ...errors import UserError
 from .base import Bottleneck
-from .coders import Payload, _float_words
+from .coders import Payload, float_payload
 
 
 class Fp16(Bottleneck):
@@ -19,7 +19,7 @@ class Fp16(Bottleneck):
         return "half precision"
 
     def roundtrip(self, z):
-        return z.half().float(), _float_words(z, torch.float16)
+        return z.half().float(), float_payload(z, torch.float16)
 
     def wire_format(self, shape):
         return 16, math.prod(shape), 0

@@ -62,7 +62,7 @@ from ..latency.simulation import simulate, warmup_requests
 from ..latency.transport import transfer_latency_s
 from ..model.cost import profile_model
 from ..model.loading import load_traced
-from ..model.splits import OUTPUT, _head_tail
+from ..model.splits import OUTPUT, head_tail
 from ..plain import human
 from .device import MEASURED_COLUMNS, input_samples
 from .server import check_splits, wire_bottlenecks
@@ -178,7 +178,7 @@ def time_sides(scenario: Scenario, tm, points: list[tuple[str, str]], *, device_
         for split, bname in points:
             gap = gap_s.get((split, bname), 0.0) if isinstance(gap_s, dict) else gap_s
             bn = bns[bname]
-            head, tail = _head_tail(tm, tm.split(split))
+            head, tail = head_tail(tm, tm.split(split))
             head.eval()
             tail.eval()
             shape = tuple(tm.split(split).shape)

@@ -5,7 +5,7 @@ engines: a :class:`DesignPoints` table indexed by ``(split, bottleneck)`` whose 
 (:data:`SENT_COLUMNS`) are the bytes on the wire under the chosen coder, the work the
 bottleneck adds on the device and on the server, and the accuracy with where it came from.
 Every bottleneck the scenario names is measured in one shared pass
-(:func:`~splitimpera.accuracy.measure.measure_accuracy`).
+(:func:`~splitimpera.accuracy.evaluate.measure_accuracy`).
 
 Also here: :func:`analyze` (I-SPLIT's importance analysis of a scenario) and
 :func:`analyze_accuracy` (the accuracy × bytes table ``analyze`` writes).
@@ -30,7 +30,7 @@ from ..model.splits import OUTPUT, PREDICTION_BYTES, TracedModel
 from ..plain import jsonable
 from .bottlenecks import Bottleneck, get_bottleneck, list_bottlenecks, resolve_bottlenecks
 from .cui import cui
-from .measure import (channel_comparison, linear_probe_accuracy, measure_accuracy, predictor_report,
+from .evaluate import (channel_comparison, linear_probe_accuracy, measure_accuracy, predictor_report,
                       read_user_accuracy)
 from . import predictors
 from .predictors import METHODS, MIN_POINTS, predict, predicted_source, resolve, split_features, validate
@@ -465,7 +465,7 @@ def _points_of(scenario: Scenario, tm: TracedModel, profile: pd.DataFrame, bn: B
 @dataclass(frozen=True)
 class AccuracyAnalysis:
     """What ``analyze`` measures under bottlenecks: the accuracy × bytes table
-    (:class:`~splitimpera.accuracy.measure.AccuracyTable`), per bottleneck the CUI predictor's
+    (:class:`~splitimpera.accuracy.evaluate.AccuracyTable`), per bottleneck the CUI predictor's
     validation (``predictors``: Spearman, leave-one-out MAE, baseline MAE), and Grad-CAM
     vs random channels at equal channel counts (``channels``)."""
 

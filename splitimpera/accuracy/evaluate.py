@@ -36,7 +36,7 @@ from .bottlenecks import CODERS, Bottleneck, FitContext, TopChannels, get_bottle
 from ..data import batches
 from ..errors import UserError, first_line
 from ..stages import stage
-from ..model.splits import OUTPUT, PREDICTION_BYTES, TracedModel, _head_tail, eval_mode
+from ..model.splits import OUTPUT, PREDICTION_BYTES, TracedModel, head_tail, eval_mode
 from ..plain import jsonable
 from .predictors import MIN_POINTS, fit_method, loo_predictions
 
@@ -211,7 +211,7 @@ def measure_accuracy(tm: TracedModel, data, bottlenecks: Sequence[str | Bottlene
                 return _from_cache(hit)
 
     with eval_mode(tm.gm):
-        tails = {s: _head_tail(tm, tm.split(s)) for s in splits if s != OUTPUT}
+        tails = {s: head_tail(tm, tm.split(s)) for s in splits if s != OUTPUT}
         fitted, notes = _fit_all(tm, bns, splits, tails, calibration, seed, batch_size, options, progress, fit_key)
         heads = _fit_exit_heads(tm, exits, tails, calibration, seed, batch_size) if exits is not None else {}
         res = _evaluate(tm, data, bns, splits, tails, fitted, notes, labelled, batch_size, coders, progress, heads,
@@ -284,10 +284,10 @@ def _fit_all(tm, bns, splits, tails, calibration, seed, batch_size, options, pro
     todo = [(s, b) for s, b in todo if (s, b.name) not in fitted]
     if not todo:
         return fitted, notes
-    from .gradcam import _mappable
+    from .gradcam import mappable_splits
 
     scores, means = {}, {}
-    need_stats = sorted({s for s, b in todo if isinstance(b, TopChannels)} & _mappable(tm),
+    need_stats = sorted({s for s, b in todo if isinstance(b, TopChannels)} & mappable_splits(tm),
                         key=[sp.name for sp in tm.candidates].index)
     if need_stats:
         with stage(f"channel statistics (Grad-CAM) at {len(need_stats)} splits on {len(calibration)} calibration "
