@@ -317,3 +317,16 @@ def test_counters_reconcile_after_a_mixed_good_and_bad_load(sc, tm):
         assert c["lost"] == 0  # every request of the well-behaved devices got an answer: a reply or busy
     assert sum(c["answered"] for c in dev_counts) <= stats["replies"]
     assert sum(c["busy"] for c in dev_counts) <= stats["busy"]
+
+
+def test_reconcile_names_what_does_not_add_up():
+    import pandas as pd
+
+    from splitimpera.runtime.device import reconcile
+
+    table = pd.DataFrame({"outcome": ["answered"] * 5 + ["busy", "error", "lost", "unsent"]})
+    good = {"requests": 8, "replies": 5, "busy": 1, "request_errors": 1, "dropped": 1}
+    assert reconcile(good, table) == []
+    assert reconcile({**good, "replies": 4}, table) == [
+        "1 request(s) without an outcome at the server", "replies vs answered: server 4, devices 5"]
+    assert reconcile({}, table)  # no counters at all: not silently fine

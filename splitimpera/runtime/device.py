@@ -100,6 +100,25 @@ def outcome_counts(requests: pd.DataFrame) -> dict[str, int]:
     return {"sent": int(len(requests)) - counts["unsent"], **counts}
 
 
+def reconcile(server: dict, requests: pd.DataFrame) -> list[str]:
+    """What does not add up between a server's counters and the table of every device that
+    talked to it (``outcome`` column); empty when sent = answered + each named error + each
+    named drop on both sides, outcome by outcome."""
+    from .server import unaccounted
+
+    dev = outcome_counts(requests)
+    pairs = {"requests vs sent": (server.get("requests", 0), dev["sent"]),
+             "replies vs answered": (server.get("replies", 0), dev["answered"]),
+             "busy": (sum(server.get(k, 0) for k in ("busy", "expired", "draining")),
+                      dev["busy"] + dev["expired"] + dev["draining"]),
+             "refused": (server.get("request_errors", 0), dev["error"]),
+             "dropped vs lost": (server.get("dropped", 0), dev["lost"])}
+    out = [f"{name}: server {a}, devices {b}" for name, (a, b) in pairs.items() if a != b]
+    if unaccounted(server):
+        out.insert(0, f"{unaccounted(server)} request(s) without an outcome at the server")
+    return out
+
+
 def _read_from_server(sock: socket.socket, where: str, max_body_bytes: int = 0) -> wire.Frame:
     """One frame from the server; a server of another protocol version is a user error in one line."""
     try:
