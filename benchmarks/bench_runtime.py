@@ -9,7 +9,11 @@ mode. Prints every point and then, per model and overall, the median and max |er
 mean and p95 end-to-end latency and the median |error| of each component.
 
 **Reliability** (``--reliability``, on by default): four device processes against one server
-at ρ ≈ 0.9 for at least 60 s; every request is answered or counted as lost.
+at ρ ≈ 0.9 for at least 60 s; every request is answered or counted as lost. Then again, with
+and without one hostile client per attack of ``bench_attacks.py`` (idle connections,
+slowloris, a client that never reads, headers claiming the largest body, a bad request
+between good ones, wrong tokens and garbage): what the devices sent, got answered, were told
+busy or lost, the server's named outcomes, its RSS, and p50/p99 of the devices.
 
 ``--quick``: one model, one rate, idle and loaded, fewer requests (a few minutes). Without
 root (or without ``unshare``/``tc``) the fidelity part runs over the unshaped loopback.
@@ -22,6 +26,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -177,12 +182,92 @@ def reliability(out: Path, seconds: float) -> None:
           f"(simulated {df['sim_latency_p95_s'].iloc[0] * 1e3:.3f} ms); four device processes share one core")
 
 
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def one_run(out: Path, rate: float, n: int, attack: bool) -> dict:
+    """``serve`` and four ``device`` processes (demo, split ``input``, ``rate`` Hz each); with
+    ``attack`` one thread per hostile client of bench_attacks.py for the whole run."""
+    import threading
+
+    from bench_attacks import ATTACKS
+
+    from splitimpera.runtime.device import outcome_counts
+    from splitimpera.runtime.server import unaccounted
+
+    sets = ["--set", "workload.num_devices=4", "--set", f"workload.rate_hz={rate}"]
+    cli = [sys.executable, "-m", "splitimpera.cli"]
+    srv = subprocess.Popen([*cli, "serve", "demo", "--splits", "input", *sets], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    line = srv.stdout.readline()
+    host, _, port = line.split()[-1].rpartition(":")
+    address = (host, int(port))
+    rss0 = _rss_mib(srv.pid)
+    stop, threads, said = threading.Event(), [], {}
+    if attack:
+        for fn in ATTACKS:
+            t = threading.Thread(target=lambda f=fn: said.update({f.__name__: f(address, stop)}), daemon=True)
+            t.start()
+            threads.append(t)
+        time.sleep(2.0)  # the attackers hold their connections before the devices start
+    start_at = time.monotonic_ns() + int(8e9)
+    devs = [subprocess.Popen([*cli, "device", "demo", "--server", line.split()[-1], "--split", "input",
+                              "--device-id", str(k), "--requests", str(n), "--start-at", str(start_at),
+                              "--same-clock", "-q", "-o", str(out / f"dev{int(attack)}-{k}.parquet"), *sets],
+                             stderr=subprocess.DEVNULL, cwd=ROOT) for k in range(4)]
+    peak = rss0
+    while any(d.poll() is None for d in devs):
+        peak = max(peak, _rss_mib(srv.pid))
+        time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    rss1 = _rss_mib(srv.pid)
+    srv.send_signal(signal.SIGTERM)
+    text, _ = srv.communicate(timeout=60)
+    counters = next(json.loads(x[6:]) for x in text.splitlines() if x.startswith("stats "))
+    df = pd.concat([pd.read_parquet(out / f"dev{int(attack)}-{k}.parquet") for k in range(4)])
+    lat = df.loc[df["answered"], "latency_s"]
+    return {"devices": outcome_counts(df), "server": counters, "unaccounted": unaccounted(counters),
+            "rss_mib": (rss0, peak, rss1), "p50_ms": lat.quantile(0.5) * 1e3, "p99_ms": lat.quantile(0.99) * 1e3,
+            "attacks": said}
+
+
+def reliability_attacked(out: Path, seconds: float) -> None:
+    """The reliability run again, with and without one hostile client per attack: the
+    well-behaved devices lose nothing, every request the server read has a named outcome."""
+    probe = run_measure("demo", ["input"], None, 0.9, 20, out / "probe-attack", ["--set", "workload.num_devices=4"])
+    rate = float(probe["rate_hz"].iloc[0])
+    n = int(np.ceil(seconds * rate))
+    print(f"\n== under attack: 4 devices × {n} requests at {rate:.4g} Hz each (server ρ ≈ 0.9), split input")
+    for attack in (False, True):
+        r = one_run(out, rate, n, attack)
+        d, c = r["devices"], r["server"]
+        named = {k: v for k, v in c.items() if k not in ("requests", "replies", "connections") and v}
+        print(f"   {'with' if attack else 'without'} attackers: devices sent {d['sent']}, answered {d['answered']}, "
+              f"busy {d['busy'] + d['expired']}, refused {d['error']}, lost {d['lost']}; p50 {r['p50_ms']:.2f} ms, "
+              f"p99 {r['p99_ms']:.2f} ms")
+        print(f"      server: requests {c.get('requests', 0)} = replies {c.get('replies', 0)} + named "
+              f"{sum(c.get(k, 0) for k in ('busy', 'expired', 'draining', 'request_errors', 'dropped'))} "
+              f"(unaccounted {r['unaccounted']}); RSS {r['rss_mib'][0]:.0f} MiB before, peak {r['rss_mib'][1]:.0f}, "
+              f"after {r['rss_mib'][2]:.0f}; connections {c.get('connections', 0)}")
+        print(f"      named: {named}")
+        for k, v in r["attacks"].items():
+            print(f"      {k}: {v}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-reliability", dest="reliability", action="store_false")
     ap.add_argument("--no-fidelity", dest="fidelity", action="store_false")
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--no-attacks", dest="attacks", action="store_false",
+                    help="skip the reliability run under hostile clients")
     ap.add_argument("-o", "--output", default=None, help="keep the measure folders here (default: a temp folder)")
     ap.add_argument("--summarize", metavar="DIR", help="only print the summary of the folders a run kept in DIR")
     args = ap.parse_args()
@@ -197,6 +282,8 @@ def main() -> None:
             fidelity(args.quick, out)
         if args.reliability:
             reliability(out, 20.0 if args.quick else args.seconds)
+            if args.attacks:
+                reliability_attacked(out, 20.0 if args.quick else args.seconds)
 
 
 if __name__ == "__main__":

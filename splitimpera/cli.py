@@ -433,33 +433,52 @@ def _table(header: list[str], rows: list[list[str]], right: set[int] = frozenset
         print("  " + "  ".join(cells).rstrip())
 
 
+def _token_from_args(args, command: str) -> str | None:
+    from .runtime.auth import read_token
+
+    if args.token is not None:
+        raise UserError("a token on the command line shows in the process list: put it in a file (--token-file) "
+                        "or $SPLITIMPERA_TOKEN", source=command, field="--token")
+    try:
+        return read_token(args.token_file)
+    except UserError as e:
+        raise e.at(source=command) from None
+
+
 def _cmd_serve(args) -> int:
-    import os
+    import json
     import signal
     import threading
 
     from .config.scenario import load_scenario, parse_overrides
     from .runtime.device import parse_address
-    from .runtime.server import SplitServer
+    from .runtime.server import SplitServer, unaccounted
 
     sc = load_scenario(args.scenario, parse_overrides(args.set))
     host, port = parse_address(args.bind, field="--bind")
-    token = args.token or os.environ.get("SPLITIMPERA_TOKEN")
+    token = _token_from_args(args, "serve")
+    if args.stats_every is not None and not args.stats_every > 0:
+        raise UserError(f"must be > 0 (got {args.stats_every:g})", source="serve", field="--stats-every")
     splits = [s for arg in args.splits for s in arg.split(",") if s] or None
     srv = SplitServer(sc, splits, host=host, port=port, token=token, threads=args.threads)
     h, p = srv.start()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # kill → the same clean stop as Ctrl-C
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # kill → the same draining stop as Ctrl-C
     print(f"serving {len(srv.splits)} split(s) of {sc.model.name} ({', '.join(srv.bottlenecks)}, coder "
           f"{sc.bottleneck.coder}, {sc.workload.server_workers} worker(s), batches up to {sc.workload.max_batch})"
           + ("" if token else "; loopback only, no token"), file=sys.stderr)
     print(f"listening on {h}:{p}", flush=True)
+    wake = threading.Event()
     try:
-        threading.Event().wait()
+        while not wake.wait(args.stats_every):  # the counters while it runs, on stderr
+            print("stats " + json.dumps(srv.counters(), sort_keys=True), file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         pass
     finally:
-        srv.stop()
+        srv.stop()  # drains first: queued requests are answered, new ones told "draining"
         print(serve_summary(srv.stats), flush=True)
+        print("stats " + json.dumps(srv.counters(), sort_keys=True), flush=True)
+        if unaccounted(srv.stats):
+            print(f"warning: {unaccounted(srv.stats)} request(s) have no counted outcome", file=sys.stderr)
     return EXIT_OK
 
 
@@ -473,6 +492,7 @@ def serve_summary(stats) -> str:
     line = (f"stopped after {n('requests', 'request', 'requests')}, {n('replies', 'reply', 'replies')} over "
             f"{n('connections', 'connection', 'connections')}")
     other = {k: v for k, v in stats.items() if k not in ("requests", "replies", "connections") and v}
+
     if other:
         line += "; closed or refused: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(other.items()))
     return line
@@ -484,7 +504,7 @@ def _cmd_device(args) -> int:
 
     from .atomic import atomic_write, check_writable_file
     from .config.scenario import load_scenario, parse_overrides
-    from .runtime.device import parse_address, run_device
+    from .runtime.device import outcome_counts, parse_address, run_device
 
     _positive(args, "device", "requests")  # --threads: checked for every command by _cap_threads
     sc = load_scenario(args.scenario, parse_overrides(args.set))
@@ -496,7 +516,7 @@ def _cmd_device(args) -> int:
         raise UserError("name the split to run (or list one in analysis.splits)", source="device", field="--split")
     try:
         run = run_device(sc, server, split, bottleneck=args.bottleneck, device_id=args.device_id,
-                         token=args.token or os.environ.get("SPLITIMPERA_TOKEN"), threads=args.threads,
+                         token=_token_from_args(args, "device"), threads=args.threads,
                          num_requests=args.requests, start_at_ns=args.start_at, same_clock=args.same_clock)
     except UserError as e:
         raise e.at(source="device") from None
@@ -510,8 +530,10 @@ def _cmd_device(args) -> int:
     if not args.quiet:
         ok = df[df["answered"]]
         lat = ok["latency_s"]
+        counts = outcome_counts(df)
+        rest = ", ".join(f"{v} {k}" for k, v in counts.items() if k not in ("sent", "answered") and v)
         print(f"{split} · {df['bottleneck'].iloc[0]}: {len(ok)} of {len(df)} answered"
-              + (f" ({len(df) - len(ok)} lost)" if len(ok) < len(df) else "") + "; latency mean "
+              + (f" ({rest})" if rest else "") + "; latency mean "
               f"{lat.mean() * 1e3:.3f} ms, p95 {lat.quantile(0.95) * 1e3:.3f} ms; device "
               f"{ok['device_compute_s'].mean() * 1e3:.3f} ms, uplink {ok['uplink_s'].mean() * 1e3:.3f} ms, "
               f"server wait {ok['server_wait_s'].mean() * 1e3:.3f} ms, server {ok['server_compute_s'].mean() * 1e3:.3f} "
@@ -773,12 +795,21 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Load SCENARIO's model, build the exact tails of the splits, and answer "
                                    "frames from `splitimpera device` (binary, length-prefixed, never pickled) "
                                    "with dynamic batching as workload.max_batch/batch_timeout_ms say. Prints "
-                                   "'listening on HOST:PORT'; Ctrl-C stops it and prints its counters.")
+                                   "'listening on HOST:PORT'; Ctrl-C or SIGTERM drains it (queued requests are "
+                                   "answered) and prints its counters. A token comes from --token-file or "
+                                   "$SPLITIMPERA_TOKEN. No TLS: loopback or a trusted network only.")
     s.add_argument("scenario", metavar="SCENARIO")
     s.add_argument("--splits", nargs="+", default=[], metavar="SPLIT", help="splits to serve (default: all)")
     s.add_argument("--bind", default="127.0.0.1:0", metavar="HOST:PORT",
-                   help="address to listen on (default 127.0.0.1:0, a free port); not loopback needs --token")
-    s.add_argument("--token", default=None, help="shared secret every frame must carry (or $SPLITIMPERA_TOKEN)")
+                   help="address to listen on (default 127.0.0.1:0, a free port); not loopback needs a token. "
+                        "No TLS: bind to loopback or a trusted network only")
+    s.add_argument("--token-file", default=None, metavar="FILE",
+                   help="file whose first line is the shared secret every frame must carry (at least 16 "
+                        "characters); else $SPLITIMPERA_TOKEN. Never on the command line, where the process "
+                        "list shows it")
+    s.add_argument("--token", default=None, help=argparse.SUPPRESS)  # refused with the reason
+    s.add_argument("--stats-every", type=float, default=None, metavar="SECONDS",
+                   help="print the counters (a 'stats {...}' JSON line on stderr) every SECONDS while serving")
     s.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", default=[])
     s.set_defaults(func=_cmd_serve)
@@ -796,7 +827,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="requests to send (default workload.num_requests; with Poisson arrivals another count "
                         "draws other arrival times than a simulation of the scenario: prefer --set "
                         "workload.num_requests=N)")
-    s.add_argument("--token", default=None)
+    s.add_argument("--token-file", default=None, metavar="FILE",
+                   help="file whose first line is the server's token; else $SPLITIMPERA_TOKEN")
+    s.add_argument("--token", default=None, help=argparse.SUPPRESS)  # refused with the reason
     s.add_argument("--threads", type=int, default=None)
     s.add_argument("--start-at", type=int, default=None, metavar="NS",
                    help="time zero of the schedule on this machine's monotonic clock, ns (devices started "

@@ -284,14 +284,17 @@ def test_result_at_device_times_the_downlink(demo_sc, server):
 def test_token_is_required_off_loopback_and_checked(demo_sc):
     with pytest.raises(UserError, match="--token"):
         SplitServer(demo_sc, ["features_4"], host="0.0.0.0")
-    with SplitServer(demo_sc, ["features_4"], token="right", traced=None) as srv:
+    with pytest.raises(UserError, match="5 characters; give at least 16"):
+        SplitServer(demo_sc, ["features_4"], token="right")
+    right = "right-and-long-enough"
+    with SplitServer(demo_sc, ["features_4"], token=right, traced=None) as srv:
         with pytest.raises(UserError, match="refused.*wrong token") as e:
             run_device(demo_sc, srv.address, "features_4", token="wrong", num_requests=2)
         assert e.value.field == "--token"
         with pytest.raises(UserError, match="refused.*this server requires a token"):
             run_device(demo_sc, srv.address, "features_4", token=None, num_requests=2)
         assert srv.stats["bad_token"] == 2
-        assert run_device(demo_sc, srv.address, "features_4", token="right", num_requests=3).requests[
+        assert run_device(demo_sc, srv.address, "features_4", token=right, num_requests=3).requests[
             "answered"].all()
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import hashlib
 import importlib
 import logging
 import os
@@ -223,6 +224,23 @@ def _load_torchvision(name: str, w: str, num_classes: int | None) -> nn.Module:
 _HUB_LOCK = threading.Lock()
 
 
+def check_published_hash(path: Path) -> None:
+    """UserError unless the file's SHA-256 starts with the hex digits torchvision publishes in
+    its name (``resnet18-f37072fd.pth``); a name without them is not checked."""
+    m = torch.hub.HASH_REGEX.search(path.name)
+    if m is None or not m.group(1):
+        return
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    if not digest.startswith(m.group(1)):
+        raise UserError(f"cached weights {path} are not the published file: its name says sha256 {m.group(1)}…, "
+                        f"the file's is {digest[:len(m.group(1))]}…; delete it and copy the published file again",
+                        field=WEIGHTS_FIELD)
+
+
 @contextlib.contextmanager
 def _cached_weights_only():
     """While torchvision builds a model with its weights, read them from the local hub cache
@@ -232,7 +250,9 @@ def _cached_weights_only():
     from torchvision.models import _api
 
     def load(url, *args, **kwargs):
-        return torch.load(hub_checkpoint_path(url), map_location="cpu", weights_only=True)
+        path = hub_checkpoint_path(url)
+        check_published_hash(path)
+        return torch.load(path, map_location="cpu", weights_only=True)
 
     with _HUB_LOCK:
         saved = _api.load_state_dict_from_url

@@ -64,7 +64,7 @@ from ..model.cost import profile_model
 from ..model.loading import load_traced
 from ..model.splits import OUTPUT, head_tail
 from ..plain import human
-from .device import MEASURED_COLUMNS, input_samples
+from .device import MEASURED_COLUMNS, input_samples, reconcile
 from .server import check_splits, wire_bottlenecks
 
 log = logging.getLogger(__name__)
@@ -539,6 +539,9 @@ def measure(scenario_path: str | Path, points: list[tuple[str, str]] | None = No
                                 timeout_s=120 + 3 * n_req / rate)
             finally:
                 counters = server.stop()
+            problems = reconcile(counters, df)
+            if problems:  # a request neither answered nor counted: the measurement cannot be trusted
+                raise RuntimeError(f"{split} · {bname}: requests unaccounted for: " + "; ".join(problems))
             for k, v in counters.items():
                 stats[k] = stats.get(k, 0) + v
             df = _drop_warmup(df, n_req, point_sc.workload)

@@ -21,8 +21,12 @@ where both processes read the same clock anyway). Per request, in the columns of
     latency_s         schedule → prediction at the server (result_at: server) or back on
                       the device (result_at: device)
 
-A request with no reply within ``timeout_s`` after the last one was sent is kept with
-``answered`` False and ``frame_lost`` 1: counted, never dropped silently.
+Every request ends in one ``outcome``: ``answered``; ``busy``, ``expired`` or ``draining``
+(the server's busy frame for its id: not run); ``error`` (the server refused it: its error
+frame carries the id); ``lost`` (sent, and nothing came back within ``timeout_s`` after the
+last one was sent, or the connection closed first); ``unsent`` (the connection closed before
+it was sent). All but ``answered`` are kept with ``answered`` False and ``frame_lost`` 1:
+counted, never dropped silently (:func:`outcome_counts`).
 """
 
 from __future__ import annotations
@@ -55,7 +59,8 @@ SYNC_PINGS = 16
 REFUSALS = {"unknown_split": "--split", "unknown_bottleneck": "--bottleneck", "unknown_coder": "--server",
             "bad_shape": "--server", "bad_dtype": "--server", "bad_token": "--token"}
 CONNECT_TIMEOUT_S = 10.0
-EXTRA_COLUMNS = ["head_s", "encode_s", "decode_s", "batch", "frame_bytes", "answered", "prediction"]
+EXTRA_COLUMNS = ["head_s", "encode_s", "decode_s", "batch", "frame_bytes", "answered", "prediction", "outcome"]
+OUTCOMES = ("answered", "busy", "expired", "draining", "error", "lost", "unsent")
 MEASURED_COLUMNS = REQUEST_COLUMNS + EXTRA_COLUMNS
 
 
@@ -88,13 +93,60 @@ def input_samples(scenario: Scenario, tm: TracedModel, n: int) -> torch.Tensor:
     return torch.stack([ds[i][0] for i in range(k)])
 
 
-def _sync_clock(sock: socket.socket, token: str) -> tuple[int, int]:
+def outcome_counts(requests: pd.DataFrame) -> dict[str, int]:
+    """``{"sent": n, <outcome>: n …}`` of a device table: sent = everything but ``unsent``
+    = answered + busy + expired + draining + error + lost."""
+    counts = {k: int((requests["outcome"] == k).sum()) for k in OUTCOMES}
+    return {"sent": int(len(requests)) - counts["unsent"], **counts}
+
+
+def reconcile(server: dict, requests: pd.DataFrame) -> list[str]:
+    """What does not add up between a server's counters and the table of every device that
+    talked to it (``outcome`` column); empty when sent = answered + each named error + each
+    named drop on both sides, outcome by outcome."""
+    from .server import unaccounted
+
+    dev = outcome_counts(requests)
+    pairs = {"requests vs sent": (server.get("requests", 0), dev["sent"]),
+             "replies vs answered": (server.get("replies", 0), dev["answered"]),
+             "busy": (sum(server.get(k, 0) for k in ("busy", "expired", "draining")),
+                      dev["busy"] + dev["expired"] + dev["draining"]),
+             "refused": (server.get("request_errors", 0), dev["error"]),
+             "dropped vs lost": (server.get("dropped", 0), dev["lost"])}
+    out = [f"{name}: server {a}, devices {b}" for name, (a, b) in pairs.items() if a != b]
+    if unaccounted(server):
+        out.insert(0, f"{unaccounted(server)} request(s) without an outcome at the server")
+    return out
+
+
+def _read_from_server(sock: socket.socket, where: str, max_body_bytes: int = 0) -> wire.Frame:
+    """One frame from the server; a server of another protocol version is a user error in one line."""
+    try:
+        return wire.read_frame(sock, max_body_bytes)
+    except wire.FrameError as e:
+        if e.reason != "bad_version":
+            raise
+        raise UserError(f"the server at {where} speaks protocol version {e.version} and this device version "
+                        f"{wire.VERSION}: run the same splitimpera release on both sides", field="--server") from None
+
+
+def server_counters(server: tuple[str, int], token: str | None = None, timeout_s: float = 10.0) -> dict[str, int]:
+    """The server's counters now (a stats frame), e.g. to watch a running ``serve``."""
+    with socket.create_connection(server, timeout=timeout_s) as sock:
+        sock.sendall(wire.encode_frame(wire.STATS, 0, {"token": token or ""}))
+        f = _read_from_server(sock, f"{server[0]}:{server[1]}")
+    if f.kind != wire.COUNTERS:
+        raise UserError(f"the server refused: {f.meta.get('reason', wire.KINDS[f.kind])}", field="--server")
+    return f.meta["counters"]
+
+
+def _sync_clock(sock: socket.socket, token: str, where: str) -> tuple[int, int]:
     """(offset ns = server − device, round trip ns) of the fastest of :data:`SYNC_PINGS` pings."""
     best = None
     for i in range(SYNC_PINGS):
         t0 = time.monotonic_ns()
         sock.sendall(wire.encode_frame(wire.PING, i, {"t_send_ns": t0, "token": token}))
-        f = wire.read_frame(sock, 0)
+        f = _read_from_server(sock, where)
         t3 = time.monotonic_ns()
         if f.kind == wire.ERROR:
             raise UserError(f"the server refused the connection: {f.meta['reason']}", field="--token")
@@ -158,7 +210,7 @@ def run_device(scenario: Scenario, server: tuple[str, int], split: str, *, bottl
         try:
             sock = socket.create_connection(server, timeout=CONNECT_TIMEOUT_S)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            offset_ns, sync_rtt_ns = _sync_clock(sock, token or "")  # under the connect timeout
+            offset_ns, sync_rtt_ns = _sync_clock(sock, token or "", where)  # under the connect timeout
         except (wire.FrameError, wire.ConnectionClosed, socket.timeout) as e:
             if sock is not None:
                 sock.close()
@@ -172,23 +224,31 @@ def run_device(scenario: Scenario, server: tuple[str, int], split: str, *, bottl
             offset_ns = 0
 
     replies: dict[int, tuple[int, dict]] = {}
+    answers: dict[int, str] = {}  # req_id → busy / expired / draining / error: the server's word for it
     done = threading.Event()
     errors: list[str] = []
     refused: list[str] = []  # the server's reason, when it refused these requests outright
 
     def receive():
+        # Until every request has its answer, or the server closes (after its error frames).
         try:
-            while len(replies) < n:
+            while len(replies) + len(answers) < n:
                 f = wire.read_frame(sock, 0)
                 t = time.monotonic_ns()
                 if f.kind == wire.ERROR:
                     errors.append(f.meta["reason"])
+                    if f.req_id < n:
+                        answers[f.req_id] = "error"
                     if f.meta["reason"].partition(":")[0] in REFUSALS:
                         refused.append(f.meta["reason"])
-                    return
-                if f.kind == wire.REPLY:
+                elif f.kind == wire.BUSY and f.req_id < n:
+                    reason = f.meta["reason"]
+                    answers[f.req_id] = reason if reason in OUTCOMES else "busy"
+                elif f.kind == wire.REPLY:
                     replies[f.req_id] = (t, f.meta)
-        except (wire.FrameError, wire.ConnectionClosed, OSError) as e:
+        except wire.ConnectionClosed:
+            pass
+        except (wire.FrameError, OSError) as e:
             if not done.is_set():
                 errors.append(str(e))
         finally:
@@ -257,7 +317,7 @@ def run_device(scenario: Scenario, server: tuple[str, int], split: str, *, bottl
         if r is None:  # never sent: the server closed the connection first
             out.append({"split": split, "bottleneck": bn_name, "device_id": device_id,
                         "t_arrival_s": float(arrivals[i]), "answered": False, "frame_lost": 1.0, "prediction": -1,
-                        "bytes_sent": 0, "frame_bytes": 0, "batch": 0})
+                        "bytes_sent": 0, "frame_bytes": 0, "batch": 0, "outcome": "unsent"})
             continue
         rec = {"split": split, "bottleneck": bn_name, "device_id": device_id, "t_arrival_s": float(arrivals[r["i"]]),
                "device_wait_s": (r["start"] - r["target"]) / 1e9, "head_s": (r["t_head"] - r["start"]) / 1e9,
@@ -266,7 +326,7 @@ def run_device(scenario: Scenario, server: tuple[str, int], split: str, *, bottl
         if local_only:
             rec.update(uplink_s=0.0, server_wait_s=0.0, server_compute_s=0.0, decode_s=0.0, downlink_s=0.0,
                        latency_s=(r["t_send"] - r["target"]) / 1e9, batch=0, answered=True, frame_lost=0.0,
-                       prediction=r["pred"])
+                       prediction=r["pred"], outcome="answered")
         elif r["i"] in replies:
             t_back, m = replies[r["i"]]
             recv_dev = m["t_recv_ns"] - offset_ns
@@ -276,10 +336,11 @@ def run_device(scenario: Scenario, server: tuple[str, int], split: str, *, bottl
                        downlink_s=(t_back - end_dev) / 1e9 if result_at_device else 0.0,
                        latency_s=((t_back if result_at_device else end_dev) - r["target"]) / 1e9,
                        batch=m["batch"], answered=True, frame_lost=0.0,
-                       prediction=m["prediction"] if m["prediction"] >= 0 else r["pred"])
+                       prediction=m["prediction"] if m["prediction"] >= 0 else r["pred"], outcome="answered")
         else:
             rec.update(uplink_s=np.nan, server_wait_s=np.nan, server_compute_s=np.nan, decode_s=np.nan,
-                       downlink_s=np.nan, latency_s=np.nan, batch=0, answered=False, frame_lost=1.0, prediction=-1)
+                       downlink_s=np.nan, latency_s=np.nan, batch=0, answered=False, frame_lost=1.0, prediction=-1,
+                       outcome=answers.get(r["i"], "lost"))
         out.append(rec)
     df = pd.DataFrame(out, columns=MEASURED_COLUMNS)
     return DeviceRun(requests=df, clock_offset_s=offset_ns / 1e9, sync_rtt_s=sync_rtt_ns / 1e9)

@@ -1,7 +1,8 @@
 """``splitimpera serve``: the tail side of the real split run.
 
-One listening socket (loopback by default; any other address needs a shared token), one
-reader thread per connection, one shared FIFO and ``workload.server_workers`` worker threads
+One listening socket (loopback by default; any other address needs a shared token), per
+connection a reader and a writer thread (:mod:`.conn`), one bounded FIFO and
+``workload.server_workers`` worker threads
 that take dynamic batches as the simulation's server does: a free worker takes up to
 ``max_batch`` queued requests *of the same split and bottleneck* (the head of the queue
 decides), after waiting, when the queue is short, until the oldest has waited
@@ -10,23 +11,29 @@ code that measured the bytes), runs the exact tail (:func:`~splitimpera.model.sp
 on the batch, and answers each request with its server-side timestamps and, when asked,
 the prediction.
 
-A frame that does not parse, is over a limit, names an unknown split, bottleneck or coder,
-carries a wrong token or a payload that does not decode closes *that* connection with a
-logged reason and a counter (:attr:`SplitServer.stats`); every other connection goes on.
-Nothing is ever unpickled.
+Every request gets one outcome, tied to its id and counted in :attr:`SplitServer.stats`:
+a reply (``replies``); ``busy`` (the queue holds ``Limits.max_queue`` requests already) or
+``expired`` (it waited past ``Limits.queue_timeout_s``), both answered with a busy frame and
+the connection kept; a refusal (``request_errors``, and the reason: ``bad_token``,
+``unknown_split``, ``bad_payload`` …), answered with an error frame carrying its id after the
+connection's earlier requests are answered, then the connection closes; or ``dropped`` (the
+client closed or stalled before it could be answered). So, at any time once the server is
+idle, ``requests = replies + busy + expired + draining + request_errors + dropped``
+(:func:`unaccounted` says by how much not). Frames without an id (bad magic, a truncated
+prefix) and deadlines (``handshake_timeout``, ``idle_timeout``, ``frame_timeout``) close the
+connection with their own counter; every other connection goes on. Nothing is ever unpickled.
 """
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import logging
 import math
 import socket
 import threading
 import time
-from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -37,11 +44,20 @@ from ..errors import UserError
 from ..model.loading import load_traced
 from ..model.splits import OUTPUT, TracedModel, head_tail
 from . import wire
+from .auth import Backoff, check_server_token, same_token, token_problem
+from .batching import BatchQueue
+from .conn import Connection, Limits
 
 log = logging.getLogger(__name__)
 
-MAX_CONNECTIONS = 256
-IDLE_TIMEOUT_S = 300.0
+# The counters every request ends in exactly one of (see the module doc).
+OUTCOMES = ("replies", "busy", "expired", "draining", "request_errors", "dropped")
+
+
+def unaccounted(stats: dict) -> int:
+    """Requests the counters do not account for: ``requests`` less the sum of :data:`OUTCOMES`
+    (0 once every request has its outcome)."""
+    return int(stats.get("requests", 0)) - sum(int(stats.get(k, 0)) for k in OUTCOMES)
 
 
 def is_loopback(host: str) -> bool:
@@ -99,7 +115,7 @@ def split_parts(tm: TracedModel, splits: list[str]) -> dict[str, tuple[torch.nn.
 
 @dataclass
 class _Pending:
-    conn: "_Connection"
+    conn: Connection
     req_id: int
     split: str
     bottleneck: str
@@ -107,52 +123,30 @@ class _Pending:
     body: bytes
     want: int
     t_recv_ns: int
-
-
-@dataclass(eq=False)  # hashed by identity: the server keeps a set of them
-class _Connection:
-    sock: socket.socket
-    peer: str
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    closed: bool = False
-
-    def send(self, data: bytes) -> bool:
-        with self.lock:
-            if self.closed:
-                return False
-            try:
-                self.sock.sendall(data)
-                return True
-            except OSError:
-                self.closed = True
-                return False
-
-    def close(self) -> None:
-        with self.lock:
-            self.closed = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
+    t_queued: float  # monotonic seconds, for the queue deadline
 
 
 class SplitServer:
-    """The tail side: ``start()`` binds and serves in background threads, ``stop()`` ends it.
+    """The tail side: ``start()`` binds and serves in background threads, ``stop()`` drains and ends it.
 
-    ``stats`` counts ``requests``, ``replies``, ``connections`` and every reason a
-    connection was closed (``bad_magic``, ``oversized``, ``unknown_split``, ``bad_token``,
-    ``bad_payload``, ``truncated`` …).
+    ``stats`` counts ``requests`` and their outcomes (:data:`OUTCOMES`), ``connections``, and
+    every reason a frame or connection was refused or closed (``bad_magic``, ``oversized``,
+    ``unknown_split``, ``bad_token``, ``bad_payload``, ``truncated``, ``frame_timeout``,
+    ``handshake_timeout``, ``evicted_unauthenticated``, ``outbox_full`` …). ``limits``: what
+    one client may hold (:class:`~splitimpera.runtime.conn.Limits`).
     """
 
     def __init__(self, scenario: Scenario, splits: list[str] | None = None, *, host: str = "127.0.0.1",
                  port: int = 0, token: str | None = None, threads: int | None = None,
                  max_body_bytes: int | None = None, traced: TracedModel | None = None,
-                 clock_ns: Callable[[], int] = time.monotonic_ns):
+                 clock_ns: Callable[[], int] = time.monotonic_ns, limits: Limits | None = None):
         if not is_loopback(host) and not token:
-            raise UserError(f"binding to {host} exposes the server beyond this machine: give --token (a shared "
-                            "secret every frame must carry)", field="--bind")
+            raise UserError(f"binding to {host} exposes the server beyond this machine: give a token "
+                            "(--token-file or $SPLITIMPERA_TOKEN), a shared secret every frame must carry",
+                            field="--bind")
+        check_server_token(token)
         self.scenario, self.host, self.port, self.token = scenario, host, port, token or ""
+        self.limits = limits or Limits()
         self.clock_ns = clock_ns  # the clock replies are stamped with (tests skew it)
         self.tm = traced if traced is not None else load_traced(scenario)
         names = [sp.name for sp in self.tm.candidates]
@@ -171,17 +165,24 @@ class SplitServer:
         self.max_body_bytes = int(max_body_bytes)
         self.stats: Counter = Counter()
         self._stats_lock = threading.Lock()  # `+=` on a Counter is not atomic across threads
-        self._queue: deque[_Pending] = deque()
-        self._cv = threading.Condition()
+        self._backoff = Backoff(*self.limits.token_backoff_s)
+        self._queue = BatchQueue(self.limits.max_queue, self.max_batch, self.batch_timeout_ns,
+                                 self.limits.queue_timeout_s, clock_ns)
         self._stop = threading.Event()
-        self._conns: set[_Connection] = set()
+        self._conns: dict[Connection, threading.Thread] = {}
+        self._conns_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._listener: socket.socket | None = None
         self.address: tuple[str, int] | None = None
 
-    def _count(self, key: str) -> None:
+    def _count(self, key: str, n: int = 1) -> None:
         with self._stats_lock:
-            self.stats[key] += 1
+            self.stats[key] += n
+
+    def counters(self) -> dict[str, int]:
+        """A copy of :attr:`stats` (consistent: taken under the lock)."""
+        with self._stats_lock:
+            return dict(self.stats)
 
     # ---- lifecycle
 
@@ -191,7 +192,7 @@ class SplitServer:
             torch.set_num_threads(self.threads)
         fam = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         try:
-            self._listener = socket.create_server((self.host, self.port), family=fam, backlog=64)
+            self._listener = socket.create_server((self.host, self.port), family=fam, backlog=128)
         except OSError as e:
             raise UserError(f"cannot listen on {self.host}:{self.port}: {e.strerror or e}", field="--bind") from None
         self.address = self._listener.getsockname()[:2]
@@ -210,8 +211,29 @@ class SplitServer:
                     for _ in range(runs):
                         tail(torch.zeros((1, *self.shapes[s])))
 
+    def drain(self, timeout_s: float | None = None) -> bool:
+        """Stop taking connections and requests (new ones are answered ``draining``), answer
+        what is queued; True when everything queued was answered within ``timeout_s``."""
+        self._close_listener()
+        return self._queue.drain(self.limits.drain_timeout_s if timeout_s is None else timeout_s)
+
     def stop(self) -> None:
+        """Drain (at most ``limits.drain_timeout_s``), then close every connection and end the threads."""
+        if self._listener is not None and not self._stop.is_set():
+            self.drain()
         self._stop.set()
+        self._close_listener()
+        for it in self._queue.stop():  # not answered within the drain: counted, never silent
+            self._count("dropped")
+            it.conn.settle()
+        with self._conns_lock:
+            conns = dict(self._conns)
+        for c in conns:
+            c.abort("stopped")
+        for t in [*self._threads, *conns.values()]:
+            t.join(timeout=5)
+
+    def _close_listener(self) -> None:
         if self._listener is not None:
             try:  # close() alone leaves a thread blocked in accept(); shutdown() wakes it at once
                 self._listener.shutdown(socket.SHUT_RDWR)
@@ -221,12 +243,6 @@ class SplitServer:
                 self._listener.close()
             except OSError:
                 pass
-        with self._cv:
-            self._cv.notify_all()
-        for c in list(self._conns):
-            c.close()
-        for t in self._threads:
-            t.join(timeout=5)
 
     def __enter__(self):
         self.start()
@@ -249,81 +265,102 @@ class SplitServer:
                 sock, peer = self._listener.accept()
             except OSError:
                 return
-            if len(self._conns) >= MAX_CONNECTIONS:
-                self._count("refused_too_many")
+            if self._queue.draining:
                 sock.close()
                 continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = _Connection(sock, f"{peer[0]}:{peer[1]}")
-            self._conns.add(conn)
+            conn = Connection(sock, f"{peer[0]}:{peer[1]}", self.limits)
+            with self._conns_lock:
+                waiting = [c for c in self._conns if not c.authenticated and c.aborted is None]
+                if len(waiting) >= self.limits.max_unauthenticated:
+                    # The oldest connection that has not shown the token makes room: idle
+                    # connections cannot lock a device out, and a device shows its token at once.
+                    oldest = min(waiting, key=lambda c: c.accepted)
+                    oldest.abort("evicted_unauthenticated")
+                    self._count("evicted_unauthenticated")
+                t = threading.Thread(target=self._serve_conn, args=(conn,), name="splitimpera-serve-conn",
+                                     daemon=True)
+                self._conns[conn] = t
             self._count("connections")
-            t = threading.Thread(target=self._serve_conn, args=(conn,), name="splitimpera-serve-conn", daemon=True)
             t.start()
 
-    def _reject(self, conn: _Connection, reason: str, message: str) -> None:
-        """Close ``conn`` for ``reason`` (counted, logged, told to the peer when it still listens)."""
-        self._count(reason)
-        log.warning("closing %s: %s (%s)", conn.peer, message, reason)
-        conn.send(wire.encode_frame(wire.ERROR, 0, {"reason": f"{reason}: {message}"}))
-        conn.close()
+    def _authenticate(self, conn: Connection) -> None:
+        if conn.authenticated:
+            return
+        with self._conns_lock:
+            n = sum(1 for c in self._conns if c.authenticated)
+            if n >= self.limits.max_connections:
+                raise wire.FrameError(f"{n} connections already (limit {self.limits.max_connections})",
+                                      "too_many_connections")
+            conn.authenticated = True
 
-    def _serve_conn(self, conn: _Connection) -> None:
-        # A connection that sends nothing for this long is closed: idle or slow clients must
-        # not hold the connection slots the devices need.
-        conn.sock.settimeout(IDLE_TIMEOUT_S)
+    def _serve_conn(self, conn: Connection) -> None:
         try:
-            while not self._stop.is_set():
+            while not self._stop.is_set() and not conn.failures:
+                conn.begin_frame()
                 try:
-                    f = wire.read_frame(conn.sock, self.max_body_bytes, self._check)
+                    f = wire.read_frame(conn, self.max_body_bytes, lambda k, rid, m: self._check(conn, k, rid, m))
                 except wire.FrameError as e:
-                    return self._reject(conn, e.reason, str(e))
-                except wire.ConnectionClosed as e:
-                    if e.mid_frame:
+                    self._count(e.reason)
+                    if e.req_id is not None:
+                        self._request_failed(conn, e.req_id, e.reason, str(e), counted=conn.frame_counted)
+                    else:
+                        conn.failures.append((wire.NO_ID, e.reason, str(e)))
+                    break
+                except (wire.FrameTimeout, wire.ConnectionClosed) as e:
+                    if e.req_id is not None:
+                        if not conn.frame_counted:
+                            self._count("requests")
+                        self._count("dropped")
+                    if isinstance(e, wire.FrameTimeout):
+                        self._count(e.reason)
+                        conn.failures.append((wire.NO_ID if e.req_id is None else e.req_id, e.reason, str(e)))
+                    elif e.mid_frame and not conn.failures and conn.aborted is None:
                         self._count("truncated")
                         log.warning("%s closed the connection mid-frame", conn.peer)
-                    return conn.close()
-                except socket.timeout:
-                    return self._reject(conn, "idle_timeout", f"nothing received for {IDLE_TIMEOUT_S:g} s")
-                except OSError:
-                    return conn.close()
-                t_recv = self.clock_ns()
-                if f.kind == wire.PING:
-                    conn.send(wire.encode_frame(wire.PONG, f.req_id, {"t_server_ns": self.clock_ns()}))
-                    continue
-                self._count("requests")
-                item = _Pending(conn, f.req_id, f.meta["split"], f.meta["bottleneck"], f.meta["coder"], f.body,
-                                f.meta["want"], t_recv)
-                if item.split == OUTPUT:  # the prediction itself: nothing to queue or run (as simulated)
-                    if len(f.body) != 8:
-                        return self._reject(conn, "bad_payload", f"{len(f.body)} bytes for the 8-byte prediction")
-                    self._reply([item], t_recv, t_recv, [int.from_bytes(f.body, "little", signed=True)],
-                                [b""], 0.0)
-                    continue
-                with self._cv:
-                    self._queue.append(item)
-                    self._cv.notify()
+                    break
+                self._handle(conn, f)
         finally:
-            self._conns.discard(conn)
+            self._end_conn(conn)
 
-    def _token_ok(self, token: str) -> bool:
-        return hmac.compare_digest(token.encode(), self.token.encode())
+    def _end_conn(self, conn: Connection) -> None:
+        """Answer the requests before a failure, then the failures (with their ids), then close."""
+        try:
+            if conn.failures and conn.aborted is None:
+                conn.wait_settled(self.limits.queue_timeout_s + self.limits.drain_timeout_s)
+                for rid, reason, message in sorted(conn.failures, key=lambda f: f[0]):
+                    log.warning("closing %s: %s (%s)", conn.peer, message, reason)
+                    if reason == "bad_token":  # guessing costs time: each wrong token waits longer
+                        self._stop.wait(self._backoff.failed())
+                    conn.post(wire.encode_frame(wire.ERROR, rid, {"reason": f"{reason}: {message}"}))
+            if conn.aborted in ("outbox_full", "write_timeout"):
+                self._count(conn.aborted)
+            conn.finish(self.limits.write_timeout_s)
+        finally:
+            with self._conns_lock:
+                self._conns.pop(conn, None)
 
-    def _token_problem(self, token: str) -> str:
-        """What is wrong with a token that :meth:`_token_ok` refused, in the device's terms."""
-        if not self.token:
-            return ("this server takes no token (started without --token): drop --token and $SPLITIMPERA_TOKEN, "
-                    "or start the server with that token")
-        if not token:
-            return "this server requires a token: give the same --token (or $SPLITIMPERA_TOKEN) as the server"
-        return "wrong token: give the same --token (or $SPLITIMPERA_TOKEN) as the server"
+    def _request_failed(self, conn: Connection, req_id: int, reason: str, message: str, counted: bool = True) -> None:
+        """Request ``req_id`` is refused: counted now, answered last on its connection."""
+        if not counted:
+            self._count("requests")
+        self._count("request_errors")
+        conn.failures.append((req_id, reason, message))
 
-    def _check(self, kind: int, m: dict) -> None:
+    def _check(self, conn: Connection, kind: int, req_id: int, m: dict) -> None:
         """Refuse a frame on its metadata, before its body is read (:func:`wire.read_frame`)."""
-        if kind not in (wire.PING, wire.REQUEST):
+        if kind == wire.REQUEST:
+            self._count("requests")
+            conn.frame_counted = True
+        if kind not in (wire.PING, wire.REQUEST, wire.STATS):
             raise wire.FrameError(f"a {wire.KINDS[kind]} frame from a device", "unexpected_kind")
-        if not self._token_ok(m["token"]):
-            raise wire.FrameError(self._token_problem(m["token"]), "bad_token")
-        if kind == wire.PING:
+        if not same_token(m["token"], self.token):
+            raise wire.FrameError(token_problem(m["token"], self.token), "bad_token")
+        if not conn.authenticated:
+            self._authenticate(conn)
+            if self.token:
+                self._backoff.succeeded()
+        if kind != wire.REQUEST:
             return
         if m["split"] not in self.tails:
             raise wire.FrameError(f"split {m['split']!r} is not served here (serving {', '.join(self.splits)})",
@@ -340,44 +377,64 @@ class SplitServer:
         if m["dtype"] != dtype:
             raise wire.FrameError(f"symbol type {m['dtype']!r} (expected {dtype!r})", "bad_dtype")
 
-    # ---- workers
+    def _handle(self, conn: Connection, f: wire.Frame) -> None:
+        t_recv = self.clock_ns()
+        if f.kind == wire.PING:
+            conn.post(wire.encode_frame(wire.PONG, f.req_id, {"t_server_ns": self.clock_ns()}))
+            return
+        if f.kind == wire.STATS:
+            conn.post(wire.encode_frame(wire.COUNTERS, f.req_id, {"counters": self.counters()}))
+            return
+        item = _Pending(conn, f.req_id, f.meta["split"], f.meta["bottleneck"], f.meta["coder"], bytes(f.body),
+                        f.meta["want"], t_recv, time.monotonic())
+        if item.split == OUTPUT:  # the prediction itself: nothing to queue or run (as simulated)
+            if len(f.body) != 8:
+                self._count("bad_payload")
+                return self._request_failed(conn, f.req_id, "bad_payload", f"{len(f.body)} bytes for the 8-byte "
+                                                                           "prediction")
+            conn.add_pending()
+            self._reply([item], t_recv, t_recv, [int.from_bytes(f.body, "little", signed=True)], [b""], 0.0)
+            return
+        conn.add_pending()  # before put: a worker may answer it at once
+        busy = self._queue.put(item)
+        if busy is not None:
+            self._count(busy)
+            conn.post(wire.encode_frame(wire.BUSY, f.req_id, {"reason": busy}))
+            conn.settle()
 
-    def _take_batch(self) -> list[_Pending] | None:
-        with self._cv:
-            while True:
-                while not self._queue:
-                    if self._stop.is_set():
-                        return None
-                    self._cv.wait(0.5)
-                if self.max_batch > 1 and self.batch_timeout_ns > 0:
-                    deadline = self._queue[0].t_recv_ns + self.batch_timeout_ns
-                    while 0 < len(self._queue) < self.max_batch and not self._stop.is_set():
-                        left = deadline - self.clock_ns()
-                        if left <= 0:
-                            break
-                        self._cv.wait(left / 1e9)
-                if self._queue:  # another worker may have taken everything while this one waited
-                    break
-            first = self._queue.popleft()
-            batch, keep = [first], deque()
-            while self._queue and len(batch) < self.max_batch:
-                it = self._queue.popleft()
-                (batch if (it.split, it.bottleneck, it.coder) == (first.split, first.bottleneck, first.coder)
-                 else keep).append(it)
-            self._queue.extendleft(reversed(keep))
-            return batch
+    # ---- workers
 
     def _work(self) -> None:
         while True:
-            batch = self._take_batch()
-            if batch is None:
+            taken = self._queue.take()
+            if taken is None:
                 return
+            batch, expired = taken
+            for it in expired:
+                self._count("expired")
+                it.conn.post(wire.encode_frame(wire.BUSY, it.req_id, {"reason": "expired"}))
+                it.conn.settle()
+            self._queue.done(len(expired))
+            live = [it for it in batch if it.conn.aborted is None]
+            for it in batch:
+                if it.conn.aborted is not None:  # its client is gone: nothing to answer
+                    self._count("dropped")
+                    it.conn.settle()
             try:
-                self._run_batch(batch)
+                if live:
+                    self._run_batch(live)
             except Exception as e:  # a bug or a resource error: answer with it, keep serving
-                log.exception("batch of %d at %s failed", len(batch), batch[0].split)
-                for it in batch:
-                    self._reject(it.conn, "server_error", f"{type(e).__name__}: {e}")
+                log.exception("batch of %d at %s failed", len(live), live[0].split)
+                for it in live:
+                    self._count("server_error")
+                    self._fail_queued(it, "server_error", f"{type(e).__name__}: {e}")
+            finally:
+                self._queue.done(len(batch))
+
+    def _fail_queued(self, it: _Pending, reason: str, message: str) -> None:
+        self._request_failed(it.conn, it.req_id, reason, message)
+        it.conn.settle()
+        it.conn.stop_reading()
 
     def _run_batch(self, batch: list[_Pending]) -> None:
         t_start = self.clock_ns()
@@ -389,7 +446,8 @@ class SplitServer:
                 tensors.append(bn.decode([it.body], it.coder, self.shapes[split]))
                 good.append(it)
             except ValueError as e:
-                self._reject(it.conn, "bad_payload", str(e))
+                self._count("bad_payload")
+                self._fail_queued(it, "bad_payload", str(e))
         decode_s = (time.perf_counter() - t0) / max(len(batch), 1)
         if not good:
             return
@@ -401,11 +459,14 @@ class SplitServer:
                    for i, it in enumerate(good)]
         self._reply(good, t_start, self.clock_ns(), preds, outputs, decode_s)
 
+    def _written(self, ok: bool) -> None:
+        self._count("replies" if ok else "dropped")
+
     def _reply(self, items: list[_Pending], t_start: int, t_end: int, preds: list[int], outputs: list[bytes],
                decode_s: float) -> None:
         for it, p, out in zip(items, preds, outputs):
             meta = {"t_recv_ns": it.t_recv_ns, "t_start_ns": t_start, "t_end_ns": t_end,
                     "t_reply_ns": self.clock_ns(), "decode_s": decode_s, "batch": len(items),
                     "prediction": int(p) if it.want != wire.WANT_NOTHING else -1}
-            if it.conn.send(wire.encode_frame(wire.REPLY, it.req_id, meta, out)):
-                self._count("replies")
+            it.conn.post(wire.encode_frame(wire.REPLY, it.req_id, meta, out), self._written)
+            it.conn.settle()
