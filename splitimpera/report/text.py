@@ -111,13 +111,17 @@ UPLINK_NOTE = ("(uplink = RTT/2, the propagation of a {rtt:g} ms round trip, + t
                "rate, the transport's round trips and retransmissions, waits for the medium)")
 
 
+TCP_VARIANT_WORDS = {"linux": "Cubic, SACK, PRR, delayed ACKs", "newreno": "NewReno, an ACK per segment"}
+
+
 def describe_transport(net) -> str:
-    """The link's transport in words, e.g. ``TCP, persistent connection (initial window 10, min RTO 200 ms)``."""
+    """The link's transport in words, e.g. ``TCP linux (Cubic, SACK, PRR, delayed ACKs), persistent connection
+    (initial window 10, min RTO 200 ms)``."""
     if net.transport == "udp":
         return f"UDP (no retransmission: a frame with a lost packet is lost; loss {net.loss * 100:.3g} % per packet)"
     t = net.tcp
     conn = "a new connection per request" if t.connection == "new" else "persistent connection"
-    return (f"TCP, {conn} (initial window {t.init_cwnd_segments}, MSS {net.payload_per_packet} B, "
+    return (f"TCP {t.variant} ({TCP_VARIANT_WORDS[t.variant]}), {conn} (initial window {t.init_cwnd_segments}, MSS {net.payload_per_packet} B, "
             f"min RTO {t.min_rto_ms:g} ms, loss {net.loss * 100:.3g} % per packet)")
 
 
