@@ -116,7 +116,7 @@ def test_tables_show_numbers_as_the_terminal_does(app):
     """Bytes as ``65.5 kB``, an unbounded latency as ``∞``, nothing as ``—`` (the terminal's
     formats), while the values stay numbers (the columns sort by value)."""
     from splitimpera.plain import num
-    from splitimpera.qos import human_bytes
+    from splitimpera.plain import human_bytes
 
     _widget(app.number_input, "Requests/s per device").set_value(100.0).run()  # 65.5 kB at 100 Hz: over LTE's uplink
     _ok(app)
@@ -491,7 +491,8 @@ def test_stages_have_one_colour_in_the_report_and_the_dashboard(app, repo_root, 
 
     import matplotlib.axes
 
-    from splitimpera.report.html import load_result_dir, plot_breakdown
+    from splitimpera.report.figures import plot_breakdown
+    from splitimpera.results import load_result
 
     spec = next(json.loads(c.proto.spec) for c in app.get("vega_lite_chart")
                 if json.loads(c.proto.spec)["title"].startswith("Latency breakdown"))
@@ -508,7 +509,7 @@ def test_stages_have_one_colour_in_the_report_and_the_dashboard(app, repo_root, 
         return real_bar(self, *a, label=label, color=color, **kw)
 
     monkeypatch.setattr(matplotlib.axes.Axes, "bar", bar)
-    plot_breakdown(load_result_dir(folder))
+    plot_breakdown(View.of(load_result(folder)))
     assert "uplink propagation" in report
     shared = set(report) & set(dashboard)
     assert shared and {k: report[k] for k in shared} == {k: dashboard[k] for k in shared}

@@ -28,8 +28,8 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("accuracy", ("accuracy",)),
     ("latency", ("latency",)),
     ("qos", ("qos",)),
-    ("report", ("report",)),
     ("results", ("results",)),
+    ("report", ("report",)),
     ("pipeline", ("pipeline",)),
     ("front ends", ("whatif", "calibrate", "cli", "dashboard", "app", "sweep", "runtime")),
 ]

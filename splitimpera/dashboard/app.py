@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import logging
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +36,7 @@ import splitimpera as si
 from splitimpera import whatif
 from splitimpera.errors import UserError
 from splitimpera.accuracy.predictors import is_predicted
-from splitimpera.plain import human, num
-from splitimpera.qos import human_bytes
+from splitimpera.plain import human, human_bytes, num
 from splitimpera.report.view import (STAGE_COLOURS, STAGE_LABELS, View, accuracy_footnote, accuracy_text,
                                      compute_error_sentence)
 
@@ -86,27 +83,22 @@ def best_per_class(key: str, _res) -> pd.DataFrame:
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def cui_png(key: str, classes: tuple, _res, title: str) -> bytes:
-    """``report.plot_cui`` (curve, nominations, per-class curves) as PNG bytes."""
-    from splitimpera.report.plots import plot_cui
+    """``report.plots.plot_cui`` (curve, nominations, per-class curves) as PNG bytes."""
+    from splitimpera.report.plots import cui_title, plot_cui
 
-    buf = io.BytesIO()
-    plot_cui(_res, buf, title=title)
-    return buf.getvalue()
+    return plot_cui(_res.curve, _res.nominated.to_dict("records"), title or cui_title(_res), _res.per_class,
+                    _res.settings.get("class_names"))
 
 
 def report_html(results: list[si.Result], cui=None) -> str:
-    """``render_report`` over the results, saved to a temporary folder first (the CUI beside the last)."""
-    from splitimpera.report.html import render_report
-    from splitimpera.results import save_analysis
+    """The HTML report of the results, rendered from memory (the CUI beside the last)."""
+    from splitimpera.report.html import render_html
+    from splitimpera.results.folder import SavedAnalysis
 
-    with tempfile.TemporaryDirectory(prefix="splitimpera-dashboard-") as tmp:
-        dirs = []
-        for i, res in enumerate(results):
-            folder = res.save(Path(tmp) / str(i))
-            if cui is not None and i == len(results) - 1:
-                save_analysis(res.scenario, cui, Path(tmp) / str(i))
-            dirs.append(folder)
-        return render_report(dirs)
+    if cui is not None:
+        saved = SavedAnalysis(cui=cui.curve, nominations={"nominated": cui.nominated.to_dict("records")})
+        results = [*results[:-1], dataclasses.replace(results[-1], analysis=saved)]
+    return render_html([View.of(r) for r in results])
 
 
 # --------------------------------------------------------------------------------------------

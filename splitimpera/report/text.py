@@ -7,16 +7,10 @@ import numpy as np
 import pandas as pd
 
 from ..accuracy.cui import class_name
-from ..plain import num
-from ..qos import closest, constraints, human_bytes
+from ..plain import flops_text, human_bytes, ms, num
+from ..qos import closest, constraints, describe_objective, describe_qos
 from .term import grid
-from .view import View, accuracy_footnote, accuracy_text, compute_error_sentence, exit_table, flops_text as _flops
-
-
-def _ms(v: float) -> str:
-    if v == 0 or v == np.inf:  # nothing to wait for; or unbounded (an overloaded resource)
-        return "—" if v == 0 else "∞"
-    return num(v * 1e3)
+from .view import View, accuracy_footnote, accuracy_text, compute_error_sentence, exit_table
 
 
 def _log(v: float) -> str:
@@ -96,7 +90,7 @@ def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = 
                                    [str(point[2]), f"{r['exit_rate'] * 100:.0f} %"])
         row = [rank, str(split), *([str(bn)] if bottleneck else []), *([str(r["config"])] if config else []), *ee,
                human_bytes(r["bytes_sent"]),
-               *(_ms(r[c]) for c in cols), num(r['energy_j'] * 1e3)]
+               *(ms(r[c], zero="—") for c in cols), num(r['energy_j'] * 1e3)]
         if frame_loss:
             row.append(f"{r['frame_loss_ratio'] * 100:.3g} %")
         if accuracy:
@@ -119,19 +113,6 @@ def describe_transport(net) -> str:
     conn = "a new connection per request" if t.connection == "new" else "persistent connection"
     return (f"TCP, {conn} (initial window {t.init_cwnd_segments}, MSS {net.payload_per_packet} B, "
             f"min RTO {t.min_rto_ms:g} ms, loss {net.loss * 100:.3g} % per packet)")
-
-
-def describe_objective(qos) -> str:
-    """``objective: …`` with its weights and the tie-breaks, as the ranking applies them."""
-    from ..qos import TIE_BREAKS
-
-    if qos.objective == "weighted":
-        w = qos.weights.model_dump()
-        what = "min weighted score (" + ", ".join(f"{k} {v:g}" for k, v in w.items() if v) + "; min-max scaled)"
-    else:
-        stat = "" if qos.objective != "latency" or qos.latency_statistic == "mean" else f"{qos.latency_statistic} "
-        what = ("max " if qos.objective == "accuracy" else "min ") + stat + qos.objective
-    return f"objective: {what}, {TIE_BREAKS}"
 
 
 def _accuracy_lines(result, view: View) -> list[str]:
@@ -174,7 +155,7 @@ def _exit_lines(result, view: View) -> list[str]:
         return []
     head = ("global average pooling + linear" if info["head"] == "linear"
             else "3×3 conv + ReLU + global average pooling + linear")
-    flops = ", ".join(f"{s} {_flops(f)}" for s, f in info.get("head_flops", {}).items())
+    flops = ", ".join(f"{s} {flops_text(f)}" for s, f in info.get("head_flops", {}).items())
     lines = [f"early exit (EE): exit heads ({head}; FLOPs {flops}) fitted on {info['fit'].get('calibration_samples')} "
              f"calibration samples, backbone frozen; confidence {info['confidence'].replace('_', ' ')}, a sample "
              f"exits when it is ≥ τ; measured on {info['evaluation_samples']} evaluation samples"]
@@ -184,8 +165,8 @@ def _exit_lines(result, view: View) -> list[str]:
                      "—" if pd.isna(r["tau"]) else f"{r['tau']:g}",
                      "—" if r["config"] != "EE" else f"{r['exit_rate'] * 100:.1f} %",
                      "—" if pd.isna(r["exit_accuracy"]) else f"{r['exit_accuracy'] * 100:.1f} %",
-                     f"{r['accuracy'] * 100:.2f} %", _ms(r["latency_s"]),
-                     "—" if pd.isna(r["latency_p95_s"]) else _ms(r["latency_p95_s"]),
+                     f"{r['accuracy'] * 100:.2f} %", ms(r["latency_s"], zero="—"),
+                     "—" if pd.isna(r["latency_p95_s"]) else ms(r["latency_p95_s"], zero="—"),
                      "" if pd.isna(r["rank"]) else str(int(r["rank"]))])
     hdr = ["split", *(["bottleneck"] if view.multi else []), "config", "τ", "exit rate", "exited acc",
            "accuracy", "mean ms", "p95 ms", "rank"]
@@ -202,7 +183,7 @@ def render_best_per_bottleneck(view: View) -> str:
         lat = view.table.loc[(r["split"], b, *([r["exit"]] if "exit" in r.index else []))]
         rows.append([str(b), r["split"], "" if pd.isna(r["rank"]) else str(int(r["rank"])),
                      f"{r['feasible_splits']}", human_bytes(r["bytes_sent"]),
-                     _ms(view.constrained(lat)),
+                     ms(view.constrained(lat), zero="—"),
                      accuracy_text(r["accuracy"], r.get("accuracy_source"), band=r.get("accuracy_band")),
                      "ok" if r["feasible"] else str(r["reason"])])
     head = ["bottleneck", "best split", "rank", "feasible splits", "sent",
@@ -222,11 +203,8 @@ def render_result(result, top: int | None = None) -> str:
         f"splitimpera · {sc.name}: {sc.model.name} ({shape}) on {sc.device.name} ─[{sc.network.name}]→ "
         f"{sc.server.name}",
     ]
-    cs = constraints(sc.qos, sc.device)
-    if cs:
-        lines.append("QoS: " + ", ".join(
-            f"{c.name} {'≤' if c.upper else '≥'} {c.fmt(c.limit)}" for c in cs)
-            + f"; {describe_objective(sc.qos)}")
+    if constraints(sc.qos, sc.device):
+        lines.append(f"QoS: {describe_qos(sc.qos, sc.device)}; {describe_objective(sc.qos)}")
     wl, bn = sc.workload, sc.bottleneck
     names = view.bottlenecks
     sent = (f"bottleneck{'s' if len(names) > 1 else ''} {', '.join(names)}" + (" (nominal sizes)" if bn.nominal else "")
@@ -305,8 +283,8 @@ def render_profile(profile: pd.DataFrame) -> str:
               "head peak act"]
     rows = []
     for i, (name, r) in enumerate(profile.iterrows()):
-        rows.append([str(i), str(name), str(r["op"]), str(r["shape"]), _flops(r["head_flops"]),
-                     _flops(r["tail_flops"]), human_bytes(r["tx_bytes"]), _flops(r["head_params"]),
+        rows.append([str(i), str(name), str(r["op"]), str(r["shape"]), flops_text(r["head_flops"]),
+                     flops_text(r["tail_flops"]), human_bytes(r["tx_bytes"]), flops_text(r["head_params"]),
                      human_bytes(r["head_peak_act_bytes"])])
     return _grid(header, rows, "rllrrrrrr")
 
