@@ -1,7 +1,9 @@
 """Results as a layer of their own: a Result saved and read back is the same Result, a folder
 written by an earlier version still loads, and rendering runs no latency physics."""
 
+import re
 import shutil
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
@@ -72,3 +74,94 @@ def test_rendering_runs_no_latency_physics(tight, monkeypatch):
     assert "What would have to change" in render_result(tight)
     assert "would pass with" in render_html([View.of(tight)])
     assert len(whatif.ranked_view(tight)) == len(tight.table)
+
+
+# --------------------------------------------------------------------------------------------
+# One column spec: the terminal, the HTML report and the dashboard show the same columns in
+# the same order, with the same numbers.
+
+def _terminal_table(text: str) -> tuple[list[str], list[list[str]]]:
+    """The ranked table printed by the terminal: header and rows, cut at the rule's dashes."""
+    lines = text.splitlines()
+    i = next(k for k, line in enumerate(lines) if line.startswith("rank  "))
+    spans = [m.span() for m in re.finditer(r"─+", lines[i + 1])]
+    spans[-1] = (spans[-1][0], None)  # the last column (a verdict) may run past its rule
+
+    def cells(line):
+        return [line[a:b].strip() for a, b in spans]
+
+    rows = []
+    for line in lines[i + 2:]:
+        if not line.strip() or line.startswith("("):
+            break
+        rows.append(cells(line))
+    return cells(lines[i]), rows
+
+
+class _Tables(HTMLParser):
+    """Every ``<table>`` of a page as rows of cell texts (the header row first)."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.cell = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self.cell = ""
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append(self.cell.strip())
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell += data
+
+
+def _html_table(page: str) -> tuple[list[str], dict[str, list[str]]]:
+    parser = _Tables()
+    parser.feed(page)
+    table = next(t for t in parser.tables if t[0][0] == "rank")
+    return table[0], {r[1]: [re.sub(r" (≈|± .*)$", "", c) for c in r] for r in table[1:]}
+
+
+@pytest.mark.parametrize("which", ["demo", "tight"])
+def test_terminal_html_and_dashboard_show_one_column_spec(which, demo_scenario, tight, monkeypatch):
+    from splitimpera import whatif
+    from splitimpera.report.text import cell_text
+
+    monkeypatch.setenv("COLUMNS", "400")  # nothing left out to fit
+    res = si.run(demo_scenario(**{"workload.num_devices": 3})) if which == "demo" else tight
+    view = View.of(res)
+    spec = view.columns()
+    labels = [c.label for c in spec]
+    if which == "demo":  # the terminal lists the top points, every one ok: no verdict column
+        assert view.recommended is not None and spec[-1].key == "reason"
+        spec, labels = spec[:-1], labels[:-1]
+    head, rows = _terminal_table(render_result(res))
+    assert head == labels
+    html_head, html_rows = _html_table(render_html([view]))
+    assert html_head == [c.label for c in view.columns()]
+    dash = whatif.ranked_view(res)
+    # The dashboard's rows are labelled by the key (its index), then the same columns in the same
+    # order, then the details only it offers.
+    keys = [c.key for c in spec if c.key in ("split", "bottleneck", "exit")]
+    assert list(dash.index.names) == list(res.table.index.names) and set(keys) <= set(dash.index.names)
+    assert list(dash.columns[:len(spec) - len(keys)]) == [c.label for c in spec if c.key not in keys]
+    values = view.rows()
+    for row in rows:
+        split = row[1]
+        point = next(p for p in values.index if p[0] == split)
+        assert html_rows[split][:len(spec)] == row
+        assert [cell_text(c, values.at[point, c.key], res.table.loc[point]) for c in spec] == row
+        shown = dash.loc[point]
+        for c, cell in zip(spec, row):
+            if c.key in ("split", "bottleneck", "exit", "accuracy"):
+                continue
+            v = shown[c.label]
+            assert cell_text(c, v / c.scale if c.unit else v, res.table.loc[point]) == cell, c.label

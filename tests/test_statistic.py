@@ -52,7 +52,7 @@ def test_terminal_and_report_name_and_show_the_statistic(p95_result, tmp_path):
 
 def test_dashboard_breakdown_draws_the_statistic_beside_the_mean_bars(p95_result):
     pytest.importorskip("streamlit")
-    from splitimpera.dashboard.app import breakdown_chart
+    from splitimpera.dashboard.charts import breakdown_chart
 
     view = View.of(p95_result)
     points = view.chart_frame()

@@ -26,6 +26,7 @@ from .fidelity import fidelity_section, plot_fidelity
 from .figures import (comparison, comparison_figure, figures, has_accuracy, has_exits, plot_accuracy_bytes,
                       plot_breakdown, plot_bytes, plot_choice, plot_exits, plot_tradeoff, saved_cui)
 from .plots import png_bytes
+from .text import cell_text
 from .view import View, accuracy_footnote, accuracy_text, compute_error_sentence
 
 
@@ -84,6 +85,9 @@ def count_text(v) -> str:
     return "" if v is None or (isinstance(v, float) and not np.isfinite(v)) else str(int(round(float(v))))
 
 
+LEFT = ("split", "bottleneck", "config", "reason")  # text columns, aligned left
+
+
 def _verdict(view: View) -> str:
     """The verdict of :meth:`View.verdict`, as HTML."""
     v = view.verdict()
@@ -122,62 +126,29 @@ def _best_html(v: View) -> str:
 
 
 def _table(v: View) -> str:
+    """The ranked table: :meth:`View.columns` over every point, formatted as the terminal does
+    (:func:`~splitimpera.report.text.cell_text`); ``≈`` marks a rank tied with the first within
+    the compute model's error, ``±`` that error on the latency the ranking uses."""
     t = v.all_rows()
     rec = v.recommended
-    stat = v.statistic
-    exits = "exit" in t.index.names
-    cols = [("rank", "rank"), ("split", "split"), *([("bottleneck", "bottleneck")] if v.multi else []),
-            *([("config", "config")] if "config" in t.columns else []),
-            *([("exit", "exit τ"), ("exit_rate", "exits")] if exits else []),
-            ("bytes_sent", "sent"), ("device_compute_s", "device ms"),
-            ("uplink_s", "uplink ms"), ("server_compute_s", "server ms"), ("downlink_s", "downlink ms"),
-            ("latency_s", "mean ms" if v.simulated else "latency ms")]
-    if v.latency_column != "latency_s":
-        cols.append((v.latency_column, f"{stat} ms"))
-    cols += [("energy_j", "energy mJ"), ("pareto", "Pareto"), ("reason", "verdict")]
+    cols = v.columns()
+    values = v.rows(t)
     ranked = v.latency_column  # the column the ± band of the compute model's error goes with
-    src = t["accuracy_source"] if "accuracy_source" in t.columns else pd.Series(dtype=object)
-    if ("accuracy" in t.columns and t["accuracy"].notna().any() and src.notna().any()
-            and not src.isin(["full model"]).all()):
-        # A bottleneck makes accuracy differ per point: show it (* = predicted from the CUI curve).
-        cols.insert(-2, ("accuracy", "accuracy %"))
-    # No empty columns: a time nothing in this result has (all NaN or absent).
-    cols = [(k, h) for k, h in cols if not k.endswith("_s") or (k in t.columns and t[k].notna().any())]
-    head = "".join(f'<th class="{"l" if k in ("split", "config", "bottleneck", "reason") else ""}">{h}</th>'
-                   for k, h in cols)
+    head = "".join(f'<th class="{"l" if c.key in LEFT else ""}">{html.escape(c.label)}</th>' for c in cols)
     rows = []
     for point, r in t.iterrows():
-        cls = "rec" if point == rec else ("" if r.get("feasible", True) else "bad")
+        cls = "rec" if point == rec else ("" if r["feasible"] else "bad")
         cells = []
-        left = {"split": point[0], "bottleneck": point[1], "config": r.get("config", "")}
-        for k, _ in cols:
-            if k in left:
-                cells.append(f'<td class="l">{html.escape(str(left[k]))}</td>')
-            elif k in ("exit", "exit_rate"):  # τ and the share that exits, on early-exit points only
-                txt = "" if point[2] == "none" else str(point[2]) if k == "exit" else f"{float(r[k]) * 100:.0f} %"
-                cells.append(f"<td>{html.escape(txt)}</td>")
-            elif k == "rank":  # ≈: within the compute model's error band of the recommended point
-                tie = " ≈" if r.get("tie") in (True, "True") else ""
-                cells.append(f"<td>{'' if pd.isna(r.get('rank')) else int(r['rank'])}{tie}</td>")
-            elif k == "bytes_sent":
-                cells.append(f"<td>{human_bytes(r['bytes_sent'])}</td>")
-            elif k == "energy_j":
-                cells.append(f"<td>{num(r['energy_j'] * 1e3)}</td>")
-            elif k == "accuracy":
-                acc = r["accuracy"]
-                cells.append(f"<td>{'' if pd.isna(acc) else accuracy_text(acc, r.get('accuracy_source'), unit='', band=r.get('accuracy_band'))}</td>")
-            elif k == "pareto":
-                cells.append(f"<td>{'●' if r.get('pareto') in (True, 'True') else ''}</td>")
-            elif k == "reason":
-                txt = "ok" if r.get("feasible", True) in (True, "True") else str(r.get("reason", ""))
-                cells.append(f'<td class="l">{html.escape(txt)}</td>')
-            else:
-                band = r.get("latency_err_s", np.nan)
-                pm = (f" ± {ms(band, missing='')}" if k == ranked and pd.notna(band) and np.isfinite(band) and band > 0
-                      else "")
-                cells.append(f"<td>{ms(r.get(k, np.nan), missing='')}{pm}</td>")
+        for c in cols:
+            txt = cell_text(c, values.at[point, c.key], r)
+            if c.key == "rank" and r.get("tie") in (True, "True"):
+                txt += " ≈"
+            band = r.get("latency_err_s", np.nan)
+            if c.key == ranked and pd.notna(band) and np.isfinite(band) and band > 0:
+                txt += f" ± {ms(band)}"
+            cells.append(f'<td class="{"l" if c.key in LEFT else ""}">{html.escape(txt)}</td>')
         rows.append(f'<tr class="{cls}">{"".join(cells)}</tr>')
-    note = accuracy_footnote(t["accuracy_source"]) if any(k == "accuracy" for k, _ in cols) else ""
+    note = accuracy_footnote(t["accuracy_source"]) if any(c.key == "accuracy" for c in cols) else ""
     sc = v.result.scenario
     modes = v.result.meta.get("compute") or {}
     err = compute_error_sentence(v, modes, sc.device.name, sc.server.name)

@@ -18,6 +18,7 @@ from ..config.scenario import QoSSpec, WorkloadSpec
 from ..plain import flops_text, human, human_bytes, num
 from ..accuracy.predictors import METHODS, is_predicted
 from ..qos import LATENCY_COLUMN, best_per_bottleneck, closest, overloaded
+from .columns import Column, column_spec, column_values, uplink_parts
 
 # Latency stages of a request, in order, with their display names.
 STAGES = [("device_wait_s", "device wait"), ("device_compute_s", "device compute"), ("uplink_s", "uplink"),
@@ -222,14 +223,22 @@ class View:
         :attr:`unbounded` point, which charts leave out (and mark)."""
         out = pd.DataFrame({label: self.table[col].fillna(0.0) if col in self.table.columns else 0.0
                             for col, label in STAGES}, index=self.table.index)
-        up = out.pop("uplink").to_numpy(dtype=float)
-        half = self.network.rtt_s / 2 if self.network is not None else 0.0
-        prop = np.where(up > 0, np.minimum(half, up), 0.0)
+        out.pop("uplink")
+        prop, tx = uplink_parts(self.table, self.network.rtt_s if self.network is not None else 0.0)
         out.insert(2, UPLINK_PARTS[0], prop)
-        out.insert(3, UPLINK_PARTS[1], up - prop)
+        out.insert(3, UPLINK_PARTS[1], tx)
         if bounded:
             out[self.unbounded.to_numpy()] = np.nan
         return out
+
+    def columns(self) -> list[Column]:
+        """The ranked table's columns, in order, as every front end shows them
+        (:func:`~splitimpera.report.columns.column_spec`)."""
+        return column_spec(self)
+
+    def rows(self, table: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The values of :meth:`columns` (by key, SI) for ``table``'s points (default: :meth:`all_rows`)."""
+        return column_values(self, self.all_rows() if table is None else table)
 
     def best_per_bottleneck(self) -> pd.DataFrame:
         return best_per_bottleneck(self.table)
