@@ -292,10 +292,6 @@ class View:
         out["best"] = [p in best for p in points]
         return out
 
-    def suggestions(self, n: int = 3) -> dict[str, list[str]]:
-        """For the closest infeasible points (by label), what would have to change (the advice)."""
-        return {self.label(p): t for p, t in list(self.advice.items())[:n]}
-
     # -- the answer ------------------------------------------------------------------------------
 
     def verdict(self) -> Verdict:
