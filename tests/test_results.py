@@ -36,7 +36,9 @@ def _same(a: si.Result, b: si.Result) -> None:
 def test_round_trip(demo_scenario, tight, tmp_path):
     res = si.run(demo_scenario())
     for r in (res, tight):
-        _same(r, load_result(r.save(tmp_path)))
+        back = load_result(r.save(tmp_path))
+        _same(r, back)
+        assert render_result(back) == render_result(r)  # the terminal shows a folder as the run itself
     assert tight.advice and not res.advice
     # Every closest point's tips are decided with the ranking, in the order the verdict shows them.
     assert [label for label, _, _ in View.of(tight).verdict().closest] == [

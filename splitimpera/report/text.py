@@ -179,10 +179,14 @@ def render_result(result, top: int | None = None) -> str:
     n_over = int((t["overload"].fillna("") != "").sum()) if "overload" in t.columns else 0
     overload = (f"; {n_over} overloaded design point{'s' if n_over > 1 else ''} (a resource at or over its "
                 "capacity: latency unbounded) not simulated" if n_over else "")
-    if sim is not None:
-        per_point = int(sim.summary["requests"].iloc[0]) if len(sim.summary) else 0
+    if result.simulated:
+        n_sim = result.simulated_requests
+        if sim is not None:
+            per_point = int(sim.summary["requests"].iloc[0]) if len(sim.summary) else 0
+        else:  # read from a folder: every simulated point keeps as many requests
+            per_point = n_sim // max(len(t) - n_over, 1)
         trace = " following its rate trace" if sc.network.trace_csv else ""
-        lines.append(f"engine simpy: {len(sim.requests):,} simulated requests ({per_point} per design point after "
+        lines.append(f"engine simpy: {n_sim:,} simulated requests ({per_point} per design point after "
                      f"warm-up; {wl.arrival} arrivals at {num(wl.rate_hz, 4)} Hz per device{trace}); "
                      f"latency limit on the {stat}{overload}")
     else:
