@@ -59,7 +59,7 @@ def plot_tradeoff(v: View, metric: str = "accuracy") -> bytes:
     has_acc = metric == "accuracy"
     ycol, ylabel = ("accuracy", "accuracy") if has_acc else ("energy_j", "device energy (mJ)")
     # The x axis is the latency the limit applies to, so the QoS region is read correctly.
-    lat_col = "latency_qos_s" if "latency_qos_s" in t.columns else "latency_s"
+    lat_col = "latency_qos_s"
     t = t[np.isfinite(t[lat_col].astype(float))]  # an overloaded point's latency is unbounded: not drawn
     y = t[ycol] * (100 if has_acc else 1e3)
     xms = t[lat_col] * 1e3
@@ -77,20 +77,19 @@ def plot_tradeoff(v: View, metric: str = "accuracy") -> bytes:
         if ymax:
             ax.axhline(ymax, color="tab:green", ls=":", lw=1)
         ax.set_ylim(lo_y - 0.1 * span, hi_y + 0.15 * span)
-    feas = t.get("feasible", pd.Series(True, index=t.index)).astype(bool)
+    feas = t["feasible"].astype(bool)
     ax.scatter(xms[~feas], y[~feas], marker="x", color="tab:gray", label="infeasible")
     ax.scatter(xms[feas], y[feas], color="tab:blue", label="feasible")
-    if "pareto" in t.columns:
-        front = t[t["pareto"].astype(bool)].sort_values(lat_col)
-        ax.plot(front[lat_col] * 1e3, front[ycol] * (100 if has_acc else 1e3), "-", color="tab:red", lw=1.2,
-                label="Pareto front")
+    front = t[t["pareto"].astype(bool)].sort_values(lat_col)
+    ax.plot(front[lat_col] * 1e3, front[ycol] * (100 if has_acc else 1e3), "-", color="tab:red", lw=1.2,
+            label="Pareto front")
     rec = v.recommended
     if rec in t.index:
         ax.scatter([xms[rec]], [y[rec]], marker="*", s=220, color="tab:red", zorder=5,
                    label=f"recommended: {v.label(rec)}")
     ax.set_xlim(0, x_hi)
     stat = v.statistic
-    ax.set_xlabel("latency (ms)" if stat == "mean" or lat_col == "latency_s" else f"{stat} latency (ms)")
+    ax.set_xlabel("latency (ms)" if stat == "mean" else f"{stat} latency (ms)")
     ax.set_ylabel(ylabel + (" (%)" if has_acc else ""))
     flat = has_acc and t["accuracy"].nunique(dropna=True) == 1
     note = " (the same at every split: the tensor is sent unchanged)" if flat else ""

@@ -75,7 +75,7 @@ def compute_error_sentence(view: "View", modes: dict, device: str, server: str) 
     the ranking it causes (:func:`splitimpera.qos.mark_ties`); "" when the table has no band.
     ``modes``: the result's ``compute`` meta (which model each side used and its error, %)."""
     t = view.table
-    if "latency_err_s" not in t.columns or view.recommended is None:
+    if view.recommended is None:
         return ""
     stated = [f"{name} ±{num(modes[k])} %" for name, k in ((device, "device_error_pct"), (server, "server_error_pct"))
               if modes.get(k) is not None]
@@ -87,7 +87,7 @@ def compute_error_sentence(view: "View", modes: dict, device: str, server: str) 
         stated.append(f"{missing[0]} none stated (counted as 0)")
     rec = t.loc[view.recommended]
     err = float(rec["latency_err_s"])
-    ties = t[t["tie"].astype(bool)].sort_values("rank") if "tie" in t.columns else t.iloc[:0]
+    ties = t[t["tie"].astype(bool)].sort_values("rank")
     names = ", ".join(view.label(p) for p in ties.index[:5]) + (", …" if len(ties) > 5 else "")
     objective = view.qos.objective
     where = (f"ties not checked (the ranking is by {objective}, not latency)" if objective != "latency" else
@@ -95,7 +95,7 @@ def compute_error_sentence(view: "View", modes: dict, device: str, server: str) 
              "the compute that differs: a tie, measure before choosing (`splitimpera calibrate --for-model`)"
              if len(ties) else "no point ranked below it is closer than the error of the compute that differs")
     return (f"compute model error {', '.join(stated)}: the recommended point's {view.statistic} "
-            f"{num(float(rec['latency_qos_s'] if 'latency_qos_s' in t.columns else rec['latency_s']) * 1e3)} ms "
+            f"{num(float(rec['latency_qos_s']) * 1e3)} ms "
             f"± {num(err * 1e3)} ms; {where}")
 
 
@@ -284,7 +284,7 @@ class View:
         for col in ("latency_p95_s",):
             out[col] = t[col].to_numpy(dtype=float) if col in t.columns else np.nan
         out["feasible"] = feasible
-        out["pareto"] = t["pareto"].astype(bool).to_numpy() if "pareto" in t.columns else False
+        out["pareto"] = t["pareto"].astype(bool).to_numpy()
         out["rank"] = pd.array(t["rank"], dtype="Int64")
         out["status"] = ["recommended" if p == rec else "feasible" if f else "infeasible"
                          for p, f in zip(points, feasible)]

@@ -64,15 +64,19 @@ def _old_bottleneck(summary: dict) -> str:
 
 
 def ranked_table(table: pd.DataFrame) -> pd.DataFrame:
-    """A read ``splits.csv`` with the ranking's columns as a fresh run has them: ``feasible``
-    and ``pareto`` as booleans, ``rank`` as Int64 (a folder without one: feasible points by
-    mean latency), ``reason`` as text, absent FLOPs and energy as NaN."""
+    """A read ``splits.csv`` with the ranking's columns as a fresh run has them: ``feasible``,
+    ``pareto`` and ``tie`` as booleans, ``rank`` as Int64 (a folder without one: feasible
+    points by mean latency), ``reason`` as text, ``latency_qos_s`` (absent: the mean), absent
+    FLOPs, energy and compute error band as NaN."""
     t = table.copy()
     missing = [c for c in ("feasible", "latency_s", "bytes_sent", "index") if c not in t.columns]
     if missing:
         raise ValueError(f"splits.csv lacks column(s) {', '.join(missing)}")
-    t["pareto"] = t["pareto"] if "pareto" in t.columns else False
-    for col in ("feasible", "pareto"):
+    for col in ("pareto", "tie"):
+        t[col] = t[col] if col in t.columns else False
+    if "latency_qos_s" not in t.columns:
+        t["latency_qos_s"] = t["latency_s"]
+    for col in ("feasible", "pareto", "tie"):
         t[col] = t[col].astype(str).str.lower().isin(["true", "1"])
     if "rank" not in t.columns:  # a hand-made folder: feasible points by mean latency
         order = t[t["feasible"]].sort_values(["latency_s", "index"], kind="stable").index
@@ -83,7 +87,7 @@ def ranked_table(table: pd.DataFrame) -> pd.DataFrame:
     if "overload" in t.columns:  # "" (nothing overloaded) reads back as NaN
         over = t["overload"].astype(object)
         t["overload"] = over.where(over.notna(), "").astype(str)
-    for col in ("head_flops", "tail_flops", "energy_j"):
+    for col in ("head_flops", "tail_flops", "energy_j", "latency_err_s"):
         if col not in t.columns:
             t[col] = np.nan
     return t
