@@ -15,14 +15,14 @@ MAC/PHY at ns-3's defaults unless stated: EDCA best effort (AIFSN 3, CWmin 15, C
 no TXOP limit: one A-MPDU per channel access), A-MPDU up to 65 535 bytes (``BE_MaxAmpduSize``,
 ns-3's default; ~42 MPDUs of 1538 bytes), no A-MSDU, immediate Block Ack, an explicit Block
 Ack Request after a missed Block Ack (``explicit_bar=False`` turns it off), no RTS/CTS, an
-800 ns guard interval (HT/VHT's long one, HE's shortest), Yans PHY and channel (log-distance
-loss), WifiMacQueue 500 packets / 500 ms, AP beacons every 102.4 ms.
+800 ns guard interval for HT/VHT (the long one) and 3.2 µs for HE (ns-3's default, HE's
+longest), Yans PHY and channel (log-distance loss), WifiMacQueue 500 packets / 500 ms, AP beacons every 102.4 ms.
 Rates: a ``ConstantRateWifiManager`` with the MCS below for data and 24 Mbit/s OFDM for
 control frames (Block Ack, BAR) — a 2×2 link at short range, each profile's standard:
 
 * ``wifi4`` — 802.11n, 2.4 GHz, 20 MHz, 2 streams, HT MCS 15 (130 Mbit/s);
 * ``wifi5`` — 802.11ac, 5 GHz, 80 MHz, 2 streams, VHT MCS 9 (780 Mbit/s);
-* ``wifi6`` — 802.11ax, 5 GHz, 80 MHz, 2 streams, HE MCS 11 (1201 Mbit/s), EDCA (single
+* ``wifi6`` — 802.11ax, 5 GHz, 80 MHz, 2 streams, HE MCS 11 (1020.8 Mbit/s at 3.2 µs GI), EDCA (single
   user) by default; ``ul_ofdma=True`` adds trigger-based UL OFDMA: ns-3's round-robin
   multi-user scheduler on the AP (BSRP on, up to min(N, 9) stations per trigger, channel
   access requested every 2 ms even without downlink traffic; stations keep their EDCA access
@@ -49,7 +49,7 @@ import math
 import os
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import compile_cpp, require
 
@@ -66,6 +66,18 @@ class WifiSetup:
     control_mode: str      # ConstantRateWifiManager ControlMode
     phy_mbps: float        # the data mode's PHY rate (sets the offered load)
 
+    @property
+    def ieee(self) -> str:
+        return {"80211n": "802.11n", "80211ac": "802.11ac", "80211ax": "802.11ax"}[self.standard]
+
+    def with_mcs(self, mcs: int) -> "WifiSetup":
+        """The same link at another data MCS (802.11n: the index carries the streams)."""
+        from ..wifi_airtime import WifiPhy
+
+        prefix = {"80211n": "Ht", "80211ac": "Vht", "80211ax": "He"}[self.standard]
+        phy = WifiPhy(self.ieee, int(mcs), self.width_mhz, self.streams, self.band_ghz)
+        return replace(self, data_mode=f"{prefix}Mcs{int(mcs)}", phy_mbps=round(phy.rate_mbps, 1))
+
     def describe(self) -> str:
         return (f"{self.standard[:3]}.{self.standard[3:]} {self.band_ghz:g} GHz {self.width_mhz} MHz "
                 f"{self.streams}x{self.streams} {self.data_mode} ({self.phy_mbps:g} Mbit/s), "
@@ -75,7 +87,7 @@ class WifiSetup:
 SETUPS: dict[str, WifiSetup] = {
     "wifi4": WifiSetup("80211n", 2.4, 20, 2, "HtMcs15", "ErpOfdmRate24Mbps", 130.0),
     "wifi5": WifiSetup("80211ac", 5, 80, 2, "VhtMcs9", "OfdmRate24Mbps", 780.0),
-    "wifi6": WifiSetup("80211ax", 5, 80, 2, "HeMcs11", "OfdmRate24Mbps", 1201.0),
+    "wifi6": WifiSetup("80211ax", 5, 80, 2, "HeMcs11", "OfdmRate24Mbps", 1020.8),
 }
 # Aliases: the IEEE names map to the profile whose standard they are.
 ALIASES = {"802.11n": "wifi4", "802.11ac": "wifi5", "802.11ax": "wifi6"}
@@ -319,12 +331,14 @@ def setup_for(standard: str) -> tuple[str, WifiSetup]:
 
 
 def wifi_uplink_throughput(standard: str, stations: int, *, seconds: float = 1.0, warmup: float = 0.5,
-                           seed_run: int = 1, ul_ofdma: bool = False, explicit_bar: bool = True) -> dict:
+                           seed_run: int = 1, ul_ofdma: bool = False, explicit_bar: bool = True,
+                           mcs: int | None = None) -> dict:
     """Saturated UDP uplink goodput of ``stations`` stations to one AP in ns-3 (module docstring).
 
     ``explicit_bar=False`` turns off ns-3's Block Ack Request after a missed Block Ack
     (``QosTxop::UseExplicitBarAfterMissedBlockAck``, default on): the unacknowledged MPDUs
-    then go again in the next A-MPDU, one channel access fewer per collision.
+    then go again in the next A-MPDU, one channel access fewer per collision. ``mcs``: another
+    data MCS than the profile's (:meth:`WifiSetup.with_mcs`).
 
     Returns a dict: ``profile``, ``setup`` (words), ``stations``, ``seed_run``, ``seconds``,
     ``warmup``, ``per_station_mbps`` (list), ``aggregate_mbps``, ``mean_per_station_mbps``,
@@ -338,6 +352,8 @@ def wifi_uplink_throughput(standard: str, stations: int, *, seconds: float = 1.0
     if seconds <= 0 or warmup < 0:
         raise ValueError("seconds must be > 0 and warmup >= 0")
     name, s = setup_for(standard)
+    if mcs is not None:
+        s = s.with_mcs(mcs)
     if ul_ofdma and s.standard != "80211ax":
         raise ValueError("ul_ofdma needs 802.11ax (wifi6)")
     lib = _lib()
@@ -383,7 +399,7 @@ def _point(kw: dict) -> dict:
 
 def contention_curve(standard: str, stations=DEFAULT_STATIONS, *, runs: int = 2, seconds: float = 1.0,
                      warmup: float = 0.5, ul_ofdma: bool = False, explicit_bar: bool = True,
-                     workers: int = 1, progress=None) -> dict:
+                     workers: int = 1, progress=None, mcs: int | None = None) -> dict:
     """Per-station goodput at each station count relative to one station, from ns-3.
 
     ``runs`` RNG runs (ns-3 run numbers 1..runs) per station count; one station is always
@@ -404,7 +420,7 @@ def contention_curve(standard: str, stations=DEFAULT_STATIONS, *, runs: int = 2,
         raise ValueError(f"workers must be >= 1, got {workers}")
     t = time.perf_counter()
     tasks = [dict(standard=name, stations=n, seconds=seconds, warmup=warmup, seed_run=run, ul_ofdma=ul_ofdma,
-                  explicit_bar=explicit_bar) for n in counts for run in range(1, runs + 1)]
+                  explicit_bar=explicit_bar, mcs=mcs) for n in counts for run in range(1, runs + 1)]
     points: dict[int, list[dict]] = {n: [] for n in counts}
 
     def done(r):
@@ -445,6 +461,10 @@ def contention_curve(standard: str, stations=DEFAULT_STATIONS, *, runs: int = 2,
         "fraction_lo": [min(v) / base for v in per],
         "fraction_hi": [max(v) / base for v in per],
         "jain_fairness": [statistics.fmean(p["jain_fairness"] for p in points[n]) for n in counts],
+        "jain_lo": [min(p["jain_fairness"] for p in points[n]) for n in counts],
+        "jain_hi": [max(p["jain_fairness"] for p in points[n]) for n in counts],
+        "point_wall_s": [statistics.fmean(p["wall_s"] for p in points[n]) for n in counts],
+        "mcs": mcs,
         "wall_s": time.perf_counter() - t,
     }
 
