@@ -28,11 +28,12 @@ import statistics
 import sys
 
 from splitimpera.latency import ns3
-from splitimpera.latency.wifi_airtime import WifiPhy, station_share
+from splitimpera.config.wifi_phy import WifiPhy
+from splitimpera.latency.wifi_airtime import ampdu_bytes, mpdus_per_ampdu, station_share
 
 RAW = pathlib.Path(__file__).with_name("results_wifi_contention_raw.json")
 STATIONS = (1, 2, 4, 8, 12, 16, 20)
-RUNS, SECONDS, WARMUP = 2, 1.0, 0.5
+RUNS, WARMUP = 3, 0.5
 # profile -> MCS indices; fixed before the first run (see the module docstring).
 DEVELOPMENT = {"wifi4": (15, 10), "wifi5": (9, 4), "wifi6": (11, 4)}
 TEST = {"wifi4": (7, 13), "wifi5": (3, 7), "wifi6": (3, 7)}
@@ -46,11 +47,22 @@ def phy_of(profile: str, mcs: int) -> WifiPhy:
     return WifiPhy(standard, mcs, width, streams, band)
 
 
-def bundled_curve(profile: str) -> dict:
-    """The bundled profile's ``contention`` list as a measured curve (ns-3, 3 runs x 2 s)."""
-    from splitimpera.config.profile_registry import get_network
+def seconds_for(phy: WifiPhy) -> float:
+    """Measured simulated seconds per run: about 1 000 full A-MPDUs or more (1–4 s)."""
+    return round(min(4.0, max(1.0, phy.ppdu_s(ampdu_bytes(mpdus_per_ampdu(phy))) * 1e3)), 1)
 
-    pts = [(n, f) for n, f in get_network(profile).contention if n in STATIONS]
+
+# ns-3's curves at the bundled profiles' PHY (3 runs x 2 s; the profiles' comments), n: share.
+BUNDLED_NS3 = {
+    "wifi4": {2: 0.470, 4: 0.214, 8: 0.0914, 12: 0.0558, 16: 0.0396, 20: 0.0293},
+    "wifi5": {2: 0.475, 4: 0.212, 8: 0.0947, 12: 0.0583, 16: 0.0401, 20: 0.0304},
+    "wifi6": {2: 0.474, 4: 0.215, 8: 0.0926, 12: 0.0568, 16: 0.0407, 20: 0.0302},
+}
+
+
+def bundled_curve(profile: str) -> dict:
+    """ns-3's curve at the bundled profile's MCS as a measured curve."""
+    pts = sorted({1: 1.0, **BUNDLED_NS3[profile]}.items())
     return {"profile": profile, "mcs": BUNDLED_MCS[profile], "stations": [n for n, _ in pts],
             "fraction": [f for _, f in pts], "fraction_lo": [None] * len(pts), "fraction_hi": [None] * len(pts),
             "runs": 3, "seconds": 2.0, "source": "bundled profile curve"}
@@ -70,7 +82,8 @@ def collect(which: str, data: dict) -> None:
                 continue
             if any(c["profile"] == profile and c["mcs"] == mcs for c in data["curves"]):
                 continue
-            c = wifi.contention_curve(profile, STATIONS, runs=RUNS, seconds=SECONDS, warmup=WARMUP, mcs=mcs)
+            c = wifi.contention_curve(profile, STATIONS, runs=RUNS, seconds=seconds_for(phy_of(profile, mcs)),
+                                      warmup=WARMUP, mcs=mcs)
             c["set"] = which
             data["curves"].append(c)
             RAW.write_text(json.dumps(data, indent=1))
@@ -96,7 +109,7 @@ def rows(data: dict) -> list[dict]:
                 continue
             ours = station_share(phy, n)
             out.append({"set": c["set"], "profile": c["profile"], "standard": phy.standard, "mcs": c["mcs"],
-                        "rate_mbps": phy.rate_mbps, "stations": n, "ns3": c["fraction"][i],
+                        "rate_mbps": phy.rate_mbps, "runs": f"{c['runs']}x{c['seconds']:g}s", "stations": n, "ns3": c["fraction"][i],
                         "lo": c["fraction_lo"][i], "hi": c["fraction_hi"][i], "ours": ours,
                         "error": ours / c["fraction"][i] - 1.0})
     return out
@@ -104,13 +117,13 @@ def rows(data: dict) -> list[dict]:
 
 def report(data: dict) -> str:
     lines = [f"Wi-Fi contention: per-station share (n stations / 1), air-time model vs ns-3 3.44; "
-             f"new runs {RUNS} x {SECONDS:g} s after {WARMUP:g} s warm-up, bundled curves 3 x 2 s",
-             f"{'set':11} {'profile':7} {'MCS':>3} {'Mbit/s':>7} {'n':>3} {'ns-3':>7} {'ns-3 runs':>17} "
+             f"runs x measured seconds per point (after {WARMUP:g} s warm-up) in the runs column",
+             f"{'set':11} {'profile':7} {'MCS':>3} {'Mbit/s':>7} {'runs':>7} {'n':>3} {'ns-3':>7} {'ns-3 runs':>17} "
              f"{'model':>7} {'error':>7}"]
     rs = rows(data)
     for r in rs:
         span = "" if r["lo"] is None else f"[{r['lo']:.4f}, {r['hi']:.4f}]"
-        lines.append(f"{r['set']:11} {r['profile']:7} {r['mcs']:3d} {r['rate_mbps']:7.1f} {r['stations']:3d} "
+        lines.append(f"{r['set']:11} {r['profile']:7} {r['mcs']:3d} {r['rate_mbps']:7.1f} {r['runs']:>7} {r['stations']:3d} "
                      f"{r['ns3']:7.4f} {span:>17} {r['ours']:7.4f} {r['error']:+7.1%}")
     lines.append("")
     for which in ("development", "test"):

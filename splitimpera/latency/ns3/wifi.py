@@ -72,7 +72,7 @@ class WifiSetup:
 
     def with_mcs(self, mcs: int) -> "WifiSetup":
         """The same link at another data MCS (802.11n: the index carries the streams)."""
-        from ..wifi_airtime import WifiPhy
+        from ...config.wifi_phy import WifiPhy
 
         prefix = {"80211n": "Ht", "80211ac": "Vht", "80211ax": "He"}[self.standard]
         phy = WifiPhy(self.ieee, int(mcs), self.width_mhz, self.streams, self.band_ghz)
