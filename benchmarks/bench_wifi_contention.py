@@ -16,7 +16,7 @@ The MCS split was fixed before any of these ns-3 runs (:data:`DEVELOPMENT`, :dat
 The model has no fitted numbers: its constants are the standard's timing and ns-3's MAC
 defaults. ``--collect development|test`` runs ns-3 (one process; minutes) and stores the
 curves in ``benchmarks/results_wifi_contention_raw.json``; without it the table is printed
-from that file. ``--jain`` also runs the per-station fairness points (wifi4 at 8–32 stations).
+from that file. ``--jain`` also runs the per-station fairness points (wifi4 MCS 15 at 2–32 stations, 2 x 2 s).
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def collect(which: str, data: dict) -> None:
 def collect_jain(data: dict) -> None:
     from splitimpera.latency.ns3 import wifi
 
-    c = wifi.contention_curve("wifi4", (8, 16, 32), runs=2, seconds=2.0, warmup=0.5)
+    c = wifi.contention_curve("wifi4", (2, 4, 8, 16, 32), runs=2, seconds=2.0, warmup=0.5)
     data["jain"] = [c]
     RAW.write_text(json.dumps(data, indent=1))
 
@@ -155,7 +155,7 @@ def report(data: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--collect", choices=["development", "test"], help="run ns-3 for that MCS set first")
-    ap.add_argument("--jain", action="store_true", help="run ns-3's fairness points (wifi4 at 8, 16, 32)")
+    ap.add_argument("--jain", action="store_true", help="run ns-3 fairness points (wifi4 at 2-32 stations)")
     a = ap.parse_args(argv)
     data = load()
     if a.collect or a.jain:
