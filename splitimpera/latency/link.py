@@ -60,3 +60,17 @@ def contention_source(net: NetworkProfile) -> str:
     streams = "" if phy.standard == "802.11n" else f", {phy.nss} stream{'s' if phy.nss > 1 else ''}"
     return (f"the Wi-Fi air-time model ({phy.standard} MCS {phy.mcs}, {phy.width_mhz} MHz{streams}, "
             f"{phy.band_ghz:g} GHz: {phy.rate_mbps:.1f} Mbit/s PHY rate)")
+
+
+def describe_contention(net: NetworkProfile, stations: int, simulated: bool) -> str:
+    """The contention the run used, in words: the curve's source, the share at ``stations``
+    and whether per-station shares were drawn unequal (only the simulation draws them)."""
+    from .share_draw import target_jain
+
+    text = f"{contention_source(net)}; {contention_share(net, stations):.4g} of the rate per station with {stations}"
+    if not net.unequal_shares or stations <= 1:
+        return text + ("; equal shares" if stations > 1 else "")
+    if simulated:
+        return text + (f"; unequal uplink shares drawn from the seed (ns-3's spread: Jain index "
+                       f"{target_jain(stations):.2f})")
+    return text + "; equal shares (unequal_shares is set, but only the simulation draws them)"
