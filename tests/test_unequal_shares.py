@@ -100,3 +100,24 @@ def test_off_by_default_on_from_the_seed_and_said():
     # The streams the simulation already drew are unchanged by the new one (spawned last).
     assert common_streams(0)["arrivals"].random() == np.random.default_rng(
         np.random.SeedSequence(0).spawn(1)[0]).random()
+
+
+def test_simulation_draws_them_when_asked_and_says_so(repo_root, capsys, monkeypatch):
+    from splitimpera.cli import main
+
+    monkeypatch.chdir(repo_root)
+    over = {"network": "wifi4", "network.uplink_mbps": 1.0, "workload.num_devices": 6, "workload.num_requests": 60,
+            "workload.rate_hz": 20, "analysis.engine": "simpy", "data.source": "none", "qos.min_accuracy": None}
+    runs = {}
+    for on in (None, False, True):
+        extra = {} if on is None else {"network.unequal_shares": on}
+        req = si.run(si.load_scenario(repo_root / "scenarios/demo.yaml", overrides={**over, **extra})).sim.requests
+        runs[on] = req.sort_values(["split", "device_id", "t_arrival_s"])["uplink_s"].to_numpy()
+    assert np.array_equal(runs[None], runs[False])  # off is the default, and changes nothing
+    # On: transfers that overlap another station's go at their station's drawn share.
+    changed = ~np.isclose(runs[True], runs[False], rtol=1e-9)
+    assert 0.05 < changed.mean() < 1.0
+    argv = ["simulate", "scenarios/demo.yaml", *[f"--set={k}={'null' if v is None else v}" for k, v in over.items()],
+            "--set", "network.unequal_shares=true"]
+    assert main(argv) == 0
+    assert "unequal uplink shares drawn from the seed" in capsys.readouterr().out

@@ -5,8 +5,9 @@ index of the per-station goodputs, ``J = (Σx)² / (n·Σx²) = 1 / (1 + CV²)``
 ``CV`` the coefficient of variation of the shares), falls from ~1 at 2 stations to 0.80 at
 8, 0.75 at 16 and 0.66 at 32 (:data:`JAIN_NS3`). With ``network.unequal_shares`` the
 simulation gives each station a weight: a station with weight ``w`` among the stations
-sending gets ``w / mean(w)`` times the contention share, so the aggregate stays what the
-curve says.
+sending gets ``w / mean(w)`` times the contention share (the mean over the stations
+sending), so the aggregate stays what the curve says, and a station sending alone gets the
+whole rate whatever its weight: the draw matters only where transfers overlap.
 
 Weights are Gamma-distributed with mean 1 and the CV that gives the target ``J`` for the
 number of stations (its square scaled by ``n / (n − 1)``, as a sample's CV² falls short of
