@@ -30,10 +30,12 @@ control frames (Block Ack, BAR) — a 2×2 link at short range, each profile's s
 
 :func:`wifi_uplink_throughput` runs one point, :func:`contention_curve` a sweep over station
 counts (the per-station goodput relative to one station, mean over RNG runs), and
-:func:`fidelity_rows` compares those with the bundled profiles' curves
-(:func:`splitimpera.latency.link.contention_share`). ``python -m splitimpera.latency.ns3.wifi``
-prints that table with the median and max |error| per profile; the profiles' curves are its
-output with ``--stations 1,2,3,4,5,6,8,10,12,14,16,20,32 --runs 3 --seconds 2``.
+:func:`fidelity_rows` compares those with the bundled profiles' shares
+(:func:`splitimpera.latency.link.contention_share`: the air-time model of each profile's PHY).
+``python -m splitimpera.latency.ns3.wifi`` prints that table with the median and max |error| per
+profile; the measured curves in the profiles' comments are its output with
+``--stations 1,2,3,4,5,6,8,10,12,14,16,20,32 --runs 3 --seconds 2``; ``--mcs`` runs another MCS
+of the profile's link (``benchmarks/bench_wifi_contention.py`` runs several).
 
 Each point is seeded on its own (seed 20261201, run ``seed_run``, stream indices reset), so
 it gives the same numbers whatever ran before it in the process, and a sweep over several
@@ -498,6 +500,8 @@ def fidelity_rows(profiles=("wifi4", "wifi5", "wifi6"), *, curves: dict | None =
         name, _ = setup_for(prof)
         c = (curves or {}).get(name) or contention_curve(name, **curve_kw)
         net = get_network(name)
+        if c.get("mcs") is not None:  # measured at another MCS of the profile's link: the model at that MCS
+            net = net.model_copy(update={"mcs": int(c["mcs"])})
         for n, f, lo, hi in zip(c["stations"], c["fraction"], c["fraction_lo"], c["fraction_hi"]):
             ours = contention_share(net, n)
             rows.append({"profile": name, "standard": ieee[name], "stations": n, "ns3_fraction": f,
@@ -566,6 +570,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, choices=range(1, 257), metavar="WORKERS",
                     default=min(2, os.cpu_count() or 1),
                     help="processes running points in parallel (default: %(default)s)")
+    ap.add_argument("--mcs", type=int, default=None, help="another data MCS of each profile's link")
     ap.add_argument("--ul-ofdma", action="store_true", help="wifi6 with UL OFDMA (slow)")
     ap.add_argument("--no-explicit-bar", action="store_true",
                     help="no Block Ack Request after a missed Block Ack (ns-3 sends one by default)")
@@ -580,6 +585,9 @@ def main(argv=None) -> int:
 
     try:
         names = [setup_for(p.strip())[0] for p in a.profiles.split(",") if p.strip()]
+        if a.mcs is not None:
+            for name in names:
+                SETUPS[name].with_mcs(a.mcs)  # a bad MCS for a profile's standard: said before anything runs
         require()
     except (ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -588,7 +596,7 @@ def main(argv=None) -> int:
     for name in names:
         c = contention_curve(name, a.stations, runs=a.runs, seconds=a.seconds,
                              warmup=a.warmup, ul_ofdma=a.ul_ofdma and name == "wifi6",
-                             explicit_bar=not a.no_explicit_bar, workers=a.workers, progress=progress)
+                             explicit_bar=not a.no_explicit_bar, workers=a.workers, progress=progress, mcs=a.mcs)
         curves[name] = c
         print(f"{name}: {c['setup']}; single station {c['single_station_mbps']:.1f} Mbit/s; "
               f"{c['runs']} runs x {c['seconds']:g} s; wall {c['wall_s']:.0f} s", flush=True)
