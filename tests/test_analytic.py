@@ -44,7 +44,7 @@ def test_closed_form_ideal_device_and_link(prof, repo_root):
 
 
 def test_packetisation_and_contention():
-    net = si.get_network("wifi5")
+    net = si.get_network("lte")  # a contention list (the Wi-Fi profiles' curves come from their PHY)
     payload = net.payload_per_packet * 3 + 1  # four packets
     assert wire_bytes(payload, net) == payload + 4 * net.header_bytes
     # The contention curve is interpolated between its points and starts at 1.

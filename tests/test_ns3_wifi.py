@@ -22,6 +22,16 @@ def test_setup_names():
         wifi.setup_for("802.11b")
 
 
+def test_another_mcs_of_a_profile_link():
+    from splitimpera.latency.ns3 import wifi
+
+    s = wifi.SETUPS["wifi4"].with_mcs(7)
+    assert (s.data_mode, s.phy_mbps, s.width_mhz, s.band_ghz) == ("HtMcs7", 65.0, 20, 2.4)
+    assert wifi.SETUPS["wifi6"].with_mcs(3).data_mode == "HeMcs3"
+    with pytest.raises(ValueError, match="not an 802.11ac MCS"):
+        wifi.SETUPS["wifi5"].with_mcs(10)
+
+
 def test_fidelity_rows_from_given_curves():
     """Rows compare the bundled profile's share with the measured fraction: error = ours/ns-3 - 1."""
     from splitimpera.latency.ns3 import wifi

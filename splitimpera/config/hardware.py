@@ -19,6 +19,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_serializer, mode
 from .op_kinds import OP_KINDS
 from .rate_trace import RateTrace, read_trace_csv
 from .strict import StrictModel
+from .wifi_phy import STANDARDS, WifiPhy, check_phy
 
 
 class Efficiency(StrictModel):
@@ -153,6 +154,10 @@ class TcpSettings(StrictModel):
     connection: Literal["persistent", "new"] = "persistent"
 
 
+OPTIONAL_LINK_FIELDS = ("contention", "wifi_standard", "band_ghz", "mcs", "channel_width_mhz", "spatial_streams",
+                        "unequal_shares")
+WIDTHS_DEFAULT = {"802.11n": 20, "802.11ac": 80, "802.11ax": 80}  # a width every MCS exists at (checks one field)
+
 # Per-packet overhead of IPv4 (20 B) and the transport: TCP 20 B + timestamps option 12 B; UDP 8 B.
 DEFAULT_HEADER_BYTES = {"tcp": 52, "udp": 28}
 
@@ -170,6 +175,15 @@ class NetworkProfile(StrictModel):
     model uses; values given for them are replaced. A relative path is relative to the YAML
     file that names it (resolved when that file is loaded); the file is read and checked when
     the profile is validated.
+
+    Contention (the share of the rate one of ``n`` stations gets): an explicit ``contention``
+    list ``[[stations, fraction], ...]`` is used as given. Without one, a Wi-Fi link
+    (``wifi_standard``, ``mcs``, ``channel_width_mhz``, optionally ``spatial_streams`` and
+    ``band_ghz``) gets the air-time model's curve for that PHY
+    (:mod:`splitimpera.latency.wifi_airtime`), and any other link an even split (1/n).
+    ``unequal_shares``: the simulation gives each station its own share, drawn with the
+    spread of ns-3's per-station shares (:mod:`splitimpera.latency.share_draw`); off by
+    default (every station gets the same share).
     """
 
     name: str = Field(min_length=1)
@@ -186,7 +200,15 @@ class NetworkProfile(StrictModel):
     tcp: TcpSettings = TcpSettings()
     header_bytes: int | None = Field(default=None, ge=0)
     radio: Radio = Radio(alpha_up_mw_per_mbps=0.0, alpha_down_mw_per_mbps=0.0, beta_mw=0.0)
-    contention: list[tuple[int, float]] = Field(default_factory=lambda: [(1, 1.0)])
+    contention: list[tuple[int, float]] | None = Field(
+        None, description="[[stations, fraction of the rate each gets], ...] from [1, 1.0] (None: the Wi-Fi "
+                          "air-time model where the PHY is given, else an even split)")
+    wifi_standard: Literal[STANDARDS] | None = Field(None, description="802.11n, 802.11ac or 802.11ax")
+    band_ghz: Literal[2.4, 5, 6] | None = Field(None, description="None: 2.4 for 802.11n, else 5")
+    mcs: int | None = Field(None, ge=0, description="data MCS index (802.11n: 0-31, the index carries the streams)")
+    channel_width_mhz: int | None = Field(None, description="20, 40, 80 or 160 MHz")
+    spatial_streams: int | None = Field(None, ge=1, description="802.11ac/ax streams (None: 1; 802.11n: from mcs)")
+    unequal_shares: bool = Field(False, description="draw per-station shares with ns-3's spread (simulation)")
     sources: list[str] = Field(default_factory=list)
     estimates: list[str] = Field(default_factory=list)
 
@@ -232,10 +254,15 @@ class NetworkProfile(StrictModel):
     @model_serializer(mode="wrap")
     def _dump(self, handler):
         """Leave out a ``header_bytes`` the profile did not set: it follows ``transport``, so a
-        saved scenario reloaded with another transport gets that transport's headers."""
+        saved scenario reloaded with another transport gets that transport's headers. Leave
+        out the Wi-Fi fields and ``contention`` where unset (None, or ``unequal_shares`` off)."""
         d = handler(self)
         if isinstance(d, dict) and "header_bytes" not in self.model_fields_set:
             d.pop("header_bytes", None)
+        if isinstance(d, dict):  # unset optional link fields: a profile without them dumps as before they existed
+            for k in OPTIONAL_LINK_FIELDS:
+                if d.get(k) in (None, False):
+                    d.pop(k, None)
         return d
 
     @property
@@ -246,12 +273,50 @@ class NetworkProfile(StrictModel):
     @field_validator("contention")
     @classmethod
     def _contention(cls, pts):
+        if pts is None:
+            return pts
         if not pts or tuple(pts[0]) != (1, 1.0):
             raise ValueError("must start with [1, 1.0]")
         for (n0, f0), (n1, f1) in zip(pts, pts[1:]):
             if n1 <= n0 or not (0 < f1 <= f0):
                 raise ValueError("stations must increase and fractions must be non-increasing in (0, 1]")
         return pts
+
+    @field_validator("mcs", "channel_width_mhz", "spatial_streams")
+    @classmethod
+    def _phy_field(cls, v, info):
+        std = info.data.get("wifi_standard")
+        if v is None:
+            return v
+        if std is None:
+            raise ValueError(f"{info.field_name} needs wifi_standard (802.11n, 802.11ac or 802.11ax)")
+        if info.field_name == "mcs":
+            check_phy(std, v, WIDTHS_DEFAULT[std], 1)
+        elif info.field_name == "channel_width_mhz":
+            check_phy(std, 0, v, 1)
+        elif std == "802.11n":
+            raise ValueError("802.11n takes its spatial streams from the MCS index (mcs // 8 + 1): leave it out")
+        else:
+            check_phy(std, 0, WIDTHS_DEFAULT[std], v)
+        return v
+
+    @model_validator(mode="after")
+    def _wifi(self) -> "NetworkProfile":
+        if self.wifi_standard is None:
+            return self
+        missing = [k for k in ("mcs", "channel_width_mhz") if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"wifi_standard {self.wifi_standard} needs {' and '.join(missing)}")
+        check_phy(self.wifi_standard, self.mcs, self.channel_width_mhz, self.spatial_streams or 1)
+        return self
+
+    @property
+    def wifi_phy(self) -> WifiPhy | None:
+        """The Wi-Fi PHY the profile states, or None (not Wi-Fi, or not stated)."""
+        if self.wifi_standard is None:
+            return None
+        band = self.band_ghz if self.band_ghz is not None else (2.4 if self.wifi_standard == "802.11n" else 5.0)
+        return WifiPhy(self.wifi_standard, self.mcs, self.channel_width_mhz, self.spatial_streams or 1, band)
 
     @property
     def uplink_bps(self) -> float:

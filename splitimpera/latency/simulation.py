@@ -21,7 +21,9 @@ nothing queues and nothing is random:
 * **Link.** The medium is shared by the stations (devices) that have something to send:
   each station sends its transfers one after another, and the ``n`` stations with a
   backlog are served in processor sharing, each at ``rate × contention_share(net, n)``;
-  rates change only when a station starts or stops sending. When a transfer starts, the
+  rates change only when a station starts or stops sending. With ``network.unequal_shares``
+  each station's uplink share is scaled by its own weight, drawn once per simulation from
+  the seed with ns-3's spread (:mod:`~splitimpera.latency.share_draw`). When a transfer starts, the
   transport (:class:`~splitimpera.latency.transport.LinkSender`) decides, at the station's
   share at that moment, the bits it puts on the medium (headers and, over TCP,
   retransmissions) and how long it stalls off the medium (slow-start rounds waiting for
@@ -91,6 +93,7 @@ import simpy
 from .analytic import split_names
 from .compute import compute_energy_j, compute_time_s
 from .link import contention_share
+from .share_draw import draw_weights
 from .transport import LinkSender
 from ..config.scenario import Scenario
 from ..errors import UserError
@@ -258,13 +261,18 @@ class SharedLink:
     recomputed at each change point as at a station's start or stop, so a transfer spanning
     a change takes exactly ``Σ bits_k / rate_k`` over the pieces. A rate of 0 is an outage:
     nothing progresses until the next change point.
+
+    ``weights``: optional per-station weights (unequal shares): while ``n`` stations send,
+    station ``s`` gets ``rate_bps · share(n) · n · w_s / Σ w`` over the ``n`` (the same aggregate).
+    The virtual clock then counts bits per unit weight, and a transfer ends at ``V0 + B / w_s``.
     """
 
     def __init__(self, env: simpy.Environment, rate_bps: float, share: Callable[[int], float], out, *,
                  bits: Sequence[float], delay_s: Sequence[float], station: Sequence[int], radio_j: list,
                  alpha_mw_per_mbps: float = 0.0, beta_mw: float = 0.0,
                  rate_trace: tuple[Sequence[float], Sequence[float]] | None = None,
-                 sender: LinkSender | None = None, payload_bytes: int = 0, lost: list | None = None):
+                 sender: LinkSender | None = None, payload_bytes: int = 0, lost: list | None = None,
+                 weights: Sequence[float] | None = None):
         self.env, self.rate, self.out = env, float(rate_bps), out
         self.bits, self.delay_s, self.station, self.radio_j = bits, delay_s, station, radio_j
         self.sender, self.payload, self.lost = sender, int(payload_bytes), lost
@@ -273,6 +281,7 @@ class SharedLink:
         self.in_order = sender is not None and sender.net.transport == "tcp"
         self.alpha, self.beta = alpha_mw_per_mbps, beta_mw
         self._share = share
+        self.weights = None if weights is None else [float(w) for w in weights]
         self._rates: dict[int, float] = {}
         self.queues: dict[int, deque[int]] = {}
         self.head_start: dict[int, float] = {}
@@ -316,10 +325,18 @@ class SharedLink:
             r = self._rates[n] = self.rate * self._share(n)
         return r
 
+    def _clock_rate(self) -> float:
+        """How fast the virtual clock runs: bit/s per unit weight of the stations sending."""
+        n = len(self.heads)
+        r = self.station_rate_bps(n)
+        if self.weights is None or n == 0:
+            return r
+        return r * n / sum(self.weights[s] for _, _, s in self.heads)
+
     def _advance(self) -> None:
         now = self.env.now
         if self.heads:
-            self.V += (now - self.t_last) * self.station_rate_bps(len(self.heads))
+            self.V += (now - self.t_last) * self._clock_rate()
             tag = self.heads[0][0]
             if self.V < tag and tag - self.V <= 1e-12 * tag:
                 self.V = tag  # rounding: it ends now (matters when the rate drops to 0 at that instant)
@@ -327,14 +344,18 @@ class SharedLink:
 
     def _start(self, s: int, rid: int) -> None:
         if self.sender is not None:  # the transport decides the bits and the stall now, at this share
-            bits, stall, p_lost = self.sender.start(rid, s, self.env.now,
-                                                    self.station_rate_bps(len(self.heads) + 1), self.payload)
+            n = len(self.heads) + 1
+            rate = self.station_rate_bps(n)
+            if self.weights is not None:
+                rate *= n * self.weights[s] / (self.weights[s] + sum(self.weights[h] for _, _, h in self.heads))
+            bits, stall, p_lost = self.sender.start(rid, s, self.env.now, rate, self.payload)
             self.bits[rid], self.stall_s[rid] = bits, stall
             self.delay_s[rid] += stall
             if p_lost and self.lost is not None:  # lost on this link or an earlier one
                 self.lost[rid] = 1.0 - (1.0 - self.lost[rid]) * (1.0 - p_lost)
         self._seq += 1
-        heapq.heappush(self.heads, (self.V + self.bits[rid], self._seq, s))
+        w = 1.0 if self.weights is None else self.weights[s]
+        heapq.heappush(self.heads, (self.V + self.bits[rid] / w, self._seq, s))
         self.head_start[s] = self.env.now
 
     def put(self, rid: int) -> None:
@@ -361,7 +382,7 @@ class SharedLink:
         while True:
             self._wake = env.event()
             if heads:
-                left, r = heads[0][0] - self.V, self.station_rate_bps(len(heads))
+                left, r = heads[0][0] - self.V, self._clock_rate()
                 if left <= 0 or r > 0:  # in an outage (rate 0) only the next change point wakes it
                     timer = env.timeout(left / r if left > 0 else 0.0, value=self._gen)
                     timer.callbacks.append(self._on_timer)
@@ -397,7 +418,7 @@ class SharedLink:
 # One split
 
 
-STREAMS = ("arrivals", "uplink", "downlink", "exits")  # spawn order: a new stream leaves the others as they were
+STREAMS = ("arrivals", "uplink", "downlink", "exits", "shares")  # spawn order: a new stream leaves the others as they were
 
 
 def common_streams(seed: int) -> dict[str, np.random.Generator]:
@@ -411,6 +432,14 @@ def common_streams(seed: int) -> dict[str, np.random.Generator]:
     """
     children = np.random.SeedSequence(int(seed)).spawn(len(STREAMS))
     return {name: np.random.default_rng(ss) for name, ss in zip(STREAMS, children)}
+
+
+def uplink_weights(net, stations: int, rng: np.random.Generator) -> list[float] | None:
+    """Per-station uplink weights with ``network.unequal_shares`` (:func:`draw_weights`, from the
+    scenario seed's ``shares`` stream: the same for every split), else None (equal shares)."""
+    if not net.unequal_shares or stations <= 1:
+        return None
+    return draw_weights(stations, rng).tolist()
 
 
 def arrival_times_s(wl, rng: np.random.Generator) -> np.ndarray:
@@ -518,7 +547,8 @@ def simulate_point(point, frame: pd.DataFrame, scenario: Scenario, seed: int | N
         nxt = SharedLink(env, net.uplink_bps, share, nxt, bits=[0.0] * total, delay_s=delay.tolist(),
                          station=station, radio_j=radio_j, alpha_mw_per_mbps=net.radio.alpha_up_mw_per_mbps,
                          beta_mw=net.radio.beta_mw, rate_trace=_rate_trace(net, "up"),
-                         sender=LinkSender(net, "up", seeds, stoch), payload_bytes=sent, lost=lost)
+                         sender=LinkSender(net, "up", seeds, stoch), payload_bytes=sent, lost=lost,
+                         weights=uplink_weights(net, n_dev, streams["shares"]))
     if exited.any():
         nxt = Router(exited.tolist(), nxt, Sink(env, t_done))
     for d in range(n_dev):

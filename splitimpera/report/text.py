@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ..accuracy.cui import class_name
+from ..latency.link import describe_contention
 from ..plain import flops_text, human_bytes, ms, num
 from ..qos import closest, constraints, describe_objective, describe_qos
 from .term import grid
@@ -175,6 +176,8 @@ def render_result(result, top: int | None = None) -> str:
     lines.append(f"{sent}, result at the {wl.result_at}, {wl.num_devices} device(s); "
                  f"FLOPs: 1 per multiply-add (fvcore)")
     lines.append("transport: " + describe_transport(sc.network))
+    if wl.num_devices > 1 or sc.network.wifi_phy is not None or sc.network.unequal_shares:
+        lines.append("contention: " + describe_contention(sc.network, wl.num_devices, bool(result.simulated)))
     modes = getattr(result, "meta", {}).get("compute")
     if modes:
         lines.append(f"compute: {sc.device.name} {modes['device']}; {sc.server.name} {modes['server']}")

@@ -15,14 +15,14 @@ MAC/PHY at ns-3's defaults unless stated: EDCA best effort (AIFSN 3, CWmin 15, C
 no TXOP limit: one A-MPDU per channel access), A-MPDU up to 65 535 bytes (``BE_MaxAmpduSize``,
 ns-3's default; ~42 MPDUs of 1538 bytes), no A-MSDU, immediate Block Ack, an explicit Block
 Ack Request after a missed Block Ack (``explicit_bar=False`` turns it off), no RTS/CTS, an
-800 ns guard interval (HT/VHT's long one, HE's shortest), Yans PHY and channel (log-distance
-loss), WifiMacQueue 500 packets / 500 ms, AP beacons every 102.4 ms.
+800 ns guard interval for HT/VHT (the long one) and 3.2 µs for HE (ns-3's default, HE's
+longest), Yans PHY and channel (log-distance loss), WifiMacQueue 500 packets / 500 ms, AP beacons every 102.4 ms.
 Rates: a ``ConstantRateWifiManager`` with the MCS below for data and 24 Mbit/s OFDM for
 control frames (Block Ack, BAR) — a 2×2 link at short range, each profile's standard:
 
 * ``wifi4`` — 802.11n, 2.4 GHz, 20 MHz, 2 streams, HT MCS 15 (130 Mbit/s);
 * ``wifi5`` — 802.11ac, 5 GHz, 80 MHz, 2 streams, VHT MCS 9 (780 Mbit/s);
-* ``wifi6`` — 802.11ax, 5 GHz, 80 MHz, 2 streams, HE MCS 11 (1201 Mbit/s), EDCA (single
+* ``wifi6`` — 802.11ax, 5 GHz, 80 MHz, 2 streams, HE MCS 11 (1020.8 Mbit/s at 3.2 µs GI), EDCA (single
   user) by default; ``ul_ofdma=True`` adds trigger-based UL OFDMA: ns-3's round-robin
   multi-user scheduler on the AP (BSRP on, up to min(N, 9) stations per trigger, channel
   access requested every 2 ms even without downlink traffic; stations keep their EDCA access
@@ -30,10 +30,12 @@ control frames (Block Ack, BAR) — a 2×2 link at short range, each profile's s
 
 :func:`wifi_uplink_throughput` runs one point, :func:`contention_curve` a sweep over station
 counts (the per-station goodput relative to one station, mean over RNG runs), and
-:func:`fidelity_rows` compares those with the bundled profiles' curves
-(:func:`splitimpera.latency.link.contention_share`). ``python -m splitimpera.latency.ns3.wifi``
-prints that table with the median and max |error| per profile; the profiles' curves are its
-output with ``--stations 1,2,3,4,5,6,8,10,12,14,16,20,32 --runs 3 --seconds 2``.
+:func:`fidelity_rows` compares those with the bundled profiles' shares
+(:func:`splitimpera.latency.link.contention_share`: the air-time model of each profile's PHY).
+``python -m splitimpera.latency.ns3.wifi`` prints that table with the median and max |error| per
+profile; the measured curves in the profiles' comments are its output with
+``--stations 1,2,3,4,5,6,8,10,12,14,16,20,32 --runs 3 --seconds 2``; ``--mcs`` runs another MCS
+of the profile's link (``benchmarks/bench_wifi_contention.py`` runs several).
 
 Each point is seeded on its own (seed 20261201, run ``seed_run``, stream indices reset), so
 it gives the same numbers whatever ran before it in the process, and a sweep over several
@@ -49,7 +51,7 @@ import math
 import os
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import compile_cpp, require
 
@@ -66,6 +68,18 @@ class WifiSetup:
     control_mode: str      # ConstantRateWifiManager ControlMode
     phy_mbps: float        # the data mode's PHY rate (sets the offered load)
 
+    @property
+    def ieee(self) -> str:
+        return {"80211n": "802.11n", "80211ac": "802.11ac", "80211ax": "802.11ax"}[self.standard]
+
+    def with_mcs(self, mcs: int) -> "WifiSetup":
+        """The same link at another data MCS (802.11n: the index carries the streams)."""
+        from ...config.wifi_phy import WifiPhy
+
+        prefix = {"80211n": "Ht", "80211ac": "Vht", "80211ax": "He"}[self.standard]
+        phy = WifiPhy(self.ieee, int(mcs), self.width_mhz, self.streams, self.band_ghz)
+        return replace(self, data_mode=f"{prefix}Mcs{int(mcs)}", phy_mbps=round(phy.rate_mbps, 1))
+
     def describe(self) -> str:
         return (f"{self.standard[:3]}.{self.standard[3:]} {self.band_ghz:g} GHz {self.width_mhz} MHz "
                 f"{self.streams}x{self.streams} {self.data_mode} ({self.phy_mbps:g} Mbit/s), "
@@ -75,7 +89,7 @@ class WifiSetup:
 SETUPS: dict[str, WifiSetup] = {
     "wifi4": WifiSetup("80211n", 2.4, 20, 2, "HtMcs15", "ErpOfdmRate24Mbps", 130.0),
     "wifi5": WifiSetup("80211ac", 5, 80, 2, "VhtMcs9", "OfdmRate24Mbps", 780.0),
-    "wifi6": WifiSetup("80211ax", 5, 80, 2, "HeMcs11", "OfdmRate24Mbps", 1201.0),
+    "wifi6": WifiSetup("80211ax", 5, 80, 2, "HeMcs11", "OfdmRate24Mbps", 1020.8),
 }
 # Aliases: the IEEE names map to the profile whose standard they are.
 ALIASES = {"802.11n": "wifi4", "802.11ac": "wifi5", "802.11ax": "wifi6"}
@@ -319,12 +333,14 @@ def setup_for(standard: str) -> tuple[str, WifiSetup]:
 
 
 def wifi_uplink_throughput(standard: str, stations: int, *, seconds: float = 1.0, warmup: float = 0.5,
-                           seed_run: int = 1, ul_ofdma: bool = False, explicit_bar: bool = True) -> dict:
+                           seed_run: int = 1, ul_ofdma: bool = False, explicit_bar: bool = True,
+                           mcs: int | None = None) -> dict:
     """Saturated UDP uplink goodput of ``stations`` stations to one AP in ns-3 (module docstring).
 
     ``explicit_bar=False`` turns off ns-3's Block Ack Request after a missed Block Ack
     (``QosTxop::UseExplicitBarAfterMissedBlockAck``, default on): the unacknowledged MPDUs
-    then go again in the next A-MPDU, one channel access fewer per collision.
+    then go again in the next A-MPDU, one channel access fewer per collision. ``mcs``: another
+    data MCS than the profile's (:meth:`WifiSetup.with_mcs`).
 
     Returns a dict: ``profile``, ``setup`` (words), ``stations``, ``seed_run``, ``seconds``,
     ``warmup``, ``per_station_mbps`` (list), ``aggregate_mbps``, ``mean_per_station_mbps``,
@@ -338,6 +354,8 @@ def wifi_uplink_throughput(standard: str, stations: int, *, seconds: float = 1.0
     if seconds <= 0 or warmup < 0:
         raise ValueError("seconds must be > 0 and warmup >= 0")
     name, s = setup_for(standard)
+    if mcs is not None:
+        s = s.with_mcs(mcs)
     if ul_ofdma and s.standard != "80211ax":
         raise ValueError("ul_ofdma needs 802.11ax (wifi6)")
     lib = _lib()
@@ -383,7 +401,7 @@ def _point(kw: dict) -> dict:
 
 def contention_curve(standard: str, stations=DEFAULT_STATIONS, *, runs: int = 2, seconds: float = 1.0,
                      warmup: float = 0.5, ul_ofdma: bool = False, explicit_bar: bool = True,
-                     workers: int = 1, progress=None) -> dict:
+                     workers: int = 1, progress=None, mcs: int | None = None) -> dict:
     """Per-station goodput at each station count relative to one station, from ns-3.
 
     ``runs`` RNG runs (ns-3 run numbers 1..runs) per station count; one station is always
@@ -404,7 +422,7 @@ def contention_curve(standard: str, stations=DEFAULT_STATIONS, *, runs: int = 2,
         raise ValueError(f"workers must be >= 1, got {workers}")
     t = time.perf_counter()
     tasks = [dict(standard=name, stations=n, seconds=seconds, warmup=warmup, seed_run=run, ul_ofdma=ul_ofdma,
-                  explicit_bar=explicit_bar) for n in counts for run in range(1, runs + 1)]
+                  explicit_bar=explicit_bar, mcs=mcs) for n in counts for run in range(1, runs + 1)]
     points: dict[int, list[dict]] = {n: [] for n in counts}
 
     def done(r):
@@ -445,6 +463,10 @@ def contention_curve(standard: str, stations=DEFAULT_STATIONS, *, runs: int = 2,
         "fraction_lo": [min(v) / base for v in per],
         "fraction_hi": [max(v) / base for v in per],
         "jain_fairness": [statistics.fmean(p["jain_fairness"] for p in points[n]) for n in counts],
+        "jain_lo": [min(p["jain_fairness"] for p in points[n]) for n in counts],
+        "jain_hi": [max(p["jain_fairness"] for p in points[n]) for n in counts],
+        "point_wall_s": [statistics.fmean(p["wall_s"] for p in points[n]) for n in counts],
+        "mcs": mcs,
         "wall_s": time.perf_counter() - t,
     }
 
@@ -478,6 +500,8 @@ def fidelity_rows(profiles=("wifi4", "wifi5", "wifi6"), *, curves: dict | None =
         name, _ = setup_for(prof)
         c = (curves or {}).get(name) or contention_curve(name, **curve_kw)
         net = get_network(name)
+        if c.get("mcs") is not None:  # measured at another MCS of the profile's link: the model at that MCS
+            net = net.model_copy(update={"mcs": int(c["mcs"])})
         for n, f, lo, hi in zip(c["stations"], c["fraction"], c["fraction_lo"], c["fraction_hi"]):
             ours = contention_share(net, n)
             rows.append({"profile": name, "standard": ieee[name], "stations": n, "ns3_fraction": f,
@@ -546,6 +570,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, choices=range(1, 257), metavar="WORKERS",
                     default=min(2, os.cpu_count() or 1),
                     help="processes running points in parallel (default: %(default)s)")
+    ap.add_argument("--mcs", type=int, default=None, help="another data MCS of each profile's link")
     ap.add_argument("--ul-ofdma", action="store_true", help="wifi6 with UL OFDMA (slow)")
     ap.add_argument("--no-explicit-bar", action="store_true",
                     help="no Block Ack Request after a missed Block Ack (ns-3 sends one by default)")
@@ -560,6 +585,9 @@ def main(argv=None) -> int:
 
     try:
         names = [setup_for(p.strip())[0] for p in a.profiles.split(",") if p.strip()]
+        if a.mcs is not None:
+            for name in names:
+                SETUPS[name].with_mcs(a.mcs)  # a bad MCS for a profile's standard: said before anything runs
         require()
     except (ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -568,7 +596,7 @@ def main(argv=None) -> int:
     for name in names:
         c = contention_curve(name, a.stations, runs=a.runs, seconds=a.seconds,
                              warmup=a.warmup, ul_ofdma=a.ul_ofdma and name == "wifi6",
-                             explicit_bar=not a.no_explicit_bar, workers=a.workers, progress=progress)
+                             explicit_bar=not a.no_explicit_bar, workers=a.workers, progress=progress, mcs=a.mcs)
         curves[name] = c
         print(f"{name}: {c['setup']}; single station {c['single_station_mbps']:.1f} Mbit/s; "
               f"{c['runs']} runs x {c['seconds']:g} s; wall {c['wall_s']:.0f} s", flush=True)
