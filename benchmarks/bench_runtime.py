@@ -10,7 +10,7 @@ mean and p95 end-to-end latency and the median |error| of each component.
 
 **Reliability** (``--reliability``, on by default): four device processes against one server
 at ρ ≈ 0.9 for at least 60 s; every request is answered or counted as lost. Then again, with
-and without one hostile client per attack of ``bench_attacks.py`` (idle connections,
+and without one hostile client per attack of ``_attacks.py`` (idle connections,
 slowloris, a client that never reads, headers claiming the largest body, a bad request
 between good ones, wrong tokens and garbage): what the devices sent, got answered, were told
 busy or lost, the server's named outcomes, its RSS, and p50/p99 of the devices.
@@ -191,10 +191,10 @@ def _rss_mib(pid: int) -> float:
 
 def one_run(out: Path, rate: float, n: int, attack: bool) -> dict:
     """``serve`` and four ``device`` processes (demo, split ``input``, ``rate`` Hz each); with
-    ``attack`` one thread per hostile client of bench_attacks.py for the whole run."""
+    ``attack`` one thread per hostile client of _attacks.py for the whole run."""
     import threading
 
-    from bench_attacks import ATTACKS
+    from _attacks import ATTACKS
 
     from splitimpera.runtime.device import outcome_counts
     from splitimpera.runtime.server import unaccounted
