@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from splitimpera.runtime.server import OUTCOMES, unaccounted
+
 ROOT = Path(__file__).resolve().parent.parent
 GRID = {
     # scenario, splits, uplink rates (Mbit/s)
@@ -174,9 +176,12 @@ def reliability(out: Path, seconds: float) -> None:
           f"{df['server_rho'].iloc[0]:.2f}), {per_dev / rate:.0f} s of arrivals, run took {took:.0f} s")
     print(f"   server: {counters}")
     kept = len(meas)
-    print(f"   after warm-up: {kept} requests kept, answered {int(meas['answered'].sum())}, lost "
-          f"{int((~meas['answered']).sum())}; server requests {counters.get('requests')} = replies "
-          f"{counters.get('replies')}: {'OK' if counters.get('requests') == counters.get('replies') == 4 * per_dev else 'MISMATCH'}")
+    outcomes = meas["outcome"].value_counts().to_dict()
+    named = {k: v for k, v in counters.items() if k in OUTCOMES and k != "replies"}
+    ok = counters.get("requests") == 4 * per_dev and not unaccounted(counters)
+    print(f"   after warm-up: {kept} requests kept, outcomes {outcomes}; server requests "
+          f"{counters.get('requests')} = replies {counters.get('replies')} + {named}: "
+          f"{'OK' if ok else 'MISMATCH'} (measure reconciled every outcome with the devices)")
     print(f"   measured mean latency {df['meas_latency_mean_s'].iloc[0] * 1e3:.3f} ms (simulated "
           f"{df['sim_latency_mean_s'].iloc[0] * 1e3:.3f} ms), p95 {df['meas_latency_p95_s'].iloc[0] * 1e3:.3f} ms "
           f"(simulated {df['sim_latency_p95_s'].iloc[0] * 1e3:.3f} ms); four device processes share one core")
