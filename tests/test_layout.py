@@ -30,7 +30,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("model", ("model",)),
     ("accuracy", ("accuracy",)),
     ("latency", ("latency",)),
-    ("qos", ("qos",)),
+    ("qos", ("ranking", "qos")),
     ("results", ("results",)),
     ("report", ("report",)),
     ("pipeline", ("prepared", "pipeline")),
