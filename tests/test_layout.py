@@ -33,7 +33,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("qos", ("ranking", "qos")),
     ("results", ("results",)),
     ("report", ("report",)),
-    ("pipeline", ("prepared", "pipeline")),
+    ("pipeline", ("prepared", "batch", "pipeline")),
     ("whatif", ("whatif",)),
     ("calibrate", ("calibrate",)),
     ("runtime", ("runtime",)),
