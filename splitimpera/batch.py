@@ -120,6 +120,24 @@ class Batch:
                       input_shape=prep.traced.input_shape, full_accuracy=full, importance=prep.importance,
                       sim=self.sims[i], meta=self.meta[i], advice=self.advice[i])
 
+    def closest(self, i: int, n: int) -> np.ndarray:
+        """The ``n`` infeasible design points of scenario ``i`` nearest to feasibility, nearest
+        first (:func:`~splitimpera.qos.closest`)."""
+        r, lat = self.ranked, self.latency
+        bad = np.flatnonzero(~r.feasible[i])
+        util = np.stack([lat[f"{x}_utilisation"][i, bad] for x in RESOURCES], axis=-1)
+        load = np.where(r.unstable[i, bad], np.fmax.reduce(util, axis=-1), 0.0)
+        index = np.asarray(self.model_columns["index"], dtype=float)[bad]
+        return bad[closest_order(r.violation[i, bad], load, lat["latency_s"][i, bad], index)[:n]]
+
+    def tips(self, i: int, j: int, workload: bool = True) -> list[str]:
+        """What would make design point ``j`` of scenario ``i`` feasible
+        (:func:`~splitimpera.qos.change_tips`; ``workload`` False: overload tips in load, not rate)."""
+        sc = self.scenarios[i]
+        row = {c: v[j] for c, v in self.model_columns.items()}
+        row.update({c: v[i, j] for c, v in {**self.latency, **self.ranked.values}.items()})
+        return change_tips(row, sc.qos, sc.network, sc.workload if workload else None)
+
     def long_table(self, rows: list[int] | None = None) -> pd.DataFrame:
         """Scenarios ``rows`` (default all) × design points in one frame, scenario by scenario:
         the design point's keys (``split``, ``bottleneck`` …) as columns, then :meth:`table`'s
@@ -138,7 +156,7 @@ class Batch:
         ranks[flat(r.rank) == 0] = pd.NA
         out.update({"latency_qos_s": flat(r.values["latency_qos_s"]), **{k: flat(v) for k, v in r.margins.items()},
                     "feasible": flat(r.feasible), "pareto": flat(r.pareto),
-                    "reason": np.array([t for i in rows for t in r.reasons(i)], dtype=object),
+                    "reason": pd.Series([t for i in rows for t in r.reasons(i)], dtype=object),
                     "violation": flat(r.violation), "score": flat(r.score), "rank": ranks,
                     "latency_err_s": flat(self.latency_err_s), "tie": flat(self.tie)})
         return pd.DataFrame(out)
@@ -182,21 +200,13 @@ def evaluate_batch(scenarios: list[Scenario], prep: Prepared, progress=None) -> 
                    lambda i: [compute_error_fraction(scenarios[i].server, prep.profile)])
     err, tie = tie_arrays(ranked.rank, ranked.values["latency_qos_s"], lat["device_compute_s"],
                           lat["server_compute_s"], e_dev, e_srv, [q.objective for q in qoss])
-    advice = [advise_row(full, ranked, i, points.table.index, sc) if not ranked.feasible[i].any() else {}
-              for i, sc in enumerate(scenarios)]
     meta = [point_meta(sc, prep, points, e_dev[i, 0], e_srv[i, 0], memo) for i, sc in enumerate(scenarios)]
-    return Batch(scenarios, prep, points, cols, lat, ranked, err, tie, advice, sims, meta)
-
-
-def advise_row(cols: dict[str, np.ndarray], ranked: Ranked, i: int, labels: pd.Index, sc: Scenario) -> dict:
-    """:func:`~splitimpera.qos.advise` for row ``i``, where no point is feasible: the tips for
-    its :data:`ADVICE_POINTS` closest points (keyed by their index label), closest first."""
-    util = np.stack([cols[f"{r}_utilisation"][i] for r in RESOURCES], axis=-1)
-    load = np.where(ranked.unstable[i], np.fmax.reduce(util, axis=-1), 0.0)
-    order = closest_order(ranked.violation[i], load, cols["latency_s"][i], cols["index"][i])[:ADVICE_POINTS]
-    row = {**cols, **ranked.values}
-    return {labels[j]: change_tips({c: v[i, j] for c, v in row.items()}, sc.qos, sc.network, sc.workload)
-            for j in order}
+    batch = Batch(scenarios, prep, points, cols, lat, ranked, err, tie, [], sims, meta)
+    # What would have to change is decided here, with the ranking (qos.advise): renderers only show it.
+    labels = points.table.index
+    batch.advice = [{} if ranked.feasible[i].any() else
+                    {labels[j]: batch.tips(i, j) for j in batch.closest(i, ADVICE_POINTS)} for i in range(n)]
+    return batch
 
 
 def point_meta(sc: Scenario, prep: Prepared, points: DesignPoints, e_dev: float, e_srv: float, memo: dict) -> dict:
