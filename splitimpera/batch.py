@@ -184,6 +184,7 @@ def evaluate_batch(scenarios: list[Scenario], prep: Prepared, progress=None) -> 
 
     sims, lat = latency_arrays(scenarios, frame, compute_s, prep.profile, progress, points.decisions, keys)
     n, d = len(scenarios), len(frame)
+    unstable = lat["overload"].any(axis=-1)
     lat["overload"] = overload_text(lat["overload"])
     full = {c: np.broadcast_to(np.asarray(v, dtype=float), (n, d)) for c, v in cols.items()
             if c in ("index", "accuracy", "head_mem_bytes")}
@@ -192,7 +193,7 @@ def evaluate_batch(scenarios: list[Scenario], prep: Prepared, progress=None) -> 
     memo: dict = {}
     per_row = [memo.setdefault((q.model_dump_json(), keys(sc.device)), constraints(q, sc.device))
                for q, sc in zip(qoss, scenarios)]
-    ranked = rank_arrays(full, qoss, per_row)
+    ranked = rank_arrays(full, qoss, per_row, unstable)
     # The compute model's own error: a band on the ranked latency, and ties within it.
     e_dev = by_key([keys(sc.device) for sc in scenarios],
                    lambda i: [compute_error_fraction(scenarios[i].device, prep.profile)])

@@ -49,9 +49,11 @@ def pareto_mask(columns: list[tuple[np.ndarray, str]]) -> np.ndarray:
         empty = np.isnan(v).all(axis=1, keepdims=True)
         v = np.where(np.isnan(v), np.inf, v)
         parts.append(np.where(empty, 0.0, v))  # constant in the row: decides nothing
-    v = np.stack(parts, axis=-1)  # (N, D, k)
-    le = (v[:, :, None, :] <= v[:, None, :, :]).all(axis=3)  # le[n, j, i]: j at least as good as i everywhere
-    lt = (v[:, :, None, :] < v[:, None, :, :]).any(axis=3)  # lt[n, j, i]: j strictly better somewhere
+    le = lt = None  # le[n, j, i]: j at least as good as i everywhere; lt: j strictly better somewhere
+    for v in parts:
+        a, b = v[:, :, None], v[:, None, :]
+        le = (a <= b) if le is None else le & (a <= b)
+        lt = (a < b) if lt is None else lt | (a < b)
     return ~(le & lt).any(axis=1)
 
 
@@ -178,11 +180,13 @@ def has_overload(value) -> bool:
     return isinstance(value, str) and value.strip() != ""
 
 
-def rank_arrays(cols: dict[str, np.ndarray], qoss: list, per_row: list[list]) -> Ranked:
+def rank_arrays(cols: dict[str, np.ndarray], qoss: list, per_row: list[list], unstable: np.ndarray | None = None,
+                ) -> Ranked:
     """Feasibility, margins, reasons, Pareto front, score and rank of N scenarios' design
     points at once: ``cols`` are the latency stage's columns as arrays ``(N, D)`` (``overload``
     an object array of strings), ``qoss`` each row's QoS and ``per_row`` its constraints
-    (:func:`splitimpera.qos.constraints`). Row ``i`` is ranked exactly as
+    (:func:`splitimpera.qos.constraints`); ``unstable``: where a resource is overloaded, when
+    the caller has it (else read from ``overload``). Row ``i`` is ranked exactly as
     :func:`splitimpera.qos.rank` ranks that scenario's table alone."""
     n, d = cols["latency_s"].shape
     lat = cols["latency_s"]
@@ -204,7 +208,8 @@ def rank_arrays(cols: dict[str, np.ndarray], qoss: list, per_row: list[list]) ->
         values["deadline_miss_ratio"] = np.where(np.isnan(max_lat), dl, missed)
     # An overloaded resource (utilisation ≥ 1, from the latency stage) makes latency unbounded.
     over = cols["overload"]
-    unstable = np.vectorize(has_overload, otypes=[bool])(over) if over.size else np.zeros((n, d), dtype=bool)
+    if unstable is None:
+        unstable = np.vectorize(has_overload, otypes=[bool])(over) if over.size else np.zeros((n, d), dtype=bool)
     feasible = ~unstable
     violation = np.where(unstable, np.inf, 0.0)
     margins, ok = {}, {}
