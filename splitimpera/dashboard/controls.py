@@ -11,7 +11,7 @@ import streamlit as st
 
 from .. import whatif
 from ..accuracy.bottlenecks import get_bottleneck, list_bottlenecks
-from ..config.hardware import list_devices, list_networks
+from ..config.profile_registry import list_devices, list_networks
 from ..config.scenario import Scenario, load_scenario
 from ..errors import UserError
 
