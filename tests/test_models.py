@@ -7,7 +7,6 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-import torchvision
 
 import splitimpera as si
 from splitimpera.data import digits
@@ -41,16 +40,6 @@ def test_torchvision_default_weights_offline_is_a_clear_error(monkeypatch, tmp_p
         si.load_model("resnet18", "default")
     msg = e.value.message
     assert "not in the local cache" in msg and "resnet18-" in msg and str(tmp_path) in msg
-
-
-def test_torchvision_default_weights_from_the_cache(monkeypatch, tmp_path):
-    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path))
-    url = torchvision.models.ResNet18_Weights.DEFAULT.url
-    ref = torchvision.models.resnet18()
-    (tmp_path / "checkpoints").mkdir()
-    torch.save(ref.state_dict(), tmp_path / "checkpoints" / url.rsplit("/", 1)[1])
-    model = si.load_model("resnet18", "default")
-    assert torch.equal(model.fc.weight, ref.fc.weight)
 
 
 def test_state_dict_path_and_mismatch(tmp_path):
