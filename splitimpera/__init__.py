@@ -33,7 +33,7 @@ from .accuracy.design_points import DesignPoints, analyze  # noqa: E402
 from .latency.simulation import SimResult  # noqa: E402
 from .latency.transport import transfer_latency_s  # noqa: E402
 from .latency.compute import predict_latency_s  # noqa: E402
-from .results import DesignPoint, Result  # noqa: E402
+from .results import DesignPoint, Result, load_result  # noqa: E402
 from .prepared import Prepared  # noqa: E402
 from .pipeline import evaluate, prepare, run, simulate  # noqa: E402
 from .sweep import SweepResult, sweep  # noqa: E402
@@ -43,6 +43,6 @@ __all__ = [
     "register_device", "register_network", "Scenario", "load_scenario", "load_model", "SplitPoint", "find_splits",
     "split_model", "profile_model", "profile_nodes", "Bottleneck", "get_bottleneck", "list_bottlenecks",
     "register_bottleneck", "layer_maps", "CUIResult", "cui", "AccuracyTable", "fit_predictor", "measure_accuracy",
-    "DesignPoints", "analyze", "SimResult", "DesignPoint", "Result", "Prepared", "evaluate", "prepare", "run",
+    "DesignPoints", "analyze", "SimResult", "DesignPoint", "Result", "load_result", "Prepared", "evaluate", "prepare", "run",
     "simulate", "transfer_latency_s", "predict_latency_s", "SweepResult", "sweep",
 ]

@@ -38,7 +38,7 @@ def _cmd_simulate(args) -> int:
     from .report.term import fit
     from .report.text import render_result
     from .config.scenario import load_scenario, parse_overrides
-    from .results import check_output_dir
+    from .results.outputs import check_output_dir
 
     _positive(args, "simulate", "top")
     if args.report and args.output is None:
@@ -166,7 +166,8 @@ def _cmd_report(args) -> int:
         one = Path(args.dirs[0])
         args.output = str(one / "report.html") if len(args.dirs) == 1 and one.is_dir() else "report.html"
     check_writable_file(args.output, field="-o")
-    from .report.sweep import is_sweep_dir, write_sweep_report
+    from .report.sweep import write_sweep_report
+    from .results.sweep import is_sweep_dir
 
     if any(is_sweep_dir(d) for d in args.dirs):
         if len(args.dirs) > 1:
@@ -189,7 +190,8 @@ def _cmd_analyze(args) -> int:
     from .model.loading import load_traced
     from .report.term import fit
     from .report.text import render_accuracy, render_analysis
-    from .results import check_output_dir, save_analysis
+    from .report.analysis import save_analysis
+    from .results.outputs import check_output_dir
 
     sc = load_scenario(args.scenario, parse_overrides(args.set))
     if args.output is not None:  # before the work, not after it
@@ -499,7 +501,6 @@ def serve_summary(stats) -> str:
 
 
 def _cmd_device(args) -> int:
-    import os
     from pathlib import Path
 
     from .atomic import atomic_write, check_writable_file
@@ -546,7 +547,7 @@ def _cmd_measure(args) -> int:
     import os
 
     from .config.scenario import load_scenario, parse_overrides
-    from .results import check_output_dir
+    from .results.outputs import check_output_dir
     from .runtime import compare as m
 
     _positive(args, "measure", "requests")

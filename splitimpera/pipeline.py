@@ -21,8 +21,8 @@ from .latency.simulation import SimResult
 from .model.cost import profile_model
 from .model.loading import load_traced
 from .prepared import Prepared
-from .qos import compute_error_fraction, mark_ties, rank
-from .results import Result
+from .qos import advise, compute_error_fraction, mark_ties, rank
+from .results.run import Result
 
 
 def _select(scenario: Scenario, names: list[str], wanted, field: str = "analysis.splits") -> list[str]:
@@ -115,8 +115,10 @@ def evaluate(scenario: Scenario, prep: Prepared, progress=None) -> Result:
                        "server": compute_mode(prep.profile, "tail", scenario.server),
                        "device_error_pct": None if np.isnan(e_dev) else round(e_dev * 100, 3),
                        "server_error_pct": None if np.isnan(e_srv) else round(e_srv * 100, 3)}
+    # What would have to change is decided here, with the ranking: renderers only show it.
+    tips = advise(table, scenario.qos, scenario.network, scenario.workload)
     return Result(scenario=scenario, table=table, profile=prep.profile, input_shape=prep.traced.input_shape,
-                  full_accuracy=full, importance=prep.importance, sim=sim, meta=meta)
+                  full_accuracy=full, importance=prep.importance, sim=sim, meta=meta, advice=tips)
 
 
 def run(scenario: Scenario, progress=None) -> Result:

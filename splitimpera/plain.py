@@ -72,3 +72,32 @@ def human(v: float, unit: str, digits: int = 3) -> str:
                 or unit == "B" and scale == 1:
             return f"{num(v / scale, digits)} {p}{unit}"
     return f"{num(v, digits)} {unit}"  # not reached
+
+
+def ms(v: float | None, digits: int = 3, missing: str = "—", zero: str | None = None) -> str:
+    """Seconds as milliseconds with ``digits`` significant digits (no unit): ``36.5``; ``∞``
+    for an unbounded time, ``missing`` for None/NaN, ``zero`` (when given) for 0 (e.g. "—":
+    nothing to wait for)."""
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return missing
+    if zero is not None and v == 0:
+        return zero
+    return num(float(v) * 1e3, digits)
+
+
+def signed_pct(v: float | None) -> str:
+    """A relative error (a fraction) as a signed percentage, ``+4.2%``; ``—`` when unknown."""
+    return "—" if v is None or pd.isna(v) else f"{v * 100:+.1f}%"
+
+
+def human_bytes(n: float) -> str:
+    """Bytes with an SI prefix from 1 kB up (``4.1 kB``), whole bytes below (``40 B``)."""
+    return human(n, "B") if n >= 1e3 else f"{int(n)} B"
+
+
+def flops_text(v: float) -> str:
+    """A FLOP (or parameter) count with a G, M or k suffix: ``9.72M``; whole below 1000."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if v >= scale:
+            return f"{num(v / scale)}{unit}"
+    return f"{int(v)}"

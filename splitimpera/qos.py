@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .plain import human, num
+from .plain import human, human_bytes, num
 from .latency.transport import transfer_latency_s, uplink_mbps_for
 
 # "latency" is the latency the limit applies to (qos.latency_statistic; rank() sets the column).
@@ -49,16 +49,12 @@ class Constraint:
         return f"{self.name} {self.fmt(value)} {op} {self.fmt(self.limit)}"
 
 
-def _ms(v: float) -> str:
+def _seconds(v: float) -> str:
     return human(v, "s", 4)
 
 
-def _mj(v: float) -> str:
+def _joules(v: float) -> str:
     return human(v, "J", 4)
-
-
-def _bytes(v: float) -> str:
-    return human_bytes(v)
 
 
 def _pct(v: float) -> str:
@@ -67,10 +63,6 @@ def _pct(v: float) -> str:
 
 def _ratio(v: float) -> str:
     return f"{num(v * 100)} %"
-
-
-def human_bytes(n: float) -> str:
-    return human(n, "B") if n >= 1e3 else f"{int(n)} B"
 
 
 RESOURCES = ("device", "uplink", "server", "downlink")  # the ``overload`` column's names, in a request's order
@@ -104,7 +96,7 @@ def constraints(qos, device=None) -> list[Constraint]:
     if qos.max_latency_s is not None:
         stat = qos.latency_statistic
         cs.append(Constraint("latency" if stat == "mean" else f"{stat} latency", "latency_qos_s",
-                             qos.max_latency_s, True, _ms))
+                             qos.max_latency_s, True, _seconds))
     if qos.max_deadline_miss_ratio is not None:
         cs.append(Constraint("deadline misses", "deadline_miss_ratio", qos.max_deadline_miss_ratio, True, _ratio))
     if qos.max_uplink_utilisation is not None:
@@ -112,14 +104,30 @@ def constraints(qos, device=None) -> list[Constraint]:
     if getattr(qos, "max_frame_loss_ratio", None) is not None:
         cs.append(Constraint("frame loss", "frame_loss_ratio", qos.max_frame_loss_ratio, True, _ratio))
     if qos.max_energy_j is not None:
-        cs.append(Constraint("energy", "energy_j", qos.max_energy_j, True, _mj))
+        cs.append(Constraint("energy", "energy_j", qos.max_energy_j, True, _joules))
     if qos.max_tx_bytes is not None:
-        cs.append(Constraint("bytes sent", "bytes_sent", float(qos.max_tx_bytes), True, _bytes))
+        cs.append(Constraint("bytes sent", "bytes_sent", float(qos.max_tx_bytes), True, human_bytes))
     if qos.min_accuracy is not None:
         cs.append(Constraint("accuracy", "accuracy", qos.min_accuracy, False, _pct))
     if qos.fit_device_memory and device is not None:
-        cs.append(Constraint("device memory", "head_mem_bytes", device.memory_bytes, True, _bytes))
+        cs.append(Constraint("device memory", "head_mem_bytes", device.memory_bytes, True, human_bytes))
     return cs
+
+
+def describe_qos(qos, device=None) -> str:
+    """The QoS limits that are set, in words: ``latency ≤ 90 ms, accuracy ≥ 95.00 %``."""
+    return ", ".join(f"{c.name} {'≤' if c.upper else '≥'} {c.fmt(c.limit)}" for c in constraints(qos, device))
+
+
+def describe_objective(qos) -> str:
+    """``objective: …`` with its weights and the tie-breaks, as the ranking applies them."""
+    if qos.objective == "weighted":
+        w = qos.weights.model_dump()
+        what = "min weighted score (" + ", ".join(f"{k} {v:g}" for k, v in w.items() if v) + "; min-max scaled)"
+    else:
+        stat = "" if qos.objective != "latency" or qos.latency_statistic == "mean" else f"{qos.latency_statistic} "
+        what = ("max " if qos.objective == "accuracy" else "min ") + stat + qos.objective
+    return f"objective: {what}, {TIE_BREAKS}"
 
 
 def rank(table: pd.DataFrame, qos, device=None) -> pd.DataFrame:
@@ -330,6 +338,14 @@ def what_would_change(table: pd.DataFrame, qos, network=None, n: int = 3, worklo
                 tips.append(f"{c.name} limit {'≥' if c.upper else '≤'} {c.fmt(v)}")
         out[name] = tips
     return out
+
+
+def advise(table: pd.DataFrame, qos, network=None, workload=None, n: int = 3) -> dict:
+    """The advice stored with a result: :func:`what_would_change` for the ``n`` closest points
+    when no point meets the QoS, else nothing (the recommendation is the answer)."""
+    if table["feasible"].any():
+        return {}
+    return what_would_change(table, qos, network, n=n, workload=workload)
 
 
 def best_per_bottleneck(table: pd.DataFrame) -> pd.DataFrame:

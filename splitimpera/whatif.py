@@ -28,7 +28,8 @@ import yaml
 
 from .errors import UserError
 from .config.scenario import Scenario, scenario_from_dict
-from .report.view import UPLINK_PARTS, View
+from .report.columns import KEY_COLUMNS, shows_accuracy
+from .report.view import View
 
 _PROFILE_KEYS = ("device", "server", "network")
 # Bookkeeping fields of profiles: never worth showing in a comparison.
@@ -192,52 +193,38 @@ def ranked_view(result) -> pd.DataFrame:
     """The ranked table as displayed: :meth:`View.all_rows <splitimpera.report.view.View.all_rows>`
     (feasible points by rank, then the others, closest first), in display units.
 
-    Indexed by ``(split, bottleneck)``; times in ms, energy in mJ, accuracy and link load in %,
-    bytes sent as a number. Queueing waits and percentiles appear with the SimPy engine (the
-    analytic model has none): p95, and the QoS statistic when it is p50 or p99; the downlink
-    only when the result travels back to the device; where the accuracy comes from when it is
-    not simply the full model's.
+    Indexed by ``(split, bottleneck)`` (and ``exit``); the columns of :meth:`View.columns
+    <splitimpera.report.view.View.columns>` other than the key, in order and by label, times
+    in ms, energy in mJ, fractions in %, bytes sent as a number; then the details only the
+    dashboard offers: the compute model's error band and ties (``± ms``, ``tie``), where the
+    accuracy comes from and its band, the link load, the device's share of the FLOPs and
+    ``Pareto``.
     """
     view = View.of(result)
     t = view.all_rows()
-    stages = view.stages().loc[t.index]
-    stages["uplink"] = stages[list(UPLINK_PARTS)].sum(axis=1)
-    simulated = view.simulated
+    values = view.rows(t)
     v = pd.DataFrame(index=t.index)
-    v["rank"] = t["rank"]
-    if "config" in t.columns:  # LC, RC, SC or EE (Split-Et-Impera's names)
-        v["config"] = t["config"]
-    if "exit_rate" in t.columns:
-        v["exits %"] = t["exit_rate"] * 100
-    v["sent B"] = t["bytes_sent"].astype("int64")
-    shown = [("device wait", "device wait ms", simulated), ("device compute", "device ms", True),
-             ("uplink", "uplink ms", True), ("server wait", "server wait ms", simulated),
-             ("server compute", "server ms", True),
-             ("downlink", "downlink ms", result.scenario.workload.result_at == "device")]
-    for stage, label, show in shown:
-        if show:
-            v[label] = stages[stage] * 1e3
-    v["mean ms" if simulated else "latency ms"] = t["latency_s"] * 1e3
-    if simulated:
-        for pct in dict.fromkeys(["p95", view.statistic]):
-            col = f"latency_{pct}_s"
-            if pct != "mean" and col in t.columns:
-                v[f"{pct} ms"] = t[col] * 1e3
+    for c in view.columns():
+        if c.key in KEY_COLUMNS:
+            continue
+        col = values[c.key]
+        if c.key == "rank":
+            v[c.label] = pd.array(col, dtype="Int64")
+        elif c.key == "bytes_sent":
+            v[c.label] = col.astype("int64")
+        elif c.unit:
+            v[c.label] = col.astype(float) * c.scale
+        else:
+            v[c.label] = col
     if "latency_err_s" in t.columns and t["latency_err_s"].notna().any():
         # The compute model's error band on the ranked latency, and ties within it (qos.mark_ties).
         v["± ms"] = t["latency_err_s"] * 1e3
         v["tie"] = np.where(t["tie"].astype(bool), "≈ rank 1", "")
-    v["verdict"] = np.where(t["feasible"], "ok", t["reason"])
-    v["energy mJ"] = t["energy_j"] * 1e3
-    if t["accuracy"].notna().any():
-        v["accuracy %"] = t["accuracy"] * 100
-        if not t["accuracy_source"].isin(["full model", "unknown"]).all():  # measured, predicted, nominal, yours
-            v["accuracy from"] = t["accuracy_source"]
+    if shows_accuracy(t):  # measured, predicted, nominal, yours
+        v["accuracy from"] = t["accuracy_source"]
         if "accuracy_band" in t.columns and t["accuracy_band"].notna().any():  # a predictor's LOO error
             v["accuracy ± %"] = t["accuracy_band"] * 100
     v["link load %"] = t["uplink_utilisation"] * 100
-    if result.scenario.network.transport == "udp":
-        v["frames lost %"] = t["frame_loss_ratio"] * 100
     total = (t["head_flops"] + t["tail_flops"]).replace(0, np.nan)
     v["device FLOPs %"] = (t["head_flops"] / total * 100).fillna(0.0)
     v["Pareto"] = t["pareto"].astype(bool)

@@ -68,7 +68,7 @@ def test_predicted_accuracy_text_carries_the_band():
 
 
 def test_dashboard_plots_cui_against_the_measured_accuracy(repo_root):
-    from splitimpera.dashboard.app import cui_accuracy_chart
+    from splitimpera.dashboard.charts import cui_accuracy_chart
     from splitimpera.data import digits
 
     res = _run(repo_root, **{"bottleneck.name": ["int2", "int4"], "bottleneck.splits": "all"})

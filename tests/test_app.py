@@ -78,7 +78,7 @@ def _shown(at, *columns):
 
 def _table(at):
     """The ranking (the best-per-bottleneck table has no Pareto column)."""
-    return _frame(at, "rank", "sent B", "verdict", "Pareto")
+    return _frame(at, "rank", "sent", "verdict", "Pareto")
 
 
 def _demo(repo_root, **over):
@@ -102,7 +102,7 @@ def test_demo_runs_and_ranks(app, repo_root):
     assert app.success[0].value.startswith("Recommended: output — latency ")
     t = _table(app)
     assert len(t) == 22 and t.index.name == "split" and t.index[0] == "output" and t["rank"].iloc[0] == 1
-    assert {"latency ms", "uplink ms", "verdict", "Pareto"} <= set(t.columns)
+    assert {"latency ms", "RTT/2 ms", "transmit ms", "verdict", "Pareto"} <= set(t.columns)
     assert "p95 ms" not in t  # analytic engine by default
     assert "engine **analytic**" in app.caption[0].value and "bottleneck **none**" in app.caption[0].value
     with pytest.raises(AssertionError):  # one bottleneck: no best-per-bottleneck table
@@ -116,18 +116,18 @@ def test_tables_show_numbers_as_the_terminal_does(app):
     """Bytes as ``65.5 kB``, an unbounded latency as ``∞``, nothing as ``—`` (the terminal's
     formats), while the values stay numbers (the columns sort by value)."""
     from splitimpera.plain import num
-    from splitimpera.qos import human_bytes
+    from splitimpera.plain import human_bytes
 
     _widget(app.number_input, "Requests/s per device").set_value(100.0).run()  # 65.5 kB at 100 Hz: over LTE's uplink
     _ok(app)
-    value, text = _shown(app, "rank", "sent B", "verdict", "Pareto")
-    assert value["sent B"].dtype.kind in "iu" and value.loc["features_0", "sent B"] == 65536
+    value, text = _shown(app, "rank", "sent", "verdict", "Pareto")
+    assert value["sent"].dtype.kind in "iu" and value.loc["features_0", "sent"] == 65536
     assert value.loc["features_0", "latency ms"] == float("inf")
-    assert text is not None and {"sent B", "latency ms", "device ms", "energy mJ"} <= set(text.columns)
-    assert text.loc["features_0", "sent B"] == "65.5 kB" and text.loc["output", "sent B"] == "8 B"
-    assert text.loc["features_0", "latency ms"] == "∞" and text.loc["features_0", "uplink ms"] == "∞"
+    assert text is not None and {"sent", "latency ms", "device ms", "energy mJ"} <= set(text.columns)
+    assert text.loc["features_0", "sent"] == "65.5 kB" and text.loc["output", "sent"] == "8 B"
+    assert text.loc["features_0", "latency ms"] == "∞" and text.loc["features_0", "transmit ms"] == "∞"
     assert text.loc["input", "device ms"] == "—"  # nothing computed on the device
-    assert list(text["sent B"]) == [human_bytes(v) for v in value["sent B"]]
+    assert list(text["sent"]) == [human_bytes(v) for v in value["sent"]]
     finite = value["latency ms"] < float("inf")
     assert list(text.loc[finite, "latency ms"]) == [num(v) for v in value.loc[finite, "latency ms"]]
     assert "Infinity" not in text.to_string() and "65536" not in text.to_string()
@@ -139,8 +139,8 @@ def test_bandwidth_control_changes_the_table(app, repo_root):
     _ok(app)
     after = _table(app)
     # Every split that sends something is slower over 1 Mbit/s than over LTE's 5.85.
-    assert (after.loc[before.index, "uplink ms"] > before["uplink ms"]).all()
-    assert after.loc["features_0", "uplink ms"] > 4 * before.loc["features_0", "uplink ms"]
+    assert (after.loc[before.index, "transmit ms"] > before["transmit ms"]).all()
+    assert after.loc["features_0", "transmit ms"] > 4 * before.loc["features_0", "transmit ms"]
     # The page shows what the library computes for the same overrides.
     res = _demo(repo_root, **{"network.uplink_mbps": 1})
     expect = res.for_bottleneck("none")["latency_s"] * 1e3
@@ -163,9 +163,9 @@ def test_simpy_engine_and_nominal_sizes(app):
     coder = _widget(app.radio, "Lossless coder")
     assert coder.disabled and coder.value == "raw"  # nominal sizes are uncoded
     t = _table(app)
-    assert {"p95 ms", "device wait ms", "server wait ms", "mean ms"} <= set(t.columns)
+    assert {"p95 ms", "dev wait ms", "srv wait ms", "mean ms"} <= set(t.columns)
     # int8: one byte per element, plus its quantisation range (8 B); nothing measured.
-    assert t.loc["features_0", "sent B"] == 65536 // 4 + 8
+    assert t.loc["features_0", "sent"] == 65536 // 4 + 8
     assert set(t["accuracy from"].drop("output")) == {"full model (nominal)"}  # output: the prediction is sent
     assert "engine **simpy**" in app.caption[0].value and "(nominal sizes)" in app.caption[0].value
     assert "--set bottleneck.name=int8 --set bottleneck.nominal=true" in _cli(app)
@@ -185,9 +185,9 @@ def test_bottleneck_and_coder_change_bytes_and_accuracy(app, repo_root):
     _ok(app)
     t = _table(app)
     ref = _demo(repo_root, **{"bottleneck.name": "int2", "bottleneck.coder": "zstd"}).for_bottleneck("int2")
-    assert t["sent B"].to_dict() == ref.loc[t.index, "bytes_sent"].to_dict()
-    assert t["accuracy %"].to_dict() == pytest.approx((ref.loc[t.index, "accuracy"] * 100).to_dict(), abs=0.051)
-    assert t["accuracy %"].nunique() > 1  # 2-bit codes cost accuracy at some splits
+    assert t["sent"].to_dict() == ref.loc[t.index, "bytes_sent"].to_dict()
+    assert t["accuracy"].to_dict() == pytest.approx((ref.loc[t.index, "accuracy"] * 100).to_dict(), abs=0.051)
+    assert t["accuracy"].nunique() > 1  # 2-bit codes cost accuracy at some splits
     assert {"bottleneck.name=int2", "bottleneck.coder=zstd"} <= set(_cli(app).split(" --set ")[1:])
 
 
@@ -199,7 +199,7 @@ def test_two_bottlenecks_are_ranked_jointly(app, repo_root):
     assert set(t.index.get_level_values("bottleneck")) == {"none", "int8"}
     assert t["latency ms"].to_dict() == pytest.approx((res.table["latency_s"] * 1e3).to_dict())
     assert list(t.index[t["rank"].notna()]) == list(res.table["rank"].dropna().sort_values().index)
-    assert t.loc[("features_0", "int8"), "sent B"] < t.loc[("features_0", "none"), "sent B"]
+    assert t.loc[("features_0", "int8"), "sent"] < t.loc[("features_0", "none"), "sent"]
     best = _frame(app, "best split", "feasible splits")
     expect = res.best_per_bottleneck()
     assert list(best.index) == ["none", "int8"] == list(expect.index)
@@ -304,7 +304,7 @@ def test_trace_link_and_model_switch(app):
     _widget(app.selectbox, "Model").set_value("mobilenet_v3_small").run()
     _ok(app)
     t = _table(app)
-    assert len(t) == 61 and "features_2_block_0_0" in t.index and "accuracy %" not in t
+    assert len(t) == 61 and "features_2_block_0_0" in t.index and "accuracy" not in t
     assert any("mobilenet_v3_small" in c.value and "weights none" in c.value for c in app.caption)
     # No data: nothing can be measured, so bottlenecks are sizes only (and the box says so).
     nominal = _widget(app.checkbox, "Nominal sizes (no measurement)")
@@ -312,7 +312,7 @@ def test_trace_link_and_model_switch(app):
     assert "bottleneck.nominal" not in _cli(app)  # nothing but none sent: no need to say it
     _bottlenecks(app, ["none", "int8"])
     t = _table(app)
-    assert len(t) == 122 and (t.xs("int8", level="bottleneck")["sent B"] < t.xs("none", level="bottleneck")["sent B"]
+    assert len(t) == 122 and (t.xs("int8", level="bottleneck")["sent"] < t.xs("none", level="bottleneck")["sent"]
                               ).loc["features_2_block_0_0"]
     assert "--set bottleneck.nominal=true" in _cli(app)
 
@@ -365,11 +365,8 @@ def test_compare_two_configurations(app):
 
 
 def test_compare_design_points_and_download(app, repo_root):
-    import runpy
+    from splitimpera.dashboard.tabs import ab_report
 
-    # The page's functions without running the page (it runs only as __main__), and without
-    # putting the module in sys.modules, where the repo's app.py shim would find it.
-    dashboard = runpy.run_path(str(repo_root / "splitimpera/dashboard/app.py"), run_name="dashboard_under_test")
     _bottlenecks(app, ["none", "int8"])
     app.button(key="pin").click().run()
     _widget(app.select_slider, "Uplink (Mbit/s)").set_value(1).run()
@@ -381,7 +378,7 @@ def test_compare_design_points_and_download(app, repo_root):
     # The A/B report the download button builds: both configurations, both verdicts.
     a = _demo(repo_root, **{"bottleneck.name": ["none", "int8"]})
     b = _demo(repo_root, **{"bottleneck.name": ["none", "int8"], "network.uplink_mbps": 1})
-    page = dashboard["ab_report"](a, b)
+    page = ab_report(a, b)
     assert "demo-A" in page and "demo-B" in page
     for r in (a, b):
         assert html.escape(View.of(r).verdict().headline) in page
@@ -419,7 +416,7 @@ def test_ranking_fits_the_pane_unless_asked(app):
 
 
 def test_charts_keep_the_limit_in_view_and_energy_non_negative(repo_root):
-    from splitimpera.dashboard.app import CLIP_LIMITS, breakdown_chart, tradeoff_chart
+    from splitimpera.dashboard.charts import CLIP_LIMITS, breakdown_chart, tradeoff_chart
 
     sc = si.load_scenario(repo_root / "scenarios/demo.yaml",
                           {"data.source": "none", "qos.min_accuracy": None, "analysis.engine": "analytic",
@@ -491,7 +488,8 @@ def test_stages_have_one_colour_in_the_report_and_the_dashboard(app, repo_root, 
 
     import matplotlib.axes
 
-    from splitimpera.report.html import load_result_dir, plot_breakdown
+    from splitimpera.report.figures import plot_breakdown
+    from splitimpera.results import load_result
 
     spec = next(json.loads(c.proto.spec) for c in app.get("vega_lite_chart")
                 if json.loads(c.proto.spec)["title"].startswith("Latency breakdown"))
@@ -508,7 +506,7 @@ def test_stages_have_one_colour_in_the_report_and_the_dashboard(app, repo_root, 
         return real_bar(self, *a, label=label, color=color, **kw)
 
     monkeypatch.setattr(matplotlib.axes.Axes, "bar", bar)
-    plot_breakdown(load_result_dir(folder))
+    plot_breakdown(View.of(load_result(folder)))
     assert "uplink propagation" in report
     shared = set(report) & set(dashboard)
     assert shared and {k: report[k] for k in shared} == {k: dashboard[k] for k in shared}

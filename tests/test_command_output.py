@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 import yaml
 
-import splitimpera as si
 from splitimpera import cli
 from splitimpera.cli import main
 

@@ -9,7 +9,10 @@ import pytest
 
 import splitimpera as si
 from splitimpera.cli import main
-from splitimpera.report.html import comparison, load_result_dir, render_report, write_report
+from splitimpera.report.figures import comparison
+from splitimpera.report.html import render_report, write_report
+from splitimpera.report.view import View
+from splitimpera.results import load_result
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +21,7 @@ def results(tmp_path_factory, repo_root):
     demo = si.load_scenario(repo_root / "scenarios/demo.yaml")
     si.run(demo).save(out)
     from splitimpera.accuracy.design_points import analyze
-    from splitimpera.results import save_analysis
+    from splitimpera.report.analysis import save_analysis
 
     save_analysis(demo, analyze(demo), out)
     tight = si.load_scenario(repo_root / "scenarios/demo.yaml",
@@ -44,7 +47,7 @@ def test_single_report_is_self_contained(results):
     rec = summary["recommended"]
     assert rec["bottleneck"] == "none"
     assert f"Recommended: {rec['split']} — " in text
-    table = load_result_dir(results / "demo").table
+    table = load_result(results / "demo").table
     assert list(table.index.names) == ["split", "bottleneck"]
     for split, _ in table.index:
         assert f">{split}<" in text
@@ -61,7 +64,7 @@ def test_infeasible_scenario_says_so_with_the_closest(results):
 
 def test_batch_report_compares_scenarios(results, tmp_path):
     dirs = [results / "demo", results / "demo_tight"]
-    df = comparison([load_result_dir(d) for d in dirs])
+    df = comparison([View.of(load_result(d)) for d in dirs])
     assert list(df["scenario"]) == ["demo", "demo_tight"]
     for d, (_, row) in zip(dirs, df.iterrows()):
         rec = json.loads((d / "result.json").read_text())["summary"]["recommended"]
@@ -102,15 +105,15 @@ def test_no_stale_files_in_a_result_folder(repo_root, tmp_path):
     assert not (tmp_path / "demo/requests.parquet").exists()
     # An analysis of another model in the same folder is not shown beside these results.
     from splitimpera.accuracy.design_points import analyze
-    from splitimpera.results import save_analysis
+    from splitimpera.report.analysis import save_analysis
 
     other = _sc(repo_root, **{"model.weights": "none"})
     save_analysis(other, analyze(other), tmp_path)
     si.run(_sc(repo_root)).save(tmp_path)
-    assert load_result_dir(tmp_path / "demo").cui is None
+    assert load_result(tmp_path / "demo").analysis is None
     same = _sc(repo_root)
     save_analysis(same, analyze(same), tmp_path)
-    assert load_result_dir(tmp_path / "demo").cui is not None
+    assert load_result(tmp_path / "demo").analysis.cui is not None
     assert json.loads((tmp_path / "demo/nominations.json").read_text())["inputs"]["model"]["weights"] == "default"
 
 
@@ -121,7 +124,7 @@ def test_report_over_the_folder_given_to_simulate(repo_root, tmp_path, capsys, c
     assert main(["simulate", sc, "-o", str(out), *fast]) == 0
     assert main(["simulate", sc, "-o", str(out), *fast, "--set", "name=demo_3g", "--set", "network=3g"]) == 0
     (out / "notes").mkdir()  # not a result folder: left out
-    with caplog.at_level(logging.INFO, logger="splitimpera.report.html"):
+    with caplog.at_level(logging.INFO, logger="splitimpera.results.folder"):
         assert main(["report", str(out), "-o", str(tmp_path / "r.html")]) == 0
     text = (tmp_path / "r.html").read_text()
     assert re.findall(r'<h2 id="([^"]+)">', text) == ["demo", "demo_3g"]  # both, sorted by name

@@ -11,6 +11,7 @@ and function-level ones alike (a lazy import is still a dependency), relative on
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -422,3 +423,57 @@ def test_no_module_takes_another_modules_private_names():
     bad = private_imports(edges)
     assert not bad, (f"{len(bad)} private name(s) taken across modules (give what is shared a public "
                      "name in the module that owns it):\n" + "\n".join(bad))
+
+
+# --------------------------------------------------------------------------------------------
+# The README's trace of two settings through the stages
+
+
+def readme_traces(text: str) -> dict[str, list[tuple[str, list[str]]]]:
+    """``{setting: [(stage, [file paths named on that line]), …]}`` from the numbered lists of
+    the README's "How it works" section, each introduced by a line starting with the setting
+    in backticks."""
+    section = text.split("## How it works", 1)[1].split("\n## ", 1)[0]
+    traces: dict[str, list[tuple[str, list[str]]]] = {}
+    current = None
+    item: list[str] | None = None
+    for line in section.splitlines():
+        m = re.match(r"^`([a-z_.]+)` \(", line)
+        if m:
+            current = traces.setdefault(m.group(1), [])
+            continue
+        m = re.match(r"^\d+\. \*\*([a-z ]+)\*\*:(.*)$", line)
+        if m and current is not None:
+            item = [m.group(1), m.group(2)]
+            current.append(item)
+        elif item is not None and line.startswith("   "):
+            item[1] += " " + line.strip()
+        else:
+            item = None
+    return {k: [(stage, re.findall(r"`([a-z_/]+\.py)`", body)) for stage, body in v] for k, v in traces.items()}
+
+
+def test_readme_traces_follow_the_stages_once_each():
+    traces = readme_traces((PACKAGE_DIR.parent / "README.md").read_text())
+    assert set(traces) == {"network.uplink_mbps", "bottleneck.name"}
+    names = [s for s, _ in STAGES]
+    for setting, lines in traces.items():
+        stages = [s for s, _ in lines]
+        assert all(s in names for s in stages), f"{setting}: unknown stage in {stages}"
+        idx = [names.index(s) for s in stages]
+        assert idx == sorted(set(idx)), f"{setting}: stages out of order or visited twice: {stages}"
+        for stage, files in lines:
+            assert files, f"{setting}, {stage}: the line names no file"
+            for f in files:
+                assert (PACKAGE_DIR / f).is_file(), f"{setting}, {stage}: splitimpera/{f} does not exist"
+                mod = _module_name(PACKAGE_DIR / f, PACKAGE_DIR)
+                assert stage_of(mod) == names.index(stage) or f == "plain.py", (
+                    f"{setting}: {f} is in stage {names[stage_of(mod)]!r}, not {stage!r}")
+
+
+def test_readme_trace_reader_sees_a_stage_visited_twice():
+    text = ("## How it works\n\n`network.uplink_mbps` (x):\n\n1. **config**: `config/scenario.py` a\n"
+            "   and `config/hardware.py`.\n2. **qos**: `qos.py`.\n3. **config**: `config/checks.py`.\n\n## Next\n")
+    traces = readme_traces(text)
+    assert traces == {"network.uplink_mbps": [("config", ["config/scenario.py", "config/hardware.py"]),
+                                              ("qos", ["qos.py"]), ("config", ["config/checks.py"])]}

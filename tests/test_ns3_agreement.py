@@ -26,7 +26,7 @@ def p2p():
 
 
 def _path(rate, rtt, loss=0.0):
-    return Path(rate_bps=rate, ack_rate_bps=rate, rtt_s=rtt, loss=loss, mss=1448, header=TCP_HDR)
+    return Path(rate_bps=rate, ack_rate_bps=rate, rtt_s=rtt, loss=loss, mss=1448, header=TCP_HDR, variant="newreno")
 
 
 @pytest.mark.parametrize("rate,rtt,size,conn", [

@@ -39,9 +39,9 @@ def test_report_help_states_the_default_path(capsys):
 
 
 def test_count_is_an_integer():
-    from splitimpera.report.html import _count
+    from splitimpera.report.html import count_text
 
-    assert _count(15.0) == "15" and _count(None) == "" and _count(float("nan")) == ""
+    assert count_text(15.0) == "15" and count_text(None) == "" and count_text(float("nan")) == ""
 
 
 def test_dashboard_hides_deploy_and_sends_no_statistics():

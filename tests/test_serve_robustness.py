@@ -14,7 +14,6 @@ import pytest
 import torch
 
 import splitimpera as si
-from splitimpera.accuracy.bottlenecks import get_bottleneck
 from splitimpera.errors import UserError
 from splitimpera.runtime import wire
 from splitimpera.runtime.conn import Limits

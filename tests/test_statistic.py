@@ -46,13 +46,13 @@ def test_terminal_and_report_name_and_show_the_statistic(p95_result, tmp_path):
     assert f"— p95 latency {p95 * 1e3:.3g} ms (mean {t.loc[rec, 'latency_s'] * 1e3:.3g} ms), " in out
     assert f"{(0.090 - p95) * 1e3:.3g} ms under the 90 ms limit" in out
     page = render_report([res.save(tmp_path)])
-    assert ">p95 ms</th>" in page and "objective: p95 latency" in page
+    assert ">p95 ms</th>" in page and "objective: min p95 latency" in page
     assert html.escape(View.of(res).verdict().headline) in page
 
 
 def test_dashboard_breakdown_draws_the_statistic_beside_the_mean_bars(p95_result):
     pytest.importorskip("streamlit")
-    from splitimpera.dashboard.app import breakdown_chart
+    from splitimpera.dashboard.charts import breakdown_chart
 
     view = View.of(p95_result)
     points = view.chart_frame()

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -220,7 +219,8 @@ def test_invalid_combinations_are_reported_per_point_and_the_others_finish(tmp_p
 
 
 def test_report_heatmap_cells_and_cut_moves_on_a_known_summary(tmp_path):
-    from splitimpera.report.sweep import SweepDir, choice_grid, cut_moves
+    from splitimpera.report.sweep import choice_grid, cut_moves
+    from splitimpera.results.sweep import SweepDir
 
     # a = uplink-like axis, b = a marginalised axis; the cut moves from output to input between
     # a=1 and a=2 where b is x or z, and only between a=2 and a=3 where b is y.

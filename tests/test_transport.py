@@ -6,26 +6,26 @@ import numpy as np
 import pytest
 
 import splitimpera as si
-from splitimpera.latency.transport import (ConnState, Path, _Losses, expected_transfer, frame_loss_ratio,
-                                           path_for, tcp_transfer, transfer_latency_s)
+from splitimpera.latency.tcp_rounds import ConnState, Losses, tcp_transfer
+from splitimpera.latency.transport import Path, expected_transfer, frame_loss_ratio, path_for, transfer_latency_s
 
 MSS, HDR = 1448, 52
 
 
-def _path(rate=10e6, rtt=0.1, loss=0.0, **kw):
-    return Path(rate_bps=rate, ack_rate_bps=rate, rtt_s=rtt, loss=loss, mss=MSS, header=HDR, **kw)
+def _path(rate=10e6, rtt=0.1, loss=0.0, variant="newreno", **kw):
+    return Path(rate_bps=rate, ack_rate_bps=rate, rtt_s=rtt, loss=loss, mss=MSS, header=HDR, variant=variant, **kw)
 
 
 def _losses_at(*positions):
     """A loss pattern with exactly these lost transmission numbers."""
     pending = sorted(positions)
 
-    class Fixed(_Losses):
+    class Fixed(Losses):
         def __init__(self):
             super().__init__(0.5, None)
             self.next = pending[0] if pending else math.inf
 
-        def _gap(self, after):
+        def gap(self, after):
             rest = [p for p in pending if p > after]
             return rest[0] if rest else math.inf
 
@@ -87,7 +87,7 @@ def test_fast_retransmit_costs_a_round_and_a_tail_loss_costs_an_rto():
     p = _path(rate=10e6, rtt=0.1, loss=0.01)
     b = 10 * MSS
     idle = ConnState.initial(p, "idle")
-    clean = tcp_transfer(p, b, idle, _Losses(0.0, None))
+    clean = tcp_transfer(p, b, idle, Losses(0.0, None))
     assert clean.time_s == pytest.approx(10 * p.seg_s + p.rtt_s / 2)
     # First segment lost, nine behind it: three duplicate ACKs, retransmitted in the next round.
     fr = tcp_transfer(p, b, idle, _losses_at(0))
@@ -107,7 +107,7 @@ def test_fast_retransmit_costs_a_round_and_a_tail_loss_costs_an_rto():
 def test_a_lost_syn_waits_the_syn_timeout():
     p = _path(rate=10e6, rtt=0.1, loss=0.01)
     new = ConnState.initial(p, "new")
-    clean = tcp_transfer(p, 1000, new, _Losses(0.0, None))
+    clean = tcp_transfer(p, 1000, new, Losses(0.0, None))
     assert tcp_transfer(p, 1000, new, _losses_at(0)).time_s == pytest.approx(clean.time_s + 1.0)
     assert tcp_transfer(p, 1000, new, _losses_at(0, 1)).time_s == pytest.approx(clean.time_s + 3.0)
 

@@ -149,11 +149,11 @@ def test_ranked_view_matches_the_result(demo, prepared):
     assert list(view.index) == list(res.ranked().index) == list(View.of(res).all_rows().index)
     assert view.index[0] == res.recommended
     assert view["rank"].iloc[0] == 1
-    assert "p95 ms" not in view and "device wait ms" not in view  # analytic: no queueing, no spread
+    assert "p95 ms" not in view and "dev wait ms" not in view  # analytic: no queueing, no spread
     assert "downlink ms" not in view and "accuracy from" not in view  # result at the server; full-model accuracy
     np.testing.assert_allclose(view["latency ms"], t.loc[view.index, "latency_s"] * 1e3)
-    np.testing.assert_allclose(view["uplink ms"], t.loc[view.index, "uplink_s"] * 1e3)
-    assert (view["sent B"] == t.loc[view.index, "bytes_sent"]).all()
+    np.testing.assert_allclose(view["RTT/2 ms"] + view["transmit ms"], t.loc[view.index, "uplink_s"] * 1e3)
+    assert (view["sent"] == t.loc[view.index, "bytes_sent"]).all()
     bad = ~t.loc[view.index, "feasible"].to_numpy()
     assert (view["verdict"][~bad] == "ok").all()
     assert (view["verdict"][bad] == t.loc[view.index, "reason"][bad]).all()
@@ -161,7 +161,7 @@ def test_ranked_view_matches_the_result(demo, prepared):
                                              "qos": demo.qos.model_copy(update={"latency_statistic": "p99"})}),
                       prepared)
     sview = whatif.ranked_view(sim)
-    assert {"p95 ms", "p99 ms", "device wait ms", "server wait ms", "mean ms"} <= set(sview.columns)
+    assert {"p95 ms", "p99 ms", "dev wait ms", "srv wait ms", "mean ms"} <= set(sview.columns)
     np.testing.assert_allclose(sview["p99 ms"], sim.table.loc[sview.index, "latency_p99_s"] * 1e3)
 
 

@@ -165,6 +165,8 @@ class Radio(StrictModel):
 class TcpSettings(StrictModel):
     """TCP as the link's transport sees it (:mod:`splitimpera.latency.transport`).
 
+    ``variant``: ``linux`` (default: Cubic, SACK, PRR, delayed ACKs, what a Raspberry Pi or a
+    Jetson runs) or ``newreno`` (NewReno, an ACK per segment, the window halved per loss).
     Defaults are Linux's: initial window 10 segments (RFC 6928), minimum RTO 200 ms (ns-3's
     own default is 1 s), SYN timeout 1 s (RFC 6298's initial RTO), a 4 MiB receive window.
     ``mss_bytes`` defaults to the MTU less the headers. ``connection``: ``persistent`` (one
@@ -172,6 +174,7 @@ class TcpSettings(StrictModel):
     restarts at the initial window, RFC 2861) or ``new`` (a handshake round trip per request).
     """
 
+    variant: Literal["linux", "newreno"] = "linux"
     init_cwnd_segments: int = Field(10, ge=1, le=10000)
     min_rto_ms: float = Field(200.0, ge=1.0, le=60000.0)
     syn_rto_ms: float = Field(1000.0, ge=1.0, le=60000.0)

@@ -1,24 +1,13 @@
 """One transfer over a link, as TCP or UDP carries it: the model both engines use.
 
 TCP is modelled round by round (after Cardwell, Savage & Anderson, "Modeling TCP latency",
-INFOCOM 2000), with the link's serialisation time inside each round. Per transfer of
+INFOCOM 2000), with the link's serialisation time inside each round
+(:mod:`splitimpera.latency.tcp_rounds`: the rounds, loss recovery and timeouts of the two
+variants, ``linux`` — Cubic, SACK, PRR, delayed ACKs — and ``newreno``). Per transfer of
 ``N = ceil(bytes / mss)`` segments over a path of rate ``R`` (the station's share of the
 link), base round trip ``RTT`` (the profile's ``rtt_ms``: propagation and protocol delay),
-``s`` = one full segment's time on the air and ``a`` = an ACK's::
-
-    round k sends m_k = min(cwnd_k, segments left, receive window) back to back;
-    the next round starts when the round's first ACK returns: max(RTT + s + a, m_k · s) later;
-    slow start doubles cwnd per round up to ssthresh, then +1 segment per round (NewReno);
-    the last byte arrives (m_last − 1) · s + s_last + RTT/2 after its round starts.
-
-A new connection first spends ``s_syn + RTT + a`` on the handshake (a lost SYN waits
-``syn_rto_ms``, doubling). Losses are drawn per transmission (each data segment is lost
-with probability ``loss``, ACKs are not): a loss with at least 3 later segments of the
-round or of limited transmit (RFC 3042) behind it is fast-retransmitted and halves the
-window (ssthresh = cwnd = m/2; the lost segments go in the next round, SACK); otherwise
-the sender waits for the retransmission timeout ``max(min_rto, srtt + 4·rttvar)``
-(RFC 6298; rttvar from the handshake's sample, shrinking by 3/4 per ACK, doubling per
-repeated timeout), armed by the last new ACK, and restarts at a window of 1 segment.
+``s`` = one full segment's time on the air and ``a`` = an ACK's. Losses are drawn per
+transmission (each data segment is lost with probability ``loss``, ACKs are not).
 
 The expected time with random loss is stratified by where the first loss falls (at most
 :data:`SAMPLES` strata, :data:`PATTERNS` patterns of later losses each, from fixed seeds:
@@ -47,12 +36,11 @@ import numpy as np
 
 from ..config.hardware import NetworkProfile
 from .link import contention_share
+from .tcp_rounds import CONNECTIONS, VARIANTS, ConnState, Losses, rto_s, tcp_transfer
 
-CONNECTIONS = ("new", "idle", "warm")
 SAMPLES = 128  # strata of the first loss's position for the mean under loss
 PATTERNS = 4  # patterns of the later losses per stratum
 _SEED = 20001  # fixed: the analytic path is a deterministic function of the scenario
-RTTVAR_DECAY = 0.75  # RFC 6298: rttvar ← 3/4 rttvar + 1/4 |srtt − r| per sample, r = srtt
 
 
 @dataclass(frozen=True)
@@ -70,6 +58,11 @@ class Path:
     min_rto_s: float = 0.2
     syn_rto_s: float = 1.0
     rwnd_segments: int = 2896
+    variant: str = "linux"
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
 
     @property
     def seg_s(self) -> float:
@@ -110,136 +103,7 @@ def path_for(net: NetworkProfile, direction: str = "up", stations: int = 1) -> P
     return Path(rate_bps=rate, ack_rate_bps=ack, rtt_s=net.rtt_s, loss=net.loss, mss=mss,
                 header=net.header_bytes, transport=net.transport, init_cwnd=t.init_cwnd_segments,
                 min_rto_s=t.min_rto_ms * 1e-3, syn_rto_s=t.syn_rto_ms * 1e-3,
-                rwnd_segments=max(1, t.rwnd_bytes // mss))
-
-
-@dataclass
-class ConnState:
-    """A TCP connection between transfers: window, slow-start threshold, ACKs seen."""
-
-    cwnd: int
-    ssthresh: float = math.inf
-    acks: int = 0
-    open: bool = True
-
-    @classmethod
-    def initial(cls, path: Path, connection: str) -> "ConnState":
-        if connection not in CONNECTIONS:
-            raise ValueError(f"connection must be one of {CONNECTIONS}, got {connection!r}")
-        if connection == "warm":
-            w = path.warm_cwnd()
-            return cls(cwnd=w, ssthresh=w, acks=10_000)
-        return cls(cwnd=path.init_cwnd, open=connection == "idle")
-
-
-@dataclass(frozen=True)
-class Transfer:
-    """Outcome of one transfer: ``time_s`` (hand-over to last byte), ``tx_segments`` (data
-    segments put on the air, retransmissions included), ``active_s`` (the sender's part:
-    ``time_s`` less the last byte's propagation), the connection's state after it, and the
-    number of segments lost."""
-
-    time_s: float
-    tx_segments: int
-    active_s: float
-    state: ConnState
-    lost: int = 0
-
-
-class _Losses:
-    """Loss positions over transmission numbers 0, 1, 2, …: gaps are geometric(``p``)."""
-
-    def __init__(self, p: float, rng: random.Random | None):
-        self.p, self.rng = p, rng
-        self.log1p = math.log1p(-p) if 0 < p < 1 else 0.0
-        self.next = self._gap(-1)
-
-    def _gap(self, after: int) -> float:
-        if self.p <= 0 or self.rng is None:
-            return math.inf
-        u = self.rng.random()
-        return after + 1 + math.floor(math.log1p(-u) / self.log1p)
-
-    def take(self, start: int, count: int) -> list[int]:
-        """Offsets (from ``start``) of the lost transmissions among ``count`` from ``start``."""
-        out = []
-        while self.next < start + count:
-            out.append(int(self.next - start))
-            self.next = self._gap(int(self.next))
-        return out
-
-
-MAX_RTO_S = 60.0  # RFC 6298 (2.5): a maximum of at least 60 s may be placed on the RTO
-
-
-def _rto_s(path: Path, state: ConnState, backoff: int) -> float:
-    srtt = path.base_rtt_s
-    rttvar = srtt / 2.0 * RTTVAR_DECAY ** min(state.acks, 200)
-    return min(MAX_RTO_S, max(path.min_rto_s, srtt + max(1e-3, 4.0 * rttvar)) * (2 ** min(backoff, 16)))
-
-
-def tcp_transfer(path: Path, payload_bytes: int, state: ConnState, losses: _Losses) -> Transfer:
-    """One TCP transfer of ``payload_bytes`` from ``state`` under the loss pattern ``losses``.
-
-    ``state.open`` False: a handshake first. The state is not modified; the one after is returned.
-    """
-    n, last = path.segments(int(payload_bytes))
-    s, rtt, base = path.seg_s, path.rtt_s, path.base_rtt_s
-    s_last = (last + path.header) * 8.0 / path.rate_bps
-    st = ConnState(state.cwnd, state.ssthresh, state.acks, state.open)
-    t, x = 0.0, 0  # time, transmission number
-    if not st.open:  # SYN (lost SYNs wait syn_rto, doubling), SYN-ACK
-        tries = 0
-        while losses.take(x, 1):
-            x += 1
-            t += min(MAX_RTO_S, path.syn_rto_s * (2 ** min(tries, 16)))
-            tries += 1
-        x += 1
-        t += path.ack_s + base - path.seg_s  # SYN ≈ an ACK's size each way
-        st.open, st.acks, st.cwnd = True, 0, path.init_cwnd
-    left, tx, lost_total, backoff = n, 0, 0, 0
-    w, ssthresh = max(1, int(st.cwnd)), st.ssthresh
-    while True:
-        m = min(w, left, path.rwnd_segments)
-        lost = losses.take(x, m)
-        x += m
-        tx += m
-        round_s = max(base, m * s)
-        if not lost:
-            left -= m
-            st.acks += m
-            backoff = 0
-            if left == 0:
-                arrive = t + (m - 1) * s + s_last
-                if m >= w:  # a window-limited round grows the window; one that did not fill it does not (RFC 7661)
-                    w = min(2 * w, max(ssthresh, w + 1)) if w < ssthresh else w + 1
-                st.cwnd, st.ssthresh = min(w, path.rwnd_segments), ssthresh
-                return Transfer(arrive + rtt / 2.0, tx, arrive, st, lost_total)
-            t += round_s
-            w = min(2 * w, max(ssthresh, w + 1)) if w < ssthresh else w + 1
-            w = min(w, path.rwnd_segments)
-            continue
-        L, j = len(lost), lost[0] + 1  # j: 1-based position of the first loss in the round
-        lost_total += L
-        later = m - j - (L - 1)
-        limited = min(2, left - m)
-        # In slow start each ACK before the loss grew the window by one: the flight when the
-        # loss is detected is m + j − 1, and ssthresh is half of it (RFC 5681 eq. 4).
-        flight = m + j - 1 if w < ssthresh else m
-        left -= m - L
-        st.acks += m - L
-        ssthresh = max(flight // 2, 2)
-        if later + limited >= 3:  # fast retransmit, fast recovery (SACK: all holes in one round)
-            w = ssthresh
-            t += round_s
-            backoff = 0
-        else:  # retransmission timeout, armed by the last new ACK
-            armed = t + ((j - 2) * s + base if j > 1 else 0.0)  # the ACK of segment j − 1 arrives
-            if j > 1:
-                backoff = 0
-            t = armed + _rto_s(path, st, backoff)
-            backoff += 1
-            w = 1
+                rwnd_segments=max(1, t.rwnd_bytes // mss), variant=t.variant)
 
 
 def udp_transfer_s(path: Path, payload_bytes) -> np.ndarray:
@@ -267,10 +131,10 @@ class Expected:
     active_s: float
 
 
-def _pattern(p: float, first: int, k: int = 0) -> _Losses:
+def _pattern(p: float, first: int, k: int = 0) -> Losses:
     """Loss pattern ``k`` whose first loss is transmission ``first``; the later ones random,
     from a stream seeded by ``(first, k)`` alone (the same for every payload: common random numbers)."""
-    losses = _Losses(p, random.Random((_SEED * 1_000_003 + first) * 64 + k))
+    losses = Losses(p, random.Random((_SEED * 1_000_003 + first) * 64 + k))
     losses.next = first
     return losses
 
@@ -282,24 +146,27 @@ def _expected_tcp(path: Path, payload_bytes: int, connection: str) -> Expected:
     A transfer of ``n`` segments uses transmissions ``0 … H`` when nothing is lost
     (``H = n``, the SYN included). The first loss is at ``k`` with probability
     ``(1 − p)^k p``; beyond ``H`` the transfer is the lossless one. ``0 … H`` is cut into at
-    most :data:`SAMPLES` runs of positions; each contributes its probability times the mean
+    most :data:`SAMPLES` runs of positions (the SYN one of its own); each contributes its probability times the mean
     of :data:`PATTERNS` transfers whose first loss is at the run's middle (later losses drawn
     at random). With ``H < SAMPLES`` every position is its own run: single losses are counted
     exactly, so a rare loss on a short transfer is neither missed nor overcounted by sampling.
     """
     state = ConnState.initial(path, connection)
-    clean = tcp_transfer(path, payload_bytes, state, _Losses(0.0, None))
+    clean = tcp_transfer(path, payload_bytes, state, Losses(0.0, None))
     p = path.loss
     if p <= 0:
         return Expected(clean.time_s, clean.tx_segments, clean.active_s)
     n, _ = path.segments(payload_bytes)
     horizon = n + (0 if state.open else 1)
     q = math.log1p(-p)
-    width = math.ceil(horizon / SAMPLES)
+    # A lost SYN (position 0 of a new connection) costs a SYN timeout, the data positions far
+    # less: it is a run of its own, so no other position is weighted with its cost.
+    syn = 0 if state.open else 1
+    width = math.ceil((horizon - syn) / (SAMPLES - syn))
     p_clean = math.exp(horizon * q)  # no loss among the first `horizon` transmissions
     tot_t, tot_tx, tot_a = (p_clean * v for v in (clean.time_s, clean.tx_segments, clean.active_s))
-    for lo in range(0, horizon, width):
-        hi = min(lo + width, horizon)
+    for lo in [0] * syn + list(range(syn, horizon, width)):
+        hi = 1 if lo < syn else min(lo + width, horizon)
         weight = (math.exp(lo * q) - math.exp(hi * q)) / PATTERNS  # P(first loss in [lo, hi)) per pattern
         for k in range(PATTERNS):
             tr = tcp_transfer(path, payload_bytes, state, _pattern(p, (lo + hi - 1) // 2, k))
@@ -365,7 +232,7 @@ def transfer_latency_s(net: NetworkProfile, payload_bytes: int, *, connection: s
 def idle_restart_s(net: NetworkProfile) -> float:
     """Idle time after which a persistent connection's window restarts (RFC 2861): its RTO."""
     p = path_for(net)
-    return _rto_s(p, ConnState(p.init_cwnd, acks=10_000), 0)
+    return rto_s(p, ConnState(p.init_cwnd, acks=10_000), 0)
 
 
 def request_transfers(net: NetworkProfile, payload_bytes, direction: str, stations: int, period_s: float,
@@ -435,7 +302,7 @@ class LinkSender:
             e = expected_transfer(path, payload_bytes, label)
             tx, active, after = e.tx_segments, e.active_s, ConnState.initial(path, "warm")
         else:
-            tr = tcp_transfer(path, payload_bytes, state, _Losses(net.loss, random.Random(self.seeds[rid])))
+            tr = tcp_transfer(path, payload_bytes, state, Losses(net.loss, random.Random(self.seeds[rid])))
             tx, active, after = tr.tx_segments, tr.active_s, tr.state
         bits = tx * (path.mss + path.header) * 8.0 - short
         self.states[station] = (after, now + active)

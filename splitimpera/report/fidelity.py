@@ -8,51 +8,15 @@ table, the summary errors and a plot of simulated against measured latency.
 from __future__ import annotations
 
 import html
-import json
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from ..errors import UserError, first_line
-from ..plain import num
+from ..plain import ms, signed_pct
+from ..results.fidelity import FidelityDir
 
-FIDELITY_FILES = ("fidelity.csv", "fidelity.json", "scenario.yaml")
 _COMPONENTS = (("device_wait_s", "dev wait"), ("device_compute_s", "device"), ("uplink_s", "uplink"), ("server_wait_s", "srv wait"),
                ("server_compute_s", "server"), ("downlink_s", "downlink"))
-
-
-@dataclass(frozen=True)
-class FidelityDir:
-    path: Path
-    table: pd.DataFrame
-    doc: dict
-    scenario: dict
-
-    @property
-    def name(self) -> str:
-        return str(self.scenario.get("name", self.path.name))
-
-
-def is_fidelity_dir(path: Path) -> bool:
-    return (path / "fidelity.csv").is_file() and not (path / "splits.csv").is_file()
-
-
-def load_fidelity_dir(path: str | Path) -> FidelityDir:
-    path = Path(path)
-    missing = [n for n in FIDELITY_FILES if not (path / n).is_file()]
-    if missing:
-        raise UserError(f"missing {', '.join(missing)}: not a measure result folder", source=str(path))
-    try:
-        table = pd.read_csv(path / "fidelity.csv")
-        doc = json.loads((path / "fidelity.json").read_text())
-        scenario = yaml.safe_load((path / "scenario.yaml").read_text())
-        table["split"]  # noqa: B018  (a KeyError here is an unreadable folder)
-    except (ValueError, KeyError, OSError, yaml.YAMLError) as e:
-        raise UserError(f"unreadable measure folder: {first_line(e)}", source=str(path)) from None
-    return FidelityDir(path, table, doc, scenario)
 
 
 def plot_fidelity(fd: FidelityDir, png) -> bytes:
@@ -88,16 +52,6 @@ def plot_fidelity(fd: FidelityDir, png) -> bytes:
     return png(fig)
 
 
-def fmt_pct(v) -> str:
-    """A relative error as a signed percentage, ``—`` when unknown."""
-    return "—" if v is None or pd.isna(v) else f"{v * 100:+.1f}%"
-
-
-def fmt_ms(v) -> str:
-    """Seconds as milliseconds (3 significant digits), ``—`` when unknown."""
-    return "—" if v is None or pd.isna(v) else num(v * 1e3)
-
-
 def fidelity_section(fd: FidelityDir, img, png) -> str:
     """HTML of one measure folder. ``img(png_bytes, alt)`` embeds a figure, ``png(figure)`` renders one."""
     setup = fd.doc.get("setup", {})
@@ -125,9 +79,9 @@ def fidelity_section(fd: FidelityDir, img, png) -> str:
     for _, r in fd.table.iterrows():
         cells = [r["split"], r["bottleneck"], r["mode"], f"{r['rate_hz']:.3g}", f"{r['server_rho']:.2f}",
                  f"{int(r['requests'])}", f"{int(r['lost'])}",
-                 f"{fmt_ms(r['sim_latency_mean_s'])} / {fmt_ms(r['meas_latency_mean_s'])}", fmt_pct(r["err_latency_mean_s"]),
-                 f"{fmt_ms(r['sim_latency_p95_s'])} / {fmt_ms(r['meas_latency_p95_s'])}", fmt_pct(r["err_latency_p95_s"])]
-        cells += [f"{fmt_ms(r['sim_' + c])} / {fmt_ms(r['meas_' + c])}" for c, _ in _COMPONENTS]
+                 f"{ms(r['sim_latency_mean_s'])} / {ms(r['meas_latency_mean_s'])}", signed_pct(r["err_latency_mean_s"]),
+                 f"{ms(r['sim_latency_p95_s'])} / {ms(r['meas_latency_p95_s'])}", signed_pct(r["err_latency_p95_s"])]
+        cells += [f"{ms(r['sim_' + c])} / {ms(r['meas_' + c])}" for c, _ in _COMPONENTS]
         body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     table = ("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>" + "".join(body)
              + "</table>")

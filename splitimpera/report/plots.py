@@ -2,8 +2,27 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
+
+
+def new_axes(figsize):
+    """A figure and its one axes on matplotlib's object API: no pyplot, no global backend
+    switch (which would break a notebook's inline backend), nothing left open."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots()
+
+
+def png_bytes(fig, dpi: int = 110) -> bytes:
+    """``fig`` laid out and rendered as PNG bytes."""
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
 
 
 MAX_CLASS_LEGEND = 12  # more classes than this: one grey "per class" entry, not one colour each
@@ -64,22 +83,21 @@ def draw_cui(ax, curve: pd.DataFrame, nominated, per_class: pd.DataFrame | None 
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
-def plot_cui(res, path, title: str = "") -> None:
-    """PNG of a :class:`~splitimpera.accuracy.cui.CUIResult`'s curve (see :func:`draw_cui`)."""
-    from matplotlib.figure import Figure
+def plot_cui(curve: pd.DataFrame, nominated, title: str, per_class: pd.DataFrame | None = None,
+             class_names=None) -> bytes:
+    """PNG bytes of the CUI curve (:func:`draw_cui`: ``curve`` indexed by split with
+    ``log10_cui``, ``nominated`` records, optional per-class curves) titled ``title``."""
+    fig, ax = new_axes(figsize=(max(6.0, 0.32 * len(curve) + 2), 4.2))
+    draw_cui(ax, curve, nominated, per_class, class_names)
+    ax.set_title(title, fontsize=9)
+    return png_bytes(fig)
 
-    curve = res.curve
-    fig = Figure(figsize=(max(6.0, 0.32 * len(curve) + 2), 4.2), dpi=120)
-    try:
-        ax = fig.subplots()
-        draw_cui(ax, curve, res.nominated.to_dict("records"), res.per_class, res.settings.get("class_names"))
-        s = res.settings
-        ax.set_title(title or f"CUI curve: {s['method']}, target {s['target']}, channel {s['reduction']}, "
-                              f"{s['aggregate']} over {int(curve['n_images'].iloc[0])} images", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(path, format="png")
-    finally:
-        fig.clear()  # free the artists even if saving failed
+
+def cui_title(res) -> str:
+    """The CUI plot's default title: how a :class:`~splitimpera.accuracy.cui.CUIResult` was computed."""
+    s = res.settings
+    return (f"CUI curve: {s['method']}, target {s['target']}, channel {s['reduction']}, "
+            f"{s['aggregate']} over {int(res.curve['n_images'].iloc[0])} images")
 
 
 def draw_accuracy(ax, table: pd.DataFrame, full_accuracy: float | None, coder: str = "raw") -> None:
@@ -104,17 +122,9 @@ def draw_accuracy(ax, table: pd.DataFrame, full_accuracy: float | None, coder: s
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
 
 
-def plot_accuracy(measured, path, coder: str = "raw", title: str = "") -> None:
-    """PNG of :func:`draw_accuracy` for an :class:`~splitimpera.accuracy.evaluate.AccuracyTable`."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(9.5, 5.0), dpi=120)
-    try:
-        ax = fig.subplots()
-        draw_accuracy(ax, measured.table, measured.full_accuracy, coder)
-        col = "accuracy" if measured.full_accuracy is not None else "agreement"
-        ax.set_title(title + f" · {col} vs bytes, each point a split", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(path, format="png")
-    finally:
-        fig.clear()
+def plot_accuracy(table: pd.DataFrame, full_accuracy: float | None, coder: str, title: str) -> bytes:
+    """PNG bytes of :func:`draw_accuracy` (``table``: the long ``accuracy.csv`` table)."""
+    fig, ax = new_axes(figsize=(9.5, 5.0))
+    draw_accuracy(ax, table, full_accuracy, coder)
+    ax.set_title(title, fontsize=9)
+    return png_bytes(fig)

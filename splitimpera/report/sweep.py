@@ -12,9 +12,7 @@ where nothing meets the QoS with what would have to change.
 from __future__ import annotations
 
 import html
-import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,49 +20,16 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_write
-from ..errors import UserError, first_line
-from ..plain import num
+from ..errors import UserError
+from ..plain import ms
 from ..qos import pareto_front
-from .html import CSS, _Figures, _img, _png
+from ..results.sweep import SweepDir, load_sweep_dir
+from .html import CSS, img
+from .plots import new_axes, png_bytes
 
 log = logging.getLogger(__name__)
 
-SWEEP_META = "sweep.json"  # marks a sweep folder
 NO_POINT = "none feasible"
-
-
-@dataclass(frozen=True)
-class SweepDir:
-    """A sweep folder, read: the table, the summary (one row per point), the meta (sweep.json)."""
-
-    path: Path
-    table: pd.DataFrame
-    summary: pd.DataFrame
-    meta: dict
-
-    @property
-    def name(self) -> str:
-        return str(self.meta.get("name", self.path.name))
-
-    @property
-    def axes(self) -> list[str]:
-        return list(self.meta.get("axes", []))
-
-
-def is_sweep_dir(path: str | Path) -> bool:
-    return (Path(path) / SWEEP_META).is_file()
-
-
-def load_sweep_dir(path: str | Path) -> SweepDir:
-    """Read a sweep folder; a missing or unreadable file is a one-line UserError."""
-    path = Path(path)
-    try:
-        meta = json.loads((path / SWEEP_META).read_text())
-        table = pd.read_parquet(path / "points.parquet")
-        summary = pd.read_parquet(path / "summary.parquet")
-    except (OSError, ValueError, KeyError) as e:
-        raise UserError(f"unreadable sweep folder: {first_line(e)}", source=str(path)) from None
-    return SweepDir(path, table, summary, meta)
 
 
 def _choice(row) -> str:
@@ -223,7 +188,7 @@ def plot_heatmap(sd: SweepDir, grid: pd.DataFrame, x: str, y: str | None) -> byt
 
     xs, ys = _axis_order(sd, x), (_axis_order(sd, y) if y else [None])
     one_bn = sd.table["bottleneck"].nunique() <= 1  # then the bottleneck goes without saying
-    fig, ax = _Figures.subplots(figsize=(max(5.0, 1.45 * len(xs) + 2), max(2.4, 0.75 * len(ys) + 1.6)))
+    fig, ax = new_axes(figsize=(max(5.0, 1.45 * len(xs) + 2), max(2.4, 0.75 * len(ys) + 1.6)))
     val = np.full((len(ys), len(xs)), np.nan)
     for _, r in grid.iterrows():
         val[ys.index(r["y"]), xs.index(r["x"])] = r["device_share"]
@@ -242,7 +207,7 @@ def plot_heatmap(sd: SweepDir, grid: pd.DataFrame, x: str, y: str | None) -> byt
         ax.set_ylabel(y)
     ax.set_title("Recommended split (colour: share of the model's FLOPs on the device)", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def cut_moves(sd: SweepDir) -> pd.DataFrame:
@@ -289,7 +254,7 @@ def sweep_front(sd: SweepDir) -> pd.DataFrame:
 
 def plot_front(sd: SweepDir, front: pd.DataFrame) -> bytes:
     t = sd.table
-    fig, ax = _Figures.subplots(figsize=(6.6, 4.0))
+    fig, ax = new_axes(figsize=(6.6, 4.0))
     feas = t["feasible"].astype(bool)
     ax.scatter(t.loc[~feas, "latency_s"] * 1e3, t.loc[~feas, "energy_j"] * 1e3, s=6, c="#cccccc",
                label="design points (QoS not met)")
@@ -305,7 +270,7 @@ def plot_front(sd: SweepDir, front: pd.DataFrame) -> bytes:
     ax.set_title(f"All {len(t):,} design points of {sd.summary['status'].eq('ok').sum()} points", fontsize=10)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _html_table(df: pd.DataFrame, left: tuple[str, ...] = ()) -> str:
@@ -316,10 +281,6 @@ def _html_table(df: pd.DataFrame, left: tuple[str, ...] = ()) -> str:
                         for c, v in r.items())
         body.append(f"<tr>{cells}</tr>")
     return f'<div class="wrap"><table><tr>{head}</tr>{"".join(body)}</table></div>'
-
-
-def _ms(v) -> str:
-    return "" if pd.isna(v) else num(v * 1e3, 4)
 
 
 def _values_summary(sd: SweepDir, axis: str) -> str:
@@ -361,7 +322,7 @@ def render_sweep_report(path: str | Path, x: str | None = None, y: str | None = 
     hm = binned(sd, [a for a in (x, y) if a])
     grid = choice_grid(hm, x, y, fixed)
     if not grid.empty:
-        parts.append(_img(plot_heatmap(hm, grid, x, y), "recommended split heatmap"))
+        parts.append(img(plot_heatmap(hm, grid, x, y), "recommended split heatmap"))
     moves = cut_moves(sd)
     parts.append("<h2>Where the cut moves</h2>")
     if moves.empty:
@@ -374,10 +335,10 @@ def render_sweep_report(path: str | Path, x: str | None = None, y: str | None = 
     front = sweep_front(sd)
     parts.append("<h2>Pareto front across the sweep</h2>")
     if not front.empty:
-        parts.append(_img(plot_front(sd, front), "Pareto front across the sweep"))
+        parts.append(img(plot_front(sd, front), "Pareto front across the sweep"))
         show = pd.DataFrame({**{a: front[a] for a in sd.axes}, "split": front["split"],
-                             "bottleneck": front["bottleneck"], "latency ms": front["latency_s"].map(_ms),
-                             "energy mJ": front["energy_j"].map(_ms),
+                             "bottleneck": front["bottleneck"], "latency ms": front["latency_s"].map(lambda v: ms(v, 4, missing="")),
+                             "energy mJ": front["energy_j"].map(lambda v: ms(v, 4, missing="")),
                              "accuracy %": (front["accuracy"] * 100).map(lambda v: "" if pd.isna(v) else f"{v:.2f}"),
                              "meets its QoS": front["feasible"].map({True: "yes", False: "no"})})
         parts.append(f'<p class="muted">{len(front)} design points no other design point of the sweep beats on '

@@ -7,16 +7,11 @@ import numpy as np
 import pandas as pd
 
 from ..accuracy.cui import class_name
-from ..plain import num
-from ..qos import closest, constraints, human_bytes
+from ..plain import flops_text, human_bytes, ms, num
+from ..qos import closest, constraints, describe_objective, describe_qos
 from .term import grid
-from .view import View, accuracy_footnote, accuracy_text, compute_error_sentence, exit_table, flops_text
-
-
-def _ms(v: float) -> str:
-    if v == 0 or v == np.inf:  # nothing to wait for; or unbounded (an overloaded resource)
-        return "—" if v == 0 else "∞"
-    return num(v * 1e3)
+from .columns import Column
+from .view import View, accuracy_footnote, accuracy_text, compute_error_sentence, exit_table
 
 
 def _log(v: float) -> str:
@@ -24,114 +19,63 @@ def _log(v: float) -> str:
     return "—" if pd.isna(v) else f"{v:.3f}"
 
 
-# Columns a table too wide for the terminal leaves out first (the result files keep them all).
-# Bytes sent and their transmission go last: they are why a split wins or not (RTT/2, the same
-# for every split that sends, is said in the line below the table).
-DROP_FIRST = ("dev wait ms", "srv wait ms", "downlink ms", "frames lost", "server ms", "energy mJ",
-              "feasible splits", "head params", "head peak act", "op", "RTT/2 ms", "sent", "transmit ms")
+# Columns the other tables leave out first when too wide for the terminal (the ranked table's
+# come from its column spec, :meth:`View.columns`).
+DROP_FIRST = ("feasible splits", "head params", "head peak act", "op", "sent")
 
 
 def _grid(header: list[str], rows: list[list[str]], align: str) -> str:
     return grid(header, rows, align, drop=DROP_FIRST)
 
 
-def split_rows(table: pd.DataFrame, with_reason: bool = True, simulated: bool = False, downlink: bool = True,
-               accuracy: bool = False, bottleneck: bool = False, statistic: str = "mean",
-               frame_loss: bool = False, half_rtt_s: float | None = None) -> tuple[list[str], list[list[str]], str]:
-    """Header, rows and alignment of the per-point terminal table (index: split, bottleneck).
+def cell_text(c: Column, v, row: pd.Series | None = None) -> str:
+    """One value of the ranked table as the terminal shows it (``row``: the point's table row,
+    for where its accuracy comes from)."""
+    if c.key in ("split", "bottleneck", "config", "reason", "rank"):
+        return "" if v is None or pd.isna(v) else str(int(v)) if c.key == "rank" else str(v)
+    if c.key == "exit":
+        return "—" if v == "none" else str(v)
+    if c.key == "exit_rate":
+        return "—" if row is not None and row.name[2] == "none" else f"{v * 100:.0f} %"
+    if c.key == "bytes_sent":
+        return human_bytes(v)
+    if c.key == "frame_loss_ratio":
+        return f"{v * 100:.3g} %"
+    if c.key == "accuracy":
+        return accuracy_text(v, row.get("accuracy_source"), band=row.get("accuracy_band"))
+    if c.unit == "s":
+        return ms(v, zero="—")  # 0: nothing to wait for
+    return num(v * c.scale)
 
-    ``simulated`` adds the queueing waits (device, server) and the p95 latency (or the
-    ``statistic`` the limit applies to), and heads the latency column ``mean ms``;
-    ``downlink=False`` leaves out the downlink column (always 0 with the result at the
-    server); ``accuracy`` adds the accuracy and where it comes from (a ``*`` marks a
-    prediction from the CUI curve, ``u`` your CSV, ``n`` a nominal assumption);
-    ``bottleneck`` adds the bottleneck column; ``frame_loss`` the frames lost (UDP).
-    ``half_rtt_s`` splits the uplink into its propagation (``RTT/2 ms``, where something is
-    sent) and the rest (``transmit ms``: bytes on the air, the transport's round trips and
-    retransmissions, waiting for the medium).
-    """
-    pct = "p95" if statistic == "mean" else statistic
-    named = {"device_wait_s": "dev wait ms", "device_compute_s": "device ms", "uplink_s": "uplink ms",
-             "server_wait_s": "srv wait ms", "server_compute_s": "server ms", "downlink_s": "downlink ms",
-             "latency_s": "mean ms" if simulated else "latency ms", f"latency_{pct}_s": f"{pct} ms"}
-    if simulated:
-        cols = ["device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s", "downlink_s",
-                "latency_s", f"latency_{pct}_s"]
-    else:
-        cols = ["device_compute_s", "uplink_s", "server_compute_s", "downlink_s", "latency_s"]
-    if not downlink:
-        cols.remove("downlink_s")
-    table = table.copy()
-    if half_rtt_s is not None:
-        # Early exit: only the forwarded fraction crosses the link (the columns are the mixture's means).
-        stay = 1.0 - table["exit_rate"].fillna(0.0).to_numpy(dtype=float) if "exit_rate" in table.columns else 1.0
-        prop = np.where(table["uplink_s"].to_numpy(dtype=float) > 0, half_rtt_s * stay, 0.0)
-        table["uplink_prop_s"] = prop
-        # (Simulated early exit: the share of requests forwarded differs from the measured one by
-        # sampling noise, so the propagation share is an estimate; never shown as a negative transmit.)
-        table["uplink_tx_s"] = np.maximum(table["uplink_s"].to_numpy(dtype=float) - prop, 0.0)
-        i = cols.index("uplink_s")
-        cols[i:i + 1] = ["uplink_prop_s", "uplink_tx_s"]
-        named.update(uplink_prop_s="RTT/2 ms", uplink_tx_s="transmit ms")
-    config = "config" in table.columns
-    exits = "exit" in (table.index.names or [])
-    header = ["rank", "split", *(["bottleneck"] if bottleneck else []), *(["config"] if config else []),
-              *(["exit τ", "exits"] if exits else []), "sent", *(named[c] for c in cols), "energy mJ"]
-    align = ("rl" + ("l" if bottleneck else "") + ("l" if config else "") + ("rr" if exits else "") + "r"
-             + "r" * (len(cols) + 1))
-    if frame_loss:
-        header.append("frames lost")
-        align += "r"
-    if accuracy:
-        header.append("accuracy")
-        align += "r"
-    if with_reason:
-        header.append("verdict")
-        align += "l"
-    rows = []
-    for point, r in table.iterrows():
-        split, bn = point[0], point[1]
-        rank = "" if pd.isna(r["rank"]) else str(int(r["rank"]))
-        ee = [] if not exits else (["—", "—"] if point[2] == "none" else
-                                   [str(point[2]), f"{r['exit_rate'] * 100:.0f} %"])
-        row = [rank, str(split), *([str(bn)] if bottleneck else []), *([str(r["config"])] if config else []), *ee,
-               human_bytes(r["bytes_sent"]),
-               *(_ms(r[c]) for c in cols), num(r['energy_j'] * 1e3)]
-        if frame_loss:
-            row.append(f"{r['frame_loss_ratio'] * 100:.3g} %")
-        if accuracy:
-            row.append(accuracy_text(r["accuracy"], r.get("accuracy_source"), band=r.get("accuracy_band")))
-        if with_reason:
-            row.append("ok" if r["feasible"] else r["reason"])
-        rows.append(row)
-    return header, rows, align
+
+def split_rows(view: View, table: pd.DataFrame, with_reason: bool = True) -> tuple[list[str], list[list[str]], str,
+                                                                                       tuple[str, ...]]:
+    """Header, rows, alignment and drop order of the per-point terminal table of ``table``'s
+    points: :meth:`View.columns` formatted (the verdict only ``with_reason``)."""
+    cols = [c for c in view.columns() if with_reason or c.key != "reason"]
+    values = view.rows(table)
+    rows = [[cell_text(c, values.at[p, c.key], table.loc[p]) for c in cols] for p in table.index]
+    align = "".join("l" if c.key in ("split", "bottleneck", "config", "reason") else "r" for c in cols)
+    drop = tuple(c.label for c in sorted(cols, key=lambda c: -c.priority) if c.priority)
+    return [c.label for c in cols], rows, align, drop
 
 
 UPLINK_NOTE = ("(uplink = RTT/2, the propagation of a {rtt:g} ms round trip, + transmit: the bytes at the link's "
                "rate, the transport's round trips and retransmissions, waits for the medium)")
 
 
+TCP_VARIANT_WORDS = {"linux": "Cubic, SACK, PRR, delayed ACKs", "newreno": "NewReno, an ACK per segment"}
+
+
 def describe_transport(net) -> str:
-    """The link's transport in words, e.g. ``TCP, persistent connection (initial window 10, min RTO 200 ms)``."""
+    """The link's transport in words, e.g. ``TCP linux (Cubic, SACK, PRR, delayed ACKs), persistent connection
+    (initial window 10, min RTO 200 ms)``."""
     if net.transport == "udp":
         return f"UDP (no retransmission: a frame with a lost packet is lost; loss {net.loss * 100:.3g} % per packet)"
     t = net.tcp
     conn = "a new connection per request" if t.connection == "new" else "persistent connection"
-    return (f"TCP, {conn} (initial window {t.init_cwnd_segments}, MSS {net.payload_per_packet} B, "
+    return (f"TCP {t.variant} ({TCP_VARIANT_WORDS[t.variant]}), {conn} (initial window {t.init_cwnd_segments}, MSS {net.payload_per_packet} B, "
             f"min RTO {t.min_rto_ms:g} ms, loss {net.loss * 100:.3g} % per packet)")
-
-
-def describe_objective(qos) -> str:
-    """``objective: …`` with its weights and the tie-breaks, as the ranking applies them."""
-    from ..qos import TIE_BREAKS
-
-    if qos.objective == "weighted":
-        w = qos.weights.model_dump()
-        what = "min weighted score (" + ", ".join(f"{k} {v:g}" for k, v in w.items() if v) + "; min-max scaled)"
-    else:
-        stat = "" if qos.objective != "latency" or qos.latency_statistic == "mean" else f"{qos.latency_statistic} "
-        what = ("max " if qos.objective == "accuracy" else "min ") + stat + qos.objective
-    return f"objective: {what}, {TIE_BREAKS}"
 
 
 def _accuracy_lines(result, view: View) -> list[str]:
@@ -184,8 +128,8 @@ def _exit_lines(result, view: View) -> list[str]:
                      "—" if pd.isna(r["tau"]) else f"{r['tau']:g}",
                      "—" if r["config"] != "EE" else f"{r['exit_rate'] * 100:.1f} %",
                      "—" if pd.isna(r["exit_accuracy"]) else f"{r['exit_accuracy'] * 100:.1f} %",
-                     f"{r['accuracy'] * 100:.2f} %", _ms(r["latency_s"]),
-                     "—" if pd.isna(r["latency_p95_s"]) else _ms(r["latency_p95_s"]),
+                     f"{r['accuracy'] * 100:.2f} %", ms(r["latency_s"], zero="—"),
+                     "—" if pd.isna(r["latency_p95_s"]) else ms(r["latency_p95_s"], zero="—"),
                      "" if pd.isna(r["rank"]) else str(int(r["rank"]))])
     hdr = ["split", *(["bottleneck"] if view.multi else []), "config", "τ", "exit rate", "exited acc",
            "accuracy", "mean ms", "p95 ms", "rank"]
@@ -202,7 +146,7 @@ def render_best_per_bottleneck(view: View) -> str:
         lat = view.table.loc[(r["split"], b, *([r["exit"]] if "exit" in r.index else []))]
         rows.append([str(b), r["split"], "" if pd.isna(r["rank"]) else str(int(r["rank"])),
                      f"{r['feasible_splits']}", human_bytes(r["bytes_sent"]),
-                     _ms(view.constrained(lat)),
+                     ms(view.constrained(lat), zero="—"),
                      accuracy_text(r["accuracy"], r.get("accuracy_source"), band=r.get("accuracy_band")),
                      "ok" if r["feasible"] else str(r["reason"])])
     head = ["bottleneck", "best split", "rank", "feasible splits", "sent",
@@ -222,11 +166,8 @@ def render_result(result, top: int | None = None) -> str:
         f"splitimpera · {sc.name}: {sc.model.name} ({shape}) on {sc.device.name} ─[{sc.network.name}]→ "
         f"{sc.server.name}",
     ]
-    cs = constraints(sc.qos, sc.device)
-    if cs:
-        lines.append("QoS: " + ", ".join(
-            f"{c.name} {'≤' if c.upper else '≥'} {c.fmt(c.limit)}" for c in cs)
-            + f"; {describe_objective(sc.qos)}")
+    if constraints(sc.qos, sc.device):
+        lines.append(f"QoS: {describe_qos(sc.qos, sc.device)}; {describe_objective(sc.qos)}")
     wl, bn = sc.workload, sc.bottleneck
     names = view.bottlenecks
     sent = (f"bottleneck{'s' if len(names) > 1 else ''} {', '.join(names)}" + (" (nominal sizes)" if bn.nominal else "")
@@ -242,30 +183,29 @@ def render_result(result, top: int | None = None) -> str:
     n_over = int((t["overload"].fillna("") != "").sum()) if "overload" in t.columns else 0
     overload = (f"; {n_over} overloaded design point{'s' if n_over > 1 else ''} (a resource at or over its "
                 "capacity: latency unbounded) not simulated" if n_over else "")
-    if sim is not None:
-        per_point = int(sim.summary["requests"].iloc[0]) if len(sim.summary) else 0
+    if result.simulated:
+        n_sim = result.simulated_requests
+        if sim is not None:
+            per_point = int(sim.summary["requests"].iloc[0]) if len(sim.summary) else 0
+        else:  # read from a folder: every simulated point keeps as many requests
+            per_point = n_sim // max(len(t) - n_over, 1)
         trace = " following its rate trace" if sc.network.trace_csv else ""
-        lines.append(f"engine simpy: {len(sim.requests):,} simulated requests ({per_point} per design point after "
+        lines.append(f"engine simpy: {n_sim:,} simulated requests ({per_point} per design point after "
                      f"warm-up; {wl.arrival} arrivals at {num(wl.rate_hz, 4)} Hz per device{trace}); "
                      f"latency limit on the {stat}{overload}")
     else:
         lines.append("engine analytic: one request, no queueing" + (f"; latency limit on the {stat}" if stat != "mean" else ""))
     lines += _accuracy_lines(result, view)
     lines += _exit_lines(result, view)
-    with_acc = not t["accuracy_source"].isin(["full model", "unknown"]).all()
     lines.append("")
     ranked = view.ranked()
     shown = ranked.head(top)
     n_feas = len(ranked)
-    simulated = sim is not None
-    downlink = wl.result_at == "device"
     verdict = view.verdict()
-    kw = dict(simulated=simulated, downlink=downlink, accuracy=with_acc, bottleneck=view.multi, statistic=stat,
-              frame_loss=sc.network.transport == "udp", half_rtt_s=sc.network.rtt_s / 2)
     if n_feas:
-        header, rows, align = split_rows(shown, with_reason=False, **kw)
+        header, rows, align, drop = split_rows(view, shown, with_reason=False)
         lines.append(f"{verdict.details[0][:-1]}; top {len(shown)}:")
-        lines.append(_grid(header, rows, align))
+        lines.append(grid(header, rows, align, drop=drop))
         lines.append(UPLINK_NOTE.format(rtt=sc.network.rtt_ms))
         note = describe_compute_error(result, view)
         if note:
@@ -275,8 +215,8 @@ def render_result(result, top: int | None = None) -> str:
         lines += [d for d in verdict.details[1:]]
     else:
         lines.append(" ".join([verdict.headline, *verdict.details, "Closest:"]))
-        header, rows, align = split_rows(closest(t, 3), with_reason=True, **kw)
-        lines.append(_grid(header, rows, align))
+        header, rows, align, drop = split_rows(view, closest(t, 3), with_reason=True)
+        lines.append(grid(header, rows, align, drop=drop))
         tips = [(label, tp) for label, _, tp in verdict.closest if tp]
         if tips:
             lines += ["", "What would have to change (first-order estimates, other terms held fixed):"]

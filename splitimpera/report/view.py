@@ -1,7 +1,7 @@
 """The one view of a result that every front end renders: terminal, HTML report, dashboard.
 
-A :class:`View` is built from a :class:`~splitimpera.results.Result` (:meth:`View.of`) or
-from a result folder's files (:meth:`View.of_folder`) and answers what the front ends show:
+A :class:`View` is built from a :class:`~splitimpera.results.run.Result` (:meth:`View.of`),
+run now or read from a folder, and answers what the front ends show:
 the verdict (:meth:`View.verdict`), the ranked rows, the latency stages, what would have to
 change, and the best split per bottleneck. Renderers only format what it returns.
 """
@@ -15,9 +15,10 @@ import pandas as pd
 
 from ..config.hardware import NetworkProfile
 from ..config.scenario import QoSSpec, WorkloadSpec
-from ..plain import human, num
+from ..plain import flops_text, human, human_bytes, num
 from ..accuracy.predictors import METHODS, is_predicted
-from ..qos import LATENCY_COLUMN, best_per_bottleneck, closest, human_bytes, overloaded, what_would_change
+from ..qos import LATENCY_COLUMN, best_per_bottleneck, closest, overloaded
+from .columns import Column, column_spec, column_values, uplink_parts
 
 # Latency stages of a request, in order, with their display names.
 STAGES = [("device_wait_s", "device wait"), ("device_compute_s", "device compute"), ("uplink_s", "uplink"),
@@ -74,7 +75,7 @@ def compute_error_sentence(view: "View", modes: dict, device: str, server: str) 
     the ranking it causes (:func:`splitimpera.qos.mark_ties`); "" when the table has no band.
     ``modes``: the result's ``compute`` meta (which model each side used and its error, %)."""
     t = view.table
-    if "latency_err_s" not in t.columns or view.recommended is None:
+    if view.recommended is None:
         return ""
     stated = [f"{name} ±{num(modes[k])} %" for name, k in ((device, "device_error_pct"), (server, "server_error_pct"))
               if modes.get(k) is not None]
@@ -86,7 +87,7 @@ def compute_error_sentence(view: "View", modes: dict, device: str, server: str) 
         stated.append(f"{missing[0]} none stated (counted as 0)")
     rec = t.loc[view.recommended]
     err = float(rec["latency_err_s"])
-    ties = t[t["tie"].astype(bool)].sort_values("rank") if "tie" in t.columns else t.iloc[:0]
+    ties = t[t["tie"].astype(bool)].sort_values("rank")
     names = ", ".join(view.label(p) for p in ties.index[:5]) + (", …" if len(ties) > 5 else "")
     objective = view.qos.objective
     where = (f"ties not checked (the ranking is by {objective}, not latency)" if objective != "latency" else
@@ -94,15 +95,8 @@ def compute_error_sentence(view: "View", modes: dict, device: str, server: str) 
              "the compute that differs: a tie, measure before choosing (`splitimpera calibrate --for-model`)"
              if len(ties) else "no point ranked below it is closer than the error of the compute that differs")
     return (f"compute model error {', '.join(stated)}: the recommended point's {view.statistic} "
-            f"{num(float(rec['latency_qos_s'] if 'latency_qos_s' in t.columns else rec['latency_s']) * 1e3)} ms "
+            f"{num(float(rec['latency_qos_s']) * 1e3)} ms "
             f"± {num(err * 1e3)} ms; {where}")
-
-
-def flops_text(v: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if v >= scale:
-            return f"{num(v / scale)}{unit}"
-    return f"{int(v)}"
 
 
 @dataclass(frozen=True)
@@ -129,8 +123,9 @@ class View:
 
     ``table`` is indexed by ``(split, bottleneck)`` with the ranking columns
     (:func:`~splitimpera.qos.rank`); ``simulated``: the latency columns are simulation means
-    (percentiles exist); ``network`` and ``workload`` feed what-would-change (None: no uplink
-    or request-rate advice).
+    (percentiles exist); ``advice``: what would have to change, decided with the ranking
+    (point → tips, closest first); ``result``: the :class:`~splitimpera.results.run.Result`
+    shown, when the view was made from one (:meth:`of`).
     """
 
     table: pd.DataFrame
@@ -140,42 +135,14 @@ class View:
     name: str = ""
     workload: WorkloadSpec | None = None
 
-    @classmethod
-    def of(cls, result) -> "View":
-        sc = result.scenario
-        return cls(result.table, sc.qos, sc.network, result.sim is not None, sc.name, sc.workload)
+    advice: dict = field(default_factory=dict)
+    result: object | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def of_folder(cls, table: pd.DataFrame, scenario: dict, summary: dict) -> "View":
-        """From a result folder's ``splits.csv`` (already read, indexed by split and
-        bottleneck), ``scenario.yaml`` (as data) and ``result.json``'s summary."""
-        qos = QoSSpec.model_validate(scenario.get("qos") or {})
-        try:
-            net = NetworkProfile.model_validate(scenario["network"])
-        except Exception:  # an older or hand-edited folder: no uplink advice
-            net = None
-        try:
-            workload = WorkloadSpec.model_validate(scenario.get("workload") or {})
-        except Exception:  # likewise: no request-rate advice
-            workload = None
-        t = table.copy()
-        missing = [c for c in ("feasible", "latency_s", "bytes_sent", "index") if c not in t.columns]
-        if missing:
-            raise ValueError(f"splits.csv lacks column(s) {', '.join(missing)}")
-        t["pareto"] = t["pareto"] if "pareto" in t.columns else False
-        for col in ("feasible", "pareto"):
-            t[col] = t[col].astype(str).str.lower().isin(["true", "1"])
-        if "rank" not in t.columns:  # a hand-made folder: feasible points by mean latency
-            order = t[t["feasible"]].sort_values(["latency_s", "index"], kind="stable").index
-            t["rank"] = pd.Series(range(1, len(order) + 1), index=order).reindex(t.index)
-        t["rank"] = pd.array(t["rank"], dtype="Int64")
-        reason = t["reason"].astype(object) if "reason" in t.columns else pd.Series(None, index=t.index, dtype=object)
-        t["reason"] = reason.where(reason.notna(), "").astype(str)
-        for col in ("head_flops", "tail_flops", "energy_j"):
-            if col not in t.columns:
-                t[col] = np.nan
-        simulated = summary.get("engine", "simpy") == "simpy" and "latency_p95_s" in t and t["latency_p95_s"].notna().any()
-        return cls(t, qos, net, bool(simulated), str(scenario.get("name", "")), workload)
+    def of(cls, result) -> "View":
+        """The view of a :class:`~splitimpera.results.run.Result` (run now or read from a folder)."""
+        sc = result.scenario
+        return cls(result.table, sc.qos, sc.network, result.simulated, sc.name, sc.workload, result.advice, result)
 
     # -- the key -------------------------------------------------------------------------------
 
@@ -256,14 +223,22 @@ class View:
         :attr:`unbounded` point, which charts leave out (and mark)."""
         out = pd.DataFrame({label: self.table[col].fillna(0.0) if col in self.table.columns else 0.0
                             for col, label in STAGES}, index=self.table.index)
-        up = out.pop("uplink").to_numpy(dtype=float)
-        half = self.network.rtt_s / 2 if self.network is not None else 0.0
-        prop = np.where(up > 0, np.minimum(half, up), 0.0)
+        out.pop("uplink")
+        prop, tx = uplink_parts(self.table, self.network.rtt_s if self.network is not None else 0.0)
         out.insert(2, UPLINK_PARTS[0], prop)
-        out.insert(3, UPLINK_PARTS[1], up - prop)
+        out.insert(3, UPLINK_PARTS[1], tx)
         if bounded:
             out[self.unbounded.to_numpy()] = np.nan
         return out
+
+    def columns(self) -> list[Column]:
+        """The ranked table's columns, in order, as every front end shows them
+        (:func:`~splitimpera.report.columns.column_spec`)."""
+        return column_spec(self)
+
+    def rows(self, table: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The values of :meth:`columns` (by key, SI) for ``table``'s points (default: :meth:`all_rows`)."""
+        return column_values(self, self.all_rows() if table is None else table)
 
     def best_per_bottleneck(self) -> pd.DataFrame:
         return best_per_bottleneck(self.table)
@@ -309,18 +284,13 @@ class View:
         for col in ("latency_p95_s",):
             out[col] = t[col].to_numpy(dtype=float) if col in t.columns else np.nan
         out["feasible"] = feasible
-        out["pareto"] = t["pareto"].astype(bool).to_numpy() if "pareto" in t.columns else False
+        out["pareto"] = t["pareto"].astype(bool).to_numpy()
         out["rank"] = pd.array(t["rank"], dtype="Int64")
         out["status"] = ["recommended" if p == rec else "feasible" if f else "infeasible"
                          for p, f in zip(points, feasible)]
         out["verdict"] = np.where(feasible, "ok", t["reason"].astype(str).to_numpy())
         out["best"] = [p in best for p in points]
         return out
-
-    def suggestions(self, n: int = 3) -> dict[str, list[str]]:
-        """For the closest infeasible points (by label), what would have to change."""
-        tips = what_would_change(self.table, self.qos, self.network, n=n, workload=self.workload)
-        return {self.label(p): t for p, t in tips.items()}
 
     # -- the answer ------------------------------------------------------------------------------
 
@@ -330,8 +300,7 @@ class View:
         n_feas, n = int(t["feasible"].sum()), len(t)
         what = "design points" if self.multi or self.table.index.nlevels > 2 else "splits"
         if rec is None:
-            tips = what_would_change(t, self.qos, self.network, n=3, workload=self.workload)
-            near = [(self.label(p), str(t.loc[p, "reason"]), tp) for p, tp in tips.items()]
+            near = [(self.label(p), str(t.loc[p, "reason"]), tp) for p, tp in list(self.advice.items())[:3]]
             return Verdict(False, f"No {what[:-1]} meets the QoS ({n} evaluated).",
                            [self.statistic_note] if self.statistic_note else [], near)
         r = t.loc[rec]

@@ -497,7 +497,7 @@ def measure(scenario_path: str | Path, points: list[tuple[str, str]] | None = No
 def save(fid: Fidelity, out_dir: str | Path) -> Path:
     """``<out_dir>/<scenario name>/``: ``measured.parquet``, ``simulated.parquet``,
     ``fidelity.csv``, ``fidelity.json`` (setup, timings, summary) and ``scenario.yaml``; atomically."""
-    from ..results import write_outputs
+    from ..results.outputs import write_outputs
 
     doc = {"setup": fid.setup, "summary": fid.summary(),
            "timings": fid.timings.reset_index().to_dict(orient="records")}
@@ -512,7 +512,7 @@ def save(fid: Fidelity, out_dir: str | Path) -> Path:
 
 def render(fid: Fidelity) -> str:
     """Terminal table: per point and mode, simulated vs measured mean and p95 and the components."""
-    from ..report.fidelity import fmt_ms as ms, fmt_pct as pct
+    from ..plain import ms, signed_pct as pct
 
     link = fid.setup["link"]
     lines = [f"real split run vs simulation · {fid.scenario.name} · link: {link['kind']} "

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..atomic import atomic_write
 from ..errors import UserError
-from ..report.sweep import SWEEP_META
+from ..results.sweep import SWEEP_META
 from .spec import Sweep
 
 log = logging.getLogger(__name__)

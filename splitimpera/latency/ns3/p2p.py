@@ -5,7 +5,8 @@ Two nodes joined by a point-to-point link of one rate both ways and a one-way de
 random ones. Losses: a ``RateErrorModel`` (packet unit) on the receiver's device, so data
 segments (and a new connection's SYN) are lost with probability ``loss`` and ACKs are not.
 
-TCP settings, the same as our model's (:class:`~splitimpera.config.hardware.TcpSettings`):
+TCP settings (``stack="matched"``; ``"defaults"`` leaves ns-3's own, see
+:func:`tcp_transfer_s`), the same as our model's (:class:`~splitimpera.config.hardware.TcpSettings`):
 NewReno congestion control (the window halves on a loss), SACK and timestamps on (ns-3's
 defaults; MSS = ``mss_bytes``, 1448 on a 1500-byte MTU), PRR recovery and limited transmit
 (defaults), an ACK for every segment (``DelAckCount`` 1, as Linux's quick-ACK mode early in
@@ -100,16 +101,18 @@ static Ptr<Socket> SinkAndSocket(NodeContainer &nodes, Ipv4Address server, const
 }
 
 double tcp(double rate_bps, double one_way_s, uint64_t bytes, double loss, int run, bool idle,
-           uint32_t mss, uint32_t init_cwnd, double min_rto_s, uint32_t rwnd_bytes) {
+           uint32_t mss, uint32_t init_cwnd, double min_rto_s, uint32_t rwnd_bytes, bool ns3_defaults) {
   Simulator::Destroy();
-  Config::SetDefault("ns3::TcpL4Protocol::SocketType", TypeIdValue(TypeId::LookupByName("ns3::TcpNewReno")));
+  // Config::SetDefault outlives the simulation: every call sets each of these, either way.
+  Config::SetDefault("ns3::TcpL4Protocol::SocketType",
+                     TypeIdValue(TypeId::LookupByName(ns3_defaults ? "ns3::TcpCubic" : "ns3::TcpNewReno")));
   Config::SetDefault("ns3::TcpSocket::SegmentSize", UintegerValue(mss));
   Config::SetDefault("ns3::TcpSocket::InitialCwnd", UintegerValue(init_cwnd));
-  Config::SetDefault("ns3::TcpSocket::DelAckCount", UintegerValue(1));
+  Config::SetDefault("ns3::TcpSocket::DelAckCount", UintegerValue(ns3_defaults ? 2 : 1));
   Config::SetDefault("ns3::TcpSocket::SndBufSize", UintegerValue((uint32_t) std::max<uint64_t>(bytes + 65536, 1u << 20)));
   Config::SetDefault("ns3::TcpSocket::RcvBufSize", UintegerValue(rwnd_bytes));
-  Config::SetDefault("ns3::TcpSocket::ConnTimeout", TimeValue(Seconds(1.0)));
-  Config::SetDefault("ns3::TcpSocketBase::MinRto", TimeValue(Seconds(min_rto_s)));
+  Config::SetDefault("ns3::TcpSocket::ConnTimeout", TimeValue(Seconds(ns3_defaults ? 3.0 : 1.0)));
+  Config::SetDefault("ns3::TcpSocketBase::MinRto", TimeValue(Seconds(ns3_defaults ? 1.0 : min_rto_s)));
   Ptr<RateErrorModel> em; Ipv4Address server;
   NodeContainer nodes = MakeLink(rate_bps, one_way_s, loss, run, em, server);
   Ptr<Socket> s = SinkAndSocket(nodes, server, "ns3::TcpSocketFactory", TcpSocketFactory::GetTypeId(), &OnRx);
@@ -162,14 +165,26 @@ class TcpConfig:
     rwnd_bytes: int = 4 * 1024 * 1024
 
 
+STACKS = ("matched", "defaults")
+NS3_DEFAULT_MIN_RTO_MS, NS3_DEFAULT_SYN_RTO_MS = 1000.0, 3000.0  # ns-3's MinRto and ConnTimeout
+
+
 def tcp_transfer_s(rate_bps: float, rtt_s: float, payload_bytes: int, loss: float = 0.0, *,
-                   connection: str = "new", run: int = 1, tcp: TcpConfig = TcpConfig()) -> float:
-    """ns-3's time for one TCP transfer of ``payload_bytes`` (see the module docstring), s."""
+                   connection: str = "new", run: int = 1, tcp: TcpConfig = TcpConfig(),
+                   stack: str = "matched") -> float:
+    """ns-3's time for one TCP transfer of ``payload_bytes`` (see the module docstring), s.
+
+    ``stack``: ``matched`` (NewReno, an ACK per segment, ``tcp``'s minimum RTO, SYN timeout
+    1 s) or ``defaults`` (ns-3's own: Cubic with HyStart, a delayed ACK every 2 segments,
+    minimum RTO 1 s, SYN timeout 3 s); SACK, PRR and limited transmit either way, MSS,
+    initial window and buffers from ``tcp``."""
     if connection not in ("new", "idle"):
         raise ValueError(f"connection must be 'new' or 'idle', got {connection!r}")
+    if stack not in STACKS:
+        raise ValueError(f"stack must be one of {STACKS}, got {stack!r}")
     t = float(_lib().tcp(float(rate_bps), rtt_s / 2.0, int(payload_bytes), float(loss), int(run),
                          connection == "idle", int(tcp.mss_bytes), int(tcp.init_cwnd_segments),
-                         tcp.min_rto_ms * 1e-3, int(tcp.rwnd_bytes)))
+                         tcp.min_rto_ms * 1e-3, int(tcp.rwnd_bytes), stack == "defaults"))
     if t < 0:
         raise RuntimeError(f"ns-3 transfer of {payload_bytes} B did not complete within an hour (run {run})")
     return t
