@@ -5,6 +5,8 @@ Per design point (split and bottleneck; seconds, SI)::
     device_compute_s = head compute time on the device profile
     uplink_s         = mean transfer time of bytes_sent over the link's transport, RTT/2 included
     server_compute_s = tail compute time on the server profile
+    (each side plus its profile's per-request overhead, and a transfer at least the link's
+    message floor, when the profiles state them: :mod:`splitimpera.latency.overhead`)
     downlink_s       = the same for the prediction's trip back (only with result_at: device)
     latency_s        = sum of the above
     energy_j         = device active power × device_compute_s
@@ -37,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from .compute import compute_energy_j, compute_time_s
+from .overhead import overhead_s, with_floor
 from .transport import frame_loss_ratio, link_transfers, request_transfers
 from ..model.splits import OUTPUT, PREDICTION_BYTES
 
@@ -62,20 +65,23 @@ def analytic_latency(profile: pd.DataFrame, scenario, compute_s=compute_time_s) 
         sent = np.where(is_output, 0.0, sent)
     up = request_transfers(net, sent, "up", stations, 1.0 / wl.rate_hz)
 
-    device_s = np.asarray(compute_s(profile, "head", dev), dtype=float)
-    server_s = np.asarray(compute_s(profile, "tail", srv), dtype=float)
+    stay = 1.0 - profile["exit_rate"].to_numpy(dtype=float) if "exit_rate" in profile.columns else 1.0
+    # The device frames and sends only what leaves it (an exited request sends nothing).
+    device_s = np.asarray(compute_s(profile, "head", dev), dtype=float) + stay * overhead_s(dev, sent)
+    server_s = np.asarray(compute_s(profile, "tail", srv), dtype=float) + np.where(is_output, 0.0,
+                                                                                   overhead_s(srv, sent))
     if wl.result_at == "device":
         back = np.where(is_output, 0.0, float(PREDICTION_BYTES))
         down = link_transfers(net, back, "down", stations, "idle")  # the request's connection, open
     else:
         back = np.zeros(len(profile))
         down = link_transfers(net, back, "down", stations, "idle")
-    up_s, down_s, up_j, down_j = up.time_s, down.time_s, up.radio_j, down.radio_j
+    up_s, down_s = with_floor(up.time_s, sent, net), with_floor(down.time_s, back, net)
+    up_j, down_j = up.radio_j, down.radio_j
     # UDP: the frame is lost on the way up, or its answer on the way back.
     lost = 1.0 - (1.0 - frame_loss_ratio(net, sent)) * (1.0 - frame_loss_ratio(net, back))
     sent_out = sent.astype(np.int64)
     if "exit_rate" in profile.columns:  # early exit: the mixture of exited and forwarded requests
-        stay = 1.0 - profile["exit_rate"].to_numpy(dtype=float)
         up_s, server_s, down_s, lost = up_s * stay, server_s * stay, down_s * stay, lost * stay
         up_j, down_j = up_j * stay, down_j * stay
         sent_out = np.round(sent * stay).astype(np.int64)

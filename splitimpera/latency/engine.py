@@ -15,6 +15,8 @@ from ..config.scenario import Scenario
 from .analytic import analytic_latency, split_names
 from .compute import compute_time_s
 from .link import contention_share, wire_bytes
+from .overhead import (departure_cv2, dispatch_s, has_spread, mean_wait_s, overhead_s, percentiles_s, service_cv,
+                       superposed_cv2, wait_moments)
 from .simulation import SimResult, simulate, split_table
 from ..model.splits import OUTPUT, PREDICTION_BYTES
 
@@ -84,13 +86,15 @@ def utilisation(frame: pd.DataFrame, scenario: Scenario, compute_s=compute_time_
 
     Columns (index: ``frame``'s):
 
-    * ``device_utilisation`` = rate × head time (each device has its own FIFO);
+    * ``device_utilisation`` = rate × (head time + the device's per-request overhead) (each
+      device has its own FIFO);
     * ``uplink_utilisation`` / ``downlink_utilisation``: :func:`uplink_utilisation` (bits on
       the medium; a transfer's stalls, waiting for ACKs, leave the medium to the others);
     * ``server_utilisation`` = N × rate × t(B) / (B × workers): full batches of
       ``B = max_batch`` at saturation, ``t(B) = t1 · (1 + c · (B − 1))`` (batch-1 tail time
       ``t1``, ``c = batch_cost_fraction``), the most the dynamic batcher serves; B = 1 without
-      batching;
+      batching; every request adds the server's per-request overhead, which batching does not
+      share (:mod:`~splitimpera.latency.overhead`; the dispatch wait is latency, not work);
     * ``overload``: the resources at ``≥ 1``, in the request's order, comma-separated ("" if none).
 
     Early exit (a frame with ``exit_rate`` p): only the fraction 1 − p of the requests loads
@@ -103,12 +107,13 @@ def utilisation(frame: pd.DataFrame, scenario: Scenario, compute_s=compute_time_
     if to_device:
         sent = np.where(is_output, 0.0, sent)
     back = np.where(is_output | (not to_device), 0.0, float(PREDICTION_BYTES))
-    head_s = np.asarray(compute_s(frame, "head", dev), dtype=float)
-    tail_s = np.where(is_output, 0.0, np.asarray(compute_s(frame, "tail", srv), dtype=float))
     stay = 1.0 - frame["exit_rate"].to_numpy(dtype=float) if "exit_rate" in frame.columns else 1.0
+    head_s = np.asarray(compute_s(frame, "head", dev), dtype=float) + stay * overhead_s(dev, sent)
+    tail_s = np.where(is_output, 0.0, np.asarray(compute_s(frame, "tail", srv), dtype=float))
+    extra_s = np.where(is_output, 0.0, overhead_s(srv, sent)) * stay
     sent, back, tail_s = sent * stay, back * stay, tail_s * stay
     b = wl.max_batch
-    batch_s = tail_s * (1.0 + wl.batch_cost_fraction * (b - 1))
+    batch_s = tail_s * (1.0 + wl.batch_cost_fraction * (b - 1)) + b * extra_s
     out = pd.DataFrame({
         "device_utilisation": wl.rate_hz * head_s,
         "uplink_utilisation": uplink_utilisation(sent, scenario),
@@ -136,6 +141,49 @@ def unbounded(lat: pd.DataFrame, load: pd.DataFrame, scenario: Scenario) -> pd.D
     return out
 
 
+def analytic_waits(lat: pd.DataFrame, frame: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
+    """``lat`` (:func:`~splitimpera.latency.analytic.analytic_latency`'s rows) with the wait
+    columns and :data:`SIM_ONLY_COLUMNS`, the waits added to ``latency_s``.
+
+    Constant service times (no profile states a spread): nothing queues, the server wait is
+    its dispatch delay, the percentiles are NaN. With a spread (``overhead.service_cv``): the
+    device's and the server's mean waits and the latency percentiles of
+    :mod:`~splitimpera.latency.overhead` (Allen–Cunneen; throughput and deadline misses stay NaN).
+    """
+    wl, dev, srv = scenario.workload, scenario.device, scenario.server
+    n = len(lat)
+    to_server = split_names(frame) != OUTPUT
+    stay = 1.0 - frame["exit_rate"].to_numpy(dtype=float) if "exit_rate" in frame.columns else np.ones(n)
+    dispatch = np.where(to_server, dispatch_s(srv), 0.0) * stay
+    extra = {"device_wait_s": np.zeros(n), "server_wait_s": dispatch, **{c: np.full(n, np.nan) for c in SIM_ONLY_COLUMNS}}
+    if has_spread(scenario):
+        cs_d2, cs_s2 = (service_cv(dev) or 0.0) ** 2, (service_cv(srv) or 0.0) ** 2
+        ca_d2 = 0.0 if wl.arrival == "periodic" else 1.0
+        s_d = lat["device_compute_s"].to_numpy(dtype=float)
+        # The server's service of a forwarded request (the column is the mixture's mean).
+        s_s = np.where(stay > 0, lat["server_compute_s"].to_numpy(dtype=float) / np.maximum(stay, 1e-300), 0.0)
+        w_d, pw_d = mean_wait_s(wl.rate_hz, s_d, ca_d2, cs_d2)
+        lam_s = wl.num_devices * wl.rate_hz * stay
+        rho_s = lam_s * s_s / wl.server_workers
+        cd2 = departure_cv2(wl.rate_hz * s_d, ca_d2, cs_d2)
+        # Periodic devices of one period repeat one pattern of phases: merged, they are no
+        # closer to Poisson (the asymptotic method); independent streams are (QNA's hybrid).
+        ca_s2 = cd2 if wl.arrival == "periodic" else superposed_cv2(cd2, wl.num_devices, rho_s)
+        w_s, pw_s = mean_wait_s(lam_s, s_s, ca_s2, cs_s2, wl.server_workers)
+        w_s = np.where(to_server, w_s, 0.0)
+        extra["device_wait_s"], extra["server_wait_s"] = w_d, stay * w_s + dispatch
+        m_wd, v_wd = wait_moments(w_d, pw_d)
+        m_ws, v_ws = wait_moments(w_s, pw_s)
+        mean = m_wd + s_d + stay * (m_ws + s_s)
+        var = v_wd + cs_d2 * s_d ** 2 + stay * (v_ws + cs_s2 * s_s ** 2)
+        total = lat["latency_s"].to_numpy(dtype=float) + w_d + stay * w_s + dispatch
+        p50, p95, p99 = percentiles_s(total - mean, mean, var)
+        extra.update(latency_p50_s=p50, latency_p95_s=p95, latency_p99_s=p99)
+    out = pd.concat([lat, pd.DataFrame(extra, index=lat.index)], axis=1)
+    out["latency_s"] = out["latency_s"] + out["device_wait_s"] + out["server_wait_s"]
+    return out
+
+
 def latency_table(scenario: Scenario, profile: pd.DataFrame, points: pd.DataFrame | None = None,
                   frame: pd.DataFrame | None = None, compute_s=compute_time_s, progress=None,
                   decisions=None) -> tuple[SimResult | None, pd.DataFrame]:
@@ -160,10 +208,7 @@ def latency_table(scenario: Scenario, profile: pd.DataFrame, points: pd.DataFram
         return sim, split_table(sim).join(load)
     # compute_s answers for the whole frame (it may be kept per selection): a subset asks the model.
     lat = analytic_latency(frame[over], scenario) if simpy else analytic_latency(frame, scenario, compute_s)
-    n = len(lat)
-    # One request alone: nothing queues, and there is no spread to take percentiles of.
-    extra = {"device_wait_s": np.zeros(n), "server_wait_s": np.zeros(n), **{c: np.full(n, np.nan) for c in SIM_ONLY_COLUMNS}}
-    lat = pd.concat([lat, pd.DataFrame(extra, index=lat.index)], axis=1)
+    lat = analytic_waits(lat, frame[over] if simpy else frame, scenario)
     if simpy:
         lat = pd.concat([split_table(sim), lat]) if (~over).any() else lat
         lat = lat.reindex(frame.index)
