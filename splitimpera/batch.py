@@ -2,7 +2,7 @@
 
 The scenarios share a :class:`~splitimpera.prepared.Prepared` (the same model, data, analysis
 and bottleneck settings); each may change the device, server, network, workload and QoS. The
-latency stage (:mod:`splitimpera.latency.batch`) and the ranking (:mod:`splitimpera.ranking`)
+latency stage (:func:`splitimpera.latency.engine.latency_arrays`) and the ranking (:mod:`splitimpera.ranking`)
 run on arrays of shape scenarios × design points; a frame is built only for what is asked of
 the :class:`Batch`: one scenario's :class:`~splitimpera.results.Result`, or every scenario's
 rows in one long table (a sweep's output). :func:`~splitimpera.pipeline.evaluate` is a batch
@@ -20,9 +20,9 @@ from .accuracy.design_points import DesignPoints
 from .accuracy.early_exit import EXIT_COLUMNS, configuration
 from .config.scenario import Scenario
 from .errors import UserError
-from .latency.batch import ProfileKeys, by_key, latency_arrays, overload_text
 from .latency.compute import compute_mode, compute_time_s
-from .latency.engine import TABLE_COLUMNS, point_frame
+from .latency.engine import TABLE_COLUMNS, latency_arrays, overload_text, point_frame
+from .latency.profile_keys import ProfileKeys, by_key
 from .prepared import Prepared
 from .qos import change_tips, compute_error_fraction, constraints, ranked_frame, tie_arrays
 from .ranking import RESOURCES, Ranked, closest_order, rank_arrays
