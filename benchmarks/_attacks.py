@@ -1,4 +1,4 @@
-"""Hostile clients for ``bench_runtime.py --reliability``: one per way a client can try to stall or fool ``serve``.
+"""Hostile clients for the reliability part of ``bench_runtime.py``: one per way a client can try to stall or fool ``serve``.
 
 Each runs in a thread of the benchmark process against ``address`` until ``stop`` is set and
 returns what it did. They are the probes that found the faults the server now bounds: idle

@@ -8,7 +8,7 @@ and ``device`` processes pinned to separate cores and simulates the same arrival
 mode. Prints every point and then, per model and overall, the median and max |error| of the
 mean and p95 end-to-end latency and the median |error| of each component.
 
-**Reliability** (``--reliability``, on by default): four device processes against one server
+**Reliability** (on by default; ``--no-reliability`` skips it): four device processes against one server
 at ρ ≈ 0.9 for at least 60 s; every request is answered or counted as lost. Then again, with
 and without one hostile client per attack of ``_attacks.py`` (idle connections,
 slowloris, a client that never reads, headers claiming the largest body, a bad request

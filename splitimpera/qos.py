@@ -20,6 +20,7 @@ from . import ranking
 from .ranking import (FOLLOW_OVERLOAD, PARETO_OBJECTIVES, RESOURCES,
                       Ranked, has_overload, objective_arrays, rank_arrays, tie_arrays)
 from .plain import human, human_bytes, num
+from .latency.overhead import floor_s
 from .latency.transport import transfer_latency_s, uplink_mbps_for
 
 TIE_BREAKS = "ties broken by mean latency, then bytes sent, then the earlier cut, then bottleneck order"
@@ -246,12 +247,19 @@ def change_tips(r, qos, network=None, workload=None) -> list[str]:
             # may include contention): slow start's and the handshake's round trips stay.
             conn = "new" if network.tcp.connection == "new" else "idle"
             b = int(r["bytes_sent"])
-            scale = up / transfer_latency_s(network, b, connection=conn)
-            need = uplink_mbps_for(network, b, (up - excess) / scale, conn) if up > excess else None
+            floor = floor_s(network)
+            if floor > 0 and up - excess <= floor:  # the link's per-message floor: no rate goes below it
+                need = None
+            else:
+                scale = up / transfer_latency_s(network, b, connection=conn)
+                need = uplink_mbps_for(network, b, (up - excess) / scale, conn) if up > excess else None
             if need is not None:  # rounded up to 3 digits, so the printed rate is enough
                 step = 10.0 ** (math.floor(math.log10(need)) - 2)
                 tips.append(f"uplink ≥ {num(math.ceil(need / step - 1e-9) * step)} Mbit/s "
                             f"(now {num(network.uplink_mbps)})")
+            elif floor > 0 and up - excess <= floor:
+                tips.append(f"no uplink rate is enough: the link's message floor of {human(floor, 's', 3)} "
+                            "alone exceeds what the limit leaves for the uplink")
             else:
                 tips.append("no uplink rate is enough: compute, propagation and the transport's "
                             "round trips alone exceed the limit")

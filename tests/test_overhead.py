@@ -69,3 +69,30 @@ def test_both_engines_add_overhead_dispatch_and_the_message_floor_alike(prepared
     assert (a["uplink_s"] >= 0.25e-3 - 1e-12).all() and (a["uplink_s"] >= b["uplink_s"]).all()
     # A profile without the fields behaves as before: no wait, no percentiles in the closed form.
     assert (b["server_wait_s"] == 0).all() and b["latency_p95_s"].isna().all()
+
+
+def test_the_uplink_advice_knows_the_message_floor():
+    """An uplink held at the link's per-message floor gets no faster at any rate: the advice
+    must not name one. Below the floor's reach it still names a rate, and that rate's one
+    transfer (transport model) fits what the limit leaves."""
+    from splitimpera.config.profile_registry import get_network
+    from splitimpera.config.scenario import QoSSpec
+    from splitimpera.latency.transport import transfer_latency_s
+    from splitimpera.qos import change_tips
+
+    net = get_network("wifi4").model_copy(update={"message_floor_ms": 50.0})
+    b = 20_000
+    alone = transfer_latency_s(net, b)
+    assert alone < 0.050  # the floor, not the transfer, sets this point's uplink
+    row = {"latency_s": 0.051, "uplink_s": 0.050, "bytes_sent": b, "device_compute_s": 0.0005, "overload": ""}
+    tips = change_tips(row, QoSSpec(max_latency_ms=50.5), net)
+    assert not any(t.startswith("uplink ≥") for t in tips) and any("message floor" in t for t in tips), tips
+    # A limit the transfer itself overshoots: a faster link helps, down to the floor.
+    slow = get_network("wifi4").model_copy(update={"message_floor_ms": 1.0, "uplink_mbps": 5.0})
+    conn = "new" if slow.tcp.connection == "new" else "idle"  # the transfer the advice scales
+    up = transfer_latency_s(slow, b, connection=conn)
+    row = {"latency_s": up + 0.001, "uplink_s": up, "bytes_sent": b, "device_compute_s": 0.0005, "overload": ""}
+    limit_s = up / 2 + 0.001
+    tip = next(t for t in change_tips(row, QoSSpec(max_latency_ms=limit_s * 1e3), slow) if t.startswith("uplink ≥"))
+    need = float(tip.split("≥ ")[1].split(" Mbit/s")[0])
+    assert transfer_latency_s(slow.model_copy(update={"uplink_mbps": need}), b, connection=conn) <= up / 2 + 1e-9

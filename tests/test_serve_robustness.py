@@ -349,7 +349,7 @@ def test_counters_reconcile_after_a_mixed_good_and_bad_load(sc, tm):
         assert c["sent"] == sum(v for k, v in c.items() if k != "sent") - c["unsent"]
         assert c["lost"] == 0  # every request of the well-behaved devices got an answer: a reply or busy
     assert sum(c["answered"] for c in dev_counts) <= stats["replies"]
-    assert sum(c["busy"] for c in dev_counts) <= stats["busy"]
+    assert sum(c["busy"] for c in dev_counts) <= stats.get("busy", 0)  # counters appear when first counted
 
 
 def test_reconcile_names_what_does_not_add_up():

@@ -48,3 +48,15 @@ def test_a_phy_field_without_a_wifi_standard_is_refused(repo_root, capsys, monke
     assert main(["simulate", "scenarios/demo.yaml", "--set", "network.mcs=3", "--set", "analysis.engine=analytic"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "network.mcs" in err[0] and "needs wifi_standard" in err[0], err
+
+
+def test_mcs_0_survives_a_save_and_a_reload(repo_root):
+    """MCS 0 is a valid index (0 == False in Python: the dump must not take it for unset)."""
+    import yaml
+
+    from splitimpera.config.scenario import parse_overrides, scenario_from_dict
+
+    sc = si.load_scenario(repo_root / "scenarios" / "many_devices_wifi4.yaml",
+                          overrides=parse_overrides(["network.mcs=0"]))
+    again = scenario_from_dict(yaml.safe_load(sc.to_yaml()))
+    assert again.network.mcs == 0 and again.network == sc.network

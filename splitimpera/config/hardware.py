@@ -296,7 +296,7 @@ class NetworkProfile(StrictModel):
             d.pop("header_bytes", None)
         if isinstance(d, dict):  # unset optional link fields: a profile without them dumps as before they existed
             for k in OPTIONAL_LINK_FIELDS:
-                if d.get(k) in (None, False):
+                if d.get(k) is None or d.get(k) is False:  # not `in (None, False)`: mcs 0 == False
                     d.pop(k, None)
         if isinstance(d, dict) and not self.message_floor_ms:  # as before the field existed
             d.pop("message_floor_ms", None)

@@ -71,6 +71,7 @@ class Connection:
         self._cv = threading.Condition()
         self._outbox: deque[tuple[bytes, Done | None]] = deque()
         self._finishing = False
+        self._sending = False  # the writer holds a frame taken from the outbox
         self.aborted: str | None = None  # why the connection was cut (outbox_full, write_timeout, stopped …)
         self._writer = threading.Thread(target=self._write_loop, name="splitimpera-serve-writer", daemon=True)
         self._writer.start()
@@ -186,9 +187,13 @@ class Connection:
                     left, self._outbox = list(self._outbox), deque()
                     break
                 frame, done = self._outbox.popleft()
+                self._sending = True
             ok = self._send_all(frame)
             if done is not None:
                 done(ok)
+            with self._cv:
+                self._sending = False
+                self._cv.notify_all()
         for _, done in left:  # cut: what was not written is reported as such
             if done is not None:
                 done(False)
@@ -208,6 +213,18 @@ class Connection:
                 self.aborted = why
             self._cv.notify_all()
         self._shutdown(socket.SHUT_RDWR)
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait (at most ``timeout_s``) until every frame posted so far is written, or the
+        connection is cut; True when written."""
+        end = time.monotonic() + timeout_s
+        with self._cv:
+            while (self._outbox or self._sending) and self.aborted is None:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.wait(min(left, 0.05))
+            return self.aborted is None
 
     def finish(self, timeout_s: float) -> None:
         """From the reader thread, last: let the writer send what is queued (within

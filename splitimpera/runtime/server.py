@@ -218,9 +218,15 @@ class SplitServer:
         return self._queue.drain(self.limits.drain_timeout_s if timeout_s is None else timeout_s)
 
     def stop(self) -> None:
-        """Drain (at most ``limits.drain_timeout_s``), then close every connection and end the threads."""
+        """Drain (at most ``limits.drain_timeout_s``): answer what is queued and write those
+        answers out; then close every connection and end the threads."""
+        end = time.monotonic() + self.limits.drain_timeout_s
         if self._listener is not None and not self._stop.is_set():
             self.drain()
+            with self._conns_lock:
+                live = list(self._conns)
+            for c in live:  # the replies the drain produced are posted, not yet written
+                c.flush(max(0.0, end - time.monotonic()))
         self._stop.set()
         self._close_listener()
         for it in self._queue.stop():  # not answered within the drain: counted, never silent
