@@ -25,8 +25,9 @@ Variants (:data:`VARIANTS`):
     A loss sets ``ssthresh = cwnd = β·cwnd`` (β = 0.7) and PRR (RFC 6937) recovers it in one
     round at that window, on top of the segments the ACKs ahead of the hole released before the
     loss was detected (less PRR's share for their own ACKs, which falls in the round after);
-    holes among those released segments belong to the same recovery (no second reduction), and
-    a lost retransmission waits for the timeout (RFC 6675 resends a hole once). Congestion avoidance follows Cubic (RFC 8312):
+    a hole among those released segments belongs to the same recovery, which then lasts a round
+    longer, and every hole found until it ends is resent without a second reduction; a lost
+    retransmission waits for the timeout (RFC 6675 resends a hole once). Congestion avoidance follows Cubic (RFC 8312):
     ``W(t) = C·(t − K)³ + W_max``, ``K = ∛(W_max·(1 − β)/C)``, ``C = 0.4`` segments/s³, at
     least the Reno-friendly ``+3(1 − β)/(1 + β)`` segments per round, at most ×1.5 per
     round; before any loss (``W_max`` unknown) at least ``cwnd/20`` per round. A timeout sets
@@ -211,9 +212,15 @@ def tcp_transfer(path: "Path", payload_bytes: int, state: ConnState, losses: Los
         flight = m + j - 1 if w < ssthresh else m
         left -= m - L
         st.acks += m - L
-        if linux and lost[-1] < episode and later + limited >= 3:
-            # sent before the last recovery began: SACK finds these holes in that same recovery
-            # (one reduction per window of data, RFC 6675), and they are resent without another
+        # a lost retransmission is found by the timeout alone (RFC 6675: a hole is resent once)
+        rtx_lost = any(rtx[0] <= q < rtx[1] for q in lost)
+        if linux and lost[0] < episode and later + limited >= 3 and not rtx_lost:
+            # a hole among the segments sent before the last recovery began: that recovery goes on
+            # until its retransmission is acknowledged, a round later, and every hole found until
+            # then is resent in it without another reduction (RFC 6675); the next round's first
+            # segments go out before this hole is found
+            covered = min(m, max(q for q in lost if q < episode) + 3)
+            resent = (covered, covered + L)
             t += round_s
             backoff = 0
             continue
@@ -221,8 +228,6 @@ def tcp_transfer(path: "Path", payload_bytes: int, state: ConnState, losses: Los
             ssthresh = max(math.floor(flight * CUBIC_BETA), 2)
         else:
             ssthresh = max(flight // 2, 2)
-        # a lost retransmission is found by the timeout alone (RFC 6675: a hole is resent once)
-        rtx_lost = any(rtx[0] <= q < rtx[1] for q in lost)
         if later + limited >= 3 and not rtx_lost:  # fast retransmit, recovery in one round (SACK; PRR for linux)
             w = ssthresh
             if cubic:
