@@ -10,7 +10,7 @@ mean and p95 end-to-end latency and the median |error| of each component.
 
 **Reliability** (``--reliability``, on by default): four device processes against one server
 at ρ ≈ 0.9 for at least 60 s; every request is answered or counted as lost. Then again, with
-and without one hostile client per attack of ``bench_attacks.py`` (idle connections,
+and without one hostile client per attack of ``_attacks.py`` (idle connections,
 slowloris, a client that never reads, headers claiming the largest body, a bad request
 between good ones, wrong tokens and garbage): what the devices sent, got answered, were told
 busy or lost, the server's named outcomes, its RSS, and p50/p99 of the devices.
@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from splitimpera.runtime.server import OUTCOMES, unaccounted
 
 ROOT = Path(__file__).resolve().parent.parent
 GRID = {
@@ -85,20 +87,40 @@ def with_adjusted(df: pd.DataFrame, folder: Path, shaped: bool) -> pd.DataFrame:
     return df
 
 
-def summarize(df: pd.DataFrame, label: str) -> str:
-    m = df["err_latency_mean_s"].abs()
-    p = df["err_latency_p95_s"].abs()
-    ma = df["err_adj_latency_mean_s"].abs() if "err_adj_latency_mean_s" in df else m
-    pa = df["err_adj_latency_p95_s"].abs() if "err_adj_latency_p95_s" in df else p
-    comps = []
-    for c in ["device_compute_s", "uplink_s", "server_wait_s", "server_compute_s"]:
+MODES = {"measured": "old (no overhead terms)", "overhead": "new (overhead, spread, dispatch, floor)"}
+COMPONENTS = ["device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s"]
+
+
+def error_stats(df: pd.DataFrame) -> dict:
+    """Median and max |error| and the signed median, of the mean and p95 latency (with and
+    without the tbf credit) and the median |error| of each component that is not ~0."""
+    out = {"points": len(df)}
+    for m in ("latency_mean_s", "latency_p95_s"):
+        e = df[f"err_{m}"]
+        adj = df.get(f"err_adj_{m}", e)
+        out[m] = (e.abs().median(), e.abs().max(), e.median(), adj.abs().median(), adj.abs().max())
+    for c in COMPONENTS:
         big = df[(df[f"meas_{c}"] > 50e-6) | (df[f"sim_{c}"] > 50e-6)]
-        if len(big):
-            comps.append(f"{c.replace('_s', '')} {big[f'err_{c}'].abs().median() * 100:.1f}%")
-    return (f"{label:<22} {len(df):>3} pts  mean: median {m.median() * 100:5.1f}%  max {m.max() * 100:6.1f}%   "
-            f"p95: median {p.median() * 100:5.1f}%  max {p.max() * 100:6.1f}%   | without the tbf credit: mean "
-            f"{ma.median() * 100:5.1f}% (max {ma.max() * 100:5.1f}%), p95 {pa.median() * 100:5.1f}% (max "
-            f"{pa.max() * 100:5.1f}%)   components (median): " + ", ".join(comps))
+        out[c] = big[f"err_{c}"].abs().median() if len(big) else np.nan
+    return out
+
+
+def summarize(df: pd.DataFrame, label: str) -> str:
+    """One block per group: old and new mode side by side."""
+    lines = []
+    for mode, name in MODES.items():
+        g = df[df["mode"] == mode]
+        if not len(g):
+            continue
+        st = error_stats(g)
+        m, p = st["latency_mean_s"], st["latency_p95_s"]
+        comps = ", ".join(f"{c.replace('_s', '')} {st[c] * 100:.1f}%" for c in COMPONENTS if np.isfinite(st[c]))
+        lines.append(f"{label:<22} {name:<40} {st['points']:>3} pts  mean: median {m[0] * 100:5.1f}% max "
+                     f"{m[1] * 100:6.1f}% signed {m[2] * 100:+6.1f}%   p95: median {p[0] * 100:5.1f}% max "
+                     f"{p[1] * 100:6.1f}% signed {p[2] * 100:+6.1f}%   | without the tbf credit: mean {m[3] * 100:5.1f}% "
+                     f"(max {m[4] * 100:5.1f}%), p95 {p[3] * 100:5.1f}% (max {p[4] * 100:5.1f}%)   components "
+                     f"(median): {comps}")
+    return "\n".join(lines)
 
 
 def fidelity(quick: bool, out: Path) -> pd.DataFrame:
@@ -117,7 +139,7 @@ def fidelity(quick: bool, out: Path) -> pd.DataFrame:
                 df = df.assign(model=model, load="idle" if load is None else f"rho {load}")
                 parts.append(df)
                 for _, r in df.iterrows():
-                    print(f"  {model:<18} {r['uplink_mbps']:>8.4g} Mbit/s {r['load']:<8} {r['split']:<14} "
+                    print(f"  {r['mode']:<9} {model:<18} {r['uplink_mbps']:>8.4g} Mbit/s {r['load']:<8} {r['split']:<14} "
                           f"rate {r['rate_hz']:>7.3g} Hz ρ {r['server_rho']:.2f}  mean sim/meas "
                           f"{r['sim_latency_mean_s'] * 1e3:8.3f}/{r['meas_latency_mean_s'] * 1e3:8.3f} ms "
                           f"{r['err_latency_mean_s'] * 100:+6.1f}%   p95 {r['sim_latency_p95_s'] * 1e3:8.3f}/"
@@ -131,7 +153,7 @@ def fidelity(quick: bool, out: Path) -> pd.DataFrame:
 
 
 def report(df: pd.DataFrame) -> None:
-    print("\n== fidelity: |simulated − measured| / measured (measured compute mode)")
+    print("\n== fidelity: (simulated − measured) / measured, measured compute mode, old and new model")
     for model, g in df.groupby("model", sort=False):
         print(summarize(g, model))
     for load, g in df.groupby("load", sort=False):
@@ -174,12 +196,19 @@ def reliability(out: Path, seconds: float) -> None:
           f"{df['server_rho'].iloc[0]:.2f}), {per_dev / rate:.0f} s of arrivals, run took {took:.0f} s")
     print(f"   server: {counters}")
     kept = len(meas)
-    print(f"   after warm-up: {kept} requests kept, answered {int(meas['answered'].sum())}, lost "
-          f"{int((~meas['answered']).sum())}; server requests {counters.get('requests')} = replies "
-          f"{counters.get('replies')}: {'OK' if counters.get('requests') == counters.get('replies') == 4 * per_dev else 'MISMATCH'}")
+    outcomes = meas["outcome"].value_counts().to_dict()
+    named = {k: v for k, v in counters.items() if k in OUTCOMES and k != "replies"}
+    ok = counters.get("requests") == 4 * per_dev and not unaccounted(counters)
+    print(f"   after warm-up: {kept} requests kept, outcomes {outcomes}; server requests "
+          f"{counters.get('requests')} = replies {counters.get('replies')} + {named}: "
+          f"{'OK' if ok else 'MISMATCH'} (measure reconciled every outcome with the devices)")
     print(f"   measured mean latency {df['meas_latency_mean_s'].iloc[0] * 1e3:.3f} ms (simulated "
           f"{df['sim_latency_mean_s'].iloc[0] * 1e3:.3f} ms), p95 {df['meas_latency_p95_s'].iloc[0] * 1e3:.3f} ms "
           f"(simulated {df['sim_latency_p95_s'].iloc[0] * 1e3:.3f} ms); four device processes share one core")
+    for _, r in df.iterrows():  # old and new model: does the new one flag the saturation?
+        print(f"   {MODES.get(r['mode'], r['mode'])}: simulated mean {r['sim_latency_mean_s'] * 1e3:.3f} ms, "
+              f"p95 {r['sim_latency_p95_s'] * 1e3:.3f} ms; simulated server ρ with overhead "
+              f"{r.get('sim_server_rho', float('nan')):.2f}")
 
 
 def _rss_mib(pid: int) -> float:
@@ -191,10 +220,10 @@ def _rss_mib(pid: int) -> float:
 
 def one_run(out: Path, rate: float, n: int, attack: bool) -> dict:
     """``serve`` and four ``device`` processes (demo, split ``input``, ``rate`` Hz each); with
-    ``attack`` one thread per hostile client of bench_attacks.py for the whole run."""
+    ``attack`` one thread per hostile client of _attacks.py for the whole run."""
     import threading
 
-    from bench_attacks import ATTACKS
+    from _attacks import ATTACKS
 
     from splitimpera.runtime.device import outcome_counts
     from splitimpera.runtime.server import unaccounted

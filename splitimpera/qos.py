@@ -16,12 +16,12 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from . import ranking
+from .ranking import (FOLLOW_OVERLOAD, PARETO_OBJECTIVES, RESOURCES,
+                      Ranked, has_overload, objective_arrays, rank_arrays, tie_arrays)
 from .plain import human, human_bytes, num
 from .latency.transport import transfer_latency_s, uplink_mbps_for
 
-# "latency" is the latency the limit applies to (qos.latency_statistic; rank() sets the column).
-OBJECTIVE_COLUMN = {"latency": "latency_qos_s", "energy": "energy_j", "bytes": "bytes_sent", "accuracy": "accuracy"}
-LATENCY_COLUMN = {"mean": "latency_s", "p50": "latency_p50_s", "p95": "latency_p95_s", "p99": "latency_p99_s"}
 TIE_BREAKS = "ties broken by mean latency, then bytes sent, then the earlier cut, then bottleneck order"
 
 
@@ -65,30 +65,13 @@ def _ratio(v: float) -> str:
     return f"{num(v * 100)} %"
 
 
-RESOURCES = ("device", "uplink", "server", "downlink")  # the ``overload`` column's names, in a request's order
-# Limits whose violation follows from an overload (unbounded latency): not restated in its reason.
-FOLLOW_OVERLOAD = ("latency_qos_s", "deadline_miss_ratio")
-
-
 def overloaded(table: pd.DataFrame) -> pd.Series:
     """True where a resource is at or over its capacity (the latency stage's ``overload``)."""
     if "overload" not in table.columns:
         return pd.Series(False, index=table.index)
     # A plain loop: this runs once per evaluate (sweeps: per point), pandas' .str is slower here.
-    return pd.Series([isinstance(v, str) and v.strip() != "" for v in table["overload"]], index=table.index,
+    return pd.Series([has_overload(v) for v in table["overload"]], index=table.index,
                      dtype=bool)
-
-
-def overload_reason(row: pd.Series) -> str:
-    """``"device overloaded (1.43× its capacity), latency unbounded"`` for the resources ``row``
-    overloads (several: ``"device, uplink overloaded (2.1×, 1.2× their capacity), …"``)."""
-    names = [r.strip() for r in str(row.get("overload") or "").split(",") if r.strip()]
-    times = ", ".join(_times(row.get(f"{r}_utilisation", np.nan)) for r in names)
-    return f"{', '.join(names)} overloaded ({times} {'its' if len(names) == 1 else 'their'} capacity), latency unbounded"
-
-
-def _times(rho: float) -> str:
-    return "≥ 1×" if pd.isna(rho) else f"{num(rho)}×"
 
 
 def constraints(qos, device=None) -> list[Constraint]:
@@ -134,99 +117,46 @@ def rank(table: pd.DataFrame, qos, device=None) -> pd.DataFrame:
     """``table`` plus ``feasible``, ``pareto`` (on the accuracy/latency/energy front), ``reason``,
     ``rank`` (1 = recommended; NA when infeasible),
     ``margin_<constraint>_…`` columns, and ``violation`` (worst relative overshoot, 0 if feasible)."""
-    # On arrays, one frame built at the end: this runs once per sweep point (a few ms matter).
-    n = len(table)
-    new: dict[str, np.ndarray] = {}
+    cols = {c: table[c].to_numpy(dtype=float, na_value=np.nan)[None, :] for c in table.columns
+            if c in RANKED_COLUMNS}
+    cols["overload"] = (table["overload"].to_numpy(dtype=object) if "overload" in table.columns
+                        else np.full(len(table), "", dtype=object))[None, :]
+    return ranked_frame(table, rank_arrays(cols, [qos], [constraints(qos, device)]), 0)
 
-    def column(name: str) -> np.ndarray:
-        return new[name] if name in new else table[name].to_numpy(dtype=float, na_value=np.nan)
 
-    # The latency the limit applies to; a missing percentile (analytic engine: one request,
-    # no spread) falls back to the mean.
-    lat_col = LATENCY_COLUMN[qos.latency_statistic]
-    lat = column("latency_s")
-    q = column(lat_col) if lat_col in table.columns else lat
-    new["latency_qos_s"] = np.where(np.isnan(q), lat, q)
-    if "deadline_miss_ratio" in table.columns and qos.max_latency_s is not None:
-        # Analytic engine: every request takes the same time, so it misses or it does not.
-        d = column("deadline_miss_ratio")
-        new["deadline_miss_ratio"] = np.where(np.isnan(d), (lat > qos.max_latency_s).astype(float), d)
-    # An overloaded resource (utilisation ≥ 1, from the latency stage) makes latency unbounded.
-    unstable = overloaded(table).to_numpy()
-    feasible = ~unstable
-    reasons: list[list[str]] = [[overload_reason(table.iloc[i])] if unstable[i] else [] for i in range(n)]
-    violation = np.where(unstable, np.inf, 0.0)
-    margins = {}
-    for c in constraints(qos, device):
-        vals = column(c.column)
-        known = ~np.isnan(vals)
-        with np.errstate(invalid="ignore"):
-            ok = (vals <= c.limit if c.upper else vals >= c.limit) & known
-        feasible &= ok
-        for i in np.flatnonzero(~ok):
-            if not (unstable[i] and c.column in FOLLOW_OVERLOAD):
-                reasons[i].append(c.reason(vals[i]))
-        # Relative overshoot (absolute when the limit is 0, e.g. "no deadline misses");
-        # a missing value is as far as can be.
-        margin = (c.limit - vals) if c.upper else (vals - c.limit)
-        over = np.clip(-margin, 0, None)
-        with np.errstate(over="ignore", invalid="ignore"):  # an unbounded (overloaded) value overshoots by inf
-            rel = np.where(known, over / abs(c.limit) if c.limit != 0 else over, np.inf)
-        violation = np.fmax(violation, rel)
-        margins[f"margin_{c.column}"] = margin
-    pareto = pareto_front(table).to_numpy()
-    score = objective_score(table, qos, {"latency_qos_s": new["latency_qos_s"]}).to_numpy(dtype=float)
-    # Feasible points by score, ties by mean latency, bytes sent, topological position (stable).
-    feas = np.flatnonzero(feasible)
-    keys = [column(k)[feas] for k in ("index", "bytes_sent", "latency_s")] + [score[feas]]
-    order = feas[np.lexsort(keys)]
-    ranks = pd.array([pd.NA] * n, dtype="Int64")
-    ranks[order] = np.arange(1, len(order) + 1)
+def ranked_frame(table: pd.DataFrame, r: Ranked, i: int) -> pd.DataFrame:
+    """``table`` (row ``i``'s latency columns) with the ranking's columns of row ``i``."""
     base = table
-    if "deadline_miss_ratio" in new:  # replaced where it stands
-        base = base.assign(deadline_miss_ratio=new.pop("deadline_miss_ratio"))
-    extra = pd.DataFrame({**new, **margins, "feasible": feasible, "pareto": pareto,
-                          "reason": pd.Series(["; ".join(r) for r in reasons], index=table.index, dtype=object),
-                          "violation": violation, "score": score, "rank": ranks}, index=table.index)
+    if "deadline_miss_ratio" in r.values and "deadline_miss_ratio" in table.columns:  # replaced where it stands
+        base = base.assign(deadline_miss_ratio=r.values["deadline_miss_ratio"][i])
+    active = {c.column for c in r.constraints[i]}
+    ranks = pd.array(r.rank[i], dtype="Int64")
+    ranks[r.rank[i] == 0] = pd.NA
+    extra = pd.DataFrame({"latency_qos_s": r.values["latency_qos_s"][i],
+                          **{k: v[i] for k, v in r.margins.items() if k[len("margin_"):] in active},
+                          "feasible": r.feasible[i], "pareto": r.pareto[i],
+                          "reason": pd.Series(r.reasons(i), index=table.index, dtype=object),
+                          "violation": r.violation[i], "score": r.score[i], "rank": ranks}, index=table.index)
     base = base.drop(columns=[c for c in extra.columns if c in base.columns])  # a table ranked before
     return pd.concat([base, extra], axis=1)
 
 
-PARETO_OBJECTIVES = {"latency_s": "min", "accuracy": "max", "energy_j": "min"}
+# The numeric columns the ranking reads (the rest of a table passes through).
+RANKED_COLUMNS = {"index", "bytes_sent", "latency_s", "latency_p50_s", "latency_p95_s", "latency_p99_s",
+                  "deadline_miss_ratio", "uplink_utilisation", "frame_loss_ratio", "energy_j", "accuracy",
+                  "head_mem_bytes", "device_utilisation", "server_utilisation", "downlink_utilisation",
+                  "latency_qos_s"}
 
 
 def objective_score(table: pd.DataFrame, qos, extra: dict | None = None) -> pd.Series:
     """Lower is better. ``weighted``: Σ weight × metric min-max scaled over the table's splits
     (accuracy enters as 1 − scaled accuracy); otherwise the objective's column (accuracy negated).
     Latency is the ``qos.latency_statistic`` the limit applies to (``latency_qos_s``).
-    ``extra``: columns (arrays in the table's order) not in ``table`` yet, e.g. ``latency_qos_s``
-    while :func:`rank` builds it (no copy of the table)."""
-    extra = extra or {}
-
-    def has(col: str) -> bool:
-        return col in extra or col in table.columns
-
-    def values(col: str) -> pd.Series:
-        return pd.Series(extra[col], index=table.index, dtype=float) if col in extra else table[col].astype(float)
-
-    if qos.objective != "weighted":
-        col = OBJECTIVE_COLUMN[qos.objective]
-        if not has(col):  # a table rank() has not seen: the mean
-            col = "latency_s"
-        v = values(col)
-        return -v.fillna(-np.inf) if col == "accuracy" else v
-    w = qos.weights
-    score = pd.Series(0.0, index=table.index)
-    lat = "latency_qos_s" if has("latency_qos_s") else "latency_s"
-    for col, weight, sign in ((lat, w.latency, 1), ("energy_j", w.energy, 1), ("bytes_sent", w.bytes, 1),
-                              ("accuracy", w.accuracy, -1)):
-        if weight == 0 or not has(col) or values(col).isna().all():
-            continue
-        v = values(col) * sign
-        v = v.where(np.isfinite(v))  # an unbounded latency (overloaded) would flatten the scale
-        span = v.max() - v.min()
-        score += weight * ((v - v.min()) / span if span > 0 else 0.0)
-    return score
+    ``extra``: columns (arrays in the table's order) not in ``table`` yet."""
+    cols = {c: table[c].to_numpy(dtype=float, na_value=np.nan)[None, :] for c in table.columns
+            if c in RANKED_COLUMNS}
+    cols.update({c: np.asarray(v, dtype=float)[None, :] for c, v in (extra or {}).items()})
+    return pd.Series(objective_arrays(cols, qos)[0], index=table.index)
 
 
 def pareto_front(table: pd.DataFrame, objectives: dict[str, str] | None = None) -> pd.Series:
@@ -237,17 +167,11 @@ def pareto_front(table: pd.DataFrame, objectives: dict[str, str] | None = None) 
     before any is measured); a NaN elsewhere counts as the worst value.
     """
     objectives = dict(objectives or PARETO_OBJECTIVES)
-    cols = [c for c in objectives if c in table.columns and table[c].notna().any()]
+    cols = [(table[c].to_numpy(dtype=float, na_value=np.nan)[None, :], sense) for c, sense in objectives.items()
+            if c in table.columns]
     if not cols or table.empty:
         return pd.Series(True, index=table.index, name="pareto")
-    # Turn every objective into "smaller is better".
-    v = np.column_stack([table[c].to_numpy(dtype=float, na_value=np.nan) * (1.0 if objectives[c] == "min" else -1.0)
-                         for c in cols])
-    v[np.isnan(v)] = np.inf
-    le = (v[:, None, :] <= v[None, :, :]).all(axis=2)   # le[j, i]: j at least as good as i everywhere
-    lt = (v[:, None, :] < v[None, :, :]).any(axis=2)    # lt[j, i]: j strictly better somewhere
-    dominated = (le & lt).any(axis=0)
-    return pd.Series(~dominated, index=table.index, name="pareto")
+    return pd.Series(ranking.pareto_mask(cols)[0], index=table.index, name="pareto")
 
 
 def closest(table: pd.DataFrame, n: int = 3) -> pd.DataFrame:
@@ -256,9 +180,10 @@ def closest(table: pd.DataFrame, n: int = 3) -> pd.DataFrame:
     bad = table[~table["feasible"]]
     cols = [f"{r}_utilisation" for r in RESOURCES if f"{r}_utilisation" in bad.columns]
     load = bad[cols].max(axis=1) if cols else pd.Series(0.0, index=bad.index)
-    order = pd.DataFrame({"v": bad["violation"], "l": load.where(overloaded(bad), 0.0), "t": bad["latency_s"],
-                          "i": bad["index"]}, index=bad.index)
-    return bad.loc[order.sort_values(["v", "l", "t", "i"], kind="stable").index].head(n)
+    f = lambda c: np.asarray(c, dtype=float)  # noqa: E731
+    order = ranking.closest_order(f(bad["violation"]), f(load.where(overloaded(bad), 0.0)), f(bad["latency_s"]),
+                                  f(bad["index"]))
+    return bad.iloc[order[:n]]
 
 
 def overload_tips(r: pd.Series, network=None, workload=None) -> list[str]:
@@ -302,42 +227,45 @@ def what_would_change(table: pd.DataFrame, qos, network=None, n: int = 3, worklo
     the limit that would accept the split as it is. Other constraints: the amount to relax.
     Estimates hold the other terms fixed (no queueing change).
     """
-    out: dict = {}
-    for name, r in closest(table, n).iterrows():
-        tips = []
-        lat, lim = float(r.get("latency_qos_s", r["latency_s"])), qos.max_latency_s
-        is_over = bool(overloaded(r.to_frame().T).iloc[0])
-        if is_over:
-            tips += overload_tips(r, network, workload)
-        elif lim is not None and lat > lim:
-            excess = lat - lim
-            up = float(r["uplink_s"]) if r["bytes_sent"] > 0 else 0.0
-            if network is not None and up > 0:
-                # One transfer alone at a higher rate, scaled to this point's uplink time (which
-                # may include contention): slow start's and the handshake's round trips stay.
-                conn = "new" if network.tcp.connection == "new" else "idle"
-                b = int(r["bytes_sent"])
-                scale = up / transfer_latency_s(network, b, connection=conn)
-                need = uplink_mbps_for(network, b, (up - excess) / scale, conn) if up > excess else None
-                if need is not None:  # rounded up to 3 digits, so the printed rate is enough
-                    step = 10.0 ** (math.floor(math.log10(need)) - 2)
-                    tips.append(f"uplink ≥ {num(math.ceil(need / step - 1e-9) * step)} Mbit/s "
-                                f"(now {num(network.uplink_mbps)})")
-                else:
-                    tips.append("no uplink rate is enough: compute, propagation and the transport's "
-                                "round trips alone exceed the limit")
-            dev = float(r["device_compute_s"])
-            if 0 < excess < dev:
-                tips.append(f"a {num(dev / (dev - excess))}× faster device")
-            tips.append(f"a latency limit of {human(lat, 's', 4)}")
-        for c in constraints(qos):
-            if c.column in ("latency_s", "latency_qos_s") or (is_over and c.column in FOLLOW_OVERLOAD):
-                continue  # handled above
-            v = r.get(c.column)
-            if v is not None and not pd.isna(v) and not (v <= c.limit if c.upper else v >= c.limit):
-                tips.append(f"{c.name} limit {'≥' if c.upper else '≤'} {c.fmt(v)}")
-        out[name] = tips
-    return out
+    return {name: change_tips(r, qos, network, workload) for name, r in closest(table, n).iterrows()}
+
+
+def change_tips(r, qos, network=None, workload=None) -> list[str]:
+    """:func:`what_would_change`'s tips for one infeasible point, ``r`` its row (a Series, or
+    a mapping of column to value)."""
+    tips = []
+    lat, lim = float(r.get("latency_qos_s", r["latency_s"])), qos.max_latency_s
+    is_over = has_overload(r.get("overload"))
+    if is_over:
+        tips += overload_tips(r, network, workload)
+    elif lim is not None and lat > lim:
+        excess = lat - lim
+        up = float(r["uplink_s"]) if r["bytes_sent"] > 0 else 0.0
+        if network is not None and up > 0:
+            # One transfer alone at a higher rate, scaled to this point's uplink time (which
+            # may include contention): slow start's and the handshake's round trips stay.
+            conn = "new" if network.tcp.connection == "new" else "idle"
+            b = int(r["bytes_sent"])
+            scale = up / transfer_latency_s(network, b, connection=conn)
+            need = uplink_mbps_for(network, b, (up - excess) / scale, conn) if up > excess else None
+            if need is not None:  # rounded up to 3 digits, so the printed rate is enough
+                step = 10.0 ** (math.floor(math.log10(need)) - 2)
+                tips.append(f"uplink ≥ {num(math.ceil(need / step - 1e-9) * step)} Mbit/s "
+                            f"(now {num(network.uplink_mbps)})")
+            else:
+                tips.append("no uplink rate is enough: compute, propagation and the transport's "
+                            "round trips alone exceed the limit")
+        dev = float(r["device_compute_s"])
+        if 0 < excess < dev:
+            tips.append(f"a {num(dev / (dev - excess))}× faster device")
+        tips.append(f"a latency limit of {human(lat, 's', 4)}")
+    for c in constraints(qos):
+        if c.column in ("latency_s", "latency_qos_s") or (is_over and c.column in FOLLOW_OVERLOAD):
+            continue  # handled above
+        v = r.get(c.column)
+        if v is not None and not pd.isna(v) and not (v <= c.limit if c.upper else v >= c.limit):
+            tips.append(f"{c.name} limit {'≥' if c.upper else '≤'} {c.fmt(v)}")
+    return tips
 
 
 def advise(table: pd.DataFrame, qos, network=None, workload=None, n: int = 3) -> dict:
@@ -407,22 +335,12 @@ def mark_ties(table: pd.DataFrame, e_device: float, e_server: float, objective: 
     points that differ only in what they send never tie on compute error. Ties are judged
     only when the ranking is by latency (``objective``); otherwise ``tie`` is all False."""
     out = table.copy()
-    dev = out["device_compute_s"].to_numpy(dtype=float)
-    srv = out["server_compute_s"].to_numpy(dtype=float)
-    tie = np.zeros(len(out), dtype=bool)
-    if np.isnan(e_device) and np.isnan(e_server):
-        out["latency_err_s"] = np.full(len(out), np.nan)
-        out["tie"] = tie
-        return out
-    ed, es = np.nan_to_num(e_device), np.nan_to_num(e_server)
-    out["latency_err_s"] = dev * ed + srv * es
-    ranks = out["rank"].to_numpy(dtype=float, na_value=np.nan)
-    best = np.flatnonzero(ranks == 1)
-    if len(best) and objective == "latency":
-        b = best[0]
-        lat = out["latency_qos_s"].to_numpy(dtype=float)
-        band = ed * np.abs(dev - dev[b]) + es * np.abs(srv - srv[b])
-        with np.errstate(invalid="ignore"):
-            tie = (ranks > 1) & (np.abs(lat - lat[b]) <= band)
-    out["tie"] = tie
+    dev = out["device_compute_s"].to_numpy(dtype=float)[None, :]
+    srv = out["server_compute_s"].to_numpy(dtype=float)[None, :]
+    ranks = out["rank"].to_numpy(dtype=float, na_value=0.0)[None, :]
+    lat = (out["latency_qos_s"].to_numpy(dtype=float) if "latency_qos_s" in out.columns
+           else np.full(len(out), np.nan))[None, :]
+    err, tie = tie_arrays(ranks, lat, dev, srv, np.array([[e_device]]), np.array([[e_server]]), [objective])
+    out["latency_err_s"] = err[0]
+    out["tie"] = tie[0]
     return out

@@ -367,7 +367,10 @@ def test_measure_runs_processes_and_simulates_the_same_requests(repo_root, tmp_p
     assert rc == 0
     folder = tmp_path / "demo"
     both = pd.read_csv(folder / "fidelity.csv")
-    assert list(both["split"]) == ["features_9"] * 2 and list(both["mode"]) == ["measured", "predicted"]
+    assert list(both["split"]) == ["features_9"] * 3 and list(both["mode"]) == ["measured", "overhead", "predicted"]
+    # The overhead mode: the timed sides plus the per-request overhead the calibration requests measured.
+    fit = json.loads((folder / "fidelity.json").read_text())["setup"]["overhead"]
+    assert {"device", "server", "message_floor_ms"} <= set(fit) and "measured by `measure`" in fit["server"]["source"]
     # Predicted mode is the roofline of the named profile on both sides.
     from splitimpera.latency.compute import compute_time_s
 

@@ -167,6 +167,34 @@ def test_a_full_queue_answers_busy_with_the_request_id(sc, tm):
         assert stats["busy"] == 2 and stats["replies"] == 3 and stats["requests"] == 5
 
 
+def test_one_client_cannot_take_the_whole_queue(sc, tm):
+    with SplitServer(_with(sc, max_batch=1, server_workers=1), [SPLIT], traced=tm,
+                     limits=Limits(max_queue=5, max_pending=3)) as srv:
+        gate = srv.tails[SPLIT] = _Gate(srv.tails[SPLIT])
+        a = socket.create_connection(srv.address)
+        a.sendall(_frame(0))
+        assert gate.entered.wait(20)  # request 0 holds the only worker
+        # 1 and 2 queue (a has 3 pending); 3, 4 and 5 are over a's share, though the queue has room
+        a.sendall(b"".join(_frame(i) for i in range(1, 6)))
+        a.settimeout(20)
+        busy = [wire.read_frame(a, 1 << 20) for _ in range(3)]
+        assert [(f.kind, f.req_id) for f in busy] == [(wire.BUSY, 3), (wire.BUSY, 4), (wire.BUSY, 5)]
+        b = socket.create_connection(srv.address)
+        b.sendall(_frame(100))
+        deadline = time.monotonic() + 20
+        while srv.counters().get("requests", 0) < 7 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        gate.release.set()
+        b.settimeout(20)
+        reply = wire.read_frame(b, 1 << 20)
+        assert (reply.kind, reply.req_id) == (wire.REPLY, 100)
+        assert sorted(wire.read_frame(a, 1 << 20).req_id for _ in range(3)) == [0, 1, 2]
+        a.close()
+        b.close()
+        stats = _settled(srv)
+        assert stats["busy"] == 3 and stats["replies"] == 4 and stats["requests"] == 7
+
+
 def _claim(rid: int, body_bytes: int) -> bytes:
     """A request's prefix and metadata claiming ``body_bytes``, then 10 bytes of it."""
     head = _frame(rid, body=b"")

@@ -99,8 +99,29 @@ class Power(StrictModel):
         return self
 
 
+class Overhead(StrictModel):
+    """Per-request software cost of one side of the split run, outside the model itself.
+
+    ``request_us + per_byte_us × payload bytes`` is added to the side's service time
+    (frame building or parsing, socket calls, thread hand-offs and the interpreter lock: CPU
+    time the side spends per request, so it counts against capacity too). ``dispatch_us``
+    (server) is the wait for a worker to take a request off the queue: latency, not work.
+    ``service_cv`` is the coefficient of variation of the side's service time, drawn from a
+    log-normal of that mean (None: constant service times). ``source`` says how the figures
+    were obtained (measured by ``calibrate``, or an estimate and from what).
+    """
+
+    request_us: float = Field(0.0, ge=0, description="fixed cost per request, µs")
+    per_byte_us: float = Field(0.0, ge=0, description="cost per payload byte framed and sent or read and parsed, µs")
+    dispatch_us: float = Field(0.0, ge=0, description="server: wait for a worker to take a request, µs")
+    service_cv: float | None = Field(None, ge=0, le=10, description="coefficient of variation of the service time "
+                                                                    "(log-normal); None: constant")
+    source: str = Field("", description="measured (where, when) or estimated (from what)")
+
+
 class DeviceProfile(StrictModel):
-    """A compute platform (edge device or server)."""
+    """A compute platform (edge device or server). ``overhead`` (optional): its per-request
+    software cost and service-time spread (:class:`Overhead`); absent, neither is modelled."""
 
     name: str = Field(min_length=1)
     kind: Literal["device", "server"] = "device"
@@ -108,8 +129,17 @@ class DeviceProfile(StrictModel):
     compute: Compute
     memory: Memory
     power: Power
+    overhead: Overhead | None = None
     sources: list[str] = Field(default_factory=list)
     estimates: list[str] = Field(default_factory=list)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        """Leave out an absent ``overhead``: a profile without one dumps as it did before the field."""
+        d = handler(self)
+        if isinstance(d, dict) and self.overhead is None:
+            d.pop("overhead", None)
+        return d
 
     def macs_per_s(self, op_class: str) -> float:
         """Sustained multiply-adds per second for an op class (``conv``, ``linear``, ``other``)."""
@@ -169,6 +199,9 @@ class NetworkProfile(StrictModel):
     settings in ``tcp``) or ``udp`` (no handshake, no retransmission: a frame with a lost
     packet is lost). ``header_bytes`` defaults to the transport's IPv4 + TCP/UDP headers.
 
+    ``message_floor_ms`` (optional): no message, however small, takes less than this from the
+    sender's send to the receiver having parsed it (two threads waking up on loopback).
+
     ``trace_csv`` (optional) names a rate trace (:mod:`splitimpera.config.rate_trace`): the simulation
     replays it as the link's rate over time, and ``uplink_mbps`` (and ``downlink_mbps`` when
     the trace has that column) are set to the trace's time-weighted mean, which the analytic
@@ -209,6 +242,8 @@ class NetworkProfile(StrictModel):
     channel_width_mhz: int | None = Field(None, description="20, 40, 80 or 160 MHz")
     spatial_streams: int | None = Field(None, ge=1, description="802.11ac/ax streams (None: 1; 802.11n: from mcs)")
     unequal_shares: bool = Field(False, description="draw per-station shares with ns-3's spread (simulation)")
+    message_floor_ms: float = Field(0.0, ge=0, description="the least time a message takes end to end, ms "
+                                                           "(sender and receiver software; 0: none)")
     sources: list[str] = Field(default_factory=list)
     estimates: list[str] = Field(default_factory=list)
 
@@ -263,6 +298,8 @@ class NetworkProfile(StrictModel):
             for k in OPTIONAL_LINK_FIELDS:
                 if d.get(k) in (None, False):
                     d.pop(k, None)
+        if isinstance(d, dict) and not self.message_floor_ms:  # as before the field existed
+            d.pop("message_floor_ms", None)
         return d
 
     @property

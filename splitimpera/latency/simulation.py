@@ -68,6 +68,12 @@ nothing queues and nothing is random:
   exit head (the head time includes it); an exited request ends there (nothing is sent,
   whatever ``result_at``), the others continue as in split computing. Requests then carry
   ``exit`` (the point's τ label), ``exited`` and ``sample`` (``k_r``).
+* **Overhead and spread** (when the profiles state them, :mod:`splitimpera.latency.overhead`):
+  each side's per-request overhead is added to its service (the device's only for a
+  request that sends something), the server's dispatch delays a request's entry into its
+  queue, a transfer lasts at least the link's message floor, and with ``service_cv`` each
+  request's service on that side is scaled by a log-normal factor of mean 1 drawn from the
+  seed's ``service`` stream (the same factors at every split).
 * **Warm-up.** The first ``floor(warmup_fraction · num_requests)`` requests of each device
   (in arrival order) are dropped from the results.
 
@@ -94,6 +100,7 @@ from .analytic import split_names
 from .compute import compute_energy_j, compute_time_s
 from .link import contention_share
 from .share_draw import draw_weights
+from .overhead import dispatch_s, floor_s, lognormal_factors, overhead_s, service_cv
 from .transport import LinkSender
 from ..config.scenario import Scenario
 from ..errors import UserError
@@ -169,13 +176,17 @@ class Processor:
     ``service_s`` is the batch-1 time (seconds). A batch of ``b`` takes
     ``service_s · (1 + batch_cost_fraction · (b − 1))``; with ``service="exponential"``
     (for queueing checks: M/M/c) that is the mean of an exponential draw from ``rng``.
+    Per request (lists indexed by ``rid``, optional): ``extra_s`` seconds of work batching
+    does not share (summed over the batch), ``factor`` a multiplier of the batch's time (the
+    batch's mean factor); ``dispatch_s``: each request joins the queue that long after it arrives.
     Stamps ``enter``, ``start`` and ``end`` times into the given per-request arrays.
     """
 
     def __init__(self, env: simpy.Environment, service_s: float, out, *, enter: list, start: list, end: list,
                  workers: int = 1, max_batch: int = 1, batch_timeout_s: float = 0.0,
                  batch_cost_fraction: float = 1.0, service: str = "deterministic",
-                 rng: np.random.Generator | None = None):
+                 rng: np.random.Generator | None = None, extra_s: Sequence[float] | None = None,
+                 factor: Sequence[float] | None = None, dispatch_s: float = 0.0):
         if service not in ("deterministic", "exponential"):
             raise ValueError(f"service must be 'deterministic' or 'exponential', got {service!r}")
         if service == "exponential" and rng is None:
@@ -184,6 +195,7 @@ class Processor:
         self.enter, self.start, self.end = enter, start, end
         self.max_batch, self.timeout_s = int(max_batch), float(batch_timeout_s)
         self.cost, self.service, self.rng = float(batch_cost_fraction), service, rng
+        self.extra_s, self.factor, self.dispatch_s = extra_s, factor, float(dispatch_s)
         self.queue: deque[int] = deque()
         self._idle: list[simpy.Event] = []     # workers waiting for work
         self._filling: list[simpy.Event] = []  # workers waiting for a batch to fill
@@ -191,6 +203,14 @@ class Processor:
 
     def put(self, rid: int) -> None:
         self.enter[rid] = self.env.now
+        if self.dispatch_s > 0:
+            ev = self.env.timeout(self.dispatch_s)
+            ev.callbacks.append(lambda _e, rid=rid: self.enqueue(rid))
+        else:
+            self.enqueue(rid)
+
+    def enqueue(self, rid: int) -> None:
+        """The request joins the queue now; a waiting worker is woken."""
         q = self.queue
         q.append(rid)
         if self._filling:
@@ -204,6 +224,15 @@ class Processor:
     def batch_time_s(self, b: int) -> float:
         t = self.service_s if b == 1 else self.service_s * (1.0 + self.cost * (b - 1))
         return self.rng.exponential(t) if self.service == "exponential" else t
+
+    def time_of(self, batch: Sequence[int]) -> float:
+        """Seconds the batch of these requests takes (:meth:`batch_time_s` and the per-request terms)."""
+        t = self.batch_time_s(len(batch))
+        if self.extra_s is not None:
+            t += sum(self.extra_s[r] for r in batch)
+        if self.factor is not None:
+            t *= sum(self.factor[r] for r in batch) / len(batch)
+        return t
 
     def run(self):
         env, q, start, end = self.env, self.queue, self.start, self.end
@@ -227,7 +256,7 @@ class Processor:
             if self.max_batch == 1:
                 rid = q.popleft()
                 start[rid] = now
-                yield env.timeout(self.batch_time_s(1))
+                yield env.timeout(self.time_of((rid,)))
                 end[rid] = env.now
                 self.out.put(rid)
             else:
@@ -236,7 +265,7 @@ class Processor:
                     self._idle.pop().succeed()  # leftovers for another free worker
                 for rid in batch:
                     start[rid] = now
-                yield env.timeout(self.batch_time_s(len(batch)))
+                yield env.timeout(self.time_of(batch))
                 for rid in batch:
                     end[rid] = env.now
                     self.out.put(rid)
@@ -253,7 +282,8 @@ class SharedLink:
 
     Per request ``rid`` (arrays indexed by it): ``bits`` on the air (retransmissions
     included), propagation ``delay_s`` (RTT/2 plus jitter; the link holds it), ``station``.
-    After the propagation delay the request goes to ``out.put``. Radio energy
+    After the propagation delay (and no sooner than ``floor_s`` after its ``put``: the link's
+    message floor) the request goes to ``out.put``. Radio energy
     ``(alpha_mw_per_mbps · bits/1e6 + beta_mw · transfer time) · 1e-3`` J is added to ``radio_j``.
 
     ``rate_trace``: optional ``(times_s, rates_bps)``, increasing times: from each time on,
@@ -272,8 +302,9 @@ class SharedLink:
                  alpha_mw_per_mbps: float = 0.0, beta_mw: float = 0.0,
                  rate_trace: tuple[Sequence[float], Sequence[float]] | None = None,
                  sender: LinkSender | None = None, payload_bytes: int = 0, lost: list | None = None,
-                 weights: Sequence[float] | None = None):
+                 weights: Sequence[float] | None = None, floor_s: float = 0.0):
         self.env, self.rate, self.out = env, float(rate_bps), out
+        self.floor_s, self.t_put = float(floor_s), {}
         self.bits, self.delay_s, self.station, self.radio_j = bits, delay_s, station, radio_j
         self.sender, self.payload, self.lost = sender, int(payload_bytes), lost
         self.stall_s = [0.0] * len(bits)
@@ -359,6 +390,8 @@ class SharedLink:
         self.head_start[s] = self.env.now
 
     def put(self, rid: int) -> None:
+        if self.floor_s > 0:
+            self.t_put[rid] = self.env.now
         s = self.station[rid]
         q = self.queues.get(s)
         if q is None:
@@ -406,6 +439,8 @@ class SharedLink:
         if q:
             self._start(s, q[0])
         delay = self.delay_s[rid]
+        if self.floor_s > 0:  # the message floor: no message is handed over sooner after its put
+            delay = max(delay, self.t_put.pop(rid) + self.floor_s - env.now)
         if self.in_order:  # one TCP connection is one byte stream: a transfer whose bytes are all
             # there is still handed over after the one before it (head-of-line blocking)
             delay = max(delay, self.delivered.get(s, 0.0) - env.now)
@@ -418,7 +453,7 @@ class SharedLink:
 # One split
 
 
-STREAMS = ("arrivals", "uplink", "downlink", "exits", "shares")  # spawn order: a new stream leaves the others as they were
+STREAMS = ("arrivals", "uplink", "downlink", "exits", "shares", "service")  # spawn order: a new stream leaves the others as they were
 
 
 def common_streams(seed: int) -> dict[str, np.random.Generator]:
@@ -511,6 +546,7 @@ def simulate_point(point, frame: pd.DataFrame, scenario: Scenario, seed: int | N
     tail_s = float(compute_time_s(one, "tail", srv).iloc[0])
     is_output = split == OUTPUT
     sent = 0 if (is_output and wl.result_at == "device") else int(one["tx_bytes"].iloc[0])
+    dev_over, srv_over = float(overhead_s(dev, sent)), float(overhead_s(srv, sent))
     has_server = not is_output
     has_down = wl.result_at == "device" and not is_output
 
@@ -526,6 +562,10 @@ def simulate_point(point, frame: pd.DataFrame, scenario: Scenario, seed: int | N
     t_dev_in, t_dev_start, t_dev_end = list(nan), list(nan), list(nan)
     t_srv_in, t_srv_start, t_srv_end, t_done = list(nan), list(nan), list(nan), list(nan)
     radio_j = [0.0] * total
+    z = streams["service"].standard_normal((2, total))  # always drawn: common random numbers
+    dev_factor = lognormal_factors(service_cv(dev), z[0]).tolist() if service_cv(dev) else None
+    srv_factor = lognormal_factors(service_cv(srv), z[1]).tolist() if service_cv(srv) else None
+    dev_extra = np.where(exited, 0.0, dev_over).tolist() if dev_over > 0 else None
 
     env = simpy.Environment()
     share = lambda n: contention_share(net, n)  # noqa: E731
@@ -537,22 +577,25 @@ def simulate_point(point, frame: pd.DataFrame, scenario: Scenario, seed: int | N
         nxt = SharedLink(env, net.downlink_bps, share, nxt, bits=[0.0] * total, delay_s=delay.tolist(),
                          station=station, radio_j=radio_j, alpha_mw_per_mbps=net.radio.alpha_down_mw_per_mbps,
                          beta_mw=net.radio.beta_mw, rate_trace=_rate_trace(net, "down"),
-                         sender=LinkSender(net, "down", seeds, stoch), payload_bytes=PREDICTION_BYTES, lost=lost)
+                         sender=LinkSender(net, "down", seeds, stoch), payload_bytes=PREDICTION_BYTES, lost=lost,
+                         floor_s=floor_s(net))
     if has_server:
         nxt = Processor(env, tail_s, nxt, enter=t_srv_in, start=t_srv_start, end=t_srv_end,
                         workers=wl.server_workers, max_batch=wl.max_batch, batch_timeout_s=wl.batch_timeout_ms * 1e-3,
-                        batch_cost_fraction=wl.batch_cost_fraction)
+                        batch_cost_fraction=wl.batch_cost_fraction, extra_s=[srv_over] * total if srv_over else None,
+                        factor=srv_factor, dispatch_s=dispatch_s(srv))
     if sent > 0:
         seeds, delay = _draws(net, total, streams["uplink"], stoch)
         nxt = SharedLink(env, net.uplink_bps, share, nxt, bits=[0.0] * total, delay_s=delay.tolist(),
                          station=station, radio_j=radio_j, alpha_mw_per_mbps=net.radio.alpha_up_mw_per_mbps,
                          beta_mw=net.radio.beta_mw, rate_trace=_rate_trace(net, "up"),
                          sender=LinkSender(net, "up", seeds, stoch), payload_bytes=sent, lost=lost,
-                         weights=uplink_weights(net, n_dev, streams["shares"]))
+                         weights=uplink_weights(net, n_dev, streams["shares"]), floor_s=floor_s(net))
     if exited.any():
         nxt = Router(exited.tolist(), nxt, Sink(env, t_done))
     for d in range(n_dev):
-        device = Processor(env, head_s, nxt, enter=t_dev_in, start=t_dev_start, end=t_dev_end)
+        device = Processor(env, head_s, nxt, enter=t_dev_in, start=t_dev_start, end=t_dev_end, extra_s=dev_extra,
+                           factor=dev_factor)
         Source(env, range(d * n_req, (d + 1) * n_req), arrivals[d].tolist(), device)
     env.run()
 

@@ -204,8 +204,9 @@ def link_transfers(net: NetworkProfile, payload_bytes, direction: str = "up", st
     """:func:`~splitimpera.latency.transport.expected_transfer` for each payload (one per distinct size)."""
     b = np.asarray(payload_bytes, dtype=float)
     path = path_for(net, direction, stations)
-    sizes = {int(v): expected_transfer(path, int(v), connection) for v in np.unique(np.ceil(b)) if v > 0}
-    pick = lambda attr: np.array([getattr(sizes[int(v)], attr) if v > 0 else 0.0 for v in np.ceil(b)])  # noqa: E731
+    sizes, at = np.unique(np.ceil(b), return_inverse=True)  # one transfer per distinct size
+    each = [expected_transfer(path, int(v), connection) if v > 0 else Expected(0.0, 0.0, 0.0) for v in sizes]
+    pick = lambda attr: np.array([getattr(e, attr) for e in each], dtype=float)[at.reshape(b.shape)]  # noqa: E731
     time_s, tx, active = pick("time_s"), pick("tx_segments"), pick("active_s")
     short = np.where(b > 0, np.ceil(b / path.mss) * path.mss - b, 0.0)  # the last segment's missing payload
     bits = np.where(b > 0, (tx * (path.mss + path.header) - short) * 8.0, 0.0)

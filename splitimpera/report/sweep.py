@@ -54,7 +54,8 @@ def render_sweep(res) -> str:
     lines = [f"sweep {res.name}: {m.get('points', len(s))} points over {' × '.join(res.axes) or 'no axis'} "
              f"({m.get('engine', '?')} engine): {counts['ok']} ok, {counts['invalid']} invalid, {counts['error']} error"
              f"; {m.get('resumed', 0)} already done, {ran} run in {secs:.1f} s{rate}, "
-             f"{m.get('prepared_groups', 0)} prepared group(s)"]
+             f"{m.get('prepared_groups', 0)} prepared group(s)"
+             + ("; SimPy simulates each point on its own (not batched)" if m.get("evaluation") == "per point" else "")]
     ok = s[s["status"] == "ok"]
     if len(ok):
         labels = ok.apply(_choice, axis=1).value_counts()

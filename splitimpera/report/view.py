@@ -17,7 +17,8 @@ from ..config.hardware import NetworkProfile
 from ..config.scenario import QoSSpec, WorkloadSpec
 from ..plain import flops_text, human, human_bytes, num
 from ..accuracy.predictors import METHODS, is_predicted
-from ..qos import LATENCY_COLUMN, best_per_bottleneck, closest, overloaded
+from ..qos import best_per_bottleneck, closest, overloaded
+from ..ranking import LATENCY_COLUMN
 from .columns import Column, column_spec, column_values, uplink_parts
 
 # Latency stages of a request, in order, with their display names.

@@ -16,8 +16,11 @@ What it does, in order:
    and no loss.
 3. **Runs it**: one ``serve`` process pinned to the server core, and for each design point
    ``workload.num_devices`` ``device`` processes pinned to the device core(s), over real TCP.
+   Before each point's compared requests, :data:`CALIBRATION_REQUESTS` of its own measure
+   the per-request overhead of this code path (:mod:`.overhead_run`), fitted over the points.
 4. **Simulates the same thing** (SimPy engine, the same seed, hence the same arrival times
-   as the devices used) in measured mode and, with ``profile``, in **predicted mode** (the
+   as the devices used) in measured mode, again with the fitted overhead, service-time
+   spread, dispatch and message floor (mode ``overhead``), and, with ``profile``, in **predicted mode** (the
    roofline of that device profile on both sides, e.g. one written by ``calibrate`` for this
    machine).
 5. **Compares**: per design point and mode, mean and p95 end-to-end latency and the mean of
@@ -39,8 +42,6 @@ import json
 import logging
 import math
 import os
-import selectors
-import signal
 import socket
 import subprocess
 import sys
@@ -57,7 +58,7 @@ import torch
 from ..config.scenario import Scenario, load_scenario
 from ..errors import UserError
 from ..latency.compute import measured_column
-from ..latency.engine import point_frame
+from ..latency.engine import point_frame, utilisation
 from ..latency.simulation import simulate, warmup_requests
 from ..latency.transport import transfer_latency_s
 from ..model.cost import profile_model
@@ -65,12 +66,14 @@ from ..model.loading import load_traced
 from ..model.splits import OUTPUT, head_tail
 from ..plain import human
 from .device import MEASURED_COLUMNS, input_samples, reconcile
+from .overhead_run import calibration_run, fit_calibration, overrides as overhead_overrides
+from .processes import ServerProcess, run_point
 from .server import check_splits, wire_bottlenecks
 
 log = logging.getLogger(__name__)
 
 MAX_GAP_S = 0.2
-DEVICE_STARTUP_S = 20.0  # several device processes start their schedules together this long after launch
+CALIBRATION_REQUESTS = 40  # per point, before the compared run: the overhead's own requests
 COMPONENTS = ["device_wait_s", "device_compute_s", "uplink_s", "server_wait_s", "server_compute_s", "downlink_s"]
 NETNS_ENV = "SPLITIMPERA_IN_NETNS"
 # tbf lets a full bucket through at line rate after an idle gap. The bucket must hold a frame
@@ -269,113 +272,6 @@ def reexec_in_netns(argv: list[str]) -> int:
 # ---- step 3: the real run
 
 
-def _pin(core_set):
-    def pre():
-        if core_set is not None and hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, core_set)
-    return pre
-
-
-def _cli(*args) -> list[str]:
-    return [sys.executable, "-m", "splitimpera.cli", *map(str, args)]
-
-
-class _ServerProcess:
-    """``splitimpera serve`` in a child process pinned to ``core``; ``stop()`` returns its counters."""
-
-    def __init__(self, scenario_path: Path, splits: list[str], core: int | None, threads: int | None,
-                 overrides: list[str], timeout_s: float = 180.0):
-        args = ["serve", scenario_path, "--splits", *splits, "--bind", "127.0.0.1:0"]
-        if threads:
-            args += ["--threads", threads]
-        for o in overrides:
-            args += ["--set", o]
-        # stderr to a file: nothing reads it during the run, and a full pipe would block the server.
-        self.err = tempfile.TemporaryFile(mode="w+")
-        self.p = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=self.err, text=True,
-                                  preexec_fn=_pin(None if core is None else {core}))
-        sel = selectors.DefaultSelector()
-        sel.register(self.p.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + timeout_s
-        line = ""
-        while time.monotonic() < deadline and self.p.poll() is None:
-            if sel.select(timeout=0.5):
-                line = self.p.stdout.readline()
-                if line.startswith("listening on "):
-                    break
-        sel.close()
-        if not line.startswith("listening on "):
-            self.p.kill()
-            self.p.wait()
-            raise RuntimeError(f"the server did not start: {self._last_error()}")
-        host, _, port = line.split()[-1].rpartition(":")
-        self.address = f"{host}:{port}"
-
-    def _last_error(self) -> str:
-        self.err.seek(0)
-        lines = self.err.read().strip().splitlines()
-        return lines[-1] if lines else "no output"
-
-    def stop(self) -> dict:
-        self.p.send_signal(signal.SIGINT)
-        try:
-            out, _ = self.p.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            out, _ = self.p.communicate()
-        try:
-            for line in out.splitlines():
-                if line.startswith("stats "):
-                    return json.loads(line[6:])
-            log.warning("server gave no counters: %s", self._last_error())
-            return {}
-        finally:
-            self.err.close()
-
-
-def _run_point(scenario_path: Path, address: str, split: str, bottleneck: str, devices: int, cores, threads,
-               overrides: list[str], tmp: Path, timeout_s: float) -> pd.DataFrame:
-    procs, files, errs = [], [], []
-    # One time zero for every device (the monotonic clock is the machine's): far enough ahead
-    # for each process to load torch and the model.
-    start_at = time.monotonic_ns() + int((DEVICE_STARTUP_S if devices > 1 else 0) * 1e9)
-    for k in range(devices):
-        f = tmp / f"dev-{split}-{bottleneck}-{k}.parquet"
-        args = ["device", scenario_path, "--server", address, "--split", split, "--bottleneck", bottleneck,
-                "--device-id", k, "-o", f, "--quiet", "--same-clock"]
-        if devices > 1:
-            args += ["--start-at", start_at]
-        if threads:
-            args += ["--threads", threads]
-        for o in overrides:
-            args += ["--set", o]
-        err = tmp / f"dev-{split}-{bottleneck}-{k}.err"
-        with open(err, "w") as fh:
-            procs.append(subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=fh, preexec_fn=_pin(cores)))
-        files.append(f)
-        errs.append(err)
-    parts = []
-    try:
-        deadline = time.monotonic() + timeout_s
-        for p, f, err in zip(procs, files, errs):
-            try:
-                p.wait(timeout=max(deadline - time.monotonic(), 1.0))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-            if p.returncode != 0 or not f.exists():
-                lines = err.read_text().strip().splitlines()
-                raise RuntimeError(f"device process for {split} · {bottleneck} failed ({p.returncode}): "
-                                   f"{lines[-1] if lines else 'no output'}")
-            parts.append(pd.read_parquet(f))
-    finally:
-        for p in procs:  # none is left running, pinned to the core, when one failed
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    return pd.concat(parts, ignore_index=True)
-
-
 # ---- steps 4 and 5
 
 
@@ -516,7 +412,8 @@ def measure(scenario_path: str | Path, points: list[tuple[str, str]] | None = No
     else:
         timings = hot.copy()
     timings = timings.join(hot[["head_s", "tail_s"]].rename(columns=lambda c: c.replace("_s", "_hot_s")))
-    measured_parts, sim_parts, rows = [], [], []
+    measured_parts, sim_parts, rows, cal_runs, done = [], [], [], [], []
+    n_cal = min(n_req, CALIBRATION_REQUESTS)
     prof = profile_model(tm)
     with tempfile.TemporaryDirectory(prefix="splitimpera-measure-") as tmpd:
         tmp = Path(tmpd)
@@ -531,25 +428,36 @@ def measure(scenario_path: str | Path, points: list[tuple[str, str]] | None = No
             point_sc = load_scenario(scenario_path, point_over)
             path = tmp / f"scenario-{len(rows)}.yaml"
             path.write_text(point_sc.to_yaml())
-            say(f"{split} · {bname}: {n_req} requests per device at {rate:.4g} Hz, {wl.num_devices} device(s)")
-            server = _ServerProcess(path, [split], srv_core, threads, [])
+            cal_path = tmp / f"calibration-{len(rows)}.yaml"
+            cal_path.write_text(load_scenario(scenario_path, {**point_over, "workload.num_requests": n_cal}).to_yaml())
+            say(f"{split} · {bname}: {n_req} requests per device at {rate:.4g} Hz, {wl.num_devices} device(s), "
+                f"after {n_cal} to measure the overhead")
+            server = ServerProcess(path, [split], srv_core, threads, [])
             try:
-                df = _run_point(path, server.address, split, bname, wl.num_devices,
+                cal_runs.append(calibration_run(server, cal_path, split, bname, wl.num_devices,
+                                                None if dev_core is None else {dev_core}, threads, tmp, n_cal, rate))
+                df = run_point(path, server.address, split, bname, wl.num_devices,
                                 None if dev_core is None else {dev_core}, threads, [], tmp,
                                 timeout_s=120 + 3 * n_req / rate)
             finally:
                 counters = server.stop()
-            problems = reconcile(counters, df)
+            problems = reconcile(counters, pd.concat([cal_runs[-1]["all"], df], ignore_index=True))
             if problems:  # a request neither answered nor counted: the measurement cannot be trusted
                 raise RuntimeError(f"{split} · {bname}: requests unaccounted for: " + "; ".join(problems))
             for k, v in counters.items():
                 stats[k] = stats.get(k, 0) + v
             df = _drop_warmup(df, n_req, point_sc.workload)
             measured_parts.append(df)
+            done.append((split, bname, t, rate, point_over, point_sc, df))
+        fit = fit_calibration(cal_runs, timings, warmup_requests(wl.model_copy(update={"num_requests": n_cal})))
+        say(f"overhead: device {fit['device']}, server {fit.get('server')}, message floor "
+            f"{fit['message_floor_ms']} ms")
+        for split, bname, t, rate, point_over, point_sc, df in done:
             # The simulation of the same point, same seed: the devices' arrival times.
             pts = pd.DataFrame({"bytes_sent": [t["payload_bytes"]]},
                                index=pd.MultiIndex.from_tuples([(split, bname)], names=["split", "bottleneck"]))
-            modes = {"measured": (point_sc, True)}
+            modes = {"measured": (point_sc, True),
+                     "overhead": (load_scenario(scenario_path, {**point_over, **overhead_overrides(fit)}), True)}
             if profile is not None:
                 modes["predicted"] = (load_scenario(scenario_path, {**point_over, "device": profile,
                                                                     "server": profile}), False)
@@ -562,6 +470,8 @@ def measure(scenario_path: str | Path, points: list[tuple[str, str]] | None = No
                 sim = simulate(msc, frame).requests.assign(mode=mode)
                 sim_parts.append(sim)
                 row = {"split": split, "bottleneck": bname, "mode": mode, "rate_hz": rate, "server_rho": rho,
+                       # what the simulator's overload check reads: with overhead in the overhead mode
+                       "sim_server_rho": float(utilisation(frame, msc)["server_utilisation"].iloc[0]),
                        "requests": int(len(df)), "lost": int((df["frame_lost"] >= 1.0).sum()),
                        **_stats(sim, "sim_"), **_stats(df, "meas_")}
                 for m in ["latency_mean_s", "latency_p95_s", *COMPONENTS]:
@@ -572,7 +482,7 @@ def measure(scenario_path: str | Path, points: list[tuple[str, str]] | None = No
     simulated = pd.concat(sim_parts, ignore_index=True) if sim_parts else pd.DataFrame()
     table = pd.DataFrame(rows)
     setup = {"link": link, "cores": {"device": dev_core, "server": srv_core}, "threads": threads,
-             "server_counters": stats, "server_load": server_load, "profile": profile,
+             "server_counters": stats, "server_load": server_load, "profile": profile, "overhead": fit,
              "calibration": None if calibration is None else {
                  "profile": calibration.data, "holdout": calibration.summary},
              "torch": torch.__version__, "requests_per_device": n_req, "devices": wl.num_devices,

@@ -40,6 +40,8 @@ class Limits:
     idle_timeout_s: float = 300.0  # between frames
     frame_timeout_s: float = 30.0  # for a whole frame, from its first byte
     max_queue: int = 256  # requests waiting for a worker, all connections together; more are answered busy
+    max_pending: int = 64  # requests of one connection queued or running; more are answered busy (one
+    # client that floods cannot take the whole queue from the others)
     queue_timeout_s: float = 30.0  # a request still queued after this is answered expired, not run
     outbox_frames: int = 1024  # frames waiting to be written to one connection; more close it
     write_timeout_s: float = 10.0  # a send that makes no progress for this long closes the connection

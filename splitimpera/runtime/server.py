@@ -395,6 +395,10 @@ class SplitServer:
             conn.add_pending()
             self._reply([item], t_recv, t_recv, [int.from_bytes(f.body, "little", signed=True)], [b""], 0.0)
             return
+        if conn.pending >= self.limits.max_pending:  # this client's share of the queue is taken
+            self._count("busy")
+            conn.post(wire.encode_frame(wire.BUSY, f.req_id, {"reason": "busy"}))
+            return
         conn.add_pending()  # before put: a worker may answer it at once
         busy = self._queue.put(item)
         if busy is not None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -33,13 +34,24 @@ from .._version import __version__
 from ..atomic import atomic_write, check_writable_dir
 from ..config.scenario import Scenario
 from ..errors import UserError, first_line
-from ..pipeline import evaluate, prepare
+from ..batch import Batch, evaluate_batch
+from ..pipeline import prepare
 from ..prepared import PREPARE_SECTIONS, Prepared, prepare_key
-from ..qos import what_would_change
 from .journal import FILES, FLUSH_EVERY_S, STATUSES, Chunk, Journal, write_final
 from .spec import Sweep, SweepBase, SweepSpec, canonical, load_sweep
 
 log = logging.getLogger(__name__)
+
+# Points per batch. A batch costs a few milliseconds plus tens of microseconds a point (the
+# analytic engine): a Dask task of MAX_CHUNK points keeps the scheduler's per-task overhead
+# (about a millisecond) small, and four or more tasks per worker keep both workers busy to the end.
+MAX_CHUNK = 2000
+SIMPY_CHUNK = 25  # a simulated point takes a fraction of a second: small chunks, steady progress
+
+
+def default_chunk(sw: Sweep) -> int:
+    """Points per batch unless the caller says: :data:`MAX_CHUNK`, :data:`SIMPY_CHUNK` on SimPy."""
+    return SIMPY_CHUNK if sw.base_scenario.analysis.engine == "simpy" else MAX_CHUNK
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,50 +117,68 @@ def prepare_task(scenario: Scenario) -> Prepared | _Failed:
 
 
 def evaluate_chunk(prep: Prepared | _Failed, base: SweepBase, points: list[tuple[int, str, dict]]) -> Chunk:
-    """Evaluate ``points`` (``(number, point_key, axis values)``) on one prepared group."""
-    tables, rows = [], []
+    """Evaluate ``points`` (``(number, point_key, axis values)``) on one prepared group, as
+    one batch (:func:`~splitimpera.batch.evaluate_batch`): arrays over points × design points,
+    one frame for the chunk's rows."""
+    rows: dict[int, dict] = {}
+    valid, scenarios = [], []
     for number, key, values in points:
-        row = {"point": number, "point_key": key}
+        rows[number] = {"point": number, "point_key": key}
         try:
             sc = base.scenario(values)
             if isinstance(prep, _Failed):
                 raise UserError(prep.line)
-            res = evaluate(sc, prep)
         except UserError as e:
-            rows.append({**row, "status": "invalid", "error": e.line()})
+            rows[number].update(status="invalid", error=e.line())
             continue
-        except Exception as e:  # one point's bug must not lose the sweep's other points; logged in full
-            log.exception("point %d (%s) failed", number, canonical(values))
-            rows.append({**row, "status": "error", "error": f"{type(e).__name__}: {first_line(e)}"})
-            continue
-        rows.append({**row, **_summarise(res)})
-        t = res.table.reset_index()
-        t.insert(0, "point_key", key)
-        t.insert(0, "point", number)
+        valid.append((number, key, values))
+        scenarios.append(sc)
+    if not scenarios:
+        return Chunk(None, list(rows.values()))
+    try:
+        batches = [(evaluate_batch(scenarios, prep), valid)]
+    except Exception:  # one point's bad input or bug must not lose the others: each on its own
+        batches = []
+        for p, sc in zip(valid, scenarios):
+            try:
+                batches.append((evaluate_batch([sc], prep), [p]))
+            except UserError as e:
+                rows[p[0]].update(status="invalid", error=e.line())
+            except Exception as e:  # logged in full
+                log.exception("point %d (%s) failed", p[0], canonical(p[2]))
+                rows[p[0]].update(status="error", error=f"{type(e).__name__}: {first_line(e)}")
+    tables = []
+    for batch, pts in batches:
+        for i, (number, _, _) in enumerate(pts):
+            rows[number].update(summarise(batch, i))
+        t = batch.long_table()
+        d = len(batch.points.table)
+        t.insert(0, "point_key", np.repeat([k for _, k, _ in pts], d))
+        t.insert(0, "point", np.repeat([n for n, _, _ in pts], d))
         tables.append(t)
-    return Chunk(pd.concat(tables, ignore_index=True) if tables else None, rows)
+    return Chunk(pd.concat(tables, ignore_index=True) if tables else None, list(rows.values()))
 
 
-def _summarise(res) -> dict:
-    """One summary row of a point's result: the recommended point and its margin, or where
-    nothing meets the QoS the closest point and what would have to change for it."""
-    t, qos = res.table, res.scenario.qos
-    out: dict[str, Any] = {"status": "ok", "error": None, "num_points": int(len(t)),
-                           "num_feasible": int(t["feasible"].sum())}
-    rec = res.recommended
-    if rec is not None:
-        r = t.loc[rec]
-        out.update(recommended_split=rec.split, recommended_bottleneck=rec.bottleneck,
-                   latency_s=float(r["latency_s"]), latency_qos_s=float(r["latency_qos_s"]),
-                   margin_latency_s=(qos.max_latency_s - float(r["latency_qos_s"])
-                                     if qos.max_latency_s is not None else math.nan),
-                   energy_j=float(r["energy_j"]), accuracy=float(r["accuracy"]), bytes_sent=int(r["bytes_sent"]))
+def summarise(batch: Batch, i: int) -> dict:
+    """Scenario ``i``'s summary row: the recommended point and its margin, or where nothing
+    meets the QoS the closest point and what would have to change for it."""
+    sc, r, lat = batch.scenarios[i], batch.ranked, batch.latency
+    qos, labels = sc.qos, batch.points.table.index
+    out: dict[str, Any] = {"status": "ok", "error": None, "num_points": int(r.rank.shape[1]),
+                           "num_feasible": int(r.feasible[i].sum())}
+    margin = lambda j: (qos.max_latency_s - float(r.values["latency_qos_s"][i, j])  # noqa: E731
+                        if qos.max_latency_s is not None else math.nan)
+    best = np.flatnonzero(r.rank[i] == 1)
+    if len(best):
+        j = best[0]
+        out.update(recommended_split=str(labels[j][0]), recommended_bottleneck=str(labels[j][1]),
+                   latency_s=float(lat["latency_s"][i, j]), latency_qos_s=float(r.values["latency_qos_s"][i, j]),
+                   margin_latency_s=margin(j), energy_j=float(lat["energy_j"][i, j]),
+                   accuracy=float(batch.model_columns["accuracy"][j]), bytes_sent=int(lat["bytes_sent"][i, j]))
     else:
-        tips = what_would_change(t, qos, res.scenario.network, n=1)
-        (split, bn), change = next(iter(tips.items()))
-        out.update(closest=f"{split} · {bn}", to_change="; or ".join(change),
-                   margin_latency_s=(qos.max_latency_s - float(t.loc[(split, bn), "latency_qos_s"])
-                                     if qos.max_latency_s is not None else math.nan))
+        j = batch.closest(i, 1)[0]
+        out.update(closest=f"{labels[j][0]} · {labels[j][1]}", to_change="; or ".join(batch.tips(i, j, workload=False)),
+                   margin_latency_s=margin(j))
     return out
 
 
@@ -236,7 +266,7 @@ def sweep(spec: str | Path | dict | SweepSpec | Sweep, client=None, *, workers: 
         else:
             for rep, pts in prepared.values():
                 prep = prepare_task(rep)
-                for c in _chunks(pts, chunk_size or 25):
+                for c in _chunks(pts, chunk_size or default_chunk(sw)):
                     finished(evaluate_chunk(prep, sw.base, c))
     finally:
         bar.close()
@@ -251,6 +281,8 @@ def sweep(spec: str | Path | dict | SweepSpec | Sweep, client=None, *, workers: 
         **{f"points_{s}": int(counts.get(s, 0)) for s in STATUSES},
         "resumed": len(done), "run_points": n_todo + len(invalid), "prepared_groups": len(prepared),
         "seconds": elapsed, "engine": sw.base_scenario.analysis.engine,
+        # SimPy simulates each point on its own; the analytic engine evaluates a chunk at once.
+        "evaluation": "per point" if sw.base_scenario.analysis.engine == "simpy" else "batched",
     }
     res = SweepResult(sw.spec.name, sw.axes, table, summary, meta, sw.base_scenario.to_yaml(), folder)
     if folder is not None:
@@ -268,7 +300,7 @@ def _run_dask(client, sw: Sweep, prepared: dict[str, tuple[Scenario, list]], fin
 
     n_workers = max(1, len(client.scheduler_info().get("workers", {})))
     n = sum(len(p) for _, p in prepared.values())
-    size = chunk_size or max(1, min(64, math.ceil(n / (4 * n_workers))))
+    size = chunk_size or max(1, min(default_chunk(sw), math.ceil(n / (4 * n_workers))))
     base = client.scatter(sw.base, broadcast=True)
     futures = []
     for key, (rep, pts) in prepared.items():
