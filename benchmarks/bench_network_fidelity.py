@@ -96,7 +96,9 @@ def udp_rows(rates, rtts, sizes, losses, quick):
 # (VALIDATION) is kept apart from the sealed one it is judged on (test_grid: drawn by a fixed
 # rule before any of its points was run, and run once).
 VALIDATION = dict(rates=[1.1e6, 20e6, 100e6], rtts=[0.01, 0.15], sizes=[16_000, 64_000, 256_000, 1_000_000])
-TEST_SEED, TEST_POINTS = 2029, 10
+# Seed 2029 drew the first sealed grid, run once before the linux variant's recovery was reworked
+# (its figures stay in the results file); 2030 draws the second, run once after.
+TEST_SEED, TEST_POINTS = 2030, 10
 
 
 def test_grid(n=TEST_POINTS, seed=TEST_SEED):

@@ -23,7 +23,11 @@ Variants (:data:`VARIANTS`):
     round); hybrid slow start leaves it once the pipe is full (a round's ACK train outlasts
     the round trip, or the queue it built delays the next round by more than the round trip).
     A loss sets ``ssthresh = cwnd = β·cwnd`` (β = 0.7) and PRR (RFC 6937) recovers it in one
-    round at that window. Congestion avoidance follows Cubic (RFC 8312):
+    round at that window, on top of the segments the ACKs ahead of the hole released before the
+    loss was detected (less PRR's share for their own ACKs, which falls in the round after);
+    a hole among those released segments belongs to the same recovery, which then lasts a round
+    longer, and every hole found until it ends is resent without a second reduction; a lost
+    retransmission waits for the timeout (RFC 6675 resends a hole once). Congestion avoidance follows Cubic (RFC 8312):
     ``W(t) = C·(t − K)³ + W_max``, ``K = ∛(W_max·(1 − β)/C)``, ``C = 0.4`` segments/s³, at
     least the Reno-friendly ``+3(1 − β)/(1 + β)`` segments per round, at most ×1.5 per
     round; before any loss (``W_max`` unknown) at least ``cwnd/20`` per round. A timeout sets
@@ -168,9 +172,15 @@ def tcp_transfer(path: "Path", payload_bytes: int, state: ConnState, losses: Los
         st.open, st.acks, st.cwnd = True, 0, path.init_cwnd
     cubic = _Cubic(st.w_max) if linux else None
     left, tx, lost_total, backoff = n, 0, 0, 0
+    # Linux after a fast retransmit, for the next round: how many of its leading segments went out
+    # before that recovery began, how many more than the window it sends, where its retransmissions are
+    covered = boost = 0
+    resent = (0, 0)
     w, ssthresh = max(1, st.cwnd), st.ssthresh
     while True:
-        m = int(min(w, left, path.rwnd_segments))
+        episode, covered, extra, boost = covered, 0, boost, 0
+        rtx, resent = resent, (0, 0)
+        m = int(min(w + extra, left, path.rwnd_segments))
         lost = losses.take(x, m)
         x += m
         tx += m
@@ -202,14 +212,32 @@ def tcp_transfer(path: "Path", payload_bytes: int, state: ConnState, losses: Los
         flight = m + j - 1 if w < ssthresh else m
         left -= m - L
         st.acks += m - L
+        # a lost retransmission is found by the timeout alone (RFC 6675: a hole is resent once)
+        rtx_lost = any(rtx[0] <= q < rtx[1] for q in lost)
+        if linux and lost[0] < episode and later + limited >= 3 and not rtx_lost:
+            # a hole among the segments sent before the last recovery began: that recovery goes on
+            # until its retransmission is acknowledged, a round later, and every hole found until
+            # then is resent in it without another reduction (RFC 6675); the next round's first
+            # segments go out before this hole is found
+            covered = min(m, max(q for q in lost if q < episode) + 3)
+            resent = (covered, covered + L)
+            t += round_s
+            backoff = 0
+            continue
         if linux:
             ssthresh = max(math.floor(flight * CUBIC_BETA), 2)
         else:
             ssthresh = max(flight // 2, 2)
-        if later + limited >= 3:  # fast retransmit, recovery in one round (SACK; PRR for linux)
+        if later + limited >= 3 and not rtx_lost:  # fast retransmit, recovery in one round (SACK; PRR for linux)
             w = ssthresh
             if cubic:
                 cubic.loss(flight)
+                covered = limited
+                # they went out before the recovery began; PRR then sends ssthresh × delivered /
+                # flight: for the rest of this round's ACKs in the next round, for theirs in the one after
+                flight_now = m - j + 1 + limited
+                boost = max(0, round(limited * (1 - ssthresh / flight_now)))
+                resent = (limited, limited + L)
             t += round_s
             backoff = 0
         else:  # retransmission timeout, armed by the last new ACK
