@@ -248,16 +248,16 @@ def change_tips(r, qos, network=None, workload=None) -> list[str]:
             conn = "new" if network.tcp.connection == "new" else "idle"
             b = int(r["bytes_sent"])
             floor = floor_s(network)
-            if floor > 0 and up - excess <= floor:  # the link's per-message floor: no rate goes below it
-                need = None
-            else:
+            floored = floor > 0 and up - excess <= floor  # the link's per-message floor: no rate goes below it
+            need = None
+            if not floored and up > excess:
                 scale = up / transfer_latency_s(network, b, connection=conn)
-                need = uplink_mbps_for(network, b, (up - excess) / scale, conn) if up > excess else None
+                need = uplink_mbps_for(network, b, (up - excess) / scale, conn)
             if need is not None:  # rounded up to 3 digits, so the printed rate is enough
                 step = 10.0 ** (math.floor(math.log10(need)) - 2)
                 tips.append(f"uplink ≥ {num(math.ceil(need / step - 1e-9) * step)} Mbit/s "
                             f"(now {num(network.uplink_mbps)})")
-            elif floor > 0 and up - excess <= floor:
+            elif floored:
                 tips.append(f"no uplink rate is enough: the link's message floor of {human(floor, 's', 3)} "
                             "alone exceeds what the limit leaves for the uplink")
             else:

@@ -66,6 +66,14 @@ def _settled(srv: SplitServer, timeout_s: float = 20.0) -> dict:
     return srv.counters()
 
 
+def _read_requests(srv: SplitServer, n: int, timeout_s: float = 20.0) -> bool:
+    """Wait until the server has read ``n`` requests (its reader can lag on a loaded machine)."""
+    end = time.monotonic() + timeout_s
+    while srv.counters().get("requests", 0) < n and time.monotonic() < end:
+        time.sleep(0.01)
+    return srv.counters().get("requests", 0) == n
+
+
 class _Gate(torch.nn.Module):
     """A tail that blocks until released: holds the worker so that the queue fills."""
 
@@ -181,9 +189,7 @@ def test_one_client_cannot_take_the_whole_queue(sc, tm):
         assert [(f.kind, f.req_id) for f in busy] == [(wire.BUSY, 3), (wire.BUSY, 4), (wire.BUSY, 5)]
         b = socket.create_connection(srv.address)
         b.sendall(_frame(100))
-        deadline = time.monotonic() + 20
-        while srv.counters().get("requests", 0) < 7 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        assert _read_requests(srv, 7)
         gate.release.set()
         b.settimeout(20)
         reply = wire.read_frame(b, 1 << 20)
@@ -307,10 +313,7 @@ def test_stop_answers_the_queued_requests_before_closing(sc, tm):
     assert gate.entered.wait(20)
     # All three read by the server before it stops (on a loaded machine the reader can lag:
     # a request still in the socket's buffer at the stop was never received, so is not owed).
-    deadline = time.monotonic() + 20
-    while srv.counters().get("requests", 0) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert srv.counters()["requests"] == 3
+    assert _read_requests(srv, 3)
     stopper = threading.Thread(target=srv.stop)
     stopper.start()
     time.sleep(0.2)
